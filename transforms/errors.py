@@ -1,0 +1,68 @@
+"""Errors raised by coframe.
+
+Every error a user can cause derives from :class:`CoframeError`. A message
+names the bad value, what was expected, and the flag or key that fixes it, in
+one line. The CLI prints it on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+
+class CoframeError(Exception):
+    """Root of every user-facing coframe error."""
+
+
+class InputNotFoundError(CoframeError):
+    """A file, directory or URL does not exist."""
+
+
+class FormatError(CoframeError):
+    """A container or file is unreadable, corrupt, or not the format expected."""
+
+
+class ParseError(FormatError):
+    """Malformed YAML, JSON or CSV text (the message names line and key)."""
+
+
+class UnitError(CoframeError):
+    """A unit is unknown or units disagree."""
+
+
+class MetadataError(CoframeError):
+    """Physical metadata (voxel size, origin, axes) is missing or invalid."""
+
+
+class AxisError(MetadataError):
+    """Axes are not spatial, or there are more than three of them."""
+
+
+class LevelError(CoframeError):
+    """A pyramid level that does not exist was asked for."""
+
+
+class DimensionError(CoframeError):
+    """Dimensions disagree: points, transforms or images of the wrong rank."""
+
+
+class TransformError(CoframeError):
+    """A transform cannot be built, applied or stored."""
+
+
+class NotInvertibleError(TransformError):
+    """A transform has no inverse (singular affine, folding field)."""
+
+
+class WorkspaceError(CoframeError):
+    """A workspace is missing, malformed or inconsistent."""
+
+
+class NoPathError(WorkspaceError):
+    """No chain of transforms joins two spaces."""
+
+
+class AmbiguousPathError(WorkspaceError):
+    """Several equally short chains join two spaces."""
+
+
+class OverwriteError(CoframeError):
+    """An output exists and ``--force`` was not given."""

@@ -1,0 +1,1 @@
+"""Transform file formats: ITK (through SimpleITK), OME-NGFF scene, BigWarp."""
