@@ -1,0 +1,310 @@
+"""Linear transforms: :class:`Affine`, :class:`Translation`, :class:`Scale`, :class:`Rotation`.
+
+Matrices act on column vectors of physical coordinates in numpy axis order
+((z, y, x) or (y, x)): ``q = linear @ p + translation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from transforms.base import Transform, check_unit_factor, frozen_array
+from transforms.errors import DimensionError, NotInvertibleError, TransformError
+
+#: Relative tolerance of the orthonormality check of a rotation matrix.
+ROTATION_TOLERANCE = 1e-6
+
+#: Reciprocal condition number below which a square linear part counts as singular.
+SINGULAR_RCOND = 1e-12
+
+
+def _is_homogeneous_row(row: np.ndarray) -> bool:
+    return bool(np.all(row[:-1] == 0.0) and row[-1] == 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Transform):
+    """An affine map ``q = linear @ p + translation``.
+
+    Parameters
+    ----------
+    matrix
+        Either ``(out, in + 1)`` (last column the translation), or homogeneous
+        ``(out + 1, in + 1)`` whose last row is ``[0, ..., 0, 1]``. A square
+        matrix whose last row is ``[0, ..., 0, 1]`` is read as homogeneous. A
+        2D -> 3D map (``in = 2, out = 3``, the pose of a section in a volume)
+        is allowed; it has no inverse but :meth:`plane_inverse`.
+
+    Raises
+    ------
+    TransformError
+        If the matrix is not 2D, not finite, or has no room for a translation.
+    """
+
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        m = frozen_array(self.matrix, name="affine matrix", ndim=2)
+        rows, cols = m.shape
+        if cols < 2 or rows < 1:
+            raise TransformError(
+                f"affine matrix of shape {m.shape} is too small: expected (out, in + 1) or "
+                "homogeneous (out + 1, in + 1) with in >= 1"
+            )
+        if rows >= 2 and rows in (cols, cols + 1) and _is_homogeneous_row(m[-1]):
+            m = frozen_array(m[:-1], name="affine matrix")
+        object.__setattr__(self, "matrix", m)
+
+    @classmethod
+    def from_linear(cls, linear: ArrayLike, translation: ArrayLike | None = None) -> Affine:
+        """Build an affine from its linear part ``(out, in)`` and translation ``(out,)``.
+
+        Raises
+        ------
+        TransformError
+            If the shapes disagree.
+        """
+        lin = np.asarray(linear, dtype=np.float64)
+        if lin.ndim != 2:
+            raise TransformError(f"linear part must be a 2D matrix, got shape {lin.shape}")
+        t = (
+            np.zeros(lin.shape[0])
+            if translation is None
+            else np.asarray(translation, dtype=np.float64)
+        )
+        if t.shape != (lin.shape[0],):
+            raise TransformError(
+                f"translation of shape {t.shape} does not fit a linear part of shape {lin.shape}: "
+                f"expected ({lin.shape[0]},)"
+            )
+        return cls(np.column_stack([lin, t]))
+
+    @property
+    def input_dim(self) -> int:
+        return self.matrix.shape[1] - 1
+
+    @property
+    def output_dim(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def linear(self) -> np.ndarray:
+        """The ``(out, in)`` linear part."""
+        return self.matrix[:, :-1]
+
+    @property
+    def translation(self) -> np.ndarray:
+        """The ``(out,)`` translation."""
+        return self.matrix[:, -1]
+
+    @property
+    def homogeneous(self) -> np.ndarray:
+        """The ``(out + 1, in + 1)`` homogeneous matrix (a new array)."""
+        bottom = np.zeros((1, self.input_dim + 1))
+        bottom[0, -1] = 1.0
+        return np.vstack([self.matrix, bottom])
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.linear.T + self.translation
+
+    def inverse(self) -> Affine:
+        """The exact inverse.
+
+        Raises
+        ------
+        NotInvertibleError
+            If the map is not square (e.g. 2D -> 3D) or the linear part is singular.
+        """
+        if self.input_dim != self.output_dim:
+            raise NotInvertibleError(
+                f"a {self.input_dim}D -> {self.output_dim}D affine has no inverse; "
+                "use Affine.plane_inverse() for a least-squares projection back"
+            )
+        lin = self.linear
+        cond = np.linalg.cond(lin)
+        if not np.isfinite(cond) or cond * SINGULAR_RCOND > 1.0:
+            raise NotInvertibleError(
+                f"affine linear part is singular (det={np.linalg.det(lin):.3g}, "
+                f"matrix {lin.tolist()}): expected an invertible matrix"
+            )
+        inv = np.linalg.inv(lin)
+        return Affine.from_linear(inv, -inv @ self.translation)
+
+    def plane_inverse(self) -> Affine:
+        """Least-squares inverse of a map into a higher dimension (e.g. 2D -> 3D).
+
+        Returns the ``out -> in`` affine that sends each point of the output
+        space to the input point whose image is nearest (orthogonal projection
+        onto the embedded plane, then back into its coordinates).
+
+        Raises
+        ------
+        NotInvertibleError
+            If the linear part does not have full column rank.
+        """
+        lin = self.linear
+        if np.linalg.matrix_rank(lin) < self.input_dim:
+            raise NotInvertibleError(
+                f"affine linear part {lin.tolist()} has rank below {self.input_dim}: "
+                "its image is not a full plane"
+            )
+        pinv = np.linalg.pinv(lin)
+        return Affine.from_linear(pinv, -pinv @ self.translation)
+
+    def as_affine(self) -> Affine:
+        return self
+
+    def with_unit_scale(self, factor: float) -> Affine:
+        factor = check_unit_factor(factor)
+        return Affine.from_linear(self.linear, self.translation * factor)
+
+
+@dataclass(frozen=True, eq=False)
+class Translation(Transform):
+    """A shift ``q = p + offset``.
+
+    Parameters
+    ----------
+    offset
+        ``(d,)`` shift in physical units, numpy axis order.
+    """
+
+    offset: np.ndarray
+
+    def __post_init__(self) -> None:
+        offset = frozen_array(self.offset, name="translation offset", ndim=1)
+        if offset.size == 0:
+            raise DimensionError("translation offset is empty: expected one value per axis")
+        object.__setattr__(self, "offset", offset)
+
+    @property
+    def input_dim(self) -> int:
+        return self.offset.shape[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.offset.shape[0]
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points + self.offset
+
+    def inverse(self) -> Translation:
+        return Translation(-self.offset)
+
+    def as_affine(self) -> Affine:
+        return Affine.from_linear(np.eye(self.input_dim), self.offset)
+
+    def with_unit_scale(self, factor: float) -> Translation:
+        return Translation(self.offset * check_unit_factor(factor))
+
+
+@dataclass(frozen=True, eq=False)
+class Scale(Transform):
+    """An axis-aligned scaling about the origin, ``q = factors * p``.
+
+    Parameters
+    ----------
+    factors
+        ``(d,)`` scale factors, numpy axis order.
+    """
+
+    factors: np.ndarray
+
+    def __post_init__(self) -> None:
+        factors = frozen_array(self.factors, name="scale factors", ndim=1)
+        if factors.size == 0:
+            raise DimensionError("scale factors are empty: expected one value per axis")
+        object.__setattr__(self, "factors", factors)
+
+    @property
+    def input_dim(self) -> int:
+        return self.factors.shape[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.factors.shape[0]
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points * self.factors
+
+    def inverse(self) -> Scale:
+        """The inverse scaling.
+
+        Raises
+        ------
+        NotInvertibleError
+            If a factor is zero.
+        """
+        if np.any(self.factors == 0):
+            raise NotInvertibleError(
+                f"scale factors {self.factors.tolist()} contain a zero: expected non-zero factors"
+            )
+        return Scale(1.0 / self.factors)
+
+    def as_affine(self) -> Affine:
+        return Affine.from_linear(np.diag(self.factors))
+
+    def with_unit_scale(self, factor: float) -> Scale:
+        check_unit_factor(factor)
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class Rotation(Transform):
+    """A proper rotation about the origin, ``q = matrix @ p``.
+
+    Parameters
+    ----------
+    matrix
+        ``(d, d)`` orthonormal matrix with determinant +1 (checked to a
+        relative tolerance of :data:`ROTATION_TOLERANCE`), numpy axis order.
+
+    Raises
+    ------
+    TransformError
+        If the matrix is not square, not orthonormal, or a reflection.
+    """
+
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        m = frozen_array(self.matrix, name="rotation matrix", ndim=2)
+        if m.shape[0] != m.shape[1] or m.shape[0] < 1:
+            raise TransformError(f"rotation matrix must be square (d, d), got shape {m.shape}")
+        err = np.abs(m @ m.T - np.eye(m.shape[0])).max()
+        if err > ROTATION_TOLERANCE:
+            raise TransformError(
+                f"rotation matrix {m.tolist()} is not orthonormal (|R R^T - I| = {err:.3g}): "
+                "use Affine for a general linear map"
+            )
+        det = np.linalg.det(m)
+        if det < 0:
+            raise TransformError(
+                f"rotation matrix {m.tolist()} has determinant {det:.3g}: a reflection is not a "
+                "rotation; use Affine"
+            )
+        object.__setattr__(self, "matrix", m)
+
+    @property
+    def input_dim(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.matrix.shape[0]
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.matrix.T
+
+    def inverse(self) -> Rotation:
+        return Rotation(self.matrix.T)
+
+    def as_affine(self) -> Affine:
+        return Affine.from_linear(self.matrix)
+
+    def with_unit_scale(self, factor: float) -> Rotation:
+        check_unit_factor(factor)
+        return self
