@@ -1,0 +1,338 @@
+"""Dense displacement fields, their numerical inverse, and sampling any map into a field.
+
+A :class:`DisplacementField` stores one displacement vector per node of a
+regular, axis-aligned grid: ``apply(p) = p + u(p)`` with ``u`` interpolated
+linearly between nodes. Points outside the grid take the displacement of the
+nearest grid node on the edge (clamping), so the map stays defined everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
+from transforms.base import (
+    Transform,
+    as_points,
+    check_residual,
+    check_unit_factor,
+    frozen_array,
+    newton_solve,
+)
+from transforms.errors import DimensionError, TransformError
+
+#: Default inverse tolerance as a fraction of the smallest grid spacing.
+DEFAULT_TOL_FRACTION = 1e-3
+
+
+def _is_lazy_array(values: Any) -> bool:
+    return (
+        not isinstance(values, np.ndarray)
+        and hasattr(values, "shape")
+        and hasattr(values, "dtype")
+        and hasattr(values, "__getitem__")
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class DisplacementField(Transform):
+    """A dense displacement field on a regular grid.
+
+    Parameters
+    ----------
+    vectors
+        ``(*grid_shape, d)`` displacements, vector axis last, components in
+        numpy axis order (z, y, x), physical units. A numpy array (stored as a
+        read-only copy) or a lazy array such as a ``zarr.Array`` (kept as is;
+        :meth:`apply` reads only the grid block that covers the query points).
+    origin
+        ``(d,)`` physical position of grid node 0.
+    spacing
+        ``(d,)`` physical distance between grid nodes, positive.
+
+    Notes
+    -----
+    Interpolation is linear. Points outside the grid use the displacement of
+    the nearest edge node (clamping); ITK instead uses zero displacement
+    beyond half a node outside the grid.
+    """
+
+    vectors: Any
+    origin: np.ndarray
+    spacing: np.ndarray
+
+    def __post_init__(self) -> None:
+        vectors = self.vectors
+        if not _is_lazy_array(vectors):
+            vectors = np.asarray(vectors)
+            if not np.issubdtype(vectors.dtype, np.floating):
+                vectors = vectors.astype(np.float64)
+            vectors = frozen_array(vectors, name="displacement vectors", dtype=vectors.dtype)
+        shape = tuple(int(n) for n in vectors.shape)
+        if len(shape) < 2 or shape[-1] != len(shape) - 1:
+            raise DimensionError(
+                f"displacement vectors of shape {shape} are not (*grid_shape, d) with d = "
+                "number of grid axes: put the vector axis last"
+            )
+        if min(shape[:-1]) < 1:
+            raise DimensionError(f"displacement grid of shape {shape[:-1]} is empty")
+        d = shape[-1]
+        origin = frozen_array(self.origin, name="field origin", ndim=1)
+        spacing = frozen_array(self.spacing, name="field spacing", ndim=1)
+        if origin.shape != (d,) or spacing.shape != (d,):
+            raise DimensionError(
+                f"field origin {origin.tolist()} and spacing {spacing.tolist()} must have {d} "
+                f"values each for a {d}D field"
+            )
+        if np.any(spacing <= 0):
+            raise TransformError(f"field spacing must be positive, got {spacing.tolist()}")
+        object.__setattr__(self, "vectors", vectors)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "spacing", spacing)
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.vectors.shape[-1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.vectors.shape[-1])
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Number of grid nodes along each axis."""
+        return tuple(int(n) for n in self.vectors.shape[:-1])
+
+    def displacement(self, points: ArrayLike) -> np.ndarray:
+        """Interpolated displacement ``u(p)`` at points ``(N, d)`` (or one ``(d,)``)."""
+        array, single = as_points(points, self.input_dim)
+        out = self._displacement(array)
+        return out[0] if single else out
+
+    def _displacement(self, points: np.ndarray) -> np.ndarray:
+        n, d = points.shape
+        out = np.zeros((n, d))
+        finite = np.all(np.isfinite(points), axis=1)
+        if not finite.all():
+            out[~finite] = np.nan
+            points = points[finite]
+        if points.shape[0] == 0:
+            return out
+        upper = np.array(self.grid_shape, dtype=np.float64) - 1.0
+        index = np.clip((points - self.origin) / self.spacing, 0.0, upper)
+        lo = np.floor(index.min(axis=0)).astype(np.int64)
+        hi = np.minimum(np.floor(index.max(axis=0)).astype(np.int64) + 2, np.array(self.grid_shape))
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)) + (slice(None),)
+        block = np.asarray(self.vectors[box])
+        coords = (index - lo).T
+        values = np.empty((points.shape[0], d))
+        for k in range(d):
+            component = np.ascontiguousarray(block[..., k], dtype=np.float64)
+            values[:, k] = ndimage.map_coordinates(
+                component, coords, order=1, mode="nearest", prefilter=False
+            )
+        out[finite] = values
+        return out
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points + self._displacement(points)
+
+    def inverse(self, tol: float | None = None, max_iter: int = 100) -> InverseDisplacementField:
+        """The numerical inverse (fixed-point iteration, see :class:`InverseDisplacementField`).
+
+        Parameters
+        ----------
+        tol
+            Largest accepted residual in physical units; default
+            :data:`DEFAULT_TOL_FRACTION` of the smallest grid spacing.
+        max_iter
+            Maximum number of iterations.
+        """
+        return InverseDisplacementField(self, tol=tol, max_iter=max_iter)
+
+    def with_unit_scale(self, factor: float) -> DisplacementField:
+        """The same field in lengths multiplied by ``factor`` (a lazy array is read whole)."""
+        factor = check_unit_factor(factor)
+        if factor == 1.0:
+            return self
+        return DisplacementField(
+            np.asarray(self.vectors, dtype=np.float64) * factor,
+            self.origin * factor,
+            self.spacing * factor,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class InverseDisplacementField(Transform):
+    """The numerical inverse of a :class:`DisplacementField`.
+
+    A point ``y`` maps to the ``x`` with ``x + u(x) = y``, found by the
+    fixed-point iteration ``x <- y - u(x)``; points it leaves unconverged are
+    finished with damped Newton steps. :meth:`apply_with_residual` reports the
+    residual ``|x + u(x) - y|``; :meth:`apply` raises :class:`TransformError`
+    if it exceeds ``tol`` for any point.
+
+    Parameters
+    ----------
+    field
+        The forward field.
+    tol
+        Largest accepted residual in physical units; None means
+        :data:`DEFAULT_TOL_FRACTION` of the field's smallest grid spacing.
+    max_iter
+        Maximum number of fixed-point iterations.
+    """
+
+    field: DisplacementField
+    tol: float | None = None
+    max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.field, DisplacementField):
+            raise TransformError(
+                "InverseDisplacementField needs a DisplacementField, got "
+                f"{type(self.field).__name__}"
+            )
+        tol = (
+            DEFAULT_TOL_FRACTION * float(self.field.spacing.min()) if self.tol is None else self.tol
+        )
+        tol = float(tol)
+        if not np.isfinite(tol) or tol <= 0:
+            raise TransformError(f"inverse tolerance tol must be positive, got {self.tol!r}")
+        if int(self.max_iter) < 1:
+            raise TransformError(f"max_iter must be at least 1, got {self.max_iter!r}")
+        object.__setattr__(self, "tol", tol)
+        object.__setattr__(self, "max_iter", int(self.max_iter))
+
+    @property
+    def input_dim(self) -> int:
+        return self.field.input_dim
+
+    @property
+    def output_dim(self) -> int:
+        return self.field.output_dim
+
+    def _solve(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = targets.copy()
+        n = targets.shape[0]
+        residual = np.full(n, np.inf)
+        active = np.arange(n)
+        goal = 0.01 * self.tol
+        for _ in range(self.max_iter):
+            if active.size == 0:
+                break
+            y = targets[active]
+            u = self.field._displacement(x[active])
+            error = np.linalg.norm(x[active] + u - y, axis=1)
+            residual[active] = error
+            keep = ~(error <= goal)
+            x[active[keep]] = y[keep] - u[keep]
+            active = active[keep]
+        if active.size:
+            u = self.field._displacement(x[active])
+            residual[active] = np.linalg.norm(x[active] + u - targets[active], axis=1)
+            stuck = active[~(residual[active] <= goal)]
+            if stuck.size:
+                solved, res = newton_solve(
+                    self.field._apply, targets[stuck], x[stuck], self.tol, self.max_iter
+                )
+                better = res < residual[stuck]
+                x[stuck[better]] = solved[better]
+                residual[stuck[better]] = res[better]
+        return x, residual
+
+    def apply_with_residual(self, points: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Map points and report the inversion residual of each.
+
+        Parameters
+        ----------
+        points
+            One point ``(d,)`` or ``(N, d)`` points of the field's output space.
+
+        Returns
+        -------
+        tuple
+            The mapped points (shaped like :meth:`apply`'s result) and the
+            residual ``|x + u(x) - y|`` of each in physical units (a float for
+            one point, else ``(N,)``).
+        """
+        array, single = as_points(points, self.input_dim)
+        solution, residual = self._solve(array)
+        if single:
+            return solution[0], residual[0]
+        return solution, residual
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        solution, residual = self._solve(points)
+        check_residual(residual, points, float(self.tol), "DisplacementField")
+        return solution
+
+    def inverse(self) -> DisplacementField:
+        return self.field
+
+    def with_unit_scale(self, factor: float) -> InverseDisplacementField:
+        factor = check_unit_factor(factor)
+        return InverseDisplacementField(
+            self.field.with_unit_scale(factor), float(self.tol) * factor, self.max_iter
+        )
+
+
+def sample_to_field(
+    t: Transform, origin: ArrayLike, spacing: ArrayLike, shape: tuple[int, ...]
+) -> DisplacementField:
+    """Sample any same-dimension transform into a dense displacement field.
+
+    The field stores ``t(p) - p`` at every grid node ``p = origin + index *
+    spacing``; it reproduces ``t`` exactly at the nodes and linearly between
+    them. Use it to store maps that file formats cannot hold directly (thin
+    plate splines, numerical inverses).
+
+    Parameters
+    ----------
+    t
+        The transform to sample (``input_dim == output_dim``).
+    origin
+        ``(d,)`` physical position of grid node 0.
+    spacing
+        ``(d,)`` physical node spacing.
+    shape
+        Number of grid nodes along each axis.
+
+    Raises
+    ------
+    DimensionError
+        If the transform changes dimension or the grid does not match it.
+    """
+    d = t.input_dim
+    if t.output_dim != d:
+        raise DimensionError(
+            f"cannot sample a {d}D -> {t.output_dim}D {type(t).__name__} into a displacement "
+            "field: dimensions must agree"
+        )
+    grid_shape = tuple(int(n) for n in shape)
+    if len(grid_shape) != d or min(grid_shape) < 1:
+        raise DimensionError(
+            f"field shape {tuple(shape)} must have {d} positive sizes for a {d}D map"
+        )
+    origin_arr = np.asarray(origin, dtype=np.float64)
+    spacing_arr = np.asarray(spacing, dtype=np.float64)
+    if origin_arr.shape != (d,) or spacing_arr.shape != (d,):
+        raise DimensionError(
+            f"field origin {origin_arr.tolist()} and spacing {spacing_arr.tolist()} must have {d} "
+            "values each"
+        )
+    vectors = np.empty((*grid_shape, d))
+    if d == 1:
+        inner = np.zeros((1, 0))
+    else:
+        axes = [np.arange(n, dtype=np.float64) for n in grid_shape[1:]]
+        inner = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d - 1)
+    for i in range(grid_shape[0]):
+        index = np.column_stack([np.full(inner.shape[0], float(i)), inner])
+        points = origin_arr + index * spacing_arr
+        vectors[i] = (t.apply(points) - points).reshape(*grid_shape[1:], d)
+    return DisplacementField(vectors, origin_arr, spacing_arr)
