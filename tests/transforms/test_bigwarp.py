@@ -1,0 +1,260 @@
+"""BigWarp landmark CSV/JSON reading and writing, and landmark transforms."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transforms.affine import Affine, Rotation
+from transforms.errors import (
+    DimensionError,
+    InputNotFoundError,
+    OverwriteError,
+    ParseError,
+    TransformError,
+)
+from transforms.formats.bigwarp import (
+    BigWarpJson,
+    Landmarks,
+    fit_linear,
+    is_bigwarp_json,
+    landmark_residuals,
+    landmarks_from_pairs,
+    landmarks_transform,
+    read_bigwarp_json,
+    read_bigwarp_landmarks,
+    write_bigwarp_json,
+    write_bigwarp_landmarks,
+)
+
+EXAMPLE = Path("/work/shared/examples/cellmap-metadata/bigwarp_landmarks.csv")
+
+
+def _rotation_3d(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def _random_landmarks(dim: int, n: int = 12, seed: int = 0) -> Landmarks:
+    rng = np.random.default_rng(seed)
+    fixed = rng.uniform(0, 1000, (n, dim))
+    moving = fixed + rng.normal(0, 20, (n, dim))
+    return landmarks_from_pairs(fixed, moving)
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="shared example not present")
+def test_example_file_parses_in_zyx_order() -> None:
+    lm = read_bigwarp_landmarks(EXAMPLE)
+    assert lm.dim == 3 and len(lm) == 2
+    assert lm.names == ("Pt-0", "Pt-1")
+    assert lm.active.tolist() == [True, True]
+    # File columns are x, y, z: moving (81234.5, 60211.0, 70120.3) -> (z, y, x).
+    np.testing.assert_array_equal(lm.moving[0], [70120.3, 60211.0, 81234.5])
+    np.testing.assert_array_equal(lm.fixed[1], [67810.6, 72990.3, 94100.9])
+
+
+def test_csv_2d_and_3d_round_trip_keeps_inactive_points(tmp_path: Path) -> None:
+    for dim in (2, 3):
+        lm = _random_landmarks(dim)
+        active = np.ones(len(lm), dtype=bool)
+        active[3] = False
+        moving = lm.moving.copy()
+        moving[5] = np.inf  # an unpaired point, as BigWarp writes it
+        active[5] = False
+        lm = Landmarks(moving, lm.fixed, lm.names, active)
+        path = write_bigwarp_landmarks(tmp_path / f"lm{dim}.csv", lm)
+        text = path.read_text()
+        assert text.splitlines()[0].count('","') == 2 * dim + 1
+        assert '"Infinity"' in text and '"false"' in text
+        back = read_bigwarp_landmarks(path)
+        assert back.equals(lm)
+
+
+def test_csv_columns_are_x_first(tmp_path: Path) -> None:
+    lm = Landmarks(
+        np.array([[3.0, 2.0, 1.0]]), np.array([[6.0, 5.0, 4.0]]), ("a",), np.array([True])
+    )
+    path = write_bigwarp_landmarks(tmp_path / "one.csv", lm)
+    assert path.read_text() == '"a","true","1.0","2.0","3.0","4.0","5.0","6.0"\n'
+
+
+def test_csv_units_convert(tmp_path: Path) -> None:
+    path = tmp_path / "um.csv"
+    path.write_text('"p","true","1.5","2","3","4","5","6"\n')
+    lm = read_bigwarp_landmarks(path, unit="nanometer", file_unit="micrometer")
+    np.testing.assert_allclose(lm.moving[0], [3000.0, 2000.0, 1500.0])
+    out = write_bigwarp_landmarks(tmp_path / "back.csv", lm, unit="nanometer", file_unit="um")
+    assert read_bigwarp_landmarks(out, file_unit="micrometer").equals(lm)
+
+
+def test_csv_with_id_column_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "id.csv"
+    path.write_text('"Pt-0","true","7","1","2","3","4"\n')
+    lm = read_bigwarp_landmarks(path)
+    assert lm.dim == 2
+    np.testing.assert_array_equal(lm.moving[0], [2.0, 1.0])
+    np.testing.assert_array_equal(lm.fixed[0], [4.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('"a","true","1","2","3"\n', "line 1: expected 6 fields"),
+        ('"a","true","1","2","3","4"\n"b","true","1","2","3","4","5","6"\n', "line 2 has 8 fields"),
+        ('"a","yes","1","2","3","4"\n', "line 1, field 2 (active): expected true or false"),
+        (
+            '"a","true","1","2","3","4"\n"b","true","1","oops","3","4"\n',
+            "line 2, field 4 (moving y)",
+        ),
+        ("\n\n", "holds no landmark line"),
+    ],
+)
+def test_malformed_csv_names_line(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ParseError, match=re.escape(expected)) as info:
+        read_bigwarp_landmarks(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        read_bigwarp_landmarks("/nonexistent/landmarks.csv")
+
+
+def test_no_overwrite_without_force(tmp_path: Path) -> None:
+    lm = _random_landmarks(2)
+    path = write_bigwarp_landmarks(tmp_path / "a.csv", lm)
+    with pytest.raises(OverwriteError, match="--force"):
+        write_bigwarp_landmarks(path, lm)
+    write_bigwarp_landmarks(path, lm, force=True)
+    assert read_bigwarp_landmarks(path).equals(lm)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_landmarks_validation() -> None:
+    with pytest.raises(DimensionError, match="must both be"):
+        Landmarks(np.zeros((3, 3)), np.zeros((2, 3)))
+    with pytest.raises(DimensionError, match="2D or 3D"):
+        Landmarks(np.zeros((3, 4)), np.zeros((3, 4)))
+    with pytest.raises(DimensionError, match="names"):
+        Landmarks(np.zeros((3, 2)), np.zeros((3, 2)), ("a",))
+    lm = Landmarks(np.zeros((2, 2)), np.ones((2, 2)))
+    assert lm.names == ("Pt-0", "Pt-1") and lm.active.all()
+    with pytest.raises(ValueError, match="read-only"):
+        lm.moving[0, 0] = 1.0
+
+
+def test_json_round_trip_and_kinds(tmp_path: Path) -> None:
+    lm = _random_landmarks(3)
+    for kind in ("tps", "affine", "similarity", "rigid", "translation", None):
+        path = write_bigwarp_json(tmp_path / f"{kind}.json", lm, kind)
+        bw = read_bigwarp_json(path)
+        assert bw.landmarks.equals(lm)
+        assert bw.kind == (kind or "tps")
+        assert is_bigwarp_json(path)
+    obj = json.loads((tmp_path / "tps.json").read_text())
+    assert obj["type"] == "Thin Plate Spline"
+    assert obj["landmarks"]["type"] == "BigWarpLandmarks"
+    # x first in the file
+    assert obj["landmarks"]["movingPoints"][0] == lm.moving[0][::-1].tolist()
+
+
+def test_json_settings_file_and_mask(tmp_path: Path) -> None:
+    lm = _random_landmarks(2)
+    inner = json.loads(write_bigwarp_json(tmp_path / "t.json", lm, "affine").read_text())
+    inner["mask"] = {"interpolationType": "LINEAR"}
+    settings = {"ViewerP": {}, "Transform": inner}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    bw = read_bigwarp_json(path)
+    assert bw.masked and bw.type_name == "Affine" and bw.landmarks.equals(lm)
+    with pytest.raises(TransformError, match="masked BigWarp transform"):
+        bw.to_transform()
+
+
+def test_json_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"type": "Thin Plate Spline",\n "landmarks": {"numDimensions": 3,,}}')
+    with pytest.raises(ParseError, match="line 2, column"):
+        read_bigwarp_json(path)
+    path.write_text('{"type": "Affine", "landmarks": {"numDimensions": 3, "movingPoints": []}}')
+    with pytest.raises(ParseError, match=r"landmarks\.fixedPoints is missing"):
+        read_bigwarp_json(path)
+    path.write_text(
+        '{"landmarks": {"numDimensions": 2, "movingPoints": [[1, 2]], "fixedPoints": [[1, 2, 3]]}}'
+    )
+    with pytest.raises(ParseError, match="fixedPoints"):
+        read_bigwarp_json(path)
+    path.write_text('{"coordinateSystems": []}')
+    assert not is_bigwarp_json(path)
+    bw = BigWarpJson(_random_landmarks(2), "Spiral")
+    with pytest.raises(Exception, match="'Spiral' is not supported"):
+        bw.to_transform()
+
+
+def test_tps_maps_fixed_to_moving() -> None:
+    lm = _random_landmarks(3, n=10)
+    t = landmarks_transform(lm, "tps")
+    np.testing.assert_allclose(t.apply(lm.fixed), lm.moving, atol=1e-6)
+    assert landmark_residuals(lm, t).max() < 1e-6
+
+
+def test_inactive_pairs_are_ignored() -> None:
+    lm = _random_landmarks(2, n=8)
+    moving = lm.moving.copy()
+    moving[0] += 1e6  # an outlier, switched off
+    active = np.ones(8, dtype=bool)
+    active[0] = False
+    lm2 = Landmarks(moving, lm.fixed, lm.names, active)
+    t = landmarks_transform(lm2, "translation")
+    expected = (lm.moving[1:] - lm.fixed[1:]).mean(axis=0)
+    np.testing.assert_allclose(t.apply(np.zeros(2)), expected, atol=1e-9)
+
+
+def test_linear_fits_recover_known_transforms() -> None:
+    rng = np.random.default_rng(3)
+    fixed = rng.uniform(-500, 500, (15, 3))
+    truth = {
+        "rigid": Affine.from_linear(_rotation_3d(0.3), [10.0, -5.0, 2.0]),
+        "similarity": Affine.from_linear(1.7 * _rotation_3d(-0.6), [1.0, 2.0, 3.0]),
+        "affine": Affine.from_linear(
+            [[1.1, 0.2, 0.0], [0.0, 0.9, 0.1], [0.05, 0.0, 1.3]], [4.0, 5.0, 6.0]
+        ),
+    }
+    for kind, t in truth.items():
+        lm = landmarks_from_pairs(fixed, t.apply(fixed))
+        fitted = landmarks_transform(lm, kind)
+        probe = rng.uniform(-500, 500, (20, 3))
+        np.testing.assert_allclose(fitted.apply(probe), t.apply(probe), rtol=1e-9, atol=1e-7)
+
+
+def test_rigid_fit_is_proper_rotation_with_noise() -> None:
+    rng = np.random.default_rng(5)
+    fixed = rng.uniform(-100, 100, (30, 2))
+    angle = 0.4
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moving = fixed @ rot.T + [3.0, -7.0] + rng.normal(0, 0.01, fixed.shape)
+    fitted = fit_linear(fixed, moving, "rigid")
+    Rotation(fitted.linear)  # orthonormal, det +1
+    np.testing.assert_allclose(fitted.linear, rot, atol=1e-3)
+
+
+def test_fit_errors() -> None:
+    with pytest.raises(TransformError, match="unknown landmark transform kind"):
+        landmarks_transform(_random_landmarks(2), "spline")
+    line = np.column_stack([np.arange(5.0), 2 * np.arange(5.0), np.zeros(5)])
+    with pytest.raises(TransformError, match="affine fit is undetermined"):
+        fit_linear(line, line + 1, "affine")
+    with pytest.raises(TransformError, match="collinear"):
+        fit_linear(line, line + 1, "rigid")
+    with pytest.raises(TransformError, match="at least 4"):
+        fit_linear(np.zeros((2, 3)), np.zeros((2, 3)), "affine")
+    moving = np.array([[0.0, 0.0], [1.0, 1.0], [np.inf, np.inf]])
+    lm = Landmarks(moving, np.zeros((3, 2)) + [[0, 0], [1, 0], [0, 1]])
+    with pytest.raises(TransformError, match="'Pt-2' has no finite position"):
+        landmarks_transform(lm, "affine")
