@@ -1,0 +1,338 @@
+"""Tests of the workspace file: schema, validation messages, atomic saves, discovery."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+import transforms.formats.dispatch as dispatch
+from transforms.errors import (
+    DimensionError,
+    InputNotFoundError,
+    NoPathError,
+    OverwriteError,
+    ParseError,
+    UnitError,
+    WorkspaceError,
+)
+from transforms.workspace import (
+    EdgeEntry,
+    Workspace,
+    find_workspace,
+    init_workspace,
+    kind_is_linear,
+    load_workspace,
+    make_provenance,
+    sha256_path,
+)
+
+DEMO_YAML = """\
+coframe: 1            # schema version
+unit: nanometer
+images:
+  fibsem: {path: fibsem.zarr/recon-1/em/fibsem-uint8, modality: fibsem, space: fibsem}
+  nuc:    {path: fibsem.zarr/recon-1/labels/nuc, modality: labels, space: fibsem}
+  xray:   {path: xray.zarr, modality: xray, space: xray}
+  tem-1:  {path: tem/section-1.tif, modality: tem, space: tem-1}
+transforms: []        # edges, added by later commands
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "coframe.yaml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def _three_space_workspace(root: Path) -> Workspace:
+    ws = init_workspace(root)
+    ws = ws.add_image("fibsem", root / "fibsem.zarr", "fibsem", axes=("z", "y", "x"))
+    ws = ws.add_image("nuc", root / "nuc.zarr", "labels", space="fibsem", axes=("z", "y", "x"))
+    ws = ws.add_image("xray", root / "xray.zarr", "xray", voxel_size=[750, 750, 750])
+    ws = ws.add_image("tem", root / "tem" / "s1.tif", "tem", axes=("y", "x"))
+    ws = ws.add_edge(
+        "fibsem", "xray", root / "t" / "fibsem-to-xray.tfm", "itk", None, {"command": "x"}
+    )
+    return ws.add_edge("tem", "xray", root / "t" / "tem.zarr", "ngff", "micrometer", None)
+
+
+def test_init_writes_an_empty_workspace_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws", unit="um")
+    assert ws.unit == "micrometer"
+    doc = yaml.safe_load((tmp_path / "ws" / "coframe.yaml").read_text())
+    assert doc == {"coframe": 1, "unit": "micrometer", "spaces": {}, "images": {}, "transforms": []}
+    with pytest.raises(OverwriteError, match="--force"):
+        init_workspace(tmp_path / "ws")
+    assert init_workspace(tmp_path / "ws", force=True).unit == "nanometer"
+
+
+def test_the_demo_shape_loads(tmp_path: Path) -> None:
+    ws = load_workspace(_write(tmp_path, DEMO_YAML))
+    assert ws.unit == "nanometer"
+    assert list(ws.images) == ["fibsem", "nuc", "xray", "tem-1"]
+    assert ws.images["nuc"].space == "fibsem"
+    assert ws.images_in("fibsem") == ["fibsem", "nuc"]
+    assert list(ws.all_spaces()) == ["fibsem", "xray", "tem-1"]
+    assert ws.resolve(ws.images["xray"].path) == str(tmp_path / "xray.zarr")
+    assert ws.space_of("nuc") == "fibsem"
+    with pytest.raises(WorkspaceError, match="unknown space or image 'lm'.*fibsem, xray, tem-1"):
+        ws.space_of("lm")
+
+
+def test_save_then_load_round_trips_and_stays_readable(tmp_path: Path) -> None:
+    ws = _three_space_workspace(tmp_path)
+    ws.save()
+    back = load_workspace(tmp_path)
+    assert back == ws
+    assert back.edges[0].provenance == {"command": "x"}
+    assert back.edges[1].unit == "micrometer"
+    assert back.spaces["tem"].axes == ("y", "x")
+    assert back.images["xray"].voxel_size == (750.0, 750.0, 750.0)
+    text = (tmp_path / "coframe.yaml").read_text()
+    assert "fibsem: {path: fibsem.zarr, modality: fibsem, space: fibsem}" in text
+    assert "voxel_size: [750, 750, 750]" in text
+    assert "- {from: tem, to: xray, file: t/tem.zarr, format: ngff, unit: micrometer}" in text
+
+
+def test_paths_inside_the_workspace_are_relative_others_absolute_urls_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "ws"
+    ws = init_workspace(root)
+    monkeypatch.chdir(root)
+    assert ws.relative_path("data/a.zarr") == "data/a.zarr"
+    assert ws.relative_path(tmp_path / "other.tif") == str(tmp_path / "other.tif")
+    assert ws.relative_path("../other.tif") == str(tmp_path / "other.tif")
+    url = "s3://janelia-cosem-datasets/jrc_mus-liver/jrc_mus-liver.zarr"
+    assert ws.relative_path(url) == url
+    assert ws.resolve(url) == url
+
+
+def test_unknown_top_level_keys_are_kept(tmp_path: Path) -> None:
+    ws = load_workspace(_write(tmp_path, DEMO_YAML + "reports:\n  last: report.html\n"))
+    ws.save()
+    assert yaml.safe_load((tmp_path / "coframe.yaml").read_text())["reports"] == {
+        "last": "report.html"
+    }
+
+
+_IMG = "coframe: 1\nimages:\n  "
+_EDGE = "coframe: 1\ntransforms:\n  - "
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_IMG + "xray: {path: x.zarr, space: 3}", r"images\.xray\.space: expected a string"),
+        (_IMG + "xray: {path: x.zarr, spcae: x}", r"images\.xray\.spcae: unknown key"),
+        (_IMG + "xray: {modality: xray}", r"images\.xray\.path: missing"),
+        (_IMG + "xray: x.zarr", r"images\.xray: expected a mapping"),
+        (_IMG + "x: {path: x, modality: ct}", r"images\.x\.modality: unknown modality 'ct'"),
+        (_IMG + "x: {path: x, voxel_size: [1, -2]}", r"images\.x\.voxel_size: values"),
+        (_IMG + "x: {path: x, voxel_size: big}", r"images\.x\.voxel_size: expected a number"),
+        ("coframe: 1\nspaces:\n  tem: {axes: y}", r"spaces\.tem\.axes: expected a list"),
+        ("coframe: 1\ntransforms: {}", r"transforms: expected a list"),
+        (_EDGE + "{from: a, to: b, file: t.tfm}", r"transforms\[0\]\.format: missing"),
+        (_EDGE + "{from: a, to: a, file: t.tfm, format: itk}", r"from and to are both 'a'"),
+        (_EDGE + "{from: a, to: b, file: t, format: vtk}", r"\[0\]\.format: unknown format 'vtk'"),
+        ("images: {}", r"coframe: missing schema version"),
+        ("coframe: 2", r"coframe: schema version 2 is not supported"),
+        ("- a\n- b", r"expected a mapping"),
+    ],
+)
+def test_wrong_keys_and_types_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(WorkspaceError, match=message) as info:
+        load_workspace(_write(tmp_path, text))
+    assert str(tmp_path / "coframe.yaml") in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_second_edge_between_the_same_spaces_in_the_file_is_an_error(tmp_path: Path) -> None:
+    text = (
+        "coframe: 1\ntransforms:\n  - {from: a, to: b, file: 1.tfm, format: itk}\n"
+        "  - {from: a, to: b, file: 2.tfm, format: itk}\n"
+    )
+    with pytest.raises(WorkspaceError, match=r"transforms\[1\]: a second edge a -> b"):
+        load_workspace(_write(tmp_path, text))
+
+
+def test_voxel_size_must_match_the_declared_axes(tmp_path: Path) -> None:
+    text = "coframe: 1\nspaces:\n  t: {axes: [y, x]}\n"
+    text += "images:\n  t: {path: t.tif, voxel_size: [1, 2, 3]}\n"
+    with pytest.raises(DimensionError, match=r"images\.t\.voxel_size has 3 values"):
+        load_workspace(_write(tmp_path, text))
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
+    text = "coframe: 1\nimages:\n  xray: {path: x.zarr, space: xray\n  nuc: [\n"
+    with pytest.raises(ParseError, match=r"coframe\.yaml line \d+, column \d+: ") as info:
+        load_workspace(_write(tmp_path, text))
+    assert "\n" not in str(info.value)
+    bad_indent = "coframe: 1\nimages:\n  xray: {path: x}\n bad: 2\n"
+    with pytest.raises(ParseError, match="line 4, column 2"):
+        load_workspace(_write(tmp_path, bad_indent))
+
+
+def test_units_that_disagree_with_the_workspace_unit(tmp_path: Path) -> None:
+    text = "coframe: 1\nunit: nanometer\nspaces:\n  xray: {axes: [z, y, x], unit: micrometer}\n"
+    with pytest.raises(
+        UnitError, match=r"spaces\.xray\.unit is micrometer.*remove spaces\.xray\.unit"
+    ):
+        load_workspace(_write(tmp_path, text))
+    text = "coframe: 1\nunit: nm\nimages:\n  xray: {path: x.zarr, unit: um}\n"
+    with pytest.raises(UnitError, match=r"images\.xray\.unit is micrometer.*input_unit"):
+        load_workspace(_write(tmp_path, text))
+    text = "coframe: 1\nunit: parsec\n"
+    with pytest.raises(UnitError, match="parsec"):
+        load_workspace(_write(tmp_path, text))
+    agreeing = "coframe: 1\nunit: um\nspaces:\n  x: {unit: micrometer}\n"
+    agreeing += "images:\n  x: {path: x, input_unit: nm}\n"
+    ws = load_workspace(_write(tmp_path, agreeing))
+    assert ws.unit == "micrometer"
+    assert ws.images["x"].input_unit == "nanometer"
+
+
+def test_add_image_refuses_duplicates_without_force(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path).add_image("xray", tmp_path / "a.zarr", "xray")
+    with pytest.raises(OverwriteError, match="image 'xray' already exists.*--force"):
+        ws.add_image("xray", tmp_path / "b.zarr", "xray")
+    replaced = ws.add_image("xray", tmp_path / "b.zarr", "xray", force=True)
+    assert replaced.images["xray"].path == "b.zarr"
+    with pytest.raises(WorkspaceError, match="unknown modality 'ct'.*--modality"):
+        ws.add_image("ct", tmp_path / "c.zarr", "ct")
+
+
+def test_a_space_keeps_its_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = init_workspace(tmp_path).add_image("em", "em.zarr", "fibsem", axes=("z", "y", "x"))
+    with pytest.raises(DimensionError, match=r"space 'em' has axes \['z', 'y', 'x'\].*--space"):
+        ws.add_image("tem", "t.tif", "tem", space="em", axes=("y", "x"))
+    with pytest.raises(DimensionError, match="--voxel-size"):
+        ws.add_image("t", "t.tif", "tem", voxel_size=[1, 2, 3], axes=("y", "x"))
+
+
+def test_add_edge_refuses_a_duplicate_without_force_but_allows_the_reverse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = init_workspace(tmp_path).add_edge("a", "b", "1.tfm", "itk", None, None)
+    with pytest.raises(OverwriteError, match="edge a -> b already exists.*--force"):
+        ws.add_edge("a", "b", "2.tfm", "itk", None, None)
+    replaced = ws.add_edge("a", "b", "2.tfm", "itk", "um", None, force=True)
+    assert [(e.file, e.unit) for e in replaced.edges] == [("2.tfm", "micrometer")]
+    both = ws.add_edge("b", "a", "3.tfm", "itk", None, None)
+    assert [(e.source, e.target) for e in both.edges] == [("a", "b"), ("b", "a")]
+    with pytest.raises(WorkspaceError, match="unknown transform format 'vtk'"):
+        ws.add_edge("a", "c", "x.vtk", "vtk", None, None)
+    with pytest.raises(WorkspaceError, match="to itself"):
+        ws.add_edge("a", "a", "x.tfm", "itk", None, None)
+
+
+def test_save_is_atomic_when_serialisation_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = _three_space_workspace(tmp_path)
+    ws.save()
+    before = (tmp_path / "coframe.yaml").read_bytes()
+
+    def broken_dump(*args: object, **kwargs: object) -> str:
+        raise yaml.representer.RepresenterError("cannot represent an object")
+
+    monkeypatch.setattr(yaml, "safe_dump", broken_dump)
+    with pytest.raises(yaml.YAMLError):
+        ws.add_image("more", "more.zarr", "xray").save()
+    assert (tmp_path / "coframe.yaml").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+
+
+def test_save_is_atomic_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = _three_space_workspace(tmp_path)
+    ws.save()
+    before = (tmp_path / "coframe.yaml").read_bytes()
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dispatch.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        ws.add_image("more", "more.zarr", "xray").save()
+    assert (tmp_path / "coframe.yaml").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+
+
+def test_find_workspace_searches_upward_and_explicit_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init_workspace(tmp_path / "a")
+    init_workspace(tmp_path / "b")
+    nested = tmp_path / "a" / "x" / "y"
+    nested.mkdir(parents=True)
+    assert find_workspace(nested) == tmp_path / "a"
+    monkeypatch.chdir(nested)
+    assert find_workspace() == tmp_path / "a"
+    assert find_workspace(explicit=tmp_path / "b") == tmp_path / "b"
+    assert find_workspace(explicit=tmp_path / "b" / "coframe.yaml") == tmp_path / "b"
+    with pytest.raises(WorkspaceError, match=r"no coframe\.yaml in .*--workspace"):
+        find_workspace(explicit=tmp_path / "a" / "x")
+    with pytest.raises(WorkspaceError, match="coframe init"):
+        find_workspace(tmp_path)
+    with pytest.raises(InputNotFoundError, match="coframe init"):
+        load_workspace(tmp_path / "nowhere")
+
+
+def test_graph_of_a_workspace_reads_no_file_until_a_path_needs_it(tmp_path: Path) -> None:
+    ws = _three_space_workspace(tmp_path)
+    graph = ws.graph()
+    assert graph.spaces == {"fibsem": ("z", "y", "x"), "tem": ("y", "x"), "xray": None}
+    steps = graph.path("xray", "fibsem")
+    assert [(s.edge.label, s.inverted) for s in steps] == [("t/fibsem-to-xray.tfm", True)]
+    with pytest.raises(InputNotFoundError, match="fibsem-to-xray.tfm"):
+        graph.transform("xray", "fibsem")
+    with pytest.raises(NoPathError):
+        init_workspace(tmp_path / "empty").add_image("a", "a", None).add_image(
+            "b", "b", None
+        ).graph().path("a", "b")
+
+
+def test_kind_summaries_tell_linearity() -> None:
+    assert kind_is_linear("affine") is True
+    assert kind_is_linear("sequence(affine, translation)") is True
+    assert kind_is_linear("sequence(affine, displacements)") is False
+    assert kind_is_linear("thin-plate-spline") is False
+    assert kind_is_linear("bijection(affine)") is None
+    assert kind_is_linear(None) is None
+
+
+def test_provenance_records_command_time_hashes_and_versions(tmp_path: Path) -> None:
+    f = tmp_path / "t.tfm"
+    f.write_text("abc")
+    group = tmp_path / "g.zarr"
+    (group / "v").mkdir(parents=True)
+    (group / "zarr.json").write_text("{}")
+    (group / "v" / "0").write_bytes(b"\x00\x01")
+    prov = make_provenance(
+        "coframe link a b t.tfm", files={"file": f, "group": group}, parameters={"n": (1, 2)}
+    )
+    assert prov["command"] == "coframe link a b t.tfm"
+    assert prov["created"].endswith("+00:00")
+    assert (
+        prov["sha256"]["file"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert prov["parameters"] == {"n": [1, 2]}
+    assert {"python", "numpy"} <= set(prov["software"])
+    digest = sha256_path(group)
+    (group / "v" / "0").write_bytes(b"\x00\x02")
+    assert sha256_path(group) != digest
+    with pytest.raises(InputNotFoundError):
+        sha256_path(tmp_path / "missing")
+
+
+def test_edge_entries_compare_by_value_not_provenance() -> None:
+    a = EdgeEntry("a", "b", "t.tfm", "itk", "nanometer", None, {"created": "1"})
+    b = EdgeEntry("a", "b", "t.tfm", "itk", "nanometer", None, {"created": "2"})
+    assert a == b
+    assert os.fspath(Path("t.tfm")) == a.file

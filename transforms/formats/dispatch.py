@@ -1,0 +1,410 @@
+"""Choose the reader or writer of a transform file, and read or write point lists.
+
+Transform files by suffix (and content for ``.json``):
+
+- ``.tfm``, ``.txt``, ``.h5``, ``.hdf5``, ``.mat``: ITK (through SimpleITK);
+- ``.csv``: BigWarp landmarks, turned into a thin-plate spline that maps
+  FIXED points to MOVING points (so ``coframe link FIXED MOVING file.csv``);
+- ``.json``: BigWarp landmarks/transform JSON when it looks like one, else an
+  OME-NGFF coordinate transformation;
+- a ``.zarr`` / ``.ome.zarr`` directory or any Zarr group: OME-NGFF.
+
+ITK and BigWarp files carry no unit: they are read in ``file_unit`` and
+converted into ``unit``. NGFF files carry units per axis.
+
+Point lists (``coframe points``) are physical coordinates in numpy axis order:
+a JSON list of points (or one point), or a CSV file with one point per row and
+an optional header of axis names (which may reorder the columns).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from transforms.errors import FormatError, InputNotFoundError, OverwriteError, ParseError
+
+if TYPE_CHECKING:
+    from transforms.base import Transform
+
+#: Suffixes read and written through SimpleITK.
+ITK_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
+#: Every transform format name, as recorded in the workspace.
+FORMATS = ("itk", "ngff", "bigwarp-csv", "bigwarp-json")
+_ACCEPTED = "ITK .tfm/.txt/.h5/.hdf5/.mat, BigWarp .csv/.json, OME-NGFF .json or .zarr group"
+_AXIS_ORDER = ("z", "y", "x")
+
+
+def detect_transform_format(path: str | Path) -> str:
+    """Format name (one of :data:`FORMATS`) of a transform file.
+
+    Raises
+    ------
+    InputNotFoundError
+        If the path does not exist.
+    FormatError
+        If the suffix is none of the accepted ones (the message lists them).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"transform file {p} does not exist: check the path")
+    suffix = p.suffix.lower()
+    if suffix in ITK_SUFFIXES:
+        return "itk"
+    if suffix == ".csv":
+        return "bigwarp-csv"
+    if suffix == ".json":
+        return "bigwarp-json" if _looks_like_bigwarp_json(p) else "ngff"
+    if p.is_dir() and (
+        suffix == ".zarr"
+        or any((p / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
+    ):
+        return "ngff"
+    raise FormatError(
+        f"cannot tell the transform format of {p} (suffix {suffix or 'none'!r}): "
+        f"expected {_ACCEPTED}"
+    )
+
+
+def read_transform(
+    path: str | Path,
+    *,
+    file_unit: str | None = None,
+    unit: str = "nanometer",
+    format: str | None = None,
+) -> Transform:
+    """Read a transform file into a transform in ``unit``.
+
+    Parameters
+    ----------
+    path
+        The transform file or Zarr group.
+    file_unit
+        Unit of lengths in unit-less files (ITK, BigWarp); default ``unit``.
+    unit
+        Unit of the returned transform (the workspace unit).
+    format
+        One of :data:`FORMATS`; detected from the path when omitted.
+
+    Raises
+    ------
+    FormatError
+        If the format is unknown or the file does not hold a transform.
+    """
+    from transforms.units import canonical_unit
+
+    p = Path(path)
+    fmt = detect_transform_format(p) if format is None else _check_format(format)
+    if not p.exists():
+        raise InputNotFoundError(f"transform file {p} does not exist: check the path")
+    unit = canonical_unit(unit, key="unit")
+    file_unit = unit if file_unit is None else canonical_unit(file_unit, key="--unit")
+    if fmt == "itk":
+        from transforms.formats.itk import read_itk
+
+        return read_itk(p, file_unit=file_unit, unit=unit)
+    if fmt == "ngff":
+        from transforms.formats.ngff import read_ngff_transform
+
+        return read_ngff_transform(p, unit=unit)
+    from transforms.formats import bigwarp
+
+    if fmt == "bigwarp-csv":
+        landmarks = bigwarp.read_bigwarp_landmarks(p, file_unit=file_unit, unit=unit)
+        return bigwarp.landmarks_transform(landmarks)
+    return bigwarp.read_bigwarp_json(p, file_unit=file_unit, unit=unit).transform
+
+
+def write_transform(
+    transform: Transform,
+    path: str | Path,
+    *,
+    unit: str = "nanometer",
+    file_unit: str | None = None,
+    format: str | None = None,
+    input_space: str = "input",
+    output_space: str = "output",
+    force: bool = False,
+) -> Path:
+    """Write a transform (in ``unit``) to a file whose format follows its suffix.
+
+    Parameters
+    ----------
+    transform
+        The transform, lengths in ``unit``.
+    path
+        Output file or Zarr group.
+    unit
+        Unit of the transform's lengths (the workspace unit).
+    file_unit
+        Unit written into unit-less files (ITK, BigWarp); default ``unit``.
+    format
+        One of :data:`FORMATS`; from the suffix when omitted (``.json`` and
+        ``.zarr`` give NGFF).
+    input_space, output_space
+        Coordinate system names recorded in NGFF files.
+    force
+        Overwrite an existing file.
+
+    Raises
+    ------
+    OverwriteError
+        If the output exists and ``force`` is false.
+    FormatError
+        If the suffix is unknown or the format cannot hold this transform.
+    """
+    from transforms.units import canonical_unit
+
+    p = Path(path)
+    if p.exists() and not force:
+        raise OverwriteError(f"{p} already exists: pass --force to overwrite it")
+    fmt = _format_from_suffix(p) if format is None else _check_format(format)
+    unit = canonical_unit(unit, key="unit")
+    file_unit = unit if file_unit is None else canonical_unit(file_unit, key="--unit")
+    if fmt == "itk":
+        from transforms.formats.itk import write_itk
+
+        return Path(write_itk(transform, p, file_unit=file_unit, unit=unit, force=force))
+    if fmt == "ngff":
+        from transforms.formats.ngff import write_ngff_transform
+
+        written = write_ngff_transform(
+            p, transform, input_space=input_space, output_space=output_space, unit=unit, force=force
+        )
+        return p if written is None else Path(written)
+    from transforms.formats import bigwarp
+
+    if fmt == "bigwarp-csv":
+        landmarks = bigwarp.transform_landmarks(transform)
+        written = bigwarp.write_bigwarp_landmarks(
+            p, landmarks, file_unit=file_unit, unit=unit, force=force
+        )
+    else:
+        written = bigwarp.write_bigwarp_json(
+            p, transform, file_unit=file_unit, unit=unit, force=force
+        )
+    return p if written is None else Path(written)
+
+
+# ---------------------------------------------------------------------- point lists
+
+
+def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
+    """Points from a JSON list, a JSON file or a CSV file, as an ``(N, d)`` array.
+
+    Parameters
+    ----------
+    coords
+        ``"[[1, 2, 3], [4, 5, 6]]"``, ``"[1, 2, 3]"`` (one point), or the
+        path of a ``.json`` or ``.csv`` file. CSV files hold one point per
+        row; an optional header names the axes (``z,y,x``, ``x,y,z``...), and
+        columns are reordered into (z, y, x).
+    source
+        Name of the argument, used in error messages.
+
+    Raises
+    ------
+    ParseError
+        If the text is malformed (the message names line and column).
+    InputNotFoundError
+        If ``coords`` is neither JSON nor an existing file.
+    """
+    text = coords.strip()
+    if text.startswith("["):
+        return _points_from_json(text, source)
+    p = Path(coords).expanduser()
+    if not p.is_file():
+        raise InputNotFoundError(
+            f"{source} {coords!r} is neither a JSON list of points like [[z, y, x], ...] "
+            f"nor an existing .csv/.json file"
+        )
+    try:
+        content = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"cannot read points file {p}: {e}") from e
+    if p.suffix.lower() == ".json":
+        return _points_from_json(content, str(p))
+    return _points_from_csv(content, str(p))
+
+
+def points_csv_text(points: np.ndarray, axes: tuple[str, ...] | None = None) -> str:
+    """CSV text of points, one per row, with a header of axis names."""
+    arr = np.asarray(points, dtype=float).reshape(-1, np.shape(points)[-1])
+    if axes is None or len(axes) != arr.shape[1]:
+        axes = _AXIS_ORDER[-arr.shape[1] :] if arr.shape[1] <= 3 else None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if axes is not None:
+        writer.writerow(axes)
+    for row in arr:
+        writer.writerow([repr(float(v)) for v in row])
+    return buf.getvalue()
+
+
+def write_text_atomic(path: str | Path, text: str, *, force: bool = False) -> Path:
+    """Write a text file atomically: a temporary file beside it, then ``os.replace``.
+
+    The text is encoded before anything touches the disk; on any failure the
+    temporary file is removed and the previous file is left intact.
+
+    Raises
+    ------
+    OverwriteError
+        If ``path`` exists and ``force`` is false.
+    """
+    p = Path(path)
+    if p.exists() and not force:
+        raise OverwriteError(f"{p} already exists: pass --force to overwrite it")
+    data = text.encode("utf-8")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_format(name: str) -> str:
+    if name not in FORMATS:
+        raise FormatError(
+            f"unknown transform format {name!r}: expected one of {', '.join(FORMATS)}"
+        )
+    return name
+
+
+def _format_from_suffix(p: Path) -> str:
+    name = p.name.lower()
+    suffix = p.suffix.lower()
+    if suffix in ITK_SUFFIXES:
+        return "itk"
+    if suffix == ".csv":
+        return "bigwarp-csv"
+    if suffix == ".json" or name.endswith(".zarr"):
+        return "ngff"
+    raise FormatError(
+        f"cannot tell the transform format to write from {p.name} (suffix {suffix or 'none'!r}): "
+        f"expected {_ACCEPTED}"
+    )
+
+
+def _looks_like_bigwarp_json(p: Path) -> bool:
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ParseError(f"{p} line {e.lineno}, column {e.colno}: {e.msg}; fix the JSON") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"cannot read {p}: {e}") from e
+    if not isinstance(doc, dict):
+        return False
+    if str(doc.get("type", "")).lower() == "bigwarplandmarks":
+        return True
+    keys = {"movingPoints", "fixedPoints", "Transform", "landmarks"}
+    return bool(keys & set(doc))
+
+
+def _points_from_json(text: str, source: str) -> np.ndarray:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseError(
+            f"{source} line {e.lineno}, column {e.colno}: {e.msg}; expected a JSON list of points "
+            f"like [[z, y, x], ...]"
+        ) from e
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ParseError(
+            f"{source}: expected a non-empty JSON list of points like [[z, y, x], ...]"
+        )
+    dim = None
+    for i, point in enumerate(value):
+        if not isinstance(point, list) or not point or not all(_is_number(v) for v in point):
+            raise ParseError(f"{source}: point {i} is {point!r}; expected a list of numbers")
+        if dim is None:
+            dim = len(point)
+        elif len(point) != dim:
+            raise ParseError(
+                f"{source}: point {i} has {len(point)} coordinates but point 0 has {dim}; "
+                f"give every point the same axes"
+            )
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ParseError(f"{source}: coordinates must be finite numbers")
+    return arr
+
+
+def _points_from_csv(content: str, source: str) -> np.ndarray:
+    rows: list[list[float]] = []
+    order: list[int] | None = None
+    dim = None
+    first_line = None
+    for lineno, row in enumerate(csv.reader(io.StringIO(content)), start=1):
+        cells = [c.strip() for c in row]
+        if not cells or all(not c for c in cells) or cells[0].startswith("#"):
+            continue
+        if not rows and order is None and not all(_is_float(c) for c in cells):
+            order = _header_order(cells, source, lineno)
+            dim = len(cells)
+            first_line = lineno
+            continue
+        if dim is None:
+            dim, first_line = len(cells), lineno
+        if len(cells) != dim:
+            raise ParseError(
+                f"{source} line {lineno}: {len(cells)} values but line {first_line} has {dim}; "
+                f"expected one point per row"
+            )
+        bad = next((c for c in cells if not _is_float(c)), None)
+        if bad is not None:
+            raise ParseError(
+                f"{source} line {lineno}: {bad!r} is not a number; expected one point per row "
+                f"in (z, y, x) order"
+            )
+        values = [float(c) for c in cells]
+        rows.append(values if order is None else [values[k] for k in order])
+    if not rows:
+        raise ParseError(f"{source}: no points found; expected one point per row")
+    arr = np.asarray(rows, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ParseError(f"{source}: coordinates must be finite numbers")
+    return arr
+
+
+def _header_order(cells: list[str], source: str, lineno: int) -> list[int]:
+    names = [c.lower() for c in cells]
+    expected = list(_AXIS_ORDER[-len(names) :]) if len(names) <= 3 else []
+    if sorted(names) != sorted(expected):
+        raise ParseError(
+            f"{source} line {lineno}: header {cells} does not name the axes; expected a "
+            f"permutation of {', '.join(_AXIS_ORDER)} (or no header, columns in z, y, x order)"
+        )
+    return [names.index(axis) for axis in expected]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,864 @@
+"""The workspace: a directory holding ``coframe.yaml``.
+
+A workspace names the images of one sample, the physical spaces they live in,
+and the transform files (edges) that map points of one space into another.
+Paths in the file are relative to the workspace directory (absolute paths and
+URLs are kept as they are). The file is meant to be read and edited by hand::
+
+    coframe: 1
+    unit: nanometer
+    spaces:
+      fibsem: {axes: [z, y, x]}
+      tem-1: {axes: [y, x]}
+    images:
+      fibsem: {path: fibsem.zarr/recon-1/em/fibsem-uint8, modality: fibsem, space: fibsem}
+      xray: {path: xray.zarr, modality: xray, space: xray, voxel_size: [750, 750, 750]}
+    transforms:
+      - {from: fibsem, to: xray, file: transforms/fibsem-to-xray.zarr, format: ngff,
+         unit: nanometer, provenance: {...}}
+
+Spaces are declared under ``spaces`` or implied by the images and edges that
+name them. Every length inside a workspace is in its ``unit``; an image's
+``voxel_size`` override is in its ``input_unit`` (default: the workspace
+unit); an edge's ``unit`` is the unit its file is written in (ITK and BigWarp
+files carry none). Unknown top-level keys are kept on save, so other tools may
+add sections; unknown keys inside an entry are errors (typos).
+
+A :class:`Workspace` is a value: :meth:`Workspace.add_image` and
+:meth:`Workspace.add_edge` return a new workspace, and :meth:`Workspace.save`
+writes it atomically (temporary file, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from transforms.errors import (
+    DimensionError,
+    InputNotFoundError,
+    OverwriteError,
+    ParseError,
+    UnitError,
+    WorkspaceError,
+)
+from transforms.formats.dispatch import FORMATS as EDGE_FORMATS
+from transforms.formats.dispatch import write_text_atomic
+from transforms.units import canonical_unit
+
+if TYPE_CHECKING:
+    from transforms.base import Transform
+    from transforms.graph import SpaceGraph
+    from volumes.volume import Volume
+
+#: Name of the workspace file inside a workspace directory.
+WORKSPACE_FILE = "coframe.yaml"
+#: Schema version written into (and accepted from) ``coframe.yaml``.
+SCHEMA_VERSION = 1
+#: Image modalities a workspace accepts.
+MODALITIES = ("xray", "fibsem", "tem", "labels")
+
+_TOP_KEYS = ("coframe", "unit", "spaces", "images", "transforms")
+_SPACE_KEYS = ("axes", "unit")
+_IMAGE_KEYS = ("path", "modality", "space", "voxel_size", "input_unit", "unit")
+_EDGE_KEYS = ("from", "to", "file", "format", "unit", "kind", "provenance")
+_URL_PREFIXES = ("s3://", "gs://", "http://", "https://", "file://")
+_LINEAR_KINDS = {"identity", "translation", "scale", "affine", "rotation", "sequence", "mapaxis"}
+_NONLINEAR_KINDS = {"displacements", "coordinates", "bspline", "thin-plate-spline"}
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    """A physical space: a named coordinate frame.
+
+    Parameters
+    ----------
+    name
+        Space name, used by edges and images.
+    axes
+        Axis names in numpy order (``("z", "y", "x")`` or ``("y", "x")``), or
+        ``None`` while unknown.
+    explicit
+        True when declared under ``spaces`` (False when only implied).
+    """
+
+    name: str
+    axes: tuple[str, ...] | None = None
+    explicit: bool = True
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """An image of the workspace.
+
+    Parameters
+    ----------
+    name
+        Image name (CLI argument).
+    path
+        Path as written in the file: relative to the workspace directory,
+        absolute, or a URL.
+    space
+        Space the image's physical coordinates live in.
+    modality
+        ``xray``, ``fibsem``, ``tem``, ``labels`` or ``None``.
+    voxel_size
+        Voxel size override in numpy axis order (or one value), in ``input_unit``.
+    input_unit
+        Unit of ``voxel_size`` and of unit-less metadata; ``None`` means the
+        workspace unit.
+    """
+
+    name: str
+    path: str
+    space: str
+    modality: str | None = None
+    voxel_size: tuple[float, ...] | None = None
+    input_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class EdgeEntry:
+    """A stored transform: an edge that maps points of ``source`` into ``target``.
+
+    Parameters
+    ----------
+    source, target
+        Space names (``from`` and ``to`` in the file).
+    file
+        Transform file path as written (workspace-relative or absolute).
+    format
+        One of :data:`EDGE_FORMATS`.
+    unit
+        Unit the file is written in (ITK and BigWarp files carry none).
+    kind
+        Type summary such as ``"sequence(affine, displacements)"``, or ``None``.
+    provenance
+        How the transform was made (command, created, parameters, inputs,
+        metric, software...).
+    """
+
+    source: str
+    target: str
+    file: str
+    format: str
+    unit: str
+    kind: str | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The contents of one ``coframe.yaml``.
+
+    Parameters
+    ----------
+    root
+        Workspace directory (absolute).
+    unit
+        Canonical workspace length unit.
+    spaces
+        Explicitly declared spaces by name.
+    images
+        Images by name.
+    edges
+        Stored transforms, in file order.
+    extras
+        Unknown top-level keys, kept verbatim on save.
+    """
+
+    root: Path
+    unit: str = "nanometer"
+    spaces: Mapping[str, SpaceEntry] = field(default_factory=dict)
+    images: Mapping[str, ImageEntry] = field(default_factory=dict)
+    edges: tuple[EdgeEntry, ...] = ()
+    extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def file(self) -> Path:
+        """Path of ``coframe.yaml``."""
+        return self.root / WORKSPACE_FILE
+
+    def all_spaces(self) -> dict[str, SpaceEntry]:
+        """Every space: declared ones first, then those implied by images and edges."""
+        out: dict[str, SpaceEntry] = dict(self.spaces)
+        names = [img.space for img in self.images.values()]
+        names += [n for e in self.edges for n in (e.source, e.target)]
+        for name in names:
+            out.setdefault(name, SpaceEntry(name, None, explicit=False))
+        return out
+
+    def space_of(self, name: str) -> str:
+        """Space of an image name, or ``name`` itself if it is a space.
+
+        Raises
+        ------
+        WorkspaceError
+            If ``name`` is neither an image nor a space (the message lists both).
+        """
+        if name in self.images:
+            return self.images[name].space
+        spaces = self.all_spaces()
+        if name in spaces:
+            return name
+        raise WorkspaceError(
+            f"unknown space or image {name!r} in {self.file}: known spaces {_listing(spaces)}; "
+            f"images {_listing(self.images)} (add it with `coframe add`)"
+        )
+
+    def images_in(self, space: str) -> list[str]:
+        """Names of the images that live in ``space``."""
+        return [name for name, img in self.images.items() if img.space == space]
+
+    def with_space(
+        self, name: str, axes: Sequence[str] | None, *, force: bool = False
+    ) -> Workspace:
+        """A workspace in which space ``name`` is declared with ``axes``.
+
+        Raises
+        ------
+        DimensionError
+            If the space is declared with other axes and ``force`` is false.
+        """
+        _check_name(name, "--space")
+        new = None if axes is None else _check_axes(list(axes), f"spaces.{name}.axes")
+        old = self.spaces.get(name)
+        if old is not None and old.axes is not None and new != old.axes:
+            if new is None:
+                return self
+            if not force:
+                raise DimensionError(
+                    f"space {name!r} has axes {list(old.axes)} but {list(new)} were given: "
+                    f"use another --space or pass --force to redeclare it"
+                )
+        return replace(self, spaces={**self.spaces, name: SpaceEntry(name, new)})
+
+    def add_image(
+        self,
+        name: str,
+        path: str | Path,
+        modality: str | None,
+        space: str | None = None,
+        voxel_size: Sequence[float] | None = None,
+        input_unit: str | None = None,
+        force: bool = False,
+        *,
+        axes: Sequence[str] | None = None,
+    ) -> Workspace:
+        """A workspace with one more image (or a replaced one with ``force``).
+
+        Parameters
+        ----------
+        name
+            Image name.
+        path
+            Local path (stored relative to the workspace directory when inside
+            it; a relative path is taken from the current directory) or URL.
+        modality
+            ``xray``, ``fibsem``, ``tem``, ``labels`` or ``None``.
+        space
+            Space name (default: the image name).
+        voxel_size
+            Voxel size override in numpy axis order (or one value), in ``input_unit``.
+        input_unit
+            Unit of ``voxel_size``; ``None`` means the workspace unit.
+        force
+            Replace an image of the same name (and redeclare its space's axes).
+        axes
+            Axis names of the opened image; declares (or checks) the space axes.
+
+        Raises
+        ------
+        OverwriteError
+            If the image exists and ``force`` is false.
+        """
+        _check_name(name, "NAME")
+        space = name if space is None else _check_name(space, "--space")
+        if name in self.images and not force:
+            raise OverwriteError(
+                f"image {name!r} already exists in {self.file} (path {self.images[name].path}): "
+                f"pass --force to replace it"
+            )
+        if modality is not None and modality not in MODALITIES:
+            raise WorkspaceError(
+                f"unknown modality {modality!r} for image {name!r}: expected one of "
+                f"{', '.join(MODALITIES)} (--modality)"
+            )
+        unit = None if input_unit is None else canonical_unit(input_unit, key="--input-unit")
+        vs = None
+        if voxel_size is not None:
+            vs = _check_numbers(list(voxel_size), "--voxel-size")
+            if axes is not None and len(vs) not in (1, len(axes)):
+                raise DimensionError(
+                    f"--voxel-size {list(vs)} has {len(vs)} values but image {name!r} has axes "
+                    f"{list(axes)}: give one value or one per axis"
+                )
+        entry = ImageEntry(name, self.relative_path(path), space, modality, vs, unit)
+        ws = self.with_space(space, axes, force=force) if axes is not None else self
+        return replace(ws, images={**ws.images, name: entry})
+
+    def open_image(self, name: str, **kwargs: Any) -> Volume:
+        """Open an image with its overrides, in the workspace unit.
+
+        Parameters
+        ----------
+        name
+            Image name.
+        **kwargs
+            Extra keyword arguments for :func:`volumes.open.open_volume`.
+        """
+        from volumes.open import open_volume
+
+        if name not in self.images:
+            raise WorkspaceError(
+                f"unknown image {name!r} in {self.file}: known images {_listing(self.images)}"
+            )
+        img = self.images[name]
+        return open_volume(
+            self.resolve(img.path),
+            unit=self.unit,
+            voxel_size=img.voxel_size,
+            input_unit=img.input_unit,
+            modality=img.modality,
+            **kwargs,
+        )
+
+    def add_edge(
+        self,
+        source_space: str,
+        target_space: str,
+        file: str | Path,
+        format: str,
+        file_unit: str | None,
+        provenance: Mapping[str, Any] | None,
+        force: bool = False,
+        *,
+        kind: str | None = None,
+    ) -> Workspace:
+        """A workspace with one more edge ``source_space -> target_space``.
+
+        Parameters
+        ----------
+        source_space, target_space
+            Space names; the transform maps points of the first into the second.
+        file
+            Transform file (stored relative to the workspace directory when inside it).
+        format
+            One of :data:`EDGE_FORMATS`.
+        file_unit
+            Unit the file is written in; ``None`` means the workspace unit.
+        provenance
+            How the transform was made (see :func:`make_provenance`).
+        force
+            Replace an existing edge with the same source and target.
+        kind
+            Type summary of the transform, shown by ``coframe graph``.
+
+        Raises
+        ------
+        OverwriteError
+            If an edge with the same source and target exists and ``force`` is false.
+        """
+        _check_name(source_space, "FROM_SPACE")
+        _check_name(target_space, "TO_SPACE")
+        if source_space == target_space:
+            raise WorkspaceError(
+                f"edge from {source_space!r} to itself: FROM_SPACE and TO_SPACE must differ"
+            )
+        if format not in EDGE_FORMATS:
+            raise WorkspaceError(
+                f"unknown transform format {format!r}: expected one of {', '.join(EDGE_FORMATS)}"
+            )
+        unit = self.unit if file_unit is None else canonical_unit(file_unit, key="--unit")
+        prov = dict(provenance or {})
+        edge = EdgeEntry(
+            source_space, target_space, self.relative_path(file), format, unit, kind, prov
+        )
+        edges = list(self.edges)
+        for i, old in enumerate(edges):
+            if (old.source, old.target) == (source_space, target_space):
+                if not force:
+                    raise OverwriteError(
+                        f"an edge {source_space} -> {target_space} already exists in {self.file} "
+                        f"(file {old.file}): pass --force to replace it"
+                    )
+                edges[i] = edge
+                return replace(self, edges=tuple(edges))
+        return replace(self, edges=(*edges, edge))
+
+    def load_edge(self, edge: EdgeEntry) -> Transform:
+        """Read an edge's transform, in the workspace unit."""
+        from transforms.formats.dispatch import read_transform
+
+        path = self.resolve(edge.file)
+        return read_transform(path, format=edge.format, file_unit=edge.unit, unit=self.unit)
+
+    def graph(self) -> SpaceGraph:
+        """The space graph of this workspace; transform files are read lazily."""
+        from transforms.graph import Edge, SpaceGraph
+
+        edges = [
+            Edge(
+                e.source,
+                e.target,
+                functools.partial(self.load_edge, e),
+                label=e.file,
+                linear=kind_is_linear(e.kind),
+            )
+            for e in self.edges
+        ]
+        return SpaceGraph(edges, spaces={n: s.axes for n, s in self.all_spaces().items()})
+
+    def resolve(self, path: str | Path) -> str:
+        """Absolute path (or URL) of a path as written in the workspace file."""
+        text = str(path)
+        if text.startswith(_URL_PREFIXES):
+            return text
+        p = Path(text).expanduser()
+        return str(p if p.is_absolute() else self.root / p)
+
+    def relative_path(self, path: str | Path) -> str:
+        """How a path is written in the workspace file.
+
+        URLs are kept; local paths (relative ones taken from the current
+        directory) under the workspace directory become relative with POSIX
+        separators; others become absolute.
+        """
+        text = str(path)
+        if text.startswith(_URL_PREFIXES):
+            return text
+        p = Path(os.path.abspath(Path(text).expanduser()))
+        try:
+            return p.relative_to(os.path.abspath(self.root)).as_posix()
+        except ValueError:
+            return str(p)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML document (plain Python values) of this workspace."""
+        spaces = {n: {"axes": list(s.axes)} if s.axes else {} for n, s in self.spaces.items()}
+        images: dict[str, Any] = {}
+        for name, img in self.images.items():
+            entry: dict[str, Any] = {"path": img.path, "modality": img.modality, "space": img.space}
+            if img.voxel_size is not None:
+                entry["voxel_size"] = [_plain_number(v) for v in img.voxel_size]
+            entry["input_unit"] = img.input_unit
+            images[name] = {k: v for k, v in entry.items() if v is not None}
+        edges = []
+        for e in self.edges:
+            entry = {"from": e.source, "to": e.target, "file": e.file, "format": e.format}
+            entry.update(unit=e.unit, kind=e.kind, provenance=_plain(e.provenance) or None)
+            edges.append({k: v for k, v in entry.items() if v is not None})
+        doc = {"coframe": SCHEMA_VERSION, "unit": self.unit, "spaces": spaces, "images": images}
+        return {**doc, "transforms": edges, **self.extras}
+
+    def save(self) -> Path:
+        """Write ``coframe.yaml`` atomically; return its path.
+
+        The document is serialised in memory first, written to a temporary file
+        in the workspace directory and renamed over the old file: a failure at
+        any step leaves the previous file intact.
+        """
+        return write_text_atomic(self.file, dump_yaml(self.to_dict()), force=True)
+
+
+def find_workspace(start: Path | None = None, explicit: Path | None = None) -> Path:
+    """Directory of the workspace to use.
+
+    Parameters
+    ----------
+    start
+        Directory to search from, upward (default: the current directory).
+    explicit
+        A workspace directory or ``coframe.yaml`` path given with
+        ``--workspace/-w``; it wins over the search.
+
+    Raises
+    ------
+    WorkspaceError
+        If no ``coframe.yaml`` is found.
+    """
+    if explicit is not None:
+        p = Path(explicit).expanduser().absolute()
+        if p.is_file() and p.suffix in (".yaml", ".yml"):
+            return p.parent
+        if (p / WORKSPACE_FILE).is_file():
+            return p
+        raise WorkspaceError(
+            f"no {WORKSPACE_FILE} in {p} (--workspace): run `coframe init {p}` or point "
+            f"--workspace at a workspace directory"
+        )
+    here = (Path.cwd() if start is None else Path(start)).expanduser().absolute()
+    for d in (here, *here.parents):
+        if (d / WORKSPACE_FILE).is_file():
+            return d
+    raise WorkspaceError(
+        f"no {WORKSPACE_FILE} in {here} or any parent directory: run `coframe init` "
+        f"or pass --workspace PATH"
+    )
+
+
+def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False) -> Workspace:
+    """Create an empty workspace (``coframe.yaml``) in ``dir``.
+
+    Raises
+    ------
+    OverwriteError
+        If ``coframe.yaml`` exists and ``force`` is false.
+    """
+    root = Path(dir).expanduser().absolute()
+    unit = canonical_unit(unit, key="--unit")
+    if (root / WORKSPACE_FILE).exists() and not force:
+        raise OverwriteError(
+            f"{root / WORKSPACE_FILE} already exists: pass --force to overwrite it"
+        )
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"{root} is a file, not a directory: choose another DIR")
+    root.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(root=root, unit=unit)
+    ws.save()
+    return ws
+
+
+def load_workspace(dir: str | Path) -> Workspace:
+    """Read and validate the workspace in ``dir`` (or the ``coframe.yaml`` path itself).
+
+    Raises
+    ------
+    InputNotFoundError
+        If there is no ``coframe.yaml``.
+    ParseError
+        If the file is not valid YAML (the message names line and column).
+    WorkspaceError
+        If a key is missing, unknown or of the wrong type, or entries disagree.
+    UnitError
+        If a unit is unknown or a space's or image's unit disagrees with the
+        workspace unit.
+    """
+    p = Path(dir).expanduser().absolute()
+    file = p if p.is_file() else p / WORKSPACE_FILE
+    if not file.is_file():
+        raise InputNotFoundError(f"no {WORKSPACE_FILE} in {p}: run `coframe init {p}`")
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkspaceError(f"cannot read {file}: {e}") from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ParseError(f"{file}{where}: {e.problem or e.context}; fix the YAML syntax") from e
+    except yaml.YAMLError as e:
+        raise ParseError(f"{file}: invalid YAML ({e}); fix the YAML syntax") from e
+    return workspace_from_dict(doc, file.parent, source=str(file))
+
+
+def workspace_from_dict(doc: Any, root: str | Path, *, source: str = WORKSPACE_FILE) -> Workspace:
+    """Validate a parsed ``coframe.yaml`` document and build a :class:`Workspace`.
+
+    Parameters
+    ----------
+    doc
+        The parsed YAML document.
+    root
+        Workspace directory (relative paths are resolved against it).
+    source
+        File name used in error messages.
+    """
+    v = _Validator(source)
+    if not isinstance(doc, dict):
+        raise v.error("(top level)", f"expected a mapping with keys {', '.join(_TOP_KEYS)}")
+    version = doc.get("coframe")
+    if version is None:
+        raise v.error("coframe", f"missing schema version; add `coframe: {SCHEMA_VERSION}`")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise v.error("coframe", f"schema version {version!r} is not supported; expected 1")
+    unit = v.unit(doc, "unit", "") or "nanometer"
+
+    spaces: dict[str, SpaceEntry] = {}
+    for name, value in v.mapping(doc, "spaces").items():
+        key = v.entry(name, value, "spaces", _SPACE_KEYS, empty_ok=True)
+        value = value or {}
+        axes = (
+            None if value.get("axes") is None else _check_axes(value["axes"], key + ".axes", source)
+        )
+        space_unit = v.unit(value, "unit", key)
+        if space_unit is not None and space_unit != unit:
+            raise UnitError(
+                f"{source}: {key}.unit is {space_unit} but the workspace unit is {unit}: every "
+                f"space is in the workspace unit; remove {key}.unit (image metadata is converted "
+                f"on load; an image's input_unit gives the unit of its voxel_size)"
+            )
+        spaces[name] = SpaceEntry(name, axes)
+
+    images: dict[str, ImageEntry] = {}
+    for name, value in v.mapping(doc, "images").items():
+        key = v.entry(name, value, "images", _IMAGE_KEYS)
+        path = v.string(value, "path", key, required=True)
+        space = _check_name(v.string(value, "space", key) or name, key + ".space")
+        modality = v.string(value, "modality", key)
+        if modality is not None and modality not in MODALITIES:
+            raise v.error(
+                f"{key}.modality",
+                f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}",
+            )
+        vs = None
+        if value.get("voxel_size") is not None:
+            raw = value["voxel_size"]
+            vs = _check_numbers(
+                raw if isinstance(raw, list) else [raw], f"{key}.voxel_size", source
+            )
+            axes = spaces[space].axes if space in spaces else None
+            if axes is not None and len(vs) not in (1, len(axes)):
+                raise DimensionError(
+                    f"{source}: {key}.voxel_size has {len(vs)} values but space {space!r} has "
+                    f"axes {list(axes)}: give one value or one per axis"
+                )
+        declared = v.unit(value, "unit", key)
+        if declared is not None and declared != unit:
+            raise UnitError(
+                f"{source}: {key}.unit is {declared} but space {space!r} is in the workspace unit "
+                f"{unit}: remove {key}.unit; image metadata is converted on load, and "
+                f"{key}.input_unit gives the unit of {key}.voxel_size"
+            )
+        input_unit = v.unit(value, "input_unit", key)
+        images[name] = ImageEntry(name, path, space, modality, vs, input_unit)
+
+    raw_edges = [] if doc.get("transforms") is None else doc["transforms"]
+    if not isinstance(raw_edges, list):
+        raise v.error("transforms", "expected a list of edges (or [])")
+    edges: list[EdgeEntry] = []
+    seen: dict[tuple[str, str], str] = {}
+    for i, value in enumerate(raw_edges):
+        key = v.entry(i, value, "transforms", _EDGE_KEYS)
+        src = _check_name(v.string(value, "from", key, required=True), key + ".from")
+        dst = _check_name(v.string(value, "to", key, required=True), key + ".to")
+        if src == dst:
+            raise v.error(key, f"from and to are both {src!r}; an edge joins two spaces")
+        file = v.string(value, "file", key, required=True)
+        fmt = v.string(value, "format", key, required=True)
+        if fmt not in EDGE_FORMATS:
+            raise v.error(
+                f"{key}.format",
+                f"unknown format {fmt!r}; expected one of {', '.join(EDGE_FORMATS)}",
+            )
+        edge_unit = v.unit(value, "unit", key) or unit
+        prov = value.get("provenance") or {}
+        if not isinstance(prov, dict):
+            raise v.error(f"{key}.provenance", "expected a mapping")
+        if (src, dst) in seen:
+            raise v.error(
+                key, f"a second edge {src} -> {dst} (first is {seen[src, dst]}); remove one"
+            )
+        seen[src, dst] = key
+        edges.append(EdgeEntry(src, dst, file, fmt, edge_unit, v.string(value, "kind", key), prov))
+
+    extras = {k: val for k, val in doc.items() if k not in _TOP_KEYS}
+    root = Path(root).expanduser().absolute()
+    return Workspace(root, unit, spaces, images, tuple(edges), extras)
+
+
+def dump_yaml(doc: Mapping[str, Any]) -> str:
+    """Readable YAML text: block style for sections, flow style for leaf entries."""
+    return yaml.safe_dump(
+        dict(doc), sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+    )
+
+
+def kind_is_linear(kind: str | None) -> bool | None:
+    """Linearity told by a type summary (``"sequence(affine, displacements)"``), else None."""
+    if kind is None:
+        return None
+    words = {w.lower() for w in re.split(r"[(),\s]+", kind) if w}
+    if words & _NONLINEAR_KINDS:
+        return False
+    return True if words and words <= _LINEAR_KINDS else None
+
+
+def make_provenance(
+    command: str,
+    *,
+    inputs: Mapping[str, str | Path] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    metric: Mapping[str, Any] | None = None,
+    files: Mapping[str, str | Path] | None = None,
+) -> dict[str, Any]:
+    """A provenance record for a stored transform.
+
+    Parameters
+    ----------
+    command
+        The command line that made the transform.
+    inputs
+        Input identities (image names to paths or URLs).
+    parameters
+        Parameters of the method (plain values).
+    metric
+        Metric values (e.g. ``{"before": ..., "after": ...}``).
+    files
+        Local files to fingerprint, each recorded under ``sha256`` (a
+        directory, such as a Zarr group, is hashed over its relative file
+        names and contents).
+
+    Returns
+    -------
+    A mapping with ``command``, ``created`` (UTC, ISO 8601), the optional
+    sections given, and ``software`` (versions).
+    """
+    record: dict[str, Any] = {
+        "command": command,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": _plain(parameters or {}),
+        "inputs": {k: str(p) for k, p in (inputs or {}).items()},
+        "sha256": {k: sha256_path(p) for k, p in (files or {}).items()},
+        "metric": _plain(metric or {}),
+    }
+    record = {k: val for k, val in record.items() if val != {}}
+    record["software"] = software_versions()
+    return record
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python, coframe and the numerical libraries it relies on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("coframe", "numpy", "scipy", "SimpleITK", "zarr"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def sha256_path(path: str | Path) -> str:
+    """SHA-256 of a file, or of a directory's relative file names and contents.
+
+    Raises
+    ------
+    InputNotFoundError
+        If the path does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p} does not exist: cannot fingerprint it")
+    h = hashlib.sha256()
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(f.relative_to(p).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class _Validator:
+    """Type checks of ``coframe.yaml`` values; errors name the file and key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, message: str) -> WorkspaceError:
+        return WorkspaceError(f"{self.source}: {key}: {message}")
+
+    def mapping(self, doc: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = doc.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(key, "expected a mapping of names to entries")
+        return value
+
+    def entry(
+        self, name: Any, value: Any, section: str, allowed: Sequence[str], *, empty_ok: bool = False
+    ) -> str:
+        key = f"{section}[{name}]" if isinstance(name, int) else f"{section}.{name}"
+        if not isinstance(name, int):
+            _check_name(name, key)
+        if not isinstance(value, dict) and not (empty_ok and value is None):
+            raise self.error(key, f"expected a mapping with keys {', '.join(allowed)}")
+        for k in value or {}:
+            if k not in allowed:
+                raise self.error(f"{key}.{k}", f"unknown key; expected one of {', '.join(allowed)}")
+        return key
+
+    def string(
+        self, value: Mapping[str, Any], name: str, key: str, *, required: bool = False
+    ) -> Any:
+        if value.get(name) is None:
+            if required:
+                raise self.error(f"{key}.{name}", "missing; expected a string")
+            return None
+        if not isinstance(value[name], str) or not value[name]:
+            raise self.error(f"{key}.{name}", f"expected a string, got {value[name]!r}")
+        return value[name]
+
+    def unit(self, value: Mapping[str, Any], name: str, key: str) -> str | None:
+        full = f"{key}.{name}" if key else name
+        text = self.string(value, name, key) if key else value.get(name)
+        if text is not None and not isinstance(text, str):
+            raise self.error(full, f"expected a unit name such as nanometer, got {text!r}")
+        return None if text is None else canonical_unit(text, key=f"{self.source}: {full}")
+
+
+def _listing(names: Iterable[str]) -> str:
+    items = list(names)
+    return ", ".join(items) if items else "(none)"
+
+
+def _check_name(name: Any, key: str) -> str:
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise WorkspaceError(
+            f"{key}: name {name!r} must be a non-empty string without surrounding spaces"
+        )
+    if "->" in name or "|" in name:
+        raise WorkspaceError(f"{key}: name {name!r} must not contain '->' or '|'")
+    return name
+
+
+def _check_axes(value: Any, key: str, source: str | None = None) -> tuple[str, ...]:
+    where = f"{source}: " if source else ""
+    if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
+        raise WorkspaceError(f"{where}{key}: expected a list of axis names such as [z, y, x]")
+    if len(value) not in (2, 3):
+        raise DimensionError(
+            f"{where}{key}: {value} has {len(value)} axes; expected 2 or 3 spatial axes"
+        )
+    if len(set(value)) != len(value):
+        raise WorkspaceError(f"{where}{key}: axis names {value} repeat")
+    return tuple(value)
+
+
+def _check_numbers(value: list[Any], key: str, source: str | None = None) -> tuple[float, ...]:
+    where = f"{source}: " if source else ""
+    if not value or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+        raise WorkspaceError(f"{where}{key}: expected a number or a list of numbers, got {value!r}")
+    out = tuple(float(x) for x in value)
+    if not all(0 < x < float("inf") for x in out):
+        raise WorkspaceError(f"{where}{key}: values {list(out)} must be positive and finite")
+    return out
+
+
+def _plain_number(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def _plain(value: Any) -> Any:
+    """Plain YAML-safe values (numpy scalars and arrays, tuples, paths converted)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    tolist = getattr(value, "tolist", None)
+    return _plain(tolist()) if callable(tolist) else str(value)
