@@ -98,7 +98,7 @@ def test_lazy_field_reads_only_the_covering_block() -> None:
     assert box[:3] == (slice(2, 5), slice(3, 7), slice(4, 8))
 
 
-def test_zarr_backed_field(tmp_path: object) -> None:
+def test_zarr_backed_field() -> None:
     data = smooth_field((6, 7, 8), 2.0, 0.4)
     arr = zarr.create_array(store={}, shape=data.shape, chunks=(3, 3, 3, 3), dtype="f8")
     arr[...] = data

@@ -1,0 +1,373 @@
+"""Conversion between coframe transforms/arrays and SimpleITK.
+
+This is the only module that converts between numpy axis order (z, y, x) and
+SimpleITK's (x, y, z). Everything it returns to the rest of coframe is in
+numpy order; everything it hands to SimpleITK is in ITK order.
+
+With the axis reversal ``P``, a numpy-order affine ``q = L p + t`` becomes the
+ITK affine ``L[::-1, ::-1]`` with translation ``t[::-1]``; vector images
+reverse their component order; sizes, spacings and origins are reversed.
+
+ITK's ``CompositeTransform`` applies its transforms in reverse order of
+addition (the last added first); :func:`to_sitk` and :func:`from_sitk` map it
+to and from a :class:`~transforms.base.Sequence` accordingly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from numpy.typing import ArrayLike
+
+from transforms.affine import Affine, Rotation, Scale, Translation
+from transforms.base import Identity, Sequence, Transform
+from transforms.bijection import Bijection
+from transforms.bspline import ORDER, BSpline
+from transforms.errors import DimensionError, MetadataError, TransformError
+from transforms.field import DisplacementField
+
+#: Dimensions SimpleITK transforms support.
+SITK_DIMS = (2, 3)
+
+_RIGID = {
+    sitk.sitkEuler,
+    sitk.sitkVersor,
+    sitk.sitkVersorRigid,
+    sitk.sitkQuaternionRigid,
+}
+
+
+def sitk_points(points: ArrayLike) -> np.ndarray:
+    """Reverse the coordinate order of points: numpy (z, y, x) to ITK (x, y, z)."""
+    array = np.asarray(points, dtype=np.float64)
+    return array[..., ::-1].copy()
+
+
+def numpy_points(points: ArrayLike) -> np.ndarray:
+    """Reverse the coordinate order of points: ITK (x, y, z) to numpy (z, y, x)."""
+    array = np.asarray(points, dtype=np.float64)
+    return array[..., ::-1].copy()
+
+
+def _check_dim(dim: int, what: str) -> None:
+    if dim not in SITK_DIMS:
+        raise DimensionError(f"{what} is {dim}D: SimpleITK holds only 2D and 3D transforms")
+
+
+def apply_sitk(t: sitk.Transform, points: ArrayLike) -> np.ndarray:
+    """Map numpy-order points ``(N, d)`` through a SimpleITK transform.
+
+    Parameters
+    ----------
+    t
+        The SimpleITK transform.
+    points
+        Points in numpy axis order (z, y, x).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, d)`` mapped points in numpy axis order.
+    """
+    array = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if array.ndim != 2 or array.shape[1] != t.GetDimension():
+        raise DimensionError(
+            f"points of shape {array.shape} do not fit a {t.GetDimension()}D SimpleITK transform"
+        )
+    out = np.array([t.TransformPoint(tuple(float(v) for v in p[::-1])) for p in array])
+    return out[:, ::-1].reshape(array.shape)
+
+
+def _affine_to_sitk(linear: np.ndarray, translation: np.ndarray) -> sitk.AffineTransform:
+    d = linear.shape[0]
+    out = sitk.AffineTransform(d)
+    out.SetMatrix(tuple(float(v) for v in linear[::-1, ::-1].ravel()))
+    out.SetTranslation(tuple(float(v) for v in translation[::-1]))
+    return out
+
+
+def _field_image(vectors: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(vectors[..., ::-1], dtype=np.float64), isVector=True
+    )
+    image.SetOrigin(tuple(float(v) for v in origin[::-1]))
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    return image
+
+
+def _field_to_sitk(field: DisplacementField) -> sitk.DisplacementFieldTransform:
+    image = _field_image(np.asarray(field.vectors), field.origin, field.spacing)
+    return sitk.DisplacementFieldTransform(image)
+
+
+def _bspline_to_sitk(b: BSpline) -> sitk.BSplineTransform:
+    d = b.input_dim
+    out = sitk.BSplineTransform(d, ORDER)
+    fixed = [
+        *[float(n) for n in b.grid_size[::-1]],
+        *[float(v) for v in b.grid_origin[::-1]],
+        *[float(v) for v in b.grid_spacing[::-1]],
+        *[float(v) for v in b.grid_direction[::-1, ::-1].ravel()],
+    ]
+    out.SetFixedParameters(fixed)
+    params = np.concatenate([b.coefficients[..., d - 1 - c].ravel() for c in range(d)])
+    out.SetParameters(tuple(float(v) for v in params))
+    return out
+
+
+def to_sitk(t: Transform) -> sitk.Transform:
+    """Convert a coframe transform into the equivalent SimpleITK transform.
+
+    Identity, Translation, Scale, Rotation and square Affine map to their ITK
+    counterparts (Rotation and Affine to ``AffineTransform`` with centre 0);
+    Sequence to ``CompositeTransform`` (added in reverse so the first listed is
+    applied first); DisplacementField to ``DisplacementFieldTransform`` (a lazy
+    field is read whole; beyond half a node outside its grid ITK applies no
+    displacement where coframe clamps); BSpline to ``BSplineTransform``;
+    Bijection to its forward map.
+
+    Parameters
+    ----------
+    t
+        The transform, numpy axis order.
+
+    Raises
+    ------
+    TransformError
+        For maps ITK cannot hold: thin plate splines and numerical inverses
+        (sample them with ``transforms.field.sample_to_field``), and affines
+        that change dimension.
+    DimensionError
+        For dimensions other than 2 and 3.
+    """
+    if isinstance(t, Bijection):
+        return to_sitk(t.forward)
+    if t.input_dim != t.output_dim:
+        raise TransformError(
+            f"a {t.input_dim}D -> {t.output_dim}D {type(t).__name__} cannot be stored as an ITK "
+            "transform: ITK transforms keep the dimension"
+        )
+    _check_dim(t.input_dim, type(t).__name__)
+    d = t.input_dim
+    if isinstance(t, Identity):
+        return sitk.Transform(d, sitk.sitkIdentity)
+    if isinstance(t, Translation):
+        return sitk.TranslationTransform(d, tuple(float(v) for v in t.offset[::-1]))
+    if isinstance(t, Scale):
+        return sitk.ScaleTransform(d, tuple(float(v) for v in t.factors[::-1]))
+    if isinstance(t, Rotation):
+        return _affine_to_sitk(t.matrix, np.zeros(d))
+    if isinstance(t, Affine):
+        return _affine_to_sitk(t.linear, t.translation)
+    if isinstance(t, Sequence):
+        composite = sitk.CompositeTransform(d)
+        for member in reversed(t.transforms):
+            composite.AddTransform(to_sitk(member))
+        return composite
+    if isinstance(t, DisplacementField):
+        return _field_to_sitk(t)
+    if isinstance(t, BSpline):
+        return _bspline_to_sitk(t)
+    raise TransformError(
+        f"a {type(t).__name__} cannot be stored as an ITK transform: sample it into a "
+        "displacement field first (transforms.field.sample_to_field)"
+    )
+
+
+def _direction(image: sitk.Image) -> np.ndarray:
+    d = image.GetDimension()
+    return np.array(image.GetDirection(), dtype=np.float64).reshape(d, d)
+
+
+def _field_from_image(image: sitk.Image, what: str) -> DisplacementField:
+    d = image.GetDimension()
+    if image.GetNumberOfComponentsPerPixel() != d:
+        raise TransformError(
+            f"{what} image has {image.GetNumberOfComponentsPerPixel()} components per pixel: "
+            f"expected {d}"
+        )
+    vectors = sitk.GetArrayFromImage(image).astype(np.float64)[..., ::-1]
+    origin = np.array(image.GetOrigin(), dtype=np.float64)[::-1]
+    spacing = np.array(image.GetSpacing(), dtype=np.float64)[::-1]
+    direction = _direction(image)[::-1, ::-1]
+    signs = np.diag(direction)
+    if not np.allclose(direction, np.diag(signs), atol=1e-9) or not np.allclose(
+        np.abs(signs), 1.0, atol=1e-9
+    ):
+        raise TransformError(
+            f"{what} grid direction {direction.tolist()} is not axis-aligned: resample the field "
+            "onto an axis-aligned grid before loading it"
+        )
+    for axis in np.flatnonzero(signs < 0):
+        vectors = np.flip(vectors, axis=int(axis))
+        origin[axis] -= (vectors.shape[axis] - 1) * spacing[axis]
+    return DisplacementField(vectors, origin, spacing)
+
+
+def _bspline_from_sitk(t: sitk.BSplineTransform) -> BSpline:
+    d = t.GetDimension()
+    if t.GetOrder() != ORDER:
+        raise TransformError(
+            f"B-spline transform of order {t.GetOrder()} is not supported: expected order {ORDER}"
+        )
+    fixed = np.array(t.GetFixedParameters(), dtype=np.float64)
+    size = tuple(int(round(v)) for v in fixed[:d][::-1])
+    origin = fixed[d : 2 * d][::-1]
+    spacing = fixed[2 * d : 3 * d][::-1]
+    direction = fixed[3 * d : 3 * d + d * d].reshape(d, d)[::-1, ::-1]
+    params = np.array(t.GetParameters(), dtype=np.float64)
+    n = int(np.prod(size))
+    if params.size != d * n:
+        raise TransformError(
+            f"B-spline transform has {params.size} parameters: expected {d * n} for grid {size}"
+        )
+    coefficients = np.stack(
+        [params[(d - 1 - k) * n : (d - k) * n].reshape(size) for k in range(d)], axis=-1
+    )
+    return BSpline(origin, spacing, direction, size, coefficients)
+
+
+def _matrix_offset_from_sitk(t: Any, kind: int) -> Transform:
+    d = t.GetDimension()
+    linear = np.array(t.GetMatrix(), dtype=np.float64).reshape(d, d)[::-1, ::-1]
+    offset = np.array(t.TransformPoint(tuple([0.0] * d)), dtype=np.float64)[::-1]
+    if kind in _RIGID and not np.any(offset):
+        try:
+            return Rotation(linear)
+        except TransformError:
+            pass
+    return Affine.from_linear(linear, offset)
+
+
+def from_sitk(t: sitk.Transform) -> Transform:
+    """Convert a SimpleITK transform into the equivalent coframe transform.
+
+    Identity -> Identity; Translation -> Translation; Scale without centre ->
+    Scale; Euler, Versor, VersorRigid and QuaternionRigid without offset ->
+    Rotation; every other matrix transform (Affine, Similarity, ScaleSkew...,
+    centred Scale, rigid with offset) -> Affine; CompositeTransform ->
+    Sequence (its last added transform first); DisplacementFieldTransform ->
+    DisplacementField, or a Bijection of two fields when an inverse field is
+    attached; BSplineTransform (order 3) -> BSpline.
+
+    Parameters
+    ----------
+    t
+        The SimpleITK transform (ITK axis order).
+
+    Raises
+    ------
+    TransformError
+        For transform kinds coframe does not model, or fields on a rotated grid.
+    """
+    _check_dim(t.GetDimension(), f"SimpleITK {t.GetName()}")
+    kind = t.GetTransformEnum()
+    d = t.GetDimension()
+    if kind == sitk.sitkIdentity:
+        return Identity(d)
+    concrete = t.Downcast()
+    if kind == sitk.sitkComposite:
+        count = concrete.GetNumberOfTransforms()
+        if count == 0:
+            return Identity(d)
+        members = [from_sitk(concrete.GetNthTransform(i)) for i in range(count)]
+        return members[0] if count == 1 else Sequence(tuple(reversed(members)))
+    if kind == sitk.sitkTranslation:
+        return Translation(np.array(concrete.GetOffset(), dtype=np.float64)[::-1])
+    if kind == sitk.sitkDisplacementField:
+        forward = _field_from_image(concrete.GetDisplacementField(), "displacement field")
+        inverse_image = concrete.GetInverseDisplacementField()
+        if inverse_image.GetNumberOfPixels() > 0 and all(inverse_image.GetSize()):
+            return Bijection(
+                forward, _field_from_image(inverse_image, "inverse displacement field")
+            )
+        return forward
+    if kind == sitk.sitkBSplineTransform:
+        return _bspline_from_sitk(concrete)
+    if kind == sitk.sitkScale and not any(concrete.GetCenter()):
+        return Scale(np.array(concrete.GetScale(), dtype=np.float64)[::-1])
+    if hasattr(concrete, "GetMatrix"):
+        return _matrix_offset_from_sitk(concrete, kind)
+    raise TransformError(
+        f"SimpleITK transform {t.GetName()} is not supported: expected an identity, translation, "
+        "scale, rigid, similarity, affine, composite, displacement field or B-spline transform"
+    )
+
+
+def array_to_image(
+    array: ArrayLike,
+    voxel_size: ArrayLike,
+    origin: ArrayLike | None = None,
+    *,
+    is_vector: bool = False,
+) -> sitk.Image:
+    """Make a SimpleITK image from a numpy-order array and its physical placement.
+
+    Parameters
+    ----------
+    array
+        Voxels, axes (z, y, x) or (y, x) (plus a last component axis when
+        ``is_vector``; components are then reversed into ITK order).
+    voxel_size
+        Physical voxel size per axis, numpy order.
+    origin
+        Physical position of the centre of voxel 0, numpy order (default 0).
+    is_vector
+        Whether the last axis holds vector components.
+
+    Raises
+    ------
+    DimensionError
+        If voxel size or origin do not have one value per spatial axis.
+    """
+    data = np.asarray(array)
+    spatial = data.ndim - 1 if is_vector else data.ndim
+    if is_vector:
+        data = data[..., ::-1]
+    size = np.asarray(voxel_size, dtype=np.float64)
+    offset = np.zeros(spatial) if origin is None else np.asarray(origin, dtype=np.float64)
+    if size.shape != (spatial,) or offset.shape != (spatial,):
+        raise DimensionError(
+            f"voxel size {size.tolist()} and origin {offset.tolist()} must have {spatial} values "
+            f"each for an image of shape {np.shape(array)}"
+        )
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data), isVector=is_vector)
+    image.SetSpacing(tuple(float(v) for v in size[::-1]))
+    image.SetOrigin(tuple(float(v) for v in offset[::-1]))
+    return image
+
+
+def image_to_array(image: sitk.Image) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Copy a SimpleITK image into a numpy-order array with its placement.
+
+    Parameters
+    ----------
+    image
+        A SimpleITK image with an identity direction.
+
+    Returns
+    -------
+    tuple
+        ``(array, voxel_size, origin)``: axes (z, y, x) (vector components, if
+        any, last and in numpy order), voxel size and origin in numpy order.
+
+    Raises
+    ------
+    MetadataError
+        If the image direction is not the identity.
+    """
+    d = image.GetDimension()
+    direction = _direction(image)
+    if not np.allclose(direction, np.eye(d), atol=1e-9):
+        raise MetadataError(
+            f"image direction {direction.tolist()} is not the identity: coframe images are "
+            "axis-aligned; resample the image onto an identity direction"
+        )
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        array = np.ascontiguousarray(array[..., ::-1])
+    voxel_size = tuple(float(v) for v in image.GetSpacing()[::-1])
+    origin = tuple(float(v) for v in image.GetOrigin()[::-1])
+    return array, voxel_size, origin
