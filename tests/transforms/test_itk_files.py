@@ -95,12 +95,18 @@ def sample_points(t: Transform, n: int = 50) -> np.ndarray:
     return rng.uniform(10.0, 150.0, size=(n, t.input_dim))
 
 
-@pytest.mark.parametrize("suffix", SUFFIXES)
-@pytest.mark.parametrize("name", list(CASES))
+# A .mat file holds no composite: nonlinear sequences go to the other formats only.
+ROUND_TRIPS = [
+    (name, suffix)
+    for name, t in CASES.items()
+    for suffix in SUFFIXES
+    if not (suffix == ".mat" and isinstance(t, Sequence) and not t.is_linear)
+]
+
+
+@pytest.mark.parametrize(("name", "suffix"), ROUND_TRIPS)
 def test_round_trip_same_point_mapping(tmp_path: Path, name: str, suffix: str) -> None:
     t = CASES[name]
-    if suffix == ".mat" and isinstance(t, Sequence) and not t.is_linear:
-        pytest.skip("a .mat file holds no composite")
     path = write_itk(t, tmp_path / f"t{suffix}")
     assert path == tmp_path / f"t{suffix}"
     back = read_itk(path)
