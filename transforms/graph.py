@@ -18,8 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from transforms.errors import (
     AmbiguousPathError,
+    CoframeError,
     DimensionError,
     NoPathError,
     NotInvertibleError,
@@ -42,6 +45,7 @@ KIND_NAMES: dict[str, str] = {
     "BSpline": "bspline",
     "ThinPlateSpline": "thin-plate-spline",
     "Bijection": "bijection",
+    "NumericalInverse": "inverse",
 }
 
 
@@ -394,7 +398,106 @@ def summarize_transform(t: Any) -> str:
     if cls == "Sequence":
         parts = getattr(t, "transforms", ())
         return f"{name}({', '.join(summarize_transform(p) for p in parts)})"
-    if cls == "Bijection":
+    if cls in ("Bijection", "NumericalInverse"):
         forward = getattr(t, "forward", None)
         return name if forward is None else f"{name}({summarize_transform(forward)})"
     return name
+
+
+def map_points(
+    graph: SpaceGraph, source: str, target: str, points: Any, via: Sequence[str] = ()
+) -> np.ndarray:
+    """Map physical points of space ``source`` into space ``target``.
+
+    Parameters
+    ----------
+    graph
+        The space graph.
+    source, target
+        Space names.
+    points
+        ``(N, d)`` or ``(d,)`` points in numpy axis order, in the graph's unit.
+    via
+        Spaces the chain must pass through (``--via``).
+
+    Returns
+    -------
+    ``(N, d_target)`` mapped points (always two-dimensional).
+
+    Raises
+    ------
+    DimensionError
+        If the points do not have the source space's number of coordinates.
+    TransformError
+        If a transform cannot be applied (e.g. an inverse that does not converge).
+    """
+    arr = np.atleast_2d(np.asarray(points, dtype=float))
+    transform = graph.transform(source, target, via)
+    if arr.shape[1] != transform.input_dim:
+        axes = graph.spaces.get(source)
+        names = f" {list(axes)}" if axes else ""
+        raise DimensionError(
+            f"points have {arr.shape[1]} coordinates but space {source!r} has "
+            f"{transform.input_dim} axes{names}: give points in (z, y, x) order of {source!r}"
+        )
+    return np.atleast_2d(transform.apply(arr))
+
+
+def describe_graph(workspace: Any) -> dict[str, Any]:
+    """A JSON-ready description of a workspace's spaces, images and edges.
+
+    An edge whose type summary was not recorded is read to describe it; an
+    edge that cannot be read is reported with its ``error``.
+
+    Parameters
+    ----------
+    workspace
+        A :class:`~transforms.workspace.Workspace`.
+    """
+    graph = workspace.graph()
+    spaces = []
+    for name, space in workspace.all_spaces().items():
+        images = [
+            {"name": n, "modality": workspace.images[n].modality, "path": workspace.images[n].path}
+            for n in workspace.images_in(name)
+        ]
+        axes = None if space.axes is None else list(space.axes)
+        spaces.append({"name": name, "axes": axes, "declared": space.explicit, "images": images})
+    edges = []
+    for i, e in enumerate(workspace.edges):
+        entry: dict[str, Any] = {"from": e.source, "to": e.target, "kind": e.kind}
+        entry.update(file=e.file, format=e.format, unit=e.unit)
+        if e.kind is None:
+            try:
+                entry["kind"] = summarize_transform(graph.load(i))
+            except CoframeError as err:
+                entry["error"] = str(err)
+        prov = e.provenance
+        entry["provenance"] = {k: prov[k] for k in ("command", "created") if k in prov}
+        edges.append(entry)
+    return {
+        "workspace": str(workspace.root),
+        "unit": workspace.unit,
+        "spaces": spaces,
+        "edges": edges,
+        "components": graph.components(),
+    }
+
+
+def render_graph(description: Mapping[str, Any]) -> str:
+    """Human-readable text of :func:`describe_graph`'s description."""
+    lines = [f"workspace {description['workspace']} (unit {description['unit']})", "spaces:"]
+    width = max((len(s["name"]) for s in description["spaces"]), default=0)
+    for s in description["spaces"]:
+        axes = "[" + ", ".join(s["axes"]) + "]" if s["axes"] else "axes unknown"
+        images = ", ".join(f"{i['name']} ({i['modality'] or '?'})" for i in s["images"])
+        lines.append(f"  {s['name']:<{width}}  {axes:<13}  images: {images or '-'}")
+    lines.append("edges:" if description["edges"] else "edges: none (add one with `coframe link`)")
+    for e in description["edges"]:
+        kind = e.get("kind") or f"unreadable: {e.get('error', '?')}"
+        prov = e["provenance"]
+        made = f"  [{prov.get('created', '')}] {prov.get('command', '')}".rstrip() if prov else ""
+        lines.append(f"  {e['from']} -> {e['to']}  {kind}  {e['file']} ({e['format']}){made}")
+    comps = " | ".join("{" + ", ".join(c) + "}" for c in description["components"])
+    lines.append(f"connected: {comps or '-'}")
+    return "\n".join(lines)

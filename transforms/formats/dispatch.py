@@ -29,10 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from transforms.errors import FormatError, InputNotFoundError, OverwriteError, ParseError
+from transforms.errors import (
+    FormatError,
+    InputNotFoundError,
+    OverwriteError,
+    ParseError,
+    TransformError,
+)
 
 if TYPE_CHECKING:
     from transforms.base import Transform
+    from transforms.workspace import Workspace
 
 #: Suffixes read and written through SimpleITK.
 ITK_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
@@ -117,9 +124,9 @@ def read_transform(
     from transforms.formats import bigwarp
 
     if fmt == "bigwarp-csv":
-        landmarks = bigwarp.read_bigwarp_landmarks(p, file_unit=file_unit, unit=unit)
+        landmarks = bigwarp.read_bigwarp_landmarks(p, unit=unit, file_unit=file_unit)
         return bigwarp.landmarks_transform(landmarks)
-    return bigwarp.read_bigwarp_json(p, file_unit=file_unit, unit=unit).transform
+    return bigwarp.read_bigwarp_json(p, unit=unit, file_unit=file_unit).to_transform()
 
 
 def write_transform(
@@ -180,17 +187,88 @@ def write_transform(
         )
         return p if written is None else Path(written)
     from transforms.formats import bigwarp
+    from transforms.tps import ThinPlateSpline
 
+    if not isinstance(transform, ThinPlateSpline):
+        raise TransformError(
+            f"a BigWarp file holds the landmarks of a thin-plate spline, not a "
+            f"{type(transform).__name__}: write {p.name} as .tfm (ITK) or .zarr (OME-NGFF) instead"
+        )
+    landmarks = bigwarp.landmarks_from_pairs(transform.source_points, transform.target_points)
+    opts: dict[str, Any] = {"force": force, "unit": unit, "file_unit": file_unit}
     if fmt == "bigwarp-csv":
-        landmarks = bigwarp.transform_landmarks(transform)
-        written = bigwarp.write_bigwarp_landmarks(
-            p, landmarks, file_unit=file_unit, unit=unit, force=force
-        )
-    else:
-        written = bigwarp.write_bigwarp_json(
-            p, transform, file_unit=file_unit, unit=unit, force=force
-        )
-    return p if written is None else Path(written)
+        return Path(bigwarp.write_bigwarp_landmarks(p, landmarks, **opts))
+    return Path(bigwarp.write_bigwarp_json(p, landmarks, "tps", **opts))
+
+
+# ---------------------------------------------------------------------- workspace edges
+
+
+def link_transform(
+    workspace: Workspace,
+    source: str,
+    target: str,
+    file: str | Path,
+    *,
+    file_unit: str | None = None,
+    command: str = "",
+    force: bool = False,
+) -> tuple[Workspace, Transform]:
+    """Read a transform file and add it to a workspace as the edge ``source -> target``.
+
+    The file is read (validating it), its dimensions are checked against the
+    spaces' axes when known, and the edge is recorded with its type summary
+    and provenance (command, time, file SHA-256, software versions). The file
+    is referenced where it is, not copied. The workspace is not saved.
+
+    Parameters
+    ----------
+    workspace
+        The workspace.
+    source, target
+        Space (or image) names; the transform maps points of ``source`` into ``target``.
+    file
+        The transform file.
+    file_unit
+        Unit of unit-less files (ITK, BigWarp); default the workspace unit.
+    command
+        The command line, recorded in the provenance.
+    force
+        Replace an existing edge ``source -> target``.
+
+    Returns
+    -------
+    The new workspace and the transform read.
+
+    Raises
+    ------
+    DimensionError
+        If the transform's dimensions disagree with the spaces' axes.
+    """
+    from transforms.errors import DimensionError
+    from transforms.graph import summarize_transform
+    from transforms.units import canonical_unit
+    from transforms.workspace import make_provenance
+
+    src, dst = workspace.space_of(source), workspace.space_of(target)
+    path = Path(file).expanduser().absolute()
+    fmt = detect_transform_format(path)
+    t = read_transform(path, format=fmt, file_unit=file_unit, unit=workspace.unit)
+    spaces = workspace.all_spaces()
+    for space, dim in ((src, t.input_dim), (dst, t.output_dim)):
+        axes = spaces[space].axes
+        if axes is not None and len(axes) != dim:
+            raise DimensionError(
+                f"{path.name} maps {t.input_dim}D points to {t.output_dim}D but space {space!r} "
+                f"has axes {list(axes)}: check the FROM_SPACE TO_SPACE order or the file"
+            )
+    unit = None if fmt == "ngff" or file_unit is None else canonical_unit(file_unit, key="--unit")
+    params = {"format": fmt, "file_unit": unit or workspace.unit}
+    prov = make_provenance(command, parameters=params, files={"file": path})
+    ws = workspace.add_edge(
+        src, dst, path, fmt, unit, prov, force=force, kind=summarize_transform(t)
+    )
+    return ws, t
 
 
 # ---------------------------------------------------------------------- point lists
@@ -306,17 +384,14 @@ def _format_from_suffix(p: Path) -> str:
 
 def _looks_like_bigwarp_json(p: Path) -> bool:
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        json.loads(p.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise ParseError(f"{p} line {e.lineno}, column {e.colno}: {e.msg}; fix the JSON") from e
     except (OSError, UnicodeDecodeError) as e:
         raise FormatError(f"cannot read {p}: {e}") from e
-    if not isinstance(doc, dict):
-        return False
-    if str(doc.get("type", "")).lower() == "bigwarplandmarks":
-        return True
-    keys = {"movingPoints", "fixedPoints", "Transform", "landmarks"}
-    return bool(keys & set(doc))
+    from transforms.formats.bigwarp import is_bigwarp_json
+
+    return is_bigwarp_json(p)
 
 
 def _points_from_json(text: str, source: str) -> np.ndarray:
