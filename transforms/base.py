@@ -333,7 +333,7 @@ class Sequence(Transform):
         out = points
         for t in self.transforms:
             out = np.asarray(t._apply(out), dtype=np.float64)
-        return out if out is not points else points.copy()
+        return out
 
     def inverse(self) -> Transform:
         inverses = tuple(t.inverse() for t in reversed(self.transforms))

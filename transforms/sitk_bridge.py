@@ -59,6 +59,9 @@ def _check_dim(dim: int, what: str) -> None:
 def apply_sitk(t: sitk.Transform, points: ArrayLike) -> np.ndarray:
     """Map numpy-order points ``(N, d)`` through a SimpleITK transform.
 
+    Points go one by one through ``TransformPoint``: meant for checks and
+    small point sets, not for dense grids.
+
     Parameters
     ----------
     t
