@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import click
 import typer
@@ -48,3 +49,174 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Bring X-ray microCT, TEM and FIB-SEM images of one sample into one physical frame."""
+
+
+# ---------------------------------------------------------------------- workspace commands
+
+_WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from here upward)."
+
+
+def _load_ws(workspace: Path | None) -> Any:
+    from transforms.workspace import find_workspace, load_workspace
+
+    return load_workspace(find_workspace(explicit=workspace))
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command line of ``ctx``, rebuilt from its parsed parameters (for provenance)."""
+    import shlex
+
+    parts = ["coframe", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name == "argument":
+            parts.append(shlex.quote(str(value)))
+        elif value not in (None, False, (), [], param.default):
+            flag = param.opts[0]
+            parts.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    """Parse ``"8"`` or ``"40,8,8"`` into a list of floats."""
+    if text is None:
+        return None
+    from transforms.errors import MetadataError
+
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError as e:
+        raise MetadataError(f"{flag} {text!r}: expected one number or a list like 40,8,8") from e
+
+
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="Workspace directory (created).")] = Path("."),
+    unit: Annotated[str, typer.Option("--unit", help="Workspace length unit.")] = "nanometer",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite coframe.yaml.")] = False,
+) -> None:
+    """Create a workspace (coframe.yaml) in DIRECTORY."""
+    from transforms.workspace import init_workspace
+
+    ws = init_workspace(directory, unit=unit, force=force)
+    typer.echo(f"workspace {ws.file} (unit {ws.unit})")
+
+
+_WorkspaceOption = Annotated[
+    Path | None, typer.Option("--workspace", "-w", help=_WORKSPACE_HELP, show_default=False)
+]
+
+
+@app.command("add")
+def add_cmd(
+    name: Annotated[str, typer.Argument(help="Image name.")],
+    path: Annotated[str, typer.Argument(help="Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
+    modality: Annotated[str | None, typer.Option(help="xray, fibsem, tem or labels.")] = None,
+    voxel_size: Annotated[str | None, typer.Option(help="One value or z,y,x.")] = None,
+    input_unit: Annotated[str | None, typer.Option(help="Unit of --voxel-size.")] = None,
+    space: Annotated[str | None, typer.Option(help="Space name (default: NAME).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an image.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Add an image to the workspace (it is opened to validate it)."""
+    from volumes.open import open_volume
+
+    ws = _load_ws(workspace)
+    vs = _floats(voxel_size, "--voxel-size")
+    location = path if "://" in path else str(Path(path).expanduser().absolute())
+    volume = open_volume(
+        location, unit=ws.unit, voxel_size=vs, input_unit=input_unit, modality=modality
+    )
+    ws = ws.add_image(
+        name, location, modality or volume.modality, space, vs, input_unit, force, axes=volume.axes
+    )
+    ws.save()
+    img, level = ws.images[name], volume.levels[0]
+    typer.echo(
+        f"added {name} ({img.modality or 'unknown modality'}) in space {img.space}: {img.path}, "
+        f"axes {list(volume.axes)}, shape {list(level.shape)}, voxel {list(level.voxel_size)} "
+        f"{volume.unit}, {len(volume.levels)} level(s)"
+    )
+
+
+@app.command("link")
+def link_cmd(
+    ctx: typer.Context,
+    from_space: Annotated[str, typer.Argument(help="Space whose points the transform maps.")],
+    to_space: Annotated[str, typer.Argument(help="Space the points are mapped into.")],
+    file: Annotated[Path, typer.Argument(help="Transform file: ITK, OME-NGFF or BigWarp.")],
+    unit: Annotated[str | None, typer.Option(help="Unit of an ITK/BigWarp file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an edge.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Add a transform file as the edge FROM_SPACE -> TO_SPACE.
+
+    A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
+    """
+    from transforms.formats.dispatch import link_transform
+
+    ws = _load_ws(workspace)
+    command = _command_line(ctx)
+    ws, t = link_transform(
+        ws, from_space, to_space, file, file_unit=unit, command=command, force=force
+    )
+    ws.save()
+    pair = (ws.space_of(from_space), ws.space_of(to_space))
+    edge = next(e for e in ws.edges if (e.source, e.target) == pair)
+    typer.echo(
+        f"linked {edge.source} -> {edge.target}: {edge.kind} ({t.input_dim}D -> {t.output_dim}D), "
+        f"{edge.file} ({edge.format}, {edge.unit})"
+    )
+
+
+@app.command("graph")
+def graph_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Show the spaces, their images and the transform edges of the workspace."""
+    import json
+
+    from transforms.graph import describe_graph, render_graph
+
+    description = describe_graph(_load_ws(workspace))
+    typer.echo(json.dumps(description, indent=2) if as_json else render_graph(description))
+
+
+@app.command("points")
+def points_cmd(
+    source: Annotated[str, typer.Argument(help="Source space (or image name).")],
+    target: Annotated[str, typer.Argument(help="Target space (or image name).")],
+    coords: Annotated[str, typer.Argument(help="JSON list of (z, y, x) points, or a CSV file.")],
+    scene: Annotated[Path | None, typer.Option(help="Read the graph from an NGFF scene.")] = None,
+    via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
+    csv_out: Annotated[Path | None, typer.Option(help="Also write the points as CSV.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --csv-out.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
+    import json
+
+    from transforms.formats.dispatch import points_csv_text, read_points, write_text_atomic
+    from transforms.graph import SpaceGraph, map_points
+
+    stops = list(via or [])
+    try:
+        points = read_points(coords)
+        if scene is not None:
+            from transforms.formats.ngff import read_scene
+
+            graph = SpaceGraph.from_scene(read_scene(scene))
+        else:
+            ws = _load_ws(workspace)
+            graph = ws.graph()
+            source, target = ws.space_of(source), ws.space_of(target)
+            stops = [ws.space_of(v) for v in stops]
+        mapped = map_points(graph, source, target, points, stops)
+        if csv_out is not None:
+            text = points_csv_text(mapped, graph.spaces.get(target))
+            write_text_atomic(csv_out, text, force=force)
+    except CoframeError as e:
+        typer.echo(json.dumps({"message": str(e)}))
+        raise
+    typer.echo(json.dumps({"coordinates": mapped.tolist()}))
