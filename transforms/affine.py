@@ -124,10 +124,12 @@ class Affine(Transform):
                 "use Affine.plane_inverse() for a least-squares projection back"
             )
         lin = self.linear
-        cond = np.linalg.cond(lin)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cond = np.linalg.cond(lin)
+            det = np.linalg.det(lin)
         if not np.isfinite(cond) or cond * SINGULAR_RCOND > 1.0:
             raise NotInvertibleError(
-                f"affine linear part is singular (det={np.linalg.det(lin):.3g}, "
+                f"affine linear part is singular (det={det:.3g}, "
                 f"matrix {lin.tolist()}): expected an invertible matrix"
             )
         inv = np.linalg.inv(lin)
