@@ -666,10 +666,34 @@ def workspace_from_dict(doc: Any, root: str | Path, *, source: str = WORKSPACE_F
     return Workspace(root, unit, spaces, images, tuple(edges), extras)
 
 
+class _Flow(dict):
+    """A mapping written on one line (an entry of ``spaces``, ``images`` or ``transforms``)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML dumper that writes :class:`_Flow` mappings in flow style."""
+
+
+_Dumper.add_representer(
+    _Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+)
+
+
 def dump_yaml(doc: Mapping[str, Any]) -> str:
-    """Readable YAML text: block style for sections, flow style for leaf entries."""
-    return yaml.safe_dump(
-        dict(doc), sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+    """Readable YAML text: one line per space, image and edge (edges with provenance in blocks)."""
+    out = dict(doc)
+    for section in ("spaces", "images"):
+        if isinstance(out.get(section), dict):
+            out[section] = {
+                k: _Flow(v) if isinstance(v, dict) else v for k, v in out[section].items()
+            }
+    if isinstance(out.get("transforms"), list):
+        out["transforms"] = [
+            _Flow(e) if isinstance(e, dict) and "provenance" not in e else e
+            for e in out["transforms"]
+        ]
+    return yaml.dump(
+        out, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
     )
 
 

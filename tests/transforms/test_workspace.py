@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,10 @@ def test_save_then_load_round_trips_and_stays_readable(tmp_path: Path) -> None:
     assert back.images["xray"].voxel_size == (750.0, 750.0, 750.0)
     text = (tmp_path / "coframe.yaml").read_text()
     assert "fibsem: {path: fibsem.zarr, modality: fibsem, space: fibsem}" in text
-    assert "voxel_size: [750, 750, 750]" in text
+    assert (
+        "xray: {path: xray.zarr, modality: xray, space: xray, voxel_size: [750, 750, 750]}" in text
+    )
+    assert "tem: {axes: [y, x]}" in text
     assert "- {from: tem, to: xray, file: t/tem.zarr, format: ngff, unit: micrometer}" in text
 
 
@@ -236,11 +240,14 @@ def test_save_is_atomic_when_serialisation_fails(
     ws = _three_space_workspace(tmp_path)
     ws.save()
     before = (tmp_path / "coframe.yaml").read_bytes()
+    unrepresentable = replace(ws, extras={"notes": object()})
+    with pytest.raises(yaml.representer.RepresenterError):
+        unrepresentable.save()
 
     def broken_dump(*args: object, **kwargs: object) -> str:
         raise yaml.representer.RepresenterError("cannot represent an object")
 
-    monkeypatch.setattr(yaml, "safe_dump", broken_dump)
+    monkeypatch.setattr(yaml, "dump", broken_dump)
     with pytest.raises(yaml.YAMLError):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
