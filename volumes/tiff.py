@@ -1,0 +1,337 @@
+"""Reading TIFF images and stacks with their physical metadata.
+
+2D images, multi-page stacks, ImageJ hyperstacks, OME-TIFF and pyramidal
+TIFF are read through ``tifffile``'s zarr view of the first series, so a box
+read decodes only the pages, strips or tiles under the box. Remote files are
+downloaded once into the temporary cache first.
+
+Voxel size, first match wins:
+
+1. OME-TIFF ``Pixels`` ``PhysicalSizeX/Y/Z`` with their units (default µm);
+2. ImageJ metadata: ``XResolution``/``YResolution`` (pixels per unit), ``spacing``
+   for z, and ``unit`` (``micron``, ``\\u00B5m``, ``nm``...); ImageJ's
+   ``xorigin``/``yorigin``/``zorigin`` (in pixels) place voxel 0;
+3. a ``ResolutionUnit`` of centimetre, millimetre or micrometre for y and x.
+
+Inch resolutions are ignored (72 dpi is a common meaningless default): such
+files, and files with no physical metadata, need ``--voxel-size``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from transforms.errors import FormatError
+from volumes.reading import (
+    AxisPlan,
+    AxisSpec,
+    RawImage,
+    RawLevel,
+    pyramid_placement,
+    resolve_axes,
+)
+from volumes.remote import Location
+from volumes.sources import ZarrSource
+
+FORMAT = "tiff"
+
+#: tifffile axis letters that carry a known meaning, as (name, NGFF type).
+_LETTERS: dict[str, tuple[str, str | None]] = {
+    "Z": ("z", "space"),
+    "Y": ("y", "space"),
+    "X": ("x", "space"),
+    "C": ("c", "channel"),
+    "S": ("s", "channel"),
+    "T": ("t", "time"),
+}
+#: Generic page-sequence letters that tifffile uses for plain stacks.
+_SEQUENCE_LETTERS = ("Q", "I")
+_STRUCTURE_WARNING = re.compile(
+    r"invalid page offset|invalid offset to page|corrupt|failed to reshape|invalid value offset",
+    re.IGNORECASE,
+)
+_RESUNIT_UNITS = {3: "centimeter", 4: "millimeter", 5: "micrometer"}
+_NO_UNIT = ("", "pixel", "pixels", "px")
+
+
+class _Collect(logging.Handler):
+    """Keeps tifffile's log records instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _captured_tifffile_log() -> Iterator[_Collect]:
+    """Collect tifffile warnings (structure problems) instead of printing them."""
+    logger = logging.getLogger("tifffile")
+    handler = _Collect()
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+
+
+def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) -> RawImage:
+    """Read the first series of a TIFF file as a :class:`RawImage`.
+
+    Parameters
+    ----------
+    location
+        The file (local or remote).
+    select
+        Index per non-spatial axis (``{"c": 0}``, ``{"s": 0}`` for RGB samples).
+
+    Raises
+    ------
+    FormatError
+        If the file is not a readable TIFF or is truncated.
+    AxisError
+        If the axes are not 2 or 3 spatial ones after selection.
+    UnitError
+        If the metadata names an unknown unit.
+    """
+    import tifffile
+
+    path = location.local_copy()
+    with _captured_tifffile_log() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError) as e:
+            raise FormatError(f"cannot read {location} as TIFF: {e}") from e
+        try:
+            series = tif.series[0] if tif.series else None
+        except (tifffile.TiffFileError, ValueError, struct.error) as e:
+            tif.close()
+            raise FormatError(f"cannot read the image series of {location}: {e}") from e
+    problems = [m for m in log.messages if _STRUCTURE_WARNING.search(m)]
+    if series is None or problems:
+        tif.close()
+        detail = problems[0] if problems else "no image series found"
+        raise FormatError(
+            f"{location} is truncated or corrupt ({detail}): expected a complete TIFF file"
+        )
+    try:
+        _check_complete(tif, series, path, str(location))
+        file_axes = _file_axes(series.axes)
+        plan = resolve_axes(file_axes, series.shape, select=select, where=str(location))
+        sizes, units, origin, reason, kind = _calibration(tif, series, plan)
+        levels = _levels(tif, series, plan, sizes, origin, str(location))
+    except BaseException:
+        tif.close()
+        raise
+    metadata: dict[str, Any] = {
+        "file_axes": [a.name for a in file_axes],
+        "tiff_axes": series.axes,
+        "calibration": kind,
+    }
+    if plan.fixed:
+        metadata["selected"] = plan.selection()
+    return RawImage(
+        source=str(location),
+        format=FORMAT,
+        axes=plan.names,
+        units=units,
+        levels=levels,
+        calibrated=reason is None,
+        uncalibrated_reason=reason,
+        metadata=metadata,
+    )
+
+
+def _check_complete(tif: Any, series: Any, path: Path, where: str) -> None:
+    """Raise :class:`FormatError` if image data lies beyond the end of the file."""
+    size = path.stat().st_size
+    for level in series.levels:
+        if level.dataoffset is not None:
+            end = int(level.dataoffset) + int(level.nbytes)
+        else:
+            end = 0
+            for page in level.pages:
+                if page is None:
+                    continue
+                pairs = zip(page.dataoffsets, page.databytecounts, strict=True)
+                ends = [int(o) + int(c) for o, c in pairs]
+                end = max([end, *ends])
+        if end > size:
+            raise FormatError(
+                f"{where} is truncated: image data runs to byte {end} but the file has {size} "
+                "bytes; expected a complete TIFF file"
+            )
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if meta and isinstance(meta.get("images"), int):
+        page_size = max(int(series.keyframe.size), 1)
+        found = int(series.size) // page_size
+        if found < meta["images"]:
+            raise FormatError(
+                f"{where} is truncated: ImageJ metadata lists {meta['images']} images but "
+                f"{found} were found; expected a complete TIFF file"
+            )
+
+
+def _file_axes(letters: str) -> tuple[AxisSpec, ...]:
+    """Axes of a tifffile axis string (e.g. ``TZCYX``, ``QYX``, ``YXS``)."""
+    has_z = "Z" in letters
+    sequences = [c for c in letters if c in _SEQUENCE_LETTERS]
+    specs: list[AxisSpec] = []
+    for c in letters:
+        if c in _LETTERS:
+            name, kind = _LETTERS[c]
+        elif c in _SEQUENCE_LETTERS and not has_z and len(sequences) == 1:
+            name, kind = "z", "space"
+        else:
+            name, kind = c.lower(), None
+        specs.append(AxisSpec(name, kind))
+    return tuple(specs)
+
+
+def _decode_unit(text: Any) -> str | None:
+    """ImageJ unit text with ``\\uXXXX`` escapes decoded; ``None`` for pixels or missing."""
+    if not isinstance(text, str):
+        return None
+    decoded = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text).strip()
+    return None if decoded.lower() in _NO_UNIT else decoded
+
+
+def _calibration(
+    tif: Any, series: Any, plan: AxisPlan
+) -> tuple[dict[str, float], tuple[str | None, ...], dict[str, float], str | None, str]:
+    """Voxel sizes, units, origin (by axis name) of the view, and why they are missing.
+
+    Returns
+    -------
+    sizes, units, origin, reason, kind
+        ``reason`` is ``None`` when every view axis has a size; ``kind`` names
+        the metadata used.
+    """
+    names = plan.names
+    found: dict[str, tuple[float, str]] = {}
+    origin: dict[str, float] = {}
+    kind = "none"
+    if tif.is_ome and tif.ome_metadata:
+        found = _ome_sizes(tif.ome_metadata, str(tif.filename))
+        kind = "ome"
+    elif tif.is_imagej and tif.imagej_metadata is not None:
+        meta = tif.imagej_metadata
+        unit = _decode_unit(meta.get("unit"))
+        if unit is not None:
+            kind = "imagej"
+            x_res, y_res = _resolution(series.keyframe)
+            if x_res:
+                found["x"] = (1.0 / x_res, unit)
+            if y_res:
+                found["y"] = (1.0 / y_res, unit)
+            spacing = meta.get("spacing")
+            if isinstance(spacing, int | float) and spacing > 0:
+                found["z"] = (float(spacing), unit)
+            for axis in ("x", "y", "z"):
+                pixels = meta.get(f"{axis}origin")
+                if isinstance(pixels, int | float) and axis in found:
+                    origin[axis] = -float(pixels) * found[axis][0]
+    else:
+        resunit = int(getattr(series.keyframe, "resolutionunit", 1) or 1)
+        if resunit in _RESUNIT_UNITS:
+            kind = "resolution"
+            x_res, y_res = _resolution(series.keyframe)
+            if x_res:
+                found["x"] = (1.0 / x_res, _RESUNIT_UNITS[resunit])
+            if y_res:
+                found["y"] = (1.0 / y_res, _RESUNIT_UNITS[resunit])
+    missing = [n for n in names if n not in found]
+    reason = None
+    if missing:
+        if kind == "none":
+            reason = "no physical metadata"
+        else:
+            reason = f"{kind} metadata gives no voxel size for axis {', '.join(missing)}"
+    sizes = {n: found[n][0] for n in names if n in found}
+    units = tuple(found[n][1] if n in found else None for n in names)
+    return sizes, units, origin, reason, kind
+
+
+def _resolution(page: Any) -> tuple[float, float]:
+    """Pixels per unit along x and y (0 when absent)."""
+    tags = page.tags
+    values = []
+    for name in ("XResolution", "YResolution"):
+        tag = tags.get(name)
+        if tag is None:
+            values.append(0.0)
+            continue
+        num, den = tag.value
+        values.append(float(num) / float(den) if den else 0.0)
+    return values[0], values[1]
+
+
+def _ome_sizes(xml: str, where: str) -> dict[str, tuple[float, str]]:
+    """``PhysicalSize{X,Y,Z}`` of the first OME ``Pixels`` element, by axis name."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as e:
+        raise FormatError(f"invalid OME-XML in {where}: {e}") from e
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return {}
+    found: dict[str, tuple[float, str]] = {}
+    for axis in ("X", "Y", "Z"):
+        value = pixels.get(f"PhysicalSize{axis}")
+        if value is None:
+            continue
+        try:
+            size = float(value)
+        except ValueError as e:
+            raise FormatError(
+                f"PhysicalSize{axis}={value!r} in the OME-XML of {where}: expected a number"
+            ) from e
+        if size > 0:
+            found[axis.lower()] = (size, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+    return found
+
+
+def _levels(
+    tif: Any,
+    series: Any,
+    plan: AxisPlan,
+    sizes: Mapping[str, float],
+    origin: Mapping[str, float],
+    where: str,
+) -> tuple[RawLevel, ...]:
+    """One level per pyramid level of the series, read through tifffile's zarr view."""
+    import zarr
+
+    base_scale = tuple(sizes.get(n, 1.0) for n in plan.names)
+    base_translation = tuple(origin.get(n, 0.0) for n in plan.names)
+    levels: list[RawLevel] = []
+    base_shape: tuple[int, ...] | None = None
+    for index, level in enumerate(series.levels):
+        try:
+            array = zarr.open(series.aszarr(level=index), mode="r")
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            raise FormatError(f"cannot open level {index} of {where}: {e}") from e
+        if not hasattr(array, "shape") or tuple(array.shape) != tuple(level.shape):
+            raise FormatError(f"level {index} of {where} does not open as one array")
+        view = plan.view(ZarrSource(array, f"{where} level {index}", keepalive=(tif,)))
+        if base_shape is None:
+            base_shape = view.shape
+            scale, translation = base_scale, base_translation
+        else:
+            scale, translation = pyramid_placement(
+                base_scale, base_translation, base_shape, view.shape
+            )
+        levels.append(RawLevel(str(index), view, scale, translation))
+    return tuple(levels)
