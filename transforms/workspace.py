@@ -369,8 +369,14 @@ class Workspace:
         OverwriteError
             If an edge with the same source and target exists and ``force`` is false.
         """
-        _check_name(source_space, "FROM_SPACE")
-        _check_name(target_space, "TO_SPACE")
+        known = self.all_spaces()
+        for name, flag in ((source_space, "FROM_SPACE"), (target_space, "TO_SPACE")):
+            if _check_name(name, flag) not in known:
+                raise WorkspaceError(
+                    f"unknown space {name!r} ({flag}) in {self.file}: known spaces "
+                    f"{_listing(known)}; add an image in it with `coframe add` or declare it "
+                    f"under spaces"
+                )
         if source_space == target_space:
             raise WorkspaceError(
                 f"edge from {source_space!r} to itself: FROM_SPACE and TO_SPACE must differ"
@@ -549,7 +555,8 @@ def load_workspace(dir: str | Path) -> Workspace:
     if not file.is_file():
         raise InputNotFoundError(f"no {WORKSPACE_FILE} in {p}: run `coframe init {p}`")
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        with file.open(encoding="utf-8") as fh:
+            doc = yaml.load(fh, Loader=_UniqueKeyLoader)
     except (OSError, UnicodeDecodeError) as e:
         raise WorkspaceError(f"cannot read {file}: {e}") from e
     except yaml.MarkedYAMLError as e:
@@ -664,6 +671,23 @@ def workspace_from_dict(doc: Any, root: str | Path, *, source: str = WORKSPACE_F
     extras = {k: val for k, val in doc.items() if k not in _TOP_KEYS}
     root = Path(root).expanduser().absolute()
     return Workspace(root, unit, spaces, images, tuple(edges), extras)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses a key repeated in one mapping (e.g. two images ``xray``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise WorkspaceError(
+                    f"{mark.name} line {mark.line + 1}, column {mark.column + 1}: {key!r} appears "
+                    f"twice in the same mapping; rename or remove one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Flow(dict):

@@ -153,6 +153,14 @@ def test_wrong_keys_and_types_name_the_key(tmp_path: Path, text: str, message: s
     assert "\n" not in str(info.value)
 
 
+def test_a_repeated_key_is_an_error_not_silently_dropped(tmp_path: Path) -> None:
+    text = "coframe: 1\nimages:\n  xray: {path: a.zarr}\n  xray: {path: b.zarr}\n"
+    with pytest.raises(
+        WorkspaceError, match=r"coframe\.yaml line 4, column 3: 'xray' appears twice"
+    ):
+        load_workspace(_write(tmp_path, text))
+
+
 def test_a_second_edge_between_the_same_spaces_in_the_file_is_an_error(tmp_path: Path) -> None:
     text = (
         "coframe: 1\ntransforms:\n  - {from: a, to: b, file: 1.tfm, format: itk}\n"
@@ -221,7 +229,13 @@ def test_add_edge_refuses_a_duplicate_without_force_but_allows_the_reverse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    ws = init_workspace(tmp_path).add_edge("a", "b", "1.tfm", "itk", None, None)
+    empty = init_workspace(tmp_path)
+    with pytest.raises(
+        WorkspaceError, match=r"unknown space 'a' \(FROM_SPACE\).*known spaces \(none\)"
+    ):
+        empty.add_edge("a", "b", "1.tfm", "itk", None, None)
+    ws = empty.with_space("a", None).with_space("b", None).with_space("c", ["z", "y", "x"])
+    ws = ws.add_edge("a", "b", "1.tfm", "itk", None, None)
     with pytest.raises(OverwriteError, match="edge a -> b already exists.*--force"):
         ws.add_edge("a", "b", "2.tfm", "itk", None, None)
     replaced = ws.add_edge("a", "b", "2.tfm", "itk", "um", None, force=True)
