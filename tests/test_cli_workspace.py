@@ -279,3 +279,55 @@ def test_workspace_discovery_and_malformed_yaml(
     (ws / "coframe.yaml").write_text("coframe: 1\nimages:\n  xray: {path: x.zarr, space: 3}\n")
     wrong = runner.invoke(app, ["graph", "-w", str(ws)])
     assert wrong.exit_code == 2 and "images.xray.space: expected a string" in wrong.stderr
+
+
+def _imagej_stack(path: Path, shape: tuple[int, ...], spacing_um: float) -> Path:
+    import tifffile
+
+    axes = "ZYX" if len(shape) == 3 else "YX"
+    tifffile.imwrite(
+        path,
+        np.zeros(shape, np.uint8),
+        imagej=True,
+        resolution=(1 / spacing_um, 1 / spacing_um),
+        metadata={"axes": axes, "spacing": spacing_um, "unit": "um"},
+    )
+    return path
+
+
+def test_add_opens_the_image_and_records_it(runner: CliRunner, tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    stack = _imagej_stack(root / "xray.tif", (4, 5, 6), 0.75)
+    result = _run(runner, root, "add", "xray", str(stack), "--modality", "xray")
+    assert result.exit_code == 0, result.output
+    assert "axes ['z', 'y', 'x']" in result.stdout and "750.0" in result.stdout
+    doc = yaml.safe_load((root / "coframe.yaml").read_text())
+    assert doc["images"]["xray"] == {"path": "xray.tif", "modality": "xray", "space": "xray"}
+    assert doc["spaces"]["xray"] == {"axes": ["z", "y", "x"]}
+
+    again = _run(runner, root, "add", "xray", str(stack))
+    assert again.exit_code == 2 and "--force" in again.stderr
+    outside = _imagej_stack(tmp_path / "elsewhere.tif", (5, 6), 0.04)
+    mixed = _run(runner, root, "add", "tem", str(outside), "--space", "xray")
+    assert mixed.exit_code == 2
+    assert "space 'xray' has axes ['z', 'y', 'x']" in mixed.stderr and "--space" in mixed.stderr
+    ok = _run(runner, root, "add", "tem", str(outside), "--modality", "tem", "--voxel-size", "40")
+    assert ok.exit_code == 0, ok.output
+    doc = yaml.safe_load((root / "coframe.yaml").read_text())
+    assert doc["images"]["tem"]["path"] == str(outside)
+    assert doc["images"]["tem"]["voxel_size"] == [40]
+    assert doc["spaces"]["tem"] == {"axes": ["y", "x"]}
+
+
+def test_add_reports_bad_input_in_one_line(runner: CliRunner, ws: Path) -> None:
+    missing = _run(runner, ws, "add", "lm", str(ws / "nothing.tif"))
+    assert missing.exit_code == 2 and "nothing.tif" in missing.stderr
+    stack = _imagej_stack(ws / "s.tif", (3, 4, 5), 1.0)
+    bad = _run(runner, ws, "add", "lm", str(stack), "--voxel-size", "40,a,8")
+    assert bad.exit_code == 2 and "--voxel-size '40,a,8'" in bad.stderr
+    modality = _run(runner, ws, "add", "lm", str(stack), "--modality", "ct")
+    assert modality.exit_code == 2 and "ct" in modality.stderr
+    for result in (missing, bad, modality):
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert "lm" not in yaml.safe_load((ws / "coframe.yaml").read_text())["images"]
