@@ -1,0 +1,591 @@
+"""Reading OME-NGFF (RFC-5) ``coordinateTransformations`` into coframe transforms.
+
+Each transformation is first built as NGFF writes it (coordinates in the
+order and units of its coordinate systems), then re-expressed in coframe's
+axis order (z, y, x) and workspace unit through the frames of its input and
+output coordinate systems (:func:`~transforms.formats.ngff_axes.coordinate_frame`).
+
+Every RFC-5 type is read: identity, mapAxis (axis-name and index forms),
+translation, scale, affine (rows ``(M, N+1)``, homogeneous, or flat),
+rotation, sequence, displacements, coordinates, inverseOf, bijection and
+byDimension (wrapped ``transformation`` with ``input_axes``/``output_axes``
+by index or name, or children with ``input``/``output`` axis-name lists).
+Parameters may be inline or in a Zarr array (``path``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from transforms.affine import Affine, Rotation, Scale, Translation
+from transforms.base import Identity, Sequence, Transform
+from transforms.bijection import Bijection
+from transforms.errors import (
+    CoframeError,
+    DimensionError,
+    FormatError,
+    ParseError,
+    TransformError,
+    UnitError,
+)
+from transforms.formats.ngff_axes import (
+    Axis,
+    CoordinateSystem,
+    Frame,
+    Monomial,
+    coordinate_frame,
+)
+from transforms.formats.ngff_bydimension import by_dimension
+from transforms.formats.ngff_frames import change_frames, field_in_frames, raw_field_view
+from transforms.formats.ngff_io import NgffSource, ome_metadata
+from transforms.units import canonical_unit, unit_factor
+
+#: Every transformation type RFC-5 defines.
+KNOWN_TYPES: tuple[str, ...] = (
+    "identity",
+    "mapAxis",
+    "translation",
+    "scale",
+    "affine",
+    "rotation",
+    "sequence",
+    "displacements",
+    "coordinates",
+    "inverseOf",
+    "bijection",
+    "byDimension",
+)
+
+Decoded = tuple[Transform, Frame, Frame]
+
+
+def pick_frame(dim: int, outer: Frame | None, previous: Frame | None) -> Frame:
+    """Frame of an unnamed space inside a transformation (e.g. between sequence steps).
+
+    The enclosing output coordinate system if it has ``dim`` axes, else the
+    previous space's, else an anonymous space. Writers use the same rule.
+    """
+    if outer is not None and outer.dim == dim:
+        return outer
+    if previous is not None and previous.dim == dim:
+        return previous
+    return Frame.anonymous(dim)
+
+
+def _numbers(value: Any, key: str, ndim: int) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ParseError(f"{key}: expected numbers, got {value!r}") from e
+    if array.ndim != ndim or array.size == 0:
+        shape = "a list of numbers" if ndim == 1 else "a list of rows of numbers"
+        raise ParseError(f"{key}: expected {shape}, got {value!r}")
+    if not np.all(np.isfinite(array)):
+        raise ParseError(f"{key}: expected finite numbers, got {value!r}")
+    return array
+
+
+def _strip_io(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("input", "output")}
+
+
+@dataclass
+class Decoder:
+    """Decode NGFF transformations read from one container.
+
+    Parameters
+    ----------
+    systems
+        The named coordinate systems of the metadata.
+    unit
+        The workspace length unit.
+    file_unit
+        Unit assumed for spatial axes that declare none.
+    source
+        The container parameter arrays are read from (None for bare JSON).
+    image_systems
+        Coordinate systems found in image groups, filled while decoding.
+    """
+
+    systems: Mapping[str, CoordinateSystem]
+    unit: str = "nanometer"
+    file_unit: str | None = None
+    source: NgffSource | None = None
+    image_systems: dict[str, CoordinateSystem] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ spaces
+
+    def reference_name(self, ref: Any, key: str) -> str:
+        """The space name an ``input``/``output`` value refers to.
+
+        A string names a coordinate system (or an image path); an object
+        ``{"path": p, "name": n}`` names coordinate system ``n`` of the image
+        at ``p`` and becomes ``"p/n"`` (``"p"`` without a name).
+
+        Raises
+        ------
+        ParseError
+            If the value is neither.
+        """
+        if isinstance(ref, str) and ref:
+            return ref
+        if isinstance(ref, Mapping):
+            path, name = ref.get("path"), ref.get("name", ref.get("coordinateSystem"))
+            if isinstance(path, str) and path:
+                return path if not isinstance(name, str) or not name else f"{path}/{name}"
+            if isinstance(name, str) and name:
+                return name
+        raise ParseError(
+            f"{key}: expected a coordinate system name or an object with 'name' and/or 'path', "
+            f"got {ref!r}"
+        )
+
+    def resolve(self, ref: Any, key: str) -> CoordinateSystem:
+        """The coordinate system an ``input``/``output`` value refers to.
+
+        Raises
+        ------
+        FormatError
+            If it is defined neither in the metadata nor in an image group.
+        """
+        name = self.reference_name(ref, key)
+        path = ref.get("path") if isinstance(ref, Mapping) else None
+        if path is None and name in self.systems:
+            return self.systems[name]
+        if name in self.image_systems:
+            return self.image_systems[name]
+        image = path if isinstance(path, str) else name
+        wanted = ref.get("name") if isinstance(ref, Mapping) else None
+        found = self._image_system(image, wanted, key)
+        if found is None:
+            known = ", ".join(sorted(self.systems)) or "none"
+            raise FormatError(
+                f"{key}: coordinate system {name!r} is not defined: expected one of {known} "
+                "(or the path of an image group with multiscales metadata)"
+            )
+        system = CoordinateSystem(name, found.axes)
+        self.image_systems[name] = system
+        return system
+
+    def _image_system(self, path: str, wanted: Any, key: str) -> CoordinateSystem | None:
+        if self.source is None:
+            return None
+        try:
+            node = self.source.node(path, key=key)
+        except CoframeError:
+            return None
+        ome = ome_metadata(dict(node.attrs))
+        for i, ms in enumerate(ome.get("multiscales") or []):
+            systems = ms.get("coordinateSystems") if isinstance(ms, Mapping) else None
+            for j, obj in enumerate(systems or []):
+                cs = CoordinateSystem.from_json(
+                    obj, key=f"{path}: multiscales[{i}].coordinateSystems[{j}]"
+                )
+                if wanted is None or cs.name == wanted:
+                    return cs
+        return None
+
+    def frame(self, system: CoordinateSystem) -> Frame:
+        """The coframe frame of a coordinate system."""
+        return coordinate_frame(system, unit=self.unit, file_unit=self.file_unit)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def decode(
+        self,
+        obj: Any,
+        key: str,
+        fin: Frame | None = None,
+        fout: Frame | None = None,
+        outer: Frame | None = None,
+    ) -> Decoded:
+        """Decode one transformation object.
+
+        Parameters
+        ----------
+        obj
+            The JSON object.
+        key
+            Its location in the metadata, for messages.
+        fin
+            Frame of its input space if known from the enclosing object.
+        fout
+            Frame of its output space if known.
+        outer
+            Frame of the enclosing transformation's output, used for unnamed
+            spaces (see :func:`pick_frame`).
+
+        Returns
+        -------
+        tuple
+            The coframe transform and the frames of its input and output.
+
+        Raises
+        ------
+        ParseError
+            If a field is missing or malformed.
+        FormatError
+            If the type is unknown.
+        """
+        if not isinstance(obj, Mapping):
+            raise ParseError(f"{key}: expected a transformation object, got {obj!r}")
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            raise ParseError(f"{key}.type: expected a transformation type string, got {kind!r}")
+        if obj.get("input") is not None:
+            fin = self.frame(self.resolve(obj["input"], f"{key}.input"))
+        if obj.get("output") is not None:
+            fout = self.frame(self.resolve(obj["output"], f"{key}.output"))
+        handlers: dict[str, Callable[..., Decoded]] = {
+            "identity": self._identity,
+            "mapAxis": self._map_axis,
+            "translation": self._translation,
+            "scale": self._scale,
+            "affine": self._affine,
+            "rotation": self._rotation,
+            "sequence": self._sequence,
+            "displacements": self._field,
+            "coordinates": self._field,
+            "inverseOf": self._inverse_of,
+            "bijection": self._bijection,
+            "byDimension": self._by_dimension,
+        }
+        if kind not in handlers:
+            raise FormatError(
+                f"{key}.type: unknown transformation type {kind!r}: expected one of "
+                f"{', '.join(KNOWN_TYPES)}"
+            )
+        return handlers[kind](obj, key, fin, fout, outer)
+
+    def _finish(
+        self, raw: Transform, key: str, fin: Frame | None, fout: Frame | None, outer: Frame | None
+    ) -> Decoded:
+        """Re-express a transform built in NGFF coordinates in coframe's frames."""
+        fin = fin if fin is not None else pick_frame(raw.input_dim, None, None)
+        fout = fout if fout is not None else pick_frame(raw.output_dim, outer, fin)
+        for frame, dim, side in ((fin, raw.input_dim, "input"), (fout, raw.output_dim, "output")):
+            if frame.dim != dim:
+                name = frame.system.name or "(unnamed)"
+                raise DimensionError(
+                    f"{key}: a {raw.input_dim}D -> {raw.output_dim}D {type(raw).__name__} does "
+                    f"not fit {side} coordinate system {name!r} with {frame.dim} axes"
+                )
+        return change_frames(raw, fin.to_coframe.inverse(), fout.to_coframe), fin, fout
+
+    def _parameters(self, obj: Mapping[str, Any], name: str, key: str, ndim: int) -> np.ndarray:
+        if obj.get(name) is not None and "path" not in obj:
+            return _numbers(obj[name], f"{key}.{name}", ndim)
+        if "path" in obj:
+            if self.source is None:
+                raise FormatError(f"{key}.path: parameters in arrays need a Zarr container")
+            array = self.source.array(obj["path"], key=f"{key}.path")
+            values = np.asarray(array[...], dtype=np.float64)
+            return _numbers(values.tolist(), f"{key}.path ({obj['path']})", ndim)
+        raise ParseError(f"{key}: expected a {name!r} list or a 'path' to an array")
+
+    # ------------------------------------------------------------------ types
+
+    def _identity(
+        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
+    ) -> Decoded:
+        dim = fin.dim if fin is not None else fout.dim if fout is not None else None
+        if dim is None:
+            raise FormatError(f"{key}: an identity needs its input or output coordinate system")
+        return self._finish(Identity(dim), key, fin, fout, outer)
+
+    def _translation(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        raw = Translation(self._parameters(obj, "translation", key, 1))
+        return self._finish(raw, key, fin, fout, outer)
+
+    def _scale(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        raw = Scale(self._parameters(obj, "scale", key, 1))
+        return self._finish(raw, key, fin, fout, outer)
+
+    def _matrix(self, obj: Any, name: str, key: str, fin: Frame | None, square: bool) -> np.ndarray:
+        value = obj.get(name) if "path" not in obj else None
+        flat = (
+            value is not None
+            and isinstance(value, list)
+            and value
+            and not isinstance(value[0], list)
+        )
+        if flat:
+            numbers = _numbers(value, f"{key}.{name}", 1)
+            if fin is None:
+                raise FormatError(f"{key}.{name}: a flat matrix needs the input coordinate system")
+            n = fin.dim
+            cols = n if square else n + 1
+            if numbers.size % cols:
+                raise ParseError(
+                    f"{key}.{name}: {numbers.size} numbers do not form rows of {cols} for a "
+                    f"{n}D input"
+                )
+            return numbers.reshape(-1, cols)
+        return self._parameters(obj, name, key, 2)
+
+    def _affine(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        try:
+            raw = Affine(self._matrix(obj, "affine", key, fin, square=False))
+        except TransformError as e:
+            raise ParseError(f"{key}.affine: {e}") from e
+        return self._finish(raw, key, fin, fout, outer)
+
+    def _rotation(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        try:
+            raw = Rotation(self._matrix(obj, "rotation", key, fin, square=True))
+        except TransformError as e:
+            raise TransformError(f"{key}.rotation: {e}") from e
+        return self._finish(raw, key, fin, fout, outer)
+
+    def _map_axis(
+        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
+    ) -> Decoded:
+        spec = obj.get("mapAxis")
+        if isinstance(spec, Mapping):
+            if fin is None or fout is None:
+                raise FormatError(
+                    f"{key}.mapAxis: a map of axis names needs its input and output coordinate "
+                    "systems"
+                )
+            sources = []
+            for out_axis in fout.system.axis_names:
+                if out_axis not in spec:
+                    raise ParseError(
+                        f"{key}.mapAxis: output axis {out_axis!r} has no entry: expected one "
+                        f"per axis of {fout.system.name!r} {list(fout.system.axis_names)}"
+                    )
+                in_axis = spec[out_axis]
+                sources.append(fin.system.axis_index(in_axis, key=f"{key}.mapAxis.{out_axis}"))
+            n_in = fin.dim
+        elif (
+            isinstance(spec, list)
+            and spec
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in spec)
+        ):
+            sources = list(spec)
+            n_in = fin.dim if fin is not None else max(sources) + 1
+            if min(sources) < 0 or max(sources) >= n_in:
+                raise ParseError(
+                    f"{key}.mapAxis: indices {sources} must lie in 0..{n_in - 1} for a "
+                    f"{n_in}D input"
+                )
+        else:
+            raise ParseError(
+                f"{key}.mapAxis: expected a list of input axis indices or an object mapping "
+                f"output to input axis names, got {spec!r}"
+            )
+        matrix = np.zeros((len(sources), n_in))
+        matrix[np.arange(len(sources)), sources] = 1.0
+        return self._finish(Affine.from_linear(matrix), key, fin, fout, outer)
+
+    def _sequence(
+        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
+    ) -> Decoded:
+        steps = obj.get("transformations")
+        if not isinstance(steps, list) or not steps:
+            raise ParseError(f"{key}.transformations: expected a non-empty list of transformations")
+        target = fout if fout is not None else outer
+        out: list[Transform] = []
+        frames: list[Frame] = []
+        current = fin
+        for i, step in enumerate(steps):
+            final = i == len(steps) - 1
+            step_key = f"{key}.transformations[{i}]"
+            t, a, b = self.decode(step, step_key, current, fout if final else None, target)
+            out.append(t)
+            frames += [a, b]
+            current = b
+        return (out[0] if len(out) == 1 else Sequence(tuple(out))), frames[0], frames[-1]
+
+    def _inverse_of(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        inner = obj.get("transformation", obj.get("transform"))
+        inner_key = f"{key}.transformation"
+        t, a, b = self.decode(inner, inner_key, fout, fin, fin)
+        try:
+            return t.inverse(), b, a
+        except TransformError as e:
+            raise TransformError(f"{inner_key}: {e}") from e
+
+    def _bijection(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        forward, a, b = self.decode(obj.get("forward"), f"{key}.forward", fin, fout, outer)
+        inverse, _, _ = self.decode(obj.get("inverse"), f"{key}.inverse", b, a, a)
+        try:
+            return Bijection(forward, inverse), a, b
+        except DimensionError as e:
+            raise DimensionError(f"{key}: {e}") from e
+
+    def _axes(self, values: Any, system: CoordinateSystem, key: str) -> tuple[int, ...]:
+        if not isinstance(values, list) or not values:
+            raise ParseError(f"{key}: expected a non-empty list of axis names or indices")
+        out = []
+        for v in values:
+            if isinstance(v, str):
+                out.append(system.axis_index(v, key=key))
+            elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < system.dim:
+                out.append(v)
+            else:
+                raise ParseError(
+                    f"{key}: {v!r} is not an axis of {system.name!r} {list(system.axis_names)}"
+                )
+        return tuple(out)
+
+    def _by_dimension(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+        if fin is None or fout is None:
+            raise FormatError(f"{key}: byDimension needs its input and output coordinate systems")
+        children = obj.get("transformations")
+        if not isinstance(children, list) or not children:
+            raise ParseError(f"{key}.transformations: expected a non-empty list")
+        parts, ins, outs = [], [], []
+        for i, child in enumerate(children):
+            ckey = f"{key}.transformations[{i}]"
+            if not isinstance(child, Mapping):
+                raise ParseError(f"{ckey}: expected an object")
+            names_in = child.get("input_axes", child.get("inputAxes", child.get("input")))
+            names_out = child.get("output_axes", child.get("outputAxes", child.get("output")))
+            ia = self._axes(names_in, fin.system, f"{ckey}.input_axes")
+            oa = self._axes(names_out, fout.system, f"{ckey}.output_axes")
+            inner = child["transformation"] if "transformation" in child else child
+            inner = {
+                k: v
+                for k, v in _strip_io(inner).items()
+                if k not in ("input_axes", "output_axes", "inputAxes", "outputAxes")
+            }
+            part, _, _ = self.decode(
+                inner, ckey, Frame.anonymous(len(ia)), Frame.anonymous(len(oa))
+            )
+            parts.append(part)
+            ins.append(ia)
+            outs.append(oa)
+        try:
+            raw = by_dimension(tuple(parts), tuple(ins), tuple(outs), fin.dim, fout.dim)
+        except DimensionError as e:
+            raise DimensionError(f"{key}: {e}") from e
+        return self._finish(raw, key, fin, fout, outer)
+
+    # ------------------------------------------------------------------ fields
+
+    def _field(
+        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
+    ) -> Decoded:
+        kind = obj["type"]
+        interpolation = obj.get("interpolation", "linear")
+        if interpolation != "linear":
+            raise TransformError(
+                f"{key}.interpolation: {interpolation!r} is not supported: coframe interpolates "
+                "vector fields linearly (use 'linear')"
+            )
+        if self.source is None:
+            raise FormatError(f"{key}.path: {kind} fields need a Zarr container")
+        path = obj.get("path")
+        array, system, grid = self._field_array(path, f"{key}.path")
+        vector_type = "displacement" if kind == "displacements" else "coordinate"
+        vaxes = [i for i, a in enumerate(system.axes) if a.type == vector_type]
+        if len(vaxes) != 1:
+            types = [a.type for a in system.axes]
+            raise FormatError(
+                f"{key}.path: field {path!r} must have exactly one axis of type {vector_type!r} "
+                f"(the vector axis) in its coordinate system, got axis types {types}"
+            )
+        vaxis = vaxes[0]
+        n, m = array.ndim - 1, int(array.shape[vaxis])
+        fin = fin if fin is not None else pick_frame(n, None, None)
+        fout = fout if fout is not None else pick_frame(m, outer, fin)
+        if fin.dim != n or fout.dim != m:
+            raise DimensionError(
+                f"{key}: field {path!r} of shape {tuple(array.shape)} maps {n}D -> {m}D but its "
+                f"input/output coordinate systems have {fin.dim} and {fout.dim} axes"
+            )
+        grid_axes = [a for i, a in enumerate(system.axes) if i != vaxis]
+        origin, spacing = self._grid(grid, array.ndim, vaxis, f"{key}.path ({path})")
+        length = self._unit_ratio(grid_axes, fin.system.axes)
+        vector_unit = system.axes[vaxis].unit
+        vector_scale = self._unit_ratio([Axis("v", "space", vector_unit)] * m, fout.system.axes)
+        post = Monomial(tuple(range(m)), tuple(vector_scale)).then(fout.to_coframe)
+        t = field_in_frames(
+            raw_field_view(array, vaxis),
+            origin * length,
+            spacing * length,
+            fin.to_coframe.inverse(),
+            post,
+            coordinates=kind == "coordinates",
+        )
+        return t, fin, fout
+
+    def _unit_ratio(self, axes: list[Axis], targets: tuple[Axis, ...]) -> np.ndarray:
+        """Factors from each axis's unit to the unit of the matching target axis (1 if unknown)."""
+        out = np.ones(len(axes))
+        for k, (a, b) in enumerate(zip(axes, targets, strict=False)):
+            if a.unit is None or b.unit is None or not b.is_length:
+                continue
+            try:
+                out[k] = unit_factor(canonical_unit(a.unit), canonical_unit(b.unit))
+            except UnitError:
+                continue
+        return out
+
+    def _field_array(self, path: Any, key: str) -> tuple[Any, CoordinateSystem, list[Any]]:
+        """The field array, its coordinate system and its array-to-grid transformations."""
+        assert self.source is not None
+        node = self.source.node(path, key=key)
+        ome = ome_metadata(dict(node.attrs))
+        if isinstance(node, zarr.Group):
+            multiscales = ome.get("multiscales")
+            if not isinstance(multiscales, list) or not multiscales:
+                raise FormatError(f"{key}: {path!r} is a group without multiscales metadata")
+            ms = multiscales[0]
+            datasets = ms.get("datasets") or []
+            if not datasets or not isinstance(datasets[0], Mapping):
+                raise FormatError(f"{key}: multiscales of {path!r} list no datasets")
+            array = node[datasets[0]["path"]]
+            systems = ms.get("coordinateSystems") or []
+            grid = list(datasets[0].get("coordinateTransformations") or [])
+        else:
+            array = node
+            systems = ome.get("coordinateSystems") or []
+            grid = list(ome.get("coordinateTransformations") or [])
+        parsed = [
+            CoordinateSystem.from_json(s, key=f"{key}: coordinateSystems[{i}]")
+            for i, s in enumerate(systems)
+        ]
+        fitting = [s for s in parsed if s.dim == array.ndim]
+        with_vector = [
+            s for s in fitting if any(a.type in ("displacement", "coordinate") for a in s.axes)
+        ]
+        if not fitting:
+            raise FormatError(
+                f"{key}: field {path!r} has no coordinate system with {array.ndim} axes: its "
+                "metadata must name every axis, including the vector axis"
+            )
+        return array, (with_vector or fitting)[0], grid
+
+    def _grid(
+        self, grid: list[Any], ndim: int, vaxis: int, key: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Origin and spacing of a field's grid from its array-to-space transformations."""
+        anonymous = Frame.anonymous(ndim)
+        matrix = np.eye(ndim + 1)
+        for i, obj in enumerate(grid):
+            if not isinstance(obj, Mapping):
+                raise ParseError(f"{key}.coordinateTransformations[{i}]: expected an object")
+            t, _, _ = self.decode(
+                _strip_io(obj), f"{key}.coordinateTransformations[{i}]", anonymous, anonymous
+            )
+            affine = t.as_affine()
+            if affine is None:
+                raise FormatError(
+                    f"{key}: the field grid transformation must be a scale/translation"
+                )
+            matrix = affine.homogeneous @ matrix
+        keep = [i for i in range(ndim) if i != vaxis]
+        linear = matrix[np.ix_(keep, keep)]
+        if np.any(np.abs(linear - np.diag(np.diag(linear))) > 0) or np.any(np.diag(linear) <= 0):
+            raise TransformError(
+                f"{key}: the field grid must be axis-aligned with positive spacing, got "
+                f"{linear.tolist()}"
+            )
+        return matrix[keep, -1].copy(), np.diag(linear).copy()
