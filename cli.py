@@ -51,6 +51,54 @@ def main(
     """Bring X-ray microCT, TEM and FIB-SEM images of one sample into one physical frame."""
 
 
+# ---------------------------------------------------------------------- image inspection
+
+
+@app.command("info")
+def info_cmd(
+    path: Annotated[str, typer.Argument(help="Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    unit: Annotated[str, typer.Option("--unit", help="Unit of reported lengths.")] = "nanometer",
+    voxel_size: Annotated[
+        str | None, typer.Option("--voxel-size", help="Level-0 voxel size: one value or z,y,x.")
+    ] = None,
+    origin: Annotated[
+        str | None, typer.Option("--origin", help="Centre of voxel 0 of level 0: z,y,x.")
+    ] = None,
+    input_unit: Annotated[
+        str | None,
+        typer.Option("--input-unit", help="Unit of --voxel-size and --origin (default: --unit)."),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="AXIS=INDEX for a channel or time axis (repeatable)."),
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option("--modality", help="xray, fibsem, tem or labels.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Show only this level (number or path).")
+    ] = None,
+) -> None:
+    """Show an image's axes, unit, levels, voxel sizes, origins, extents and chunks."""
+    import json
+
+    from volumes.info import describe, render_text
+    from volumes.open import open_volume, parse_floats, parse_select
+
+    volume = open_volume(
+        path,
+        unit=unit,
+        voxel_size=None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size"),
+        origin=None if origin is None else parse_floats(origin, flag="--origin"),
+        input_unit=input_unit,
+        modality=modality,
+        axis_select=parse_select(select),
+    )
+    description = describe(volume, level=level)
+    typer.echo(json.dumps(description, indent=2) if as_json else render_text(description))
+
+
 # ---------------------------------------------------------------------- workspace commands
 
 _WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from here upward)."
