@@ -66,3 +66,7 @@ class AmbiguousPathError(WorkspaceError):
 
 class OverwriteError(CoframeError):
     """An output exists and ``--force`` was not given."""
+
+
+class RegistrationError(CoframeError):
+    """A registration cannot run or failed its checks (no overlap, empty mask, divergence)."""
