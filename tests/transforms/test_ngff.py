@@ -152,6 +152,43 @@ def test_two_d_to_three_d_affine_round_trip(tmp_path: Path) -> None:
         back.inverse()
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_nested_transforms_between_differently_ordered_spaces(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Unnamed spaces inside sequences are written and read in the same frames."""
+    field = _field(amplitude=0.5)
+    t = Sequence(
+        (
+            AFFINE,
+            InverseDisplacementField(field),
+            Bijection(_field(amplitude=0.5), _field(amplitude=0.5)),
+            Scale([1.5, 2.0, 0.5]),
+        )
+    )
+    path = write_ngff_transform(
+        tmp_path / "nested.zarr",
+        t,
+        input_space=_xyz("a", "micrometer"),
+        output_space=CoordinateSystem.spatial("b", 3, "millimeter"),
+        zarr_format=zarr_format,
+    )
+    back = read_ngff_transform(path)
+    pts = _points(high=40.0)
+    np.testing.assert_allclose(back.apply(pts), t.apply(pts), rtol=1e-6, atol=1e-4)
+    reverse = Sequence((Translation([1.0, 2.0, 3.0]), InverseDisplacementField(field)))
+    path = write_ngff_transform(
+        tmp_path / "reverse.zarr",
+        reverse,
+        input_space=_xyz("a", "micrometer"),
+        output_space=_xyz("b", "nanometer"),
+        zarr_format=zarr_format,
+    )
+    np.testing.assert_allclose(
+        read_ngff_transform(path).apply(pts), reverse.apply(pts), rtol=1e-6, atol=1e-4
+    )
+
+
 # --------------------------------------------------------------------- axis order and units
 
 
@@ -311,6 +348,42 @@ def test_field_without_vector_axis_type_is_rejected(tmp_path: Path) -> None:
     meta["coordinateSystems"][0]["axes"][0]["type"] = "channel"
     array.attrs.put({"ome": meta})
     with pytest.raises(FormatError, match="exactly one axis of type 'displacement'"):
+        read_scene(root)
+
+
+def test_field_axes_in_another_order_than_input_are_rejected(tmp_path: Path) -> None:
+    root, _ = _field_scene(tmp_path, False, 3)
+    array = zarr.open_array(str(root / "coordinateTransformations/warp"), mode="r+")
+    meta = dict(array.attrs)["ome"]
+    axes = meta["coordinateSystems"][0]["axes"]
+    axes[0], axes[2] = axes[2], axes[0]
+    array.attrs.put({"ome": meta})
+    with pytest.raises(FormatError, match=r"not in the order of its input coordinate system"):
+        read_scene(root)
+
+
+def test_ome_zarr_04_image_is_not_a_scene(tmp_path: Path) -> None:
+    root = tmp_path / "image.zarr"
+    _group(
+        root,
+        {
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "axes": [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"],
+                    "datasets": [
+                        {
+                            "path": "s0",
+                            "coordinateTransformations": [{"type": "scale", "scale": [8, 8, 8]}],
+                        }
+                    ],
+                    "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}],
+                }
+            ]
+        },
+        zarr_format=2,
+    )
+    with pytest.raises(FormatError, match="no coordinateSystems or coordinateTransformations"):
         read_scene(root)
 
 

@@ -723,6 +723,13 @@ def landmarks_transform(landmarks: Landmarks, kind: str = "tps") -> Transform:
         ``"translation"``. Like BigWarp, linear kinds are fitted moving ->
         fixed and inverted.
 
+    Notes
+    -----
+    The spline is :class:`~transforms.tps.ThinPlateSpline`. It matches
+    BigWarp at the landmarks and, in 2D, everywhere; in 3D BigWarp's kernel
+    is ``r^2 log r`` while coframe's is ``r``, so the two warps differ
+    between the landmarks.
+
     Raises
     ------
     TransformError

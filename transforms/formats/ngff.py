@@ -129,7 +129,8 @@ def _scene_metadata(ome: Mapping[str, Any]) -> list[tuple[str, Any, str, Any]]:
             )
         )
     for i, ms in enumerate(ome.get("multiscales") or []):
-        if isinstance(ms, Mapping):
+        # Only RFC-5 multiscales name their coordinate systems; 0.4 ones carry image axes only.
+        if isinstance(ms, Mapping) and "coordinateSystems" in ms:
             blocks.append(
                 (
                     f"multiscales[{i}].coordinateSystems",

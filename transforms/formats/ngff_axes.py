@@ -56,13 +56,15 @@ class Axis:
         """Whether coordinates along this axis are lengths (a spatial axis)."""
         if self.type is not None:
             return self.type == SPACE
+        if self.name.lower() in SPATIAL_ORDER:
+            return True
         if self.unit is not None:
             try:
                 canonical_unit(self.unit)
             except UnitError:
                 return False
             return True
-        return self.name.lower() in SPATIAL_ORDER
+        return False
 
     def to_json(self) -> dict[str, Any]:
         """The NGFF JSON object of this axis."""

@@ -16,7 +16,7 @@ Parameters may be inline or in a Zarr array (``path``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,37 @@ def _numbers(value: Any, key: str, ndim: int) -> np.ndarray:
 
 def _strip_io(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("input", "output")}
+
+
+@dataclass(frozen=True)
+class Ends:
+    """What is known about the input and output spaces of a transformation being decoded.
+
+    Parameters
+    ----------
+    fin
+        Frame of the input space, if named here or by the enclosing object.
+    fout
+        Frame of the output space, if known.
+    outer
+        Output frame of the enclosing transformation, used to choose the frame
+        of an unnamed output (see :func:`pick_frame`).
+    hints
+        ``(outer, previous)`` frames to choose the frame of an unnamed input.
+    """
+
+    fin: Frame | None = None
+    fout: Frame | None = None
+    outer: Frame | None = None
+    hints: tuple[Frame | None, Frame | None] = (None, None)
+
+    def input_frame(self, dim: int) -> Frame:
+        """The input frame, chosen by :func:`pick_frame` when not known."""
+        return self.fin if self.fin is not None else pick_frame(dim, *self.hints)
+
+    def output_frame(self, dim: int, fin: Frame) -> Frame:
+        """The output frame, chosen by :func:`pick_frame` when not known."""
+        return self.fout if self.fout is not None else pick_frame(dim, self.outer, fin)
 
 
 @dataclass
@@ -196,14 +227,7 @@ class Decoder:
 
     # ------------------------------------------------------------------ dispatch
 
-    def decode(
-        self,
-        obj: Any,
-        key: str,
-        fin: Frame | None = None,
-        fout: Frame | None = None,
-        outer: Frame | None = None,
-    ) -> Decoded:
+    def decode(self, obj: Any, key: str, ends: Ends | None = None) -> Decoded:
         """Decode one transformation object.
 
         Parameters
@@ -212,13 +236,8 @@ class Decoder:
             The JSON object.
         key
             Its location in the metadata, for messages.
-        fin
-            Frame of its input space if known from the enclosing object.
-        fout
-            Frame of its output space if known.
-        outer
-            Frame of the enclosing transformation's output, used for unnamed
-            spaces (see :func:`pick_frame`).
+        ends
+            What the enclosing object tells about its input and output spaces.
 
         Returns
         -------
@@ -237,10 +256,11 @@ class Decoder:
         kind = obj.get("type")
         if not isinstance(kind, str):
             raise ParseError(f"{key}.type: expected a transformation type string, got {kind!r}")
+        ends = ends if ends is not None else Ends()
         if obj.get("input") is not None:
-            fin = self.frame(self.resolve(obj["input"], f"{key}.input"))
+            ends = replace(ends, fin=self.frame(self.resolve(obj["input"], f"{key}.input")))
         if obj.get("output") is not None:
-            fout = self.frame(self.resolve(obj["output"], f"{key}.output"))
+            ends = replace(ends, fout=self.frame(self.resolve(obj["output"], f"{key}.output")))
         handlers: dict[str, Callable[..., Decoded]] = {
             "identity": self._identity,
             "mapAxis": self._map_axis,
@@ -260,14 +280,12 @@ class Decoder:
                 f"{key}.type: unknown transformation type {kind!r}: expected one of "
                 f"{', '.join(KNOWN_TYPES)}"
             )
-        return handlers[kind](obj, key, fin, fout, outer)
+        return handlers[kind](obj, key, ends)
 
-    def _finish(
-        self, raw: Transform, key: str, fin: Frame | None, fout: Frame | None, outer: Frame | None
-    ) -> Decoded:
+    def _finish(self, raw: Transform, key: str, ends: Ends) -> Decoded:
         """Re-express a transform built in NGFF coordinates in coframe's frames."""
-        fin = fin if fin is not None else pick_frame(raw.input_dim, None, None)
-        fout = fout if fout is not None else pick_frame(raw.output_dim, outer, fin)
+        fin = ends.input_frame(raw.input_dim)
+        fout = ends.output_frame(raw.output_dim, fin)
         for frame, dim, side in ((fin, raw.input_dim, "input"), (fout, raw.output_dim, "output")):
             if frame.dim != dim:
                 name = frame.system.name or "(unnamed)"
@@ -290,21 +308,19 @@ class Decoder:
 
     # ------------------------------------------------------------------ types
 
-    def _identity(
-        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
-    ) -> Decoded:
-        dim = fin.dim if fin is not None else fout.dim if fout is not None else None
-        if dim is None:
+    def _identity(self, obj: Any, key: str, ends: Ends) -> Decoded:
+        known = ends.fin if ends.fin is not None else ends.fout
+        if known is None:
             raise FormatError(f"{key}: an identity needs its input or output coordinate system")
-        return self._finish(Identity(dim), key, fin, fout, outer)
+        return self._finish(Identity(known.dim), key, ends)
 
-    def _translation(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _translation(self, obj: Any, key: str, ends: Ends) -> Decoded:
         raw = Translation(self._parameters(obj, "translation", key, 1))
-        return self._finish(raw, key, fin, fout, outer)
+        return self._finish(raw, key, ends)
 
-    def _scale(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _scale(self, obj: Any, key: str, ends: Ends) -> Decoded:
         raw = Scale(self._parameters(obj, "scale", key, 1))
-        return self._finish(raw, key, fin, fout, outer)
+        return self._finish(raw, key, ends)
 
     def _matrix(self, obj: Any, name: str, key: str, fin: Frame | None, square: bool) -> np.ndarray:
         value = obj.get(name) if "path" not in obj else None
@@ -328,24 +344,23 @@ class Decoder:
             return numbers.reshape(-1, cols)
         return self._parameters(obj, name, key, 2)
 
-    def _affine(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _affine(self, obj: Any, key: str, ends: Ends) -> Decoded:
         try:
-            raw = Affine(self._matrix(obj, "affine", key, fin, square=False))
+            raw = Affine(self._matrix(obj, "affine", key, ends.fin, square=False))
         except TransformError as e:
             raise ParseError(f"{key}.affine: {e}") from e
-        return self._finish(raw, key, fin, fout, outer)
+        return self._finish(raw, key, ends)
 
-    def _rotation(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _rotation(self, obj: Any, key: str, ends: Ends) -> Decoded:
         try:
-            raw = Rotation(self._matrix(obj, "rotation", key, fin, square=True))
+            raw = Rotation(self._matrix(obj, "rotation", key, ends.fin, square=True))
         except TransformError as e:
             raise TransformError(f"{key}.rotation: {e}") from e
-        return self._finish(raw, key, fin, fout, outer)
+        return self._finish(raw, key, ends)
 
-    def _map_axis(
-        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
-    ) -> Decoded:
+    def _map_axis(self, obj: Any, key: str, ends: Ends) -> Decoded:
         spec = obj.get("mapAxis")
+        fin, fout = ends.fin, ends.fout
         if isinstance(spec, Mapping):
             if fin is None or fout is None:
                 raise FormatError(
@@ -381,39 +396,44 @@ class Decoder:
             )
         matrix = np.zeros((len(sources), n_in))
         matrix[np.arange(len(sources)), sources] = 1.0
-        return self._finish(Affine.from_linear(matrix), key, fin, fout, outer)
+        return self._finish(Affine.from_linear(matrix), key, ends)
 
-    def _sequence(
-        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
-    ) -> Decoded:
+    def _sequence(self, obj: Any, key: str, ends: Ends) -> Decoded:
         steps = obj.get("transformations")
         if not isinstance(steps, list) or not steps:
             raise ParseError(f"{key}.transformations: expected a non-empty list of transformations")
-        target = fout if fout is not None else outer
+        target = ends.fout if ends.fout is not None else ends.outer
         out: list[Transform] = []
         frames: list[Frame] = []
-        current = fin
+        step_ends = Ends(ends.fin, None, target, ends.hints)
         for i, step in enumerate(steps):
-            final = i == len(steps) - 1
-            step_key = f"{key}.transformations[{i}]"
-            t, a, b = self.decode(step, step_key, current, fout if final else None, target)
+            if i == len(steps) - 1:
+                step_ends = replace(step_ends, fout=ends.fout)
+            t, a, b = self.decode(step, f"{key}.transformations[{i}]", step_ends)
             out.append(t)
             frames += [a, b]
-            current = b
+            step_ends = Ends(b, None, target)
         return (out[0] if len(out) == 1 else Sequence(tuple(out))), frames[0], frames[-1]
 
-    def _inverse_of(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _inverse_of(self, obj: Any, key: str, ends: Ends) -> Decoded:
         inner = obj.get("transformation", obj.get("transform"))
         inner_key = f"{key}.transformation"
-        t, a, b = self.decode(inner, inner_key, fout, fin, fin)
+        # The inner map runs backwards: its input is our output and vice versa.
+        inner_ends = Ends(
+            fin=ends.fout,
+            fout=ends.fin,
+            outer=ends.hints[0] if ends.fin is None else None,
+            hints=(ends.outer, ends.fin),
+        )
+        t, a, b = self.decode(inner, inner_key, inner_ends)
         try:
             return t.inverse(), b, a
         except TransformError as e:
             raise TransformError(f"{inner_key}: {e}") from e
 
-    def _bijection(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
-        forward, a, b = self.decode(obj.get("forward"), f"{key}.forward", fin, fout, outer)
-        inverse, _, _ = self.decode(obj.get("inverse"), f"{key}.inverse", b, a, a)
+    def _bijection(self, obj: Any, key: str, ends: Ends) -> Decoded:
+        forward, a, b = self.decode(obj.get("forward"), f"{key}.forward", ends)
+        inverse, _, _ = self.decode(obj.get("inverse"), f"{key}.inverse", Ends(b, a))
         try:
             return Bijection(forward, inverse), a, b
         except DimensionError as e:
@@ -434,7 +454,8 @@ class Decoder:
                 )
         return tuple(out)
 
-    def _by_dimension(self, obj: Any, key: str, fin: Any, fout: Any, outer: Any) -> Decoded:
+    def _by_dimension(self, obj: Any, key: str, ends: Ends) -> Decoded:
+        fin, fout = ends.fin, ends.fout
         if fin is None or fout is None:
             raise FormatError(f"{key}: byDimension needs its input and output coordinate systems")
         children = obj.get("transformations")
@@ -455,9 +476,8 @@ class Decoder:
                 for k, v in _strip_io(inner).items()
                 if k not in ("input_axes", "output_axes", "inputAxes", "outputAxes")
             }
-            part, _, _ = self.decode(
-                inner, ckey, Frame.anonymous(len(ia)), Frame.anonymous(len(oa))
-            )
+            anonymous = Ends(Frame.anonymous(len(ia)), Frame.anonymous(len(oa)))
+            part, _, _ = self.decode(inner, ckey, anonymous)
             parts.append(part)
             ins.append(ia)
             outs.append(oa)
@@ -465,13 +485,11 @@ class Decoder:
             raw = by_dimension(tuple(parts), tuple(ins), tuple(outs), fin.dim, fout.dim)
         except DimensionError as e:
             raise DimensionError(f"{key}: {e}") from e
-        return self._finish(raw, key, fin, fout, outer)
+        return self._finish(raw, key, ends)
 
     # ------------------------------------------------------------------ fields
 
-    def _field(
-        self, obj: Any, key: str, fin: Frame | None, fout: Frame | None, outer: Any
-    ) -> Decoded:
+    def _field(self, obj: Any, key: str, ends: Ends) -> Decoded:
         kind = obj["type"]
         interpolation = obj.get("interpolation", "linear")
         if interpolation != "linear":
@@ -493,14 +511,15 @@ class Decoder:
             )
         vaxis = vaxes[0]
         n, m = array.ndim - 1, int(array.shape[vaxis])
-        fin = fin if fin is not None else pick_frame(n, None, None)
-        fout = fout if fout is not None else pick_frame(m, outer, fin)
+        fin = ends.input_frame(n)
+        fout = ends.output_frame(m, fin)
         if fin.dim != n or fout.dim != m:
             raise DimensionError(
                 f"{key}: field {path!r} of shape {tuple(array.shape)} maps {n}D -> {m}D but its "
                 f"input/output coordinate systems have {fin.dim} and {fout.dim} axes"
             )
         grid_axes = [a for i, a in enumerate(system.axes) if i != vaxis]
+        self._check_axis_order(grid_axes, fin.system, f"{key}.path ({path})")
         origin, spacing = self._grid(grid, array.ndim, vaxis, f"{key}.path ({path})")
         length = self._unit_ratio(grid_axes, fin.system.axes)
         vector_unit = system.axes[vaxis].unit
@@ -515,6 +534,18 @@ class Decoder:
             coordinates=kind == "coordinates",
         )
         return t, fin, fout
+
+    @staticmethod
+    def _check_axis_order(grid_axes: list[Axis], system: CoordinateSystem, key: str) -> None:
+        """Refuse a field whose spatial axes are the input's axes in another order."""
+        mine = [a.name for a in grid_axes]
+        theirs = list(system.axis_names)
+        spatial = all(a.is_length for a in grid_axes) and all(a.is_length for a in system.axes)
+        if spatial and sorted(mine) == sorted(theirs) and mine != theirs:
+            raise FormatError(
+                f"{key}: the field's axes {mine} are not in the order of its input coordinate "
+                f"system {system.name!r} {theirs}; RFC-5 requires the same order"
+            )
 
     def _unit_ratio(self, axes: list[Axis], targets: tuple[Axis, ...]) -> np.ndarray:
         """Factors from each axis's unit to the unit of the matching target axis (1 if unknown)."""
@@ -573,7 +604,7 @@ class Decoder:
             if not isinstance(obj, Mapping):
                 raise ParseError(f"{key}.coordinateTransformations[{i}]: expected an object")
             t, _, _ = self.decode(
-                _strip_io(obj), f"{key}.coordinateTransformations[{i}]", anonymous, anonymous
+                _strip_io(obj), f"{key}.coordinateTransformations[{i}]", Ends(anonymous, anonymous)
             )
             affine = t.as_affine()
             if affine is None:
