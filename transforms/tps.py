@@ -3,7 +3,8 @@
 ``ThinPlateSpline(source_points, target_points)`` maps source space into target
 space: ``f(p) = a + A p + sum_i w_i phi(|p - s_i|)``, exact at the landmarks,
 with the radial kernel ``phi(r) = r`` in 3D and ``r^2 log r`` in 2D (the
-biharmonic kernels, as in BigWarp).
+biharmonic kernels) by default. BigWarp uses ``r^2 log r`` in every dimension:
+``kernel="r2logr"`` reproduces its 3D splines between the landmarks too.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ BLOCK_ELEMENTS = 4_000_000
 DEFAULT_TOL_FRACTION = 1e-7
 
 
-def radial_kernel(r: np.ndarray, dim: int) -> np.ndarray:
-    """The thin plate spline kernel: ``r`` in 3D (and 1D), ``r^2 log r`` in 2D."""
-    if dim == 2:
+KERNELS = ("biharmonic", "r2logr")
+
+
+def radial_kernel(r: np.ndarray, dim: int, kernel: str = "biharmonic") -> np.ndarray:
+    """The thin plate spline kernel.
+
+    ``biharmonic``: ``r`` in 3D (and 1D), ``r^2 log r`` in 2D; ``r2logr``:
+    ``r^2 log r`` in every dimension (BigWarp's choice).
+    """
+    if kernel == "r2logr" or dim == 2:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(r > 0, r * r * np.log(np.where(r > 0, r, 1.0)), 0.0)
     return r
@@ -44,6 +52,8 @@ class ThinPlateSpline(Transform):
         ``(N, d)`` landmarks in the source (input) space, numpy axis order.
     target_points
         ``(N, d)`` corresponding landmarks in the target (output) space.
+    kernel
+        ``"biharmonic"`` (default) or ``"r2logr"`` (BigWarp's kernel).
 
     Raises
     ------
@@ -56,6 +66,7 @@ class ThinPlateSpline(Transform):
 
     source_points: np.ndarray
     target_points: np.ndarray
+    kernel: str = "biharmonic"
     _weights: np.ndarray = field(init=False, repr=False, compare=False)
     _affine: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -66,6 +77,11 @@ class ThinPlateSpline(Transform):
             raise DimensionError(
                 f"TPS source_points {src.shape} and target_points {dst.shape} must have the same "
                 "shape (N, d)"
+            )
+        if self.kernel not in KERNELS:
+            raise TransformError(
+                f"unknown thin plate spline kernel {self.kernel!r}: "
+                f"expected one of {', '.join(KERNELS)}"
             )
         n, d = src.shape
         if d < 1 or n < d + 1:
@@ -81,7 +97,7 @@ class ThinPlateSpline(Transform):
                 "landmarks off that plane or line"
             )
         system = np.zeros((n + d + 1, n + d + 1))
-        system[:n, :n] = radial_kernel(_pairwise_distances(src, src), d)
+        system[:n, :n] = radial_kernel(_pairwise_distances(src, src), d, self.kernel)
         system[:n, n:] = homogeneous
         system[n:, :n] = homogeneous.T
         rhs = np.zeros((n + d + 1, d))
@@ -120,7 +136,7 @@ class ThinPlateSpline(Transform):
         block = max(1, BLOCK_ELEMENTS // n_landmarks)
         for start in range(0, points.shape[0], block):
             p = points[start : start + block]
-            kernel = radial_kernel(_pairwise_distances(p, self.source_points), d)
+            kernel = radial_kernel(_pairwise_distances(p, self.source_points), d, self.kernel)
             out[start : start + block] = (
                 kernel @ self._weights + self._affine[0] + p @ self._affine[1:]
             )
@@ -148,4 +164,6 @@ class ThinPlateSpline(Transform):
 
     def with_unit_scale(self, factor: float) -> ThinPlateSpline:
         factor = check_unit_factor(factor)
-        return ThinPlateSpline(self.source_points * factor, self.target_points * factor)
+        return ThinPlateSpline(
+            self.source_points * factor, self.target_points * factor, kernel=self.kernel
+        )

@@ -264,3 +264,18 @@ def test_sequence_of_field_and_affine_inverts() -> None:
     chain = Translation([5.0, 5.0, 5.0]).then(f)
     p = np.random.default_rng(11).uniform(0, 60, size=(40, 3))
     assert np.allclose(chain.inverse().apply(chain.apply(p)), p, atol=0.01)
+
+
+def test_tps_r2logr_kernel_is_exact_and_differs_from_biharmonic_between_landmarks() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 100, (12, 3))
+    dst = src + rng.normal(0, 3, src.shape)
+    bigwarp_like = ThinPlateSpline(src, dst, kernel="r2logr")
+    biharmonic = ThinPlateSpline(src, dst)
+    np.testing.assert_allclose(bigwarp_like.apply(src), dst, atol=1e-6)
+    mid = (src[:6] + src[6:]) / 2
+    assert np.abs(bigwarp_like.apply(mid) - biharmonic.apply(mid)).max() > 1e-3
+    scaled = bigwarp_like.with_unit_scale(10.0)
+    np.testing.assert_allclose(scaled.apply(mid * 10), bigwarp_like.apply(mid) * 10, rtol=1e-6)
+    with pytest.raises(TransformError, match="kernel"):
+        ThinPlateSpline(src, dst, kernel="gaussian")

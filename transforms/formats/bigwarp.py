@@ -725,10 +725,9 @@ def landmarks_transform(landmarks: Landmarks, kind: str = "tps") -> Transform:
 
     Notes
     -----
-    The spline is :class:`~transforms.tps.ThinPlateSpline`. It matches
-    BigWarp at the landmarks and, in 2D, everywhere; in 3D BigWarp's kernel
-    is ``r^2 log r`` while coframe's is ``r``, so the two warps differ
-    between the landmarks.
+    The spline is :class:`~transforms.tps.ThinPlateSpline` with BigWarp's
+    ``r^2 log r`` kernel in every dimension, so it matches BigWarp's warp
+    everywhere, not only at the landmarks.
 
     Raises
     ------
@@ -741,7 +740,7 @@ def landmarks_transform(landmarks: Landmarks, kind: str = "tps") -> Transform:
         )
     fixed, moving = landmarks.active_pairs()
     if kind == "tps":
-        return ThinPlateSpline(fixed, moving)
+        return ThinPlateSpline(fixed, moving, kernel="r2logr")
     return fit_linear(moving, fixed, kind).inverse()
 
 
