@@ -149,14 +149,21 @@ class SpaceGraph:
             An object with ``coordinate_systems`` (a mapping of names to
             systems whose ``axes`` have a ``name``, or a sequence of named
             systems) and ``transformations`` (items with ``input``, ``output``,
-            ``transform`` and ``name``).
+            ``transform`` and ``name``); its ``coframe_axes(name)``, when
+            present, gives a system's axes in numpy order.
         """
         systems = scene.coordinate_systems
         items = systems.items() if isinstance(systems, Mapping) else ((s.name, s) for s in systems)
+        ordered = getattr(scene, "coframe_axes", None)
         spaces: dict[str, tuple[str, ...] | None] = {}
         for name, cs in items:
             axes = getattr(cs, "axes", None)
             spaces[name] = None if axes is None else tuple(getattr(a, "name", a) for a in axes)
+            if ordered is not None and axes is not None:
+                try:
+                    spaces[name] = tuple(ordered(name))
+                except CoframeError:
+                    spaces[name] = None
         edges = []
         for t in scene.transformations:
             label = getattr(t, "name", None) or f"{t.input} -> {t.output}"
@@ -405,7 +412,13 @@ def summarize_transform(t: Any) -> str:
 
 
 def map_points(
-    graph: SpaceGraph, source: str, target: str, points: Any, via: Sequence[str] = ()
+    graph: SpaceGraph,
+    source: str,
+    target: str,
+    points: Any,
+    via: Sequence[str] = (),
+    *,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Map physical points of space ``source`` into space ``target``.
 
@@ -419,6 +432,10 @@ def map_points(
         ``(N, d)`` or ``(d,)`` points in numpy axis order, in the graph's unit.
     via
         Spaces the chain must pass through (``--via``).
+    scale
+        Length of one unit of ``points`` in the graph's unit (e.g. 1000 for
+        micrometre points in a nanometre workspace); results are returned in
+        the points' unit.
 
     Returns
     -------
@@ -440,7 +457,7 @@ def map_points(
             f"points have {arr.shape[1]} coordinates but space {source!r} has "
             f"{transform.input_dim} axes{names}: give points in (z, y, x) order of {source!r}"
         )
-    return np.atleast_2d(transform.apply(arr))
+    return np.atleast_2d(transform.apply(arr * scale)) / scale
 
 
 def describe_graph(workspace: Any) -> dict[str, Any]:
