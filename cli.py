@@ -268,3 +268,121 @@ def points_cmd(
         typer.echo(json.dumps({"message": str(e)}))
         raise
     typer.echo(json.dumps({"coordinates": mapped.tolist()}))
+
+
+# ---------------------------------------------------------------------- overlays and QC report
+
+
+@app.command("overlay")
+def overlay_cmd(
+    a: Annotated[str, typer.Argument(help="Image A (magenta).")],
+    b: Annotated[str, typer.Argument(help="Image B (green).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .png (panel grid) or .tif.")],
+    frame: Annotated[str, typer.Option(help="Views in the space of A or B.")] = "A",
+    views: Annotated[
+        str | None, typer.Option(help="z,y,x,max-z,max-y,max-x (3D) or plane (2D).")
+    ] = None,
+    modes: Annotated[
+        str | None, typer.Option(help="composite,checkerboard,difference,blend (default all).")
+    ] = None,
+    box: Annotated[
+        str | None, typer.Option(help="Physical box lo_z,lo_y,lo_x,hi_z,hi_y,hi_x in the frame.")
+    ] = None,
+    point: Annotated[str | None, typer.Option(help="Slices pass through z,y,x.")] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Output pixel size.")] = None,
+    level: Annotated[
+        str | None, typer.Option(help="Frame image level giving the pixel size.")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Longest view side in pixels.")] = 512,
+    tile: Annotated[
+        str, typer.Option(help="Checkerboard tile: pixels (32) or length (2um).")
+    ] = "32",
+    alpha: Annotated[float, typer.Option(help="Weight of B in the blend.")] = 0.5,
+    limits_a: Annotated[str | None, typer.Option(help="Contrast of A: lo,hi.")] = None,
+    limits_b: Annotated[str | None, typer.Option(help="Contrast of B: lo,hi.")] = None,
+    plane: Annotated[
+        str | None, typer.Option(help="Show the plane of a located 2D section (its space).")
+    ] = None,
+    viewer_out: Annotated[
+        Path | None, typer.Option(help="Also write an OME-Zarr + neuroglancer state here.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Show images A and B in one frame: composite, checkerboard, difference, blend."""
+    import json
+
+    from volumes.overlay_views import (
+        check_output,
+        overlay_in_workspace,
+        overlay_summary,
+        parse_options,
+        write_overlay,
+    )
+
+    check_output(out, force=force)
+    options = parse_options(
+        frame=frame,
+        views=views,
+        modes=modes,
+        box=box,
+        point=point,
+        pixel_size=pixel_size,
+        level=level,
+        size=size,
+        tile=tile,
+        alpha=alpha,
+        limits_a=limits_a,
+        limits_b=limits_b,
+        plane=plane,
+    )
+    ws = _load_ws(workspace)
+    overlay = overlay_in_workspace(ws, a, b, options)
+    files = write_overlay(overlay, out, force=force)
+    summary = overlay_summary(overlay, files)
+    if viewer_out is not None:
+        from volumes.overlay_viewer import export_viewer
+
+        summary["viewer"] = export_viewer(ws, a, b, viewer_out, options, force=force)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for f in files:
+        typer.echo(f"wrote {f}")
+    if viewer_out is not None:
+        for f in summary["viewer"]["files"]:
+            typer.echo(f"wrote {f}")
+
+
+@app.command("export-scene")
+def export_scene_cmd(
+    out: Annotated[Path, typer.Argument(help="Output OME-NGFF scene (Zarr group).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Write the workspace's spaces and edges as one OME-NGFF (RFC-5) scene."""
+    from transforms.formats.dispatch import export_scene
+
+    ws = _load_ws(workspace)
+    written = export_scene(ws, out, force=force)
+    typer.echo(f"wrote {written}: {len(ws.all_spaces())} spaces, {len(ws.edges)} transformations")
+
+
+@app.command("import-scene")
+def import_scene_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="OME-NGFF scene: Zarr group or .json file.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace edges and files.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Add a scene's coordinate systems as spaces and its transformations as edges."""
+    from transforms.formats.dispatch import import_scene
+
+    ws = _load_ws(workspace)
+    new = import_scene(ws, path, force=force, command=_command_line(ctx))
+    new.save()
+    added = [e for e in new.edges if not any(e is old for old in ws.edges)]
+    for e in added:
+        typer.echo(f"edge {e.source} -> {e.target}: {e.kind}, {e.file}")
+    typer.echo(f"imported {path}: {len(new.all_spaces())} spaces, {len(new.edges)} edges in total")

@@ -291,23 +291,22 @@ def volume_box(volume: Volume) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(a for a, _ in ext), tuple(b for _, b in ext)
 
 
-def parse_box(text: str, ndim: int, *, flag: str = "--box") -> tuple[tuple[float, ...], ...]:
+def parse_box(text: str, *, flag: str = "--box") -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Parse ``lo_z,lo_y,lo_x,hi_z,hi_y,hi_x`` (or 2D ``lo_y,lo_x,hi_y,hi_x``).
 
     Raises
     ------
     MetadataError
-        If the text is not ``2 * ndim`` numbers with every lo below its hi.
+        If the text is not 4 or 6 numbers with every lo below its hi.
     """
+    expected = "6 comma-separated numbers lo_z,lo_y,lo_x,hi_z,hi_y,hi_x (4 for a 2D space)"
     try:
         values = [float(v) for v in text.replace(" ", "").split(",")]
     except ValueError as e:
-        raise MetadataError(f"{flag} {text!r}: expected {2 * ndim} comma-separated numbers") from e
-    if len(values) != 2 * ndim:
-        raise MetadataError(
-            f"{flag} {text!r} has {len(values)} numbers: expected {2 * ndim} "
-            f"(lo then hi corner, axis order {'z,y,x' if ndim == 3 else 'y,x'})"
-        )
+        raise MetadataError(f"{flag} {text!r}: expected {expected}") from e
+    if len(values) not in (4, 6):
+        raise MetadataError(f"{flag} {text!r} has {len(values)} numbers: expected {expected}")
+    ndim = len(values) // 2
     lo, hi = tuple(values[:ndim]), tuple(values[ndim:])
     if any(b <= a for a, b in zip(lo, hi, strict=True)):
         raise MetadataError(

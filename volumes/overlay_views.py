@@ -374,6 +374,72 @@ def _limits(
     return robust_limits([s.values for s in samples], [s.valid for s in samples])
 
 
+def _names(text: str | None, allowed: Sequence[str], flag: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [n for n in names if n not in allowed]
+    if not names or bad:
+        raise MetadataError(
+            f"{flag} {text!r}: expected a comma-separated list of {', '.join(allowed)}"
+        )
+    return names
+
+
+def parse_options(
+    *,
+    frame: str = "A",
+    views: str | None = None,
+    modes: str | None = None,
+    box: str | None = None,
+    point: str | None = None,
+    pixel_size: float | None = None,
+    level: str | None = None,
+    size: int = 512,
+    tile: str = "32",
+    alpha: float = 0.5,
+    limits_a: str | None = None,
+    limits_b: str | None = None,
+    plane: str | None = None,
+) -> OverlayOptions:
+    """:class:`OverlayOptions` from command-line text (comma-separated lists and numbers).
+
+    Raises
+    ------
+    MetadataError
+        If a value cannot be read (the message names the flag).
+    """
+    from volumes.open import parse_floats
+    from volumes.overlay import parse_box
+    from volumes.render import parse_limits
+
+    frame_u = frame.strip().upper()
+    if frame_u not in ("A", "B"):
+        raise MetadataError(f"--frame {frame!r}: expected A or B (whose space the views use)")
+    if size < 1:
+        raise MetadataError(f"--size {size}: expected a positive number of pixels")
+    parse_tile(tile, "nanometer")
+    pt = None if point is None else tuple(parse_floats(point, flag="--point"))
+    lvl: int | str | None = level
+    if level is not None and level.strip().isdigit():
+        lvl = int(level)
+    return OverlayOptions(
+        frame=frame_u,
+        views=_names(views, (*VIEWS_3D, "plane"), "--views"),
+        modes=_names(modes, tuple(MODES), "--modes") or tuple(MODES),
+        box=None if box is None else parse_box(box),
+        point=pt,
+        pixel_size=pixel_size,
+        level=lvl,
+        size=size,
+        tile=tile,
+        alpha=alpha,
+        limits_a=parse_limits(limits_a, flag="--limits-a"),
+        limits_b=parse_limits(limits_b, flag="--limits-b"),
+        plane=plane,
+    )
+
+
 def workspace_channels(ws: Workspace, a: str, b: str) -> tuple[Channel, Channel]:
     """Open two workspace images as overlay channels."""
     if a not in ws.images or b not in ws.images:
@@ -399,6 +465,24 @@ def overlay_in_workspace(ws: Workspace, a: str, b: str, options: OverlayOptions)
         if names:
             plane_volume = ws.open_image(names[0])
     return make_overlay(ws.graph(), ca, cb, options, unit=ws.unit, plane_volume=plane_volume)
+
+
+def check_output(out: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Refuse an output of the wrong type, or an existing one without ``force``, before work.
+
+    Raises
+    ------
+    MetadataError
+        If the suffix is not ``.png``, ``.tif`` or ``.tiff``.
+    OverwriteError
+        If the file exists and ``force`` is false.
+    """
+    from volumes.write import refuse_existing
+
+    path = Path(out)
+    if path.suffix.lower() not in (".png", *TIFF_SUFFIXES):
+        raise MetadataError(f"output {path.name!r}: expected a .png or .tif(f) file (-o)")
+    return refuse_existing(path, force)
 
 
 def write_overlay(
