@@ -125,18 +125,6 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(parts)
 
 
-def _floats(text: str | None, flag: str) -> list[float] | None:
-    """Parse ``"8"`` or ``"40,8,8"`` into a list of floats."""
-    if text is None:
-        return None
-    from transforms.errors import MetadataError
-
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",")]
-    except ValueError as e:
-        raise MetadataError(f"{flag} {text!r}: expected one number or a list like 40,8,8") from e
-
-
 @app.command("init")
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Workspace directory (created).")] = Path("."),
@@ -167,10 +155,10 @@ def add_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add an image to the workspace (it is opened to validate it)."""
-    from volumes.open import open_volume
+    from volumes.open import open_volume, parse_floats
 
     ws = _load_ws(workspace)
-    vs = _floats(voxel_size, "--voxel-size")
+    vs = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
     location = path if "://" in path else str(Path(path).expanduser().absolute())
     volume = open_volume(
         location, unit=ws.unit, voxel_size=vs, input_unit=input_unit, modality=modality
@@ -240,6 +228,9 @@ def points_cmd(
     via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
     csv_out: Annotated[Path | None, typer.Option(help="Also write the points as CSV.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --csv-out.")] = False,
+    unit: Annotated[
+        str | None, typer.Option(help="Unit of COORDS (default: workspace unit, nm for --scene).")
+    ] = None,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
@@ -247,20 +238,24 @@ def points_cmd(
 
     from transforms.formats.dispatch import points_csv_text, read_points, write_text_atomic
     from transforms.graph import SpaceGraph, map_points
+    from transforms.units import canonical_unit, unit_factor
 
     stops = list(via or [])
     try:
         points = read_points(coords)
+        factor = 1.0
         if scene is not None:
             from transforms.formats.ngff import read_scene
 
-            graph = SpaceGraph.from_scene(read_scene(scene))
+            scene_unit = canonical_unit(unit or "nanometer", key="--unit")
+            graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
         else:
             ws = _load_ws(workspace)
             graph = ws.graph()
+            factor = 1.0 if unit is None else unit_factor(canonical_unit(unit), ws.unit)
             source, target = ws.space_of(source), ws.space_of(target)
             stops = [ws.space_of(v) for v in stops]
-        mapped = map_points(graph, source, target, points, stops)
+        mapped = map_points(graph, source, target, points, stops, scale=factor)
         if csv_out is not None:
             text = points_csv_text(mapped, graph.spaces.get(target))
             write_text_atomic(csv_out, text, force=force)

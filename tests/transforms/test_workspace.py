@@ -6,16 +6,19 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 import transforms.formats.dispatch as dispatch
 from transforms.errors import (
     DimensionError,
+    FormatError,
     InputNotFoundError,
     NoPathError,
     OverwriteError,
     ParseError,
+    TransformError,
     UnitError,
     WorkspaceError,
 )
@@ -357,3 +360,126 @@ def test_edge_entries_compare_by_value_not_provenance() -> None:
     b = EdgeEntry("a", "b", "t.tfm", "itk", "nanometer", None, {"created": "2"})
     assert a == b
     assert os.fspath(Path("t.tfm")) == a.file
+
+
+# ---------------------------------------------------------------------- transform files and points
+
+
+def test_transform_files_are_dispatched_by_suffix_and_content(tmp_path: Path) -> None:
+    from transforms.formats.dispatch import detect_transform_format
+
+    landmarks = tmp_path / "bw.json"
+    landmarks.write_text(
+        '{"type": "BigWarpLandmarks", "numDimensions": 2, "movingPoints": [], '
+        '"fixedPoints": [], "active": [], "names": []}'
+    )
+    ngff = tmp_path / "scene.json"
+    ngff.write_text('{"coordinateSystems": [], "coordinateTransformations": []}')
+    group = tmp_path / "t.ome.zarr"
+    group.mkdir()
+    plain_group = tmp_path / "group"
+    plain_group.mkdir()
+    (plain_group / "zarr.json").write_text("{}")
+    for name in ("a.tfm", "a.txt", "a.h5", "a.mat", "a.csv"):
+        (tmp_path / name).write_text("")
+    assert [
+        detect_transform_format(tmp_path / n)
+        for n in ("a.tfm", "a.txt", "a.h5", "a.mat", "a.csv", "bw.json", "scene.json")
+    ] == ["itk", "itk", "itk", "itk", "bigwarp-csv", "bigwarp-json", "ngff"]
+    assert detect_transform_format(group) == detect_transform_format(plain_group) == "ngff"
+    (tmp_path / "t.vtk").write_text("")
+    with pytest.raises(FormatError, match=r"suffix '\.vtk'.*\.tfm.*\.csv.*\.zarr"):
+        detect_transform_format(tmp_path / "t.vtk")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "BigWarpLandmarks",\n "names": [}')
+    with pytest.raises(ParseError, match=r"bad\.json line 2, column 12"):
+        detect_transform_format(bad)
+    with pytest.raises(InputNotFoundError, match="missing.tfm does not exist"):
+        detect_transform_format(tmp_path / "missing.tfm")
+
+
+@pytest.mark.parametrize("suffix", [".tfm", ".h5", ".zarr", ".json"])
+def test_write_then_read_an_affine_in_every_format(tmp_path: Path, suffix: str) -> None:
+    from transforms.affine import Affine
+    from transforms.formats.dispatch import read_transform, write_transform
+
+    t = Affine(np.array([[1.1, 0.1, 0.0, 5.0], [0.0, 0.9, 0.2, -3.0], [0.05, 0.0, 1.0, 2.0]]))
+    path = write_transform(t, tmp_path / f"t{suffix}", unit="nanometer", file_unit="micrometer")
+    with pytest.raises(OverwriteError, match="--force"):
+        write_transform(t, path)
+    back = read_transform(path, file_unit="micrometer", unit="nanometer")
+    pts = np.array([[1.0, 2.0, 3.0], [-400.0, 50.0, 1e4]])
+    np.testing.assert_allclose(back.apply(pts), t.apply(pts), rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_thin_plate_spline_goes_through_bigwarp_files(tmp_path: Path, suffix: str) -> None:
+    from transforms.affine import Affine
+    from transforms.formats.dispatch import read_transform, write_transform
+    from transforms.tps import ThinPlateSpline
+
+    rng = np.random.default_rng(1)
+    fixed = rng.uniform(0, 1000, (7, 3))
+    tps = ThinPlateSpline(fixed, fixed + rng.normal(0, 5, (7, 3)))
+    fmt = "bigwarp-json" if suffix == ".json" else None
+    path = write_transform(tps, tmp_path / f"lm{suffix}", format=fmt)
+    back = read_transform(path)
+    np.testing.assert_allclose(back.apply(fixed), tps.apply(fixed), atol=1e-6)
+    with pytest.raises(TransformError, match=r"thin-plate spline, not a Affine.*\.tfm"):
+        write_transform(Affine(np.eye(4)), tmp_path / f"affine{suffix}", format=fmt)
+
+
+def test_point_lists_from_json_and_csv(tmp_path: Path) -> None:
+    from transforms.formats.dispatch import points_csv_text, read_points
+
+    np.testing.assert_array_equal(read_points("[1, 2, 3]"), [[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(read_points(" [[1, 2], [3, 4.5]] "), [[1, 2], [3, 4.5]])
+    f = tmp_path / "p.csv"
+    f.write_text("# comment\n\n1, 2, 3\n4,5,6\n")
+    np.testing.assert_array_equal(read_points(str(f)), [[1, 2, 3], [4, 5, 6]])
+    f.write_text("y,x\n1,2\n")
+    np.testing.assert_array_equal(read_points(str(f)), [[1, 2]])
+    f.write_text("x,z,y\n1,2,3\n")
+    np.testing.assert_array_equal(read_points(str(f)), [[2, 3, 1]])
+    j = tmp_path / "p.json"
+    j.write_text("[[1, 2, 3]]")
+    np.testing.assert_array_equal(read_points(str(j)), [[1, 2, 3]])
+    text = points_csv_text(np.array([[1.5, 2.0, 3.0]]), ("z", "y", "x"))
+    assert text == "z,y,x\n1.5,2.0,3.0\n"
+    f.write_text(text)
+    np.testing.assert_array_equal(read_points(str(f)), [[1.5, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a,b,c\n1,2,3\n", r"p\.csv line 1: header \['a', 'b', 'c'\] does not name the axes"),
+        ("1,2,3\n4,5\n", r"p\.csv line 2: 2 values but line 1 has 3"),
+        ("z,y,x\n1,2,3\n\n4,x,6\n", r"p\.csv line 4: 'x' is not a number"),
+        ("z,y,x\n", r"p\.csv: no points found"),
+        ("1,nan,3\n", r"coordinates must be finite"),
+    ],
+)
+def test_malformed_point_csv_names_the_line(tmp_path: Path, content: str, message: str) -> None:
+    from transforms.formats.dispatch import read_points
+
+    f = tmp_path / "p.csv"
+    f.write_text(content)
+    with pytest.raises(ParseError, match=message):
+        read_points(str(f))
+
+
+@pytest.mark.parametrize(
+    ("coords", "message"),
+    [
+        ("[[1, 2, 3],\n [4, 5 6]]", r"COORDS line 2, column 8: Expecting ','"),
+        ("[]", r"non-empty JSON list"),
+        ("[[1, 2], [3]]", r"point 1 has 1 coordinates but point 0 has 2"),
+        ("[[1, true]]", r"point 0 is \[1, True\]"),
+    ],
+)
+def test_malformed_point_json_names_line_or_point(coords: str, message: str) -> None:
+    from transforms.formats.dispatch import read_points
+
+    with pytest.raises(ParseError, match=message):
+        read_points(coords)

@@ -396,9 +396,8 @@ def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
     InputNotFoundError
         If ``coords`` is neither JSON nor an existing file.
     """
-    text = coords.strip()
-    if text.startswith("["):
-        return _points_from_json(text, source)
+    if coords.strip().startswith("["):
+        return _points_from_json(coords, source)
     p = Path(coords).expanduser()
     if not p.is_file():
         raise InputNotFoundError(
