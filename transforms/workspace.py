@@ -32,13 +32,10 @@ writes it atomically (temporary file, then ``os.replace``).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import platform
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +50,13 @@ from transforms.errors import (
     WorkspaceError,
 )
 from transforms.formats.dispatch import FORMATS as EDGE_FORMATS
-from transforms.formats.dispatch import write_text_atomic
+from transforms.formats.dispatch import (  # noqa: F401
+    make_provenance,
+    plain_values,
+    sha256_path,
+    software_versions,
+    write_text_atomic,
+)
 from transforms.units import canonical_unit
 
 if TYPE_CHECKING:
@@ -462,7 +465,7 @@ class Workspace:
         edges = []
         for e in self.edges:
             entry = {"from": e.source, "to": e.target, "file": e.file, "format": e.format}
-            entry.update(unit=e.unit, kind=e.kind, provenance=_plain(e.provenance) or None)
+            entry.update(unit=e.unit, kind=e.kind, provenance=plain_values(e.provenance) or None)
             edges.append({k: v for k, v in entry.items() if v is not None})
         doc = {"coframe": SCHEMA_VERSION, "unit": self.unit, "spaces": spaces, "images": images}
         return {**doc, "transforms": edges, **self.extras}
@@ -731,84 +734,6 @@ def kind_is_linear(kind: str | None) -> bool | None:
     return True if words and words <= _LINEAR_KINDS else None
 
 
-def make_provenance(
-    command: str,
-    *,
-    inputs: Mapping[str, str | Path] | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    metric: Mapping[str, Any] | None = None,
-    files: Mapping[str, str | Path] | None = None,
-) -> dict[str, Any]:
-    """A provenance record for a stored transform.
-
-    Parameters
-    ----------
-    command
-        The command line that made the transform.
-    inputs
-        Input identities (image names to paths or URLs).
-    parameters
-        Parameters of the method (plain values).
-    metric
-        Metric values (e.g. ``{"before": ..., "after": ...}``).
-    files
-        Local files to fingerprint, each recorded under ``sha256`` (a
-        directory, such as a Zarr group, is hashed over its relative file
-        names and contents).
-
-    Returns
-    -------
-    A mapping with ``command``, ``created`` (UTC, ISO 8601), the optional
-    sections given, and ``software`` (versions).
-    """
-    record: dict[str, Any] = {
-        "command": command,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": _plain(parameters or {}),
-        "inputs": {k: str(p) for k, p in (inputs or {}).items()},
-        "sha256": {k: sha256_path(p) for k, p in (files or {}).items()},
-        "metric": _plain(metric or {}),
-    }
-    record = {k: val for k, val in record.items() if val != {}}
-    record["software"] = software_versions()
-    return record
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python, coframe and the numerical libraries it relies on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("coframe", "numpy", "scipy", "SimpleITK", "zarr"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
-def sha256_path(path: str | Path) -> str:
-    """SHA-256 of a file, or of a directory's relative file names and contents.
-
-    Raises
-    ------
-    InputNotFoundError
-        If the path does not exist.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"{p} does not exist: cannot fingerprint it")
-    h = hashlib.sha256()
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for f in files:
-        if p.is_dir():
-            h.update(f.relative_to(p).as_posix().encode() + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 class _Validator:
     """Type checks of ``coframe.yaml`` values; errors name the file and key."""
 
@@ -898,15 +823,3 @@ def _check_numbers(value: list[Any], key: str, source: str | None = None) -> tup
 
 def _plain_number(v: float) -> int | float:
     return int(v) if float(v).is_integer() else float(v)
-
-
-def _plain(value: Any) -> Any:
-    """Plain YAML-safe values (numpy scalars and arrays, tuples, paths converted)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    tolist = getattr(value, "tolist", None)
-    return _plain(tolist()) if callable(tolist) else str(value)
