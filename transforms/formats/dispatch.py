@@ -1,4 +1,8 @@
-"""Choose the reader or writer of a transform file, and read or write point lists.
+"""Transform files: choose their reader or writer, link them into a workspace, fingerprint them.
+
+Also here: moving a workspace's edges to and from one OME-NGFF scene, the
+provenance record of a stored transform (command, time, SHA-256, software
+versions), atomic text writes, and the point lists of ``coframe points``.
 
 Transform files by suffix (and content for ``.json``):
 
