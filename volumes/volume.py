@@ -90,11 +90,15 @@ class Level:
 
     def index_to_physical(self, index: np.ndarray) -> np.ndarray:
         """Physical coordinates of (fractional) voxel indices, shape (N, ndim)."""
-        return np.asarray(index, dtype=float) * np.asarray(self.voxel_size) + np.asarray(self.origin)
+        return np.asarray(index, dtype=float) * np.asarray(self.voxel_size) + np.asarray(
+            self.origin
+        )
 
     def physical_to_index(self, points: np.ndarray) -> np.ndarray:
         """Fractional voxel indices of physical points, shape (N, ndim)."""
-        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) / np.asarray(self.voxel_size)
+        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) / np.asarray(
+            self.voxel_size
+        )
 
     def box_to_slices(
         self, lo: Sequence[float], hi: Sequence[float], margin: int = 0
@@ -204,7 +208,9 @@ class Volume:
                 index = int(index)
             else:
                 names = ", ".join(lvl.path or str(i) for i, lvl in enumerate(self.levels))
-                raise LevelError(f"level {index!r} does not exist in {self.source}: choose one of {names} (--level)")
+                raise LevelError(
+                    f"level {index!r} does not exist in {self.source}: choose one of {names} (--level)"
+                )
         if not 0 <= index < len(self.levels):
             raise LevelError(
                 f"level {index} does not exist in {self.source}: it has levels 0..{len(self.levels) - 1} (--level)"
