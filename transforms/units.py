@@ -65,7 +65,9 @@ def canonical_unit(name: str, *, key: str = "unit") -> str:
         If the unit is not a known length unit.
     """
     if not isinstance(name, str) or not name.strip():
-        raise UnitError(f"missing unit in {key!s}: expected one of {', '.join(NANOMETERS_PER_UNIT)}")
+        raise UnitError(
+            f"missing unit in {key!s}: expected one of {', '.join(NANOMETERS_PER_UNIT)}"
+        )
     text = name.strip()
     if text in NANOMETERS_PER_UNIT:
         return text
@@ -82,4 +84,7 @@ def canonical_unit(name: str, *, key: str = "unit") -> str:
 
 def unit_factor(from_unit: str, to_unit: str) -> float:
     """Factor that converts a length in ``from_unit`` into ``to_unit``."""
-    return NANOMETERS_PER_UNIT[canonical_unit(from_unit)] / NANOMETERS_PER_UNIT[canonical_unit(to_unit)]
+    return (
+        NANOMETERS_PER_UNIT[canonical_unit(from_unit)]
+        / NANOMETERS_PER_UNIT[canonical_unit(to_unit)]
+    )
