@@ -350,6 +350,22 @@ def overlay_cmd(
             typer.echo(f"wrote {f}")
 
 
+@app.command("report")
+def report_cmd(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default report.html).")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Longest side of each overlay view.")] = 256,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the report.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Write one self-contained HTML QC page: graph, edges, metrics, overlays."""
+    from volumes.report import write_report
+
+    path = write_report(_load_ws(workspace), out, size=size, force=force)
+    typer.echo(f"wrote {path}")
+
+
 @app.command("export-scene")
 def export_scene_cmd(
     out: Annotated[Path, typer.Argument(help="Output OME-NGFF scene (Zarr group).")],

@@ -42,6 +42,8 @@ from volumes.render import (
     save_channels_tiff,
     save_png,
     scale_bar,
+    upscale,
+    zoom_factor,
 )
 from volumes.volume import Volume
 
@@ -173,19 +175,42 @@ class Overlay:
         size, physical = parse_tile(self.options.tile, self.unit)
         return size / pair.plane.pixel_size if physical else size
 
-    def render(self, pair: ViewPair, mode: str, *, bar: bool = True) -> np.ndarray:
-        """One view in one mode, as RGB, with a scale bar."""
+    def render(
+        self, pair: ViewPair, mode: str, *, bar: bool = True, min_side: int = 0
+    ) -> np.ndarray:
+        """One view in one mode, as RGB, with a scale bar.
+
+        Parameters
+        ----------
+        pair
+            The view.
+        mode
+            One of :data:`~volumes.render.MODES`.
+        bar
+            Draw a scale bar.
+        min_side
+            Magnify small views (by an integer factor, nearest neighbour) until
+            their longest side reaches this many pixels.
+        """
         a, b = self.display(pair)
         rgb = render_mode(mode, a, b, tile=self.tile_pixels(pair), alpha=self.options.alpha)
+        factor = zoom_factor(rgb.shape, min_side)
+        rgb = upscale(rgb, factor)
         if bar:
-            sb = scale_bar(rgb.shape[1], pair.plane.pixel_size, self.unit)
+            sb = scale_bar(rgb.shape[1], pair.plane.pixel_size / factor, self.unit)
             rgb = draw_scale_bar(rgb, sb)
         return rgb
 
-    def grid(self, title: str | None = None) -> np.ndarray:
-        """All views (rows) in all modes (columns) as one RGB picture."""
+    def grid(self, title: str | None = None, min_side: int = 192) -> np.ndarray:
+        """All views (rows) in all modes (columns) as one RGB picture.
+
+        Views smaller than ``min_side`` pixels are magnified (see :meth:`render`).
+        """
         rows = [
-            [Panel(self.render(p, m), f"{p.plane.name} · {m}") for m in self.options.modes]
+            [
+                Panel(self.render(p, m, min_side=min_side), f"{p.plane.name} · {m}")
+                for m in self.options.modes
+            ]
             for p in self.pairs
         ]
         if title is None:

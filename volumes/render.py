@@ -293,6 +293,19 @@ def draw_scale_bar(rgb: np.ndarray, bar: ScaleBar, margin: int = 8) -> np.ndarra
     return np.asarray(img)
 
 
+def zoom_factor(shape: Sequence[int], min_side: int) -> int:
+    """Integer magnification that brings the longest side of ``shape`` to ``min_side``."""
+    longest = max(int(shape[0]), int(shape[1]), 1)
+    return max(1, math.ceil(min_side / longest)) if longest < min_side else 1
+
+
+def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour magnification by an integer factor (pixels stay square)."""
+    if factor <= 1:
+        return rgb
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
 # --------------------------------------------------------------------------- panels and files
 
 
@@ -328,9 +341,12 @@ def panel_grid(rows: Sequence[Sequence[Panel]], title: str = "", gap: int = 6) -
     for r in rows:
         row_h.append(max(p.rgb.shape[0] for p in r) + caption_h)
         for j, p in enumerate(r):
-            col_w[j] = max(col_w[j], p.rgb.shape[1])
+            text_w = int(f.getlength(p.caption)) + 4
+            col_w[j] = max(col_w[j], p.rgb.shape[1], text_w)
     title_h = 24 if title else 0
     width = sum(col_w) + gap * (ncols + 1)
+    if title:
+        width = max(width, int(font(15).getlength(title)) + 2 * gap)
     height = title_h + sum(row_h) + gap * (len(rows) + 1)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
