@@ -70,3 +70,7 @@ class OverwriteError(CoframeError):
 
 class RegistrationError(CoframeError):
     """A registration cannot run or failed its checks (no overlap, empty mask, divergence)."""
+
+
+class OutputError(CoframeError):
+    """An output cannot be written: disk full, too large for its format, not an output."""

@@ -179,6 +179,59 @@ def to_sitk(t: Transform) -> sitk.Transform:
     )
 
 
+#: Kinds of centred SimpleITK transforms :func:`to_sitk_centered` builds.
+CENTERED_KINDS = ("rigid", "similarity", "affine")
+
+
+def to_sitk_centered(affine: Affine, center: ArrayLike, kind: str = "affine") -> sitk.Transform:
+    """A square affine as an optimisable SimpleITK transform turning about ``center``.
+
+    Optimisers rotate and scale a transform about its centre; a centre inside
+    the image being registered keeps rotations and translations apart.
+
+    Parameters
+    ----------
+    affine
+        A 2D or 3D affine, numpy axis order; a (scaled) rotation for ``rigid``
+        and ``similarity``.
+    center
+        The centre, numpy axis order.
+    kind
+        ``rigid`` (VersorRigid3D / Euler2D), ``similarity`` (Similarity3D /
+        Similarity2D) or ``affine``.
+
+    Raises
+    ------
+    TransformError
+        If ``kind`` is unknown or the linear part does not fit it.
+    """
+    if affine.input_dim != affine.output_dim:
+        raise TransformError(
+            f"a {affine.input_dim}D -> {affine.output_dim}D affine cannot be a centred SimpleITK "
+            "transform: expected a square affine"
+        )
+    d = affine.input_dim
+    _check_dim(d, "affine")
+    makers = {
+        "rigid": sitk.VersorRigid3DTransform if d == 3 else sitk.Euler2DTransform,
+        "similarity": sitk.Similarity3DTransform if d == 3 else sitk.Similarity2DTransform,
+        "affine": lambda: sitk.AffineTransform(d),
+    }
+    if kind not in makers:
+        raise TransformError(f"centred transform kind {kind!r}: expected one of {CENTERED_KINDS}")
+    c = np.asarray(center, dtype=np.float64).reshape(d)
+    out = makers[kind]()
+    out.SetCenter(tuple(float(v) for v in c[::-1]))
+    try:
+        out.SetMatrix(tuple(float(v) for v in affine.linear[::-1, ::-1].ravel()))
+    except RuntimeError as e:
+        raise TransformError(
+            f"linear part {affine.linear.tolist()} is not a {kind} matrix: use kind 'affine'"
+        ) from e
+    out.SetTranslation(tuple(float(v) for v in (affine.apply(c) - c)[::-1]))
+    return out
+
+
 def _direction(image: sitk.Image) -> np.ndarray:
     d = image.GetDimension()
     return np.array(image.GetDirection(), dtype=np.float64).reshape(d, d)
@@ -374,3 +427,61 @@ def image_to_array(image: sitk.Image) -> tuple[np.ndarray, tuple[float, ...], tu
     voxel_size = tuple(float(v) for v in image.GetSpacing()[::-1])
     origin = tuple(float(v) for v in image.GetOrigin()[::-1])
     return array, voxel_size, origin
+
+
+#: SimpleITK interpolators by coframe interpolation name.
+SITK_INTERPOLATORS: dict[str, int] = {
+    "nearest": sitk.sitkNearestNeighbor,
+    "linear": sitk.sitkLinear,
+    "bspline": sitk.sitkBSpline,
+}
+
+
+def resample_image(
+    image: sitk.Image,
+    transform: sitk.Transform,
+    shape: ArrayLike,
+    voxel_size: ArrayLike,
+    origin: ArrayLike,
+    *,
+    interpolation: str = "linear",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Resample a SimpleITK image onto a numpy-order grid (pull-back through ``transform``).
+
+    Every output voxel centre ``p`` takes the image's value at
+    ``transform(p)``; points outside the image get 0. Integer outputs keep
+    the image's pixel type (ITK casts by truncation after clamping).
+
+    Parameters
+    ----------
+    image
+        The source image (e.g. from :func:`array_to_image`).
+    transform
+        SimpleITK transform mapping output points into the image's space.
+    shape, voxel_size, origin
+        Output grid in numpy axis order (origin: centre of voxel 0).
+    interpolation
+        ``nearest``, ``linear`` or ``bspline`` (cubic).
+    threads
+        Threads SimpleITK may use (default: its global setting).
+
+    Returns
+    -------
+    numpy.ndarray
+        The resampled voxels, numpy axis order.
+    """
+    size = [int(n) for n in np.asarray(shape)[::-1]]
+    d = len(size)
+    f = sitk.ResampleImageFilter()
+    f.SetSize(size)
+    f.SetOutputSpacing(tuple(float(v) for v in np.asarray(voxel_size, dtype=np.float64)[::-1]))
+    f.SetOutputOrigin(tuple(float(v) for v in np.asarray(origin, dtype=np.float64)[::-1]))
+    f.SetOutputDirection(tuple(float(v) for v in np.eye(d).ravel()))
+    f.SetTransform(transform)
+    f.SetInterpolator(SITK_INTERPOLATORS[interpolation])
+    f.SetDefaultPixelValue(0.0)
+    f.SetOutputPixelType(image.GetPixelID())
+    if threads is not None:
+        f.SetNumberOfThreads(int(threads))
+    return sitk.GetArrayFromImage(f.Execute(image))

@@ -1,0 +1,427 @@
+"""Chunked resampling equals SimpleITK's in-memory result; labels stay ids; outputs are safe."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import zarr
+from scipy import ndimage
+
+import transforms.resample as resample_mod
+import transforms.resample_block as block_mod
+from transforms.affine import Affine
+from transforms.errors import OutputError, OverwriteError
+from transforms.field import DisplacementField
+from transforms.resample import resample
+from transforms.resample_block import ImageSource
+from transforms.resample_plan import OutputGrid
+from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
+from transforms.tps import ThinPlateSpline
+from volumes.open import open_volume
+from volumes.write import create_ome_zarr
+
+SRC_SHAPE = (40, 48, 56)
+SRC_VS = (2.0, 2.0, 2.0)
+SRC_ORIGIN = (1.0, -3.0, 2.0)
+
+
+def _intensities(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.random(shape), 1.5)
+    smooth -= smooth.min()
+    return (smooth * (255.0 / smooth.max())).astype(np.uint8)
+
+
+def _labels(shape: tuple[int, ...]) -> np.ndarray:
+    z, y, x = np.indices(shape)
+    ids = (z // 7) * 100 + (y // 9) * 10 + (x // 11) + 1
+    ids[(z + y + x) % 13 == 0] = 0
+    return ids.astype(np.uint32)
+
+
+def _write_source(path: Path, data: np.ndarray, *, labels: bool = False) -> ImageSource:
+    writer = create_ome_zarr(
+        path,
+        shape0=data.shape,
+        voxel_size0=SRC_VS,
+        origin0=SRC_ORIGIN,
+        dtype=data.dtype,
+        chunks=(16, 16, 16),
+        n_levels=1,
+        labels=labels,
+    )
+    writer.write(0, (0, 0, 0), data)
+    return ImageSource(str(path), modality="labels" if labels else None)
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("resample-src")
+    _write_source(root / "em.zarr", _intensities(SRC_SHAPE))
+    _write_source(root / "nuc.zarr", _labels(SRC_SHAPE), labels=True)
+    return root
+
+
+def _grid(
+    shape: tuple[int, ...] = (36, 44, 50), chunks: tuple[int, ...] = (8, 16, 16)
+) -> OutputGrid:
+    # Extends past the source on the low y side and high x side: boxes cross the source edge.
+    return OutputGrid(
+        shape, (2.5, 2.0, 2.2), (-4.0, -12.0, 6.0), ("z", "y", "x"), "nanometer", chunks
+    )
+
+
+def _affine() -> Affine:
+    rng = np.random.default_rng(4)
+    linear = np.eye(3) + 0.04 * rng.standard_normal((3, 3))
+    return Affine.from_linear(linear, (3.0, 5.0, -4.0))
+
+
+def _field() -> DisplacementField:
+    rng = np.random.default_rng(5)
+    vectors = ndimage.gaussian_filter(rng.normal(0, 3.0, (10, 10, 10, 3)), (1, 1, 1, 0))
+    return DisplacementField(vectors * 3.0, (-30.0, -40.0, -30.0), (20.0, 20.0, 20.0))
+
+
+def _sitk_reference(
+    data: np.ndarray, t: object, grid: OutputGrid, interpolation: str
+) -> np.ndarray:
+    image = array_to_image(data, SRC_VS, SRC_ORIGIN)
+    return resample_image(
+        image, to_sitk(t), grid.shape, grid.voxel_size, grid.origin, interpolation=interpolation
+    )
+
+
+def _read(out: Path, level: str = "s0") -> np.ndarray:
+    return zarr.open_array(str(out / level), mode="r")[...]
+
+
+def _multiscales(out: Path) -> list | None:
+    attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
+    if "ome" in attrs:
+        return attrs["ome"].get("multiscales")
+    return attrs.get("multiscales")
+
+
+CHAINS = {
+    "affine": lambda: _affine(),
+    "field": lambda: _field(),
+    "composed": lambda: (
+        _affine().then(_field()).then(Affine.from_linear(np.eye(3), (1.0, 0.5, -0.5)))
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_chunked_equals_sitk_in_memory(source_dir: Path, tmp_path: Path, name: str) -> None:
+    t = CHAINS[name]()
+    grid = _grid()
+    out = tmp_path / "out.zarr"
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        t,
+        grid,
+        out,
+        memory_per_task="2MB",
+        progress=False,
+    )
+    assert result.method == "sitk"
+    assert result.blocks > 4
+    got = _read(out)
+    expected = _sitk_reference(_intensities(SRC_SHAPE), t, grid, "linear")
+    assert got.dtype == np.uint8
+    assert np.array_equal(got, expected)
+    assert 0 < np.count_nonzero(got) < got.size  # part of the grid lies outside the source
+
+
+@pytest.mark.parametrize("name", ["affine", "composed"])
+def test_numpy_method_within_one_grey_level(
+    source_dir: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resample_mod, "choose_method", lambda *a, **k: "numpy")
+    t = CHAINS[name]()
+    grid = _grid()
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        t,
+        grid,
+        tmp_path / "o.zarr",
+        memory_per_task="2MB",
+        progress=False,
+    )
+    assert result.method == "numpy"
+    expected = _sitk_reference(_intensities(SRC_SHAPE), t, grid, "linear")
+    diff = np.abs(_read(tmp_path / "o.zarr").astype(np.int16) - expected)
+    assert diff.max() <= 1
+    assert np.mean(diff > 0) < 0.01
+
+
+def test_field_leaving_its_grid_uses_coframe_clamping(source_dir: Path, tmp_path: Path) -> None:
+    small = DisplacementField(np.full((3, 3, 3, 3), 2.0), (20.0, 20.0, 20.0), (10.0, 10.0, 10.0))
+    grid = _grid((12, 14, 16), (8, 8, 8))
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        small,
+        grid,
+        tmp_path / "o.zarr",
+        progress=False,
+    )
+    assert result.method == "numpy"
+    shifted = Affine.from_linear(np.eye(3), (2.0, 2.0, 2.0))
+    expected = _sitk_reference(_intensities(SRC_SHAPE), shifted, grid, "linear")
+    assert np.abs(_read(tmp_path / "o.zarr").astype(np.int16) - expected).max() <= 1
+
+
+def test_thin_plate_spline_chain(source_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    src = rng.uniform(0, 80, (12, 3))
+    tps = ThinPlateSpline(src, src + rng.normal(0, 1.0, src.shape))
+    grid = _grid((16, 20, 24), (8, 8, 8))
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        tps,
+        grid,
+        tmp_path / "o.zarr",
+        memory_per_task="2MB",
+        progress=False,
+    )
+    assert result.method == "numpy"
+    index = ((tps.apply(grid.points((0, 0, 0), grid.shape)) - SRC_ORIGIN) / SRC_VS).T
+    data = _intensities(SRC_SHAPE).astype(np.float64)
+    expected = ndimage.map_coordinates(data, index, order=1, mode="nearest")
+    inside = np.all((index >= -0.5) & (index <= np.array(SRC_SHAPE)[:, None] - 0.5), axis=0)
+    expected = np.where(inside, np.trunc(expected), 0).reshape(grid.shape)
+    assert np.abs(_read(tmp_path / "o.zarr").astype(np.int16) - expected).max() <= 1
+
+
+def test_labels_identical_and_never_averaged(source_dir: Path, tmp_path: Path) -> None:
+    t = _affine()
+    grid = _grid((40, 48, 56), (8, 16, 16))
+    out = tmp_path / "nuc.zarr"
+    result = resample(
+        ImageSource(str(source_dir / "nuc.zarr"), modality="labels"),
+        t,
+        grid,
+        out,
+        memory_per_task="2MB",
+        progress=False,
+    )
+    assert result.interpolation == "nearest"
+    assert result.levels >= 2
+    labels = _labels(SRC_SHAPE)
+    got = _read(out)
+    assert got.dtype == np.uint32
+    assert np.array_equal(got, _sitk_reference(labels, t, grid, "nearest"))
+    ids = set(np.unique(labels).tolist())
+    for i in range(result.levels):
+        level = _read(out, f"s{i}")
+        assert level.dtype == np.uint32
+        assert set(np.unique(level).tolist()) <= ids
+
+
+def test_label_pyramid_takes_the_mode(tmp_path: Path) -> None:
+    data = np.zeros((8, 8, 8), dtype=np.uint16)
+    data[:, :, :] = 10
+    data[0::2, 0::2, 0::2] = 30  # one voxel of eight: a mean would give a new id (12 or 13)
+    src = _write_source(tmp_path / "lab.zarr", data, labels=True)
+    grid = OutputGrid((8, 8, 8), SRC_VS, SRC_ORIGIN, ("z", "y", "x"), "nanometer", (4, 4, 4))
+    out = tmp_path / "out.zarr"
+    result = resample(src, Affine(np.eye(4)), grid, out, progress=False)
+    assert result.levels == 2
+    assert np.array_equal(_read(out), data)
+    assert np.all(_read(out, "s1") == 10)
+
+
+def test_linear_on_labels_is_refused(source_dir: Path, tmp_path: Path) -> None:
+    from transforms.errors import MetadataError
+
+    with pytest.raises(MetadataError, match="--interpolation nearest"):
+        resample(
+            ImageSource(str(source_dir / "nuc.zarr"), modality="labels"),
+            _affine(),
+            _grid(),
+            tmp_path / "o.zarr",
+            interpolation="linear",
+            progress=False,
+        )
+
+
+def test_interrupted_run_resumes_without_recomputing(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = _affine().then(_field())
+    grid = _grid()
+    source = ImageSource(str(source_dir / "em.zarr"))
+    reference = tmp_path / "ref.zarr"
+    resample(source, t, grid, reference, memory_per_task="2MB", progress=False)
+
+    out = tmp_path / "out.zarr"
+    real_write = block_mod.write_piece
+    writes = {"n": 0}
+
+    def failing_write(job: object, start: tuple[int, ...], data: np.ndarray) -> None:
+        writes["n"] += 1
+        if writes["n"] == 7:
+            raise KeyboardInterrupt("interrupted")
+        real_write(job, start, data)
+
+    monkeypatch.setattr(block_mod, "write_piece", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        resample(source, t, grid, out, memory_per_task="2MB", progress=False)
+    assert _multiscales(out) is None
+    done_dir = out / ".coframe" / "done" / "s0"
+    finished = {p.name for p in done_dir.iterdir()}
+    assert finished
+
+    monkeypatch.setattr(block_mod, "write_piece", real_write)
+    computed: list[str] = []
+    real_run = block_mod.run_block
+
+    def counting(job: object, block: object) -> object:
+        computed.append(block.name)  # type: ignore[attr-defined]
+        return real_run(job, block)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resample_mod, "run_block", counting)
+    result = resample(source, t, grid, out, memory_per_task="2MB", progress=False)
+    assert not finished & set(computed)
+    # a block still running when the first call raised may have finished since
+    assert result.blocks_skipped >= len(finished)
+    assert result.blocks_computed == len(computed) == result.blocks - result.blocks_skipped
+    assert len(computed) < result.blocks
+    for level in ("s0", "s1"):
+        assert np.array_equal(_read(out, level), _read(reference, level))
+    assert _multiscales(out) is not None
+    assert not (out / ".coframe").exists()
+
+
+def test_existing_outputs_need_force(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ImageSource(str(source_dir / "em.zarr"))
+    grid = _grid((12, 14, 16), (8, 8, 8))
+    out = tmp_path / "o.zarr"
+    resample(source, _affine(), grid, out, progress=False)
+    with pytest.raises(OverwriteError, match="--force"):
+        resample(source, _affine(), grid, out, progress=False)
+    resample(source, _field(), grid, out, progress=False, force=True)
+    assert np.array_equal(
+        _read(out), _sitk_reference(_intensities(SRC_SHAPE), _field(), grid, "linear")
+    )
+
+    # an unfinished run is never mixed with a run of other arguments
+    def stop(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    partial = tmp_path / "partial.zarr"
+    monkeypatch.setattr(block_mod, "write_piece", stop)
+    with pytest.raises(KeyboardInterrupt):
+        resample(source, _affine(), grid, partial, progress=False)
+    with pytest.raises(OverwriteError, match="other arguments .*transform.*--force"):
+        resample(source, _field(), grid, partial, progress=False)
+    stored = json.loads((partial / ".coframe" / "run.json").read_text())
+    assert stored["spec"]["interpolation"] == "linear"
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a Zarr output"):
+        resample(source, _affine(), grid, plain, progress=False, force=True)
+    assert (plain / "notes.txt").exists()
+
+
+def test_disk_full_is_one_clear_error(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(block_mod, "write_piece", full)
+    with pytest.raises(OutputError, match="no space left .*free space .*resume"):
+        resample(
+            ImageSource(str(source_dir / "em.zarr")),
+            _affine(),
+            _grid((12, 14, 16), (8, 8, 8)),
+            tmp_path / "o.zarr",
+            progress=False,
+        )
+
+
+def test_zarr_v3_sharded_output_reads_back_placed(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resample_mod, "SHARD_MIN_CHUNKS", 4)
+    monkeypatch.setattr(resample_mod, "SHARD_BYTES", 4 * 8 * 16 * 16)
+    grid = _grid()
+    out = tmp_path / "v3.zarr"
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        _affine(),
+        grid,
+        out,
+        zarr_version=3,
+        memory_per_task="2MB",
+        progress=False,
+    )
+    array = zarr.open_array(str(out / "s0"), mode="r")
+    assert array.metadata.zarr_format == 3
+    assert array.shards is not None and array.shards != array.chunks
+    assert np.array_equal(
+        array[...], _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
+    )
+    volume = open_volume(out)
+    assert len(volume.levels) == result.levels
+    np.testing.assert_allclose(volume.levels[0].voxel_size, grid.voxel_size)
+    np.testing.assert_allclose(volume.levels[0].origin, grid.origin)
+    np.testing.assert_allclose(volume.levels[1].voxel_size, np.array(grid.voxel_size) * 2)
+    np.testing.assert_allclose(
+        volume.levels[1].origin, np.array(grid.origin) + np.array(grid.voxel_size) / 2
+    )
+
+
+def test_tiff_output_and_its_size_limit(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = _grid((12, 14, 16), (8, 8, 8))
+    out = tmp_path / "o.tif"
+    result = resample(
+        ImageSource(str(source_dir / "em.zarr")), _affine(), grid, out, progress=False
+    )
+    assert result.format == "tiff"
+    volume = open_volume(out)
+    np.testing.assert_allclose(volume.levels[0].voxel_size, grid.voxel_size, rtol=1e-5)
+    expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
+    assert np.array_equal(volume.levels[0].read(), expected)
+    monkeypatch.setattr(resample_mod, "TIFF_LIMIT", 1000)
+    with pytest.raises(OutputError, match="--format ome-zarr"):
+        resample(
+            ImageSource(str(source_dir / "em.zarr")),
+            _affine(),
+            grid,
+            tmp_path / "big.tif",
+            progress=False,
+        )
+
+
+def test_bspline_interpolation_runs_close_to_sitk(source_dir: Path, tmp_path: Path) -> None:
+    grid = _grid((20, 24, 28), (8, 8, 8))
+    out = tmp_path / "o.zarr"
+    resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        _affine(),
+        grid,
+        out,
+        interpolation="bspline",
+        progress=False,
+        memory_per_task="2MB",
+    )
+    image = sitk.Cast(array_to_image(_intensities(SRC_SHAPE), SRC_VS, SRC_ORIGIN), sitk.sitkUInt8)
+    expected = resample_image(
+        image, to_sitk(_affine()), grid.shape, grid.voxel_size, grid.origin, interpolation="bspline"
+    )
+    diff = np.abs(_read(out).astype(np.int16) - expected)
+    assert np.percentile(diff, 99) <= 1

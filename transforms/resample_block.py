@@ -1,0 +1,495 @@
+"""Computing and writing one block of a chunked resampling (what a worker runs).
+
+A worker receives a picklable :class:`BlockJob` and a
+:class:`~transforms.resample_plan.Block`. It opens the source itself from its
+:class:`ImageSource` spec (cached per process), computes the block piece by
+piece (each piece reads only the source box it maps into) and writes the
+pieces straight into the output Zarr array, then drops a done marker so an
+interrupted run skips the block when it is run again.
+
+Two resampling methods give the same result:
+
+- ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
+  converted once per process by :func:`transforms.sitk_bridge.to_sitk`
+  (affine chains, and non-linear chains whose fields cover every point).
+- ``numpy``: the source coordinates of every voxel from ``transform.apply``
+  in bounded slabs, then :func:`scipy.ndimage.map_coordinates` (gathering
+  the nearest voxel for order 0, so 64-bit labels stay exact). Integer
+  results are cast as ITK casts: clamped to the type's range, then truncated.
+
+Outside the source (beyond half a voxel past its edge voxels) the value is 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from transforms.base import Transform
+from transforms.errors import CoframeError, OutputError
+from transforms.resample_plan import (
+    INTERPOLATION_MARGIN,
+    INTERPOLATIONS,
+    Block,
+    OutputGrid,
+    pieces,
+    source_box,
+)
+from volumes.volume import Level, Volume
+
+#: Name of the run-state directory inside an output.
+STATE_DIR = ".coframe"
+
+_LOCK = threading.Lock()
+_VOLUMES: dict[Any, Volume] = {}
+_SITK_TRANSFORMS: dict[str, Any] = {}
+_ARRAYS: dict[tuple[str, str], Any] = {}
+
+
+class SourceSpec(Protocol):
+    """What a worker needs to open a source image itself: picklable and hashable."""
+
+    def open(self) -> Volume:
+        """Open the image (lazily: no voxel is read)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready identity of the source, stored with the run."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image opened from a path or URL with :func:`volumes.open.open_volume`.
+
+    Parameters
+    ----------
+    path
+        Local path or URL.
+    unit
+        Workspace unit.
+    voxel_size
+        Level-0 voxel size override (numpy order) in ``input_unit``.
+    input_unit
+        Unit of ``voxel_size`` and of unit-less metadata.
+    modality
+        ``xray``, ``fibsem``, ``tem``, ``labels`` or ``None``.
+    """
+
+    path: str
+    unit: str = "nanometer"
+    voxel_size: tuple[float, ...] | None = None
+    input_unit: str | None = None
+    modality: str | None = None
+
+    def open(self) -> Volume:
+        """Open the image."""
+        from volumes.open import open_volume
+
+        return open_volume(
+            self.path,
+            unit=self.unit,
+            voxel_size=self.voxel_size,
+            input_unit=self.input_unit,
+            modality=self.modality,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Path, unit and overrides."""
+        return {
+            "path": self.path,
+            "unit": self.unit,
+            "voxel_size": None if self.voxel_size is None else list(self.voxel_size),
+            "input_unit": self.input_unit,
+            "modality": self.modality,
+        }
+
+
+def open_source(spec: SourceSpec) -> Volume:
+    """The opened volume of a source spec, cached per process."""
+    with _LOCK:
+        volume = _VOLUMES.get(spec)
+    if volume is None:
+        volume = spec.open()
+        with _LOCK:
+            _VOLUMES[spec] = volume
+    return volume
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything a worker needs to compute blocks of one output level.
+
+    Parameters
+    ----------
+    source
+        How to open the source image.
+    source_level
+        Index of the source level read.
+    transform
+        Output -> source point map.
+    grid
+        The output grid.
+    interpolation
+        ``nearest``, ``linear`` or ``bspline``.
+    method
+        ``sitk`` or ``numpy``.
+    dtype
+        Output data type (the source's).
+    piece_shape
+        Shape of the pieces a block is computed in (a multiple of the chunks).
+    slab_points
+        Points whose source coordinates are computed at once (``numpy``).
+    threads
+        Threads SimpleITK may use per piece.
+    token
+        Fingerprint of the run; keys the per-process transform cache.
+    output
+        Output group directory, or ``None`` to return the blocks' arrays.
+    level_path
+        Output array written (``s0``).
+    """
+
+    source: Any
+    source_level: int
+    transform: Transform
+    grid: OutputGrid
+    interpolation: str
+    method: str
+    dtype: str
+    piece_shape: tuple[int, ...]
+    slab_points: int
+    threads: int
+    token: str
+    output: str | None = None
+    level_path: str = "s0"
+
+    @property
+    def order(self) -> int:
+        """Interpolation order (0, 1 or 3)."""
+        return INTERPOLATIONS[self.interpolation]
+
+
+# --------------------------------------------------------------------------- casting
+
+
+def cast_like_itk(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Cast interpolated values as ITK does: integers clamped to the type, then truncated."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return np.trunc(np.clip(values, info.min, info.max)).astype(dt)
+    return values.astype(dt, copy=False)
+
+
+# --------------------------------------------------------------------------- the two methods
+
+
+def _sitk_transform(job: BlockJob) -> Any:
+    from transforms.sitk_bridge import to_sitk
+
+    with _LOCK:
+        cached = _SITK_TRANSFORMS.get(job.token)
+    if cached is None:
+        affine = job.transform.as_affine()
+        cached = to_sitk(affine if affine is not None else job.transform)
+        with _LOCK:
+            _SITK_TRANSFORMS.clear()
+            _SITK_TRANSFORMS[job.token] = cached
+    return cached
+
+
+def _box_start(box: tuple[slice, ...]) -> np.ndarray:
+    return np.array([s.start for s in box], dtype=np.int64)
+
+
+def _sitk_piece(
+    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    from transforms.sitk_bridge import array_to_image, resample_image
+
+    data = level.read(box)
+    origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
+    image = array_to_image(data, level.voxel_size, origin)
+    del data
+    out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
+    return resample_image(
+        image,
+        _sitk_transform(job),
+        shape,
+        job.grid.voxel_size,
+        out_origin,
+        interpolation=job.interpolation,
+        threads=job.threads,
+    )
+
+
+class _SourceBox:
+    """A box of source voxels, read and (for cubic interpolation) prefiltered, grown on demand."""
+
+    def __init__(self, level: Level, box: tuple[slice, ...], order: int, margin: int) -> None:
+        self.level = level
+        self.order = order
+        self.margin = margin
+        self.shape = np.asarray(level.shape)
+        self._load(box)
+
+    def _load(self, box: tuple[slice, ...]) -> None:
+        self.box = box
+        self.lo = _box_start(box)
+        self.hi = np.array([s.stop for s in box], dtype=np.int64)
+        data = self.level.read(box)
+        if self.order > 1:
+            data = ndimage.spline_filter(data.astype(np.float64), order=self.order, mode="mirror")
+        self.data = data
+
+    def cover(self, index: np.ndarray) -> None:
+        """Make sure every (source-level) index lies inside the box, re-reading if not."""
+        if index.shape[0] == 0:
+            return
+        need_lo = np.floor(index.min(axis=0)).astype(np.int64) - self.margin
+        need_hi = np.ceil(index.max(axis=0)).astype(np.int64) + self.margin + 1
+        need_lo = np.clip(need_lo, 0, self.shape)
+        need_hi = np.clip(need_hi, 0, self.shape)
+        if np.all(need_lo >= self.lo) and np.all(need_hi <= self.hi):
+            return
+        lo = np.minimum(need_lo, self.lo)
+        hi = np.maximum(need_hi, self.hi)
+        self._load(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
+
+    def sample(self, index: np.ndarray) -> np.ndarray:
+        """Values at source-level indices ``(N, d)`` (all inside the source's half-voxel border)."""
+        local = index - self.lo
+        if self.order == 0:
+            nearest = np.floor(local + 0.5).astype(np.int64)
+            np.clip(nearest, 0, np.asarray(self.data.shape) - 1, out=nearest)
+            return self.data[tuple(nearest.T)]
+        mode = "nearest" if self.order == 1 else "mirror"
+        return ndimage.map_coordinates(
+            self.data, local.T, order=self.order, mode=mode, prefilter=False, output=np.float64
+        )
+
+
+def _numpy_piece(
+    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    source = _SourceBox(level, box, job.order, INTERPOLATION_MARGIN[job.order])
+    out = np.zeros(shape, dtype=np.dtype(job.dtype))
+    flat = out.reshape(shape[0], -1)
+    per_row = max(1, int(np.prod(shape[1:], dtype=np.int64)))
+    rows = max(1, job.slab_points // per_row)
+    stop = start + np.asarray(shape)
+    limit = np.asarray(level.shape, dtype=np.float64) - 0.5
+    for r0 in range(0, shape[0], rows):
+        r1 = min(shape[0], r0 + rows)
+        lo = start.copy()
+        hi = stop.copy()
+        lo[0], hi[0] = start[0] + r0, start[0] + r1
+        points = job.grid.points(lo, hi)
+        index = level.physical_to_index(job.transform.apply(points))
+        inside = np.all((index >= -0.5) & (index <= limit), axis=1)
+        if not inside.any():
+            continue
+        index = index[inside]
+        source.cover(index)
+        values = source.sample(index)
+        if job.order > 0:
+            values = cast_like_itk(values, job.dtype)
+        slab = np.zeros(points.shape[0], dtype=out.dtype)
+        slab[inside] = values
+        flat[r0:r1] = slab.reshape(r1 - r0, -1)
+    return out
+
+
+def compute_piece(
+    job: BlockJob, level: Level, start: tuple[int, ...], stop: tuple[int, ...]
+) -> np.ndarray | None:
+    """Resample the output index box ``[start, stop)``; ``None`` if it maps outside the source.
+
+    Parameters
+    ----------
+    job
+        The run's job description.
+    level
+        The source level read.
+    start, stop
+        Index box of output voxels.
+    """
+    box = source_box(job.transform, job.grid, start, stop, level, INTERPOLATION_MARGIN[job.order])
+    if box is None:
+        return None
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    origin = np.asarray(start, dtype=np.int64)
+    if job.method == "sitk":
+        return _sitk_piece(job, level, box, origin, shape)
+    return _numpy_piece(job, level, box, origin, shape)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_array(output: str, level_path: str) -> Any:
+    """The output Zarr array of a level, opened once per process."""
+    import zarr
+
+    key = (output, level_path)
+    with _LOCK:
+        array = _ARRAYS.get(key)
+    if array is None:
+        array = zarr.open_array(str(Path(output) / level_path), mode="r+")
+        with _LOCK:
+            _ARRAYS[key] = array
+    return array
+
+
+def forget_outputs(output: str) -> None:
+    """Drop this process's cached handles of an output's arrays (after it is recreated)."""
+    with _LOCK:
+        for key in [k for k in _ARRAYS if k[0] == output]:
+            del _ARRAYS[key]
+
+
+def write_piece(job: BlockJob, start: tuple[int, ...], data: np.ndarray) -> None:
+    """Write a computed piece into the output level with its first voxel at ``start``."""
+    array = output_array(str(job.output), job.level_path)
+    box = tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))
+    array[box] = data
+
+
+def done_marker(output: str, level_path: str, block: Block) -> Path:
+    """Path of the marker that records a finished block."""
+    return Path(output) / STATE_DIR / "done" / level_path / block.name
+
+
+def mark_done(output: str, level_path: str, block: Block) -> None:
+    """Record a finished block (after all its chunks are written)."""
+    marker = done_marker(output, level_path, block)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
+def disk_full_error(e: OSError, output: str | None) -> CoframeError:
+    """The one-line error of a full disk while writing ``output``."""
+    where = output or "the output"
+    return OutputError(
+        f"no space left on the device while writing {where}: free space and run the same "
+        "command again to resume"
+    )
+
+
+def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
+    """Compute one block piece by piece, write it and mark it done.
+
+    Parameters
+    ----------
+    job
+        The run's job description.
+    block
+        The block.
+
+    Returns
+    -------
+    tuple
+        The number of output chunks the block covers and, when the job has
+        no output directory, the block's voxels (else ``None``).
+
+    Raises
+    ------
+    OutputError
+        If the disk is full.
+    """
+    volume = open_source(job.source)
+    level = volume.levels[job.source_level]
+    keep = None if job.output is not None else np.zeros(block.shape, dtype=np.dtype(job.dtype))
+    try:
+        for lo, hi in pieces(block.start, block.stop, job.piece_shape):
+            data = compute_piece(job, level, lo, hi)
+            if data is None:
+                continue
+            if keep is not None:
+                local = tuple(
+                    slice(a - s, b - s) for a, b, s in zip(lo, hi, block.start, strict=True)
+                )
+                keep[local] = data
+            else:
+                write_piece(job, lo, data)
+        if job.output is not None:
+            mark_done(job.output, job.level_path, block)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise disk_full_error(e, job.output) from e
+        raise
+    return block.n_chunks(job.grid.chunks), keep
+
+
+@dataclass(frozen=True)
+class PyramidJob:
+    """What a worker needs to fill one coarser output level from the finer one.
+
+    Parameters
+    ----------
+    output
+        Output group directory.
+    levels
+        Geometry of every level (:class:`volumes.write.LevelSpec`).
+    axes, unit
+        Axis names and unit of the pyramid.
+    labels
+        Label image: downsample by mode, never by averaging.
+    source
+        Index of the finer level read.
+    """
+
+    output: str
+    levels: tuple[Any, ...]
+    axes: tuple[str, ...]
+    unit: str
+    labels: bool
+    source: int
+
+    @property
+    def level_path(self) -> str:
+        """Path of the level written."""
+        return str(self.levels[self.source + 1].path)
+
+
+def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
+    """Fill one block of level ``job.source + 1`` from level ``job.source`` and mark it done.
+
+    Raises
+    ------
+    OutputError
+        If the disk is full.
+    """
+    import zarr
+
+    from volumes.write import MultiscaleWriter
+
+    try:
+        group = zarr.open_group(job.output, mode="r+")
+        writer = MultiscaleWriter(
+            Path(job.output),
+            group,
+            tuple(job.levels),
+            axes=job.axes,
+            unit=job.unit,
+            name=None,
+            labels=job.labels,
+        )
+        box = tuple((2 * a, 2 * b) for a, b in zip(block.start, block.stop, strict=True))
+        writer.downsample_level(
+            job.source, box=box, method="mode" if job.labels else "mean", block_chunks=1
+        )
+        mark_done(job.output, job.level_path, block)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise disk_full_error(e, job.output) from e
+        raise
+    chunks = job.levels[job.source + 1].chunks
+    return block.n_chunks(chunks), None

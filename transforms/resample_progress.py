@@ -1,0 +1,65 @@
+"""A progress bar for chunked writes: chunks done, the rate, elapsed and remaining time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    """Chunks written per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} chunks/s")
+
+
+@contextmanager
+def chunk_progress(
+    label: str, total: int, done: int = 0, *, enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """Show a progress bar on stderr; yields ``advance(n_chunks)``.
+
+    Parameters
+    ----------
+    label
+        What is being written (``"resample s0"``).
+    total
+        Chunks to write in all.
+    done
+        Chunks already written (a resumed run).
+    enabled
+        False to show nothing.
+    """
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(label, total=total, completed=done)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        yield advance
