@@ -397,3 +397,87 @@ def import_scene_cmd(
     for e in added:
         typer.echo(f"edge {e.source} -> {e.target}: {e.kind}, {e.file}")
     typer.echo(f"imported {path}: {len(new.all_spaces())} spaces, {len(new.edges)} edges in total")
+
+@app.command("resample")
+def resample_cmd(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="Image to resample (workspace image name).")],
+    into: Annotated[
+        str, typer.Option("--into", help="Image whose frame and grid the output takes.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output: OME-Zarr directory or .tif file.")
+    ],
+    level: Annotated[
+        str | None, typer.Option("--level", help="Level of INTO giving the grid (default 0).")
+    ] = None,
+    voxel_size: Annotated[
+        str | None, typer.Option("--voxel-size", help="Output voxel size: one value or z,y,x.")
+    ] = None,
+    box: Annotated[
+        str | None, typer.Option("--box", help="Physical box z0,y0,x0:z1,y1,x1 of INTO.")
+    ] = None,
+    source_level: Annotated[
+        str | None, typer.Option("--source-level", help="Level of SOURCE to read.")
+    ] = None,
+    interpolation: Annotated[
+        str | None,
+        typer.Option("--interpolation", help="linear, bspline or nearest (labels: nearest)."),
+    ] = None,
+    zarr_version: Annotated[
+        int, typer.Option("--zarr-version", help="2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5).")
+    ] = 2,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="ome-zarr or tiff (default: from -o).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="dask.distributed scheduler address.")
+    ] = None,
+    memory: Annotated[
+        str, typer.Option("--memory-per-task", help="Memory budget of one task.")
+    ] = "256MB",
+    pyramid: Annotated[
+        int | None, typer.Option("--pyramid-levels", help="Output levels (default: auto).")
+    ] = None,
+    chunks: Annotated[
+        str | None, typer.Option("--chunks", help="Output chunk shape z,y,x (default 64,128,128).")
+    ] = None,
+    via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT or restart it.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Resample SOURCE into the frame of image INTO: chunked, resumable, on dask."""
+    from transforms.resample import resample_workspace
+    from volumes.open import parse_floats
+
+    ws = _load_ws(workspace)
+    result = resample_workspace(
+        ws,
+        source,
+        into,
+        out,
+        level=level,
+        voxel_size=None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size"),
+        box=box,
+        source_level=source_level,
+        chunks=None if chunks is None else [int(c) for c in parse_floats(chunks, flag="--chunks")],
+        via=[ws.space_of(v) for v in via or []],
+        interpolation=interpolation,
+        zarr_version=zarr_version,
+        output_format=fmt,
+        scheduler=scheduler,
+        memory_per_task=memory,
+        n_levels=pyramid,
+        force=force,
+        progress=not quiet,
+        provenance={"command": _command_line(ctx)},
+    )
+    g = result.grid
+    typer.echo(
+        f"wrote {result.output} ({result.format}, {result.levels} level(s)): shape "
+        f"{list(g.shape)}, voxel {list(g.voxel_size)} {g.unit}, origin {list(g.origin)}; "
+        f"source level {result.source_level}, {result.interpolation} ({result.method}); "
+        f"{result.blocks} blocks ({result.blocks_computed} computed, {result.blocks_skipped} "
+        f"resumed) in {result.seconds:.1f} s"
+    )

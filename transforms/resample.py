@@ -810,6 +810,7 @@ def resample_workspace(
     voxel_size: float | Sequence[float] | None = None,
     box: str | tuple[Sequence[float], Sequence[float]] | None = None,
     source_level: int | str | None = None,
+    chunks: Sequence[int] | None = None,
     via: Sequence[str] = (),
     **options: Any,
 ) -> ResampleResult:
@@ -831,6 +832,8 @@ def resample_workspace(
         ``box`` as ``"z0,y0,x0:z1,y1,x1"`` text or corner pair.
     source_level
         Source level to read (default: nearest the output voxel size).
+    chunks
+        Output chunk shape (default 64x128x128, 512x512 in 2D).
     via
         Spaces the chain must pass through.
     **options
@@ -863,5 +866,5 @@ def resample_workspace(
         workspace.space_of(target_name), workspace.space_of(source_name), via
     )
     corners = parse_box(box, target.ndim) if isinstance(box, str) else box
-    grid = grid_for_target(target, level=level, voxel_size=voxel_size, box=corners)
+    grid = grid_for_target(target, level=level, voxel_size=voxel_size, box=corners, chunks=chunks)
     return resample(source, t, grid, output, source_level=source_level, **options)

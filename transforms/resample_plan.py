@@ -211,7 +211,7 @@ def parse_box(text: str, ndim: int = 3) -> tuple[tuple[float, ...], tuple[float,
 def _default_chunks(ndim: int, chunks: Sequence[int] | None) -> tuple[int, ...]:
     out = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS[ndim]
     if len(out) != ndim or min(out) < 1:
-        raise DimensionError(f"chunks {out}: expected {ndim} positive sizes")
+        raise DimensionError(f"--chunks {out}: expected {ndim} positive sizes (z,y,x)")
     return out
 
 
