@@ -1,0 +1,772 @@
+"""Writers: OME-Zarr multiscale pyramids (Zarr v2 and v3), TIFF, MRC, and pyramid downsampling.
+
+A pyramid follows the CellMap layout: level ``i`` has shape
+``ceil(shape0 / 2**i)``, voxel size ``voxel_size0 * 2**i`` and translation
+``origin0 + voxel_size0 * (2**i - 1) / 2`` (the half-voxel offset that keeps
+every level's lower voxel edge where the finest level's is). Arrays are
+declared without writing data (unwritten chunks read as the fill value), so a
+caller may fill only a crop of a huge finest level. Multiscale metadata is a
+separate step (:func:`write_multiscales_metadata`) so that long, resumable
+writes can put it down last.
+
+Nothing existing is overwritten unless ``overwrite=True``; single files are
+written to a temporary name beside the target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from transforms.errors import AxisError, DimensionError, FormatError, MetadataError, OverwriteError
+from transforms.units import canonical_unit
+
+#: Default chunk shapes by number of axes (CellMap uses 64x128x128).
+DEFAULT_CHUNKS: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (64, 128, 128)}
+#: Default zstd level (as in CellMap's ``.zarray``).
+DEFAULT_ZSTD_LEVEL = 6
+_SPATIAL = ("z", "y", "x")
+_IMAGEJ_UNITS = {
+    "nanometer": "nm",
+    "micrometer": "micron",
+    "millimeter": "mm",
+    "angstrom": "angstrom",
+}
+_OME_UNITS = {
+    "angstrom": "Å",
+    "nanometer": "nm",
+    "micrometer": "µm",
+    "millimeter": "mm",
+    "centimeter": "cm",
+    "meter": "m",
+}
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+# --------------------------------------------------------------------------- safe output paths
+
+
+def refuse_existing(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Raise :class:`OverwriteError` if ``path`` exists and ``overwrite`` is false.
+
+    Returns the path as a :class:`~pathlib.Path`.
+    """
+    p = Path(path)
+    if (p.exists() or p.is_symlink()) and not overwrite:
+        raise OverwriteError(f"output {p} already exists: pass --force to overwrite it")
+    return p
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file is removed if the body raises, so a failed write never
+    leaves a half-written target behind.
+
+    Raises
+    ------
+    OverwriteError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    target = refuse_existing(path, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> Path:
+    """Write a text file atomically (temporary file, then rename)."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- pyramid geometry
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """Geometry of one pyramid level.
+
+    Parameters
+    ----------
+    path
+        Key of the level array inside the multiscale group (``s0``, ``s1``...).
+    shape
+        Voxels along each axis.
+    voxel_size
+        Physical voxel size along each axis.
+    origin
+        Physical position of the centre of voxel 0 (the OME-Zarr translation).
+    chunks
+        Chunk shape of the array.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    voxel_size: tuple[float, ...]
+    origin: tuple[float, ...]
+    chunks: tuple[int, ...]
+
+
+def pyramid_specs(
+    shape0: Sequence[int],
+    voxel_size0: Sequence[float],
+    origin0: Sequence[float],
+    n_levels: int,
+    chunks: Sequence[int],
+    *,
+    factor: int = 2,
+    prefix: str = "s",
+) -> tuple[LevelSpec, ...]:
+    """Geometry of a CellMap-style pyramid (``ceil`` shapes, half-voxel translations).
+
+    Parameters
+    ----------
+    shape0, voxel_size0, origin0
+        Shape, voxel size and voxel-0 centre of the finest level.
+    n_levels
+        Number of levels (at least 1).
+    chunks
+        Chunk shape, clipped to each level's shape.
+    factor
+        Downsampling factor between successive levels.
+    prefix
+        Level names are ``prefix + str(i)``.
+    """
+    ndim = len(shape0)
+    if not (len(voxel_size0) == len(origin0) == len(chunks) == ndim):
+        raise DimensionError(
+            f"shape {tuple(shape0)}, voxel size {tuple(voxel_size0)}, origin {tuple(origin0)} and "
+            f"chunks {tuple(chunks)} must all have {ndim} entries"
+        )
+    if n_levels < 1:
+        raise DimensionError(f"n_levels={n_levels}: expected at least 1 pyramid level")
+    if any(int(n) < 1 for n in shape0):
+        raise DimensionError(f"shape {tuple(shape0)}: every axis needs at least one voxel")
+    if any(float(v) <= 0 for v in voxel_size0):
+        raise MetadataError(f"voxel size {tuple(voxel_size0)} must be positive along every axis")
+    specs = []
+    for i in range(n_levels):
+        f = factor**i
+        shape = tuple(max(1, math.ceil(int(n) / f)) for n in shape0)
+        vs = tuple(float(v) * f for v in voxel_size0)
+        org = tuple(
+            float(o) + float(v) * (f - 1) / 2.0 for o, v in zip(origin0, voxel_size0, strict=True)
+        )
+        ch = tuple(max(1, min(int(c), n)) for c, n in zip(chunks, shape, strict=True))
+        specs.append(LevelSpec(f"{prefix}{i}", shape, vs, org, ch))
+    return tuple(specs)
+
+
+def _axes_entries(axes: Sequence[str], unit: str) -> list[dict[str, str]]:
+    names = tuple(axes)
+    if len(names) not in (2, 3) or len(set(names)) != len(names) or not set(names) <= set(_SPATIAL):
+        raise AxisError(f"axes {names}: expected spatial axes ('z', 'y', 'x') or ('y', 'x')")
+    unit = canonical_unit(unit, key="unit")
+    return [{"name": n, "type": "space", "unit": unit} for n in names]
+
+
+def multiscales_entry(
+    levels: Sequence[LevelSpec],
+    *,
+    axes: Sequence[str],
+    unit: str,
+    name: str | None = None,
+    version: str | None = "0.4",
+) -> dict[str, Any]:
+    """One ``multiscales`` entry; ``version=None`` omits the version key (as OME-Zarr 0.5 does)."""
+    entry: dict[str, Any] = {}
+    if version is not None:
+        entry["version"] = version
+    entry["name"] = name
+    entry["axes"] = _axes_entries(axes, unit)
+    entry["datasets"] = [
+        {
+            "path": lvl.path,
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [float(v) for v in lvl.voxel_size]},
+                {"type": "translation", "translation": [float(o) for o in lvl.origin]},
+            ],
+        }
+        for lvl in levels
+    ]
+    entry["coordinateTransformations"] = [{"type": "scale", "scale": [1.0] * len(tuple(axes))}]
+    return entry
+
+
+def write_multiscales_metadata(
+    group: zarr.Group,
+    levels: Sequence[LevelSpec],
+    *,
+    axes: Sequence[str] = _SPATIAL,
+    unit: str = "nanometer",
+    name: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the multiscale metadata of ``group``: OME-Zarr 0.4 for Zarr v2, 0.5 for Zarr v3.
+
+    Zarr v2 groups get ``multiscales`` (with ``version: "0.4"``) in ``.zattrs``;
+    Zarr v3 groups get ``{"ome": {"version": "0.5", "multiscales": [...]}}`` in
+    the attributes of ``zarr.json``. ``extra`` keys (``image-label``...) go
+    beside ``multiscales``.
+    """
+    fmt = group.metadata.zarr_format
+    if fmt == 2:
+        attrs: dict[str, Any] = {
+            "multiscales": [multiscales_entry(levels, axes=axes, unit=unit, name=name)]
+        }
+        attrs.update(extra or {})
+    else:
+        ome: dict[str, Any] = {
+            "version": "0.5",
+            "multiscales": [
+                multiscales_entry(levels, axes=axes, unit=unit, name=name, version=None)
+            ],
+        }
+        ome.update(extra or {})
+        attrs = {"ome": ome}
+    group.attrs.update(attrs)
+
+
+# --------------------------------------------------------------------------- the pyramid writer
+
+
+def _split_store_path(path: Path) -> tuple[Path, str]:
+    """Split a path into its ``.zarr`` store root and the group path inside it."""
+    parts = path.parts
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].endswith(".zarr"):
+            return Path(*parts[: i + 1]), "/".join(parts[i + 1 :])
+    return path, ""
+
+
+def _compressor(kind: str | None, level: int | None, zarr_version: int) -> dict[str, Any]:
+    if kind is None or kind == "none":
+        return {"compressors": None}
+    if kind == "zstd":
+        lvl = DEFAULT_ZSTD_LEVEL if level is None else int(level)
+        if zarr_version == 2:
+            import numcodecs
+
+            return {"compressors": numcodecs.Zstd(level=lvl)}
+        return {"compressors": zarr.codecs.ZstdCodec(level=lvl)}
+    if kind == "gzip":
+        lvl = 5 if level is None else int(level)
+        if zarr_version == 2:
+            import numcodecs
+
+            return {"compressors": numcodecs.GZip(level=lvl)}
+        return {"compressors": zarr.codecs.GzipCodec(level=lvl)}
+    raise FormatError(f"compressor {kind!r}: expected 'zstd', 'gzip' or None (--compressor)")
+
+
+class MultiscaleWriter:
+    """A declared multiscale pyramid, written level by level and box by box.
+
+    Create one with :func:`create_ome_zarr`. Writes go through :meth:`write`
+    (an index box of one level); :meth:`downsample_level` fills a coarser level
+    from the finer one, chunk by chunk, so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        group: zarr.Group,
+        levels: tuple[LevelSpec, ...],
+        *,
+        axes: tuple[str, ...],
+        unit: str,
+        name: str | None,
+        labels: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = path
+        self.group = group
+        self.levels = levels
+        self.axes = axes
+        self.unit = unit
+        self.name = name
+        self.labels = labels
+        self.extra = dict(extra or {})
+        self.arrays: tuple[zarr.Array, ...] = tuple(group[lvl.path] for lvl in levels)
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    @property
+    def zarr_version(self) -> int:
+        """2 or 3."""
+        return int(self.group.metadata.zarr_format)
+
+    def array(self, level: int) -> zarr.Array:
+        """The Zarr array of a level."""
+        return self.arrays[self._check_level(level)]
+
+    def _check_level(self, level: int) -> int:
+        if not 0 <= level < len(self.levels):
+            raise DimensionError(
+                f"level {level}: this pyramid has levels 0..{len(self.levels) - 1}"
+            )
+        return level
+
+    def write(self, level: int, start: Sequence[int], data: np.ndarray) -> None:
+        """Write ``data`` into ``level`` with its first voxel at index ``start``."""
+        spec = self.levels[self._check_level(level)]
+        data = np.asarray(data)
+        if data.ndim != len(spec.shape) or len(start) != len(spec.shape):
+            raise DimensionError(
+                f"block of shape {data.shape} at {tuple(start)} does not fit the "
+                f"{len(spec.shape)}-D level {spec.path}"
+            )
+        stop = tuple(int(s) + n for s, n in zip(start, data.shape, strict=True))
+        if any(int(s) < 0 for s in start) or any(
+            e > n for e, n in zip(stop, spec.shape, strict=True)
+        ):
+            raise DimensionError(
+                f"block {tuple(start)}..{stop} lies outside level {spec.path} of shape {spec.shape}"
+            )
+        box = tuple(slice(int(s), e) for s, e in zip(start, stop, strict=True))
+        self.arrays[level][box] = data.astype(self.arrays[level].dtype, copy=False)
+
+    def write_metadata(self) -> None:
+        """Write (or rewrite) the group's multiscale metadata."""
+        write_multiscales_metadata(
+            self.group,
+            self.levels,
+            axes=self.axes,
+            unit=self.unit,
+            name=self.name,
+            extra=self.extra,
+        )
+
+    def downsample_level(
+        self,
+        source: int,
+        *,
+        box: Sequence[tuple[int, int]] | None = None,
+        method: str | None = None,
+        block_chunks: int = 1,
+    ) -> tuple[tuple[int, int], ...]:
+        """Fill level ``source + 1`` from level ``source`` over an index box.
+
+        Parameters
+        ----------
+        source
+            The finer level to read.
+        box
+            ``(start, stop)`` per axis in ``source`` indices (default: the whole
+            level). Starts must be even (a multiple of 2) so the coarse box is
+            exact; stops are clipped to the level.
+        method
+            ``mean`` (default for intensities), ``mode`` (default for labels)
+            or ``nearest``.
+        block_chunks
+            Destination chunks per axis processed at once (memory bound).
+
+        Returns
+        -------
+        The destination box, ``(start, stop)`` per axis in level ``source + 1``.
+        """
+        self._check_level(source)
+        if source + 1 >= len(self.levels):
+            raise DimensionError(f"level {source} is the coarsest of this pyramid: nothing to fill")
+        fine = self.levels[source]
+        coarse = self.levels[source + 1]
+        if box is None:
+            box = tuple((0, n) for n in fine.shape)
+        if len(box) != len(fine.shape):
+            raise DimensionError(f"box {tuple(box)} needs {len(fine.shape)} (start, stop) pairs")
+        if any(int(a) % 2 for a, _ in box):
+            raise DimensionError(
+                f"box starts {tuple(a for a, _ in box)} must be even to downsample by 2"
+            )
+        dst = tuple(
+            (int(a) // 2, min(math.ceil(min(int(b), n) / 2), m))
+            for (a, b), n, m in zip(box, fine.shape, coarse.shape, strict=True)
+        )
+        step = tuple(c * block_chunks for c in coarse.chunks)
+        # align block starts to the destination chunk grid so writes cover whole chunks
+        ranges = [
+            list(range((a // s) * s, b, s)) if b > a else []
+            for (a, b), s in zip(dst, step, strict=True)
+        ]
+        src_arr = self.arrays[source]
+        meth = method or ("mode" if self.labels else "mean")
+        for starts in np.ndindex(*[len(r) for r in ranges]):
+            lo = [max(ranges[d][starts[d]], dst[d][0]) for d in range(len(dst))]
+            hi = [min(ranges[d][starts[d]] + step[d], dst[d][1]) for d in range(len(dst))]
+            if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
+                continue
+            src_box = tuple(
+                slice(2 * a, min(2 * b, n)) for a, b, n in zip(lo, hi, fine.shape, strict=True)
+            )
+            block = np.asarray(src_arr[src_box])
+            out = downsample(block, 2, method=meth)
+            self.write(
+                source + 1, lo, out[tuple(slice(0, h - a) for a, h in zip(lo, hi, strict=True))]
+            )
+        return dst
+
+
+def create_ome_zarr(
+    path: str | os.PathLike[str],
+    *,
+    shape0: Sequence[int],
+    voxel_size0: Sequence[float],
+    origin0: Sequence[float] | None = None,
+    dtype: Any,
+    unit: str = "nanometer",
+    axes: Sequence[str] | None = None,
+    chunks: Sequence[int] | None = None,
+    n_levels: int = 1,
+    zarr_version: int = 2,
+    compressor: str | None = "zstd",
+    compression_level: int | None = None,
+    name: str | None = None,
+    fill_value: Any = 0,
+    labels: bool = False,
+    extra_attributes: Mapping[str, Any] | None = None,
+    write_metadata: bool = True,
+    overwrite: bool = False,
+) -> MultiscaleWriter:
+    """Declare an OME-Zarr multiscale pyramid (CellMap layout) without writing data.
+
+    Parameters
+    ----------
+    path
+        Directory of the multiscale group. If a parent directory ends in
+        ``.zarr`` it is the store root and the rest is the group path inside
+        it (``out/fibsem.zarr/recon-1/em/fibsem-uint8``); intermediate groups
+        are created.
+    shape0, voxel_size0, origin0
+        Finest level geometry; ``origin0`` (default zeros) is the centre of
+        voxel 0.
+    dtype
+        Voxel data type.
+    unit
+        Length unit of voxel sizes and origins (stored on every axis).
+    axes
+        ``("z", "y", "x")`` (default for 3-D) or ``("y", "x")``.
+    chunks
+        Chunk shape (default 64x128x128 for 3-D).
+    n_levels
+        Number of pyramid levels ``s0..s{n-1}``.
+    zarr_version
+        2 (OME-Zarr 0.4, ``/`` chunk keys) or 3 (OME-Zarr 0.5).
+    compressor, compression_level
+        ``zstd`` (default, level 6), ``gzip`` or ``None``.
+    name
+        Multiscale name (CellMap uses the group path).
+    fill_value
+        Value of never-written chunks.
+    labels
+        Integer label image: :meth:`MultiscaleWriter.downsample_level` then
+        defaults to the mode, never to averaging.
+    extra_attributes
+        Additional group attributes beside ``multiscales``.
+    write_metadata
+        Write the multiscale metadata now; pass ``False`` to write it last with
+        :meth:`MultiscaleWriter.write_metadata`.
+    overwrite
+        Replace an existing group at ``path``.
+
+    Raises
+    ------
+    OverwriteError
+        If the group exists and ``overwrite`` is false.
+    """
+    target = Path(path)
+    shape0 = tuple(int(n) for n in shape0)
+    ndim = len(shape0)
+    axes_t = tuple(axes) if axes is not None else _SPATIAL[-ndim:]
+    if len(axes_t) != ndim:
+        raise AxisError(f"axes {axes_t} do not match the {ndim}-D shape {shape0}")
+    _axes_entries(axes_t, unit)
+    unit = canonical_unit(unit, key="unit")
+    if zarr_version not in (2, 3):
+        raise FormatError(f"zarr_version={zarr_version}: expected 2 or 3 (--zarr-version)")
+    origin = tuple(float(o) for o in origin0) if origin0 is not None else (0.0,) * ndim
+    chunk_shape = tuple(chunks) if chunks is not None else DEFAULT_CHUNKS.get(ndim, (64,) * ndim)
+    levels = pyramid_specs(shape0, voxel_size0, origin, n_levels, chunk_shape)
+    codec = _compressor(compressor, compression_level, zarr_version)
+
+    root_path, group_path = _split_store_path(target)
+    if target.exists():
+        if not overwrite:
+            raise OverwriteError(f"output {target} already exists: pass --force to overwrite it")
+        shutil.rmtree(target)
+    if root_path.exists():
+        try:
+            root = zarr.open_group(str(root_path), mode="r+")
+        except (
+            zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError,
+            ValueError,
+        ) as e:
+            raise FormatError(
+                f"{root_path} exists but is not a Zarr group: choose another output path"
+            ) from e
+        if root.metadata.zarr_format != zarr_version:
+            raise FormatError(
+                f"{root_path} is Zarr v{root.metadata.zarr_format} but zarr_version="
+                f"{zarr_version} was asked: use the store's version or another output path"
+            )
+    else:
+        root = zarr.open_group(str(root_path), mode="w", zarr_format=zarr_version)
+    group = root.require_group(group_path) if group_path else root
+
+    dt = np.dtype(dtype)
+    for spec in levels:
+        kwargs: dict[str, Any] = dict(
+            name=spec.path,
+            shape=spec.shape,
+            chunks=spec.chunks,
+            dtype=dt,
+            fill_value=fill_value,
+            **codec,
+        )
+        if zarr_version == 2:
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        group.create_array(**kwargs)
+    writer = MultiscaleWriter(
+        target,
+        group,
+        levels,
+        axes=axes_t,
+        unit=unit,
+        name=name,
+        labels=labels,
+        extra=extra_attributes,
+    )
+    if write_metadata:
+        writer.write_metadata()
+    return writer
+
+
+# --------------------------------------------------------------------------- downsampling
+
+
+def downsample(
+    block: np.ndarray,
+    factor: int | Sequence[int] = 2,
+    *,
+    labels: bool = False,
+    method: str | None = None,
+) -> np.ndarray:
+    """Downsample an array by an integer factor per axis.
+
+    Parameters
+    ----------
+    block
+        Input array (any number of axes).
+    factor
+        Factor per axis (an int applies to every axis).
+    labels
+        Integer labels: the default method becomes ``mode`` (never averaging).
+    method
+        ``mean`` (intensities; integers are rounded half up), ``mode`` (most
+        frequent value of each block, ties to the smallest value) or
+        ``nearest`` (the first voxel of each block). Both ``mode`` and
+        ``nearest`` only ever return values present in the input.
+
+    Returns
+    -------
+    The array of shape ``ceil(shape / factor)``; edge blocks that are cut short
+    use only the voxels they have.
+    """
+    arr = np.asarray(block)
+    f = (
+        (int(factor),) * arr.ndim
+        if isinstance(factor, int | np.integer)
+        else tuple(int(x) for x in factor)
+    )
+    if len(f) != arr.ndim or any(x < 1 for x in f):
+        raise DimensionError(f"factor {factor} does not fit an array of {arr.ndim} axes")
+    meth = method or ("mode" if labels else "mean")
+    if meth == "nearest":
+        return arr[tuple(slice(None, None, x) for x in f)].copy()
+    out_shape = tuple(math.ceil(n / x) for n, x in zip(arr.shape, f, strict=True))
+    pad = [(0, o * x - n) for o, x, n in zip(out_shape, f, arr.shape, strict=True)]
+    split = [d for o, x in zip(out_shape, f, strict=True) for d in (o, x)]
+    if meth == "mean":
+        if labels:
+            raise DimensionError("labels cannot be averaged: use method 'mode' or 'nearest'")
+        small = arr.dtype.itemsize <= 2 and arr.dtype.kind in "uif"
+        acc_t = np.float32 if small else np.float64
+        acc = np.pad(arr.astype(acc_t), pad).reshape(split)
+        total = acc.sum(axis=tuple(range(1, 2 * arr.ndim, 2)), dtype=acc_t)
+        count = np.ones((), dtype=acc_t)
+        for d, (n, x) in enumerate(zip(arr.shape, f, strict=True)):
+            c = np.minimum(x, n - np.arange(out_shape[d]) * x).astype(acc_t)
+            count = np.multiply.outer(count, c) if count.ndim else c
+        mean = total / count
+        if np.issubdtype(arr.dtype, np.integer):
+            info = np.iinfo(arr.dtype)
+            return np.clip(np.floor(mean + 0.5), info.min, info.max).astype(arr.dtype)
+        return mean.astype(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64)
+    if meth == "mode":
+        padded = np.pad(arr, pad, mode="edge")
+        order = [2 * d for d in range(arr.ndim)] + [2 * d + 1 for d in range(arr.ndim)]
+        flat = padded.reshape(split).transpose(order).reshape(-1, int(np.prod(f)))
+        return _row_mode(flat).reshape(out_shape)
+    raise DimensionError(f"downsampling method {meth!r}: expected 'mean', 'mode' or 'nearest'")
+
+
+def _row_mode(rows: np.ndarray) -> np.ndarray:
+    """Most frequent value of each row (ties go to the smallest value)."""
+    n, k = rows.shape
+    if k == 1 or n == 0:
+        return rows[:, 0].copy() if k else rows[:, :0]
+    out = rows[:, 0].copy()
+    mixed = np.nonzero(np.any(rows != out[:, None], axis=1))[0]
+    if len(mixed):
+        out[mixed] = _sorted_mode(rows[mixed])
+    return out
+
+
+def _sorted_mode(rows: np.ndarray) -> np.ndarray:
+    n, k = rows.shape
+    s = np.sort(rows, axis=1)
+    new_run = np.ones((n, k), dtype=bool)
+    new_run[:, 1:] = s[:, 1:] != s[:, :-1]
+    run_id = np.cumsum(new_run, axis=1) - 1 + (np.arange(n) * k)[:, None]
+    lengths = np.bincount(run_id.ravel(), minlength=n * k)
+    per_elem = lengths[run_id]
+    best = np.argmax(per_elem, axis=1)  # first (smallest) value among the longest runs
+    return s[np.arange(n), best]
+
+
+# --------------------------------------------------------------------------- TIFF and MRC
+
+
+def write_tiff(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    voxel_size: Sequence[float] | float,
+    unit: str = "nanometer",
+    axes: Sequence[str] | None = None,
+    *,
+    flavor: str = "imagej",
+    overwrite: bool = False,
+) -> Path:
+    """Write a 2-D or 3-D image as TIFF with its voxel size, atomically.
+
+    Parameters
+    ----------
+    path
+        Output file.
+    array
+        Image in numpy axis order (``(y, x)`` or ``(z, y, x)``).
+    voxel_size
+        Voxel size per axis (numpy order) or one number for all axes.
+    unit
+        Length unit of ``voxel_size``.
+    axes
+        Axis names (default ``("y", "x")`` or ``("z", "y", "x")``).
+    flavor
+        ``imagej`` (XResolution/YResolution in pixels per unit, ``spacing``
+        and ``unit`` in the ImageJ description; only uint8, uint16 and
+        float32) or ``ome`` (OME-XML ``PhysicalSize*`` with units). ImageJ
+        files of other data types are written as OME-TIFF.
+    overwrite
+        Replace an existing file.
+    """
+    import tifffile
+
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3):
+        raise DimensionError(f"TIFF image of shape {arr.shape}: expected 2 or 3 axes")
+    names = tuple(axes) if axes is not None else _SPATIAL[-arr.ndim :]
+    if len(names) != arr.ndim or not set(names) <= set(_SPATIAL):
+        raise AxisError(f"axes {names} do not fit an image of shape {arr.shape}")
+    vs = np.broadcast_to(np.asarray(voxel_size, dtype=float), (arr.ndim,))
+    if np.any(vs <= 0):
+        raise MetadataError(f"voxel size {tuple(vs)} must be positive")
+    unit = canonical_unit(unit, key="unit")
+    size = dict(zip(names, (float(v) for v in vs), strict=True))
+    use_imagej = flavor == "imagej" and arr.dtype in _IMAGEJ_DTYPES and unit in _IMAGEJ_UNITS
+    if flavor not in ("imagej", "ome"):
+        raise FormatError(f"TIFF flavor {flavor!r}: expected 'imagej' or 'ome'")
+    axes_text = "".join(n.upper() for n in names)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        if use_imagej:
+            meta: dict[str, Any] = {"unit": _IMAGEJ_UNITS[unit], "axes": axes_text}
+            if "z" in size:
+                meta["spacing"] = size["z"]
+            tifffile.imwrite(
+                tmp,
+                arr,
+                imagej=True,
+                resolution=(1.0 / size["x"], 1.0 / size["y"]),
+                metadata=meta,
+            )
+        else:
+            ome_unit = _OME_UNITS[unit]
+            meta = {"axes": axes_text}
+            for n in names:
+                meta[f"PhysicalSize{n.upper()}"] = size[n]
+                meta[f"PhysicalSize{n.upper()}Unit"] = ome_unit
+            tifffile.imwrite(tmp, arr, ome=True, metadata=meta)
+    return Path(path)
+
+
+def write_mrc(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    voxel_size_angstrom: Sequence[float] | float,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write a 2-D or 3-D image as MRC with its voxel size in ångström, atomically.
+
+    Parameters
+    ----------
+    path
+        Output file.
+    array
+        Image in numpy axis order (``(y, x)`` or ``(z, y, x)``); MRC data types
+        only (int8, int16, uint16, float32...).
+    voxel_size_angstrom
+        Voxel size per axis in numpy order, or one number for all axes.
+    overwrite
+        Replace an existing file.
+    """
+    import mrcfile
+
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3):
+        raise DimensionError(f"MRC image of shape {arr.shape}: expected 2 or 3 axes")
+    vs = np.broadcast_to(np.asarray(voxel_size_angstrom, dtype=float), (arr.ndim,))
+    if np.any(vs <= 0):
+        raise MetadataError(f"voxel size {tuple(vs)} Å must be positive")
+    if arr.ndim == 2:
+        vx, vy, vz = float(vs[1]), float(vs[0]), float(vs[1])
+    else:
+        vx, vy, vz = float(vs[2]), float(vs[1]), float(vs[0])
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        try:
+            with mrcfile.new(tmp, overwrite=True) as mrc:
+                mrc.set_data(np.ascontiguousarray(arr))
+                mrc.voxel_size = (vx, vy, vz)
+        except ValueError as e:
+            raise FormatError(
+                f"MRC cannot store data type {arr.dtype}: convert to int16, uint16 or float32"
+            ) from e
+    return Path(path)
