@@ -350,6 +350,71 @@ def overlay_cmd(
             typer.echo(f"wrote {f}")
 
 
+@app.command("export-viewer")
+def export_viewer_cmd(
+    a: Annotated[str, typer.Argument(help="Image A (magenta, channel 0).")],
+    b: Annotated[str, typer.Argument(help="Image B (green, channel 1).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    frame: Annotated[str, typer.Option(help="Resample into the space of A or B.")] = "A",
+    box: Annotated[
+        str | None, typer.Option(help="Physical box lo_z,lo_y,lo_x,hi_z,hi_y,hi_x in the frame.")
+    ] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Output voxel size.")] = None,
+    level: Annotated[
+        str | None, typer.Option(help="Frame image level giving the voxel size.")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Longest side of the export in voxels.")] = 256,
+    limits_a: Annotated[str | None, typer.Option(help="Window of A: lo,hi.")] = None,
+    limits_b: Annotated[str | None, typer.Option(help="Window of B: lo,hi.")] = None,
+    plane: Annotated[
+        str | None, typer.Option(help="Export the plane of a located 2D section (its space).")
+    ] = None,
+    url_base: Annotated[
+        str, typer.Option(help="URL that serves --serve-root (for neuroglancer sources).")
+    ] = "http://127.0.0.1:8000",
+    serve_root: Annotated[
+        Path | None, typer.Option(help="Directory served at --url-base (default: common root).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Write A and B resampled as one OME-Zarr (napari) and a neuroglancer state."""
+    import json
+
+    from volumes.overlay_viewer import export_viewer
+    from volumes.overlay_views import parse_options
+
+    options = parse_options(
+        frame=frame,
+        box=box,
+        pixel_size=pixel_size,
+        level=level,
+        size=size,
+        limits_a=limits_a,
+        limits_b=limits_b,
+        plane=plane,
+    )
+    summary = export_viewer(
+        _load_ws(workspace),
+        a,
+        b,
+        out,
+        options,
+        size=size,
+        url_base=url_base,
+        serve_root=serve_root,
+        force=force,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for f in summary["files"]:
+        typer.echo(f"wrote {f}")
+    serve = summary["serve"]
+    typer.echo(f"neuroglancer sources expect {serve['directory']} served at {serve['url']}")
+
+
 @app.command("report")
 def report_cmd(
     out: Annotated[
