@@ -172,7 +172,9 @@ def sample_plane(
         Map from points of ``plane.space`` into the image's physical space.
     level
         Pyramid level to read (default: the one whose voxel size is nearest
-        the output pixel size mapped into the image).
+        the output pixel size mapped into the image; where that level holds
+        only its fill value over the plane, e.g. a pyramid whose fine levels
+        cover a crop, the next coarser level with data is used).
     order
         Interpolation order: 1 (linear) by default, 0 for label images.
 
@@ -190,14 +192,24 @@ def sample_plane(
             f"transform maps {transform.input_dim}D to {transform.output_dim}D points but plane "
             f"{plane.name!r} is {plane.dim}D and {volume.source} has axes {list(volume.axes)}"
         )
-    if level is None:
-        index = volume.nearest_level(pixel_size_in(transform, plane))
-    else:
-        lvl_obj = volume.level(level)
-        index = volume.levels.index(lvl_obj)
-    lvl = volume.levels[index]
     if order is None:
         order = 0 if volume.is_labels else 1
+    if level is not None:
+        return _sample_level(
+            volume, volume.levels.index(volume.level(level)), plane, transform, order
+        )
+    index = volume.nearest_level(pixel_size_in(transform, plane))
+    while True:
+        sampled = _sample_level(volume, index, plane, transform, order)
+        if index + 1 >= len(volume.levels) or np.any(sampled.values[sampled.valid] != 0):
+            return sampled
+        index += 1  # nothing written at this level here (fill value only): try a coarser one
+
+
+def _sample_level(
+    volume: Volume, index: int, plane: Plane, transform: Transform, order: int
+) -> Sampled:
+    lvl = volume.levels[index]
     values = np.zeros(plane.shape, dtype=np.float64)
     valid = np.zeros(plane.shape, dtype=bool)
     rows_per_tile = max(1, TILE_POINTS // (plane.shape[1] * plane.steps))

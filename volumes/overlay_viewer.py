@@ -169,6 +169,8 @@ def write_channels_zarr(
         lim = limits[c] or robust_limits(samples[c], masks[c])
         if ch.volume.is_labels:
             lim = (0.0, float(max((m.max() for m in samples[c]), default=1.0)) or 1.0)
+        inverted = lim[0] > lim[1]
+        lo, hi = min(lim), max(lim)
         info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
         channels.append(
             {
@@ -177,12 +179,12 @@ def write_channels_zarr(
                 "active": True,
                 "coefficient": 1.0,
                 "family": "linear",
-                "inverted": False,
+                "inverted": inverted,
                 "window": {
-                    "start": lim[0],
-                    "end": lim[1],
-                    "min": float(info.min) if info else lim[0],
-                    "max": float(info.max) if info else lim[1],
+                    "start": lo,
+                    "end": hi,
+                    "min": float(info.min) if info else lo,
+                    "max": float(info.max) if info else hi,
                 },
             }
         )
@@ -288,6 +290,8 @@ def neuroglancer_state(
     for c, ch in enumerate(channels):
         window = omero["channels"][c]["window"]
         limits = (window["start"], window["end"])
+        if omero["channels"][c]["inverted"]:
+            limits = limits[::-1]
         location = ws.resolve(ws.images[ch.name].path)
         scheme = _NG_SCHEMES.get(ch.volume.format)
         why = ""

@@ -7,6 +7,7 @@ composite is grey to white. Every mode takes channels already normalised to
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -66,12 +67,12 @@ def robust_limits(
 
 
 def parse_limits(text: str | None, *, flag: str) -> tuple[float, float] | None:
-    """Parse ``"lo,hi"`` contrast limits.
+    """Parse ``"lo,hi"`` contrast limits; ``"hi,lo"`` (first above second) inverts the display.
 
     Raises
     ------
     MetadataError
-        If the text is not two numbers with lo < hi.
+        If the text is not two different numbers.
     """
     if text is None:
         return None
@@ -79,13 +80,18 @@ def parse_limits(text: str | None, *, flag: str) -> tuple[float, float] | None:
         lo, hi = (float(v) for v in text.replace(" ", "").split(","))
     except ValueError as e:
         raise MetadataError(f"{flag} {text!r}: expected two numbers lo,hi such as 10,240") from e
-    if not hi > lo:
-        raise MetadataError(f"{flag} {text!r}: hi must be greater than lo")
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi == lo:
+        raise MetadataError(
+            f"{flag} {text!r}: expected two different finite numbers lo,hi (hi,lo inverts)"
+        )
     return lo, hi
 
 
 def normalize(values: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
-    """Values mapped linearly from ``limits`` to [0, 1] (clipped), float32."""
+    """Values mapped linearly from ``limits`` to [0, 1] (clipped), float32.
+
+    Limits given high first, ``(hi, lo)``, invert the picture.
+    """
     lo, hi = limits
     out = (np.asarray(values, dtype=np.float64) - lo) / (hi - lo)
     return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0).astype(np.float32)
@@ -266,9 +272,28 @@ def scale_bar(width_px: int, pixel_size: float, unit: str, fraction: float = 0.2
     return ScaleBar(length, max(1, round(nm / nm_per_px)), label)
 
 
+#: Fonts tried first (found by Pillow in the system font folders), for their µ glyph.
+FONT_FILES = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf", "Helvetica.ttc")
+
+
+@functools.lru_cache(maxsize=32)
 def font(size: int = 13) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at ``size`` pixels."""
+    """A sans-serif system font at ``size`` pixels, else Pillow's bundled one."""
+    for name in FONT_FILES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
     return ImageFont.load_default(size=size)
+
+
+def drawable(text: str, f: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> str:
+    """``text`` with ``µ`` spelled ``u`` when the font has no glyph for it."""
+    if "µ" not in text:
+        return text
+    missing = np.asarray(f.getmask("\uffff")).tobytes(), f.getmask("\uffff").size
+    mu = np.asarray(f.getmask("µ")).tobytes(), f.getmask("µ").size
+    return text.replace("µ", "u") if mu == missing else text
 
 
 def draw_scale_bar(rgb: np.ndarray, bar: ScaleBar, margin: int = 8) -> np.ndarray:
@@ -284,12 +309,11 @@ def draw_scale_bar(rgb: np.ndarray, bar: ScaleBar, margin: int = 8) -> np.ndarra
     draw.rectangle([x0 - 1, y0 - 1, x1, y1], fill=(0, 0, 0))
     draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=(255, 255, 255))
     f = font(max(10, min(16, h // 20)))
-    box = draw.textbbox((0, 0), bar.label, font=f)
+    label = drawable(bar.label, f)
+    box = draw.textbbox((0, 0), label, font=f)
     tx = x1 - (box[2] - box[0])
     ty = y0 - 3 - (box[3] - box[1]) - box[1]
-    draw.text(
-        (tx, ty), bar.label, font=f, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0)
-    )
+    draw.text((tx, ty), label, font=f, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
     return np.asarray(img)
 
 
@@ -351,12 +375,12 @@ def panel_grid(rows: Sequence[Sequence[Panel]], title: str = "", gap: int = 6) -
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((gap, 4), title, font=font(15), fill=(235, 235, 235))
+        draw.text((gap, 4), drawable(title, font(15)), font=font(15), fill=(235, 235, 235))
     y = title_h + gap
     for r, h in zip(rows, row_h, strict=True):
         x = gap
         for j, p in enumerate(r):
-            draw.text((x, y + 2), p.caption, font=f, fill=(220, 220, 220))
+            draw.text((x, y + 2), drawable(p.caption, f), font=f, fill=(220, 220, 220))
             canvas.paste(Image.fromarray(p.rgb), (x, y + caption_h))
             x += col_w[j] + gap
         y += h + gap

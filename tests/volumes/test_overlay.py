@@ -10,6 +10,7 @@ import pytest
 
 from transforms.affine import Translation
 from transforms.base import Identity
+from transforms.errors import MetadataError
 from transforms.graph import Edge, SpaceGraph
 from volumes.overlay import orthogonal_plane, sample_plane
 from volumes.overlay_views import Channel, OverlayOptions, make_overlay
@@ -19,6 +20,8 @@ from volumes.render import (
     draw_scale_bar,
     label_display,
     nice_length,
+    normalize,
+    parse_limits,
     parse_tile,
     robust_limits,
     scale_bar,
@@ -279,3 +282,27 @@ def test_pixel_size_name_uses_readable_units() -> None:
     plane = orthogonal_plane("a", (0, 0, 0), (3000, 3000, 3000), 10.0, "y", (0, 1500.0, 0))
     assert re.fullmatch(r"y = 1\.5 µm", plane.name)
     assert plane.axes == ("z", "x")
+
+
+def test_reversed_limits_invert_the_display() -> None:
+    values = np.array([[10.0, 20.0, 30.0]])
+    np.testing.assert_allclose(normalize(values, (30.0, 10.0)), 1 - normalize(values, (10.0, 30.0)))
+    assert parse_limits("200,50", flag="--limits-b") == (200.0, 50.0)
+    with pytest.raises(MetadataError, match="--limits-b"):
+        parse_limits("5,5", flag="--limits-b")
+
+
+def test_auto_level_skips_a_level_holding_only_fill_values() -> None:
+    fine = NumpySource(np.zeros((8, 16, 16), np.uint8))
+    coarse = NumpySource(np.full((4, 8, 8), 90, np.uint8))
+    levels = (
+        Level("s0", fine, (1.0,) * 3, (0.0,) * 3),
+        Level("s1", coarse, (2.0,) * 3, (0.5,) * 3),
+    )
+    vol = Volume("mem", "numpy", ("z", "y", "x"), "nanometer", levels)
+    plane = orthogonal_plane("a", (0, 0, 0), (8, 16, 16), 1.0, "z")
+    auto = sample_plane(vol, plane, Identity(3))
+    assert auto.level == 1 and np.all(auto.values == 90)
+    assert fine.boxes and coarse.boxes
+    pinned = sample_plane(vol, plane, Identity(3), level=0)
+    assert pinned.level == 0 and not pinned.values.any()

@@ -115,7 +115,7 @@ def test_overlay_of_a_located_section_uses_its_plane(workspace: Path, runner) ->
     ("extra", "needle"),
     [
         (["--limits-a", "5"], "--limits-a"),
-        (["--limits-b", "9,3"], "--limits-b"),
+        (["--limits-b", "3,3"], "--limits-b"),
         (["--frame", "C"], "--frame"),
         (["--views", "z,q"], "--views"),
         (["--modes", "sparkle"], "--modes"),
