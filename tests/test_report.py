@@ -162,3 +162,24 @@ def test_report_renders_in_headless_chromium(workspace: Path, runner, tmp_path: 
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 20  # not blank: header, tables and overlays
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
+
+
+def test_before_overlay_uses_the_initial_transform_named_in_provenance(
+    workspace: Path, runner
+) -> None:
+    from transforms.workspace import load_workspace
+    from volumes.report import edge_role, find_value
+
+    ws = load_workspace(workspace)
+    edge = ws.edges[0]
+    write_transform(Translation(np.array([0.0, 5.0, 0.0])), workspace / "init.tfm")
+    prov = {**edge.provenance, "parameters": {"initial": "init.tfm", "levels": 3}}
+    ws = ws.add_edge(edge.source, edge.target, workspace / edge.file, "itk", None, prov, True)
+    ws.save()
+    assert find_value(prov, "initial") == "init.tfm"
+    assert edge_role(ws, ws.edges[0]) == "registration"
+    assert edge_role(ws, ws.edges[1]) == "section"
+    res = runner.invoke(app, ["report", "-w", str(workspace), "-o", str(workspace / "r.html")])
+    assert res.exit_code == 0, res.output
+    html = (workspace / "r.html").read_text(encoding="utf-8")
+    assert "before (initial transform init.tfm)" in html

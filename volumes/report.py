@@ -129,7 +129,7 @@ def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
 def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tuple[Transform, str]:
     from transforms.affine import Affine
 
-    initial = find_value(prov, "initial", "initial_transform")
+    initial = find_value(prov, "initial", "initial_transform", "init_edge", "init")
     if isinstance(initial, Mapping) and "matrix" in initial:
         return Affine(np.asarray(initial["matrix"], float)), "initial transform"
     if isinstance(initial, list):
@@ -137,6 +137,11 @@ def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tupl
     if isinstance(initial, str) and initial:
         from transforms.formats.dispatch import read_transform
 
+        if "->" in initial:
+            src, _, dst = (part.strip() for part in initial.partition("->"))
+            for e in ws.edges:
+                if (e.source, e.target) == (src, dst):
+                    return ws.load_edge(e), f"initial edge {src} -> {dst}"
         path = ws.resolve(initial)
         if Path(path).exists():
             return read_transform(path, unit=ws.unit), f"initial transform {initial}"
