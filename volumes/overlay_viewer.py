@@ -44,6 +44,7 @@ from volumes.overlay_views import (
     Channel,
     OverlayOptions,
     build_planes,
+    resolve_plane,
     workspace_channels,
 )
 from volumes.render import robust_limits
@@ -72,9 +73,10 @@ def export_grid(
     b: Channel,
     options: OverlayOptions,
     unit: str,
+    plane_volume: Volume | None = None,
 ) -> tuple[list[Plane], tuple[float, ...], tuple[float, ...]]:
     """The planes of the export grid (one per z for a 3D frame), its voxel size and origin."""
-    flat = build_planes(graph, a, b, replace(options, views=None), unit)
+    flat = build_planes(graph, a, b, replace(options, views=None), unit, plane_volume)
     first = flat[0]
     ps = first.pixel_size
     if first.dim == 2:
@@ -419,8 +421,9 @@ def export_viewer(
         if p.exists() and not force:
             raise OverwriteError(f"output {p} already exists: pass --force to overwrite it")
     ca, cb = workspace_channels(ws, a, b)
+    options, plane_volume = resolve_plane(ws, options)
     graph = ws.graph()
-    planes, voxel_size, origin = export_grid(graph, ca, cb, options, ws.unit)
+    planes, voxel_size, origin = export_grid(graph, ca, cb, options, ws.unit, plane_volume)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{ZARR_NAME}.{uuid.uuid4().hex[:8]}.tmp"
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -479,16 +479,28 @@ def workspace_channels(ws: Workspace, a: str, b: str) -> tuple[Channel, Channel]
     )
 
 
+def resolve_plane(ws: Workspace, options: OverlayOptions) -> tuple[OverlayOptions, Volume | None]:
+    """Options whose ``plane`` names a space, and the image living in it (if any).
+
+    ``--plane`` may name a space, an image (its space is used) or an edge
+    ``SPACE -> VOLUME`` (its source space is used).
+    """
+    if options.plane is None:
+        return options, None
+    name = options.plane.split("->")[0].strip()
+    try:
+        space = ws.space_of(name)
+    except WorkspaceError as e:
+        raise WorkspaceError(f"--plane {options.plane!r}: {e}") from e
+    names = sorted(ws.images_in(space), key=lambda n: ws.images[n].modality == "labels")
+    volume = ws.open_image(names[0]) if names else None
+    return replace(options, plane=space), volume
+
+
 def overlay_in_workspace(ws: Workspace, a: str, b: str, options: OverlayOptions) -> Overlay:
     """Overlay of two workspace images (``coframe overlay A B``)."""
     ca, cb = workspace_channels(ws, a, b)
-    plane_volume = None
-    if options.plane is not None:
-        space = options.plane.split("->")[0].strip()
-        space = ws.space_of(space) if space in ws.images or space in ws.all_spaces() else space
-        names = ws.images_in(space)
-        if names:
-            plane_volume = ws.open_image(names[0])
+    options, plane_volume = resolve_plane(ws, options)
     return make_overlay(ws.graph(), ca, cb, options, unit=ws.unit, plane_volume=plane_volume)
 
 

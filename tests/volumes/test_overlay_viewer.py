@@ -188,3 +188,16 @@ def test_translation_edge_shifts_channel_b(tmp_path: Path, runner) -> None:
     arr = zarr.open_array(str(root / "v" / "overlay.ome.zarr" / "0"), mode="r")[:]
     np.testing.assert_array_equal(arr[1][:, :, :-3], data[:, :, 3:])
     assert not arr[1][:, :, -3:].any()  # outside B: zero fill
+
+
+def test_export_of_a_section_plane_named_by_its_edge(workspace: Path, runner) -> None:
+    out = workspace / "plane"
+    summary = _export(
+        runner, workspace, "fibsem", "xray", "-o", str(out), "--plane", "tem -> fibsem"
+    )
+    assert summary["shape"] == [2, 32, 36]
+    assert all("resampled" in name for name in summary["layers"])
+    data = zarr.open_array(str(out / "overlay.ome.zarr" / "0"), mode="r")[:]
+    ws = load_workspace(workspace)
+    tem = ws.open_image("tem").levels[0].read()
+    assert np.corrcoef(data[0].ravel(), tem.ravel().astype(float))[0, 1] > 0.99
