@@ -546,3 +546,86 @@ def resample_cmd(
         f"{result.blocks} blocks ({result.blocks_computed} computed, {result.blocks_skipped} "
         f"resumed) in {result.seconds:.1f} s"
     )
+
+
+# ---------------------------------------------------------------------- registration
+
+
+@app.command("register")
+def register_cmd(
+    ctx: typer.Context,
+    moving: Annotated[str, typer.Argument(help="Image to move (name in the workspace).")],
+    fixed: Annotated[str, typer.Argument(help="Image that stays (name in the workspace).")],
+    preset: Annotated[
+        str | None, typer.Option(help="Preset name (xray-to-fibsem...) or YAML path.")
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option(help="Chained steps, e.g. rigid,affine,bspline.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a preset key: key=value.")
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(help="Start: auto, identity, geometry, moments, edge or landmarks."),
+    ] = None,
+    init_edge: Annotated[
+        bool, typer.Option("--init-edge", help="Start from the workspace's FIXED -> MOVING path.")
+    ] = False,
+    landmarks: Annotated[
+        Path | None, typer.Option(help="BigWarp landmarks (CSV/JSON) that give the start.")
+    ] = None,
+    eval_landmarks: Annotated[
+        Path | None, typer.Option(help="BigWarp landmarks held out to measure TRE.")
+    ] = None,
+    landmarks_unit: Annotated[
+        str | None, typer.Option(help="Unit of landmark files (default: workspace unit).")
+    ] = None,
+    fixed_mask: Annotated[Path | None, typer.Option(help="Mask image in FIXED's space.")] = None,
+    moving_mask: Annotated[Path | None, typer.Option(help="Mask image in MOVING's space.")] = None,
+    multi_start: Annotated[
+        bool, typer.Option("--multi-start", help="Try rotated starts (poses far from identity).")
+    ] = False,
+    level_moving: Annotated[str | None, typer.Option(help="Pyramid level of MOVING.")] = None,
+    level_fixed: Annotated[str | None, typer.Option(help="Pyramid level of FIXED.")] = None,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(help="Demo ground_truth folder, FIXED -> MOVING transform or landmarks."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an edge; store a result whose metric worsened.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Register MOVING onto FIXED and store the FIXED -> MOVING edge with its QC."""
+    import json
+
+    from registration.command import RegisterRequest, format_report, refuse, run_register
+
+    ws = _load_ws(workspace)
+    request = RegisterRequest(
+        moving=moving,
+        fixed=fixed,
+        preset=preset,
+        steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()),
+        overrides=tuple(set_ or ()),
+        landmarks=landmarks,
+        eval_landmarks=eval_landmarks,
+        landmarks_unit=landmarks_unit,
+        fixed_mask=fixed_mask,
+        moving_mask=moving_mask,
+        multi_start=multi_start,
+        init=init,
+        init_edge=init_edge,
+        level_moving=level_moving,
+        level_fixed=level_fixed,
+        ground_truth=ground_truth,
+        force=force,
+        command=_command_line(ctx),
+    )
+    ws, outcome = run_register(ws, request)
+    if outcome.stored is not None:
+        ws.save()
+    typer.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else format_report(outcome))
+    refuse(outcome)

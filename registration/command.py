@@ -1,0 +1,491 @@
+"""``coframe register`` in a workspace: inputs, estimation, QC, and the stored edge.
+
+:func:`run_register` opens the two images by name, builds the preset with the
+command's overrides, finds the start (landmarks, the workspace's current
+FIXED -> MOVING path, or the preset's fallback), calls
+:func:`registration.pipeline.register`, measures TRE against held-out
+landmarks and any ground truth, and stores the FIXED -> MOVING edge with its
+provenance only when QC allows it. The estimators themselves never write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from registration import landmarks as lmk
+from registration.pipeline import RegistrationResult, register
+from registration.presets import load_preset, parse_overrides
+from registration.qc import rounded, tre, verdict
+from transforms.affine import Affine
+from transforms.base import Sequence, Transform
+from transforms.errors import (
+    InputNotFoundError,
+    NoPathError,
+    OverwriteError,
+    RegistrationError,
+    WorkspaceError,
+)
+from transforms.field import DisplacementField
+from transforms.formats.bigwarp import Landmarks
+from transforms.units import unit_factor
+from transforms.workspace import Workspace, make_provenance
+
+#: Where the demo keeps its FIB-SEM -> X-ray ground truth, relative to the workspace.
+DEMO_TRUTH = Path("ground_truth") / "fibsem_to_xray_numbers.json"
+#: Spaces the demo ground truth maps between.
+DEMO_SPACES = ("fibsem", "xray")
+#: Fixed points the ground-truth TRE is measured on.
+TRE_POINTS = 3000
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """What ``coframe register`` was asked to do.
+
+    Parameters
+    ----------
+    moving, fixed
+        Image names in the workspace.
+    preset
+        Shipped preset name or YAML path (None: the default preset).
+    steps
+        Steps replacing the preset's (``--steps``).
+    overrides
+        ``key=value`` preset overrides (``--set``).
+    landmarks
+        BigWarp landmark file used to initialise (``--landmarks``).
+    eval_landmarks
+        BigWarp landmark file held out to measure TRE (``--eval-landmarks``).
+    landmarks_unit
+        Unit of the landmark files (default: the workspace unit).
+    fixed_mask, moving_mask
+        Mask images (non-zero = use) in the fixed and moving spaces.
+    multi_start
+        Try rotated starts.
+    init
+        Start kind overriding the preset's ``init``.
+    init_edge
+        Start from the workspace's current FIXED -> MOVING path.
+    level_moving, level_fixed
+        Pyramid levels to work at.
+    ground_truth
+        Demo ``ground_truth`` folder, a FIXED -> MOVING transform file, or a
+        landmark CSV; the demo's is found automatically.
+    force
+        Replace an existing edge/file and store a result whose metric got worse.
+    command
+        The command line (provenance).
+    """
+
+    moving: str
+    fixed: str
+    preset: str | None = None
+    steps: tuple[str, ...] | None = None
+    overrides: tuple[str, ...] = ()
+    landmarks: Path | None = None
+    eval_landmarks: Path | None = None
+    landmarks_unit: str | None = None
+    fixed_mask: Path | None = None
+    moving_mask: Path | None = None
+    multi_start: bool = False
+    init: str | None = None
+    init_edge: bool = False
+    level_moving: str | None = None
+    level_fixed: str | None = None
+    ground_truth: Path | None = None
+    force: bool = False
+    command: str = "coframe register"
+
+
+@dataclass(frozen=True)
+class RegisterOutcome:
+    """What ``coframe register`` did.
+
+    Parameters
+    ----------
+    result
+        The registration result.
+    fixed_space, moving_space
+        The edge's spaces (FIXED -> MOVING).
+    tre
+        TRE statistics by what they were measured against (``landmarks``,
+        ``ground_truth``).
+    landmark_fit
+        Summary of the landmark fit (with leave-one-out errors), if any.
+    stored
+        The transform file written, or None.
+    refused
+        Why nothing was stored (empty when stored).
+    """
+
+    result: RegistrationResult
+    fixed_space: str
+    moving_space: str
+    tre: dict[str, dict[str, float]] = field(default_factory=dict)
+    landmark_fit: dict[str, Any] | None = None
+    stored: Path | None = None
+    refused: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values: the report printed with ``--json``."""
+        r = self.result
+        return {
+            "edge": {"from": self.fixed_space, "to": self.moving_space},
+            "stored": None if self.stored is None else str(self.stored),
+            "refused": self.refused or None,
+            "diverged": r.diverged or None,
+            "initial": r.initial_source,
+            "metric": rounded(
+                {"name": r.metric_name, "before": r.metric_before, "after": r.metric_after}
+            ),
+            "steps": [s.to_dict() for s in r.steps],
+            "levels": r.levels(),
+            "working_voxel": r.working_voxel,
+            "seconds": round(r.seconds, 3),
+            "tre": {k: rounded(v) for k, v in self.tre.items()},
+            "jacobian": None if r.jacobian is None else rounded(r.jacobian),
+            "landmark_fit": self.landmark_fit,
+        }
+
+
+def _image(ws: Workspace, name: str, role: str) -> str:
+    if name not in ws.images:
+        raise WorkspaceError(
+            f"{role} {name!r} is not an image of {ws.file}: known images "
+            f"{', '.join(sorted(ws.images)) or '(none)'} (add it with `coframe add`)"
+        )
+    return ws.images[name].space
+
+
+def output_path(ws: Workspace, fixed_space: str, moving_space: str, deformable: bool) -> Path:
+    """Where the FIXED -> MOVING transform file goes (under the workspace's ``transforms/``)."""
+    suffix = ".h5" if deformable else ".tfm"
+    return ws.root / "transforms" / f"{fixed_space}-to-{moving_space}{suffix}"
+
+
+def _check_free(ws: Workspace, path: Path, fixed_space: str, moving_space: str) -> None:
+    if path.exists():
+        raise OverwriteError(f"{path} already exists: pass --force to replace it")
+    for edge in ws.edges:
+        if (edge.source, edge.target) == (fixed_space, moving_space):
+            raise OverwriteError(
+                f"an edge {fixed_space} -> {moving_space} already exists in {ws.file} (file "
+                f"{edge.file}): pass --force to replace it"
+            )
+
+
+def _workspace_path(ws: Workspace, fixed_space: str, moving_space: str) -> Transform | None:
+    try:
+        return ws.graph().transform(fixed_space, moving_space)
+    except NoPathError:
+        return None
+
+
+def demo_truth(path: Path, unit: str) -> tuple[Transform, str, str]:
+    """The demo's FIB-SEM -> X-ray map from its numbers file, in ``unit``.
+
+    Returns
+    -------
+    tuple
+        The map and its input and output space names.
+
+    Raises
+    ------
+    InputNotFoundError
+        If the numbers file or its displacement array is missing.
+    """
+    import zarr
+
+    numbers_file = path / DEMO_TRUTH.name if path.is_dir() else path
+    if not numbers_file.is_file():
+        raise InputNotFoundError(
+            f"{numbers_file} does not exist: --ground-truth expects the demo's ground_truth "
+            "folder, a transform file or a landmark CSV"
+        )
+    numbers = json.loads(numbers_file.read_text(encoding="utf-8"))
+    fld = numbers["field"]
+    store, _, array_path = str(fld["path"]).partition("/")
+    group = zarr.open_group(str(numbers_file.parent / store), mode="r")
+    vectors = np.asarray(group[array_path][...], dtype=np.float64)
+    affine = Affine.from_linear(np.asarray(numbers["matrix"]), np.asarray(numbers["translation"]))
+    truth = Sequence((affine, DisplacementField(vectors, fld["origin"], fld["spacing"])))
+    return truth.with_unit_scale(unit_factor("nanometer", unit)), *DEMO_SPACES
+
+
+def _truth_tre(
+    ws: Workspace, req: RegisterRequest, result: RegistrationResult, spaces: tuple[str, str]
+) -> dict[str, float] | None:
+    """TRE against ``--ground-truth`` (or the demo's, found in the workspace)."""
+    path = req.ground_truth
+    if path is None:
+        auto = ws.root / DEMO_TRUTH
+        if not auto.is_file() or set(spaces) != set(DEMO_SPACES):
+            return None
+        path = auto.parent
+    path = Path(path)
+    if path.suffix.lower() in (".csv", ".json") and not _is_demo_numbers(path):
+        landmarks = lmk.load_landmarks(path, unit=ws.unit, file_unit=req.landmarks_unit)
+        return lmk.landmark_tre(result.transform, landmarks, result.working_voxel)
+    if path.is_dir() or _is_demo_numbers(path):
+        truth, source, target = demo_truth(path, ws.unit)
+        if spaces == (target, source):
+            truth = truth.inverse()
+        elif spaces != (source, target):
+            return None
+    else:
+        from transforms.formats.dispatch import read_transform
+
+        truth = read_transform(path, unit=ws.unit, file_unit=req.landmarks_unit)
+    points = result.fixed.masked_points(TRE_POINTS, seed=result.preset.seed + 17)
+    return tre(result.transform, points, truth.apply(points), result.working_voxel)
+
+
+def _is_demo_numbers(path: Path) -> bool:
+    return path.name == DEMO_TRUTH.name
+
+
+def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
+    if path is None:
+        return None
+    from volumes.open import open_volume
+
+    location = str(path) if "://" in str(path) else str(Path(path).expanduser().absolute())
+    try:
+        return open_volume(location, unit=ws.unit)
+    except InputNotFoundError as e:
+        raise InputNotFoundError(f"{e} ({flag})") from e
+
+
+def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, RegisterOutcome]:
+    """Register image ``req.moving`` onto ``req.fixed`` and store the edge if QC allows.
+
+    Returns
+    -------
+    tuple
+        The workspace (with the new edge when stored; not saved) and the
+        outcome. When ``outcome.refused`` is set nothing was written.
+
+    Raises
+    ------
+    CoframeError
+        For bad input (one-line messages naming the flag to fix).
+    """
+    moving_space = _image(ws, req.moving, "MOVING")
+    fixed_space = _image(ws, req.fixed, "FIXED")
+    if moving_space == fixed_space:
+        raise WorkspaceError(
+            f"MOVING {req.moving!r} and FIXED {req.fixed!r} are both in space {fixed_space!r}: "
+            "register images of different spaces"
+        )
+    overrides = parse_overrides(req.overrides)
+    if req.steps:
+        overrides["steps"] = list(req.steps)
+    if req.multi_start:
+        overrides["multi_start.enabled"] = True
+    if req.init is not None:
+        overrides["init"] = req.init
+    if req.init_edge:
+        overrides["init"] = "edge"
+    preset = load_preset(req.preset).with_overrides(overrides)
+    path = output_path(ws, fixed_space, moving_space, "bspline" in preset.steps)
+    if not req.force:
+        _check_free(ws, path, fixed_space, moving_space)
+
+    moving = ws.open_image(req.moving)
+    fixed = ws.open_image(req.fixed)
+    fixed_mask = _mask(ws, req.fixed_mask, "--fixed-mask")
+    moving_mask = _mask(ws, req.moving_mask, "--moving-mask")
+    given, source, fit_summary, landmark_fit = None, "edge", None, None
+    if req.landmarks is not None:
+        lms = lmk.load_landmarks(req.landmarks, unit=ws.unit, file_unit=req.landmarks_unit)
+        landmark_fit = lmk.fit(lms, preset.landmark_model, str(req.landmarks))
+        given, source = landmark_fit.transform, "landmarks"
+    elif preset.init in ("auto", "edge"):
+        given = _workspace_path(ws, fixed_space, moving_space)
+    eval_lms: Landmarks | None = None
+    if req.eval_landmarks is not None:
+        eval_lms = lmk.load_landmarks(
+            req.eval_landmarks, unit=ws.unit, file_unit=req.landmarks_unit
+        )
+        lmk.check_count(eval_lms, "rigid", str(req.eval_landmarks), "--eval-landmarks")
+
+    result = register(
+        moving,
+        fixed,
+        preset,
+        initial=given,
+        initial_source=source,
+        fixed_mask=fixed_mask,
+        moving_mask=moving_mask,
+        level_moving=req.level_moving,
+        level_fixed=req.level_fixed,
+        names=(req.moving, req.fixed),
+    )
+    if landmark_fit is not None:
+        fit_summary = landmark_fit.summary(result.working_voxel)
+    tres: dict[str, dict[str, float]] = {}
+    if eval_lms is not None:
+        tres["landmarks"] = lmk.landmark_tre(result.transform, eval_lms, result.working_voxel)
+    truth = _truth_tre(ws, req, result, (fixed_space, moving_space))
+    if truth is not None:
+        tres["ground_truth"] = truth
+    ok, reason = verdict(
+        result.metric_before,
+        result.metric_after,
+        result.diverged,
+        force=req.force or not preset.refuse_worse,
+    )
+    outcome = RegisterOutcome(result, fixed_space, moving_space, tres, fit_summary)
+    if not ok:
+        return ws, RegisterOutcome(
+            result, fixed_space, moving_space, tres, fit_summary, None, reason
+        )
+    from transforms.formats.dispatch import write_transform
+    from transforms.graph import summarize_transform
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = write_transform(result.transform, path, unit=ws.unit, format="itk", force=req.force)
+    provenance = _provenance(ws, req, outcome, preset_inputs(req, ws))
+    ws = ws.add_edge(
+        fixed_space,
+        moving_space,
+        written,
+        "itk",
+        None,
+        provenance,
+        force=req.force,
+        kind=summarize_transform(result.transform),
+    )
+    return ws, RegisterOutcome(
+        result, fixed_space, moving_space, tres, fit_summary, Path(written), ""
+    )
+
+
+def preset_inputs(req: RegisterRequest, ws: Workspace) -> dict[str, str]:
+    """Input identities recorded in the provenance (image paths and extra files)."""
+    out = {
+        "moving": f"{req.moving}: {ws.images[req.moving].path}",
+        "fixed": f"{req.fixed}: {ws.images[req.fixed].path}",
+    }
+    for key, value in (
+        ("landmarks", req.landmarks),
+        ("eval_landmarks", req.eval_landmarks),
+        ("fixed_mask", req.fixed_mask),
+        ("moving_mask", req.moving_mask),
+        ("ground_truth", req.ground_truth),
+    ):
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def _provenance(
+    ws: Workspace, req: RegisterRequest, outcome: RegisterOutcome, inputs: dict[str, str]
+) -> dict[str, Any]:
+    r = outcome.result
+    report = outcome.to_dict()
+    prov = make_provenance(
+        req.command,
+        inputs=inputs,
+        parameters={"preset": r.preset.name, **r.preset.to_dict()},
+        metric={"name": r.metric_name, "before": r.metric_before, "after": r.metric_after},
+    )
+    prov["method"] = f"coframe register ({', '.join(r.preset.steps)})"
+    prov["initial"] = _initial_record(r.initial, r.initial_source)
+    prov["levels"] = report["levels"]
+    prov["steps"] = report["steps"]
+    prov["seconds"] = report["seconds"]
+    if outcome.tre:
+        prov["tre"] = {k: rounded(v) for k, v in outcome.tre.items()}
+    if r.jacobian:
+        prov["jacobian"] = rounded(r.jacobian)
+    if outcome.landmark_fit is not None:
+        prov["landmark_fit"] = {
+            k: v for k, v in outcome.landmark_fit.items() if k != "loo_per_point"
+        }
+    return _finite_only(prov)
+
+
+def _initial_record(t: Transform, source: str) -> dict[str, Any]:
+    affine = t.as_affine()
+    out: dict[str, Any] = {"source": source}
+    if affine is not None:
+        out["matrix"] = affine.homogeneous.tolist()
+    return out
+
+
+def _finite_only(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_only(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def refuse(outcome: RegisterOutcome) -> None:
+    """Raise the refusal of an outcome as a one-line error.
+
+    Raises
+    ------
+    RegistrationError
+        If nothing was stored.
+    """
+    if outcome.refused:
+        raise RegistrationError(outcome.refused)
+
+
+def format_report(outcome: RegisterOutcome) -> str:
+    """A short text report: levels, steps with metric and time, TRE, Jacobian, storage."""
+    r = outcome.result
+    lines = [
+        f"register {r.moving.name} onto {r.fixed.name}: edge {outcome.fixed_space} -> "
+        f"{outcome.moving_space}, start from {r.initial_source}"
+    ]
+    for role, w in (("fixed", r.fixed), ("moving", r.moving)):
+        vs = ", ".join(f"{v:.4g}" for v in w.voxel_size)
+        lines.append(
+            f"  {role:6} {w.name}: level {w.level_path or w.level} (voxel {vs}), "
+            f"region {'x'.join(str(n) for n in w.shape)}"
+        )
+    lines.append(
+        f"  metric {r.metric_name} (lower is better): {r.metric_before:.5g} -> "
+        f"{r.metric_after:.5g} in {r.seconds:.2f} s"
+    )
+    for s in r.steps:
+        flag = "" if s.accepted else f"  [{s.note}]"
+        extra = f", {s.note}" if s.accepted and s.note else ""
+        lines.append(
+            f"    {s.name:11} {s.metric_before:10.5g} -> {s.metric_after:10.5g}  "
+            f"{s.seconds:6.2f} s  {s.iterations:4d} it{extra}{flag}"
+        )
+    for what, t in outcome.tre.items():
+        lines.append(
+            f"  TRE vs {what} ({int(t['n'])} points): mean {t['mean']:.4g} "
+            f"({t['mean_vox']:.3f} vox), p95 {t['p95']:.4g} ({t['p95_vox']:.3f} vox), "
+            f"max {t['max']:.4g} ({t['max_vox']:.3f} vox)"
+        )
+    if outcome.landmark_fit is not None:
+        f = outcome.landmark_fit
+        lines.append(
+            f"  landmarks ({f['model']}, {f['pairs']} pairs): leave-one-out mean "
+            f"{f['loo_mean']:.4g}, max {f['loo_max']:.4g}"
+        )
+    if r.jacobian:
+        j = r.jacobian
+        lines.append(
+            f"  Jacobian determinant: min {j['min']:.3f}, mean {j['mean']:.3f}, "
+            f"max {j['max']:.3f}, folding {j['folding_fraction']:.3%}"
+        )
+    if r.diverged:
+        lines.append(f"  DIVERGED: {r.diverged}")
+    if outcome.stored is not None:
+        lines.append(f"  stored {outcome.stored}")
+    return "\n".join(lines)

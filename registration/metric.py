@@ -1,0 +1,269 @@
+"""The registration pair in SimpleITK form, and its image similarity metric.
+
+The engine works in *working voxel units*: every length handed to SimpleITK is
+divided by the geometric mean of the fixed working voxel size, so optimiser
+steps, tolerances and control-point spacings read as voxels whatever the
+workspace unit. Transforms cross that boundary with
+:meth:`~transforms.base.Transform.with_unit_scale`.
+
+Metric values follow SimpleITK: lower is better (Mattes mutual information
+and correlation are negated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from registration.inputs import WorkImage, geometric_voxel
+from registration.presets import MetricConfig
+from transforms.base import Transform
+from transforms.sitk_bridge import from_sitk, to_sitk
+
+#: Fixed points sampled to measure the metric before and after a registration.
+QC_POINTS = 20000
+#: Fraction of the sample that must map into the moving image for a finite metric.
+MIN_OVERLAP = 0.1
+
+
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor``-wide blocks along every axis (the remainder is dropped)."""
+    if factor == 1:
+        return array
+    shape = [n // factor for n in array.shape]
+    cropped = array[tuple(slice(0, n * factor) for n in shape)]
+    split = [v for n in shape for v in (n, factor)]
+    return cropped.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
+
+
+def shrink_image(work: WorkImage, factor: int, sigma: float) -> WorkImage:
+    """A working image smoothed by ``sigma`` voxels and downsampled by ``factor``.
+
+    Blocks are averaged first (which smooths by about ``sqrt((f^2 - 1) / 12)``
+    voxels), then the remaining smoothing is applied at the coarse level; the
+    mask keeps coarse voxels that are mostly inside.
+    """
+    if factor == 1 and sigma <= 0:
+        return work
+    coarse = block_mean(work.array.astype(np.float32), factor).astype(np.float32)
+    rest = math.sqrt(max(sigma**2 - (factor**2 - 1) / 12.0, 0.0)) / factor
+    if rest > 0.05:
+        coarse = ndimage.gaussian_filter(coarse, rest, mode="nearest").astype(np.float32)
+    mask = None
+    if work.mask is not None:
+        mask = block_mean(work.mask.astype(np.float32), factor) > 0.5
+    vs = np.asarray(work.voxel_size)
+    origin = np.asarray(work.origin) + 0.5 * (factor - 1) * vs
+    return WorkImage(
+        work.name,
+        coarse,
+        tuple(vs * factor),
+        tuple(origin),
+        mask,
+        work.level,
+        work.level_path,
+    )
+
+
+@dataclass(frozen=True)
+class LevelImages:
+    """One pyramid level of the pair in SimpleITK form (lengths in working voxels).
+
+    Parameters
+    ----------
+    fixed, moving
+        The images.
+    fixed_mask, moving_mask
+        uint8 masks or None.
+    fixed_voxels
+        Number of fixed voxels inside the fixed mask.
+    """
+
+    fixed: sitk.Image
+    moving: sitk.Image
+    fixed_mask: sitk.Image | None
+    moving_mask: sitk.Image | None
+    fixed_voxels: int
+
+
+class Pair:
+    """A fixed and a moving working image, with a cached multi-resolution pyramid.
+
+    Lengths handed to SimpleITK are in working voxels: physical lengths
+    divided by :attr:`scale`, the geometric mean of the fixed voxel size.
+
+    Parameters
+    ----------
+    fixed, moving
+        The working images.
+    """
+
+    def __init__(self, fixed: WorkImage, moving: WorkImage) -> None:
+        self.fixed_work = fixed
+        self.moving_work = moving
+        self.scale = geometric_voxel(fixed.voxel_size)
+        self._levels: dict[tuple[int, float], LevelImages] = {}
+        image = self.level(1, 0.0).fixed
+        index = [(n - 1) / 2.0 for n in image.GetSize()]
+        self.centre = tuple(float(v) for v in image.TransformContinuousIndexToPhysicalPoint(index))
+
+    def level(self, factor: int, sigma: float) -> LevelImages:
+        """The pair smoothed by ``sigma`` working voxels and shrunk by ``factor`` (cached)."""
+        key = (int(factor), round(float(sigma), 6))
+        if key not in self._levels:
+            f = shrink_image(self.fixed_work, *key)
+            m = shrink_image(self.moving_work, *key)
+            count = int(np.prod(f.shape)) if f.mask is None else int(f.mask.sum())
+            self._levels[key] = LevelImages(
+                f.image(self.scale),
+                m.image(self.scale),
+                f.mask_image(self.scale),
+                m.mask_image(self.scale),
+                count,
+            )
+        return self._levels[key]
+
+    def to_engine(self, t: Transform) -> sitk.Transform:
+        """A physical-unit coframe transform as a SimpleITK transform in working voxels."""
+        return to_sitk(t.with_unit_scale(1.0 / self.scale))
+
+    def from_engine(self, t: sitk.Transform) -> Transform:
+        """A SimpleITK transform in working voxels as a physical-unit coframe transform."""
+        return from_sitk(t).with_unit_scale(self.scale)
+
+
+def configure_metric(
+    method: sitk.ImageRegistrationMethod,
+    level: LevelImages,
+    metric: MetricConfig,
+    *,
+    strategy: str,
+    points: int,
+    seed: int,
+) -> None:
+    """Set metric, sampling, interpolator and masks on a one-level registration method."""
+    if metric.name == "mattes":
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=metric.bins)
+    elif metric.name == "correlation":
+        method.SetMetricAsCorrelation()
+    else:
+        method.SetMetricAsMeanSquares()
+    method.SetMetricSamplingStrategy(method.RANDOM if strategy == "random" else method.REGULAR)
+    method.SetMetricSamplingPercentage(min(1.0, points / max(1, level.fixed_voxels)), seed)
+    method.SetMetricUseFixedImageGradientFilter(False)
+    method.SetMetricUseMovingImageGradientFilter(False)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetShrinkFactorsPerLevel([1])
+    method.SetSmoothingSigmasPerLevel([0.0])
+    if level.fixed_mask is not None:
+        method.SetMetricFixedMask(level.fixed_mask)
+    if level.moving_mask is not None:
+        method.SetMetricMovingMask(level.moving_mask)
+
+
+class Evaluator:
+    """The metric of FIXED -> MOVING transforms on one fixed sample (lower is better).
+
+    A fixed set of random fixed voxels (inside the fixed mask) is drawn once;
+    each call maps them through the transform, interpolates the moving image
+    linearly and scores the pairs, so values of different transforms compare.
+    Points that land outside the moving image (or its mask) are dropped;
+    when fewer than :data:`MIN_OVERLAP` of them remain the value is ``inf``.
+
+    Mutual information is computed from a joint histogram with linear
+    (Parzen order 1) binning, negated; correlation is the negated squared
+    normalised cross-correlation (either polarity); mean squares is plain.
+
+    Parameters
+    ----------
+    fixed, moving
+        The working images.
+    metric
+        Metric name and histogram bins.
+    points
+        Size of the fixed sample.
+    seed
+        Seed of the sample.
+    """
+
+    def __init__(
+        self,
+        fixed: WorkImage,
+        moving: WorkImage,
+        metric: MetricConfig,
+        *,
+        points: int = QC_POINTS,
+        seed: int = 1,
+    ) -> None:
+        self.metric = metric
+        self.moving = moving
+        self.points = fixed.masked_points(points, seed)
+        index = np.rint((self.points - fixed.lo) / np.asarray(fixed.voxel_size)).astype(np.int64)
+        self.fixed_values = fixed.array[tuple(index.T)].astype(np.float64)
+        inside = moving.array if moving.mask is None else moving.array[moving.mask]
+        self.moving_range = (float(inside.min()), float(inside.max()))
+        self.fixed_range = (float(self.fixed_values.min()), float(self.fixed_values.max()))
+
+    def moving_values(self, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
+        """Moving intensities at the mapped sample points, and which points count."""
+        mapped = transform.apply(self.points)
+        index = (mapped - self.moving.lo) / np.asarray(self.moving.voxel_size)
+        upper = np.asarray(self.moving.shape) - 1
+        keep = np.all(np.isfinite(index), axis=1) & np.all((index >= 0) & (index <= upper), axis=1)
+        index = index[keep]
+        values = ndimage.map_coordinates(self.moving.array, index.T, order=1, prefilter=False)
+        if self.moving.mask is not None:
+            near = np.rint(index).astype(np.int64)
+            inside = self.moving.mask[tuple(near.T)]
+            full = np.zeros(keep.shape, dtype=bool)
+            full[np.flatnonzero(keep)[inside]] = True
+            return values[inside].astype(np.float64), full
+        return values.astype(np.float64), keep
+
+    def __call__(self, transform: Transform) -> float:
+        """The metric of one FIXED -> MOVING transform (physical units)."""
+        m, keep = self.moving_values(transform)
+        if keep.sum() < MIN_OVERLAP * self.points.shape[0] or keep.sum() < 50:
+            return math.inf
+        f = self.fixed_values[keep]
+        if self.metric.name == "meansquares":
+            return float(np.mean((f - m) ** 2))
+        if self.metric.name == "correlation":
+            fc, mc = f - f.mean(), m - m.mean()
+            denominator = float((fc * fc).sum() * (mc * mc).sum())
+            return -float((fc * mc).sum() ** 2 / denominator) if denominator > 0 else 0.0
+        return -mutual_information(f, m, self.fixed_range, self.moving_range, self.metric.bins)
+
+
+def _soft_bins(
+    values: np.ndarray, lo: float, hi: float, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    position = (values - lo) / max(hi - lo, 1e-12) * (bins - 1)
+    position = np.clip(position, 0.0, bins - 1.000001)
+    left = np.floor(position).astype(np.int64)
+    return left, position - left
+
+
+def mutual_information(
+    f: np.ndarray,
+    m: np.ndarray,
+    f_range: tuple[float, float],
+    m_range: tuple[float, float],
+    bins: int,
+) -> float:
+    """Mutual information (nats) of paired samples, linear histogram binning."""
+    fl, fw = _soft_bins(f, *f_range, bins)
+    ml, mw = _soft_bins(m, *m_range, bins)
+    joint = np.zeros((bins, bins))
+    for df, wf in ((0, 1.0 - fw), (1, fw)):
+        for dm, wm in ((0, 1.0 - mw), (1, mw)):
+            np.add.at(joint, (fl + df, ml + dm), wf * wm)
+    joint /= joint.sum()
+    pf, pm = joint.sum(axis=1), joint.sum(axis=0)
+    nz = joint > 0
+    outer = np.outer(pf, pm)
+    return float(np.sum(joint[nz] * np.log(joint[nz] / outer[nz])))

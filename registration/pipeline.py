@@ -1,0 +1,315 @@
+"""Chained registration of a moving volume onto a fixed one.
+
+:func:`register` runs the preset's steps (``moments -> rigid -> similarity ->
+affine -> bspline``), each starting from the result of the one before, on the
+working levels and overlapping regions chosen by :mod:`registration.inputs`.
+It returns a :class:`RegistrationResult`: the FIXED -> MOVING map (the ITK
+convention: what resampling the moving image into the fixed frame needs) and,
+separately, what the optimisation did. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from registration import inputs
+from registration.deformable import bspline_step
+from registration.inputs import WorkImage
+from registration.intensity import StepReport, linear_step, moments_step, multi_start
+from registration.metric import Evaluator, Pair
+from registration.presets import LINEAR_STEPS, Preset
+from transforms.affine import Affine, Translation
+from transforms.base import Identity, Transform
+from transforms.errors import RegistrationError
+from transforms.formats.bigwarp import fit_linear
+from volumes.volume import Volume
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """The outcome of :func:`register`.
+
+    Parameters
+    ----------
+    transform
+        The FIXED -> MOVING point map (physical units).
+    initial
+        The map the steps started from.
+    initial_source
+        How the initial map was made (``identity``, ``geometry``, ``edge``...).
+    steps
+        One report per step run.
+    metric_name
+        The metric (``mattes``, ``correlation``, ``meansquares``).
+    metric_before, metric_after
+        QC metric of ``initial`` and ``transform`` at the working level (lower
+        is better).
+    diverged
+        Why the optimisation diverged, or empty.
+    jacobian
+        Jacobian determinant statistics of the deformable part, if any.
+    fixed, moving
+        The working images (levels, regions and masks used).
+    seconds
+        Wall time of the whole registration.
+    preset
+        The settings used.
+    """
+
+    transform: Transform
+    initial: Transform
+    initial_source: str
+    steps: tuple[StepReport, ...]
+    metric_name: str
+    metric_before: float
+    metric_after: float
+    diverged: str
+    jacobian: dict[str, float] | None
+    fixed: WorkImage
+    moving: WorkImage
+    seconds: float
+    preset: Preset
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def working_voxel(self) -> float:
+        """Geometric mean of the fixed working voxel size."""
+        return inputs.geometric_voxel(self.fixed.voxel_size)
+
+    def levels(self) -> dict[str, dict[str, Any]]:
+        """Level, voxel size and region shape used for each image."""
+        return {
+            role: {
+                "image": w.name,
+                "level": w.level,
+                "path": w.level_path,
+                "voxel_size": [float(v) for v in w.voxel_size],
+                "region_origin": [float(v) for v in w.origin],
+                "region_shape": list(w.shape),
+                "masked_voxels": None if w.mask is None else int(w.mask.sum()),
+            }
+            for role, w in (("fixed", self.fixed), ("moving", self.moving))
+        }
+
+
+def geometry_start(moving: Volume, fixed: Volume) -> Translation:
+    """The translation that puts the fixed image's centre on the moving image's centre."""
+    return Translation(_centre(moving) - _centre(fixed))
+
+
+def _centre(volume: Volume) -> np.ndarray:
+    lo, hi = np.array(volume.levels[0].extent).T
+    return 0.5 * (lo + hi)
+
+
+def resolve_start(
+    moving: Volume,
+    fixed: Volume,
+    init: str,
+    given: Transform | None,
+    given_source: str,
+    auto_start: str = "geometry",
+) -> tuple[Transform, str]:
+    """The initial FIXED -> MOVING map and how it was made.
+
+    Parameters
+    ----------
+    moving, fixed
+        The volumes.
+    init
+        The preset's ``init``: ``auto``, ``identity``, ``geometry``,
+        ``moments``, ``edge`` or ``landmarks``.
+    given
+        A map from an edge or landmarks, when the caller has one.
+    given_source
+        What ``given`` is (``edge``, ``landmarks``).
+    auto_start
+        What ``auto`` falls back to without ``given``: ``identity`` or ``geometry``.
+    """
+    if given is not None and init in ("auto", given_source):
+        return given, given_source
+    if init == "geometry" or (init == "auto" and auto_start == "geometry"):
+        return geometry_start(moving, fixed), "geometry"
+    return Identity(3), "identity"
+
+
+def linear_part(t: Transform, work: WorkImage) -> Affine:
+    """The affine of a map, or its least-squares affine over a working image when nonlinear."""
+    affine = t.as_affine()
+    if affine is not None:
+        return affine
+    points = work.masked_points(4000, seed=7)
+    fitted = fit_linear(points, t.apply(points), "affine").as_affine()
+    assert fitted is not None
+    return fitted
+
+
+def register(
+    moving: Volume,
+    fixed: Volume,
+    preset: Preset,
+    *,
+    initial: Transform | None = None,
+    initial_source: str = "edge",
+    fixed_mask: Volume | None = None,
+    moving_mask: Volume | None = None,
+    level_moving: int | str | None = None,
+    level_fixed: int | str | None = None,
+    names: tuple[str, str] = ("MOVING", "FIXED"),
+) -> RegistrationResult:
+    """Register ``moving`` onto ``fixed`` with the preset's chained steps.
+
+    Parameters
+    ----------
+    moving, fixed
+        3D volumes in the same unit.
+    preset
+        Steps and settings (:mod:`registration.presets`).
+    initial
+        A starting FIXED -> MOVING map (from a workspace edge or landmarks);
+        used when ``preset.init`` is ``auto`` or ``initial_source``.
+    initial_source
+        What ``initial`` is.
+    fixed_mask, moving_mask
+        Mask images in the fixed and moving spaces (non-zero = use).
+    level_moving, level_fixed
+        Pyramid levels to work at instead of the automatic choice.
+    names
+        Names of the moving and fixed images, for messages.
+
+    Returns
+    -------
+    RegistrationResult
+        The map and the report. A diverged result carries the reason in
+        ``diverged`` and its transform is the last sane one.
+
+    Raises
+    ------
+    RegistrationError
+        No overlap after initialisation, masks that empty the sample, NaNs
+        in the data.
+    DimensionError, UnitError, LevelError
+        For 2D volumes, disagreeing units, missing levels.
+    """
+    start = time.perf_counter()
+    inputs.check_pair(moving, fixed)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(preset.threads)
+    if preset.init == "moments" and preset.steps[0] != "moments":
+        preset = dataclasses.replace(preset, steps=("moments", *preset.steps))
+    start_map, source = resolve_start(
+        moving, fixed, preset.init, initial, initial_source, preset.auto_start
+    )
+    if preset.init in ("edge", "landmarks") and source != preset.init:
+        flag = "--init-edge" if preset.init == "edge" else "--landmarks"
+        raise RegistrationError(
+            f"init is {preset.init!r} but no {preset.init} was given: pass {flag} or "
+            "--set init=auto"
+        )
+    overlap = inputs.overlap_boxes(
+        moving, fixed, start_map, preset.working.margin, rotations=preset.multi_start.enabled
+    )
+    lm, lf = inputs.choose_levels(
+        moving,
+        fixed,
+        overlap,
+        voxel_size=preset.working.voxel_size,
+        max_voxels=preset.working.max_voxels,
+        level_moving=level_moving,
+        level_fixed=level_fixed,
+    )
+    fixed_work = inputs.read_work_image(fixed, lf, overlap.fixed_lo, overlap.fixed_hi, names[1])
+    moving_work = inputs.read_work_image(moving, lm, overlap.moving_lo, overlap.moving_hi, names[0])
+    mask_opts = {"exclude_padding": preset.mask.exclude_padding, "erode": preset.mask.erode}
+    fixed_work = inputs.combine_masks(
+        fixed_work, "fixed", user=fixed_mask, unit=fixed.unit, **mask_opts
+    )
+    moving_work = inputs.combine_masks(
+        moving_work, "moving", user=moving_mask, unit=moving.unit, **mask_opts
+    )
+    evaluate = Evaluator(fixed_work, moving_work, preset.metric, seed=preset.seed)
+    before = evaluate(start_map)
+    if not math.isfinite(before):
+        raise RegistrationError(
+            f"no overlap after initialisation: fewer than 10% of the sampled {names[1]} points "
+            f"map into {names[0]}; give a better start with --init-edge, --landmarks or "
+            "--set init=geometry"
+        )
+    pair = Pair(fixed_work, moving_work)
+    current, steps, diverged, jacobian = _run_steps(
+        pair, fixed_work, moving_work, linear_part(start_map, fixed_work), preset, evaluate
+    )
+    after = evaluate(current)
+    return RegistrationResult(
+        transform=current,
+        initial=start_map,
+        initial_source=source,
+        steps=tuple(steps),
+        metric_name=preset.metric.name,
+        metric_before=before,
+        metric_after=after,
+        diverged=diverged,
+        jacobian=jacobian,
+        fixed=fixed_work,
+        moving=moving_work,
+        seconds=time.perf_counter() - start,
+        preset=preset,
+    )
+
+
+def _run_steps(
+    pair: Pair,
+    fixed: WorkImage,
+    moving: WorkImage,
+    start: Affine,
+    preset: Preset,
+    evaluate: Evaluator,
+) -> tuple[Transform, list[StepReport], str, dict[str, float] | None]:
+    """Run the chain; stop at the first diverged step."""
+    size = float(np.linalg.norm(fixed.hi - fixed.lo))
+    affine = start
+    current: Transform = start
+    reports: list[StepReport] = []
+    jacobian = None
+    linear = [s for s in preset.steps if s in LINEAR_STEPS]
+    multi_done = not preset.multi_start.enabled
+    for name in preset.steps:
+        if name != "moments" and not multi_done:
+            affine, report = multi_start(fixed, pair, affine, preset, evaluate)
+            reports.append(report)
+            current, multi_done = affine, True
+        if name == "moments":
+            affine, report = moments_step(fixed, moving, affine, evaluate)
+        elif name in LINEAR_STEPS:
+            shrink, sigmas = preset.pyramid.shrink_factors, preset.pyramid.smoothing_sigmas
+            if name != linear[-1] and len(shrink) > 1:
+                shrink, sigmas = shrink[:-1], sigmas[:-1]
+            affine, report = linear_step(
+                name,
+                pair,
+                affine,
+                preset,
+                evaluate,
+                shrink_factors=shrink,
+                smoothing_sigmas=sigmas,
+                region_size=size,
+            )
+        else:
+            bspline_result, report, stats = bspline_step(pair, affine, preset, evaluate)
+            jacobian = stats or None
+            reports.append(report)
+            if report.note.startswith("diverged"):
+                return current, reports, report.note.removeprefix("diverged: "), jacobian
+            current = bspline_result
+            continue
+        reports.append(report)
+        current = affine
+        if report.note.startswith("diverged"):
+            return current, reports, report.note.removeprefix("diverged: "), jacobian
+    return current, reports, "", jacobian

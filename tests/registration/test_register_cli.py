@@ -1,0 +1,95 @@
+"""`coframe register` recovers known transforms of small multimodal phantoms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+from conftest import VOXEL, Pair, centre
+from typer.testing import CliRunner
+
+from cli import app
+from transforms.affine import Affine
+from transforms.workspace import load_workspace
+
+
+def _about_centre(linear: np.ndarray, shift: tuple[float, float, float]) -> Affine:
+    c = centre()
+    return Affine.from_linear(linear, c + np.asarray(shift) - linear @ c)
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+def _register(runner: CliRunner, pair: Pair, *args: str) -> object:
+    return runner.invoke(app, ["register", "moving", "fixed", "-w", str(pair.root), *args])
+
+
+def test_rigid_recovered_and_stored_with_provenance(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    truth = _about_centre(_rotation_z(7.0), (2500.0, -2000.0, 3000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    result = _register(runner, pair, "--steps", "moments,rigid", "--set", "init=identity")
+    assert result.exit_code == 0, result.output
+    assert "rigid" in result.output and "stored" in result.output
+    assert pair.tre_vox(pair.edge()) < 0.25
+    ws = load_workspace(pair.root)
+    (edge,) = ws.edges
+    assert (edge.source, edge.target) == ("fixed", "moving")
+    assert edge.file == "transforms/fixed-to-moving.tfm"
+    prov = edge.provenance
+    assert prov["metric"]["after"] < prov["metric"]["before"]
+    assert "register" in prov["command"] and "--steps" in prov["command"]
+    assert {"coframe", "numpy", "SimpleITK"} <= set(prov["software"])
+    assert prov["levels"]["fixed"]["path"] == "s0"
+    assert [s["name"] for s in prov["steps"]] == ["moments", "rigid"]
+
+
+def test_affine_recovered_with_default_preset_and_json(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    linear = _rotation_z(-5.0) @ np.diag([1.06, 0.96, 1.03])
+    linear[0, 2] += 0.03
+    truth = _about_centre(linear, (-2000.0, 1500.0, 2000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    result = _register(runner, pair, "--json", "--set", "init=identity")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [s["name"] for s in report["steps"]] == ["moments", "rigid", "similarity", "affine"]
+    assert report["stored"].endswith("fixed-to-moving.tfm")
+    assert report["metric"]["after"] < report["metric"]["before"]
+    assert pair.tre_vox(pair.edge()) < 0.2
+
+
+def test_refuses_to_overwrite_an_edge_without_force(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    truth = _about_centre(np.eye(3), (1500.0, 0.0, -1000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    assert _register(runner, pair, "--steps", "rigid").exit_code == 0
+    again = _register(runner, pair, "--steps", "rigid")
+    assert again.exit_code == 2
+    assert "already exists" in again.output and "--force" in again.output
+    forced = _register(runner, pair, "--steps", "rigid", "--init-edge", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "start from edge" in forced.output
+    assert pair.tre_vox(pair.edge()) < 0.25
+
+
+def test_level_choice_reads_the_level_nearest_the_other_voxel(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    truth = _about_centre(np.eye(3), (2000.0, 1000.0, 0.0))
+    pair = make_pair(truth.inverse(), truth=truth, fixed_levels=3)
+    result = _register(
+        runner, pair, "--steps", "rigid", "--set", "working.voxel_size=2000", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    levels = json.loads(result.output)["levels"]
+    assert levels["fixed"]["path"] == "s1"
+    assert levels["fixed"]["voxel_size"] == [2 * VOXEL] * 3
+    assert pair.tre_vox(pair.edge()) < 0.4
