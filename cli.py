@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -629,3 +630,35 @@ def register_cmd(
         ws.save()
     typer.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else format_report(outcome))
     refuse(outcome)
+
+
+# ---------------------------------------------------------------------- demo
+
+#: Steps run after ``coframe demo`` has written the sample, in order, as
+#: ``(title, step)``; ``step(directory, sample)`` gets the workspace directory
+#: and the :class:`volumes.demo.DemoSample` and returns text to print (or None).
+#: Later stages of the pipeline (registration, resampling, reports) append here.
+DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
+
+
+@app.command("demo")
+def demo_cmd(
+    directory: Annotated[
+        Path, typer.Argument(help="Output directory (the demo workspace).")
+    ] = Path("coframe-demo"),
+    size: Annotated[str, typer.Option("--size", help="default, small or tiny.")] = "default",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and its noise.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo.")] = False,
+) -> None:
+    """Write a synthetic CellMap-like sample (FIB-SEM, labels, X-ray, TEM) with ground truth."""
+    from volumes.demo import make_demo, rich_reporter
+
+    report, progress = rich_reporter()
+    with progress:
+        sample = make_demo(directory, size=size, seed=seed, overwrite=force, progress=report)
+    typer.echo(sample.summary())
+    for title, step in DEMO_PIPELINE:
+        typer.echo(f"\n== {title}")
+        text = step(directory, sample)
+        if text:
+            typer.echo(text)

@@ -1,0 +1,213 @@
+"""The demo sample: CLI, CellMap layout, crop, labels, X-ray, TEM and ground truth."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+import yaml
+import zarr
+from scipy import ndimage
+
+from cli import app
+from transforms.errors import OverwriteError
+from volumes.demo import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample, make_demo
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> DemoSample:
+    return make_demo(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=5)
+
+
+def _attrs(path: Path) -> dict:
+    return json.loads((path / ".zattrs").read_text())
+
+
+def test_cli_writes_the_tiny_demo_and_needs_force(runner, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    for text in ("fibsem.zarr/recon-1/em/fibsem-uint8", "xray.zarr", "tem-1", "landmark pairs"):
+        assert text in result.output
+    for rel in (
+        "coframe.yaml",
+        EM_PATH + "/s0/.zarray",
+        LABELS_PATH + "/.zattrs",
+        "xray.zarr/.zattrs",
+    ):
+        assert (out / rel).exists(), rel
+    assert (out / "tem" / "section-1.tif").is_file() and (out / "tem" / "section-2.mrc").is_file()
+    for name in ("fibsem_to_xray.json", "landmarks.csv", "landmarks.json", "tem_poses.json"):
+        assert (out / "ground_truth" / name).is_file(), name
+
+    again = runner.invoke(app, ["demo", str(out), "--size", "tiny"])
+    assert again.exit_code == 2
+    assert "--force" in again.stderr and "coframe.yaml" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    forced = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--force"])
+    assert forced.exit_code == 0, forced.output
+
+    bad = runner.invoke(app, ["demo", str(tmp_path / "x"), "--size", "huge"])
+    assert bad.exit_code == 2 and "huge" in bad.stderr and "--size" in bad.stderr
+
+
+def test_make_demo_refuses_to_overwrite(sample: DemoSample) -> None:
+    with pytest.raises(OverwriteError, match="--force"):
+        make_demo(sample.root, size="tiny")
+
+
+def test_workspace_names_every_image(sample: DemoSample) -> None:
+    doc = yaml.safe_load(sample.workspace.read_text())
+    assert doc["coframe"] == 1 and doc["unit"] == "nanometer" and doc["transforms"] == []
+    images = doc["images"]
+    assert images["fibsem"] == {"path": EM_PATH, "modality": "fibsem", "space": "fibsem"}
+    assert images["nuc"] == {"path": LABELS_PATH, "modality": "labels", "space": "fibsem"}
+    assert images["xray"]["space"] == "xray" and images["tem-1"]["modality"] == "tem"
+    for entry in images.values():
+        assert (sample.root / entry["path"]).exists()
+    assert doc["spaces"]["tem-1"] == {"axes": ["y", "x"]}
+
+
+def test_fibsem_is_cellmap_like_with_a_crop(sample: DemoSample) -> None:
+    ms = _attrs(sample.fibsem)["multiscales"][0]
+    assert ms["version"] == "0.4" and [a["unit"] for a in ms["axes"]] == ["nanometer"] * 3
+    for i, ds in enumerate(ms["datasets"]):
+        scale, translation = ds["coordinateTransformations"]
+        assert scale["scale"] == [8.0 * 2**i] * 3
+        assert translation["translation"] == [4.0 * (2**i - 1)] * 3
+    s0 = zarr.open_array(str(sample.fibsem / "s0"), mode="r")
+    meta = json.loads((sample.fibsem / "s0" / ".zarray").read_text())
+    assert meta["dimension_separator"] == "/" and meta["compressor"]["id"] == "zstd"
+    assert s0.dtype == np.uint8 and s0.shape == (1600, 1600, 1600)
+    (z0, z1), (y0, y1), (x0, x1) = sample.crop_index
+    crop = s0[z0:z1, y0:y1, x0:x1]
+    assert crop.mean() > 60 and crop.std() > 5
+    # outside the crop nothing was written: it reads as the fill value
+    assert not np.any(s0[: max(z0 - 1, 1), :64, :64])
+    assert not np.any(s0[z1 : z1 + 32, y0:y1, x0:x1])
+    # whole levels hold the block, with zero padding at its edges
+    whole = zarr.open_array(str(sample.fibsem / f"s{sample.whole_from}"), mode="r")[:]
+    assert 0.05 < np.mean(whole == 0) < 0.5
+    assert not np.any(whole[:, :, 0]) and np.mean(whole[50] > 0) > 0.5
+    # a crop level and the whole level agree where both exist (same physical place)
+    level = sample.whole_from - 1
+    fine = zarr.open_array(str(sample.fibsem / f"s{level}"), mode="r")
+    lo = [a // 2**level for a, _ in sample.crop_index]
+    hi = [b // 2**level for _, b in sample.crop_index]
+    part = fine[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(float)
+    coarse = part.reshape(part.shape[0] // 2, 2, part.shape[1] // 2, 2, part.shape[2] // 2, 2).mean(
+        axis=(1, 3, 5)
+    )
+    ref = whole[lo[0] // 2 : hi[0] // 2, lo[1] // 2 : hi[1] // 2, lo[2] // 2 : hi[2] // 2].astype(
+        float
+    )
+    assert abs(coarse.mean() - ref.mean()) < 6.0
+
+
+def test_labels_pyramid(sample: DemoSample) -> None:
+    attrs = _attrs(sample.labels)
+    ms = attrs["multiscales"][0]
+    assert attrs["image-label"]["version"] == "0.4"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [128.0] * 3
+    assert ms["datasets"][0]["coordinateTransformations"][1]["translation"] == [60.0] * 3
+    s0 = zarr.open_array(str(sample.labels / "s0"), mode="r")[:]
+    s1 = zarr.open_array(str(sample.labels / "s1"), mode="r")[:]
+    assert s0.dtype == np.uint32 and s0.shape == (100, 100, 100)
+    ids = set(np.unique(s0)) - {0}
+    assert ids and set(np.unique(s1)) - {0} <= ids
+
+
+def test_xray_is_placed_by_the_ground_truth(sample: DemoSample) -> None:
+    ms = _attrs(sample.xray)["multiscales"][0]
+    assert ms["axes"][0]["unit"] == "micrometer"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.8] * 3
+    xray = zarr.open_array(str(sample.xray / "s0"), mode="r")[:].astype(float)
+    em = zarr.open_array(str(sample.fibsem / f"s{sample.whole_from}"), mode="r")[:].astype(float)
+    lvl = sample.fibsem_levels[sample.whole_from]
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, em.shape[0], (3000, 3))
+    keep = em[tuple(idx.T)] > 0
+    fib = idx[keep] * lvl.voxel_size[0] + lvl.origin[0]
+    em_vals = ndimage.uniform_filter(em, 6)[tuple(idx[keep].T)]
+    x_idx = sample.truth.forward(fib) / 800.0
+    x_vals = ndimage.map_coordinates(xray, x_idx.T, order=1)
+    assert np.corrcoef(em_vals, x_vals)[0, 1] < -0.3  # inverted contrast, same tissue
+    assert xray.min() < 2500 < xray.max()  # air and stained tissue
+
+
+def test_ground_truth_field_and_landmarks_agree(sample: DemoSample) -> None:
+    gt = sample.ground_truth
+    doc = json.loads((gt / "fibsem_to_xray.json").read_text())
+    seq = doc["coordinateTransformations"][0]
+    assert seq["type"] == "sequence" and (seq["input"], seq["output"]) == ("fibsem", "xray")
+    affine, disp = seq["transformations"]
+    matrix = np.asarray(affine["affine"])
+    assert affine["type"] == "affine" and matrix.shape == (3, 4)
+    field_arr = zarr.open_array(str(gt / disp["path"]), mode="r")
+    assert disp["path"] == f"fibsem_to_xray.zarr/{FIELD_ARRAY}"
+    axes = field_arr.attrs["coordinateSystems"][0]["axes"]
+    assert [a["type"] for a in axes] == ["space", "space", "space", "displacement"]
+    scale, translation = field_arr.attrs["coordinateTransformations"]
+    field = field_arr[:]
+    spacing, origin = np.asarray(scale["scale"][:3]), np.asarray(translation["translation"][:3])
+
+    rows = list(csv.reader((gt / "landmarks.csv").read_text().splitlines()))
+    assert len(rows) >= 20 and all(len(r) == 8 and r[1] == "true" for r in rows)
+    assert (gt / "landmarks.csv").read_text().startswith('"')
+    moving = np.array([[float(v) for v in r[2:5]] for r in rows])[:, ::-1]  # x-first in the file
+    fixed = np.array([[float(v) for v in r[5:8]] for r in rows])[:, ::-1]
+    q = fixed @ matrix[:, :3].T + matrix[:, 3]
+    grid_idx = ((q - origin) / spacing).T
+    d = np.stack(
+        [
+            ndimage.map_coordinates(field[..., k], grid_idx, order=1, mode="nearest")
+            for k in range(3)
+        ],
+        -1,
+    )
+    np.testing.assert_allclose(q + d, moving, atol=0.01)
+    assert np.abs(d).max() > 100.0  # the warp is not negligible
+    np.testing.assert_allclose(sample.truth.inverse(moving), fixed, atol=0.01)
+
+    bw = json.loads((gt / "landmarks.json").read_text())
+    assert bw["type"] == "BigWarpLandmarks" and bw["numDimensions"] == 3
+    np.testing.assert_allclose(np.asarray(bw["fixedPoints"])[:, ::-1], fixed, atol=1e-3)
+
+    numbers = json.loads((gt / "fibsem_to_xray_numbers.json").read_text())
+    np.testing.assert_allclose(numbers["matrix"], matrix[:, :3])
+    assert all(2.0 <= abs(a) <= 6.0 for a in numbers["rotation_deg"])
+    assert all(0.02 <= abs(s - 1) <= 0.05 for s in numbers["scales"])
+    assert numbers["warp_amplitude_nm"] == pytest.approx(1.5 * 800.0)
+
+
+def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
+    poses = json.loads((sample.ground_truth / "tem_poses.json").read_text())
+    assert set(poses) == {"tem-1", "tem-2"}
+    with tifffile.TiffFile(sample.root / "tem" / "section-1.tif") as tif:
+        img = tif.asarray()
+        assert tif.imagej_metadata["unit"] == "nm"
+        assert tif.pages[0].tags["XResolution"].value == (1, 80)
+    with mrcfile.open(sample.root / "tem" / "section-2.mrc") as mrc:
+        assert float(mrc.voxel_size.x) == pytest.approx(800.0)
+        assert mrc.data.shape == (80, 80)
+    assert img.dtype == np.uint16 and img.std() > 100
+    for sec in sample.tem:
+        pose = poses[sec.name]
+        to_fib = np.asarray(pose["to_fibsem"])
+        # the in-plane axes are orthonormal, tilted from the block face by the recorded angle
+        np.testing.assert_allclose(to_fib[:, :2].T @ to_fib[:, :2], np.eye(2), atol=1e-9)
+        normal = np.cross(to_fib[:, 0], to_fib[:, 1])
+        assert np.degrees(np.arccos(abs(normal[0]))) == pytest.approx(sec.tilt_deg, abs=1e-6)
+        # just above the block, inside the X-ray field of view
+        centre = to_fib @ np.array([40 * 80.0, 40 * 80.0, 1.0])
+        assert -2_000.0 < centre[0] < 0.0
+        corner = np.asarray(pose["to_xray"]) @ np.array([79 * 80.0, 79 * 80.0, 1.0])
+        fib_corner = to_fib @ np.array([79 * 80.0, 79 * 80.0, 1.0])
+        err = np.linalg.norm(corner - sample.truth.forward(fib_corner[None])[0])
+        assert err <= pose["to_xray_max_residual_nm"] + 1e-6
+        assert np.all((corner > 0) & (corner < 24 * 800.0))

@@ -1,0 +1,902 @@
+"""The built-in CellMap-like synthetic sample with its ground truth and workspace.
+
+:func:`make_demo` renders one seeded :class:`~volumes.synthetic.Tissue` as
+every modality of a correlative volume-EM experiment and writes:
+
+- ``fibsem.zarr/recon-1/em/fibsem-uint8``: OME-Zarr 0.4 in the CellMap layout
+  (8 nm ``s0``, level ``i`` scaled ``2**i`` with half-voxel translations,
+  uint8, zstd, ``/`` chunk keys). ``s0`` is declared at the full size of the
+  block but holds only a crop; every level within a voxel budget is written
+  whole and the finer ones hold the same physical crop. Irregular zero
+  padding at the block edges, slice-wise intensity drift and noise; stain
+  dark (inverted backscatter, as CellMap publishes ``fibsem-uint8``).
+- ``fibsem.zarr/recon-1/labels/nuc``: nucleus instance ids, ``s0`` at 128 nm
+  over the whole block, pyramid by the mode.
+- ``xray.zarr``: OME-Zarr 0.4 in micrometres, a field of view 1.5 times the
+  block around it, contrast inverted relative to the EM, blurred and noisy,
+  placed by a known map (rigid + anisotropic scale + smooth warp), showing
+  the resin block and the air beyond it.
+- ``tem/section-*``: TEM images (TIFF, the last one MRC) of oblique sections
+  cut next to the block's top face, TEM polarity, each with its own gain and
+  noise.
+- ``ground_truth/``: the FIB-SEM -> X-ray point map as OME-NGFF RFC-5 metadata
+  (a JSON file and a Zarr group holding the displacement field) and as plain
+  numbers, the pose of every section, and landmark pairs (BigWarp CSV/JSON).
+- ``coframe.yaml``: the workspace naming every image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+import zarr
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from transforms.errors import CoframeError, OverwriteError
+from volumes import synthetic as syn
+from volumes.write import (
+    LevelSpec,
+    MultiscaleWriter,
+    create_ome_zarr,
+    write_mrc,
+    write_text_file,
+    write_tiff,
+)
+
+EM_PATH = "fibsem.zarr/recon-1/em/fibsem-uint8"
+LABELS_PATH = "fibsem.zarr/recon-1/labels/nuc"
+XRAY_PATH = "xray.zarr"
+TRUTH_DIR = "ground_truth"
+FIELD_ARRAY = "coordinateTransformations/fibsem_to_xray_displacements"
+_OUTPUTS = ("coframe.yaml", "fibsem.zarr", XRAY_PATH, "tem", TRUTH_DIR)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """Dimensions of a demo sample (lengths in nm)."""
+
+    name: str
+    block_voxels: int  # FIB-SEM s0 voxels per axis
+    n_levels: int
+    whole_budget: int  # levels of at most this many voxels are written over the whole block
+    crop_shape: tuple[int, int, int]  # s0 voxels of the crop
+    chunks: tuple[int, int, int]
+    label_levels: int
+    xray_voxel: float
+    tem_count: int
+    tem_pixel: float
+    tem_pixels: int
+    tissue_scale: float = 1.0
+    field_nodes: int = 12
+    em_voxel: float = 8.0
+    label_voxel: float = 128.0
+    em_noise: float = 10.0
+
+
+SIZES: dict[str, DemoSize] = {
+    "default": DemoSize(
+        "default", 6000, 8, 60_000_000, (128, 384, 384), (64, 128, 128), 4, 750.0, 3, 40.0, 400
+    ),
+    "small": DemoSize(
+        "small", 3000, 7, 8_000_000, (128, 256, 256), (64, 128, 128), 3, 750.0, 3, 40.0, 300
+    ),
+    "tiny": DemoSize(
+        "tiny", 1600, 6, 1_200_000, (64, 128, 128), (32, 64, 64), 2, 800.0, 2, 80.0, 80, 0.6, 8
+    ),
+}
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The FIB-SEM -> X-ray point map: ``x = q + d(q)`` with ``q = matrix @ p + translation``.
+
+    ``d`` is the trilinear interpolant of a displacement grid in X-ray
+    physical space (nm, vectors with z, y, x components, vector axis last),
+    clamped at its border. The X-ray was rendered through the inverse of this
+    very map, so the stored grid reproduces it exactly.
+    """
+
+    matrix: np.ndarray
+    translation: np.ndarray
+    rotation_deg: np.ndarray
+    scales: np.ndarray
+    field: np.ndarray
+    field_origin: np.ndarray
+    field_spacing: np.ndarray
+
+    def displacement(self, q: np.ndarray) -> np.ndarray:
+        """Displacement vectors (N, 3) at X-ray-space points (N, 3)."""
+        idx = ((np.asarray(q, float) - self.field_origin) / self.field_spacing).T
+        comps = [
+            ndimage.map_coordinates(self.field[..., k], idx, order=1, mode="nearest")
+            for k in range(3)
+        ]
+        return np.stack(comps, -1)
+
+    def forward(self, p: np.ndarray) -> np.ndarray:
+        """FIB-SEM physical points (N, 3, nm) -> X-ray physical points (nm)."""
+        q = np.asarray(p, float) @ self.matrix.T + self.translation
+        return q + self.displacement(q)
+
+    def inverse(self, x: np.ndarray, iterations: int = 12) -> np.ndarray:
+        """X-ray physical points -> FIB-SEM physical points (fixed-point inversion of the warp)."""
+        x = np.asarray(x, float)
+        q = x.copy()
+        for _ in range(iterations):
+            q = x - self.displacement(q)
+        return np.linalg.solve(self.matrix, (q - self.translation).T).T
+
+    @property
+    def warp_amplitude(self) -> float:
+        """Largest displacement on the grid (nm)."""
+        return float(np.linalg.norm(self.field, axis=-1).max())
+
+
+def _make_truth(
+    rng: np.random.Generator, c_fib: np.ndarray, c_xr: np.ndarray, fov: float, size: DemoSize
+) -> GroundTruth:
+    length = size.block_voxels * size.em_voxel
+    angles = rng.uniform(2.0, 6.0, 3) * rng.choice([-1, 1], 3)
+    scales = 1.0 + rng.uniform(0.02, 0.05, 3) * rng.choice([-1, 1], 3)
+    shift = rng.uniform(0.04, 0.10, 3) * length * rng.choice([-1, 1], 3)
+    # R = Rz @ Ry @ Rx built in (x, y, z) order, then written on (z, y, x) vectors
+    rot = Rotation.from_euler("ZYX", angles, degrees=True).as_matrix()[::-1, ::-1]
+    matrix = rot @ np.diag(scales)
+    spacing = np.full(3, fov / (size.field_nodes - 3))
+    origin = c_xr - fov / 2 - spacing
+    axis = np.arange(size.field_nodes)
+    nodes = np.stack(
+        np.meshgrid(*[origin[k] + spacing[k] * axis for k in range(3)], indexing="ij"), -1
+    )
+    disp = np.zeros(nodes.shape)
+    for _ in range(4):  # smooth bumps tens of µm wide
+        centre, sigma = c_xr + rng.uniform(-0.4, 0.4, 3) * fov, rng.uniform(0.3, 0.5) * fov
+        disp += np.exp(-np.sum((nodes - centre) ** 2, -1) / (2 * sigma**2))[..., None] * rng.normal(
+            size=3
+        )
+    disp *= 1.5 * size.xray_voxel / np.linalg.norm(disp, axis=-1).max()
+    field32 = disp.astype(np.float32).astype(float)  # exactly what is stored
+    return GroundTruth(
+        matrix, c_xr + shift - matrix @ c_fib, angles, scales, field32, origin, spacing
+    )
+
+
+def fit_affine_2d_to_3d(uv: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares 3x3 matrix ``M`` with ``xyz ~ M @ [u, v, 1]``, and the largest residual."""
+    design = np.column_stack([uv, np.ones(len(uv))])
+    sol, *_ = np.linalg.lstsq(design, xyz, rcond=None)
+    return sol.T, float(np.linalg.norm(design @ sol - xyz, axis=1).max())
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class TemSection:
+    """One written TEM section and where it was cut.
+
+    ``to_fibsem`` and ``to_xray`` are 3x3 matrices (rows z, y, x; columns y,
+    x, 1) mapping section physical coordinates (nm; pixel ``(i, j)`` at
+    ``(i * pixel_size, j * pixel_size)``) into FIB-SEM and X-ray physical
+    space; the X-ray one is a least-squares fit of the warped map, its
+    largest residual in ``xray_residual`` (nm).
+    """
+
+    name: str
+    path: Path
+    shape: tuple[int, int]
+    pixel_size: float
+    tilt_deg: float
+    to_fibsem: np.ndarray
+    to_xray: np.ndarray
+    xray_residual: float
+
+
+@dataclass(frozen=True)
+class DemoSample:
+    """Everything :func:`make_demo` wrote, with the ground-truth numbers."""
+
+    root: Path
+    size: str
+    seed: int
+    workspace: Path
+    fibsem: Path
+    labels: Path
+    xray: Path
+    ground_truth: Path
+    fibsem_levels: tuple[LevelSpec, ...]
+    whole_from: int
+    crop_index: tuple[tuple[int, int], ...]
+    label_levels: tuple[LevelSpec, ...]
+    xray_levels: tuple[LevelSpec, ...]
+    tem: tuple[TemSection, ...]
+    truth: GroundTruth
+    landmarks_fixed: np.ndarray
+    landmarks_moving: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def crop_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Physical box (voxel edges, nm) of the written ``s0`` crop."""
+        v = np.asarray(self.fibsem_levels[0].voxel_size)
+        idx = np.asarray(self.crop_index, float)
+        return idx[:, 0] * v - v / 2, idx[:, 1] * v - v / 2
+
+    def summary(self) -> str:
+        """A human-readable account of what was written."""
+
+        def rel(p: Path) -> str:
+            return str(p.relative_to(self.root))
+
+        t, (lo, hi), lab, x0 = self.truth, self.crop_box, self.label_levels[0], self.xray_levels[0]
+        lines = [
+            f"demo sample '{self.size}' (seed {self.seed}) in {self.root}",
+            f"  workspace    {rel(self.workspace)}",
+        ]
+        lines.append(f"  FIB-SEM      {rel(self.fibsem)}  (OME-Zarr 0.4, uint8)")
+        for i, lvl in enumerate(self.fibsem_levels):
+            part = "whole block" if i >= self.whole_from else "crop only"
+            size = f"{_shape(lvl.shape):>18} voxels of {lvl.voxel_size[0]:g} nm"
+            lines.append(f"    {lvl.path:<3} {size}, {part}")
+        lines.append(f"    crop {_um(lo)} .. {_um(hi)} µm (z, y, x)")
+        size = f"s0 {_shape(lab.shape)} of {lab.voxel_size[0]:g} nm"
+        lines.append(f"  labels       {rel(self.labels)}  ({size})")
+        size = f"{_shape(x0.shape)} voxels of {x0.voxel_size[0]:g} µm"
+        lines.append(f"  X-ray        {rel(self.xray)}  ({size})")
+        for s in self.tem:
+            size = f"{_shape(s.shape)} pixels of {s.pixel_size:g} nm, tilted {s.tilt_deg:.1f}°"
+            lines.append(f"  {s.name:<12} {rel(s.path)}  ({size})")
+        lines.append(f"  ground truth {rel(self.ground_truth)}/  (FIB-SEM -> X-ray)")
+        lines.append(
+            f"    rotation {_fmt(t.rotation_deg)}° about z, y, x; scales {_fmt(t.scales, 4)}"
+        )
+        lines.append(
+            f"    translation {_um(t.translation)} µm; warp up to {t.warp_amplitude:.0f} nm"
+        )
+        lines.append(f"    {len(self.landmarks_fixed)} landmark pairs (BigWarp CSV and JSON)")
+        return "\n".join(lines)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(int(n)) for n in shape)
+
+
+def _fmt(values: np.ndarray, digits: int = 2) -> str:
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
+
+
+def _um(values: np.ndarray) -> str:
+    return _fmt(np.asarray(values) / 1000.0)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Steps:
+    """Named steps with a number of work units, reported through an optional callback."""
+
+    def __init__(self, report: Progress | None) -> None:
+        self.report = report
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, total: int) -> Iterator[Callable[[], None]]:
+        done = [0]
+
+        def advance() -> None:
+            done[0] += 1
+            if self.report is not None:
+                self.report(name, done[0], total)
+
+        if self.report is not None:
+            self.report(name, 0, total)
+        t0 = time.perf_counter()
+        yield advance
+        self.timings[name] = time.perf_counter() - t0
+        if self.report is not None:
+            self.report(name, total, total)
+
+
+def rich_reporter(console: Any = None) -> tuple[Progress, Any]:
+    """A progress callback drawing one ``rich`` bar per step, and the progress display.
+
+    Enter the returned display (a context manager) around :func:`make_demo`;
+    it stays silent when the console is not a terminal.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    con = console or Console(stderr=True)
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    display = Progress(*columns, console=con, disable=not con.is_terminal)
+    tasks: dict[str, Any] = {}
+
+    def report(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = display.add_task(name, total=total)
+        display.update(tasks[name], completed=done, total=total)
+
+    return report, display
+
+
+# --------------------------------------------------------------------------- FIB-SEM acquisition
+
+
+@dataclass(frozen=True)
+class _Acquisition:
+    """What a FIB-SEM render needs (picklable, for worker processes)."""
+
+    seed: int
+    size: DemoSize
+    tissue: syn.Tissue
+    block_lo: np.ndarray
+    block_hi: np.ndarray
+
+    @property
+    def length(self) -> float:
+        return float(self.block_hi[0] - self.block_lo[0])
+
+    def valid(self, lo: np.ndarray, voxel: float, shape: tuple[int, ...]) -> np.ndarray:
+        """Where the FIB-SEM holds data: False in the irregular zero padding at the block edges."""
+        length, phase = self.length, (self.seed % 97) / 97 * 2 * np.pi
+        rel = [(np.arange(n) + 0.5) * voxel + lo[k] - self.block_lo[k] for k, n in enumerate(shape)]
+
+        def margin(k: int) -> np.ndarray:  # trimmed a little differently on every slice
+            wave = np.sin(2 * np.pi * rel[0] / (0.7 * length) + phase * (k + 1))
+            wave += np.sin(2 * np.pi * rel[0] / (0.23 * length) + 1.7 * k)
+            return length * (0.0525 + 0.00875 * wave)[:, None]
+
+        ok_y = (rel[1][None] >= margin(0)) & (length - rel[1][None] >= margin(1))
+        ok_x = (rel[2][None] >= margin(2)) & (length - rel[2][None] >= margin(3))
+        ok_z = (rel[0] >= 0.02 * length) & (rel[0] <= 0.985 * length)
+        return ok_z[:, None, None] & ok_y[:, :, None] & ok_x[:, None, :]
+
+    def em(self, stain: np.ndarray, lo: np.ndarray, voxel: float) -> np.ndarray:
+        """FIB-SEM uint8 from stain: slice-wise gain/offset drift, noise, zero padding."""
+        length, phase = self.length, (self.seed % 89) / 89 * 2 * np.pi
+        z = lo[0] + (np.arange(stain.shape[0]) + 0.5) * voxel
+        zi = np.floor((z - self.block_lo[0]) / voxel).astype(np.int64)
+        n_slices = math.ceil(length / voxel) + 1
+        jitter = np.random.default_rng([self.seed, 31, int(voxel)]).uniform(-1, 1, (2, n_slices))[
+            :, zi
+        ]
+        avg = math.sqrt(
+            self.size.em_voxel / voxel
+        )  # per-slice jitter averages down at coarse levels
+        gain = (
+            1
+            + 0.06 * np.sin(2 * np.pi * z / (0.6 * length) + phase)
+            + 0.03 * np.sin(2 * np.pi * z / (0.13 * length))
+        )
+        gain += 0.02 * avg * jitter[0]
+        offset = 6 * np.sin(2 * np.pi * z / (0.4 * length) + 2 * phase) + 2.0 * avg * jitter[1]
+        em = syn.em_from_stain(stain) * gain[:, None, None].astype(np.float32) + offset[
+            :, None, None
+        ].astype(np.float32)
+        sigma = self.size.em_noise * (self.size.em_voxel / voxel) ** 1.5
+        where = [int(round(x)) + (1 << 30) for x in (lo - self.block_lo) / voxel]
+        em += (
+            np.random.default_rng([self.seed, int(voxel), *where])
+            .normal(0.0, sigma, em.shape)
+            .astype(np.float32)
+        )
+        out = np.clip(np.rint(em), 1, 255).astype(np.uint8)
+        out[~self.valid(lo, voxel, stain.shape)] = 0
+        return out
+
+    def block(
+        self, a: tuple[int, ...], b: tuple[int, ...], voxel: float
+    ) -> tuple[tuple[int, ...], np.ndarray]:
+        """Index box [a, b) of a level of ``voxel`` nm, rendered and acquired."""
+        lo, hi = self.block_lo + np.asarray(a) * voxel, self.block_lo + np.asarray(b) * voxel
+        return a, self.em(syn.render_stain(self.tissue, lo, hi, voxel), lo, voxel)
+
+
+_WORKER: dict[str, _Acquisition] = {}
+
+
+def _worker_init(acq: _Acquisition) -> None:
+    _WORKER["acq"] = acq
+
+
+def _worker_block(
+    job: tuple[tuple[int, ...], tuple[int, ...], float],
+) -> tuple[tuple[int, ...], np.ndarray]:
+    return _WORKER["acq"].block(*job)
+
+
+def _blocks(
+    box: tuple[tuple[int, int], ...], step: tuple[int, ...]
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Index blocks [a, b) of at most ``step`` covering ``box`` ((start, stop) per axis)."""
+    ranges = [range(lo, hi, s) for (lo, hi), s in zip(box, step, strict=True)]
+    return [
+        (a, tuple(min(x + s, hi) for x, s, (_, hi) in zip(a, step, box, strict=True)))
+        for a in (
+            tuple(int(v) for v in c)
+            for c in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(len(box), -1).T
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- writing steps
+
+
+@dataclass
+class _Context:
+    root: Path
+    acq: _Acquisition
+    steps: _Steps
+    truth: GroundTruth
+    xray_shape: tuple[int, int, int]
+    rng: np.random.Generator
+    workers: int
+    out: dict[str, Any] = field(default_factory=dict)
+
+
+def _render_level(
+    ctx: _Context,
+    writer: MultiscaleWriter,
+    level: int,
+    box: tuple[tuple[int, int], ...],
+    title: str,
+) -> None:
+    """Render one FIB-SEM level over an index box, in worker processes when it is large."""
+    spec = writer.levels[level]
+    v = spec.voxel_size[0]
+    jobs = [
+        (a, b, v) for a, b in _blocks(box, (spec.chunks[0], 2 * spec.chunks[1], 2 * spec.chunks[2]))
+    ]
+    with ctx.steps.step(title, len(jobs)) as advance:
+        if ctx.workers > 1 and len(jobs) >= 8:
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                ctx.workers, mp_context=spawn, initializer=_worker_init, initargs=(ctx.acq,)
+            ) as pool:
+                for a, data in pool.map(_worker_block, jobs):
+                    writer.write(level, a, data)
+                    advance()
+            return
+        for job in jobs:
+            a, data = ctx.acq.block(*job)
+            writer.write(level, a, data)
+            advance()
+
+
+def _write_fibsem(ctx: _Context) -> None:
+    size, acq = ctx.acq.size, ctx.acq
+    n0 = size.block_voxels
+    writer = create_ome_zarr(
+        ctx.root / EM_PATH,
+        shape0=(n0,) * 3,
+        voxel_size0=(size.em_voxel,) * 3,
+        dtype=np.uint8,
+        chunks=size.chunks,
+        n_levels=size.n_levels,
+        name="/recon-1/em/fibsem-uint8",
+        write_metadata=False,
+    )
+    levels = writer.levels
+    whole = next(i for i, lvl in enumerate(levels) if math.prod(lvl.shape) <= size.whole_budget)
+    # the crop straddles the envelope of the nucleus nearest the block centre, aligned to the
+    # voxels of every crop-only level
+    _, centres, _ = acq.tissue.nuclei()
+    block_c = (acq.block_lo + acq.block_hi) / 2
+    target = block_c
+    if len(centres):
+        k = int(np.argmin(np.linalg.norm(centres - block_c, axis=1)))
+        cell = int(np.argmin(np.linalg.norm(acq.tissue.nuc_centre - centres[k], axis=1)))
+        target = centres[k] + np.array([0.0, 0.0, acq.tissue.nuc_axes[cell].min()])
+    align = 2**whole
+    start = np.round(
+        (target - acq.block_lo) / size.em_voxel - np.asarray(size.crop_shape) / 2
+    ).astype(int)
+    start = np.clip(start // align * align, 0, n0 - np.asarray(size.crop_shape))
+    crop = tuple((int(a), int(a + n)) for a, n in zip(start, size.crop_shape, strict=True))
+    _render_level(
+        ctx, writer, whole, tuple((0, n) for n in levels[whole].shape), f"FIB-SEM s{whole} (whole)"
+    )
+    _render_level(ctx, writer, 0, crop, "FIB-SEM s0 crop")
+    with ctx.steps.step("FIB-SEM pyramid", len(levels) - 2) as advance:
+        for lvl in range(whole, len(levels) - 1):
+            writer.downsample_level(lvl)
+            advance()
+        box: tuple[tuple[int, int], ...] = crop
+        for lvl in range(0, whole - 1):
+            box = writer.downsample_level(lvl, box=box)
+            advance()
+    writer.write_metadata()
+    ctx.out.update(fibsem_levels=levels, whole_from=whole, crop_index=crop)
+
+
+def _write_labels(ctx: _Context) -> None:
+    size, acq = ctx.acq.size, ctx.acq
+    v = size.label_voxel
+    writer = create_ome_zarr(
+        ctx.root / LABELS_PATH,
+        shape0=(math.ceil(size.block_voxels * size.em_voxel / v),) * 3,
+        voxel_size0=(v,) * 3,
+        origin0=(v / 2 - size.em_voxel / 2,) * 3,  # same lower voxel edge as the EM
+        dtype=np.uint32,
+        chunks=size.chunks,
+        n_levels=size.label_levels,
+        name="/recon-1/labels/nuc",
+        labels=True,
+        extra_attributes={
+            "image-label": {"version": "0.4", "source": {"image": "../../em/fibsem-uint8"}}
+        },
+        write_metadata=False,
+    )
+    blocks = _blocks(
+        tuple((0, n) for n in writer.levels[0].shape), tuple(2 * c for c in size.chunks)
+    )
+    with ctx.steps.step("nucleus labels", len(blocks) + len(writer.levels) - 1) as advance:
+        for a, b in blocks:
+            lo, hi = acq.block_lo + np.asarray(a) * v, acq.block_lo + np.asarray(b) * v
+            lab = syn.render_nucleus_labels(acq.tissue, lo, hi, v)
+            lab[~acq.valid(lo, v, lab.shape)] = 0
+            writer.write(0, a, lab)
+            advance()
+        for lvl in range(len(writer.levels) - 1):
+            writer.downsample_level(lvl)
+            advance()
+    writer.write_metadata()
+    ctx.out["label_levels"] = writer.levels
+
+
+def _write_xray(ctx: _Context) -> None:
+    v, shape = ctx.acq.size.xray_voxel, ctx.xray_shape
+    pts = np.indices(shape).reshape(3, -1).T * v  # voxel centres, X-ray physical nm (origin 0)
+    mu = np.empty(len(pts), np.float32)
+    with ctx.steps.step("X-ray", 9) as advance:
+        for part in np.array_split(np.arange(len(pts)), 8):
+            mu[part] = syn.xray_attenuation(ctx.acq.tissue, ctx.truth.inverse(pts[part]), v)
+            advance()
+        img = syn.xray_image(mu.reshape(shape), psf_sigma=0.7, noise=0.03, seed=ctx.acq.seed + 7)
+        writer = create_ome_zarr(
+            ctx.root / XRAY_PATH,
+            shape0=shape,
+            voxel_size0=(v / 1000.0,) * 3,
+            unit="micrometer",
+            dtype=np.uint16,
+            chunks=(64, 64, 64),
+            n_levels=3,
+            name="xray",
+            write_metadata=False,
+        )
+        writer.write(0, (0, 0, 0), img)
+        writer.downsample_level(0)
+        writer.downsample_level(1)
+        writer.write_metadata()
+        advance()
+    ctx.out["xray_levels"] = writer.levels
+
+
+def _write_tem(ctx: _Context) -> None:
+    size, acq, rng = ctx.acq.size, ctx.acq, ctx.rng
+    px, shape, n = size.tem_pixel, (size.tem_pixels, size.tem_pixels), size.tem_count
+    centre_yx = (acq.block_lo[1:] + acq.block_hi[1:]) / 2
+    sections = []
+    with ctx.steps.step("TEM sections", n) as advance:
+        for i in range(1, n + 1):
+            # cut parallel-ish to the block face, just above it; tilted about an in-plane axis,
+            # then turned about the normal (rotations built in x, y, z and read in z, y, x)
+            tilt, axis, spin = (
+                12.0 - 8.0 * (i - 1) / max(n - 1, 1),
+                rng.uniform(0, 2 * np.pi),
+                rng.uniform(-30, 30),
+            )
+            lateral = rng.uniform(-0.12, 0.12, 2) * acq.length
+            centre = np.array(
+                [acq.block_lo[0] - acq.length * (0.03 + 0.04 * (i - 1)), *(centre_yx + lateral)]
+            )
+            tilt_rot = Rotation.from_rotvec(
+                np.radians(tilt) * np.array([np.cos(axis), np.sin(axis), 0.0])
+            )
+            rot = (tilt_rot * Rotation.from_euler("z", spin, degrees=True)).as_matrix()[::-1, ::-1]
+            e_y, e_x = rot[:, 1], rot[:, 2]
+            grid = syn.section_grid(centre, e_y, e_x, shape, px)
+            gain, noise = float(rng.uniform(15_000, 35_000)), float(rng.uniform(0.01, 0.05))
+            img = syn.render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
+            if i == n:
+                path = write_mrc(ctx.root / "tem" / f"section-{i}.mrc", img, px * 10.0)
+            else:
+                flavor = "imagej" if i % 2 else "ome"
+                path = write_tiff(
+                    ctx.root / "tem" / f"section-{i}.tif", img, (px, px), "nanometer", flavor=flavor
+                )
+            origin = grid.origin + (grid.shape[0] - 1) / 2 * grid.axes[0]  # pixel (0, 0), mid-plane
+            to_fib = np.column_stack([e_y, e_x, origin])
+            ticks = [np.linspace(0, (m - 1) * px, 9) for m in shape]
+            uv = np.stack(np.meshgrid(*ticks, indexing="ij"), -1).reshape(-1, 2)
+            fib = np.column_stack([uv, np.ones(len(uv))]) @ to_fib.T
+            to_x, resid = fit_affine_2d_to_3d(uv, ctx.truth.forward(fib))
+            sections.append(TemSection(f"tem-{i}", path, shape, px, tilt, to_fib, to_x, resid))
+            advance()
+    ctx.out["tem"] = tuple(sections)
+
+
+def _landmarks(ctx: _Context) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Nucleus and nucleolus centres inside the block (padded with random points to 20)."""
+    acq = ctx.acq
+    margin = 0.08 * (acq.block_hi - acq.block_lo)
+    lo, hi = acq.block_lo + margin, acq.block_hi - margin
+    ids, centres, nucleoli = acq.tissue.nuclei()
+    pts, names = [], []
+    for kind, where in (("nucleus", centres), ("nucleolus", nucleoli)):
+        for lab, c in zip(ids, where, strict=True):
+            if np.all((c >= lo) & (c <= hi)) and len(pts) < 40:
+                pts.append(c)
+                names.append(f"{kind}-{int(lab)}")
+    while len(pts) < 20:
+        names.append(f"point-{len(pts)}")
+        pts.append(ctx.rng.uniform(lo, hi))
+    fixed = np.asarray(pts)
+    return fixed, ctx.truth.forward(fixed), names
+
+
+def _write_truth(ctx: _Context) -> None:
+    truth, gt = ctx.truth, ctx.root / TRUTH_DIR
+    space = [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"]
+    systems = [{"name": "fibsem", "axes": space}, {"name": "xray", "axes": space}]
+
+    def scene(field_path: str) -> dict[str, Any]:
+        steps = [
+            {
+                "type": "affine",
+                "affine": np.column_stack([truth.matrix, truth.translation]).tolist(),
+            },
+            {"type": "displacements", "path": field_path, "interpolation": "linear"},
+        ]
+        sequence = {
+            "type": "sequence",
+            "name": "fibsem_to_xray",
+            "input": "fibsem",
+            "output": "xray",
+            "transformations": steps,
+        }
+        return {"coordinateSystems": systems, "coordinateTransformations": [sequence]}
+
+    def dump(name: str, obj: Any) -> None:
+        write_text_file(gt / name, json.dumps(obj, indent=2) + "\n")
+
+    with ctx.steps.step("ground truth", 3) as advance:
+        root = zarr.open_group(str(gt / "fibsem_to_xray.zarr"), mode="w", zarr_format=2)
+        root.attrs.update(scene(FIELD_ARRAY))
+        arr = root.create_array(
+            FIELD_ARRAY,
+            shape=truth.field.shape,
+            chunks=truth.field.shape,
+            dtype=np.float32,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+        arr[...] = truth.field.astype(np.float32)
+        vector = {"name": "d", "type": "displacement", "unit": "nanometer", "discrete": True}
+        grid = [
+            {"type": "scale", "scale": [*truth.field_spacing.tolist(), 1.0]},
+            {"type": "translation", "translation": [*truth.field_origin.tolist(), 0.0]},
+        ]
+        arr.attrs.update(
+            {
+                "coordinateSystems": [
+                    {"name": "fibsem_to_xray_displacements", "axes": [*space, vector]}
+                ],
+                "coordinateTransformations": grid,
+            }
+        )
+        dump("fibsem_to_xray.json", scene(f"fibsem_to_xray.zarr/{FIELD_ARRAY}"))
+        advance()
+        numbers = {
+            "description": (
+                "FIB-SEM physical points p (nm, z, y, x) map to X-ray physical points x (nm): "
+                "q = matrix @ p + translation, then x = q + d(q), d the displacement grid "
+                "(trilinear, clamped at the border). matrix = R @ diag(scales), R = Rz @ Ry @ Rx, "
+                "right-handed rotations about z, y, x by rotation_deg, on (z, y, x) vectors."
+            ),
+            "matrix": truth.matrix.tolist(),
+            "translation": truth.translation.tolist(),
+            "rotation_deg": truth.rotation_deg.tolist(),
+            "scales": truth.scales.tolist(),
+            "warp_amplitude_nm": truth.warp_amplitude,
+            "field": {
+                "path": f"fibsem_to_xray.zarr/{FIELD_ARRAY}",
+                "shape": list(truth.field.shape),
+                "origin": truth.field_origin.tolist(),
+                "spacing": truth.field_spacing.tolist(),
+                "vector_axis": "last",
+            },
+            "xray_voxel_size_nm": ctx.acq.size.xray_voxel,
+            "crop_index_s0": [list(b) for b in ctx.out["crop_index"]],
+        }
+        dump("fibsem_to_xray_numbers.json", numbers)
+        poses = {
+            s.name: {
+                "path": str(s.path.relative_to(ctx.root)),
+                "shape": list(s.shape),
+                "pixel_size_nm": s.pixel_size,
+                "tilt_deg": s.tilt_deg,
+                "rows": ["z", "y", "x"],
+                "columns": ["y", "x", "1"],
+                "to_fibsem": s.to_fibsem.tolist(),
+                "to_xray": s.to_xray.tolist(),
+                "to_xray_max_residual_nm": s.xray_residual,
+            }
+            for s in ctx.out["tem"]
+        }
+        dump("tem_poses.json", poses)
+        advance()
+        fixed, moving, names = _landmarks(ctx)  # BigWarp: x-first, moving = X-ray, fixed = FIB-SEM
+        rows = [
+            [n, "true", *(f"{c:.3f}" for c in m[::-1]), *(f"{c:.3f}" for c in f[::-1])]
+            for n, m, f in zip(names, moving, fixed, strict=True)
+        ]
+        write_text_file(
+            gt / "landmarks.csv", "".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows)
+        )
+        bigwarp = {
+            "type": "BigWarpLandmarks",
+            "numDimensions": 3,
+            "movingPoints": moving[:, ::-1].tolist(),
+            "fixedPoints": fixed[:, ::-1].tolist(),
+            "active": [True] * len(names),
+            "names": names,
+        }
+        dump("landmarks.json", bigwarp)
+        advance()
+    ctx.out.update(landmarks_fixed=fixed, landmarks_moving=moving)
+
+
+def _write_workspace(ctx: _Context) -> None:
+    images = {
+        "fibsem": {"path": EM_PATH, "modality": "fibsem", "space": "fibsem"},
+        "nuc": {"path": LABELS_PATH, "modality": "labels", "space": "fibsem"},
+        "xray": {"path": XRAY_PATH, "modality": "xray", "space": "xray"},
+    }
+    spaces = {"fibsem": {"axes": ["z", "y", "x"]}, "xray": {"axes": ["z", "y", "x"]}}
+    for s in ctx.out["tem"]:
+        images[s.name] = {
+            "path": str(s.path.relative_to(ctx.root)),
+            "modality": "tem",
+            "space": s.name,
+        }
+        spaces[s.name] = {"axes": ["y", "x"]}
+    doc = {"coframe": 1, "unit": "nanometer", "spaces": spaces, "images": images, "transforms": []}
+    write_text_file(
+        ctx.root / "coframe.yaml", yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    )
+
+
+#: The generation steps, in order; each reads and extends the shared context.
+GENERATION_STEPS: tuple[tuple[str, Callable[[_Context], None]], ...] = (
+    ("fibsem", _write_fibsem),
+    ("labels", _write_labels),
+    ("xray", _write_xray),
+    ("tem", _write_tem),
+    ("ground truth", _write_truth),
+    ("workspace", _write_workspace),
+)
+
+
+def make_demo(
+    out_dir: str | Path,
+    *,
+    size: str = "default",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> DemoSample:
+    """Write the synthetic sample, its ground truth and its workspace into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir
+        Output directory (created if missing).
+    size
+        ``default`` (48 µm block), ``small`` (24 µm) or ``tiny`` (12.8 µm, a few
+        seconds: the test fixture).
+    seed
+        Seed of the tissue, the ground-truth map and every noise.
+    overwrite
+        Replace the outputs of a previous demo in ``out_dir`` (other files are kept).
+    progress
+        Optional callback ``(step, done, total)``, e.g. from :func:`rich_reporter`.
+    workers
+        Processes for the large FIB-SEM renders (default: the CPU count, at most
+        4; small renders stay in this process).
+
+    Raises
+    ------
+    OverwriteError
+        If demo outputs exist in ``out_dir`` and ``overwrite`` is false.
+    """
+    if size not in SIZES:
+        raise CoframeError(
+            f"unknown demo size {size!r}: expected one of {', '.join(SIZES)} (--size)"
+        )
+    spec, root = SIZES[size], Path(out_dir)
+    existing = [root / name for name in _OUTPUTS if (root / name).exists()]
+    if existing and not overwrite:
+        raise OverwriteError(
+            f"output {existing[0]} already exists: pass --force to overwrite the demo in {root}"
+        )
+    for path in existing:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng([seed, 2024])
+    block_lo = np.full(3, -spec.em_voxel / 2)
+    block_hi = block_lo + spec.block_voxels * spec.em_voxel
+    length, c_fib = float(block_hi[0] - block_lo[0]), (block_lo + block_hi) / 2
+    n_x = math.ceil(1.5 * length / spec.xray_voxel)
+    fov = n_x * spec.xray_voxel
+    truth = _make_truth(rng, c_fib, np.full(3, (n_x - 1) / 2 * spec.xray_voxel), fov, spec)
+    corners = truth.inverse(np.array(list(np.ndindex(2, 2, 2)), float) * fov - spec.xray_voxel / 2)
+    resin = syn.ResinBlock(
+        float(block_lo[0] - 0.15 * length),
+        (float(c_fib[1]), float(c_fib[2])),
+        (0.62 * length, 0.6 * length),
+    )
+    tissue = syn.Tissue(
+        seed,
+        corners.min(axis=0) - 2000.0,
+        corners.max(axis=0) + 2000.0,
+        params=syn.TissueParams().scaled(spec.tissue_scale),
+        envelope_centre=c_fib + rng.uniform(-0.05, 0.05, 3) * length,
+        envelope_radii=0.7 * length * np.array([1.0, 1.05, 0.95]),
+        resin=resin,
+    )
+    steps = _Steps(progress)
+    n_workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), 4))
+    acq = _Acquisition(seed, spec, tissue, block_lo, block_hi)
+    ctx = _Context(root, acq, steps, truth, (n_x,) * 3, rng, n_workers)
+    for _, run in GENERATION_STEPS:
+        run(ctx)
+    o = ctx.out
+    return DemoSample(
+        root=root,
+        size=size,
+        seed=seed,
+        workspace=root / "coframe.yaml",
+        fibsem=root / EM_PATH,
+        labels=root / LABELS_PATH,
+        xray=root / XRAY_PATH,
+        ground_truth=root / TRUTH_DIR,
+        fibsem_levels=o["fibsem_levels"],
+        whole_from=o["whole_from"],
+        crop_index=o["crop_index"],
+        label_levels=o["label_levels"],
+        xray_levels=o["xray_levels"],
+        tem=o["tem"],
+        truth=truth,
+        landmarks_fixed=o["landmarks_fixed"],
+        landmarks_moving=o["landmarks_moving"],
+        timings=dict(steps.timings),
+    )
