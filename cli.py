@@ -662,3 +662,8 @@ def demo_cmd(
         text = step(directory, sample)
         if text:
             typer.echo(text)
+    from transforms.workspace import load_workspace
+    from volumes.report import write_report
+
+    report_path = write_report(load_workspace(directory), force=force)
+    typer.echo(f"\n== QC report\n{report_path}")

@@ -183,3 +183,14 @@ def test_before_overlay_uses_the_initial_transform_named_in_provenance(
     assert res.exit_code == 0, res.output
     html = (workspace / "r.html").read_text(encoding="utf-8")
     assert "before (initial transform init.tfm)" in html
+
+
+def test_demo_ends_by_writing_the_report(tmp_path: Path, runner) -> None:
+    directory = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", str(directory), "--size", "tiny"])
+    assert res.exit_code == 0, res.output
+    report = directory / "report.html"
+    assert res.stdout.rstrip().endswith(f"== QC report\n{report}")
+    html = report.read_text(encoding="utf-8")
+    for space in ("fibsem", "xray", "tem-1", "tem-2"):
+        assert space in html
