@@ -131,7 +131,8 @@ def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tupl
 
     initial = find_value(prov, "initial", "initial_transform", "init_edge", "init")
     if isinstance(initial, Mapping) and "matrix" in initial:
-        return Affine(np.asarray(initial["matrix"], float)), "initial transform"
+        source = f" ({initial['source']})" if initial.get("source") else ""
+        return Affine(np.asarray(initial["matrix"], float)), f"initial transform{source}"
     if isinstance(initial, list):
         return Affine(np.asarray(initial, float)), "initial transform"
     if isinstance(initial, str) and initial:
