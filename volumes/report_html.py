@@ -81,8 +81,13 @@ def fmt(value: Any) -> str:
 
 
 def key_table(rows: Sequence[tuple[str, Any]]) -> str:
-    """A two-column table of names and values."""
-    body = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(fmt(v))}</td></tr>" for k, v in rows)
+    """A two-column table of names and values (a mapping value becomes a nested table)."""
+    body = "".join(
+        f"<tr><th>{escape(str(k))}</th><td>"
+        + (key_table(list(v.items())) if isinstance(v, Mapping) and v else escape(fmt(v)))
+        + "</td></tr>"
+        for k, v in rows
+    )
     return f"<table>{body}</table>" if body else ""
 
 
