@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from registration.inputs import WorkImage
 from registration.intensity import StepReport
@@ -45,6 +46,8 @@ DECAY = 0.602
 DECAY_START = 20.0
 #: Iterations whose gradients set the first step length.
 PROBE_ITERATIONS = 4
+#: Final share of each level's iterations whose coefficients are averaged (noise reduction).
+AVERAGE_FRACTION = 0.3
 #: Padding bins on each side of the moving histogram (cubic Parzen window).
 PAD_BINS = 2
 
@@ -305,6 +308,7 @@ def optimise_level(
         The spline, the iterations run and a problem description (empty if none).
     """
     cfg = preset.bspline
+    smoothing = float(cfg.update_smoothing)
     coefficients = np.asarray(spline.coefficients, dtype=np.float64).reshape(-1, 3).copy()
     largest = []
     for _ in range(PROBE_ITERATIONS):
@@ -317,14 +321,53 @@ def optimise_level(
         return spline, 0, "the metric has no usable gradient"
     rate = cfg.learning_rate * voxel / size
     limit = 4.0 * cfg.learning_rate * voxel
+    time_ = 0.0
+    previous: np.ndarray | None = None
+    average = np.zeros_like(coefficients)
+    averaged = 0
+    first_averaged = int(cfg.iterations * (1.0 - AVERAGE_FRACTION))
     for k in range(cfg.iterations):
         cost, grad, _ = _gradient(level, spline, coefficients, affine, rng, cfg.points)
         if not math.isfinite(cost):
             return spline, k, f"the metric became {cost} at iteration {k}"
-        step = rate * (DECAY_START / (DECAY_START + k)) ** DECAY * grad
+        if previous is not None:
+            time_ = max(0.0, time_ + _time_step(grad, previous))
+        previous = grad
+        if smoothing > 0:
+            grad = _smooth_update(grad, spline.grid_size, smoothing)
+        step = rate * (DECAY_START / (DECAY_START + time_)) ** DECAY * grad
         np.clip(step, -limit, limit, out=step)
         coefficients -= step
-    return _with_coefficients(spline, coefficients), cfg.iterations, ""
+        if k >= first_averaged:
+            average += coefficients
+            averaged += 1
+    final = average / averaged if averaged else coefficients
+    return _with_coefficients(spline, final), cfg.iterations, ""
+
+
+def _smooth_update(gradient: np.ndarray, grid: tuple[int, ...], sigma: float) -> np.ndarray:
+    """The coefficient gradient smoothed over the control grid (a regularised update)."""
+    field = gradient.reshape(*grid, 3)
+    out = np.empty_like(field)
+    for d in range(3):
+        out[..., d] = ndimage.gaussian_filter(field[..., d], sigma, mode="constant")
+    return out.reshape(-1, 3)
+
+
+def _time_step(gradient: np.ndarray, previous: np.ndarray) -> float:
+    """Adaptive step-length clock: advance when successive gradients disagree.
+
+    ``f(x) = f_min + (f_max - f_min) / (1 - (f_max / f_min) exp(-x / w))`` of
+    ``x = -cos(g_k, g_k-1)`` (adaptive stochastic gradient descent): gradients
+    that keep their direction pull the clock back (longer steps), opposed
+    ones push it on (shorter steps).
+    """
+    norm = float(np.linalg.norm(gradient) * np.linalg.norm(previous))
+    if norm <= 0:
+        return 1.0
+    x = -float((gradient * previous).sum()) / norm
+    f_max, f_min, width = 1.0, -0.8, 0.1
+    return f_min + (f_max - f_min) / (1.0 - (f_max / f_min) * math.exp(-x / width))
 
 
 def bspline_step(

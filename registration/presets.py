@@ -196,12 +196,12 @@ class BSplineConfig:
     iterations
         Iterations per level.
     points
-        Sampled points per iteration; a new random sample is drawn every
-        ``resample_every`` iterations.
-    resample_every
-        Iterations between new random samples.
+        Sampled fixed points per iteration (a new random sample every iteration).
     learning_rate
         Largest control-point step of an iteration, in working voxels.
+    update_smoothing
+        Gaussian smoothing (in control points) of every update, a regulariser
+        that keeps regions without image structure smooth; 0 disables it.
     max_jacobian_folding
         Largest fraction of sampled points with Jacobian determinant <= 0
         accepted before the step counts as diverged.
@@ -212,8 +212,8 @@ class BSplineConfig:
     smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
     iterations: int = 60
     points: int = 5000
-    resample_every: int = 10
     learning_rate: float = 0.5
+    update_smoothing: float = 1.0
     max_jacobian_folding: float = 0.0
 
 
@@ -353,6 +353,11 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
             raise ParseError(f"{key} in {source} is {value!r}: expected an integer")
         return value
     if annotation is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParseError(f"{key} in {source} is {value!r}: expected a number")
         return float(value)
@@ -446,10 +451,11 @@ def _validate(preset: Preset, source: str) -> Preset:
         (0 < preset.optimizer.relaxation < 1, "optimizer.relaxation must be in (0, 1)"),
         (preset.bspline.grid_spacing >= 2, "bspline.grid_spacing must be >= 2 working voxels"),
         (
-            preset.bspline.iterations >= 1 and preset.bspline.resample_every >= 1,
-            "bspline.iterations and bspline.resample_every must be >= 1",
+            preset.bspline.iterations >= 1,
+            "bspline.iterations must be >= 1",
         ),
         (preset.bspline.learning_rate > 0, "bspline.learning_rate must be positive"),
+        (preset.bspline.update_smoothing >= 0, "bspline.update_smoothing must be >= 0"),
         (preset.working.margin >= 0, f"working.margin {preset.working.margin}: expected >= 0"),
         (preset.working.max_voxels >= 1000, "working.max_voxels must be >= 1000"),
         (preset.mask.erode >= 0, f"mask.erode {preset.mask.erode}: expected >= 0"),

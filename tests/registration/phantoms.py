@@ -39,7 +39,7 @@ class Scene:
         out = np.zeros(points.shape[0])
         for c, r, w in zip(self.centres, self.radii, self.weights, strict=True):
             d2 = (((points - c) / r) ** 2).sum(axis=1)
-            out += w / (1.0 + np.exp(6.0 * (np.sqrt(d2) - 1.0)))
+            out += w / (1.0 + np.exp(np.minimum(6.0 * (np.sqrt(d2) - 1.0), 50.0)))
         return out
 
 
