@@ -47,7 +47,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """Bring X-ray microCT, TEM and FIB-SEM images of one sample into one physical frame."""
 
@@ -237,7 +239,8 @@ def points_cmd(
     """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
     import json
 
-    from transforms.formats.dispatch import points_csv_text, read_points, write_text_atomic
+    from transforms.atomic import write_text_atomic
+    from transforms.formats.dispatch import points_csv_text, read_points
     from transforms.graph import SpaceGraph, map_points
     from transforms.units import canonical_unit, unit_factor
 
@@ -463,6 +466,7 @@ def import_scene_cmd(
     for e in added:
         typer.echo(f"edge {e.source} -> {e.target}: {e.kind}, {e.file}")
     typer.echo(f"imported {path}: {len(new.all_spaces())} spaces, {len(new.edges)} edges in total")
+
 
 @app.command("resample")
 def resample_cmd(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from transforms.atomic import write_text_atomic
 from transforms.errors import (
     DimensionError,
     InputNotFoundError,
@@ -55,7 +56,6 @@ from transforms.formats.dispatch import (  # noqa: F401
     plain_values,
     sha256_path,
     software_versions,
-    write_text_atomic,
 )
 from transforms.units import canonical_unit
 

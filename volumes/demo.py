@@ -46,6 +46,7 @@ import zarr
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from transforms.atomic import write_text_atomic
 from transforms.errors import CoframeError, OverwriteError
 from volumes import synthetic as syn
 from volumes.write import (
@@ -53,7 +54,6 @@ from volumes.write import (
     MultiscaleWriter,
     create_ome_zarr,
     write_mrc,
-    write_text_file,
     write_tiff,
 )
 
@@ -682,7 +682,7 @@ def _write_truth(ctx: _Context) -> None:
         return {"coordinateSystems": systems, "coordinateTransformations": [sequence]}
 
     def dump(name: str, obj: Any) -> None:
-        write_text_file(gt / name, json.dumps(obj, indent=2) + "\n")
+        write_text_atomic(gt / name, json.dumps(obj, indent=2) + "\n")
 
     with ctx.steps.step("ground truth", 3) as advance:
         root = zarr.open_group(str(gt / "fibsem_to_xray.zarr"), mode="w", zarr_format=2)
@@ -754,7 +754,7 @@ def _write_truth(ctx: _Context) -> None:
             [n, "true", *(f"{c:.3f}" for c in m[::-1]), *(f"{c:.3f}" for c in f[::-1])]
             for n, m, f in zip(names, moving, fixed, strict=True)
         ]
-        write_text_file(
+        write_text_atomic(
             gt / "landmarks.csv", "".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows)
         )
         bigwarp = {
@@ -785,7 +785,7 @@ def _write_workspace(ctx: _Context) -> None:
         }
         spaces[s.name] = {"axes": ["y", "x"]}
     doc = {"coframe": 1, "unit": "nanometer", "spaces": spaces, "images": images, "transforms": []}
-    write_text_file(
+    write_text_atomic(
         ctx.root / "coframe.yaml", yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
     )
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +35,8 @@ import numpy as np
 import zarr
 
 from transforms.affine import Affine
-from transforms.errors import CoframeError, OverwriteError
+from transforms.atomic import atomic_output, refuse_existing, write_text_atomic
+from transforms.errors import CoframeError
 from transforms.units import unit_factor
 from volumes.overlay import Plane, flat_plane, orthogonal_plane, sample_plane
 from volumes.overlay_views import (
@@ -418,15 +417,12 @@ def export_viewer(
     out = Path(out_dir)
     zarr_path, state_path = out / ZARR_NAME, out / STATE_NAME
     for p in (zarr_path, state_path):
-        if p.exists() and not force:
-            raise OverwriteError(f"output {p} already exists: pass --force to overwrite it")
+        refuse_existing(p, force)
     ca, cb = workspace_channels(ws, a, b)
     options, plane_volume = resolve_plane(ws, options)
     graph = ws.graph()
     planes, voxel_size, origin = export_grid(graph, ca, cb, options, ws.unit, plane_volume)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{ZARR_NAME}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    with atomic_output(zarr_path, force=force) as tmp:
         omero = write_channels_zarr(
             tmp,
             graph,
@@ -438,12 +434,6 @@ def export_viewer(
             ws.unit,
             (options.limits_a, options.limits_b),
         )
-        if zarr_path.exists():
-            shutil.rmtree(zarr_path)
-        os.replace(tmp, zarr_path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     if serve_root is None:
         local = [ws.root.resolve(), out.resolve()] + [
             Path(ws.resolve(ws.images[n].path)).resolve()
@@ -464,9 +454,8 @@ def export_viewer(
         root,
         url_base,
     )
-    from volumes.write import write_text_file
 
-    write_text_file(state_path, json.dumps(state, indent=2) + "\n", overwrite=force)
+    write_text_atomic(state_path, json.dumps(state, indent=2) + "\n", force=force)
     return {
         "files": [str(zarr_path), str(state_path)],
         "shape": [2, *_shape_of(zarr_path)],

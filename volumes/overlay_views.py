@@ -514,7 +514,7 @@ def check_output(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from volumes.write import refuse_existing
+    from transforms.atomic import refuse_existing
 
     path = Path(out)
     if path.suffix.lower() not in (".png", *TIFF_SUFFIXES):

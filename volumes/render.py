@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from transforms.atomic import atomic_output
 from transforms.errors import DimensionError, MetadataError
 from transforms.units import canonical_unit, unit_factor
-from volumes.write import atomic_output
 
 #: Default robust contrast percentiles (low, high).
 PERCENTILES = (0.5, 99.5)
@@ -389,7 +389,7 @@ def panel_grid(rows: Sequence[Sequence[Panel]], title: str = "", gap: int = 6) -
 
 def save_png(path: str | os.PathLike[str], rgb: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write an RGB picture as PNG, atomically (refuses to overwrite without ``overwrite``)."""
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, force=overwrite) as tmp:
         Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
     return Path(path)
 
@@ -436,6 +436,6 @@ def save_channels_tiff(
         )
     )
     meta = {"axes": "CYX", "unit": name, "Labels": list(names)}
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, force=overwrite) as tmp:
         tifffile.imwrite(tmp, arr, imagej=True, resolution=(1.0 / size, 1.0 / size), metadata=meta)
     return Path(path)

@@ -367,8 +367,8 @@ def write_report(
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from volumes.write import refuse_existing, write_text_file
+    from transforms.atomic import refuse_existing, write_text_atomic
 
     target = Path(out) if out is not None else ws.root / "report.html"
     refuse_existing(target, force)
-    return write_text_file(target, build_report(ws, size=size), overwrite=force)
+    return write_text_atomic(target, build_report(ws, size=size), force=force)

@@ -209,11 +209,13 @@ class Volume:
             else:
                 names = ", ".join(lvl.path or str(i) for i, lvl in enumerate(self.levels))
                 raise LevelError(
-                    f"level {index!r} does not exist in {self.source}: choose one of {names} (--level)"
+                    f"level {index!r} does not exist in {self.source}: "
+                    f"choose one of {names} (--level)"
                 )
         if not 0 <= index < len(self.levels):
             raise LevelError(
-                f"level {index} does not exist in {self.source}: it has levels 0..{len(self.levels) - 1} (--level)"
+                f"level {index} does not exist in {self.source}: "
+                f"it has levels 0..{len(self.levels) - 1} (--level)"
             )
         return self.levels[index]
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from transforms.errors import AxisError, DimensionError, FormatError, MetadataError, OverwriteError
+from transforms.atomic import atomic_output, refuse_existing
+from transforms.errors import AxisError, DimensionError, FormatError, MetadataError
 from transforms.units import canonical_unit
 
 #: Default chunk shapes by number of axes (CellMap uses 64x128x128).
@@ -51,50 +50,6 @@ _OME_UNITS = {
     "meter": "m",
 }
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-
-
-# --------------------------------------------------------------------------- safe output paths
-
-
-def refuse_existing(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Raise :class:`OverwriteError` if ``path`` exists and ``overwrite`` is false.
-
-    Returns the path as a :class:`~pathlib.Path`.
-    """
-    p = Path(path)
-    if (p.exists() or p.is_symlink()) and not overwrite:
-        raise OverwriteError(f"output {p} already exists: pass --force to overwrite it")
-    return p
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    The temporary file is removed if the body raises, so a failed write never
-    leaves a half-written target behind.
-
-    Raises
-    ------
-    OverwriteError
-        If ``path`` exists and ``overwrite`` is false.
-    """
-    target = refuse_existing(path, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> Path:
-    """Write a text file atomically (temporary file, then rename)."""
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 # --------------------------------------------------------------------------- pyramid geometry
@@ -508,9 +463,7 @@ def create_ome_zarr(
     codec = _compressor(compressor, compression_level, zarr_version)
 
     root_path, group_path = _split_store_path(target)
-    if target.exists():
-        if not overwrite:
-            raise OverwriteError(f"output {target} already exists: pass --force to overwrite it")
+    if refuse_existing(target, overwrite).exists():
         shutil.rmtree(target)
     if root_path.exists():
         try:
@@ -705,7 +658,7 @@ def write_tiff(
     if flavor not in ("imagej", "ome"):
         raise FormatError(f"TIFF flavor {flavor!r}: expected 'imagej' or 'ome'")
     axes_text = "".join(n.upper() for n in names)
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, force=overwrite) as tmp:
         if use_imagej:
             meta: dict[str, Any] = {"unit": _IMAGEJ_UNITS[unit], "axes": axes_text}
             if "z" in size:
@@ -760,7 +713,7 @@ def write_mrc(
         vx, vy, vz = float(vs[1]), float(vs[0]), float(vs[1])
     else:
         vx, vy, vz = float(vs[2]), float(vs[1]), float(vs[0])
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, force=overwrite) as tmp:
         try:
             with mrcfile.new(tmp, overwrite=True) as mrc:
                 mrc.set_data(np.ascontiguousarray(arr))

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-import transforms.formats.dispatch as dispatch
+import transforms.atomic as atomic
 from transforms.errors import (
     DimensionError,
     FormatError,
     InputNotFoundError,
     NoPathError,
+    OutputError,
     OverwriteError,
     ParseError,
     TransformError,
@@ -281,8 +282,8 @@ def test_save_is_atomic_when_the_rename_fails(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(dispatch.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(OutputError, match="disk full"):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]

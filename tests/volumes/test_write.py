@@ -10,13 +10,13 @@ import pytest
 import tifffile
 import zarr
 
+from transforms.atomic import write_text_atomic
 from transforms.errors import DimensionError, OverwriteError
 from volumes.write import (
     create_ome_zarr,
     downsample,
     pyramid_specs,
     write_mrc,
-    write_text_file,
     write_tiff,
 )
 
@@ -121,7 +121,7 @@ def test_existing_outputs_need_overwrite(tmp_path) -> None:
     with pytest.raises(OverwriteError, match="--force"):
         write_mrc(tif, np.zeros((4, 4), np.float32), 1.0)
     with pytest.raises(OverwriteError):
-        write_text_file(tif, "x")
+        write_text_atomic(tif, "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "a.zarr"], "no temporaries left"
 
 

@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from transforms.affine import Affine, Translation
+from transforms.atomic import write_text_atomic
 from transforms.base import Transform
 from transforms.errors import (
     DimensionError,
     FormatError,
     InputNotFoundError,
-    OverwriteError,
     ParseError,
     TransformError,
 )
@@ -357,29 +356,6 @@ def _read_text(path: str | os.PathLike[str]) -> tuple[Path, str]:
         raise FormatError(f"cannot read BigWarp file {str(p)!r}: {e}") from e
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
-    """Write text to ``path`` through a temporary file and a rename.
-
-    Raises
-    ------
-    OverwriteError
-        If ``path`` exists and ``force`` is false.
-    """
-    p = Path(path)
-    if p.exists() and not force:
-        raise OverwriteError(f"{str(p)!r} already exists: pass --force to overwrite it")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
 def read_bigwarp_landmarks(
     path: str | os.PathLike[str], *, unit: str = "nanometer", file_unit: str | None = None
 ) -> Landmarks:
@@ -442,7 +418,7 @@ def write_bigwarp_landmarks(
         If the file exists and ``force`` is false.
     """
     scale = 1.0 / _file_scale(unit, file_unit)
-    return atomic_write_text(path, format_bigwarp_csv(landmarks, scale=scale), force=force)
+    return write_text_atomic(path, format_bigwarp_csv(landmarks, scale=scale), force=force)
 
 
 def _json_points(value: Any, key: str, n: int, dim: int, scale: float) -> np.ndarray:
@@ -649,7 +625,7 @@ def write_bigwarp_json(
     """
     scale = 1.0 / _file_scale(unit, file_unit)
     obj = bigwarp_json_object(landmarks, kind, scale=scale)
-    return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n", force=force)
+    return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n", force=force)
 
 
 # --------------------------------------------------------------------------- fits

@@ -27,9 +27,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -524,36 +522,6 @@ def points_csv_text(points: np.ndarray, axes: tuple[str, ...] | None = None) -> 
     for row in arr:
         writer.writerow([repr(float(v)) for v in row])
     return buf.getvalue()
-
-
-def write_text_atomic(path: str | Path, text: str, *, force: bool = False) -> Path:
-    """Write a text file atomically: a temporary file beside it, then ``os.replace``.
-
-    The text is encoded before anything touches the disk; on any failure the
-    temporary file is removed and the previous file is left intact.
-
-    Raises
-    ------
-    OverwriteError
-        If ``path`` exists and ``force`` is false.
-    """
-    p = Path(path)
-    if p.exists() and not force:
-        raise OverwriteError(f"{p} already exists: pass --force to overwrite it")
-    data = text.encode("utf-8")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
 
 
 # ---------------------------------------------------------------------- helpers

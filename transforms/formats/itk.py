@@ -17,11 +17,11 @@ existing file is only replaced with ``force=True``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import SimpleITK as sitk
 
+from transforms.atomic import atomic_output
 from transforms.base import Sequence, Transform
 from transforms.errors import (
     FormatError,
@@ -154,18 +154,11 @@ def write_itk(
         raise OverwriteError(f"{str(p)!r} exists: pass --force to overwrite it")
     factor = unit_factor(unit, file_unit)
     st = to_sitk(_for_suffix(t, suffix, p).with_unit_scale(factor))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        sitk.WriteTransform(st, str(tmp))
-        os.replace(tmp, p)
+        with atomic_output(p, force=force) as tmp:
+            sitk.WriteTransform(st, str(tmp))
     except RuntimeError as e:
         raise TransformError(
             f"SimpleITK could not write {type(t).__name__} to {str(p)!r}: {_first_line(e)}"
         ) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p

@@ -13,8 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from transforms.errors import FormatError, InputNotFoundError, OverwriteError, ParseError
+from transforms.atomic import atomic_output, refuse_existing, write_text_atomic
+from transforms.errors import FormatError, InputNotFoundError, ParseError
 
 #: The OME-NGFF version written.
 NGFF_VERSION = "0.6"
@@ -253,29 +252,6 @@ class ArrayToWrite:
     attributes: dict[str, Any]
 
 
-def _check_target(target: Path, force: bool) -> None:
-    if target.exists() and not force:
-        raise OverwriteError(f"{str(target)!r} already exists: pass --force to overwrite it")
-
-
-def _replace(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``, replacing an existing file or directory."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.replace(target, backup)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(backup, target)
-        raise
-    if backup.is_dir():
-        shutil.rmtree(backup)
-    else:
-        backup.unlink()
-
-
 def write_container(
     path: str | os.PathLike[str],
     metadata: dict[str, Any],
@@ -311,28 +287,17 @@ def write_container(
         If arrays must be written into a ``.json`` file, or the format is unknown.
     """
     target = Path(path)
-    _check_target(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    refuse_existing(target, force)
     if target.suffix.lower() == ".json":
         if arrays:
             raise FormatError(
                 f"{str(target)!r}: this transform stores arrays ({arrays[0].path}); write it to a "
                 "Zarr group (a .zarr directory) instead of a .json file"
             )
-        text = json.dumps(metadata, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            _replace(Path(tmp), target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_text_atomic(target, json.dumps(metadata, indent=2) + "\n", force=force)
     if zarr_format not in (2, 3):
         raise FormatError(f"unknown Zarr format {zarr_format!r}: expected 2 or 3")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_output(target, force=force) as staging:
         group = zarr.open_group(str(staging), mode="w", zarr_format=zarr_format)
         group.attrs.put({"ome": metadata} if zarr_format == 3 else metadata)
         for item in arrays:
@@ -342,8 +307,4 @@ def write_container(
             )
             _copy_blocks(item.data, array)
             array.attrs.put({"ome": item.attributes} if zarr_format == 3 else item.attributes)
-        _replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
