@@ -441,8 +441,9 @@ def bspline_step(
             StepReport("bspline", before, after, seconds, count, stop, False, note),
             stats,
         )
-    if after > before:
-        note = "undone: the metric got worse"
+    shrank = evaluate.lost_overlap(affine, result)
+    if after > before or shrank:
+        note = f"undone: {shrank or 'the metric got worse'}"
         return (
             affine,
             StepReport("bspline", before, after, seconds, count, stop, False, note),

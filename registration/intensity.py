@@ -276,6 +276,11 @@ def linear_step(
     if after > before:
         note = "undone: the metric got worse"
         return initial, StepReport(kind, before, after, seconds, count, stop, False, note)
+    shrank = evaluate.lost_overlap(initial, result)
+    if shrank:
+        return initial, StepReport(
+            kind, before, after, seconds, count, stop, False, f"undone: {shrank}"
+        )
     return result, StepReport(kind, before, after, seconds, count, stop)
 
 

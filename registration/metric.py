@@ -28,6 +28,8 @@ from transforms.sitk_bridge import from_sitk, to_sitk
 QC_POINTS = 20000
 #: Fraction of the sample that must map into the moving image for a finite metric.
 MIN_OVERLAP = 0.1
+#: Share of the starting overlap a step must keep to be accepted.
+KEEP_OVERLAP = 0.8
 
 
 def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
@@ -223,6 +225,22 @@ class Evaluator:
             full[np.flatnonzero(keep)[inside]] = True
             return values[inside].astype(np.float64), full
         return values.astype(np.float64), keep
+
+    def overlap(self, transform: Transform) -> float:
+        """Fraction of the fixed sample that a transform maps into the moving image."""
+        return float(self.moving_values(transform)[1].mean())
+
+    def lost_overlap(self, before: Transform, after: Transform) -> str:
+        """Why ``after`` shrank the overlap too much compared with ``before`` (empty if not).
+
+        Mutual information computed on fewer points is biased upwards, so an
+        optimiser can "improve" it by sliding the images apart; a result that
+        keeps less than :data:`KEEP_OVERLAP` of the starting overlap is refused.
+        """
+        start, end = self.overlap(before), self.overlap(after)
+        if end < KEEP_OVERLAP * start:
+            return f"the overlap shrank from {start:.0%} to {end:.0%} of the sampled fixed points"
+        return ""
 
     def __call__(self, transform: Transform) -> float:
         """The metric of one FIXED -> MOVING transform (physical units)."""

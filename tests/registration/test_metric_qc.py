@@ -1,0 +1,84 @@
+"""The QC metric, overlap guard, Jacobian statistics and TRE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from registration.inputs import WorkImage, padding_mask
+from registration.metric import Evaluator, block_mean
+from registration.presets import MetricConfig
+from registration.qc import jacobian_stats, tre
+from transforms.affine import Affine, Translation
+from transforms.bspline import BSpline
+
+
+def _image(array: np.ndarray, mask: np.ndarray | None = None) -> WorkImage:
+    return WorkImage("img", array.astype(np.float32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), mask, 0, "")
+
+
+def _blobs(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(rng.normal(size=(32, 32, 32)), 2.0) * 100 + 100
+
+
+@pytest.mark.parametrize("name", ["mattes", "correlation", "meansquares"])
+def test_metric_is_lowest_at_the_true_alignment(name: str) -> None:
+    array = _blobs()
+    moving = array if name == "meansquares" else 300 - array
+    evaluate = Evaluator(_image(array), _image(moving), MetricConfig(name=name), points=5000)
+    at_truth = evaluate(Affine(np.eye(4)))
+    for shift in (2.0, 4.0):
+        assert evaluate(Translation(np.array([shift, 0.0, -shift]))) > at_truth
+
+
+def test_overlap_guard_names_the_shrinkage() -> None:
+    array = _blobs()
+    evaluate = Evaluator(_image(array), _image(array), MetricConfig(), points=4000)
+    identity = Affine(np.eye(4))
+    assert evaluate.overlap(identity) == 1.0
+    assert evaluate.lost_overlap(identity, Translation(np.array([0.0, 0.0, 4.0]))) == ""
+    note = evaluate.lost_overlap(identity, Translation(np.array([0.0, 40.0, 40.0])))
+    assert "overlap shrank from 100%" in note
+    assert evaluate(Translation(np.array([200.0, 0.0, 0.0]))) == np.inf
+
+
+def test_padding_mask_drops_border_zeros_only() -> None:
+    array = np.ones((20, 20, 20))
+    array[:, :, :4] = 0
+    array[10, 10, 10] = 0
+    mask = padding_mask(array, erode=1)
+    assert mask is not None
+    assert not mask[:, :, :5].any() and mask[10, 10, 10] and mask[10, 10, 12]
+    assert padding_mask(np.ones((5, 5, 5)), 1) is None
+
+
+def test_block_mean_averages_blocks() -> None:
+    array = np.arange(4 * 6 * 5, dtype=float).reshape(4, 6, 5)
+    out = block_mean(array, 2)
+    assert out.shape == (2, 3, 2)
+    assert out[0, 0, 0] == pytest.approx(array[:2, :2, :2].mean())
+
+
+def test_jacobian_of_a_scaling_and_of_a_folding_spline() -> None:
+    work = _image(np.zeros((16, 16, 16)))
+    stats = jacobian_stats(Affine.from_linear(np.diag([2.0, 1.0, 1.5])), work)
+    assert stats["min"] == pytest.approx(3.0) and stats["max"] == pytest.approx(3.0)
+    assert stats["folding_fraction"] == 0.0
+    size = (7, 7, 7)
+    coefficients = np.zeros((*size, 3))
+    coefficients[3, 3, 3, 0] = 40.0
+    coefficients[4, 3, 3, 0] = -40.0
+    spline = BSpline(np.full(3, -10.0), np.full(3, 10.0), np.eye(3), size, coefficients)
+    folded = jacobian_stats(spline, work)
+    assert folded["min"] < 0 and folded["folding_fraction"] > 0
+
+
+def test_tre_statistics_in_units_and_voxels() -> None:
+    points = np.zeros((4, 3))
+    moving = np.array([[0, 0, 1.0], [0, 0, 2.0], [0, 0, 3.0], [0, 0, 4.0]])
+    stats = tre(Affine(np.eye(4)), points, moving, voxel_size=2.0)
+    assert stats["n"] == 4 and stats["mean"] == pytest.approx(2.5) and stats["max"] == 4.0
+    assert stats["mean_vox"] == pytest.approx(1.25)
