@@ -645,6 +645,15 @@ def register_cmd(
 DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
 
 
+def _demo_register(directory: Path, sample: Any) -> str | None:
+    from registration.command import demo_register_step
+
+    return demo_register_step(directory, sample)
+
+
+DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
+
+
 @app.command("demo")
 def demo_cmd(
     directory: Annotated[

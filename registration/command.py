@@ -489,3 +489,36 @@ def format_report(outcome: RegisterOutcome) -> str:
     if outcome.stored is not None:
         lines.append(f"  stored {outcome.stored}")
     return "\n".join(lines)
+
+
+def demo_register_step(directory: Path, sample: Any = None) -> str:
+    """The demo's registration: its X-ray (moving) onto its FIB-SEM (fixed), TRE vs the truth.
+
+    Parameters
+    ----------
+    directory
+        The demo workspace.
+    sample
+        The demo sample description (unused: the ground truth is read from
+        the workspace's ``ground_truth/`` folder, as a user would).
+
+    Returns
+    -------
+    str
+        The report, ending with the refusal reason when nothing was stored.
+    """
+    from transforms.workspace import load_workspace
+
+    ws = load_workspace(directory)
+    request = RegisterRequest(
+        moving="xray",
+        fixed="fibsem",
+        preset="xray-to-fibsem",
+        force=True,
+        command=f"coframe register xray fibsem -w {directory} --force",
+    )
+    ws, outcome = run_register(ws, request)
+    if outcome.stored is not None:
+        ws.save()
+    text = format_report(outcome)
+    return f"{text}\n  not stored: {outcome.refused}" if outcome.refused else text
