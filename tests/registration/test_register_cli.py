@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from conftest import VOXEL, Pair, centre
@@ -93,3 +94,38 @@ def test_level_choice_reads_the_level_nearest_the_other_voxel(
     assert levels["fixed"]["path"] == "s1"
     assert levels["fixed"]["voxel_size"] == [2 * VOXEL] * 3
     assert pair.tre_vox(pair.edge()) < 0.4
+
+
+def test_multi_start_finds_a_pose_far_from_identity(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    linear = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) @ _rotation_z(8.0)
+    truth = _about_centre(linear, (1000.0, -1500.0, 1000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    args = ["--steps", "rigid,affine", "--set", "init=identity", "--json"]
+    plain = _register(runner, pair, *args)
+    assert plain.exit_code == 0, plain.output
+    assert pair.tre_vox(pair.edge()) > 3.0
+    result = _register(runner, pair, *args, "--multi-start", "--force")
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.output)["steps"]
+    assert steps[0]["name"] == "multi-start" and "90 deg about z" in steps[0]["note"]
+    assert pair.tre_vox(pair.edge()) < 0.25
+
+
+def test_user_preset_file_and_overrides(
+    runner: CliRunner, make_pair: Callable[..., Pair], tmp_path: Path
+) -> None:
+    truth = _about_centre(np.eye(3), (1000.0, 2000.0, -1000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("steps: [rigid]\nmetric: {name: correlation}\nsampling: {points: 3000}\n")
+    result = _register(runner, pair, "--preset", str(preset), "--set", "seed=5", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["metric"]["name"] == "correlation"
+    assert [s["name"] for s in report["steps"]] == ["rigid"]
+    prov = load_workspace(pair.root).edges[0].provenance
+    assert prov["parameters"]["preset"] == "user" and prov["parameters"]["seed"] == 5
+    assert prov["parameters"]["sampling"]["points"] == [3000]
+    assert pair.tre_vox(pair.edge()) < 0.3
