@@ -356,10 +356,19 @@ class _Runner:
         if self.client is not None:
             self.client.close()
 
-    def threads_per_task(self, n_tasks: int) -> int:
-        """Threads SimpleITK may use inside one task."""
+    def threads_per_task(self, n_tasks: int, linear: bool) -> int:
+        """Threads SimpleITK may use inside one task.
+
+        SimpleITK holds the GIL while it resamples, so concurrent local tasks
+        do not overlap inside it (their reads and writes do): an affine
+        resampling gets every core through ITK's own threads; a field lookup,
+        which ITK's threads barely speed up, gets one. Distributed workers
+        run one thread per task.
+        """
         if self.client is not None:
             return 1
+        if linear:
+            return self.cores
         return max(1, self.cores // max(1, min(self.workers, n_tasks)))
 
     def run(
@@ -713,7 +722,9 @@ def _resample_tiff(
     if (out.exists() or out.is_symlink()) and not force:
         raise OverwriteError(f"output {out} already exists: pass --force to overwrite it")
     blocks = plan_blocks(grid.shape, plan.block_shape)
-    job = replace(job, output=None, threads=runner.threads_per_task(len(blocks)))
+    job = replace(
+        job, output=None, threads=runner.threads_per_task(len(blocks), job.transform.is_linear)
+    )
     total = sum(b.n_chunks(grid.chunks) for b in blocks)
     results = runner.run(
         run_block, job, blocks, label="resample", total_chunks=total, done_chunks=0
@@ -765,7 +776,9 @@ def _resample_zarr(
         raise
     blocks = plan_blocks(grid.shape, plan.block_shape)
     todo = _pending(output, "s0", blocks)
-    job = replace(job, output=output, threads=runner.threads_per_task(len(todo)))
+    job = replace(
+        job, output=output, threads=runner.threads_per_task(len(todo), job.transform.is_linear)
+    )
     total = sum(b.n_chunks(grid.chunks) for b in blocks)
     done = total - sum(b.n_chunks(grid.chunks) for b in todo)
     runner.run(run_block, job, todo, label="resample s0", total_chunks=total, done_chunks=done)
