@@ -654,6 +654,15 @@ def _demo_register(directory: Path, sample: Any) -> str | None:
 DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
 
 
+def _demo_resample(directory: Path, sample: Any) -> str | None:
+    from transforms.resample_demo import demo_resample_step
+
+    return demo_resample_step(directory, sample)
+
+
+DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_resample))
+
+
 @app.command("demo")
 def demo_cmd(
     directory: Annotated[

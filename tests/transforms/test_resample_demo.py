@@ -1,0 +1,77 @@
+"""The demo's resampling step, with the demo's ground-truth map linked as the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from cli import app
+from transforms.resample_demo import OUT_DIR, demo_resample_step
+from volumes.demo import make_demo
+from volumes.open import open_volume
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("demo") / "d"
+    sample = make_demo(root, size="tiny", seed=1)
+    return root, sample
+
+
+def test_without_an_edge_the_step_is_skipped(demo: tuple[Path, object]) -> None:
+    root, sample = demo
+    text = demo_resample_step(root, sample)
+    assert "skipped" in text and "coframe register" in text
+    assert not (root / OUT_DIR).exists()
+
+
+def test_each_modality_lands_in_the_others_frame(
+    demo: tuple[Path, object], runner: CliRunner
+) -> None:
+    root, sample = demo
+    linked = runner.invoke(
+        app,
+        [
+            "link",
+            "fibsem",
+            "xray",
+            str(root / "ground_truth" / "fibsem_to_xray.zarr"),
+            "-w",
+            str(root),
+        ],
+    )
+    assert linked.exit_code == 0, linked.output
+    text = demo_resample_step(root, sample)
+    assert text.count("blocks in") == 3, text
+
+    xray = open_volume(root / "xray.zarr").levels[0]
+    fib_in_xray = open_volume(root / OUT_DIR / "fibsem-in-xray.zarr").levels[0]
+    assert fib_in_xray.shape == xray.shape
+    np.testing.assert_allclose(fib_in_xray.voxel_size, xray.voxel_size)
+    a = fib_in_xray.read().astype(np.float64)
+    b = xray.read().astype(np.float64)
+    inside = ndimage.binary_erosion(a > 0, iterations=2)  # away from the block's zero padding
+    assert inside.mean() > 0.02
+    # X-ray contrast is inverted relative to the uint8 EM: the right map anticorrelates them,
+    # more than the same map off by three X-ray voxels
+    right = np.corrcoef(a[inside], b[inside])[0, 1]
+    shifted = np.corrcoef(a[inside], np.roll(b, 3, axis=2)[inside])[0, 1]
+    assert right < -0.3
+    assert right < shifted - 0.2
+
+    nuc = open_volume(root / "fibsem.zarr/recon-1/labels/nuc")
+    nuc_out = open_volume(root / OUT_DIR / "nuc-in-fibsem.zarr").levels[0]
+    ids = set(np.unique(nuc.levels[0].read()).tolist())
+    got = nuc_out.read()
+    assert got.dtype == nuc.dtype
+    assert set(np.unique(got).tolist()) <= ids
+    assert len(np.unique(got)) > 1
+
+    x_in_fib = open_volume(root / OUT_DIR / "xray-in-fibsem.zarr").levels[0]
+    assert x_in_fib.shape == nuc_out.shape
+    np.testing.assert_allclose(x_in_fib.origin, nuc_out.origin)
+    assert np.count_nonzero(x_in_fib.read()) > 0
