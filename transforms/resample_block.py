@@ -335,14 +335,22 @@ def compute_piece(
 
 
 def output_array(output: str, level_path: str) -> Any:
-    """The output Zarr array of a level, opened once per process."""
-    import zarr
+    """The output array of a level as a tensorstore handle, opened once per process.
+
+    Pieces are written through tensorstore, whose encoding and file writes
+    run in C++ threads without the GIL, so they overlap with the next
+    piece's resampling in another task.
+    """
+    import tensorstore as ts
 
     key = (output, level_path)
     with _LOCK:
         array = _ARRAYS.get(key)
     if array is None:
-        array = zarr.open_array(str(Path(output) / level_path), mode="r+")
+        path = Path(output) / level_path
+        driver = "zarr3" if (path / "zarr.json").is_file() else "zarr"
+        spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}}
+        array = ts.open(spec, open=True).result()
         with _LOCK:
             _ARRAYS[key] = array
     return array
@@ -359,7 +367,12 @@ def write_piece(job: BlockJob, start: tuple[int, ...], data: np.ndarray) -> None
     """Write a computed piece into the output level with its first voxel at ``start``."""
     array = output_array(str(job.output), job.level_path)
     box = tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))
-    array[box] = data
+    try:
+        array[box].write(data).result()
+    except ValueError as e:
+        if "No space left" in str(e) or "OS error: 28" in str(e):
+            raise OSError(errno.ENOSPC, str(e)) from e
+        raise
 
 
 def done_marker(output: str, level_path: str, block: Block) -> Path:
