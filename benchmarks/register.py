@@ -154,6 +154,8 @@ def make_demo_pair(demo: Path, out: Path) -> dict[str, Any]:
         fixed_origin=tuple(v * scale for v in level.origin),
         moving_origin=tuple(v * scale for v in moving_level.origin),
     )
+    if mask is not None:
+        np.save(out / "fixed_mask.npy", mask.astype(np.uint8))
     meta["demo"] = str(demo)
     meta["fixed_level"] = level.path
     (out / "meta.json").write_text(json.dumps(meta))
@@ -255,6 +257,12 @@ def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(THREADS)
     fixed = _itk_image(np.load(data / "fixed.npy"), meta["fixed_voxel"], meta["fixed_origin"])
     moving = _itk_image(np.load(data / "moving.npy"), meta["moving_voxel"], meta["moving_origin"])
+    mask_file = data / "fixed_mask.npy"
+    mask = None
+    if mask_file.exists():
+        mask_array = np.load(mask_file).astype(np.uint8)
+        mask = itk.image_from_array(np.ascontiguousarray(mask_array))
+        mask.CopyInformation(fixed)
     params = itk.ParameterObject.New()
     affine = params.GetDefaultParameterMap("affine")
     affine["AutomaticTransformInitialization"] = ["true"]
@@ -262,12 +270,15 @@ def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
     params.AddParameterMap(affine)
     if deformable:
         params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+    extra = {} if mask is None else {"fixed_mask": mask}
     cold_start = time.perf_counter()
-    itk.elastix_registration_method(fixed, moving, parameter_object=params, log_to_console=False)
+    itk.elastix_registration_method(
+        fixed, moving, parameter_object=params, log_to_console=False, **extra
+    )
     cold = time.perf_counter() - cold_start
     start = time.perf_counter()
     _, result = itk.elastix_registration_method(
-        fixed, moving, parameter_object=params, log_to_console=False
+        fixed, moving, parameter_object=params, log_to_console=False, **extra
     )
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
@@ -294,15 +305,32 @@ def _ants(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarra
         np.load(data / "moving.npy"), origin=meta["moving_origin"], spacing=meta["moving_voxel"]
     )
     kind = "SyN" if deformable else "Affine"
+    extra = {}
+    if (data / "fixed_mask.npy").exists():
+        extra["mask"] = ants.from_numpy(
+            np.load(data / "fixed_mask.npy").astype(np.float32),
+            origin=meta["fixed_origin"],
+            spacing=meta["fixed_voxel"],
+        )
     start = time.perf_counter()
     result = ants.registration(
-        fixed, moving, type_of_transform=kind, aff_metric="mattes", syn_metric="mattes"
+        fixed, moving, type_of_transform=kind, aff_metric="mattes", syn_metric="mattes", **extra
     )
     seconds = time.perf_counter() - start
     points = np.load(data / "points.npy")
     frame = pd.DataFrame(points, columns=["x", "y", "z"])
     mapped = ants.apply_transforms_to_points(3, frame, result["fwdtransforms"])
     return mapped[["x", "y", "z"]].to_numpy(), seconds, kind
+
+
+def _peak_gb() -> float:
+    """This process's own peak resident memory (VmHWM: ``ru_maxrss`` survives ``exec``)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def child(method: str, data: Path, deformable: bool) -> None:
@@ -312,7 +340,7 @@ def child(method: str, data: Path, deformable: bool) -> None:
     mapped, seconds, note = runner(data, meta, deformable)
     truth = np.load(data / "truth.npy")
     errors = np.linalg.norm(mapped - truth, axis=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    peak = _peak_gb()
     print(
         json.dumps(
             {

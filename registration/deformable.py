@@ -48,6 +48,8 @@ DECAY_START = 20.0
 PROBE_ITERATIONS = 4
 #: Final share of each level's iterations whose coefficients are averaged (noise reduction).
 AVERAGE_FRACTION = 0.3
+#: How far past the finest wanted mesh a refinement may go (small images keep coarse grids).
+REFINE_SLACK = 1.25
 #: Padding bins on each side of the moving histogram (cubic Parzen window).
 PAD_BINS = 2
 
@@ -401,10 +403,12 @@ def bspline_step(
     before = evaluate(affine)
     levels = list(zip(cfg.shrink_factors, cfg.smoothing_sigmas, strict=True))
     spline = initial_spline(pair.fixed_work, cfg.grid_spacing * 2 ** (len(levels) - 1))
+    finest = np.asarray(initial_spline(pair.fixed_work, cfg.grid_spacing).grid_size) - 3
     rng = np.random.default_rng(preset.seed)
     count, problem = 0, ""
     for index, (factor, sigma) in enumerate(levels):
-        if index > 0:
+        cells = np.asarray(spline.grid_size) - 3
+        if index > 0 and np.all(2 * cells <= REFINE_SLACK * finest):
             spline = refine(spline)
         level = _Level(pair, factor, sigma, preset)
         spline, done, problem = optimise_level(level, spline, affine, preset, rng, pair.scale)
