@@ -206,10 +206,14 @@ def register(
     start_map, source = resolve_start(
         moving, fixed, preset.init, initial, initial_source, preset.auto_start
     )
-    if preset.init in ("edge", "landmarks") and source != preset.init:
-        flag = "--init-edge" if preset.init == "edge" else "--landmarks"
+    if preset.init == "edge" and source != "edge":
         raise RegistrationError(
-            f"init is {preset.init!r} but no {preset.init} was given: pass {flag} or "
+            f"--init-edge (init: edge) needs a {names[1]} -> {names[0]} path in the workspace "
+            "and there is none: link or register one first, or use --set init=auto"
+        )
+    if preset.init == "landmarks" and source != "landmarks":
+        raise RegistrationError(
+            "init is 'landmarks' but no landmark file was given: pass --landmarks FILE or "
             "--set init=auto"
         )
     overlap = inputs.overlap_boxes(

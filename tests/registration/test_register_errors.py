@@ -154,7 +154,8 @@ def test_dimension_check_names_the_role(make_pair: Callable[..., Pair]) -> None:
         (["--preset", "no-such-preset"], ["no-such-preset", "--preset"]),
         (["--level-fixed", "s9"], ["s9", "--level-fixed"]),
         (["--landmarks-unit", "parsec", "--landmarks", "x.csv"], ["parsec"]),
-        (["--init-edge"], ["no edge was given", "--init-edge"]),
+        (["--init-edge"], ["--init-edge", "fixed -> moving path", "there is none"]),
+        (["--init", "landmarks"], ["no landmark file was given", "--landmarks"]),
     ],
 )
 def test_bad_options_give_one_line_errors(
