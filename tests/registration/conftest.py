@@ -66,15 +66,17 @@ def make_pair(tmp_path: Path) -> Callable[..., Pair]:
         moving_levels: int = 1,
         fixed_levels: int = 1,
         fixed_array: Callable[[np.ndarray], np.ndarray] | None = None,
+        moving_voxel: float = VOXEL,
     ) -> Pair:
         scene = Scene.random(3, np.zeros(3), np.array(SHAPE) * VOXEL)
         fixed = render(scene, SHAPE, VOXEL, np.zeros(3), noise=noise, seed=1)
         if fixed_array is not None:
             fixed = fixed_array(fixed)
+        moving_shape = tuple(int(round(n * VOXEL / moving_voxel)) for n in SHAPE)
         moving = render(
             scene,
-            SHAPE,
-            VOXEL,
+            moving_shape,
+            moving_voxel,
             np.asarray(moving_origin),
             to_scene=moving_to_fixed,
             response=inverted,
@@ -84,7 +86,9 @@ def make_pair(tmp_path: Path) -> Callable[..., Pair]:
         root = tmp_path / "ws"
         ws = init_workspace(root)
         write_image(root / "fixed.zarr", fixed, VOXEL, np.zeros(3), fixed_levels)
-        write_image(root / "moving.zarr", moving, VOXEL, np.asarray(moving_origin), moving_levels)
+        write_image(
+            root / "moving.zarr", moving, moving_voxel, np.asarray(moving_origin), moving_levels
+        )
         ws = ws.add_image("fixed", root / "fixed.zarr", "fibsem", axes=("z", "y", "x"))
         ws = ws.add_image("moving", root / "moving.zarr", "xray", axes=("z", "y", "x"))
         ws.save()

@@ -96,6 +96,19 @@ def test_level_choice_reads_the_level_nearest_the_other_voxel(
     assert pair.tre_vox(pair.edge()) < 0.4
 
 
+def test_auto_level_follows_the_coarser_image_and_never_reads_s0(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    truth = _about_centre(np.eye(3), (1500.0, -2000.0, 1000.0))
+    pair = make_pair(truth.inverse(), truth=truth, fixed_levels=3, moving_voxel=2 * VOXEL)
+    result = _register(runner, pair, "--steps", "moments,rigid", "--json")
+    assert result.exit_code == 0, result.output
+    levels = json.loads(result.output)["levels"]
+    assert (levels["fixed"]["path"], levels["moving"]["path"]) == ("s1", "s0")
+    assert levels["fixed"]["region_shape"] == [24, 24, 24]
+    assert pair.tre_vox(pair.edge()) < 0.6  # in 1000 nm voxels: 0.3 working voxels
+
+
 def test_multi_start_finds_a_pose_far_from_identity(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
