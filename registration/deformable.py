@@ -107,22 +107,35 @@ def initial_spline(work: WorkImage, spacing: float) -> BSpline:
 # ---------------------------------------------------------------------- sampling helpers
 
 
-def _trilinear(arrays: tuple[np.ndarray, ...], index: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Interpolate several same-shape arrays at continuous indices ``(N, 3)`` (inside)."""
-    base = np.floor(index).astype(np.int64)
-    shape = np.asarray(arrays[0].shape)
-    base = np.clip(base, 0, shape - 2)
-    t = index - base
-    out = [np.zeros(index.shape[0]) for _ in arrays]
-    for corner in range(8):
-        offs = [(corner >> (2 - a)) & 1 for a in range(3)]
-        w = np.ones(index.shape[0])
-        for a in range(3):
-            w = w * (t[:, a] if offs[a] else 1.0 - t[:, a])
-        flat = np.ravel_multi_index(tuple(base[:, a] + offs[a] for a in range(3)), arrays[0].shape)
-        for k, arr in enumerate(arrays):
-            out[k] += w * arr.ravel()[flat]
-    return tuple(out)
+class _Table:
+    """Several same-shape arrays interleaved for one gather per corner in trilinear lookups."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...]) -> None:
+        self.shape = np.asarray(arrays[0].shape)
+        self.values = np.stack([np.asarray(a, np.float32).ravel() for a in arrays], axis=1)
+        self.strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1])
+        self.corners = [
+            (
+                int(np.dot([(c >> 2) & 1, (c >> 1) & 1, c & 1], self.strides)),
+                (c >> 2) & 1,
+                (c >> 1) & 1,
+                c & 1,
+            )
+            for c in range(8)
+        ]
+
+    def lookup(self, index: np.ndarray) -> np.ndarray:
+        """Trilinear values ``(N, k)`` at continuous indices ``(N, 3)`` inside the arrays."""
+        base = np.clip(np.floor(index).astype(np.int64), 0, self.shape - 2)
+        t = index - base
+        u = 1.0 - t
+        flat = base @ self.strides
+        out = np.zeros((index.shape[0], self.values.shape[1]))
+        for offset, dz, dy, dx in self.corners:
+            w = (t[:, 0] if dz else u[:, 0]) * (t[:, 1] if dy else u[:, 1])
+            w = w * (t[:, 2] if dx else u[:, 2])
+            out += w[:, None] * self.values[flat + offset]
+        return out
 
 
 def _cubic(t: np.ndarray) -> np.ndarray:
@@ -140,38 +153,37 @@ def _cubic_derivative(t: np.ndarray) -> np.ndarray:
 class _SplineWeights:
     """Sparse cubic B-spline weights of sample points: 64 control points per point."""
 
-    flat: np.ndarray  # (64, N) flat control-point indices
-    weights: np.ndarray  # (64, N)
+    flat: np.ndarray  # (N, 64) flat control-point indices
+    weights: np.ndarray  # (N, 64)
 
     @classmethod
     def at(cls, spline: BSpline, points: np.ndarray) -> _SplineWeights:
         cindex = (points - spline.grid_origin) / spline.grid_spacing
-        start = np.floor(cindex - 1.0).astype(np.int64)
         size = np.asarray(spline.grid_size)
-        start = np.clip(start, 0, size - 4)
-        axis_w = [_cubic(cindex[:, a, None] - (start[:, a, None] + np.arange(4))) for a in range(3)]
-        flats, weights = [], []
-        for i in range(4):
-            for j in range(4):
-                wij = axis_w[0][:, i] * axis_w[1][:, j]
-                for k in range(4):
-                    weights.append(wij * axis_w[2][:, k])
-                    flats.append(
-                        ((start[:, 0] + i) * size[1] + (start[:, 1] + j)) * size[2]
-                        + (start[:, 2] + k)
-                    )
-        return cls(np.array(flats), np.array(weights))
+        start = np.clip(np.floor(cindex - 1.0).astype(np.int64), 0, size - 4)
+        w = [_cubic(cindex[:, a, None] - (start[:, a, None] + np.arange(4))) for a in range(3)]
+        weights = w[0][:, :, None, None] * w[1][:, None, :, None] * w[2][:, None, None, :]
+        strides = np.array([size[1] * size[2], size[2], 1])
+        offsets = (
+            np.arange(4)[:, None, None] * strides[0]
+            + np.arange(4)[None, :, None] * strides[1]
+            + np.arange(4)[None, None, :]
+        ).ravel()
+        flat = (start @ strides)[:, None] + offsets[None, :]
+        return cls(flat, weights.reshape(-1, 64))
 
     def displacement(self, coefficients: np.ndarray) -> np.ndarray:
         """Displacements ``(N, 3)`` from coefficients ``(n_control, 3)``."""
-        return np.einsum("kn,knd->nd", self.weights, coefficients[self.flat])
+        return np.stack(
+            [(self.weights * coefficients[:, d][self.flat]).sum(axis=1) for d in range(3)], axis=1
+        )
 
     def scatter(self, vectors: np.ndarray, n_control: int) -> np.ndarray:
         """Sum ``weights * vectors`` into the control points: ``(n_control, 3)``."""
         flat = self.flat.ravel()
         out = np.empty((n_control, 3))
         for d in range(3):
-            contrib = (self.weights * vectors[None, :, d]).ravel()
+            contrib = (self.weights * vectors[:, d, None]).ravel()
             out[:, d] = np.bincount(flat, weights=contrib, minlength=n_control)
         return out
 
@@ -187,12 +199,14 @@ class _Level:
         moving = shrink_image(pair.moving_work, factor, sigma)
         self.fixed = fixed
         self.moving = moving
-        self.f_array = fixed.array.astype(np.float64)
-        self.m_array = moving.array.astype(np.float64)
+        self.f_table = _Table((fixed.array,))
         vs = np.asarray(moving.voxel_size)
-        self.m_grad = tuple(g / v for g, v in zip(np.gradient(self.m_array), vs, strict=True))
+        gradient = np.gradient(moving.array.astype(np.float32))
+        self.m_table = _Table(
+            (moving.array, *(g / np.float32(v) for g, v in zip(gradient, vs, strict=True)))
+        )
         keep = fixed.mask if fixed.mask is not None else np.ones(fixed.shape, dtype=bool)
-        self.pool = np.argwhere(keep).astype(np.float64)
+        self.pool = np.argwhere(keep).astype(np.int32)
         self.m_mask = moving.mask
         self.metric = preset.metric
         inside = moving.array if moving.mask is None else moving.array[moving.mask]
@@ -205,7 +219,7 @@ class _Level:
         jitter = rng.uniform(-0.5, 0.5, size=pick.shape)
         upper = np.asarray(self.fixed.shape) - 1.0
         index = np.clip(pick + jitter, 0.0, upper)
-        (values,) = _trilinear((self.f_array,), index)
+        values = self.f_table.lookup(index)[:, 0]
         return self.fixed.lo + index * np.asarray(self.fixed.voxel_size), values
 
     def moving_at(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,9 +230,8 @@ class _Level:
         if self.m_mask is not None:
             near = np.rint(np.clip(index, 0, upper)).astype(np.int64)
             inside &= self.m_mask[tuple(near.T)]
-        idx = index[inside]
-        value, gz, gy, gx = _trilinear((self.m_array, *self.m_grad), idx)
-        return value, np.stack([gz, gy, gx], axis=1), inside
+        looked = self.m_table.lookup(index[inside])
+        return looked[:, 0], looked[:, 1:], inside
 
 
 def _metric_and_derivative(
