@@ -49,7 +49,7 @@ STATE_DIR = ".coframe"
 _LOCK = threading.Lock()
 _VOLUMES: dict[Any, Volume] = {}
 _SITK_TRANSFORMS: dict[str, Any] = {}
-_ARRAYS: dict[tuple[str, str], Any] = {}
+_ARRAYS: dict[tuple[str, str, str], Any] = {}
 
 
 class SourceSpec(Protocol):
@@ -334,8 +334,8 @@ def compute_piece(
 # --------------------------------------------------------------------------- writing
 
 
-def output_array(output: str, level_path: str) -> Any:
-    """The output array of a level as a tensorstore handle, opened once per process.
+def output_array(output: str, level_path: str, token: str = "") -> Any:
+    """The output array of a level as a tensorstore handle, opened once per process and run.
 
     Pieces are written through tensorstore, whose encoding and file writes
     run in C++ threads without the GIL, so they overlap with the next
@@ -343,7 +343,7 @@ def output_array(output: str, level_path: str) -> Any:
     """
     import tensorstore as ts
 
-    key = (output, level_path)
+    key = (output, level_path, token)
     with _LOCK:
         array = _ARRAYS.get(key)
     if array is None:
@@ -365,7 +365,7 @@ def forget_outputs(output: str) -> None:
 
 def write_piece(job: BlockJob, start: tuple[int, ...], data: np.ndarray) -> None:
     """Write a computed piece into the output level with its first voxel at ``start``."""
-    array = output_array(str(job.output), job.level_path)
+    array = output_array(str(job.output), job.level_path, job.token)
     box = tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))
     try:
         array[box].write(data).result()
