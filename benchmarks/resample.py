@@ -10,8 +10,9 @@ Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp D
 - SimpleITK: ``sitk.Resample`` on the whole array in memory (load excluded);
 - scipy: ``ndimage.affine_transform`` order 1 in memory (affine only).
 
-Each method runs in its own subprocess that reports its own peak RSS, so
-peaks never mix; with ``--repeat R`` the fastest of R runs counts (the
+Each method runs in its own subprocess that reports its own peak RSS
+(``VmHWM``), so peaks never mix; library imports and the in-memory methods'
+loading of the source are outside the timings; with ``--repeat R`` the fastest of R runs counts (the
 largest peak is kept). Printed: voxels/s, peak RSS and the largest voxel
 difference to SimpleITK. (c) resamples a lazily synthesised source (an
 ArraySource that renders blocks on demand) onto 512^3 and ``--big``^3 grids
@@ -134,6 +135,10 @@ def make_source(root: Path, n: int) -> Path:
 
 
 def _peak_rss_gb() -> float:
+    """Peak resident memory of this process (``VmHWM``: reset by exec, unlike ``ru_maxrss``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -150,6 +155,9 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain(case, n)
     if method == "coframe":
+        import dask.array  # noqa: F401  (imported by any CLI run before it resamples)
+        import tensorstore  # noqa: F401
+
         from transforms.resample import resample
         from transforms.resample_block import ImageSource
 
