@@ -1,0 +1,705 @@
+"""Exhaustive search of a 2D section's pose inside a 3D volume by FFT cross-correlation.
+
+The pose of a section is a plane orientation (unit normal), a position of the
+section centre, and an in-plane 2x2 map (rotation, possibly a mirror). For
+every candidate normal the volume is resampled into a stack of slices
+parallel to the plane; the section, rotated by every candidate in-plane map,
+is correlated with every slice by FFT, so that in-plane translations are
+searched at once. The similarity is the absolute
+normalised cross-correlation over the section's footprint (masked NCC): it
+tolerates inverted contrast (X-ray against TEM). Footprints of in-plane maps
+that differ by a symmetry of the section rectangle are shared, so the local
+sums under them are computed once per normal and footprint.
+
+Everything here is in numpy axis order (z, y, x) and physical units. The
+normal of a pose is ``cross(column_y, column_x)`` of its 3x2 linear part, so a
+section lying in a z-plane with its axes along y and x has normal +z.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+
+from transforms.errors import DimensionError
+
+#: Smallest masked standard deviation (relative to the volume's) that counts as texture.
+FLAT_TOLERANCE = 1e-3
+#: Templates correlated per FFT batch.
+TEMPLATE_BATCH = 8
+#: Golden angle of the Fibonacci lattice, in radians.
+_GOLDEN = np.pi * (3.0 - np.sqrt(5.0))
+#: Mirror of the in-plane axes (swaps the section's y and x).
+MIRROR = np.array([[0.0, 1.0], [1.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An in-memory image with its physical placement.
+
+    Parameters
+    ----------
+    array
+        Voxels (float32), axes (z, y, x) or (y, x).
+    spacing
+        Physical voxel size per axis.
+    origin
+        Physical position of the centre of voxel 0.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Number of voxels per axis."""
+        return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Physical position of the grid centre."""
+        return np.asarray(self.origin) + (np.asarray(self.shape) - 1) / 2.0 * np.asarray(
+            self.spacing
+        )
+
+    @property
+    def corners(self) -> np.ndarray:
+        """Physical positions of the outer corners (voxel edges), ``(2**ndim, ndim)``."""
+        lo = np.asarray(self.origin) - np.asarray(self.spacing) / 2.0
+        hi = lo + np.asarray(self.shape) * np.asarray(self.spacing)
+        ndim = len(self.shape)
+        idx = np.indices((2,) * ndim).reshape(ndim, -1).T
+        return np.where(idx == 0, lo, hi)
+
+    def to_index(self, points: np.ndarray) -> np.ndarray:
+        """Fractional voxel indices of physical points (last axis the coordinates)."""
+        return (np.asarray(points) - np.asarray(self.origin)) / np.asarray(self.spacing)
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Pose of a section in a volume: ``X = center + linear @ (p - section_center)``.
+
+    Parameters
+    ----------
+    center
+        Physical (z, y, x) position of the section centre in the volume.
+    linear
+        ``(3, 2)`` map of section (y, x) displacements into volume (z, y, x)
+        displacements (orthonormal columns for a rigid pose; scaled or sheared
+        after a similarity or affine refinement).
+    section_center
+        Physical (y, x) position of the section centre in the section.
+    """
+
+    center: np.ndarray
+    linear: np.ndarray
+    section_center: np.ndarray
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit normal ``cross(column_y, column_x)``."""
+        n = np.cross(self.linear[:, 0], self.linear[:, 1])
+        return n / np.linalg.norm(n)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The ``(3, 3)`` matrix ``[linear | translation]`` of the 2D -> 3D affine."""
+        t = self.center - self.linear @ self.section_center
+        return np.column_stack([self.linear, t])
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Map section physical (y, x) points ``(N, 2)`` into the volume ``(N, 3)``."""
+        p = np.atleast_2d(np.asarray(points, dtype=float))
+        return self.center + (p - self.section_center) @ self.linear.T
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A scored pose found by the search.
+
+    Parameters
+    ----------
+    pose
+        The pose.
+    score
+        Absolute masked normalised cross-correlation.
+    sign
+        Sign of the correlation (-1 for inverted contrast).
+    """
+
+    pose: Pose
+    score: float
+    sign: float
+
+
+def fibonacci_cap(axis: Sequence[float], max_angle: float, spacing: float) -> np.ndarray:
+    """Unit vectors spread evenly over a spherical cap.
+
+    Parameters
+    ----------
+    axis
+        Cap centre (z, y, x), any length.
+    max_angle
+        Cap half-angle in degrees (90 gives a hemisphere, 180 the sphere).
+    spacing
+        Wanted distance between neighbouring vectors, in degrees.
+
+    Returns
+    -------
+    ``(N, 3)`` unit vectors; the first is ``axis`` itself.
+    """
+    a = np.asarray(axis, dtype=float)
+    a = a / np.linalg.norm(a)
+    alpha = np.deg2rad(min(max(max_angle, 0.0), 180.0))
+    step = np.deg2rad(spacing)
+    area = 2.0 * np.pi * (1.0 - np.cos(alpha))
+    count = max(1, int(np.ceil(area / (0.866 * step * step))))
+    i = np.arange(count, dtype=float)
+    cos_t = 1.0 - (1.0 - np.cos(alpha)) * (i + 0.5) / count
+    if count == 1:
+        cos_t = np.ones(1)
+    sin_t = np.sqrt(np.clip(1.0 - cos_t * cos_t, 0.0, None))
+    phi = i * _GOLDEN
+    local = np.column_stack([cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi)])
+    e1, e2 = plane_basis(a)
+    out = local[:, :1] * a + local[:, 1:2] * e1 + local[:, 2:3] * e2
+    if count > 1:
+        out = np.vstack([a, out])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def plane_basis(normal: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors ``(e1, e2)`` spanning the plane, with ``cross(e1, e2) = normal``."""
+    n = np.asarray(normal, dtype=float)
+    n = n / np.linalg.norm(n)
+    helper = np.zeros(3)
+    helper[int(np.argmin(np.abs(n)))] = 1.0
+    e1 = helper - helper.dot(n) * n
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    return e1, e2
+
+
+def in_plane_maps(angles: Sequence[float], mirror: bool) -> np.ndarray:
+    """In-plane 2x2 maps: rotations by ``angles`` (degrees), after a mirror if asked.
+
+    Returns
+    -------
+    ``(G, 2, 2)`` matrices ``G`` such that a section point ``p`` (relative to
+    its centre) lands at plane coordinates ``G @ p``.
+    """
+    t = np.deg2rad(np.asarray(angles, dtype=float))
+    c, s = np.cos(t), np.sin(t)
+    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    return rot @ MIRROR if mirror else rot
+
+
+def angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two vectors, in degrees."""
+    c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def in_plane_angle(a: Pose, b: Pose) -> float:
+    """Angle (degrees) between the images of the section's y axis under two poses."""
+    return angle_between(a.linear[:, 0], b.linear[:, 0])
+
+
+def poses_distinct(a: Pose, b: Pose, *, max_angle: float, max_shift: float) -> bool:
+    """Whether two poses differ: normals or in-plane axes by more than ``max_angle``
+    degrees, or section centres by more than ``max_shift`` (physical)."""
+    if np.linalg.norm(a.center - b.center) > max_shift:
+        return True
+    if angle_between(a.normal, b.normal) > max_angle:
+        return True
+    return in_plane_angle(a, b) > max_angle
+
+
+@dataclass(frozen=True)
+class Templates:
+    """The section under every in-plane map, ready for masked NCC.
+
+    Parameters
+    ----------
+    arrays
+        ``(G, S, S)`` float32 templates, zero mean and unit norm over their
+        footprint, 0 outside it.
+    masks
+        ``(U, S, S)`` float32 footprints (the rotated section rectangle), each
+        shared by the templates whose maps differ by a symmetry of the rectangle.
+    mask_of
+        ``(G,)`` index of each template's footprint in ``masks``.
+    usable
+        ``(G,)`` whether the template has texture.
+    half
+        Half-size of the square templates (``S = 2 * half + 1``).
+    """
+
+    arrays: np.ndarray
+    masks: np.ndarray
+    mask_of: np.ndarray
+    usable: np.ndarray
+    half: int
+
+    @property
+    def size(self) -> int:
+        """Side of the square templates, in pixels."""
+        return 2 * self.half + 1
+
+
+def make_templates(section: Grid, maps: np.ndarray, shrink: float = 0.0) -> Templates:
+    """Resample the section under in-plane maps, centred, and normalise for NCC.
+
+    Parameters
+    ----------
+    section
+        The section at the search spacing (isotropic).
+    maps
+        ``(G, 2, 2)`` in-plane maps (see :func:`in_plane_maps`).
+    shrink
+        Pixels trimmed from every side of the footprint (keeps interpolation
+        away from the section's border).
+    """
+    hy, hx = ((np.asarray(section.shape, dtype=float) - 1.0) / 2.0) - shrink
+    half = int(np.ceil(np.hypot(hy, hx)))
+    size = 2 * half + 1
+    q = np.indices((size, size), dtype=float).reshape(2, -1) - half
+    centre = (np.asarray(section.shape, dtype=float) - 1.0) / 2.0
+    arrays = np.zeros((len(maps), size, size), dtype=np.float32)
+    usable = np.zeros(len(maps), dtype=bool)
+    mask_of = np.zeros(len(maps), dtype=np.int64)
+    masks: list[np.ndarray] = []
+    keys: dict[bytes, int] = {}
+    for g, m in enumerate(maps):
+        p = np.linalg.inv(m) @ q
+        inside = ((np.abs(p[0]) <= hy + 1e-6) & (np.abs(p[1]) <= hx + 1e-6)).reshape(size, size)
+        key = np.packbits(inside).tobytes()
+        if key not in keys:
+            keys[key] = len(masks)
+            masks.append(inside.astype(np.float32))
+        mask_of[g] = keys[key]
+        values = ndimage.map_coordinates(
+            section.array, p + centre[:, None], order=1, mode="nearest"
+        )
+        t = np.where(inside, values.reshape(size, size), 0.0)
+        t[inside] -= t[inside].mean()
+        norm = float(np.sqrt(np.sum(t * t)))
+        if norm > 0:
+            arrays[g] = t / norm
+            usable[g] = True
+    return Templates(arrays, np.stack(masks), mask_of, usable, half)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the section centre may lie, for one normal: ranges in the plane frame.
+
+    Parameters
+    ----------
+    origin
+        Physical point the ranges are measured from.
+    d_range, a_range, b_range
+        (min, max) physical coordinates along the normal and the plane axes e1, e2.
+    """
+
+    origin: np.ndarray
+    d_range: tuple[float, float]
+    a_range: tuple[float, float]
+    b_range: tuple[float, float]
+
+
+def volume_region(volume: Grid, normal: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> Region:
+    """The region spanned by the volume's box, seen from the plane frame of ``normal``."""
+    corners = volume.corners - volume.center
+    ranges = [
+        (float(c.min()), float(c.max())) for c in (corners @ normal, corners @ e1, corners @ e2)
+    ]
+    return Region(volume.center, ranges[0], ranges[1], ranges[2])
+
+
+def local_region(
+    point: np.ndarray,
+    normal: np.ndarray,
+    e1: np.ndarray,
+    e2: np.ndarray,
+    half_d: float,
+    half_u: float,
+) -> Region:
+    """A box of half-sizes ``half_d`` (along the normal) and ``half_u`` (in plane) at ``point``."""
+    return Region(np.asarray(point, float), (-half_d, half_d), (-half_u, half_u), (-half_u, half_u))
+
+
+def _axis_values(lo: float, hi: float, step: float) -> np.ndarray:
+    n = int(np.floor((hi - lo) / step)) + 1
+    start = (lo + hi) / 2.0 - (n - 1) / 2.0 * step
+    return start + step * np.arange(max(n, 1))
+
+
+def sample_stack(
+    volume: Grid,
+    origin: np.ndarray,
+    normal: np.ndarray,
+    e1: np.ndarray,
+    e2: np.ndarray,
+    d: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    fill: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample the volume on slices ``origin + d n + a e1 + b e2`` (linear interpolation).
+
+    Returns
+    -------
+    tuple
+        ``(values, inside)``: ``(D, A, B)`` float32 samples (``fill`` outside
+        the volume) and a float32 indicator of samples inside it.
+    """
+    shape = (len(d), len(a), len(b))
+    base = volume.to_index(origin)
+    sp = np.asarray(volume.spacing)
+    idx = np.empty((3, *shape), dtype=np.float32)
+    for k in range(3):
+        idx[k] = (
+            base[k]
+            + (d * normal[k] / sp[k])[:, None, None]
+            + (a * e1[k] / sp[k])[None, :, None]
+            + (b * e2[k] / sp[k])[None, None, :]
+        )
+    values = ndimage.map_coordinates(
+        volume.array, idx, order=1, mode="constant", cval=fill, output=np.float32
+    )
+    inside = np.ones(shape, dtype=bool)
+    for k in range(3):
+        inside &= (idx[k] > -0.5) & (idx[k] < volume.shape[k] - 0.5)
+    return values, inside.astype(np.float32)
+
+
+def _correlate(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return sfft.irfft2(fa * np.conj(fb), s=shape, workers=-1)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Best score per (normal, in-plane map, slice) of a scan.
+
+    Parameters
+    ----------
+    scores
+        ``(N, G, D)`` absolute NCC (0 where the overlap is too small).
+    signs
+        ``(N, G, D)`` sign of the NCC.
+    centres
+        ``(N, G, D, 3)`` physical position of the section centre.
+    """
+
+    scores: np.ndarray
+    signs: np.ndarray
+    centres: np.ndarray
+
+
+def scan(
+    volume: Grid,
+    section: Grid,
+    normals: np.ndarray,
+    maps: np.ndarray,
+    *,
+    regions: Sequence[Region] | None = None,
+    bases: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    d_step: float | None = None,
+    min_overlap: float = 0.6,
+    pad: float = 0.5,
+) -> tuple[ScanResult, list[tuple[np.ndarray, np.ndarray]]]:
+    """Score every (normal, in-plane map, offset, in-plane translation) of the section.
+
+    Parameters
+    ----------
+    volume
+        The volume at the search spacing.
+    section
+        The section at the same (isotropic) spacing.
+    normals
+        ``(N, 3)`` unit normals.
+    maps
+        ``(G, 2, 2)`` in-plane maps, shared by every normal.
+    regions
+        One region per normal where the section centre may lie (default: the
+        whole volume box).
+    bases
+        One plane basis ``(e1, e2)`` per normal, with ``cross(e1, e2)`` the
+        normal (default: :func:`plane_basis`).
+    d_step
+        Spacing of the slices along the normal (default: the search spacing).
+    min_overlap
+        Smallest fraction of the section that must fall inside the volume.
+    pad
+        How far (in template half-sizes) the slices extend beyond each region.
+
+    Returns
+    -------
+    tuple
+        The :class:`ScanResult` and, per normal, its plane basis ``(e1, e2)``.
+    """
+    if section.array.ndim != 2 or volume.array.ndim != 3:
+        raise DimensionError(
+            f"scan needs a 2D section and a 3D volume, got shapes {section.shape} and "
+            f"{volume.shape}"
+        )
+    step = float(section.spacing[0])
+    d_step = step if d_step is None else d_step
+    tpl = make_templates(section, maps)
+    fill = float(volume.array.mean())
+    flat = (FLAT_TOLERANCE * (float(volume.array.std()) or 1.0)) ** 2
+    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    used: list[tuple[np.ndarray, np.ndarray]] = []
+    spectra: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for i, n in enumerate(normals):
+        e1, e2 = plane_basis(n) if bases is None else bases[i]
+        region = volume_region(volume, n, e1, e2) if regions is None else regions[i]
+        d = _axis_values(*region.d_range, d_step)
+        margin = pad * tpl.half * step
+        a = _axis_values(region.a_range[0] - margin, region.a_range[1] + margin, step)
+        b = _axis_values(region.b_range[0] - margin, region.b_range[1] + margin, step)
+        if min(len(a), len(b)) < tpl.size:
+            full = tpl.half * step
+            a = _axis_values(region.a_range[0] - full, region.a_range[1] + full, step)
+            b = _axis_values(region.b_range[0] - full, region.b_range[1] + full, step)
+        values, inside = sample_stack(volume, region.origin, n, e1, e2, d, a, b, fill)
+        values -= fill
+        shape = (sfft.next_fast_len(len(a), real=True), sfft.next_fast_len(len(b), real=True))
+        if shape not in spectra:
+            spectra[shape] = (
+                sfft.rfft2(tpl.arrays, s=shape, workers=-1),
+                sfft.rfft2(tpl.masks, s=shape, workers=-1),
+            )
+        ft, fm = spectra[shape]
+        va, vb = len(a) - tpl.size + 1, len(b) - tpl.size + 1
+        fs = sfft.rfft2(values, s=shape, workers=-1)
+        fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
+        fin = sfft.rfft2(inside, s=shape, workers=-1)
+        inv_den = np.empty((len(fm), len(d), va, vb), dtype=np.float32)
+        for u in range(len(fm)):
+            sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
+            sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
+            overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
+            var = sum2 - sum1 * sum1 / counts[u]
+            ok = (overlap >= min_overlap) & (var > flat * counts[u])
+            inv_den[u] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
+        best = np.zeros((len(maps), len(d)), dtype=np.float32)
+        sign = np.ones((len(maps), len(d)), dtype=np.float32)
+        where = np.zeros((len(maps), len(d)), dtype=np.int64)
+        for g0 in range(0, len(maps), TEMPLATE_BATCH):
+            g1 = min(g0 + TEMPLATE_BATCH, len(maps))
+            num = sfft.irfft2(fs[None] * np.conj(ft[g0:g1, None]), s=shape, workers=-1)
+            ncc = num[:, :, :va, :vb] * inv_den[tpl.mask_of[g0:g1]]
+            flat_ncc = ncc.reshape(g1 - g0, len(d), -1)
+            k = np.argmax(np.abs(flat_ncc), axis=2)
+            v = np.take_along_axis(flat_ncc, k[..., None], axis=2)[..., 0]
+            best[g0:g1] = np.abs(v)
+            sign[g0:g1] = np.where(v < 0, -1.0, 1.0)
+            where[g0:g1] = k
+        best[~tpl.usable] = 0.0
+        ia, ib = np.unravel_index(where, (va, vb))
+        centres = (
+            region.origin
+            + d[None, :, None] * n
+            + a[ia + tpl.half][..., None] * e1
+            + b[ib + tpl.half][..., None] * e2
+        )
+        rows.append((best, sign, centres))
+        used.append((e1, e2))
+    n_d = max(r[0].shape[1] for r in rows)
+    scores = np.zeros((len(normals), len(maps), n_d), dtype=np.float32)
+    signs = np.ones_like(scores)
+    centres_all = np.zeros((*scores.shape, 3))
+    for i, (sc, sg, ce) in enumerate(rows):
+        scores[i, :, : sc.shape[1]] = sc
+        signs[i, :, : sc.shape[1]] = sg
+        centres_all[i, :, : sc.shape[1]] = ce
+    return ScanResult(scores, signs, centres_all), used
+
+
+def pose_of(
+    normal: np.ndarray,
+    basis: tuple[np.ndarray, np.ndarray],
+    in_plane: np.ndarray,
+    centre: np.ndarray,
+    section_center: np.ndarray,
+) -> Pose:
+    """The pose whose plane has ``basis`` and whose section is mapped by ``in_plane``."""
+    e1, e2 = basis
+    linear = np.column_stack([e1, e2]) @ in_plane
+    return Pose(np.asarray(centre, float), linear, np.asarray(section_center, float))
+
+
+def best_candidates(
+    result: ScanResult,
+    normals: np.ndarray,
+    bases: Sequence[tuple[np.ndarray, np.ndarray]],
+    maps: np.ndarray,
+    section_center: np.ndarray,
+    *,
+    count: int,
+    max_angle: float,
+    max_shift: float,
+    per_cell: int = 3,
+) -> list[Candidate]:
+    """The ``count`` best mutually distinct candidates of a scan.
+
+    Each (normal, in-plane map) cell contributes its ``per_cell`` best
+    offsets; candidates are then taken by decreasing score, skipping those
+    not distinct (see :func:`poses_distinct`) from one already taken.
+    """
+    n_norm, n_map, n_d = result.scores.shape
+    flat = result.scores.reshape(n_norm * n_map, n_d)
+    top = np.argsort(-flat, axis=1)[:, : min(per_cell, n_d)]
+    cells = np.repeat(np.arange(n_norm * n_map), top.shape[1])
+    ds = top.ravel()
+    scores = flat[cells, ds]
+    order = np.argsort(-scores, kind="stable")
+    chosen: list[Candidate] = []
+    for j in order:
+        if scores[j] <= 0 or len(chosen) >= count:
+            break
+        i, g = divmod(int(cells[j]), n_map)
+        d = int(ds[j])
+        pose = pose_of(normals[i], bases[i], maps[g], result.centres[i, g, d], section_center)
+        if all(
+            poses_distinct(pose, c.pose, max_angle=max_angle, max_shift=max_shift) for c in chosen
+        ):
+            chosen.append(Candidate(pose, float(scores[j]), float(result.signs[i, g, d])))
+    return chosen
+
+
+def resample_grid(grid: Grid, spacing: float) -> Grid:
+    """Resample an image to an isotropic spacing covering the same extent.
+
+    The image is low-pass filtered first (Gaussian of sigma ``0.5 * ratio``
+    pixels along each axis that shrinks, after a block mean by the integer
+    part of large ratios), then interpolated linearly.
+
+    Parameters
+    ----------
+    grid
+        The image.
+    spacing
+        The new spacing (physical).
+    """
+    array = np.asarray(grid.array, dtype=np.float32)
+    sp = np.asarray(grid.spacing, dtype=float)
+    origin = np.asarray(grid.origin, dtype=float)
+    factors = np.maximum(np.floor(spacing / sp).astype(int), 1)
+    if np.any(factors > 2):
+        block = np.where(factors > 2, factors // 2, 1)
+        cut = tuple(slice(0, (n // f) * f) for n, f in zip(array.shape, block, strict=True))
+        array = array[cut]
+        shape = [v for n, f in zip(array.shape, block, strict=True) for v in (n // f, f)]
+        array = array.reshape(shape).mean(axis=tuple(range(1, 2 * array.ndim, 2)))
+        origin = origin + (block - 1) / 2.0 * sp
+        sp = sp * block
+    ratio = spacing / sp
+    sigma = np.where(ratio > 1.0, 0.5 * np.sqrt(np.maximum(ratio * ratio - 1.0, 0.0)), 0.0)
+    if np.any(sigma > 0):
+        array = ndimage.gaussian_filter(array, sigma, mode="nearest")
+    extent = np.asarray(array.shape) * sp
+    shape = np.maximum(np.floor(extent / spacing + 1e-6).astype(int), 1)
+    lo = origin - sp / 2.0
+    new_origin = lo + (extent - shape * spacing) / 2.0 + spacing / 2.0
+    axes = [
+        (new_origin[k] + spacing * np.arange(shape[k]) - origin[k]) / sp[k]
+        for k in range(array.ndim)
+    ]
+    idx = np.meshgrid(*axes, indexing="ij")
+    out = ndimage.map_coordinates(array, idx, order=1, mode="nearest", output=np.float32)
+    return Grid(out, (float(spacing),) * array.ndim, tuple(float(v) for v in new_origin))
+
+
+def transported_basis(linear: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A basis of the plane of ``normal`` aligned with the in-plane axes of ``linear``.
+
+    ``e1`` is the section's y axis (first column of ``linear``) projected onto
+    the plane; ``e2 = cross(normal, e1)``.
+    """
+    n = np.asarray(normal, float) / np.linalg.norm(normal)
+    y = linear[:, 0] - linear[:, 0].dot(n) * n
+    if np.linalg.norm(y) < 1e-6:
+        return plane_basis(n)
+    e1 = y / np.linalg.norm(y)
+    return e1, np.cross(n, e1)
+
+
+def local_search(
+    volume: Grid,
+    section: Grid,
+    seeds: Sequence[Candidate],
+    *,
+    cone: float,
+    normal_step: float,
+    angle_range: float,
+    angle_step: float,
+    half_d: float,
+    half_u: float,
+    max_angle: float,
+    max_shift: float,
+    per_seed: int = 1,
+) -> list[Candidate]:
+    """Search around each seed pose at a finer spacing; return candidates by score.
+
+    Parameters
+    ----------
+    volume, section
+        Volume and section at the (isotropic) local spacing.
+    seeds
+        Poses to search around.
+    cone, normal_step
+        Normals within ``cone`` degrees of a seed's, ``normal_step`` apart.
+    angle_range, angle_step
+        In-plane rotations within ``angle_range`` degrees, ``angle_step`` apart.
+    half_d, half_u
+        Physical half-ranges of the section centre along the normal and in plane.
+    max_angle, max_shift
+        Distinctness thresholds of the candidates kept per seed.
+    per_seed
+        Candidates kept per seed.
+    """
+    count = max(int(np.floor(angle_range / angle_step)), 0)
+    maps = in_plane_maps(angle_step * np.arange(-count, count + 1), mirror=False)
+    step = float(section.spacing[0])
+    found: list[Candidate] = []
+    for seed in seeds:
+        normals = fibonacci_cap(seed.pose.normal, cone, normal_step)
+        bases = [transported_basis(seed.pose.linear, n) for n in normals]
+        regions = [
+            local_region(seed.pose.apply(section.center)[0], n, e1, e2, half_d, half_u)
+            for n, (e1, e2) in zip(normals, bases, strict=True)
+        ]
+        result, used = scan(
+            volume,
+            section,
+            normals,
+            maps,
+            regions=regions,
+            bases=bases,
+            d_step=step,
+            min_overlap=0.5,
+            pad=1.0,
+        )
+        found.extend(
+            best_candidates(
+                result,
+                normals,
+                used,
+                maps,
+                section.center,
+                count=per_seed,
+                max_angle=max_angle,
+                max_shift=max_shift,
+            )
+        )
+    return sorted(found, key=lambda c: -c.score)

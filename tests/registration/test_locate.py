@@ -1,0 +1,183 @@
+"""Slice-to-volume registration: sections cut from phantoms along known poses are found again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from registration.locate import LocateOptions, locate_section, pose_errors
+from registration.locate_refine import RefineSettings, pose_score, refine_pose
+from registration.locate_search import (
+    Grid,
+    Pose,
+    angle_between,
+    fibonacci_cap,
+    in_plane_maps,
+    plane_basis,
+    resample_grid,
+)
+from registration.locate_synthetic import (
+    blob_phantom,
+    extract_section,
+    grid_volume,
+    random_pose,
+)
+from transforms.affine import Affine
+from transforms.errors import DimensionError, RegistrationError
+
+VOXEL = 1000.0
+PIXEL = 500.0
+SECTION = (48, 56)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Grid:
+    """A 48^3 phantom of 1 µm voxels (lengths in nm)."""
+    return blob_phantom((48, 48, 48), VOXEL, seed=3)
+
+
+def _section(phantom: Grid, seed: int, **kwargs: float) -> tuple[Grid, Pose]:
+    rng = np.random.default_rng(seed)
+    size = (SECTION[0] * PIXEL, SECTION[1] * PIXEL)
+    pose = random_pose(phantom, size, rng, margin=VOXEL, max_tilt=kwargs.pop("max_tilt", None))
+    section = extract_section(
+        phantom, pose, SECTION, PIXEL, rng=rng, blur=1.0, noise=0.3, invert=True
+    )
+    return section, pose
+
+
+def _errors(found: Affine, truth: Pose, section: Grid) -> dict[str, float]:
+    return pose_errors(found, Affine(truth.matrix), section.center, VOXEL)
+
+
+def test_fibonacci_cap_spreads_normals_within_the_cap() -> None:
+    axis = np.array([0.0, 0.6, 0.8])
+    normals = fibonacci_cap(axis, 30.0, 5.0)
+    assert np.allclose(normals[0], axis)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    angles = np.degrees(np.arccos(np.clip(normals @ axis, -1, 1)))
+    assert angles.max() <= 30.0 + 1e-6
+    # every direction of the cap is within about one spacing of a sample
+    probe = fibonacci_cap(axis, 29.0, 1.0)
+    nearest = np.degrees(np.arccos(np.clip(probe @ normals.T, -1, 1))).min(axis=1)
+    assert nearest.max() < 5.0
+
+
+def test_plane_basis_and_in_plane_maps_are_right_handed() -> None:
+    for normal in ([1.0, 0.0, 0.0], [0.2, -0.9, 0.4]):
+        e1, e2 = plane_basis(normal)
+        n = np.asarray(normal) / np.linalg.norm(normal)
+        assert np.allclose(np.cross(e1, e2), n)
+    maps = in_plane_maps([0.0, 90.0], mirror=True)
+    assert np.allclose(np.linalg.det(maps), -1.0)
+    assert np.allclose(in_plane_maps([90.0], mirror=False)[0] @ [1.0, 0.0], [0.0, 1.0])
+
+
+def test_locate_finds_an_inverted_noisy_oblique_section(phantom: Grid) -> None:
+    section, truth = _section(phantom, seed=1)
+    result = locate_section(grid_volume(section), grid_volume(phantom))
+    err = _errors(result.affine, truth, section)
+    assert err["normal_deg"] <= 2.0, err
+    assert err["offset_voxels"] <= 1.0, err
+    assert err["in_plane"] <= 1.5 * VOXEL, err
+    assert err["in_plane_deg"] <= 2.0, err
+    assert result.trustworthy
+    assert result.ncc < -0.8  # inverted contrast is recognised as such
+    assert result.affine.input_dim == 2 and result.affine.output_dim == 3
+    assert result.confidence > 0.1
+
+
+def test_priors_restrict_the_search_and_still_find_the_pose(phantom: Grid) -> None:
+    section, truth = _section(phantom, seed=4, max_tilt=25.0)
+    centre = truth.apply(section.center)[0]
+    options = LocateOptions(
+        normal=(1.0, 0.0, 0.0),
+        max_tilt=30.0,
+        near=tuple(centre + 2 * VOXEL),
+    )
+    result = locate_section(grid_volume(section), grid_volume(phantom), options)
+    err = _errors(result.affine, truth, section)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+    tilt = angle_between(result.normal, np.array([1.0, 0.0, 0.0]))
+    assert min(tilt, 180.0 - tilt) <= 30.0 + 1e-6
+
+
+def test_shrinkage_recovers_an_anisotropic_in_plane_scale(phantom: Grid) -> None:
+    rng = np.random.default_rng(7)
+    size = (SECTION[0] * PIXEL, SECTION[1] * PIXEL)
+    rigid = random_pose(phantom, size, rng, margin=2 * VOXEL, max_tilt=30.0)
+    # the section shrank by 8 % along its y axis: section lengths are 0.92 of the volume's
+    shrunk = Pose(rigid.center, rigid.linear @ np.diag([1 / 0.92, 1.0]), rigid.section_center)
+    section = extract_section(phantom, shrunk, SECTION, PIXEL, rng=rng, blur=1.0, noise=0.2)
+    result = locate_section(
+        grid_volume(section), grid_volume(phantom), LocateOptions(shrinkage=True)
+    )
+    scales = np.linalg.norm(result.pose.linear, axis=0)
+    assert abs(scales[0] - 1 / 0.92) < 0.03, scales
+    assert abs(scales[1] - 1.0) < 0.03, scales
+    err = _errors(result.affine, shrunk, section)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+
+
+def test_refinement_converges_from_a_nearby_pose(phantom: Grid) -> None:
+    section, truth = _section(phantom, seed=2)
+    work = resample_grid(section, VOXEL)
+    angle = np.deg2rad(5.0)
+    tilt = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    start = Pose(
+        truth.apply(work.center)[0] + np.array([600.0, -500.0, 400.0]),
+        tilt @ truth.linear,
+        work.center,
+    )
+    refined, _ = refine_pose(phantom, work, start, RefineSettings(kind="rigid"))
+    before = _errors(Affine(start.matrix), truth, work)
+    after = _errors(Affine(refined.matrix), truth, work)
+    assert after["normal_deg"] < 1.0 < before["normal_deg"]
+    assert after["center"] < 0.3 * VOXEL < before["center"]
+    assert pose_score(phantom, refined, work)[0] > pose_score(phantom, start, work)[0]
+
+
+def test_a_section_of_noise_is_not_trustworthy(phantom: Grid) -> None:
+    rng = np.random.default_rng(0)
+    noise = Grid(
+        rng.standard_normal(SECTION).astype(np.float32), (PIXEL, PIXEL), (PIXEL / 2, PIXEL / 2)
+    )
+    result = locate_section(grid_volume(noise), grid_volume(phantom))
+    assert not result.trustworthy
+    assert abs(result.ncc) < 0.3
+
+
+def test_a_3d_section_is_refused(phantom: Grid) -> None:
+    with pytest.raises(DimensionError, match="'fib'.*2D section"):
+        locate_section(grid_volume(phantom), grid_volume(phantom), section_name="fib")
+
+
+def test_a_2d_volume_is_refused(phantom: Grid) -> None:
+    section, _ = _section(phantom, seed=1)
+    with pytest.raises(DimensionError, match="'tem'.*3D volume"):
+        locate_section(grid_volume(section), grid_volume(section), volume_name="tem")
+
+
+def test_a_section_larger_than_the_volume_is_refused(phantom: Grid) -> None:
+    big = Grid(np.zeros((40, 40), np.float32), (2000.0, 2000.0), (0.0, 0.0))
+    with pytest.raises(DimensionError, match="larger|smaller than the volume"):
+        locate_section(grid_volume(big), grid_volume(phantom), section_name="big")
+
+
+def test_a_near_point_outside_the_volume_is_refused(phantom: Grid) -> None:
+    section, _ = _section(phantom, seed=1)
+    options = LocateOptions(near=(1e6, 1e6, 1e6))
+    with pytest.raises(RegistrationError, match="--near"):
+        locate_section(grid_volume(section), grid_volume(phantom), options)
+
+
+def test_pose_errors_measure_tilt_offset_and_shift() -> None:
+    truth = Affine(np.array([[0.0, 0.0, 5.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    c, s = np.cos(np.deg2rad(3.0)), np.sin(np.deg2rad(3.0))
+    tilted = Affine(np.array([[s, 0.0, 7.0], [c, 0.0, 4.0], [0.0, 1.0, 0.0]]))
+    err = pose_errors(tilted, truth, (0.0, 0.0), voxel=2.0)
+    assert err["normal_deg"] == pytest.approx(3.0)
+    assert err["offset"] == pytest.approx(2.0) and err["offset_voxels"] == pytest.approx(1.0)
+    assert err["in_plane"] == pytest.approx(4.0)
