@@ -85,6 +85,9 @@ class LocateOptions:
         Pixels across the section's shorter side at the global level.
     angle_step
         Spacing (degrees) of normals and in-plane rotations of the global search.
+    offset_step
+        Spacing of the offsets along the normal in the global search, in
+        global voxels.
     max_search_voxels
         Largest volume (voxels) of the global level; the spacing grows to fit.
     seeds
@@ -122,6 +125,7 @@ class LocateOptions:
     shrinkage: bool = False
     search_pixels: int = 16
     angle_step: float = 15.0
+    offset_step: float = 1.0
     max_search_voxels: int = 56**3
     seeds: int = 64
     local_pixels: int = 24
@@ -463,7 +467,7 @@ def locate_section(
     normals = _search_normals(opts, opts.angle_step)
     angles = np.arange(0.0, 360.0, opts.angle_step)
     maps = np.concatenate([in_plane_maps(angles, False), in_plane_maps(angles, True)])
-    result, bases = scan(vol_a, sec_a, normals, maps, d_step=s_a)
+    result, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a)
     seeds = best_candidates(
         result,
         normals,

@@ -475,37 +475,42 @@ def scan(
         shape = (sfft.next_fast_len(len(a), real=True), sfft.next_fast_len(len(b), real=True))
         if shape not in spectra:
             spectra[shape] = (
-                sfft.rfft2(tpl.arrays, s=shape, workers=-1),
+                np.conj(sfft.rfft2(tpl.arrays, s=shape, workers=-1)),
                 sfft.rfft2(tpl.masks, s=shape, workers=-1),
             )
-        ft, fm = spectra[shape]
+        ft_conj, fm = spectra[shape]
         va, vb = len(a) - tpl.size + 1, len(b) - tpl.size + 1
         fs = sfft.rfft2(values, s=shape, workers=-1)
         fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
         fin = sfft.rfft2(inside, s=shape, workers=-1)
-        inv_den = np.empty((len(fm), len(d), va, vb), dtype=np.float32)
+        # 1 / denominator on the full FFT grid, 0 where the template does not fit
+        inv_den = np.zeros((len(fm), len(d), *shape), dtype=np.float32)
         for u in range(len(fm)):
             sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
             sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
             overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
             var = sum2 - sum1 * sum1 / counts[u]
             ok = (overlap >= min_overlap) & (var > flat * counts[u])
-            inv_den[u] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
+            inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
         best = np.zeros((len(maps), len(d)), dtype=np.float32)
         sign = np.ones((len(maps), len(d)), dtype=np.float32)
         where = np.zeros((len(maps), len(d)), dtype=np.int64)
         for g0 in range(0, len(maps), TEMPLATE_BATCH):
             g1 = min(g0 + TEMPLATE_BATCH, len(maps))
-            num = sfft.irfft2(fs[None] * np.conj(ft[g0:g1, None]), s=shape, workers=-1)
-            ncc = num[:, :, :va, :vb] * inv_den[tpl.mask_of[g0:g1]]
+            ncc = sfft.irfft2(fs[None] * ft_conj[g0:g1, None], s=shape, workers=-1)
+            for j in range(g1 - g0):
+                ncc[j] *= inv_den[tpl.mask_of[g0 + j]]
             flat_ncc = ncc.reshape(g1 - g0, len(d), -1)
-            k = np.argmax(np.abs(flat_ncc), axis=2)
-            v = np.take_along_axis(flat_ncc, k[..., None], axis=2)[..., 0]
-            best[g0:g1] = np.abs(v)
-            sign[g0:g1] = np.where(v < 0, -1.0, 1.0)
-            where[g0:g1] = k
+            hi = np.argmax(flat_ncc, axis=2)
+            lo = np.argmin(flat_ncc, axis=2)
+            v_hi = np.take_along_axis(flat_ncc, hi[..., None], axis=2)[..., 0]
+            v_lo = np.take_along_axis(flat_ncc, lo[..., None], axis=2)[..., 0]
+            neg = -v_lo > v_hi
+            best[g0:g1] = np.where(neg, -v_lo, v_hi)
+            sign[g0:g1] = np.where(neg, -1.0, 1.0)
+            where[g0:g1] = np.where(neg, lo, hi)
         best[~tpl.usable] = 0.0
-        ia, ib = np.unravel_index(where, (va, vb))
+        ia, ib = np.unravel_index(where, shape)
         centres = (
             region.origin
             + d[None, :, None] * n
