@@ -636,6 +636,55 @@ def register_cmd(
     refuse(outcome)
 
 
+@app.command("locate")
+def locate_cmd(
+    ctx: typer.Context,
+    section: Annotated[str, typer.Argument(help="2D section image (name in the workspace).")],
+    volume: Annotated[str, typer.Argument(help="3D volume image (name in the workspace).")],
+    normal: Annotated[
+        str | None, typer.Option(help="Expected plane normal z,y,x (either sign).")
+    ] = None,
+    near: Annotated[
+        str | None, typer.Option(help="Physical point z,y,x near the section centre.")
+    ] = None,
+    max_tilt: Annotated[
+        float | None,
+        typer.Option(help="Largest angle (degrees) from --normal (or the volume z axis)."),
+    ] = None,
+    shrinkage: Annotated[
+        bool, typer.Option("--shrinkage", help="Fit in-plane shrinkage and shear (2D affine).")
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the matched slice, picture and report (default: locate/...)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace outputs and the edge; store a doubtful pose.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workspace: _WorkspaceOption = None,
+) -> None:
+    """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
+    import json
+
+    from registration.locate import LocateOptions
+    from registration.locate_outputs import render_locate, run_locate
+    from volumes.open import parse_floats
+
+    options = LocateOptions(
+        normal=None if normal is None else parse_floats(normal, flag="--normal"),  # type: ignore[arg-type]
+        near=None if near is None else parse_floats(near, flag="--near"),  # type: ignore[arg-type]
+        max_tilt=max_tilt,
+        shrinkage=shrinkage,
+    )
+    ws = _load_ws(workspace)
+    ws, report = run_locate(
+        ws, section, volume, options, command=_command_line(ctx), out_dir=out_dir, force=force
+    )
+    ws.save()
+    typer.echo(json.dumps(report, indent=2) if as_json else render_locate(report))
+
+
 # ---------------------------------------------------------------------- demo
 
 #: Steps run after ``coframe demo`` has written the sample, in order, as

@@ -377,7 +377,7 @@ def check_sizes(section: Volume, volume: Volume, *, section_name: str, volume_na
 
 def _search_normals(options: LocateOptions, step: float) -> np.ndarray:
     axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
-    if np.linalg.norm(axis) == 0 or axis.shape != (3,):
+    if axis.shape != (3,) or np.linalg.norm(axis) == 0:
         raise DimensionError(
             f"normal {list(np.ravel(axis))} must be a non-zero (z, y, x) vector (--normal)"
         )
@@ -425,6 +425,9 @@ def locate_section(
     """
     opts = options or LocateOptions()
     check_sizes(section, volume, section_name=section_name, volume_name=volume_name)
+    if opts.near is not None and np.shape(opts.near) != (3,):
+        raise DimensionError(f"near point {list(opts.near)} must be (z, y, x) (--near)")
+    normals = _search_normals(opts, opts.angle_step)
     if section.unit != volume.unit:
         section = section.in_unit(volume.unit)
     timings: dict[str, float] = {}
@@ -464,7 +467,6 @@ def locate_section(
     timings["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    normals = _search_normals(opts, opts.angle_step)
     angles = np.arange(0.0, 360.0, opts.angle_step)
     maps = np.concatenate([in_plane_maps(angles, False), in_plane_maps(angles, True)])
     result, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a)

@@ -1,0 +1,120 @@
+"""``coframe locate`` through the CLI: outputs, the stored 2D -> 3D edge, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from registration.locate_search import Grid, Pose
+from registration.locate_synthetic import blob_phantom, extract_section, random_pose
+from transforms.workspace import load_workspace
+from volumes.open import open_volume
+from volumes.write import write_tiff
+
+VOXEL = 1000.0
+PIXEL = 500.0
+SHAPE = (44, 52)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pose, Grid]:
+    """Image files: a 40^3 phantom volume, a section cut from it, a noise section, a big one."""
+    root = tmp_path_factory.mktemp("locate-images")
+    volume = blob_phantom((40, 40, 40), VOXEL, seed=5)
+    rng = np.random.default_rng(3)
+    pose = random_pose(volume, (SHAPE[0] * PIXEL, SHAPE[1] * PIXEL), rng, margin=VOXEL)
+    section = extract_section(volume, pose, SHAPE, PIXEL, rng=rng, blur=1.0, noise=0.2, invert=True)
+    write_tiff(root / "volume.tif", volume.array, VOXEL)
+    # the section file puts pixel (0, 0) at the origin: shift the pose accordingly
+    write_tiff(root / "section.tif", section.array, PIXEL)
+    shifted = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    noise = rng.standard_normal(SHAPE).astype(np.float32)
+    write_tiff(root / "noise.tif", noise, PIXEL)
+    write_tiff(root / "big.tif", np.zeros((30, 30), np.float32), 2000.0)
+    return root, shifted, section
+
+
+@pytest.fixture
+def ws(scene: tuple[Path, Pose, Grid], tmp_path: Path, runner: CliRunner) -> Path:
+    """A workspace with images volume, section, noise and big."""
+    root = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    for name, modality in (("volume", "xray"), ("section", "tem"), ("noise", "tem")):
+        result = runner.invoke(
+            app,
+            ["add", name, str(scene[0] / f"{name}.tif"), "--modality", modality, "-w", str(root)],
+        )
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["add", "big", str(scene[0] / "big.tif"), "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_locate_stores_the_edge_and_writes_the_outputs(
+    ws: Path, scene: tuple[Path, Pose, Grid], runner: CliRunner
+) -> None:
+    _, truth, _ = scene
+    result = runner.invoke(app, ["locate", "section", "volume", "--json", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and report["ncc"] < -0.8
+    assert report["edge"] == "section -> volume"
+    for key in ("transform", "matched_slice", "picture", "report"):
+        assert Path(report["files"][key]).is_file()
+    # the matched slice carries its pixel size
+    matched = open_volume(report["files"]["matched_slice"])
+    assert matched.levels[0].voxel_size == pytest.approx((PIXEL, PIXEL))
+    assert matched.levels[0].shape == SHAPE
+    # the edge maps section points where the true pose does
+    edge = load_workspace(ws).edges[0]
+    assert (edge.source, edge.target, edge.format) == ("section", "volume", "ngff")
+    assert edge.provenance["metric"]["confidence"] == pytest.approx(report["confidence"], abs=1e-5)
+    assert "locate" in edge.provenance["command"]
+    corners = np.array([[0.0, 0.0], [0.0, SHAPE[1] * PIXEL], [SHAPE[0] * PIXEL, 0.0]])
+    points = runner.invoke(
+        app, ["points", "section", "volume", json.dumps(corners.tolist()), "-w", str(ws)]
+    )
+    assert points.exit_code == 0, points.output
+    mapped = np.array(json.loads(points.stdout)["coordinates"])
+    assert np.abs(mapped - truth.apply(corners)).max() < 1.5 * VOXEL
+    assert np.array(report["corners"]["volume"]).shape == (4, 3)
+    # a second run refuses to overwrite
+    again = runner.invoke(app, ["locate", "section", "volume", "-w", str(ws)])
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr and "--force" in again.stderr
+
+
+def test_a_3d_image_as_section_is_refused(ws: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["locate", "volume", "volume", "-w", str(ws)])
+    assert result.exit_code == 2
+    assert "'volume'" in result.stderr and "2D section" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_section_larger_than_the_volume_is_refused(ws: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["locate", "big", "volume", "-w", str(ws)])
+    assert result.exit_code == 2
+    assert "'big'" in result.stderr and "smaller than the volume" in result.stderr
+
+
+def test_a_bad_normal_is_refused(ws: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["locate", "section", "volume", "--normal", "1,0", "-w", str(ws)])
+    assert result.exit_code == 2
+    assert "--normal" in result.stderr
+
+
+def test_an_untrustworthy_pose_is_not_stored_unless_forced(ws: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["locate", "noise", "volume", "-w", str(ws)])
+    assert result.exit_code == 2
+    assert "not trustworthy" in result.stderr and "--force" in result.stderr
+    assert load_workspace(ws).edges == ()
+    assert not (ws / "locate").exists() and not (ws / "transforms").exists()
+    forced = runner.invoke(app, ["locate", "noise", "volume", "--force", "-w", str(ws)])
+    assert forced.exit_code == 0, forced.output
+    assert "NOT trustworthy" in forced.stdout
+    assert [(e.source, e.target) for e in load_workspace(ws).edges] == [("noise", "volume")]
