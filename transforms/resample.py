@@ -344,7 +344,7 @@ class _Runner:
 
             try:
                 self.client = Client(scheduler, timeout="15s")
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, ValueError) as e:
                 raise CoframeError(
                     f"cannot reach the dask scheduler at {scheduler}: {e}; check --scheduler"
                 ) from e
@@ -356,20 +356,15 @@ class _Runner:
         if self.client is not None:
             self.client.close()
 
-    def threads_per_task(self, n_tasks: int, linear: bool) -> int:
+    def threads_per_task(self) -> int:
         """Threads SimpleITK may use inside one task.
 
         SimpleITK holds the GIL while it resamples, so concurrent local tasks
-        do not overlap inside it (their reads and writes do): an affine
-        resampling gets every core through ITK's own threads; a field lookup,
-        which ITK's threads barely speed up, gets one. Distributed workers
-        run one thread per task.
+        never overlap inside it (only their reads and writes do): each call
+        gets every core through ITK's own threads. Distributed workers run
+        one thread per task.
         """
-        if self.client is not None:
-            return 1
-        if linear:
-            return self.cores
-        return max(1, self.cores // max(1, min(self.workers, n_tasks)))
+        return 1 if self.client is not None else self.cores
 
     def run(
         self,
@@ -722,9 +717,7 @@ def _resample_tiff(
     if (out.exists() or out.is_symlink()) and not force:
         raise OverwriteError(f"output {out} already exists: pass --force to overwrite it")
     blocks = plan_blocks(grid.shape, plan.block_shape)
-    job = replace(
-        job, output=None, threads=runner.threads_per_task(len(blocks), job.transform.is_linear)
-    )
+    job = replace(job, output=None, threads=runner.threads_per_task())
     total = sum(b.n_chunks(grid.chunks) for b in blocks)
     results = runner.run(
         run_block, job, blocks, label="resample", total_chunks=total, done_chunks=0
@@ -776,9 +769,7 @@ def _resample_zarr(
         raise
     blocks = plan_blocks(grid.shape, plan.block_shape)
     todo = _pending(output, "s0", blocks)
-    job = replace(
-        job, output=output, threads=runner.threads_per_task(len(todo), job.transform.is_linear)
-    )
+    job = replace(job, output=output, threads=runner.threads_per_task())
     total = sum(b.n_chunks(grid.chunks) for b in blocks)
     done = total - sum(b.n_chunks(grid.chunks) for b in todo)
     runner.run(run_block, job, todo, label="resample s0", total_chunks=total, done_chunks=done)
