@@ -712,6 +712,15 @@ def _demo_resample(directory: Path, sample: Any) -> str | None:
 DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_resample))
 
 
+def _demo_locate(directory: Path, sample: Any) -> str | None:
+    from registration.locate_demo import demo_locate_step
+
+    return demo_locate_step(directory, sample)
+
+
+DEMO_PIPELINE.append(("locate the TEM sections in the X-ray volume", _demo_locate))
+
+
 @app.command("demo")
 def demo_cmd(
     directory: Annotated[

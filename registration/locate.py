@@ -112,6 +112,9 @@ class LocateOptions:
         matched slice below this are not trustworthy.
     min_confidence
         Confidences below this are not trustworthy.
+    min_pixels
+        Sections spanning fewer working voxels (shorter side) are not
+        trustworthy: too little of the volume to tell places apart.
     distinct_angle
         Angle (degrees) beyond which two poses are distinct.
     distinct_voxels
@@ -135,8 +138,9 @@ class LocateOptions:
     metric: str = "correlation"
     score: str = "mi"
     bins: int = 16
-    min_ncc: float = 0.5
-    min_confidence: float = 0.05
+    min_ncc: float = 0.6
+    min_confidence: float = 0.1
+    min_pixels: int = 12
     distinct_angle: float = 10.0
     distinct_voxels: float = 3.0
 
@@ -194,6 +198,8 @@ class LocateResult:
         Seconds per stage.
     options
         The options used.
+    working_pixels
+        Working voxels across the section's shorter side.
     """
 
     affine: Affine
@@ -208,6 +214,7 @@ class LocateResult:
     candidates: tuple[ScoredPose, ...]
     timings: dict[str, float] = field(default_factory=dict)
     options: LocateOptions = field(default_factory=LocateOptions)
+    working_pixels: int = 0
 
     @property
     def normal(self) -> np.ndarray:
@@ -216,9 +223,11 @@ class LocateResult:
 
     @property
     def trustworthy(self) -> bool:
-        """Whether the correlation and the confidence reach the options' thresholds."""
+        """Whether correlation, confidence and section size reach the options' thresholds."""
         return (
-            abs(self.ncc) >= self.options.min_ncc and self.confidence >= self.options.min_confidence
+            abs(self.ncc) >= self.options.min_ncc
+            and self.confidence >= self.options.min_confidence
+            and self.working_pixels >= self.options.min_pixels
         )
 
     def summary(self) -> dict[str, float | list[float]]:
@@ -530,6 +539,7 @@ def locate_section(
         candidates=tuple(scored),
         timings=timings,
         options=opts,
+        working_pixels=int(min(sec_w.shape)),
     )
 
 

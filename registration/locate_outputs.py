@@ -247,12 +247,39 @@ def run_locate(
     result = locate_section(
         section, volume, options, section_name=section_name, volume_name=volume_name
     )
+    return store_located(
+        workspace, section_name, volume_name, result, command=command, paths=paths, force=force
+    )
+
+
+def store_located(
+    workspace: Workspace,
+    section_name: str,
+    volume_name: str,
+    result: LocateResult,
+    *,
+    command: str,
+    paths: LocatePaths,
+    force: bool = False,
+) -> tuple[Workspace, dict[str, Any]]:
+    """Write the outputs of a located section and add its edge (the workspace is not saved).
+
+    Raises
+    ------
+    RegistrationError
+        If the pose is not trustworthy and ``force`` is false: nothing is written.
+    """
+    options = result.options
+    section = workspace.open_image(section_name)
+    volume = workspace.open_image(volume_name)
+    src, dst = workspace.space_of(section_name), workspace.space_of(volume_name)
     if not result.trustworthy and not force:
         raise RegistrationError(
             f"section {section_name!r} in {volume_name!r}: best score {result.score:.3f} "
             f"(NCC {result.ncc:.2f}), runner-up {result.runner_up:.3f}, confidence "
-            f"{result.confidence:.3f}: the pose is not trustworthy (needs |NCC| >= "
-            f"{options.min_ncc:g} and confidence >= {options.min_confidence:g}); nothing stored; "
+            f"{result.confidence:.3f}, {result.working_pixels} working voxels across: the pose "
+            f"is not trustworthy (needs |NCC| >= {options.min_ncc:g}, confidence >= "
+            f"{options.min_confidence:g}, >= {options.min_pixels} voxels); nothing stored; "
             f"give --normal/--max-tilt/--near, or pass --force to store it anyway"
         )
     report = describe_result(result, section, section_name, volume_name)
@@ -321,6 +348,7 @@ def _parameters(result: LocateResult) -> dict[str, Any]:
         "metric": o.metric,
         "score": o.score,
         "working_level": result.working_level,
+        "working_pixels": result.working_pixels,
         "spacings": result.spacings,
     }
 
@@ -369,7 +397,10 @@ def _vec(values: Any, digits: int = 4) -> str:
     return "(" + ", ".join(f"{float(v):.{digits}f}" for v in values) + ")"
 
 
-def truth_errors(result_affine: Affine, truth: Affine, section: Volume, voxel: float) -> dict:
-    """Pose errors of a located section against a known pose (see :func:`pose_errors`)."""
+def truth_errors(found: Affine, truth: Affine, section: Volume, voxel: float) -> dict[str, float]:
+    """Pose errors of a located section against a known pose, at the section centre.
+
+    See :func:`registration.locate.pose_errors`.
+    """
     centre = np.asarray(section.levels[0].extent, dtype=float).mean(axis=1)
-    return pose_errors(result_affine, truth, centre, voxel)
+    return pose_errors(found, truth, centre, voxel)
