@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 import zarr
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from transforms.atomic import write_text_atomic
 from transforms.errors import CoframeError, OverwriteError
+from transforms.formats.bigwarp import Landmarks, write_bigwarp_json, write_bigwarp_landmarks
+from transforms.workspace import init_workspace
 from volumes import synthetic as syn
 from volumes.write import (
     LevelSpec,
@@ -749,45 +750,24 @@ def _write_truth(ctx: _Context) -> None:
         }
         dump("tem_poses.json", poses)
         advance()
-        fixed, moving, names = _landmarks(ctx)  # BigWarp: x-first, moving = X-ray, fixed = FIB-SEM
-        rows = [
-            [n, "true", *(f"{c:.3f}" for c in m[::-1]), *(f"{c:.3f}" for c in f[::-1])]
-            for n, m, f in zip(names, moving, fixed, strict=True)
-        ]
-        write_text_atomic(
-            gt / "landmarks.csv", "".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows)
-        )
-        bigwarp = {
-            "type": "BigWarpLandmarks",
-            "numDimensions": 3,
-            "movingPoints": moving[:, ::-1].tolist(),
-            "fixedPoints": fixed[:, ::-1].tolist(),
-            "active": [True] * len(names),
-            "names": names,
-        }
-        dump("landmarks.json", bigwarp)
+        fixed, moving, names = _landmarks(ctx)  # moving = X-ray, fixed = FIB-SEM
+        pairs = Landmarks(moving, fixed, names=tuple(names))
+        write_bigwarp_landmarks(gt / "landmarks.csv", pairs)
+        write_bigwarp_json(gt / "landmarks.json", pairs, kind=None)
         advance()
     ctx.out.update(landmarks_fixed=fixed, landmarks_moving=moving)
 
 
 def _write_workspace(ctx: _Context) -> None:
-    images = {
-        "fibsem": {"path": EM_PATH, "modality": "fibsem", "space": "fibsem"},
-        "nuc": {"path": LABELS_PATH, "modality": "labels", "space": "fibsem"},
-        "xray": {"path": XRAY_PATH, "modality": "xray", "space": "xray"},
-    }
-    spaces = {"fibsem": {"axes": ["z", "y", "x"]}, "xray": {"axes": ["z", "y", "x"]}}
+    root = ctx.root
+    ws = init_workspace(root, unit="nanometer")
+    zyx = ("z", "y", "x")
+    ws = ws.add_image("fibsem", root / EM_PATH, "fibsem", "fibsem", axes=zyx)
+    ws = ws.add_image("nuc", root / LABELS_PATH, "labels", "fibsem", axes=zyx)
+    ws = ws.add_image("xray", root / XRAY_PATH, "xray", "xray", axes=zyx)
     for s in ctx.out["tem"]:
-        images[s.name] = {
-            "path": str(s.path.relative_to(ctx.root)),
-            "modality": "tem",
-            "space": s.name,
-        }
-        spaces[s.name] = {"axes": ["y", "x"]}
-    doc = {"coframe": 1, "unit": "nanometer", "spaces": spaces, "images": images, "transforms": []}
-    write_text_atomic(
-        ctx.root / "coframe.yaml", yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
-    )
+        ws = ws.add_image(s.name, s.path, "tem", s.name, axes=("y", "x"))
+    ws.save()
 
 
 #: The generation steps, in order; each reads and extends the shared context.
