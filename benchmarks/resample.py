@@ -155,9 +155,13 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain(case, n)
     if method == "coframe":
-        import dask.array  # noqa: F401  (imported by any CLI run before it resamples)
+        # libraries any run imports before it resamples
+        import dask.array  # noqa: F401
         import tensorstore  # noqa: F401
 
+        import transforms.sitk_bridge  # noqa: F401
+        import volumes.open  # noqa: F401
+        import volumes.write  # noqa: F401
         from transforms.resample import resample
         from transforms.resample_block import ImageSource
 
