@@ -122,6 +122,56 @@ def open_source(spec: SourceSpec) -> Volume:
     return volume
 
 
+def _direct_array(spec: Any, level: Level) -> Any:
+    """A tensorstore handle on a local OME-Zarr source level, or ``None``.
+
+    Reading through tensorstore decodes chunks in C++ threads without the
+    GIL, so a task's reads overlap SimpleITK (which holds the GIL) in
+    another task. Used only when the level is the plain array at
+    ``<path>/<level.path>`` with the level's own shape and data type;
+    anything else (remote URLs, TIFF, N5, channel axes) is read through the
+    level's own reader.
+    """
+    if not isinstance(spec, ImageSource) or "://" in spec.path or not level.path:
+        return None
+    path = Path(spec.path) / level.path
+    key = (str(path), "source", f"{level.shape}{level.dtype}")
+    with _LOCK:
+        if key in _ARRAYS:
+            return _ARRAYS[key]
+    array = None
+    driver = "zarr3" if (path / "zarr.json").is_file() else None
+    driver = "zarr" if (path / ".zarray").is_file() else driver
+    if driver is not None:
+        import tensorstore as ts
+
+        try:
+            opened = ts.open(
+                {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}},
+                open=True,
+                read=True,
+            ).result()
+        except ValueError:
+            opened = None
+        if (
+            opened is not None
+            and tuple(int(n) for n in opened.shape) == level.shape
+            and np.dtype(opened.dtype.numpy_dtype) == level.dtype
+        ):
+            array = opened
+    with _LOCK:
+        _ARRAYS[key] = array
+    return array
+
+
+def read_source(spec: Any, level: Level, box: tuple[slice, ...]) -> np.ndarray:
+    """Read an index box of a source level (directly through tensorstore when possible)."""
+    direct = _direct_array(spec, level)
+    if direct is None:
+        return level.read(box)
+    return np.asarray(direct[box].read().result())
+
+
 @dataclass(frozen=True)
 class BlockJob:
     """Everything a worker needs to compute blocks of one output level.
@@ -214,7 +264,7 @@ def _sitk_piece(
 ) -> np.ndarray:
     from transforms.sitk_bridge import array_to_image, resample_image
 
-    data = level.read(box)
+    data = read_source(job.source, level, box)
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
     image = array_to_image(data, level.voxel_size, origin)
     del data
@@ -233,7 +283,10 @@ def _sitk_piece(
 class _SourceBox:
     """A box of source voxels, read and (for cubic interpolation) prefiltered, grown on demand."""
 
-    def __init__(self, level: Level, box: tuple[slice, ...], order: int, margin: int) -> None:
+    def __init__(
+        self, source: Any, level: Level, box: tuple[slice, ...], order: int, margin: int
+    ) -> None:
+        self.source = source
         self.level = level
         self.order = order
         self.margin = margin
@@ -244,7 +297,7 @@ class _SourceBox:
         self.box = box
         self.lo = _box_start(box)
         self.hi = np.array([s.stop for s in box], dtype=np.int64)
-        data = self.level.read(box)
+        data = read_source(self.source, self.level, box)
         if self.order > 1:
             data = ndimage.spline_filter(data.astype(np.float64), order=self.order, mode="mirror")
         self.data = data
@@ -279,7 +332,7 @@ class _SourceBox:
 def _numpy_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    source = _SourceBox(level, box, job.order, INTERPOLATION_MARGIN[job.order])
+    source = _SourceBox(job.source, level, box, job.order, INTERPOLATION_MARGIN[job.order])
     out = np.zeros(shape, dtype=np.dtype(job.dtype))
     flat = out.reshape(shape[0], -1)
     per_row = max(1, int(np.prod(shape[1:], dtype=np.int64)))
