@@ -41,6 +41,7 @@ from transforms.resample_plan import (
     pieces,
     source_box,
 )
+from volumes.sources import ZarrSource
 from volumes.volume import Level, Volume
 
 #: Name of the run-state directory inside an output.
@@ -134,6 +135,8 @@ def _direct_array(spec: Any, level: Level) -> Any:
     """
     if not isinstance(spec, ImageSource) or "://" in spec.path or not level.path:
         return None
+    if not isinstance(level.array, ZarrSource):
+        return None  # the file's axes are reordered or selected: read through the reader's view
     path = Path(spec.path) / level.path
     key = (str(path), "source", f"{level.shape}{level.dtype}")
     with _LOCK:

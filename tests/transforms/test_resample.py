@@ -425,3 +425,27 @@ def test_bspline_interpolation_runs_close_to_sitk(source_dir: Path, tmp_path: Pa
     )
     diff = np.abs(_read(out).astype(np.int16) - expected)
     assert np.percentile(diff, 99) <= 1
+
+
+def test_source_stored_x_first_is_read_in_zyx_order(tmp_path: Path) -> None:
+    """A cubic OME-Zarr whose axes are listed x, y, z resamples like its z, y, x view."""
+    rng = np.random.default_rng(5)
+    file_order = rng.integers(1, 255, size=(8, 8, 8), dtype=np.uint8)  # indexed [x, y, z]
+    path = tmp_path / "xyz.zarr"
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("s0", data=file_order, chunks=(4, 4, 4))
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "xyz"],
+            "datasets": [
+                {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}
+            ],
+        }
+    ]
+    zyx = np.transpose(file_order, (2, 1, 0))
+    assert np.array_equal(open_volume(str(path)).level(0).read(), zyx)
+    grid = OutputGrid((8, 8, 8), (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", (4, 4, 4))
+    out = tmp_path / "out.zarr"
+    resample(ImageSource(str(path)), Affine(np.eye(4)), grid, out, progress=False)
+    assert np.array_equal(_read(out), zyx)
