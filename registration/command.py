@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from registration import landmarks as lmk
+from registration.inputs import check_pair
 from registration.pipeline import RegistrationResult, register
 from registration.presets import load_preset, parse_overrides
 from registration.qc import rounded, tre, verdict
@@ -299,6 +300,7 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
 
     moving = ws.open_image(req.moving)
     fixed = ws.open_image(req.fixed)
+    check_pair(moving, fixed)  # before any edge lookup: a 2D section fails here, clearly
     fixed_mask = _mask(ws, req.fixed_mask, "--fixed-mask")
     moving_mask = _mask(ws, req.moving_mask, "--moving-mask")
     given, source, fit_summary, landmark_fit = None, "edge", None, None

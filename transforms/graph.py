@@ -453,9 +453,10 @@ def map_points(
     if arr.shape[1] != transform.input_dim:
         axes = graph.spaces.get(source)
         names = f" {list(axes)}" if axes else ""
+        order = ", ".join(axes) if axes else ("z, y, x" if transform.input_dim == 3 else "y, x")
         raise DimensionError(
             f"points have {arr.shape[1]} coordinates but space {source!r} has "
-            f"{transform.input_dim} axes{names}: give points in (z, y, x) order of {source!r}"
+            f"{transform.input_dim} axes{names}: give points in ({order}) order of {source!r}"
         )
     return np.atleast_2d(transform.apply(arr * scale)) / scale
 

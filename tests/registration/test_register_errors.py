@@ -184,3 +184,31 @@ def test_verdict_rules() -> None:
     ok, reason = verdict(-0.5, -0.9, "metric became nan", force=True)
     assert not ok and "diverged" in reason
     assert not verdict(-0.5, float("nan"), "", force=True)[0]
+
+
+def test_a_located_2d_section_is_refused_before_its_edge_is_used(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    """With a stored 2D -> 3D edge (a located section), the 2D error still comes first."""
+    from transforms.affine import Affine
+    from transforms.formats.dispatch import write_transform
+
+    pair = make_pair(None)
+    path = pair.root / "section.zarr"
+    writer = create_ome_zarr(
+        path, shape0=(32, 32), voxel_size0=(VOXEL, VOXEL), dtype=np.uint8, axes=("y", "x")
+    )
+    writer.write(0, (0, 0), np.full((32, 32), 7, np.uint8))
+    writer.write_metadata()
+    ws = load_workspace(pair.root).add_image("section", path, "tem", axes=("y", "x"))
+    pose = Affine(np.array([[0.0, 0.0, 5.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    edge = write_transform(
+        pose,
+        pair.root / "transforms" / "section-to-fixed.json",
+        unit=ws.unit,
+        input_space="section",
+        output_space=ws.space_of("fixed"),
+    )
+    ws.add_edge("section", ws.space_of("fixed"), edge, "ngff", None, {}).save()
+    result = runner.invoke(app, ["register", "section", "fixed", "-w", str(pair.root)])
+    _error_line(result, "2D", "3D volumes")
