@@ -359,10 +359,12 @@ class _Runner:
     def threads_per_task(self) -> int:
         """Threads SimpleITK may use inside one task.
 
-        SimpleITK holds the GIL while it resamples, so concurrent local tasks
-        never overlap inside it (only their reads and writes do): each call
-        gets every core through ITK's own threads. Distributed workers run
-        one thread per task.
+        Local tasks ask for every core through ITK's own threads (SimpleITK
+        releases the GIL while it resamples, so tasks overlap inside it and
+        in their reads and writes). Distributed workers ask for one thread
+        per task. With SimpleITK 2.5's default (platform) threader the
+        request has no effect: the filter uses the process-wide
+        ``SimpleITK.ProcessObject.GetGlobalDefaultNumberOfThreads()``.
         """
         return 1 if self.client is not None else self.cores
 
@@ -394,9 +396,14 @@ class _Runner:
                         if isinstance(result, tuple) and len(result) == 2:
                             advance(int(result[0]))
 
+                import dask.threaded
+
+                # the scheduler function itself: naming it would import dask.distributed
                 with _Advance():
                     results = dask.compute(
-                        *tasks, scheduler="threads", num_workers=min(self.workers, len(tasks))
+                        *tasks,
+                        scheduler=dask.threaded.get,
+                        num_workers=min(self.workers, len(tasks)),
                     )
                 return list(results)
             return self._run_distributed(tasks, advance)

@@ -449,3 +449,30 @@ def test_source_stored_x_first_is_read_in_zyx_order(tmp_path: Path) -> None:
     out = tmp_path / "out.zarr"
     resample(ImageSource(str(path)), Affine(np.eye(4)), grid, out, progress=False)
     assert np.array_equal(_read(out), zyx)
+
+
+def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Path) -> None:
+    """The local threaded scheduler runs without importing dask.distributed (a slow import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from transforms.affine import Affine\n"
+        "from transforms.resample import resample\n"
+        "from transforms.resample_block import ImageSource\n"
+        "from transforms.resample_plan import OutputGrid\n"
+        "grid = OutputGrid((16, 16, 16), (2.0,) * 3, (4.0,) * 3, ('z', 'y', 'x'), 'nanometer',"
+        " (8, 8, 8))\n"
+        "identity = Affine.from_linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]])\n"
+        f"source = ImageSource({str(source_dir / 'em.zarr')!r})\n"
+        f"r = resample(source, identity, grid, {str(tmp_path / 'out.zarr')!r}, progress=False)\n"
+        "assert r.blocks > 1, r.blocks\n"
+        "print(any(m == 'distributed' or m.startswith('distributed.') for m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert _read(tmp_path / "out.zarr").shape == (16, 16, 16)
