@@ -3,11 +3,16 @@
 Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp DIR]``.
 
 (a) an affine and (b) an affine + displacement-field chain resample an
-``N^3`` uint8 volume onto an ``N^3`` grid with three methods:
+``N^3`` uint8 volume onto an ``N^3`` grid with these methods:
 
 - coframe: :func:`transforms.resample.resample` reading an OME-Zarr source
-  and writing an OME-Zarr output (level 0 only), local threads, 256 MB tasks;
-- SimpleITK: ``sitk.Resample`` on the whole array in memory (load excluded);
+  and writing an OME-Zarr output (level 0 only, no pyramid), local threads,
+  256 MB tasks;
+- sitk: ``sitk.Resample`` on the whole array in memory (load excluded, the
+  result is not written);
+- sitk+write: the same, then the result written as coframe writes level 0
+  (Zarr v2 through tensorstore, same chunks and zstd level) inside the
+  timing, which compares like with like;
 - scipy: ``ndimage.affine_transform`` order 1 in memory (affine only).
 
 Each method runs in its own subprocess that reports its own peak RSS
@@ -148,12 +153,35 @@ def _load(src: Path) -> np.ndarray:
     return zarr.open_array(str(src / "s0"), mode="r")[...]
 
 
+def _write_level0(out: Path, data: np.ndarray) -> None:
+    """Write an array as coframe writes level 0: Zarr v2 through tensorstore, its chunks, zstd."""
+    import tensorstore as ts
+
+    from transforms.resample import DEFAULT_ZSTD_LEVEL
+
+    metadata = {
+        "shape": list(data.shape),
+        "chunks": list(CHUNKS),
+        "dtype": data.dtype.str,
+        "compressor": {"id": "zstd", "level": DEFAULT_ZSTD_LEVEL},
+        "dimension_separator": "/",
+    }
+    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(out / "s0")}}
+    array = ts.open({**spec, "metadata": metadata}, create=True, delete_existing=True).result()
+    array.write(data).result()
+
+
 def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, Any]:
     """Run one method in this process; return seconds, voxels and peak RSS."""
     from transforms.resample_plan import OutputGrid
 
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain(case, n)
+    written = method == "sitk+write"
+    if written:
+        import tensorstore  # noqa: F401
+
+        import transforms.resample  # noqa: F401
     if method == "coframe":
         # libraries any run imports before it resamples
         import dask.array  # noqa: F401
@@ -172,7 +200,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         result = resample(source, t, grid, out, n_levels=1, progress=False, force=True)
         seconds = time.perf_counter() - start
         extra = {"method_used": result.method, "blocks": result.blocks}
-    elif method == "sitk":
+    elif method in ("sitk", "sitk+write"):
         import SimpleITK as sitk
 
         from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
@@ -184,8 +212,11 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
         start = time.perf_counter()
         result_array = resample_image(image, st, grid.shape, grid.voxel_size, grid.origin)
+        if written:
+            _write_level0(out, result_array)
         seconds = time.perf_counter() - start
-        np.save(out, result_array)
+        if not written:
+            np.save(out, result_array)
         extra = {}
     elif method == "scipy":
         from scipy import ndimage
@@ -254,7 +285,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     header = (
-        f"{'case':<14}{'size':>6}{'method':>10}{'Mvox/s':>9}{'s':>8}{'RSS GB':>8}"
+        f"{'case':<14}{'size':>6}{'method':>12}{'Mvox/s':>9}{'s':>8}{'RSS GB':>8}"
         f"{'maxdiff':>9}{'% >1':>9}"
     )
     print(header, flush=True)
@@ -264,11 +295,12 @@ def main() -> None:
             for case in ("affine", "field"):
                 outs = {}
                 results = {}
-                for method in ("sitk", "coframe", "scipy"):
+                for method in ("sitk", "sitk+write", "coframe", "scipy"):
                     if method == "scipy" and case != "affine":
                         continue
                     out = root / (
-                        f"{method}-{case}-{n}" + (".zarr" if method == "coframe" else ".npy")
+                        f"{method}-{case}-{n}"
+                        + (".zarr" if method in ("coframe", "sitk+write") else ".npy")
                     )
                     runs = [run_child(method, case, n, root, out) for _ in range(args.repeat)]
                     best = min(runs, key=lambda r: r["seconds"])
@@ -283,16 +315,13 @@ def main() -> None:
                     )
                     rate = r["voxels"] / r["seconds"] / 1e6
                     print(
-                        f"{case:<14}{n:>6}{method:>10}{rate:>9.1f}{r['seconds']:>8.2f}"
+                        f"{case:<14}{n:>6}{method:>12}{rate:>9.1f}{r['seconds']:>8.2f}"
                         f"{r['peak_rss_gb']:>8.2f}{diff:>9}{100 * share:>9.4f}",
                         flush=True,
                     )
-                ratio = (
-                    results["coframe"]["voxels"]
-                    / results["coframe"]["seconds"]
-                    / (results["sitk"]["voxels"] / results["sitk"]["seconds"])
-                )
-                print(f"{'':<14}{'':>6}  coframe/sitk throughput {ratio:.2f}x", flush=True)
+                for base in ("sitk", "sitk+write"):
+                    ratio = results[base]["seconds"] / results["coframe"]["seconds"]
+                    print(f"{'':<14}{'':>6}  coframe/{base} throughput {ratio:.2f}x", flush=True)
                 for p in outs.values():
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
         if args.big:
@@ -304,7 +333,7 @@ def main() -> None:
                 per_voxel[n] = r["seconds"] / r["voxels"]
                 rate = r["voxels"] / r["seconds"] / 1e6
                 print(
-                    f"{'synthetic':<14}{n:>6}{'coframe':>10}{rate:>9.1f}{r['seconds']:>8.1f}"
+                    f"{'synthetic':<14}{n:>6}{'coframe':>12}{rate:>9.1f}{r['seconds']:>8.1f}"
                     f"{r['peak_rss_gb']:>8.2f}{'-':>9}",
                     flush=True,
                 )
