@@ -111,7 +111,9 @@ def moments_step(
     """Shift the initial map so the images' centres of mass meet.
 
     Centres are weighted by each voxel's deviation from the image's border
-    level, so inverted contrast does not matter.
+    level, so inverted contrast does not matter. When the shift makes the
+    metric worse (a start from a good edge or landmarks, with fields of view
+    of different extent), the initial map is kept.
     """
     start = time.perf_counter()
     before = evaluate(initial)
@@ -119,7 +121,11 @@ def moments_step(
     mapped = initial.apply(_centre_of_mass(fixed))
     result = _as_affine(Sequence((initial, Translation(target - mapped))))
     after = evaluate(result)
-    return result, StepReport("moments", before, after, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if after > before:
+        note = "undone: the metric got worse"
+        return initial, StepReport("moments", before, after, seconds, 0, "", False, note)
+    return result, StepReport("moments", before, after, seconds)
 
 
 def _as_affine(t: Sequence | Affine) -> Affine:

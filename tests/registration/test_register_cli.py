@@ -142,3 +142,29 @@ def test_user_preset_file_and_overrides(
     assert prov["parameters"]["preset"] == "user" and prov["parameters"]["seed"] == 5
     assert prov["parameters"]["sampling"]["points"] == [3000]
     assert pair.tre_vox(pair.edge()) < 0.3
+
+
+def test_moments_keep_a_good_start_when_the_fields_of_view_differ() -> None:
+    """Centres of mass of unequal fields of view must not undo a good initial map."""
+    from registration.inputs import WorkImage
+    from registration.intensity import moments_step
+
+    fixed = np.zeros((16, 16, 16), np.float32)
+    fixed[6:10, 6:10, 6:10] = 1.0
+    moving = np.zeros((32, 32, 32), np.float32)  # a wider view: the same blob plus another
+    moving[6:10, 6:10, 6:10] = 1.0
+    moving[24:30, 24:30, 24:30] = 1.0
+    work_f = WorkImage("fixed", fixed, (1.0,) * 3, (0.0,) * 3, None, 0, "s0")
+    work_m = WorkImage("moving", moving, (1.0,) * 3, (0.0,) * 3, None, 0, "s0")
+    truth = Affine(np.eye(4))
+
+    def evaluate(t: Affine) -> float:  # lower is better; the true map scores 0
+        return float(np.abs(t.matrix - truth.matrix).sum())
+
+    kept, report = moments_step(work_f, work_m, truth, evaluate)
+    assert kept is truth and not report.accepted and "undone" in report.note
+    shifted = Affine.from_linear(np.eye(3), (3.0, 0.0, 0.0))
+    moved, report = moments_step(
+        work_f, work_f, shifted, lambda t: float(np.abs(t.translation).sum())
+    )
+    assert report.accepted and np.allclose(moved.translation, 0.0, atol=1e-6)
