@@ -2,7 +2,7 @@
 
 Run in the benchmark environment (nilearn provides the real volume)::
 
-    /work/benchvenv/bin/python benchmarks/locate.py [--poses 20] [--volumes demo,mni]
+    /tmp/bench/bin/python benchmarks/locate.py [--poses 20] [--volumes demo,mni]
         [--demo DIR] [--json OUT]
 
 Volumes:

@@ -2,9 +2,9 @@
 
 Run in the separate benchmark environment (the peers pin older libraries)::
 
-    python3 -m venv /work/benchvenv
-    /work/benchvenv/bin/pip install -e '/work/main[bench]'
-    /work/benchvenv/bin/python benchmarks/register.py [--demo DIR] [--skip-demo]
+    python3 -m venv /tmp/bench
+    /tmp/bench/bin/pip install -e '.[bench]'
+    /tmp/bench/bin/python benchmarks/register.py [--demo DIR] [--skip-demo]
 
 Pairs (fixed <- moving, ground truth known):
 

@@ -31,7 +31,11 @@ from transforms.formats.bigwarp import (
     write_bigwarp_landmarks,
 )
 
-EXAMPLE = Path("/work/shared/examples/cellmap-metadata/bigwarp_landmarks.csv")
+#: The CellMap-style BigWarp example (no header, all quoted, x-first, physical nm).
+EXAMPLE_CSV = (
+    '"Pt-0","true","81234.5","60211.0","70120.3","80110.2","61002.7","69880.1"\n'
+    '"Pt-1","true","95012.0","72010.4","68000.0","94100.9","72990.3","67810.6"\n'
+)
 
 
 def _rotation_3d(angle: float) -> np.ndarray:
@@ -46,9 +50,10 @@ def _random_landmarks(dim: int, n: int = 12, seed: int = 0) -> Landmarks:
     return landmarks_from_pairs(fixed, moving)
 
 
-@pytest.mark.skipif(not EXAMPLE.is_file(), reason="shared example not present")
-def test_example_file_parses_in_zyx_order() -> None:
-    lm = read_bigwarp_landmarks(EXAMPLE)
+def test_example_file_parses_in_zyx_order(tmp_path: Path) -> None:
+    example = tmp_path / "bigwarp_landmarks.csv"
+    example.write_text(EXAMPLE_CSV)
+    lm = read_bigwarp_landmarks(example)
     assert lm.dim == 3 and len(lm) == 2
     assert lm.names == ("Pt-0", "Pt-1")
     assert lm.active.tolist() == [True, True]
