@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from samples import blobs
 
 from cli import app
 from transforms.affine import Affine, Translation
@@ -20,17 +21,6 @@ from transforms.workspace import init_workspace, make_provenance
 from volumes.write import create_ome_zarr, write_tiff
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def blobs(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
-    out = np.zeros(shape)
-    for _ in range(6):
-        centre = [rng.uniform(0, n) for n in shape]
-        r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
-        out += 150 * np.exp(-r2 / (2 * (min(shape) / 5) ** 2))
-    return np.clip(out + 20, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from samples import rotation
 from scipy import ndimage
 
 from transforms.affine import Affine, Rotation, Scale, Translation
@@ -25,15 +26,6 @@ from transforms.sitk_bridge import apply_sitk
 from transforms.tps import ThinPlateSpline
 
 SUFFIXES = (".tfm", ".txt", ".h5", ".mat")
-
-
-def rotation(axis: int, angle: float) -> np.ndarray:
-    """3D rotation about one numpy axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    i, j = [k for k in range(3) if k != axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-    return m
 
 
 #: Anisotropic, non-symmetric affine (shear, unequal scales, rotation about two axes).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from samples import rotation
 
 from transforms.affine import Affine, Rotation, Scale, Translation
 from transforms.base import Identity, Sequence, Transform
@@ -24,15 +25,6 @@ from transforms.sitk_bridge import (
 from transforms.tps import ThinPlateSpline
 
 RNG = np.random.default_rng(1234)
-
-
-def rotation(axis: int, angle: float) -> np.ndarray:
-    """3D rotation about one numpy axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    i, j = [k for k in range(3) if k != axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-    return m
 
 
 ANISO_AFFINE = Affine.from_linear(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from samples import cellmap_pyramid
 
 from transforms.errors import (
     AxisError,
@@ -23,39 +24,10 @@ from volumes.open import detect_format, open_volume, parse_floats, parse_select
 from volumes.volume import Volume
 
 
-def _pyramid(path: Path, data: np.ndarray, levels: int = 4, unit: str = "nanometer") -> Path:
-    """An OME-Zarr 0.4 pyramid of 8 nm s0 with half-voxel offsets (CellMap convention)."""
-    group = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=2)
-    datasets = []
-    for i in range(levels):
-        f = 2**i
-        level = np.ascontiguousarray(data[::f, ::f, ::f])
-        group.create_array(f"s{i}", shape=level.shape, chunks=(4, 4, 4), dtype=level.dtype)[...] = (
-            level
-        )
-        datasets.append(
-            {
-                "path": f"s{i}",
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": [8.0 * f] * 3},
-                    {"type": "translation", "translation": [4.0 * (f - 1)] * 3},
-                ],
-            }
-        )
-    group.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "axes": [{"name": n, "type": "space", "unit": unit} for n in "zyx"],
-            "datasets": datasets,
-        }
-    ]
-    return path
-
-
 @pytest.fixture
 def pyramid(tmp_path: Path) -> Path:
     data = np.arange(16 * 16 * 16, dtype=np.uint16).reshape(16, 16, 16)
-    return _pyramid(tmp_path / "em.zarr", data)
+    return cellmap_pyramid(tmp_path / "em.zarr", data)
 
 
 def test_detect_format_by_metadata_magic_and_name(tmp_path: Path, pyramid: Path) -> None:
@@ -123,7 +95,9 @@ def test_override_errors_name_the_flag(pyramid: Path) -> None:
 
 
 def test_unknown_unit_in_the_file_is_a_unit_error(tmp_path: Path) -> None:
-    path = _pyramid(tmp_path / "far.zarr", np.zeros((4, 4, 4), np.uint8), levels=1, unit="parsec")
+    path = cellmap_pyramid(
+        tmp_path / "far.zarr", np.zeros((4, 4, 4), np.uint8), levels=1, unit="parsec"
+    )
     with pytest.raises(UnitError, match="unknown unit 'parsec' for axis z"):
         open_volume(path)
     # an explicit voxel size places the image without the file's unit
@@ -161,7 +135,7 @@ def test_levels_finest_first_and_nearest_level(pyramid: Path) -> None:
 
 
 def test_level_order_does_not_depend_on_the_listing_order(tmp_path: Path) -> None:
-    path = _pyramid(tmp_path / "rev.zarr", np.zeros((8, 8, 8), np.uint8), levels=3)
+    path = cellmap_pyramid(tmp_path / "rev.zarr", np.zeros((8, 8, 8), np.uint8), levels=3)
     attrs = json.loads((path / ".zattrs").read_text())
     attrs["multiscales"][0]["datasets"].reverse()
     (path / ".zattrs").write_text(json.dumps(attrs))

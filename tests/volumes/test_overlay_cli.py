@@ -9,22 +9,12 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from samples import blobs
 
 from cli import app
 from transforms.affine import Affine, Translation
 from transforms.formats.dispatch import write_transform
 from volumes.write import create_ome_zarr, write_tiff
-
-
-def blobs(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
-    out = np.zeros(shape)
-    for _ in range(6):
-        centre = [rng.uniform(0, n) for n in shape]
-        r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
-        out += 150 * np.exp(-r2 / (2 * (min(shape) / 5) ** 2))
-    return np.clip(out + 20, 0, 255).astype(np.uint8)
 
 
 def write_volume(path: Path, data: np.ndarray, voxel: float) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorstore as ts
 import tifffile
-import zarr
+from samples import cellmap_pyramid
 
 from transforms.errors import InputNotFoundError
 from volumes.open import detect_format, open_volume
@@ -35,34 +35,6 @@ class _CountingHandler(http.server.SimpleHTTPRequestHandler):
         with self.lock:
             self.requests.append(self.path)
         super().do_GET()
-
-
-def _ome_zarr(path: Path, zarr_format: int) -> None:
-    group = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=zarr_format)
-    datasets = []
-    for i in range(2):
-        f = 2**i
-        level = np.ascontiguousarray(DATA[::f, ::f, ::f])
-        group.create_array(f"s{i}", shape=level.shape, chunks=(4, 4, 4), dtype=level.dtype)[...] = (
-            level
-        )
-        datasets.append(
-            {
-                "path": f"s{i}",
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": [8.0 * f] * 3},
-                    {"type": "translation", "translation": [4.0 * (f - 1)] * 3},
-                ],
-            }
-        )
-    axes = [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"]
-    if zarr_format == 2:
-        group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
-    else:
-        group.attrs["ome"] = {
-            "version": "0.5",
-            "multiscales": [{"axes": axes, "datasets": datasets}],
-        }
 
 
 def _n5(path: Path) -> None:
@@ -89,8 +61,8 @@ def _n5(path: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     root = tmp_path_factory.mktemp("served")
-    _ome_zarr(root / "v2.zarr", 2)
-    _ome_zarr(root / "v3.zarr", 3)
+    cellmap_pyramid(root / "v2.zarr", DATA, levels=2)
+    cellmap_pyramid(root / "v3.zarr", DATA, levels=2, zarr_format=3)
     _n5(root / "em.n5")
     tifffile.imwrite(
         root / "stack.tif",
