@@ -512,6 +512,12 @@ def resample_cmd(
     chunks: Annotated[
         str | None, typer.Option("--chunks", help="Output chunk shape z,y,x (default 64,128,128).")
     ] = None,
+    compressor: Annotated[
+        str,
+        typer.Option(
+            "--compressor", help="Chunk compressor: lz4 (fastest), zstd (smaller), gzip or none."
+        ),
+    ] = "lz4",
     via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT or restart it.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -539,6 +545,7 @@ def resample_cmd(
         scheduler=scheduler,
         memory_per_task=memory,
         n_levels=pyramid,
+        compressor=compressor,
         force=force,
         progress=not quiet,
         provenance={"command": _command_line(ctx)},

@@ -11,13 +11,14 @@ Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp D
 - sitk: ``sitk.Resample`` on the whole array in memory (load excluded, the
   result is not written);
 - sitk+write: the same, then the result written as coframe writes level 0
-  (Zarr v2 through tensorstore, same chunks and zstd level) inside the
+  (Zarr v2 through tensorstore, same chunks and compressor) inside the
   timing, which compares like with like;
 - scipy: ``ndimage.affine_transform`` order 1 in memory (affine only).
 
 Each method runs in its own subprocess that reports its own peak RSS
-(``VmHWM``), so peaks never mix; library imports and the in-memory methods'
-loading of the source are outside the timings; with ``--repeat R`` the fastest of R runs counts (the
+(``VmHWM``), so peaks never mix; library imports, the in-memory methods'
+loading of the source and the removal of a previous repeat's output are
+outside the timings; with ``--repeat R`` the fastest of R runs counts (the
 largest peak is kept). Printed: voxels/s, peak RSS and the largest voxel
 difference to SimpleITK. (c) resamples a lazily synthesised source (an
 ArraySource that renders blocks on demand) onto 512^3 and ``--big``^3 grids
@@ -154,16 +155,18 @@ def _load(src: Path) -> np.ndarray:
 
 
 def _write_level0(out: Path, data: np.ndarray) -> None:
-    """Write an array as coframe writes level 0: Zarr v2 through tensorstore, its chunks, zstd."""
+    """Write an array as coframe writes level 0: Zarr v2 via tensorstore, same chunks and codec."""
     import tensorstore as ts
 
-    from transforms.resample import DEFAULT_ZSTD_LEVEL
+    from transforms.resample import DEFAULT_COMPRESSOR
+    from volumes.write import compressors
 
+    codec = compressors(DEFAULT_COMPRESSOR, None, 2)["compressors"]
     metadata = {
         "shape": list(data.shape),
         "chunks": list(CHUNKS),
         "dtype": data.dtype.str,
-        "compressor": {"id": "zstd", "level": DEFAULT_ZSTD_LEVEL},
+        "compressor": None if codec is None else codec.get_config(),
         "dimension_separator": "/",
     }
     spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(out / "s0")}}
@@ -177,6 +180,9 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
 
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain(case, n)
+    if out.is_dir():  # a previous repeat's output, removed outside the timings
+        shutil.rmtree(out)
+    out.unlink(missing_ok=True)
     written = method == "sitk+write"
     if written:
         import tensorstore  # noqa: F401
@@ -187,6 +193,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         import dask.array  # noqa: F401
         import tensorstore  # noqa: F401
 
+        import transforms.resample_progress  # noqa: F401  (rich)
         import transforms.sitk_bridge  # noqa: F401
         import volumes.open  # noqa: F401
         import volumes.write  # noqa: F401

@@ -132,6 +132,27 @@ def test_resample_em_into_xray_frame(runner: CliRunner, ws: Path) -> None:
     assert zarr.open_group(str(out), mode="r").metadata.zarr_format == 3
 
 
+@pytest.mark.parametrize(
+    ("version", "compressor", "codec"),
+    [(2, None, "blosc"), (2, "zstd", "zstd"), (3, None, "blosc"), (3, "none", None)],
+)
+def test_output_compressor(
+    runner: CliRunner, ws: Path, version: int, compressor: str | None, codec: str | None
+) -> None:
+    out = ws / "c.zarr"
+    args = ["em", "--into", "xr", "-o", str(out), "--source-level", "0"]
+    args += ["--zarr-version", str(version)]
+    result = _run(runner, ws, *args, *(["--compressor", compressor] if compressor else []))
+    assert result.exit_code == 0, result.output
+    array = zarr.open_array(str(out / "s0"), mode="r")
+    names = [type(c).__name__.lower() for c in array.compressors]
+    assert names == ([] if codec is None else [codec + ("codec" if version == 3 else "")])
+    if codec == "blosc":
+        assert str(array.compressors[0].cname).endswith("lz4")
+    expected = _expected(_em(), EM_VS, (12, 14, 16), (10.0,) * 3, (0.0,) * 3, "linear")
+    assert np.array_equal(open_volume(out).levels[0].read(), expected)
+
+
 def test_voxel_size_box_and_automatic_source_level(runner: CliRunner, ws: Path) -> None:
     out = ws / "box.zarr"
     result = _run(
@@ -181,6 +202,7 @@ def test_labels_keep_ids_and_dtype(runner: CliRunner, ws: Path) -> None:
         (["em", "--into", "xr", "--interpolation", "cubic"], "--interpolation"),
         (["em", "--into", "xr", "--memory-per-task", "lots"], "--memory-per-task"),
         (["nope", "--into", "xr"], "unknown image"),
+        (["em", "--into", "xr", "--compressor", "brotli"], "--compressor"),
     ],
 )
 def test_bad_input_is_one_line(runner: CliRunner, ws: Path, args: list[str], message: str) -> None:

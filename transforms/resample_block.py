@@ -46,6 +46,9 @@ from volumes.volume import Level, Volume
 
 #: Name of the run-state directory inside an output.
 STATE_DIR = ".coframe"
+#: Decoded source chunks a process keeps, so neighbouring pieces whose source
+#: boxes overlap (rotations, margins) decode each shared chunk once.
+SOURCE_CACHE_BYTES = 256 * 2**20
 
 _LOCK = threading.Lock()
 _VOLUMES: dict[Any, Volume] = {}
@@ -127,11 +130,11 @@ def _direct_array(spec: Any, level: Level) -> Any:
     """A tensorstore handle on a local OME-Zarr source level, or ``None``.
 
     Reading through tensorstore decodes chunks in C++ threads without the
-    GIL, so a task's reads overlap SimpleITK (which holds the GIL) in
-    another task. Used only when the level is the plain array at
-    ``<path>/<level.path>`` with the level's own shape and data type;
-    anything else (remote URLs, TIFF, N5, channel axes) is read through the
-    level's own reader.
+    GIL, and its chunk cache (:data:`SOURCE_CACHE_BYTES` per process)
+    decodes a chunk shared by neighbouring source boxes once. Used only when
+    the level is the plain array at ``<path>/<level.path>`` with the level's
+    own shape and data type; anything else (remote URLs, TIFF, N5, channel
+    axes) is read through the level's own reader.
     """
     if not isinstance(spec, ImageSource) or "://" in spec.path or not level.path:
         return None
@@ -153,6 +156,7 @@ def _direct_array(spec: Any, level: Level) -> Any:
                 {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}},
                 open=True,
                 read=True,
+                context=ts.Context({"cache_pool": {"total_bytes_limit": SOURCE_CACHE_BYTES}}),
             ).result()
         except ValueError:
             opened = None
@@ -280,6 +284,7 @@ def _sitk_piece(
         out_origin,
         interpolation=job.interpolation,
         threads=job.threads,
+        copy=False,
     )
 
 
@@ -452,6 +457,20 @@ def disk_full_error(e: OSError, output: str | None) -> CoframeError:
     )
 
 
+def _limit_itk_threads(threads: int) -> None:
+    """Lower this process's ITK thread count to ``threads`` (never raise it).
+
+    SimpleITK's default (platform) threader ignores a filter's own thread
+    count and uses the process-wide default, so a worker process running one
+    one-thread task per core would otherwise start a full set of ITK threads
+    per task and oversubscribe its cores.
+    """
+    import SimpleITK as sitk
+
+    if threads < sitk.ProcessObject.GetGlobalDefaultNumberOfThreads():
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
+
+
 def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
     """Compute one block piece by piece, write it and mark it done.
 
@@ -473,6 +492,8 @@ def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
     OutputError
         If the disk is full.
     """
+    if job.method == "sitk":
+        _limit_itk_threads(job.threads)
     volume = open_source(job.source)
     level = volume.levels[job.source_level]
     keep = None if job.output is not None else np.zeros(block.shape, dtype=np.dtype(job.dtype))

@@ -446,6 +446,7 @@ def resample_image(
     *,
     interpolation: str = "linear",
     threads: int | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
     """Resample a SimpleITK image onto a numpy-order grid (pull-back through ``transform``).
 
@@ -465,6 +466,9 @@ def resample_image(
         ``nearest``, ``linear`` or ``bspline`` (cubic).
     threads
         Threads SimpleITK may use (default: its global setting).
+    copy
+        Return a copy (default) or a read-only view of the result image's
+        voxels (one copy fewer; the view keeps the image alive).
 
     Returns
     -------
@@ -484,4 +488,18 @@ def resample_image(
     f.SetOutputPixelType(image.GetPixelID())
     if threads is not None:
         f.SetNumberOfThreads(int(threads))
-    return sitk.GetArrayFromImage(f.Execute(image))
+    result = f.Execute(image)
+    return sitk.GetArrayFromImage(result) if copy else _array_view(result)
+
+
+class _ImageBuffer:
+    """Exposes a SimpleITK image's voxels to numpy and keeps the image alive meanwhile."""
+
+    def __init__(self, image: sitk.Image) -> None:
+        self.image = image
+        self.__array_interface__ = sitk.GetArrayViewFromImage(image).__array_interface__
+
+
+def _array_view(image: sitk.Image) -> np.ndarray:
+    """A read-only numpy view of an image's voxels that holds a reference to the image."""
+    return np.asarray(_ImageBuffer(image))

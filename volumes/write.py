@@ -212,9 +212,38 @@ def _split_store_path(path: Path) -> tuple[Path, str]:
     return path, ""
 
 
-def _compressor(kind: str | None, level: int | None, zarr_version: int) -> dict[str, Any]:
+#: Chunk compressors an output can use (``--compressor``).
+COMPRESSORS = ("lz4", "zstd", "gzip", "none")
+
+
+def compressors(kind: str | None, level: int | None, zarr_version: int) -> dict[str, Any]:
+    """The ``compressors=`` argument of :func:`zarr.create_array` for a named compressor.
+
+    Parameters
+    ----------
+    kind
+        ``lz4`` (Blosc LZ4 with byte shuffle: fastest to write and read),
+        ``zstd`` (default level :data:`DEFAULT_ZSTD_LEVEL`: smaller files),
+        ``gzip`` (level 5: most widely readable) or ``none``/``None``.
+    level
+        Compression level (default per compressor).
+    zarr_version
+        2 (numcodecs) or 3 (zarr codecs).
+
+    Raises
+    ------
+    FormatError
+        If the compressor is unknown.
+    """
     if kind is None or kind == "none":
         return {"compressors": None}
+    if kind == "lz4":
+        lvl = 5 if level is None else int(level)
+        if zarr_version == 2:
+            import numcodecs
+
+            return {"compressors": numcodecs.Blosc("lz4", lvl, numcodecs.Blosc.SHUFFLE)}
+        return {"compressors": zarr.codecs.BloscCodec(cname="lz4", clevel=lvl, shuffle="shuffle")}
     if kind == "zstd":
         lvl = DEFAULT_ZSTD_LEVEL if level is None else int(level)
         if zarr_version == 2:
@@ -229,7 +258,9 @@ def _compressor(kind: str | None, level: int | None, zarr_version: int) -> dict[
 
             return {"compressors": numcodecs.GZip(level=lvl)}
         return {"compressors": zarr.codecs.GzipCodec(level=lvl)}
-    raise FormatError(f"compressor {kind!r}: expected 'zstd', 'gzip' or None (--compressor)")
+    raise FormatError(
+        f"compressor {kind!r}: expected one of {', '.join(COMPRESSORS)} (--compressor)"
+    )
 
 
 class MultiscaleWriter:
@@ -426,7 +457,7 @@ def create_ome_zarr(
     zarr_version
         2 (OME-Zarr 0.4, ``/`` chunk keys) or 3 (OME-Zarr 0.5).
     compressor, compression_level
-        ``zstd`` (default, level 6), ``gzip`` or ``None``.
+        ``zstd`` (default, level 6), ``lz4``, ``gzip`` or ``None`` (see :func:`compressors`).
     name
         Multiscale name (CellMap uses the group path).
     fill_value
@@ -460,7 +491,7 @@ def create_ome_zarr(
     origin = tuple(float(o) for o in origin0) if origin0 is not None else (0.0,) * ndim
     chunk_shape = tuple(chunks) if chunks is not None else DEFAULT_CHUNKS.get(ndim, (64,) * ndim)
     levels = pyramid_specs(shape0, voxel_size0, origin, n_levels, chunk_shape)
-    codec = _compressor(compressor, compression_level, zarr_version)
+    codec = compressors(compressor, compression_level, zarr_version)
 
     root_path, group_path = _split_store_path(target)
     if refuse_existing(target, overwrite).exists():

@@ -476,3 +476,35 @@ def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
     assert _read(tmp_path / "out.zarr").shape == (16, 16, 16)
+
+
+def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path: Path) -> None:
+    """A one-thread task (a distributed worker) caps ITK's process-wide thread count."""
+    from dataclasses import replace
+
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    grid = _grid((8, 16, 16), (8, 16, 16))
+    job = block_mod.BlockJob(
+        source=ImageSource(str(source_dir / "em.zarr")),
+        source_level=0,
+        transform=_affine(),
+        grid=grid,
+        interpolation="linear",
+        method="sitk",
+        dtype="|u1",
+        piece_shape=grid.shape,
+        slab_points=4096,
+        threads=1,
+        token="threads-test",
+    )
+    block = resample_mod.plan_blocks(grid.shape, grid.shape)[0]
+    try:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+        _, data = block_mod.run_block(job, block)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+        block_mod.run_block(replace(job, threads=4), block)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
+    assert data is not None and np.array_equal(data, expected)
