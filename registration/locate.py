@@ -17,7 +17,13 @@ confidence. It works global then local:
    SimpleITK on a one-voxel-thick fixed image
    (:mod:`registration.locate_refine`); with ``shrinkage`` an affine stage
    follows, so the in-plane part may shrink or shear;
-4. **decide**: the refined pose with the best score wins; the confidence
+4. **mirror**: when the volume is mirror-symmetric about a plane across one
+   of its axes (:mod:`registration.locate_symmetry`, measured once on the
+   global level), the best pose's reflection through the plane is refined and
+   scored like the other candidates (unless ``near`` or ``normal`` exclude
+   it): its section content is the same, so it is a rival that no score can
+   beat, and a tie makes the result untrustworthy;
+5. **decide**: the refined pose with the best score wins; the confidence
    compares it with the best pose found that is *distinct* from it (normal or
    in-plane axes more than ``distinct_angle`` degrees apart, or centre more
    than ``distinct_voxels`` working voxels apart).
@@ -32,6 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +60,13 @@ from registration.locate_search import (
     poses_distinct,
     resample_grid,
     scan,
+)
+from registration.locate_symmetry import (
+    MirrorPlane,
+    MirrorTwin,
+    detect_symmetry,
+    mirror_pose,
+    within_priors,
 )
 from transforms.affine import Affine
 from transforms.errors import DimensionError, RegistrationError, TransformError
@@ -200,6 +214,12 @@ class LocateResult:
         The options used.
     working_pixels
         Working voxels across the section's shorter side.
+    symmetry
+        Planes about which the volume (its global level) is mirror-symmetric.
+    mirror
+        The best pose's mirror twin about one of those planes, refined and
+        scored (None when the volume is not symmetric, the twin is the pose
+        itself, or ``near``/``normal`` exclude it).
     """
 
     affine: Affine
@@ -215,6 +235,8 @@ class LocateResult:
     timings: dict[str, float] = field(default_factory=dict)
     options: LocateOptions = field(default_factory=LocateOptions)
     working_pixels: int = 0
+    symmetry: tuple[MirrorPlane, ...] = ()
+    mirror: MirrorTwin | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -222,17 +244,28 @@ class LocateResult:
         return self.pose.normal
 
     @property
+    def mirror_tie(self) -> bool:
+        """Whether the mirror twin scores within ``min_confidence`` of the pose."""
+        if self.mirror is None or self.score <= 0:
+            return self.mirror is not None
+        return 1.0 - self.mirror.score / self.score < self.options.min_confidence
+
+    @property
     def trustworthy(self) -> bool:
-        """Whether correlation, confidence and section size reach the options' thresholds."""
+        """Whether correlation, confidence and section size reach the options' thresholds
+        and no mirror twin ties."""
         return (
             abs(self.ncc) >= self.options.min_ncc
             and self.confidence >= self.options.min_confidence
             and self.working_pixels >= self.options.min_pixels
+            and not self.mirror_tie
         )
 
-    def summary(self) -> dict[str, float | list[float]]:
-        """Plain numbers: score, runner-up, confidence, NCC, normal, scale and centre."""
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers: score, runner-up, confidence, NCC, normal, scale, centre, symmetry
+        planes and the mirror twin (with ``tie``)."""
         scales = np.linalg.norm(self.pose.linear, axis=0)
+        mirror = None if self.mirror is None else {**self.mirror.summary(), "tie": self.mirror_tie}
         return {
             "score": round(self.score, 6),
             "runner_up": round(self.runner_up, 6),
@@ -241,6 +274,8 @@ class LocateResult:
             "normal": [round(float(v), 6) for v in self.normal],
             "in_plane_scale": [round(float(v), 6) for v in scales],
             "center": [round(float(v), 3) for v in self.pose.center],
+            "symmetry": [p.summary() for p in self.symmetry],
+            "mirror": mirror,
         }
 
 
@@ -384,7 +419,8 @@ def check_sizes(section: Volume, volume: Volume, *, section_name: str, volume_na
         )
 
 
-def _search_normals(options: LocateOptions, step: float) -> np.ndarray:
+def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
+    """The axis (unit) and half-angle (degrees) of the cone of normals searched."""
     axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
     if axis.shape != (3,) or np.linalg.norm(axis) == 0:
         raise DimensionError(
@@ -395,7 +431,7 @@ def _search_normals(options: LocateOptions, step: float) -> np.ndarray:
         tilt = 20.0 if options.normal is not None else 90.0
     if not 0.0 <= tilt <= 90.0:
         raise DimensionError(f"max tilt {tilt:g} degrees: expected 0 to 90 (--max-tilt)")
-    return fibonacci_cap(axis, tilt, step)
+    return axis / np.linalg.norm(axis), float(tilt)
 
 
 def locate_section(
@@ -436,7 +472,7 @@ def locate_section(
     check_sizes(section, volume, section_name=section_name, volume_name=volume_name)
     if opts.near is not None and np.shape(opts.near) != (3,):
         raise DimensionError(f"near point {list(opts.near)} must be (z, y, x) (--near)")
-    normals = _search_normals(opts, opts.angle_step)
+    normals = fibonacci_cap(*_tilt_cap(opts), opts.angle_step)
     if section.unit != volume.unit:
         section = section.in_unit(volume.unit)
     timings: dict[str, float] = {}
@@ -476,6 +512,10 @@ def locate_section(
     timings["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    symmetry = detect_symmetry(vol_a)
+    timings["symmetry"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
     angles = np.arange(0.0, 360.0, opts.angle_step)
     maps = np.concatenate([in_plane_maps(angles, False), in_plane_maps(angles, True)])
     result, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a)
@@ -509,6 +549,12 @@ def locate_section(
     scored = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
     timings["refine"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    mirror, scored = _mirror_rival(
+        reader, level, sec_w, scored, symmetry, s_a, s_w, opts, near, near_radius
+    )
+    timings["mirror"] = time.perf_counter() - t0
+
     best = scored[0]
     distinct = [
         c
@@ -520,7 +566,7 @@ def locate_section(
     # a refined rival is compared first: refinement raises scores, so an unrefined
     # runner-up would flatter the winner
     runner = next((c for c in distinct if c.refined), distinct[0] if distinct else None)
-    runner_up = 0.0 if runner is None else runner.score
+    runner_up = max(0.0 if runner is None else runner.score, mirror.score if mirror else 0.0)
     confidence = 0.0 if best.score <= 0 else max(0.0, 1.0 - runner_up / best.score)
     crop = reader.level_grid(level, *_pose_box(best.pose, sec_w, 4 * s_w))
     ncc, sign = pose_score(crop, best.pose, sec_w, metric="ncc")
@@ -540,6 +586,8 @@ def locate_section(
         timings=timings,
         options=opts,
         working_pixels=int(min(sec_w.shape)),
+        symmetry=symmetry,
+        mirror=mirror,
     )
 
 
@@ -602,13 +650,34 @@ def _refine_stage(
     opts: LocateOptions,
 ) -> list[ScoredPose]:
     margin = 2 * s_a + 4 * s_w
-    scored: list[ScoredPose] = []
-    for c in local:
-        pose = _recentre(c.pose, sec_w)
-        crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
-        score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
-        scored.append(ScoredPose(pose, score, sign, refined=False))
+    scored = [
+        _score_pose(reader, level, sec_w, _recentre(c.pose, sec_w), margin, opts) for c in local
+    ]
     scored.sort(key=lambda p: -p.score)
+    out = [_refine_one(reader, level, sec_w, item, margin, opts) for item in scored[: opts.refine]]
+    out.extend(scored[opts.refine :])
+    out.sort(key=lambda p: -p.score)
+    return out
+
+
+def _score_pose(
+    reader: _VolumeReader, level: int, sec_w: Grid, pose: Pose, margin: float, opts: LocateOptions
+) -> ScoredPose:
+    """A pose scored at the working level, unrefined."""
+    crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
+    score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
+    return ScoredPose(pose, score, sign, refined=False)
+
+
+def _refine_one(
+    reader: _VolumeReader,
+    level: int,
+    sec_w: Grid,
+    item: ScoredPose,
+    margin: float,
+    opts: LocateOptions,
+) -> ScoredPose:
+    """A scored pose optimised with SimpleITK and scored again (unchanged if that fails)."""
     stages = [RefineSettings(kind="similarity", metric=opts.metric, bins=opts.bins * 2)]
     if opts.shrinkage:
         stages.append(
@@ -616,21 +685,66 @@ def _refine_stage(
                 kind="affine", metric=opts.metric, bins=opts.bins * 2, shrink=(1,), smoothing=(0.0,)
             )
         )
-    out: list[ScoredPose] = []
-    for item in scored[: opts.refine]:
-        pose = item.pose
-        crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
-        try:
-            for settings in stages:
-                pose, _ = refine_pose(crop, sec_w, pose, settings)
-        except TransformError:
-            out.append(item)
+    pose = item.pose
+    crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
+    try:
+        for settings in stages:
+            pose, _ = refine_pose(crop, sec_w, pose, settings)
+    except TransformError:
+        return item
+    score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
+    return ScoredPose(pose, score, sign, refined=True)
+
+
+def _mirror_rival(
+    reader: _VolumeReader,
+    level: int,
+    sec_w: Grid,
+    scored: list[ScoredPose],
+    planes: Sequence[MirrorPlane],
+    s_a: float,
+    s_w: float,
+    opts: LocateOptions,
+    near: np.ndarray | None,
+    near_radius: float,
+) -> tuple[MirrorTwin | None, list[ScoredPose]]:
+    """Refine and score the best pose's mirror twins about the volume's symmetry planes.
+
+    A twin counts when it is distinct from the best pose and within the
+    priors; it is refined, keeping the start when that scores better. A twin
+    that outscores the best pose takes its place (the search had found the
+    reflection of the true pose): the twin recorded is then the former best.
+
+    Returns
+    -------
+    tuple
+        The best twin (or None) and the candidates with the twins added, best first.
+    """
+    best = scored[0]
+    axis, tilt = _tilt_cap(opts)
+    margin = 2 * s_a + 4 * s_w
+    shift = opts.distinct_voxels * s_w
+
+    def distinct(pose: Pose) -> bool:
+        return poses_distinct(pose, best.pose, max_angle=opts.distinct_angle, max_shift=shift)
+
+    twins: list[tuple[MirrorPlane, ScoredPose]] = []
+    for plane in planes:
+        start = mirror_pose(best.pose, plane.axis, plane.position)
+        if not (distinct(start) and within_priors(start, near, near_radius, axis, tilt)):
             continue
-        score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
-        out.append(ScoredPose(pose, score, sign, refined=True))
-    out.extend(scored[opts.refine :])
-    out.sort(key=lambda p: -p.score)
-    return out
+        unrefined = _score_pose(reader, level, sec_w, start, margin, opts)
+        item = _refine_one(reader, level, sec_w, unrefined, margin, opts)
+        # the optimiser may wander off (or back onto the best pose): the start then stands
+        good = item.score >= unrefined.score and distinct(item.pose)
+        twins.append((plane, item if good else unrefined))
+    if not twins:
+        return None, scored
+    plane, twin = max(twins, key=lambda t: t[1].score)
+    out = sorted([*scored, *(t for _, t in twins)], key=lambda p: -p.score)
+    if twin.score > best.score:
+        return MirrorTwin(plane, best.pose, best.score, best.refined), out
+    return MirrorTwin(plane, twin.pose, twin.score, twin.refined), out
 
 
 def _recentre(pose: Pose, section: Grid) -> Pose:

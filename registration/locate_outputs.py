@@ -7,6 +7,10 @@
   and in every space reachable from it through the workspace graph;
 - the 2D -> 3D affine as an OME-NGFF transform file, added to the workspace as
   the edge SECTION_SPACE -> VOLUME_SPACE with its provenance.
+
+A volume that is mirror-symmetric (see :mod:`registration.locate_symmetry`)
+gets one line about the pose's mirror twin; when the twin ties, the pose is
+not trusted and the line names ``--near``/``--normal`` as the way to choose.
 """
 
 from __future__ import annotations
@@ -274,8 +278,14 @@ def store_located(
     volume = workspace.open_image(volume_name)
     src, dst = workspace.space_of(section_name), workspace.space_of(volume_name)
     if not result.trustworthy and not force:
+        summary = result.summary()
+        tie = (
+            mirror_text(summary["mirror"], result.score, volume_name, volume.unit) + "; "
+            if result.mirror_tie
+            else ""
+        )
         raise RegistrationError(
-            f"section {section_name!r} in {volume_name!r}: best score {result.score:.3f} "
+            f"section {section_name!r} in {volume_name!r}: {tie}best score {result.score:.3f} "
             f"(NCC {result.ncc:.2f}), runner-up {result.runner_up:.3f}, confidence "
             f"{result.confidence:.3f}, {result.working_pixels} working voxels across: the pose "
             f"is not trustworthy (needs |NCC| >= {options.min_ncc:g}, confidence >= "
@@ -310,6 +320,8 @@ def store_located(
         "confidence": result.confidence,
         "ncc": result.ncc,
         "trustworthy": result.trustworthy,
+        "mirror_score": None if result.mirror is None else result.mirror.score,
+        "mirror_tie": result.mirror_tie,
     }
     prov = make_provenance(
         command,
@@ -350,6 +362,7 @@ def _parameters(result: LocateResult) -> dict[str, Any]:
         "working_level": result.working_level,
         "working_pixels": result.working_pixels,
         "spacings": result.spacings,
+        "symmetry": [p.summary() for p in result.symmetry],
     }
 
 
@@ -380,6 +393,8 @@ def render_locate(report: Mapping[str, Any]) -> str:
         f"  normal (z, y, x) {_vec(report['normal'])}, in-plane scale "
         f"{_vec(report['in_plane_scale'])}, centre {_vec(report['center'], 1)} {unit}",
     ]
+    if report.get("mirror"):
+        lines.append("  " + mirror_text(report["mirror"], report["score"], report["volume"], unit))
     for space, corners in report.get("corners", {}).items():
         if isinstance(corners, dict):
             lines.append(f"  corners in {space}: {corners['error']}")
@@ -391,6 +406,29 @@ def render_locate(report: Mapping[str, Any]) -> str:
         lines.append(f"  matched slice {report['files']['matched_slice']}")
         lines.append(f"  picture {report['files']['picture']}")
     return "\n".join(lines)
+
+
+def mirror_text(mirror: Mapping[str, Any], score: float, volume_name: str, unit: str) -> str:
+    """One line about a pose's mirror twin (a ``mirror`` entry of :meth:`LocateResult.summary`).
+
+    A tie says that nothing tells the twins apart and names ``--near`` and
+    ``--normal`` (with ``--max-tilt``) as the way to choose.
+    """
+    plane = f"{mirror['axis']} = {mirror['plane']:.4g} {unit}"
+    twin = (
+        f"the mirror pose (centre {_vec(mirror['center'], 1)} {unit}, normal "
+        f"{_vec(mirror['normal'], 3)}) scores {mirror['score']:.3f} against {score:.3f}"
+    )
+    if not mirror["tie"]:
+        return (
+            f"mirror twin told apart: volume {volume_name!r} is mirror-symmetric about {plane} "
+            f"(NCC {mirror['plane_ncc']:.2f}); {twin}"
+        )
+    return (
+        f"MIRROR TIE: volume {volume_name!r} is mirror-symmetric about {plane} (NCC "
+        f"{mirror['plane_ncc']:.2f}) and {twin}: nothing tells the two apart; give --near "
+        f"(a point near the centre) or --normal with --max-tilt to choose"
+    )
 
 
 def _vec(values: Any, digits: int = 4) -> str:

@@ -85,6 +85,8 @@ def test_locate_finds_an_inverted_noisy_oblique_section(phantom: Grid) -> None:
     assert result.ncc < -0.8  # inverted contrast is recognised as such
     assert result.affine.input_dim == 2 and result.affine.output_dim == 3
     assert result.confidence > 0.1
+    # an asymmetric volume has no mirror twin to rival the pose
+    assert result.symmetry == () and result.mirror is None and not result.mirror_tie
 
 
 def test_priors_restrict_the_search_and_still_find_the_pose(phantom: Grid) -> None:
