@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from registration import inputs
 from registration.deformable import bspline_step
+from registration.drift import estimate_slice_drift
 from registration.inputs import WorkImage
 from registration.intensity import StepReport, linear_step, moments_step, multi_start
 from registration.metric import Evaluator, Pair
@@ -245,10 +246,46 @@ def register(
             f"map into {names[0]}; give a better start with --init-edge, --landmarks or "
             "--set init=geometry"
         )
+    first = preset
+    drift_steps: list[StepReport] = []
+    if preset.drift.image != "none" and source in ("edge", "landmarks"):
+        # a start that already aligns the images measures the drift before any step
+        fixed_work, moving_work, evaluate, report = _correct_drift(
+            fixed_work, moving_work, linear_part(start_map, fixed_work), preset, evaluate
+        )
+        drift_steps.append(report)
+    elif preset.drift.image != "none":
+        first = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "bspline"))
     pair = Pair(fixed_work, moving_work)
     current, steps, diverged, jacobian = _run_steps(
-        pair, fixed_work, moving_work, linear_part(start_map, fixed_work), preset, evaluate
+        pair, fixed_work, moving_work, linear_part(start_map, fixed_work), first, evaluate
     )
+    steps = drift_steps + steps
+    if drift_steps:
+        before = evaluate(start_map)
+    if first is not preset and not diverged:
+        fixed_work, moving_work, evaluate, report = _correct_drift(
+            fixed_work, moving_work, current, preset, evaluate
+        )
+        steps.append(report)
+        refit = [s for s in preset.steps if s in LINEAR_STEPS][-1:]
+        refit += [s for s in preset.steps if s == "bspline"]
+        if refit:
+            again = dataclasses.replace(
+                preset,
+                steps=tuple(refit),
+                multi_start=dataclasses.replace(preset.multi_start, enabled=False),
+            )
+            current, more, diverged, jacobian = _run_steps(
+                Pair(fixed_work, moving_work),
+                fixed_work,
+                moving_work,
+                linear_part(current, fixed_work),
+                again,
+                evaluate,
+            )
+            steps.extend(more)
+        before = evaluate(start_map)
     after = evaluate(current)
     return RegistrationResult(
         transform=current,
@@ -265,6 +302,37 @@ def register(
         seconds=time.perf_counter() - start,
         preset=preset,
     )
+
+
+def _correct_drift(
+    fixed: WorkImage,
+    moving: WorkImage,
+    current: Transform,
+    preset: Preset,
+    evaluate: Evaluator,
+) -> tuple[WorkImage, WorkImage, Evaluator, StepReport]:
+    """Remove the slice-wise drift of the preset's drifting image; a new evaluator scores both."""
+    start = time.perf_counter()
+    axis = "zyx".index(preset.drift.axis)
+    if preset.drift.image == "fixed":
+        drift = estimate_slice_drift(fixed, moving, current, axis=axis, bins=preset.drift.bins)
+        fixed = drift.correct(fixed)
+    else:
+        linear = current.as_affine()
+        assert linear is not None  # the linear steps return affines
+        drift = estimate_slice_drift(
+            moving, fixed, linear.inverse(), axis=axis, bins=preset.drift.bins
+        )
+        moving = drift.correct(moving)
+    corrected = Evaluator(fixed, moving, preset.metric, seed=preset.seed)
+    report = StepReport(
+        name="drift",
+        metric_before=evaluate(current),
+        metric_after=corrected(current),
+        seconds=time.perf_counter() - start,
+        note=f"{preset.drift.image} image: {drift.summary()}",
+    )
+    return fixed, moving, corrected, report
 
 
 def _run_steps(

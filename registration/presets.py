@@ -181,6 +181,28 @@ class MultiStartConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    """Slice-wise intensity drift of one image, removed before the final fits.
+
+    Parameters
+    ----------
+    image
+        ``none``, ``fixed`` or ``moving``: the image whose slices drift in
+        brightness (a FIB-SEM volume), corrected against the other once the
+        linear steps have aligned them (:mod:`registration.drift`); the last
+        linear step and any B-spline step then run on the corrected image.
+    axis
+        ``z``, ``y`` or ``x``: the slicing (milling) axis of that image.
+    bins
+        Quantile bins of the other image's values that predict the drifting one's.
+    """
+
+    image: str = "none"
+    axis: str = "z"
+    bins: int = 32
+
+
+@dataclass(frozen=True)
 class BSplineConfig:
     """The deformable B-spline step.
 
@@ -261,6 +283,7 @@ class Preset:
     mask: MaskConfig = field(default_factory=MaskConfig)
     multi_start: MultiStartConfig = field(default_factory=MultiStartConfig)
     bspline: BSplineConfig = field(default_factory=BSplineConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     threads: int = 2
     seed: int = 1
     refuse_worse: bool = True
@@ -461,6 +484,15 @@ def _validate(preset: Preset, source: str) -> Preset:
         (preset.mask.erode >= 0, f"mask.erode {preset.mask.erode}: expected >= 0"),
         (preset.threads >= 1, f"threads {preset.threads}: expected >= 1"),
         (2 <= preset.metric.bins <= 512, f"metric.bins {preset.metric.bins}: expected 2..512"),
+        (
+            preset.drift.image in ("none", "fixed", "moving"),
+            f"drift.image {preset.drift.image!r}: expected none, fixed or moving",
+        ),
+        (
+            preset.drift.axis in ("z", "y", "x"),
+            f"drift.axis {preset.drift.axis!r}: expected z, y or x",
+        ),
+        (2 <= preset.drift.bins <= 512, f"drift.bins {preset.drift.bins}: expected 2..512"),
     ]
     for ok, message in checks:
         if not ok:

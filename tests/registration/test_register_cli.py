@@ -47,7 +47,8 @@ def test_rigid_recovered_and_stored_with_provenance(
     assert "register" in prov["command"] and "--steps" in prov["command"]
     assert {"coframe", "numpy", "SimpleITK"} <= set(prov["software"])
     assert prov["levels"]["fixed"]["path"] == "s0"
-    assert [s["name"] for s in prov["steps"]] == ["moments", "rigid"]
+    # the default preset (xray-to-fibsem) removes FIB-SEM slice drift, then refits
+    assert [s["name"] for s in prov["steps"]] == ["moments", "rigid", "drift", "rigid"]
 
 
 def test_affine_recovered_with_default_preset_and_json(
@@ -60,7 +61,8 @@ def test_affine_recovered_with_default_preset_and_json(
     result = _register(runner, pair, "--json", "--set", "init=identity")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert [s["name"] for s in report["steps"]] == ["moments", "rigid", "similarity", "affine"]
+    steps = ["moments", "rigid", "similarity", "affine", "drift", "affine"]
+    assert [s["name"] for s in report["steps"]] == steps
     assert report["stored"].endswith("fixed-to-moving.tfm")
     assert report["metric"]["after"] < report["metric"]["before"]
     assert pair.tre_vox(pair.edge()) < 0.2
