@@ -15,7 +15,10 @@ Volumes:
   at 0.5 mm pixels, at least 70 % inside the head. The template is
   left-right *symmetric*: a section and its mirror image across the
   mid-sagittal plane match equally well, so the mirror pose is reported
-  apart ("mirror") and counts as a failure in the strict success rate.
+  apart ("mirror twin") and counts as a failure in the strict success rate.
+  ``locate_section`` detects the symmetry itself and scores the mirror twin
+  of its pose as a rival: a tie is flagged (``LocateResult.mirror_tie``) and
+  the result is not trustworthy.
 - ``mni-left``: the same template cropped to x < 105 mm (the left hemisphere
   and 7 mm past the midline), where most mirror twins fall outside.
 
@@ -26,6 +29,14 @@ and inverted. ``locate_section`` runs with no prior. A pose is found when its
 normal is within 2 degrees of the truth and its centre within 1 working voxel
 of the true plane (along the normal). Times are wall times of
 ``locate_section`` on this machine.
+
+Columns: "found" is the strict success rate; "mirror twin" counts results at
+the mirror image of the true pose; "flagged tie" counts results that
+``locate_section`` flagged as tied with their mirror twin (whether at the true
+pose or at its twin); "found or flagged tie" counts results that are found, or
+are the mirror twin *and* flagged (so untrusted: the user is told to give
+``--near``/``--normal``). "trusted & wrong" is the count that matters most:
+a wrong pose the user would be given as trustworthy.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
 from registration.locate_search import Grid, Pose  # noqa: E402
+from registration.locate_symmetry import mirror_pose  # noqa: E402
 from registration.locate_synthetic import (  # noqa: E402
     extract_section,
     grid_volume,
@@ -101,14 +113,6 @@ def _foreground_fraction(volume: Grid, pose: Pose, side: float, threshold: float
     return float(np.mean(values > threshold))
 
 
-def mirror_pose(pose_affine: Affine, centre_x: float) -> Affine:
-    """The pose reflected across the plane ``x = centre_x``."""
-    m = np.diag([1.0, 1.0, -1.0])
-    matrix = m @ pose_affine.matrix
-    matrix[2, 2] += 2 * centre_x
-    return Affine(matrix)
-
-
 def run_volume(name: str, volume: Grid, unit: str, poses: int, seed: int) -> list[dict[str, Any]]:
     """Locate ``poses`` random sections of one volume; one row per pose."""
     side, pixel, inside = SETTINGS[name]
@@ -131,9 +135,10 @@ def run_volume(name: str, volume: Grid, unit: str, poses: int, seed: int) -> lis
         seconds = time.perf_counter() - start
         truth = Affine(pose.matrix)
         err = pose_errors(result.affine, truth, section.center, result.working_spacing)
+        midline = MNI_MIDLINE if name.startswith("mni") else float(volume.center[2])
         mirror = pose_errors(
             result.affine,
-            mirror_pose(truth, MNI_MIDLINE if name.startswith("mni") else float(volume.center[2])),
+            Affine(mirror_pose(pose, 2, midline).matrix),
             section.center,
             result.working_spacing,
         )
@@ -148,6 +153,8 @@ def run_volume(name: str, volume: Grid, unit: str, poses: int, seed: int) -> lis
             "pose": i,
             "found": found,
             "mirror": twin,
+            "flagged": result.mirror_tie,
+            "found_or_flagged": found or (twin and result.mirror_tie),
             "trustworthy": result.trustworthy,
             "normal_deg": err["normal_deg"],
             "offset_voxels": err["offset_voxels"],
@@ -155,13 +162,16 @@ def run_volume(name: str, volume: Grid, unit: str, poses: int, seed: int) -> lis
             "confidence": result.confidence,
             "ncc": result.ncc,
             "seconds": seconds,
+            "symmetry_seconds": result.timings.get("symmetry", 0.0),
+            "mirror_seconds": result.timings.get("mirror", 0.0),
         }
         rows.append(row)
         print(
             f"  {name} pose {i:2d}: {'found ' if found else 'MIRROR' if twin else 'MISSED'} "
             f"normal {err['normal_deg']:6.2f} deg, offset {err['offset_voxels']:5.2f} vx, "
             f"in-plane {row['in_plane_voxels']:5.2f} vx, confidence {result.confidence:.3f}"
-            f"{'' if result.trustworthy else ' (untrusted)'}, {seconds:5.1f} s",
+            f"{'' if result.trustworthy else ' (untrusted)'}"
+            f"{' (mirror tie)' if result.mirror_tie else ''}, {seconds:5.1f} s",
             flush=True,
         )
     return rows
@@ -171,10 +181,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The summary table (one line per volume)."""
     head = (
         "| volume | poses | found (normal <= 2 deg, offset <= 1 vx) | mirror twin | "
+        "flagged tie | found or flagged tie | "
         "median normal err (found) | median offset (found) | trusted & wrong | "
         "untrusted & right | median time | max time |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 12]
     for name in dict.fromkeys(r["volume"] for r in rows):
         sel = [r for r in rows if r["volume"] == name]
         ok = [r for r in sel if r["found"]]
@@ -183,13 +194,24 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{np.median([r[key] for r in s]):.2f}" if s else "-"
 
         times = [r["seconds"] for r in sel]
+        either = sum(r["found_or_flagged"] for r in sel)
         lines.append(
             f"| {name} | {len(sel)} | {len(ok)} ({100 * len(ok) / len(sel):.0f} %) | "
-            f"{sum(r['mirror'] for r in sel)} | {med('normal_deg')} deg | "
+            f"{sum(r['mirror'] for r in sel)} | {sum(r['flagged'] for r in sel)} | "
+            f"{either} ({100 * either / len(sel):.0f} %) | {med('normal_deg')} deg | "
             f"{med('offset_voxels')} vx | "
             f"{sum(r['trustworthy'] and not r['found'] for r in sel)} | "
             f"{sum(r['found'] and not r['trustworthy'] for r in sel)} | "
             f"{np.median(times):.1f} s | {max(times):.1f} s |"
+        )
+    lines.append("")
+    for name in dict.fromkeys(r["volume"] for r in rows):
+        sel = [r for r in rows if r["volume"] == name]
+        sym = np.median([r["symmetry_seconds"] for r in sel])
+        twin = [r["mirror_seconds"] for r in sel]
+        lines.append(
+            f"{name}: symmetry detection {1000 * sym:.0f} ms (median), mirror twin scoring "
+            f"{1000 * np.median(twin):.0f} ms (median), {1000 * max(twin):.0f} ms (max)"
         )
     return "\n".join(lines)
 

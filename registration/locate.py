@@ -710,8 +710,9 @@ def _mirror_rival(
 ) -> tuple[MirrorTwin | None, list[ScoredPose]]:
     """Refine and score the best pose's mirror twins about the volume's symmetry planes.
 
-    A twin counts when it is distinct from the best pose and within the
-    priors; it is refined, keeping the start when that scores better. A twin
+    A twin counts when it is distinct from the best pose, centred inside the
+    volume and within the priors; it is refined, keeping the start when that
+    scores better. A twin
     that outscores the best pose takes its place (the search had found the
     reflection of the true pose): the twin recorded is then the former best.
 
@@ -724,6 +725,7 @@ def _mirror_rival(
     axis, tilt = _tilt_cap(opts)
     margin = 2 * s_a + 4 * s_w
     shift = opts.distinct_voxels * s_w
+    lo, hi = _extent(reader.volume)
 
     def distinct(pose: Pose) -> bool:
         return poses_distinct(pose, best.pose, max_angle=opts.distinct_angle, max_shift=shift)
@@ -731,7 +733,8 @@ def _mirror_rival(
     twins: list[tuple[MirrorPlane, ScoredPose]] = []
     for plane in planes:
         start = mirror_pose(best.pose, plane.axis, plane.position)
-        if not (distinct(start) and within_priors(start, near, near_radius, axis, tilt)):
+        inside = bool(np.all((start.center >= lo) & (start.center <= hi)))
+        if not (inside and distinct(start) and within_priors(start, near, near_radius, axis, tilt)):
             continue
         unrefined = _score_pose(reader, level, sec_w, start, margin, opts)
         item = _refine_one(reader, level, sec_w, unrefined, margin, opts)
