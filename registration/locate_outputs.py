@@ -414,7 +414,7 @@ def mirror_text(mirror: Mapping[str, Any], score: float, volume_name: str, unit:
     A tie says that nothing tells the twins apart and names ``--near`` and
     ``--normal`` (with ``--max-tilt``) as the way to choose.
     """
-    plane = f"{mirror['axis']} = {mirror['plane']:.4g} {unit}"
+    plane = f"{mirror['axis']} = {mirror['plane']:.1f} {unit}"
     twin = (
         f"the mirror pose (centre {_vec(mirror['center'], 1)} {unit}, normal "
         f"{_vec(mirror['normal'], 3)}) scores {mirror['score']:.3f} against {score:.3f}"
