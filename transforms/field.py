@@ -16,9 +16,9 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from transforms.base import (
+    NumericalInverse,
     Transform,
     as_points,
-    check_residual,
     check_unit_factor,
     frozen_array,
     newton_solve,
@@ -166,15 +166,16 @@ class DisplacementField(Transform):
         )
 
 
-@dataclass(frozen=True, eq=False)
-class InverseDisplacementField(Transform):
+class InverseDisplacementField(NumericalInverse):
     """The numerical inverse of a :class:`DisplacementField`.
 
     A point ``y`` maps to the ``x`` with ``x + u(x) = y``, found by the
     fixed-point iteration ``x <- y - u(x)``; points it leaves unconverged are
-    finished with damped Newton steps. :meth:`apply_with_residual` reports the
-    residual ``|x + u(x) - y|``; :meth:`apply` raises :class:`TransformError`
-    if it exceeds ``tol`` for any point.
+    finished with damped Newton steps. As for any
+    :class:`~transforms.base.NumericalInverse`,
+    :meth:`apply_with_residual` reports the residual ``|x + u(x) - y|`` and
+    :meth:`apply` raises :class:`TransformError` if it exceeds ``tol`` for
+    any point.
 
     Parameters
     ----------
@@ -187,36 +188,24 @@ class InverseDisplacementField(Transform):
         Maximum number of fixed-point iterations.
     """
 
-    field: DisplacementField
-    tol: float | None = None
-    max_iter: int = 100
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.field, DisplacementField):
+    def __init__(
+        self, field: DisplacementField, tol: float | None = None, max_iter: int = 100
+    ) -> None:
+        if not isinstance(field, DisplacementField):
             raise TransformError(
-                "InverseDisplacementField needs a DisplacementField, got "
-                f"{type(self.field).__name__}"
+                f"InverseDisplacementField needs a DisplacementField, got {type(field).__name__}"
             )
-        tol = (
-            DEFAULT_TOL_FRACTION * float(self.field.spacing.min()) if self.tol is None else self.tol
-        )
-        tol = float(tol)
-        if not np.isfinite(tol) or tol <= 0:
-            raise TransformError(f"inverse tolerance tol must be positive, got {self.tol!r}")
-        if int(self.max_iter) < 1:
-            raise TransformError(f"max_iter must be at least 1, got {self.max_iter!r}")
-        object.__setattr__(self, "tol", tol)
-        object.__setattr__(self, "max_iter", int(self.max_iter))
+        if tol is None:
+            tol = DEFAULT_TOL_FRACTION * float(field.spacing.min())
+        super().__init__(field, tol, max_iter)
 
     @property
-    def input_dim(self) -> int:
-        return self.field.input_dim
-
-    @property
-    def output_dim(self) -> int:
-        return self.field.output_dim
+    def field(self) -> DisplacementField:
+        """The forward field."""
+        return self.forward  # type: ignore[return-value]
 
     def _solve(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        field = self.field
         x = targets.copy()
         n = targets.shape[0]
         residual = np.full(n, np.inf)
@@ -226,53 +215,24 @@ class InverseDisplacementField(Transform):
             if active.size == 0:
                 break
             y = targets[active]
-            u = self.field._displacement(x[active])
+            u = field._displacement(x[active])
             error = np.linalg.norm(x[active] + u - y, axis=1)
             residual[active] = error
             keep = ~(error <= goal)
             x[active[keep]] = y[keep] - u[keep]
             active = active[keep]
         if active.size:
-            u = self.field._displacement(x[active])
+            u = field._displacement(x[active])
             residual[active] = np.linalg.norm(x[active] + u - targets[active], axis=1)
             stuck = active[~(residual[active] <= goal)]
             if stuck.size:
                 solved, res = newton_solve(
-                    self.field._apply, targets[stuck], x[stuck], self.tol, self.max_iter
+                    field._apply, targets[stuck], x[stuck], self.tol, self.max_iter
                 )
                 better = res < residual[stuck]
                 x[stuck[better]] = solved[better]
                 residual[stuck[better]] = res[better]
         return x, residual
-
-    def apply_with_residual(self, points: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Map points and report the inversion residual of each.
-
-        Parameters
-        ----------
-        points
-            One point ``(d,)`` or ``(N, d)`` points of the field's output space.
-
-        Returns
-        -------
-        tuple
-            The mapped points (shaped like :meth:`apply`'s result) and the
-            residual ``|x + u(x) - y|`` of each in physical units (a float for
-            one point, else ``(N,)``).
-        """
-        array, single = as_points(points, self.input_dim)
-        solution, residual = self._solve(array)
-        if single:
-            return solution[0], residual[0]
-        return solution, residual
-
-    def _apply(self, points: np.ndarray) -> np.ndarray:
-        solution, residual = self._solve(points)
-        check_residual(residual, points, float(self.tol), "DisplacementField")
-        return solution
-
-    def inverse(self) -> DisplacementField:
-        return self.field
 
     def with_unit_scale(self, factor: float) -> InverseDisplacementField:
         factor = check_unit_factor(factor)

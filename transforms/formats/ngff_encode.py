@@ -21,7 +21,7 @@ from transforms.affine import Affine, Rotation, Scale, Translation
 from transforms.base import Identity, NumericalInverse, Sequence, Transform
 from transforms.bijection import Bijection
 from transforms.errors import TransformError
-from transforms.field import DisplacementField, InverseDisplacementField
+from transforms.field import DisplacementField
 from transforms.formats.ngff_axes import Axis, CoordinateSystem, Frame
 from transforms.formats.ngff_bydimension import ByDimension
 from transforms.formats.ngff_decode import pick_frame
@@ -95,11 +95,10 @@ class Encoder:
                 "forward": self.encode(t.forward, fin, fout, stem=f"{stem}-forward"),
                 "inverse": self.encode(t.inverse_transform, fout, fin, stem=f"{stem}-inverse"),
             }
-        if isinstance(t, (InverseDisplacementField, NumericalInverse)):
-            inner = t.field if isinstance(t, InverseDisplacementField) else t.forward
+        if isinstance(t, NumericalInverse):  # InverseDisplacementField included
             return {
                 "type": "inverseOf",
-                "transformation": self.encode(inner, fout, fin, stem=stem),
+                "transformation": self.encode(t.forward, fout, fin, stem=stem),
             }
         if isinstance(t, (ByDimension, DisplacementField)) or t.as_affine() is not None:
             raw = change_frames(t, fin.to_coframe, fout.to_coframe.inverse())
