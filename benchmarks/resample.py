@@ -71,9 +71,19 @@ class SynthArray:
         self.chunks = CHUNKS
 
     def read(self, box: tuple[slice, ...]) -> np.ndarray:
+        """Render a box slab by slab.
+
+        Float temporaries stay a few MB, as in a reader that decodes chunks
+        straight to uint8.
+        """
         start = tuple(int(s.start) for s in box)
         shape = tuple(int(s.stop - s.start) for s in box)
-        return pattern(start, shape)
+        out = np.empty(shape, dtype=np.uint8)
+        step = max(1, (1 << 22) // max(1, shape[1] * shape[2]))
+        for z in range(0, shape[0], step):
+            n = min(step, shape[0] - z)
+            out[z : z + n] = pattern((start[0] + z, *start[1:]), (n, *shape[1:]))
+        return out
 
 
 @dataclass(frozen=True)
