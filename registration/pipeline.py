@@ -246,46 +246,10 @@ def register(
             f"map into {names[0]}; give a better start with --init-edge, --landmarks or "
             "--set init=geometry"
         )
-    first = preset
-    drift_steps: list[StepReport] = []
-    if preset.drift.image != "none" and source in ("edge", "landmarks"):
-        # a start that already aligns the images measures the drift before any step
-        fixed_work, moving_work, evaluate, report = _correct_drift(
-            fixed_work, moving_work, linear_part(start_map, fixed_work), preset, evaluate
-        )
-        drift_steps.append(report)
-    elif preset.drift.image != "none":
-        first = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "bspline"))
-    pair = Pair(fixed_work, moving_work)
-    current, steps, diverged, jacobian = _run_steps(
-        pair, fixed_work, moving_work, linear_part(start_map, fixed_work), first, evaluate
+    current, steps, diverged, jacobian, fixed_work, moving_work, evaluate = _run_chain(
+        fixed_work, moving_work, start_map, source, preset, evaluate
     )
-    steps = drift_steps + steps
-    if drift_steps:
-        before = evaluate(start_map)
-    if first is not preset and not diverged:
-        fixed_work, moving_work, evaluate, report = _correct_drift(
-            fixed_work, moving_work, current, preset, evaluate
-        )
-        steps.append(report)
-        refit = [s for s in preset.steps if s in LINEAR_STEPS][-1:]
-        refit += [s for s in preset.steps if s == "bspline"]
-        if refit:
-            again = dataclasses.replace(
-                preset,
-                steps=tuple(refit),
-                multi_start=dataclasses.replace(preset.multi_start, enabled=False),
-            )
-            current, more, diverged, jacobian = _run_steps(
-                Pair(fixed_work, moving_work),
-                fixed_work,
-                moving_work,
-                linear_part(current, fixed_work),
-                again,
-                evaluate,
-            )
-            steps.extend(more)
-        before = evaluate(start_map)
+    before = evaluate(start_map)  # on the images the chain ended with (drift removed)
     after = evaluate(current)
     return RegistrationResult(
         transform=current,
@@ -304,6 +268,59 @@ def register(
     )
 
 
+def _run_chain(
+    fixed: WorkImage,
+    moving: WorkImage,
+    start_map: Transform,
+    source: str,
+    preset: Preset,
+    evaluate: Evaluator,
+) -> tuple[
+    Transform, list[StepReport], str, dict[str, float] | None, WorkImage, WorkImage, Evaluator
+]:
+    """Run the preset's steps, removing slice drift where the preset asks for it.
+
+    Without drift correction the steps simply run in order. With it, a start
+    that already aligns the images (an edge or landmarks) measures the drift
+    first; otherwise the linear steps run, the drift is measured on their
+    result, and the last linear step (and any B-spline step) runs again on
+    the corrected images. Returns the map, the step reports, the divergence
+    reason (empty if none), the Jacobian statistics, the working images and
+    the evaluator the chain ended with.
+    """
+    start = linear_part(start_map, fixed)
+    if preset.drift.image == "none":
+        result = _run_steps(Pair(fixed, moving), fixed, moving, start, preset, evaluate)
+        return (*result, fixed, moving, evaluate)
+    if source in ("edge", "landmarks"):
+        fixed, moving, evaluate, report = _correct_drift(fixed, moving, start, preset, evaluate)
+        current, steps, diverged, jacobian = _run_steps(
+            Pair(fixed, moving), fixed, moving, start, preset, evaluate
+        )
+        return current, [report, *steps], diverged, jacobian, fixed, moving, evaluate
+    first = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "bspline"))
+    current, steps, diverged, jacobian = _run_steps(
+        Pair(fixed, moving), fixed, moving, start, first, evaluate
+    )
+    if diverged:
+        return current, steps, diverged, jacobian, fixed, moving, evaluate
+    fixed, moving, evaluate, report = _correct_drift(fixed, moving, current, preset, evaluate)
+    steps.append(report)
+    refit = [s for s in preset.steps if s in LINEAR_STEPS][-1:]
+    refit += [s for s in preset.steps if s == "bspline"]
+    if refit:
+        again = dataclasses.replace(
+            preset,
+            steps=tuple(refit),
+            multi_start=dataclasses.replace(preset.multi_start, enabled=False),
+        )
+        current, more, diverged, jacobian = _run_steps(
+            Pair(fixed, moving), fixed, moving, linear_part(current, fixed), again, evaluate
+        )
+        steps.extend(more)
+    return current, steps, diverged, jacobian, fixed, moving, evaluate
+
+
 def _correct_drift(
     fixed: WorkImage,
     moving: WorkImage,
@@ -318,10 +335,8 @@ def _correct_drift(
         drift = estimate_slice_drift(fixed, moving, current, axis=axis, bins=preset.drift.bins)
         fixed = drift.correct(fixed)
     else:
-        linear = current.as_affine()
-        assert linear is not None  # the linear steps return affines
         drift = estimate_slice_drift(
-            moving, fixed, linear.inverse(), axis=axis, bins=preset.drift.bins
+            moving, fixed, linear_part(current, fixed).inverse(), axis=axis, bins=preset.drift.bins
         )
         moving = drift.correct(moving)
     corrected = Evaluator(fixed, moving, preset.metric, seed=preset.seed)

@@ -16,6 +16,7 @@ from registration.drift import estimate_slice_drift
 from registration.inputs import WorkImage
 from transforms.affine import Affine
 from transforms.base import Identity
+from transforms.workspace import load_workspace
 
 
 def _drift(n: int, seed: int = 2) -> np.ndarray:
@@ -113,3 +114,30 @@ def test_register_corrects_a_drifting_fixed_image(
     bad = runner.invoke(app, [*args, "--set", "drift.image=both", "--force"])
     assert bad.exit_code == 2
     assert "drift.image 'both'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_register_corrects_a_drifting_moving_image(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    """The drifting image may be the moving one: register FIXED onto the drifting image."""
+    c = centre()
+    a = np.deg2rad(-3.0)
+    linear = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    truth = Affine.from_linear(linear, c + np.array([1200.0, -900.0, 700.0]) - linear @ c)
+    offsets = 3.0 * _drift(SHAPE[0])
+
+    def drifting(fixed: np.ndarray) -> np.ndarray:
+        return np.clip(fixed + offsets[:, None, None], 1, 255).astype(np.uint8)
+
+    pair = make_pair(truth.inverse(), truth=truth, fixed_array=drifting)
+    args = ["register", "fixed", "moving", "-w", str(pair.root), "--set", "init=identity"]
+    result = runner.invoke(app, [*args, "--set", "drift.image=moving", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    drift = [s for s in report["steps"] if s["name"] == "drift"]
+    assert len(drift) == 1 and "moving image" in drift[0]["note"]
+    ws = load_workspace(pair.root)
+    (edge,) = [e for e in ws.edges if (e.source, e.target) == ("moving", "fixed")]
+    # moving -> fixed is the inverse of the true fixed -> moving map
+    pair_inverse = Pair(pair.root, truth.inverse(), pair.scene)
+    assert pair_inverse.tre_vox(ws.load_edge(edge)) < 0.2
