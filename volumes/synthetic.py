@@ -38,6 +38,15 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from transforms.errors import DimensionError
+from volumes.synthetic_noise import (
+    coverage,
+    ellipsoid_sd,
+    hash01,
+    noise_key,
+    noise_points,
+    noise_separable,
+    random_rotations,
+)
 
 # stain density of each material (0 = clear resin, 1 = saturated stain)
 S_RESIN = 0.03
@@ -52,7 +61,6 @@ S_MITO_MEMBRANE = 0.86
 S_VESICLE_LUMEN = 0.12
 
 _BLOCK_VOXELS = 1 << 19  # samples per render block (memory bound)
-_BSPLINE_STD = math.sqrt(151.0 / 315.0 / 3.0)  # std of cubic-B-spline-smoothed U(-1, 1) noise
 _HC_MEAN = 0.22  # mean heterochromatin fraction of the clump field
 _MITO_GAP = 12.0  # between the outer and inner mitochondrial membranes
 
@@ -108,116 +116,15 @@ class ResinBlock:
     def coverage(self, pts: np.ndarray, width: float) -> np.ndarray:
         """Fraction of a window of ``width`` around each point (N, 3) that is resin."""
         depth = pts[:, 0] - self.face_z
-        out = _cov(depth, 0.0, np.inf, width)
+        out = coverage(depth, 0.0, np.inf, width)
         for k in (0, 1):
             room = (
                 self.half_width_yx[k]
                 + self.slope * depth
                 - np.abs(pts[:, k + 1] - self.centre_yx[k])
             )
-            out = out * _cov(room / math.hypot(1.0, self.slope), 0.0, np.inf, width)
+            out = out * coverage(room / math.hypot(1.0, self.slope), 0.0, np.inf, width)
         return out
-
-
-# --------------------------------------------------------------------------- hashing and noise
-
-_M1, _M2, _GOLD = (
-    np.uint64(0xBF58476D1CE4E5B9),
-    np.uint64(0x94D049BB133111EB),
-    np.uint64(0x9E3779B97F4A7C15),
-)
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    z = z + _GOLD
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def _hash01(key: int, *ints: np.ndarray | int) -> np.ndarray:
-    """Uniform [0, 1) numbers, a deterministic function of ``key`` and integer coordinates."""
-    arrays = np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in ints])
-    h = np.full(arrays[0].shape, np.uint64(key & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for a in arrays:
-            h = _mix(h ^ a.astype(np.uint64))
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def _key(seed: int, name: str) -> int:
-    """A 64-bit key for one random quantity of one tissue."""
-    h = np.uint64(seed & 0xFFFFFFFF)
-    with np.errstate(over="ignore"):
-        for ch in name.encode():
-            h = _mix(h ^ np.uint64(ch))
-    return int(h)
-
-
-def _axis_weights(x: np.ndarray, spacing: float) -> tuple[int, np.ndarray]:
-    """First lattice node and the (len(x), nodes) cubic B-spline interpolation matrix."""
-    t = np.asarray(x, dtype=np.float64) / spacing
-    base = np.floor(t).astype(np.int64) - 1
-    f, first = t - np.floor(t), int(base.min())
-    g = 1.0 - f
-    w = np.zeros((t.size, int(base.max()) - first + 4), dtype=np.float32)
-    for m, wm in enumerate(
-        [g**3 / 6, (3 * f**3 - 6 * f**2 + 4) / 6, (3 * g**3 - 6 * g**2 + 4) / 6, f**3 / 6]
-    ):
-        w[np.arange(t.size), base - first + m] = wm
-    return first, w
-
-
-def _lattice(key: int, first: Sequence[int], counts: Sequence[int]) -> np.ndarray:
-    """Lattice values of unit variance after B-spline smoothing, on a block of nodes."""
-    idx = [np.arange(f, f + n, dtype=np.int64) for f, n in zip(first, counts, strict=True)]
-    u = _hash01(key, idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :])
-    return ((2.0 * u - 1.0) / _BSPLINE_STD).astype(np.float32)
-
-
-def _noise_separable(key: int, axes: Sequence[np.ndarray], spacing: float) -> np.ndarray:
-    """Smooth noise on the axis-aligned grid ``axes`` (1-D physical coordinates per axis)."""
-    firsts, mats = zip(*(_axis_weights(a, spacing) for a in axes), strict=True)
-    t = np.tensordot(_lattice(key, firsts, [m.shape[1] for m in mats]), mats[2], axes=([2], [1]))
-    t = np.tensordot(np.tensordot(t, mats[1], axes=([1], [1])), mats[0], axes=([0], [1]))
-    return np.ascontiguousarray(t.transpose(2, 1, 0))
-
-
-def _noise_points(key: int, pts: np.ndarray, spacing: float) -> np.ndarray:
-    """Smooth noise at arbitrary points (N, 3): the same field as :func:`_noise_separable`."""
-    t = pts.T / spacing
-    first = np.floor(t.min(axis=1)).astype(np.int64) - 1
-    vals = _lattice(key, first, np.floor(t.max(axis=1)).astype(np.int64) + 3 - first)
-    return ndimage.map_coordinates(
-        vals, t - first[:, None], order=3, prefilter=False, mode="nearest"
-    )
-
-
-def _cov(s: np.ndarray, a: float | np.ndarray, b: float | np.ndarray, w: float) -> np.ndarray:
-    """Fraction of the window [s - w/2, s + w/2] inside the slab [a, b] (partial volume)."""
-    h = 0.5 * w
-    return np.clip((np.minimum(s + h, b) - np.maximum(s - h, a)) / w, 0.0, 1.0)
-
-
-def _ellipsoid_sd(u0: np.ndarray, u1: np.ndarray, u2: np.ndarray, a: Sequence) -> np.ndarray:
-    """Approximate signed distance to an ellipsoid with semi-axes ``a`` (negative inside)."""
-    q0, q1, q2 = u0 / a[0], u1 / a[1], u2 / a[2]
-    k0 = np.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
-    k1 = np.sqrt((q0 / a[0]) ** 2 + (q1 / a[1]) ** 2 + (q2 / a[2]) ** 2)
-    return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
-
-
-def _random_rotations(u: np.ndarray) -> np.ndarray:
-    """Rotation matrices (N, 3, 3) from uniform numbers (N, 3) (Shoemake's quaternions)."""
-    r1, r2, r3 = np.sqrt(1 - u[:, 0]), np.sqrt(u[:, 0]), 2 * np.pi * u[:, 1:]
-    w, x = r1 * np.sin(r3[:, 0]), r1 * np.cos(r3[:, 0])
-    y, z = r2 * np.sin(r3[:, 1]), r2 * np.cos(r3[:, 1])
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(r, -1) for r in rows], axis=1)
 
 
 # --------------------------------------------------------------------------- grids
@@ -368,7 +275,7 @@ class Tissue:
 
     def _u(self, name: str, idx: np.ndarray, k: int | None = None) -> np.ndarray:
         """Per-cell uniform numbers for one named quantity (component ``k``)."""
-        return _hash01(_key(self.seed, name if k is None else f"{name}{k}"), *idx.T)
+        return hash01(noise_key(self.seed, name if k is None else f"{name}{k}"), *idx.T)
 
     def _seed_positions(self, idx: np.ndarray) -> np.ndarray:
         jit = np.stack([self._u("jitter", idx, k) for k in range(3)], -1)
@@ -406,7 +313,7 @@ class Tissue:
         axes = radius[:, None] * shape
         margin = 400.0  # the nucleus and its partial-volume window stay inside its cell
         axes *= np.minimum(1.0, np.maximum(0.5 * dnn - margin, 300.0) / axes.max(axis=1))[:, None]
-        self.nuc_rot = _random_rotations(np.stack([self._u("nrot", idx, k) for k in range(3)], -1))
+        self.nuc_rot = random_rotations(np.stack([self._u("nrot", idx, k) for k in range(3)], -1))
         off = np.stack([self._u("noff", idx, k) for k in range(3)], -1) * 2 - 1
         room = np.clip(0.5 * dnn - margin - axes.max(axis=1), 0.0, 0.3 * s) * self._u("noffr", idx)
         off *= (room / np.maximum(np.linalg.norm(off, axis=1), 1e-9))[:, None]
@@ -442,7 +349,7 @@ class Tissue:
     def nucleus_sd_at(self, pts: np.ndarray, cell: np.ndarray) -> np.ndarray:
         """Signed distance (nm) to the nucleus of ``cell`` (inf where it has none)."""
         u = np.einsum("nji,nj->ni", self.nuc_rot[cell], pts - self.nuc_centre[cell])
-        sd = _ellipsoid_sd(u[:, 0], u[:, 1], u[:, 2], self.nuc_axes[cell].T)
+        sd = ellipsoid_sd(u[:, 0], u[:, 1], u[:, 2], self.nuc_axes[cell].T)
         return np.where(self.has_nucleus[cell], sd, np.inf)
 
     def objects(self, kind: int, tile: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -467,7 +374,7 @@ class Tissue:
         else:
             a = np.repeat(rng.uniform(*p.vesicle_radius, count)[:, None], 3, axis=1)
         rot, phase, accept = (
-            _random_rotations(rng.random((count, 3))),
+            random_rotations(rng.random((count, 3))),
             rng.uniform(0, 2 * np.pi, count),
             rng.random(count),
         )
@@ -526,13 +433,13 @@ def _nucleus_shade(
     The layers (double envelope, heterochromatin rim) are evaluated only in
     the band of samples they can reach; deeper samples are pure interior.
     """
-    sd = _ellipsoid_sd(u[0], u[1], u[2], a)
+    sd = ellipsoid_sd(u[0], u[1], u[2], a)
     t, g = p.envelope_thickness, p.perinuclear_gap
     hc = np.broadcast_to(np.asarray(hc, dtype=np.float32), sd.shape)
     d_nl = (
         np.sqrt((u[0] - nl_off[0]) ** 2 + (u[1] - nl_off[1]) ** 2 + (u[2] - nl_off[2]) ** 2) - nl_r
     )
-    nl = _cov(d_nl, -np.inf, 0.0, w)
+    nl = coverage(d_nl, -np.inf, 0.0, w)
     interior = (S_NUCLEOPLASM + (S_HETEROCHROMATIN - S_NUCLEOPLASM) * hc) * (
         1 - nl
     ) + S_NUCLEOLUS * nl
@@ -542,12 +449,12 @@ def _nucleus_shade(
     band = np.nonzero((sd > -depth) & (sd < 0.5 * w))
     s = sd[band]
     h = p.heterochromatin_rim * (0.35 + 1.3 * hc[band])  # the rim thickens at clumps
-    occ[band] = _cov(s, -np.inf, 0.0, w)
+    occ[band] = coverage(s, -np.inf, 0.0, w)
     stain[band] = (
-        (_cov(s, -t, 0.0, w) + _cov(s, -2 * t - g, -t - g, w)) * S_MEMBRANE
-        + _cov(s, -t - g, -t, w) * S_LUMEN_SPACE
-        + _cov(s, -2 * t - g - h, -2 * t - g, w) * S_HETEROCHROMATIN
-        + _cov(s, -np.inf, -2 * t - g - h, w) * interior[band]
+        (coverage(s, -t, 0.0, w) + coverage(s, -2 * t - g, -t - g, w)) * S_MEMBRANE
+        + coverage(s, -t - g, -t, w) * S_LUMEN_SPACE
+        + coverage(s, -2 * t - g - h, -2 * t - g, w) * S_HETEROCHROMATIN
+        + coverage(s, -np.inf, -2 * t - g - h, w) * interior[band]
     )
     return occ, stain, sd
 
@@ -565,11 +472,11 @@ def _membranes(
     """Stain across a cell boundary at distance ``db``: two membranes around a gap."""
     e = 0.5 * gap
     return (
-        _cov(db, -e, e, w) * np.where(tis1 & tis2, S_ECS, S_RESIN)
-        + _cov(db, e, e + t, w) * np.where(tis1, S_MEMBRANE, S_RESIN)
-        + _cov(db, -e - t, -e, w) * np.where(tis2, S_MEMBRANE, S_RESIN)
-        + _cov(db, e + t, np.inf, w) * inside1
-        + _cov(db, -np.inf, -e - t, w) * inside2
+        coverage(db, -e, e, w) * np.where(tis1 & tis2, S_ECS, S_RESIN)
+        + coverage(db, e, e + t, w) * np.where(tis1, S_MEMBRANE, S_RESIN)
+        + coverage(db, -e - t, -e, w) * np.where(tis2, S_MEMBRANE, S_RESIN)
+        + coverage(db, e + t, np.inf, w) * inside1
+        + coverage(db, -np.inf, -e - t, w) * inside2
     )
 
 
@@ -659,10 +566,10 @@ def _block_cells(
 
 
 def _block_noise(tissue: Tissue, grid: Grid, name: str, scale: float) -> np.ndarray:
-    key = _key(tissue.seed, name)
+    key = noise_key(tissue.seed, name)
     if grid.aligned:
-        return _noise_separable(key, grid.world_axes(), scale)
-    return _noise_points(key, grid.points(), scale).reshape(grid.shape)
+        return noise_separable(key, grid.world_axes(), scale)
+    return noise_points(key, grid.points(), scale).reshape(grid.shape)
 
 
 def _shade_nuclei(
@@ -693,7 +600,7 @@ def _shade_nuclei(
             occ, stain, sd = _nucleus_shade(u, tissue.nuc_axes[c], w, p, nl_off, nl_r, hc)
             content[box] = stain + (1 - occ) * content[box]
         else:
-            sd = _ellipsoid_sd(u[0], u[1], u[2], tissue.nuc_axes[c])
+            sd = ellipsoid_sd(u[0], u[1], u[2], tissue.nuc_axes[c])
         if labels is not None:
             labels[box] = np.where(sd < 0, tissue.labels[c], labels[box])
 
@@ -746,21 +653,24 @@ def _splat_objects(tissue: Tissue, grid: Grid, kind: int, w: float, content: np.
             rel[0] * par[:, 3 + r] + rel[1] * par[:, 6 + r] + rel[2] * par[:, 9 + r]
             for r in range(3)
         ]
-        sd = _ellipsoid_sd(u[0], u[1], u[2], (par[:, 12], par[:, 13], par[:, 14]))
-        occ = _cov(sd, -np.inf, 0.0, w)
+        sd = ellipsoid_sd(u[0], u[1], u[2], (par[:, 12], par[:, 13], par[:, 14]))
+        occ = coverage(sd, -np.inf, 0.0, w)
         if kind == 0:
             core = S_MITO_MATRIX + 0.16 * mtf * np.cos(
                 2 * np.pi * u[0] / p.cristae_period + par[:, 15]
             )
             stain = (
-                (_cov(sd, -t_m, 0.0, w) + _cov(sd, -2 * t_m - gap_m, -t_m - gap_m, w))
+                (coverage(sd, -t_m, 0.0, w) + coverage(sd, -2 * t_m - gap_m, -t_m - gap_m, w))
                 * S_MITO_MEMBRANE
-                + _cov(sd, -t_m - gap_m, -t_m, w) * S_LUMEN_SPACE
-                + _cov(sd, -np.inf, -2 * t_m - gap_m, w) * core
+                + coverage(sd, -t_m - gap_m, -t_m, w) * S_LUMEN_SPACE
+                + coverage(sd, -np.inf, -2 * t_m - gap_m, w) * core
             )
         else:
             t = p.membrane_thickness
-            stain = _cov(sd, -t, 0.0, w) * S_MEMBRANE + _cov(sd, -np.inf, -t, w) * S_VESICLE_LUMEN
+            stain = (
+                coverage(sd, -t, 0.0, w) * S_MEMBRANE
+                + coverage(sd, -np.inf, -t, w) * S_VESICLE_LUMEN
+            )
         # volume preservation: an object below voxel size keeps its integrated stain
         seen = np.bincount(owner, weights=occ, minlength=len(ids)) * float(np.prod(steps))
         fix = np.where(seen > 0, np.clip(true_vol[ids] / np.maximum(seen, 1e-9), 0.0, 4.0), 0.0)
@@ -916,8 +826,8 @@ def stain_at_points(tissue: Tissue, pts: np.ndarray, window: float) -> np.ndarra
         hc: np.ndarray | float = _HC_MEAN
         if blend > 0:
             clumps = _hc_fraction(
-                _noise_points(
-                    _key(tissue.seed, "heterochromatin"), pts[sel], p.heterochromatin_scale
+                noise_points(
+                    noise_key(tissue.seed, "heterochromatin"), pts[sel], p.heterochromatin_scale
                 )
             )
             hc = blend * clumps + (1 - blend) * _HC_MEAN
