@@ -180,7 +180,10 @@ def _write_level0(out: Path, data: np.ndarray) -> None:
         "dimension_separator": "/",
     }
     spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(out / "s0")}}
-    array = ts.open({**spec, "metadata": metadata}, create=True, delete_existing=True).result()
+    context = ts.Context({"file_io_sync": False})  # as coframe's writer
+    array = ts.open(
+        {**spec, "metadata": metadata}, create=True, delete_existing=True, context=context
+    ).result()
     array.write(data).result()
 
 
