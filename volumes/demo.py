@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from transforms.atomic import write_text_atomic
@@ -50,6 +49,7 @@ from transforms.errors import CoframeError, OverwriteError
 from transforms.formats.bigwarp import Landmarks, write_bigwarp_json, write_bigwarp_landmarks
 from transforms.workspace import init_workspace
 from volumes import synthetic as syn
+from volumes.demo_truth import GroundTruth, fit_affine_2d_to_3d, make_truth
 from volumes.write import (
     LevelSpec,
     MultiscaleWriter,
@@ -101,91 +101,6 @@ SIZES: dict[str, DemoSize] = {
         "tiny", 1600, 6, 1_200_000, (64, 128, 128), (32, 64, 64), 2, 800.0, 2, 80.0, 80, 0.6, 8
     ),
 }
-
-
-# --------------------------------------------------------------------------- ground truth
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """The FIB-SEM -> X-ray point map: ``x = q + d(q)`` with ``q = matrix @ p + translation``.
-
-    ``d`` is the trilinear interpolant of a displacement grid in X-ray
-    physical space (nm, vectors with z, y, x components, vector axis last),
-    clamped at its border. The X-ray was rendered through the inverse of this
-    very map, so the stored grid reproduces it exactly.
-    """
-
-    matrix: np.ndarray
-    translation: np.ndarray
-    rotation_deg: np.ndarray
-    scales: np.ndarray
-    field: np.ndarray
-    field_origin: np.ndarray
-    field_spacing: np.ndarray
-
-    def displacement(self, q: np.ndarray) -> np.ndarray:
-        """Displacement vectors (N, 3) at X-ray-space points (N, 3)."""
-        idx = ((np.asarray(q, float) - self.field_origin) / self.field_spacing).T
-        comps = [
-            ndimage.map_coordinates(self.field[..., k], idx, order=1, mode="nearest")
-            for k in range(3)
-        ]
-        return np.stack(comps, -1)
-
-    def forward(self, p: np.ndarray) -> np.ndarray:
-        """FIB-SEM physical points (N, 3, nm) -> X-ray physical points (nm)."""
-        q = np.asarray(p, float) @ self.matrix.T + self.translation
-        return q + self.displacement(q)
-
-    def inverse(self, x: np.ndarray, iterations: int = 12) -> np.ndarray:
-        """X-ray physical points -> FIB-SEM physical points (fixed-point inversion of the warp)."""
-        x = np.asarray(x, float)
-        q = x.copy()
-        for _ in range(iterations):
-            q = x - self.displacement(q)
-        return np.linalg.solve(self.matrix, (q - self.translation).T).T
-
-    @property
-    def warp_amplitude(self) -> float:
-        """Largest displacement on the grid (nm)."""
-        return float(np.linalg.norm(self.field, axis=-1).max())
-
-
-def _make_truth(
-    rng: np.random.Generator, c_fib: np.ndarray, c_xr: np.ndarray, fov: float, size: DemoSize
-) -> GroundTruth:
-    length = size.block_voxels * size.em_voxel
-    angles = rng.uniform(2.0, 6.0, 3) * rng.choice([-1, 1], 3)
-    scales = 1.0 + rng.uniform(0.02, 0.05, 3) * rng.choice([-1, 1], 3)
-    shift = rng.uniform(0.04, 0.10, 3) * length * rng.choice([-1, 1], 3)
-    # R = Rz @ Ry @ Rx built in (x, y, z) order, then written on (z, y, x) vectors
-    rot = Rotation.from_euler("ZYX", angles, degrees=True).as_matrix()[::-1, ::-1]
-    matrix = rot @ np.diag(scales)
-    spacing = np.full(3, fov / (size.field_nodes - 3))
-    origin = c_xr - fov / 2 - spacing
-    axis = np.arange(size.field_nodes)
-    nodes = np.stack(
-        np.meshgrid(*[origin[k] + spacing[k] * axis for k in range(3)], indexing="ij"), -1
-    )
-    disp = np.zeros(nodes.shape)
-    for _ in range(4):  # smooth bumps tens of µm wide
-        centre, sigma = c_xr + rng.uniform(-0.4, 0.4, 3) * fov, rng.uniform(0.3, 0.5) * fov
-        disp += np.exp(-np.sum((nodes - centre) ** 2, -1) / (2 * sigma**2))[..., None] * rng.normal(
-            size=3
-        )
-    disp *= 1.5 * size.xray_voxel / np.linalg.norm(disp, axis=-1).max()
-    field32 = disp.astype(np.float32).astype(float)  # exactly what is stored
-    return GroundTruth(
-        matrix, c_xr + shift - matrix @ c_fib, angles, scales, field32, origin, spacing
-    )
-
-
-def fit_affine_2d_to_3d(uv: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares 3x3 matrix ``M`` with ``xyz ~ M @ [u, v, 1]``, and the largest residual."""
-    design = np.column_stack([uv, np.ones(len(uv))])
-    sol, *_ = np.linalg.lstsq(design, xyz, rcond=None)
-    return sol.T, float(np.linalg.norm(design @ sol - xyz, axis=1).max())
 
 
 # --------------------------------------------------------------------------- results
@@ -837,7 +752,15 @@ def make_demo(
     length, c_fib = float(block_hi[0] - block_lo[0]), (block_lo + block_hi) / 2
     n_x = math.ceil(1.5 * length / spec.xray_voxel)
     fov = n_x * spec.xray_voxel
-    truth = _make_truth(rng, c_fib, np.full(3, (n_x - 1) / 2 * spec.xray_voxel), fov, spec)
+    truth = make_truth(
+        rng,
+        c_fib,
+        np.full(3, (n_x - 1) / 2 * spec.xray_voxel),
+        fov,
+        length=spec.block_voxels * spec.em_voxel,
+        xray_voxel=spec.xray_voxel,
+        field_nodes=spec.field_nodes,
+    )
     corners = truth.inverse(np.array(list(np.ndindex(2, 2, 2)), float) * fov - spec.xray_voxel / 2)
     resin = syn.ResinBlock(
         float(block_lo[0] - 0.15 * length),
