@@ -46,6 +46,7 @@ from registration.locate_refine import (
     RefineSettings,
     pose_score,
     refine_pose,
+    tilt_margin,
 )
 from registration.locate_search import (
     Candidate,
@@ -129,6 +130,11 @@ class LocateOptions:
     min_pixels
         Sections spanning fewer working voxels (shorter side) are not
         trustworthy: too little of the volume to tell places apart.
+    tilt_check, min_tilt_margin
+        The plane tilted by ``tilt_check`` degrees must score more than
+        ``min_tilt_margin`` (relative) below the pose; by default a pose that
+        a tilt improves is not even a local optimum of its own score, so its
+        tilt is not determined and it is not trustworthy.
     distinct_angle
         Angle (degrees) beyond which two poses are distinct.
     distinct_voxels
@@ -155,6 +161,8 @@ class LocateOptions:
     min_ncc: float = 0.6
     min_confidence: float = 0.1
     min_pixels: int = 12
+    tilt_check: float = 4.0
+    min_tilt_margin: float = 0.0
     distinct_angle: float = 10.0
     distinct_voxels: float = 3.0
 
@@ -220,6 +228,9 @@ class LocateResult:
         The best pose's mirror twin about one of those planes, refined and
         scored (None when the volume is not symmetric, the twin is the pose
         itself, or ``near``/``normal`` exclude it).
+    tilt_margin
+        Relative score drop when the plane tilts by ``options.tilt_check``
+        degrees (:func:`registration.locate_refine.tilt_margin`).
     """
 
     affine: Affine
@@ -237,6 +248,7 @@ class LocateResult:
     working_pixels: int = 0
     symmetry: tuple[MirrorPlane, ...] = ()
     mirror: MirrorTwin | None = None
+    tilt_margin: float = 1.0
 
     @property
     def normal(self) -> np.ndarray:
@@ -258,6 +270,7 @@ class LocateResult:
             abs(self.ncc) >= self.options.min_ncc
             and self.confidence >= self.options.min_confidence
             and self.working_pixels >= self.options.min_pixels
+            and self.tilt_margin > self.options.min_tilt_margin
             and not self.mirror_tie
         )
 
@@ -276,6 +289,7 @@ class LocateResult:
             "center": [round(float(v), 3) for v in self.pose.center],
             "symmetry": [p.summary() for p in self.symmetry],
             "mirror": mirror,
+            "tilt_margin": round(self.tilt_margin, 6),
         }
 
 
@@ -570,6 +584,9 @@ def locate_section(
     confidence = 0.0 if best.score <= 0 else max(0.0, 1.0 - runner_up / best.score)
     crop = reader.level_grid(level, *_pose_box(best.pose, sec_w, 4 * s_w))
     ncc, sign = pose_score(crop, best.pose, sec_w, metric="ncc")
+    margin = tilt_margin(
+        crop, best.pose, sec_w, degrees=opts.tilt_check, metric=opts.score, bins=opts.bins
+    )
     pose = best.pose
     affine = Affine(pose.matrix)
     return LocateResult(
@@ -588,6 +605,7 @@ def locate_section(
         working_pixels=int(min(sec_w.shape)),
         symmetry=symmetry,
         mirror=mirror,
+        tilt_margin=margin,
     )
 
 

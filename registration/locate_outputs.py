@@ -287,9 +287,11 @@ def store_located(
         raise RegistrationError(
             f"section {section_name!r} in {volume_name!r}: {tie}best score {result.score:.3f} "
             f"(NCC {result.ncc:.2f}), runner-up {result.runner_up:.3f}, confidence "
-            f"{result.confidence:.3f}, {result.working_pixels} working voxels across: the pose "
-            f"is not trustworthy (needs |NCC| >= {options.min_ncc:g}, confidence >= "
-            f"{options.min_confidence:g}, >= {options.min_pixels} voxels); nothing stored; "
+            f"{result.confidence:.3f}, tilt margin {result.tilt_margin:.3f}, "
+            f"{result.working_pixels} working voxels across: the pose is not trustworthy (needs "
+            f"|NCC| >= {options.min_ncc:g}, confidence >= {options.min_confidence:g}, tilt "
+            f"margin > {options.min_tilt_margin:g} at {options.tilt_check:g} degrees, >= "
+            f"{options.min_pixels} voxels); nothing stored; "
             f"give --normal/--max-tilt/--near, or pass --force to store it anyway"
         )
     report = describe_result(result, section, section_name, volume_name)

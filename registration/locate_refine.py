@@ -254,6 +254,44 @@ def pose_score(
     return mutual_information(a, b, bins), sign
 
 
+def tilt_margin(
+    volume: Grid, pose: Pose, section: Grid, *, degrees: float, metric: str = "mi", bins: int = 16
+) -> float:
+    """How much the score drops when the plane tilts by ``degrees``: ``1 - best tilted / score``.
+
+    The pose is tilted both ways about each in-plane axis, through the
+    section's centre. A margin near zero or negative means the volume does
+    not pin the plane's tilt down to ``degrees`` (a tilted plane scores as
+    well or better), whatever the confidence against distinct poses says.
+
+    Parameters
+    ----------
+    volume
+        The volume (or a crop holding the plane and its tilts).
+    pose
+        The pose.
+    section
+        The section at the scoring spacing.
+    degrees
+        Tilt tried.
+    metric, bins
+        As in :func:`pose_score`.
+    """
+    score = pose_score(volume, pose, section, metric=metric, bins=bins)[0]
+    if score <= 0:
+        return 0.0
+    tilted = []
+    for k in range(2):
+        a = pose.linear[:, k] / np.linalg.norm(pose.linear[:, k])
+        cross = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+        for sign in (-1.0, 1.0):
+            angle = np.deg2rad(sign * degrees)  # Rodrigues: rotation about the in-plane axis
+            rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * (cross @ cross)
+            moved = Pose(pose.center, rotation @ pose.linear, pose.section_center)
+            tilted.append(pose_score(volume, moved, section, metric=metric, bins=bins)[0])
+    return float(1.0 - max(tilted) / score)
+
+
 def mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
     """Mutual information (nats) of paired samples, bins over their 0.5-99.5 percentile ranges."""
     lo_a, hi_a = np.percentile(a, [0.5, 99.5])

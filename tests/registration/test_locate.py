@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from registration.locate import LocateOptions, locate_section, pose_errors
-from registration.locate_refine import RefineSettings, pose_score, refine_pose
+from registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
 from registration.locate_search import (
     Grid,
     Pose,
@@ -139,6 +139,20 @@ def test_refinement_converges_from_a_nearby_pose(phantom: Grid) -> None:
     assert after["normal_deg"] < 1.0 < before["normal_deg"]
     assert after["center"] < 0.3 * VOXEL < before["center"]
     assert pose_score(phantom, refined, work)[0] > pose_score(phantom, start, work)[0]
+
+
+def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: Grid) -> None:
+    section, truth = _section(phantom, seed=2)
+    work = resample_grid(section, VOXEL)
+    at_truth = Pose(truth.apply(work.center)[0], truth.linear, work.center)
+    assert tilt_margin(phantom, at_truth, work, degrees=4.0) > 0.01
+    # tilted 6 degrees about an in-plane axis: tilting back scores higher
+    a = at_truth.linear[:, 0] / np.linalg.norm(at_truth.linear[:, 0])
+    cross = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    angle = np.deg2rad(6.0)
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * (cross @ cross)
+    off = Pose(at_truth.center, rotation @ at_truth.linear, work.center)
+    assert tilt_margin(phantom, off, work, degrees=4.0) < 0.0
 
 
 def test_a_section_of_noise_is_not_trustworthy(phantom: Grid) -> None:
