@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from registration.inputs import WorkImage
 from registration.metric import Evaluator, Pair, configure_metric
 from registration.presets import Preset
-from transforms.affine import Affine, Rotation, Translation
+from transforms.affine import Affine, Rotation, Translation, nearest_rotation
 from transforms.base import Sequence
 
 #: Largest accepted singular value ratio of a linear step's matrix to the identity.
@@ -137,15 +137,6 @@ def _as_affine(t: Sequence | Affine) -> Affine:
 # ---------------------------------------------------------------------- linear steps
 
 
-def _polar_rotation(matrix: np.ndarray) -> np.ndarray:
-    u, _, vt = np.linalg.svd(matrix)
-    r = u @ vt
-    if np.linalg.det(r) < 0:
-        u[:, -1] *= -1
-        r = u @ vt
-    return r
-
-
 def parametrised(kind: str, start: sitk.Transform, centre: tuple[float, ...]) -> sitk.Transform:
     """A centred SimpleITK transform of ``kind`` equal (or nearest) to ``start``.
 
@@ -163,7 +154,7 @@ def parametrised(kind: str, start: sitk.Transform, centre: tuple[float, ...]) ->
     matrix = np.array(start.GetMatrix(), dtype=np.float64).reshape(d, d)
     c = np.array(centre, dtype=np.float64)
     image_of_centre = np.array(start.TransformPoint(tuple(centre)), dtype=np.float64)
-    rotation = _polar_rotation(matrix)
+    rotation = nearest_rotation(matrix)
     if kind == "rigid":
         out: sitk.Transform = sitk.Euler3DTransform()
         out.SetCenter(tuple(c))

@@ -110,16 +110,10 @@ def matched_slice(
 
 
 def _inside_volume(volume: Volume, pose: Pose, grid: Grid) -> np.ndarray:
-    h, w = grid.shape
-    yy, xx = np.meshgrid(
-        grid.origin[0] + grid.spacing[0] * np.arange(h),
-        grid.origin[1] + grid.spacing[1] * np.arange(w),
-        indexing="ij",
-    )
-    pts = pose.apply(np.column_stack([yy.ravel(), xx.ravel()]))
+    pts = pose.apply(grid.points())
     ext = np.asarray(volume.levels[0].extent)
     ok = np.all((pts >= ext[:, 0]) & (pts <= ext[:, 1]), axis=1)
-    return ok.reshape(h, w)
+    return ok.reshape(grid.shape)
 
 
 def overlay_picture(match: MatchedSlice, ncc: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from registration.locate_search import Grid, Pose, resample_grid
-from transforms.affine import Affine
+from transforms.affine import Affine, nearest_rotation
 from transforms.errors import TransformError
 from transforms.sitk_bridge import array_to_image, from_sitk, to_sitk_centered
 
@@ -81,12 +81,9 @@ def pose_from_frame(affine: Affine, section_center: np.ndarray) -> Pose:
 
 
 def _closest_similarity(linear: np.ndarray) -> np.ndarray:
-    u, s, vt = np.linalg.svd(linear)
-    rot = u @ vt
-    if np.linalg.det(rot) < 0:
-        u[:, -1] *= -1
-        rot = u @ vt
-    return rot * float(np.exp(np.mean(np.log(s))))
+    """The nearest rotation scaled by the geometric mean of the singular values."""
+    factor = abs(float(np.linalg.det(linear))) ** (1.0 / linear.shape[0])
+    return nearest_rotation(linear) * factor
 
 
 def refine_pose(
@@ -186,13 +183,7 @@ def slice_values(volume: Grid, pose: Pose, section: Grid) -> tuple[np.ndarray, n
         outside) and a boolean mask of pixels inside the volume.
     """
     h, w = section.shape
-    yy, xx = np.meshgrid(
-        section.origin[0] + section.spacing[0] * np.arange(h),
-        section.origin[1] + section.spacing[1] * np.arange(w),
-        indexing="ij",
-    )
-    points = pose.apply(np.column_stack([yy.ravel(), xx.ravel()]))
-    idx = volume.to_index(points).T
+    idx = volume.to_index(pose.apply(section.points())).T
     values = ndimage.map_coordinates(volume.array, idx, order=1, mode="constant", cval=0.0)
     inside = np.all((idx > -0.5) & (idx < np.asarray(volume.shape)[:, None] - 0.5), axis=0)
     return values.reshape(h, w).astype(np.float32), inside.reshape(h, w)

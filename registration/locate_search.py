@@ -76,6 +76,15 @@ class Grid:
         idx = np.indices((2,) * ndim).reshape(ndim, -1).T
         return np.where(idx == 0, lo, hi)
 
+    def points(self) -> np.ndarray:
+        """Physical positions of every voxel centre, ``(N, ndim)`` in C order."""
+        axes = [
+            o + d * np.arange(n)
+            for o, d, n in zip(self.origin, self.spacing, self.shape, strict=True)
+        ]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
     def to_index(self, points: np.ndarray) -> np.ndarray:
         """Fractional voxel indices of physical points (last axis the coordinates)."""
         return (np.asarray(points) - np.asarray(self.origin)) / np.asarray(self.spacing)

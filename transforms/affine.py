@@ -25,6 +25,16 @@ def _is_homogeneous_row(row: np.ndarray) -> bool:
     return bool(np.all(row[:-1] == 0.0) and row[-1] == 1.0)
 
 
+def nearest_rotation(matrix: ArrayLike) -> np.ndarray:
+    """The proper rotation closest to a square matrix (the polar factor, determinant +1)."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        u[:, -1] *= -1
+        rotation = u @ vt
+    return rotation
+
+
 @dataclass(frozen=True, eq=False)
 class Affine(Transform):
     """An affine map ``q = linear @ p + translation``.
