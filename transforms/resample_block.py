@@ -171,12 +171,25 @@ def _direct_array(spec: Any, level: Level) -> Any:
     return array
 
 
-def read_source(spec: Any, level: Level, box: tuple[slice, ...]) -> np.ndarray:
-    """Read an index box of a source level (directly through tensorstore when possible)."""
+def read_source(
+    spec: Any, level: Level, box: tuple[slice, ...], out: np.ndarray | None = None
+) -> np.ndarray:
+    """Read an index box of a source level (directly through tensorstore when possible).
+
+    With ``out`` (an array of the box's shape) the voxels are stored there,
+    decoded straight into it when read through tensorstore, and ``out`` is
+    returned.
+    """
     direct = _direct_array(spec, level)
+    if out is None:
+        return level.read(box) if direct is None else np.asarray(direct[box].read().result())
     if direct is None:
-        return level.read(box)
-    return np.asarray(direct[box].read().result())
+        out[...] = level.read(box)
+    else:
+        import tensorstore as ts
+
+        ts.array(out, copy=False, write=True).write(direct[box]).result()
+    return out
 
 
 @dataclass(frozen=True)
@@ -269,12 +282,13 @@ def _box_start(box: tuple[slice, ...]) -> np.ndarray:
 def _sitk_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    from transforms.sitk_bridge import array_to_image, resample_image
+    from transforms.sitk_bridge import empty_image, resample_image
 
-    data = read_source(job.source, level, box)
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
-    image = array_to_image(data, level.voxel_size, origin)
-    del data
+    box_shape = tuple(s.stop - s.start for s in box)
+    image, voxels = empty_image(box_shape, level.dtype, level.voxel_size, origin)
+    read_source(job.source, level, box, out=voxels)
+    del voxels
     out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
     return resample_image(
         image,

@@ -395,6 +395,64 @@ def array_to_image(
     return image
 
 
+#: SimpleITK pixel types of the scalar numpy data types.
+_PIXEL_IDS: dict[str, int] = {
+    "uint8": sitk.sitkUInt8,
+    "int8": sitk.sitkInt8,
+    "uint16": sitk.sitkUInt16,
+    "int16": sitk.sitkInt16,
+    "uint32": sitk.sitkUInt32,
+    "int32": sitk.sitkInt32,
+    "uint64": sitk.sitkUInt64,
+    "int64": sitk.sitkInt64,
+    "float32": sitk.sitkFloat32,
+    "float64": sitk.sitkFloat64,
+}
+
+
+def empty_image(
+    shape: ArrayLike, dtype: Any, voxel_size: ArrayLike, origin: ArrayLike
+) -> tuple[sitk.Image, np.ndarray]:
+    """A new scalar image and a writable numpy view of its voxels, to be filled in place.
+
+    Filling the view (e.g. by a reader decoding straight into it) saves the
+    copy :func:`array_to_image` makes. The view is valid while the image is
+    alive and unchanged; keep both until the image has been used.
+
+    Parameters
+    ----------
+    shape
+        Image shape, numpy axis order.
+    dtype
+        Scalar numpy data type.
+    voxel_size, origin
+        Physical voxel size and position of voxel 0's centre, numpy order.
+
+    Raises
+    ------
+    DimensionError
+        If voxel size or origin do not have one value per axis, or the data
+        type has no SimpleITK pixel type.
+    """
+    dims = [int(n) for n in np.asarray(shape)]
+    name = np.dtype(dtype).name
+    if name not in _PIXEL_IDS:
+        raise DimensionError(
+            f"data type {name} has no SimpleITK pixel type: use one of {', '.join(_PIXEL_IDS)}"
+        )
+    size = np.asarray(voxel_size, dtype=np.float64)
+    offset = np.asarray(origin, dtype=np.float64)
+    if size.shape != (len(dims),) or offset.shape != (len(dims),):
+        raise DimensionError(
+            f"voxel size {size.tolist()} and origin {offset.tolist()} must have {len(dims)} "
+            f"values each for an image of shape {dims}"
+        )
+    image = sitk.Image(dims[::-1], _PIXEL_IDS[name])
+    image.SetSpacing(tuple(float(v) for v in size[::-1]))
+    image.SetOrigin(tuple(float(v) for v in offset[::-1]))
+    return image, np.asarray(_ImageBuffer(image, writable=True))
+
+
 def image_to_array(image: sitk.Image) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
     """Copy a SimpleITK image into a numpy-order array with its placement.
 
@@ -493,11 +551,19 @@ def resample_image(
 
 
 class _ImageBuffer:
-    """Exposes a SimpleITK image's voxels to numpy and keeps the image alive meanwhile."""
+    """Exposes a SimpleITK image's voxels to numpy and keeps the image alive meanwhile.
 
-    def __init__(self, image: sitk.Image) -> None:
+    ``writable`` only for an image no other SimpleITK image shares voxels
+    with (a new one): SimpleITK copies on write, so a shared buffer would
+    change every image sharing it.
+    """
+
+    def __init__(self, image: sitk.Image, writable: bool = False) -> None:
         self.image = image
-        self.__array_interface__ = sitk.GetArrayViewFromImage(image).__array_interface__
+        interface = dict(sitk.GetArrayViewFromImage(image).__array_interface__)
+        if writable:
+            interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
 
 
 def _array_view(image: sitk.Image) -> np.ndarray:

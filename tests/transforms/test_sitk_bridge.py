@@ -16,6 +16,7 @@ from transforms.field import DisplacementField
 from transforms.sitk_bridge import (
     apply_sitk,
     array_to_image,
+    empty_image,
     from_sitk,
     image_to_array,
     numpy_points,
@@ -261,7 +262,25 @@ def test_vector_image_round_trip_reverses_components() -> None:
     assert np.array_equal(back, vectors)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint64, np.float32, np.float64])
+def test_empty_image_is_filled_through_its_view(dtype: type) -> None:
+    array = (np.arange(2 * 3 * 4) % 100).astype(dtype).reshape(2, 3, 4)
+    image, voxels = empty_image(array.shape, dtype, (40.0, 8.0, 4.0), (100.0, 10.0, 1.0))
+    voxels[...] = array
+    expected = array_to_image(array, (40.0, 8.0, 4.0), (100.0, 10.0, 1.0))
+    assert image.GetPixelID() == expected.GetPixelID()
+    assert image.GetSpacing() == expected.GetSpacing()
+    assert image.GetOrigin() == expected.GetOrigin()
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), array)
+    del image  # the view keeps the image's voxels alive
+    assert np.array_equal(voxels, array)
+
+
 def test_image_helpers_validate() -> None:
+    with pytest.raises(DimensionError, match="no SimpleITK pixel type"):
+        empty_image((2, 3), np.complex64, (1.0, 1.0), (0.0, 0.0))
+    with pytest.raises(DimensionError, match="2 values"):
+        empty_image((2, 3), np.uint8, (1.0, 1.0, 1.0), (0.0, 0.0))
     with pytest.raises(DimensionError, match="3 values"):
         array_to_image(np.zeros((2, 3, 4)), voxel_size=(1.0, 1.0))
     image = array_to_image(np.zeros((2, 3, 4)), voxel_size=(1.0, 1.0, 1.0))
