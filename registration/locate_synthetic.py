@@ -179,10 +179,8 @@ def extract_section(
     """
     h, w = (int(v) for v in shape)
     origin = (pixel / 2.0, pixel / 2.0)
-    yy, xx = np.meshgrid(
-        origin[0] + pixel * np.arange(h), origin[1] + pixel * np.arange(w), indexing="ij"
-    )
-    points = pose.apply(np.column_stack([yy.ravel(), xx.ravel()]))
+    pixels = Grid(np.empty((h, w), dtype=np.float32), (float(pixel), float(pixel)), origin)
+    points = pose.apply(pixels.points())
     idx = volume.to_index(points).T
     values = ndimage.map_coordinates(volume.array, idx, order=order, mode="nearest")
     image = values.reshape(h, w).astype(np.float64)
