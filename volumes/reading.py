@@ -167,9 +167,15 @@ def resolve_axes(
             fixed[i] = 0
         else:
             kind = f"{a.type} axis" if a.type else "axis without a spatial type"
+            slices = (
+                "; if its entries are z slices, the file mislabels them: save it with a z axis "
+                "(ImageJ 'slices', OME SizeZ, OME-Zarr axis type 'space')"
+                if len(spatial) == 2
+                else ""
+            )
             raise AxisError(
                 f"{where} has a non-spatial {kind} {a.name!r} of length {shape[i]} (axes "
-                f"{described}): choose one entry with --select {a.name}=INDEX"
+                f"{described}): choose one entry with --select {a.name}=INDEX{slices}"
             )
     spatial_names = [names[i] for i in spatial]
     if len(spatial) == 3 and sorted(spatial_names) == sorted(_SPATIAL_NAMES):

@@ -86,6 +86,24 @@ def test_rgb_samples_need_selection(tmp_path: Path) -> None:
     np.testing.assert_array_equal(vol.levels[0].read(), data[..., 1])
 
 
+def test_planes_stored_as_channels_name_both_readings(tmp_path: Path) -> None:
+    """A 3-plane stack stored as planar RGB: one channel by --select, or a hint to relabel it."""
+    path = tmp_path / "three.tif"
+    data = np.arange(3 * 8 * 10, dtype=np.uint8).reshape(3, 8, 10)
+    tifffile.imwrite(path, data, photometric="rgb", planarconfig="separate")
+    with pytest.raises(AxisError, match=r"--select s=INDEX; if its entries are z slices"):
+        open_volume(path, voxel_size=1)
+    vol = open_volume(path, voxel_size=1, axis_select={"s": 2})
+    np.testing.assert_array_equal(vol.levels[0].read(), data[2])
+    # a 3D stack with a channel axis gets no such hint
+    hyper = tmp_path / "zcyx.tif"
+    tifffile.imwrite(
+        hyper, np.zeros((2, 3, 8, 10), np.uint8), imagej=True, metadata={"axes": "ZCYX"}
+    )
+    with pytest.raises(AxisError, match=r"--select c=INDEX$"):
+        open_volume(hyper, voxel_size=1)
+
+
 def test_ome_tiff_physical_sizes(tmp_path: Path, stack: np.ndarray) -> None:
     path = tmp_path / "stack.ome.tif"
     tifffile.imwrite(
