@@ -18,11 +18,12 @@ Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp D
 Each method runs in its own subprocess that reports its own peak RSS
 (``VmHWM``), so peaks never mix; library imports, the in-memory methods'
 loading of the source and the removal of a previous repeat's output are
-outside the timings; with ``--repeat R`` the fastest of R runs counts (the
-largest peak is kept). Printed: voxels/s, peak RSS and the largest voxel
-difference to SimpleITK. (c) resamples a lazily synthesised source (an
-ArraySource that renders blocks on demand) onto 512^3 and ``--big``^3 grids
-and compares time per voxel.
+outside the timings; with ``--repeat R`` the methods take turns R times and
+the fastest of each method's R runs counts (the largest peak is kept).
+Printed: voxels/s, peak RSS and the largest voxel difference to SimpleITK.
+(c) resamples a lazily synthesised source (an ArraySource that renders
+blocks on demand) onto 512^3 and ``--big``^3 grids and compares time per
+voxel.
 """
 
 from __future__ import annotations
@@ -313,20 +314,23 @@ def main() -> None:
         for n in sizes:
             make_source(root, n)
             for case in ("affine", "field"):
-                outs = {}
+                methods = ["sitk", "sitk+write", "coframe"] + (
+                    ["scipy"] if case == "affine" else []
+                )
+                outs = {
+                    m: root
+                    / (f"{m}-{case}-{n}" + (".zarr" if m in ("coframe", "sitk+write") else ".npy"))
+                    for m in methods
+                }
+                runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+                for _ in range(args.repeat):  # round robin: a slow spell hits every method alike
+                    for method in methods:
+                        runs[method].append(run_child(method, case, n, root, outs[method]))
                 results = {}
-                for method in ("sitk", "sitk+write", "coframe", "scipy"):
-                    if method == "scipy" and case != "affine":
-                        continue
-                    out = root / (
-                        f"{method}-{case}-{n}"
-                        + (".zarr" if method in ("coframe", "sitk+write") else ".npy")
-                    )
-                    runs = [run_child(method, case, n, root, out) for _ in range(args.repeat)]
-                    best = min(runs, key=lambda r: r["seconds"])
-                    best["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs)
+                for method in methods:
+                    best = min(runs[method], key=lambda r: r["seconds"])
+                    best["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs[method])
                     results[method] = best
-                    outs[method] = out
                 for method, r in results.items():
                     diff, share = (
                         (0, 0.0)
