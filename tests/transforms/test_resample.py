@@ -451,6 +451,31 @@ def test_source_stored_x_first_is_read_in_zyx_order(tmp_path: Path) -> None:
     assert np.array_equal(_read(out), zyx)
 
 
+def test_source_read_through_its_reader_equals_sitk_in_memory(tmp_path: Path) -> None:
+    """A TIFF source, read by its own reader (not decoded into the image), resamples alike."""
+    import tifffile
+
+    data = _intensities(SRC_SHAPE)
+    path = tmp_path / "em.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / SRC_VS[2], 1 / SRC_VS[1]),
+        metadata={"axes": "ZYX", "spacing": SRC_VS[0], "unit": "nm"},
+    )
+    source = ImageSource(str(path))
+    assert block_mod._direct_array(source, block_mod.open_source(source).levels[0]) is None
+    grid = _grid()
+    out = tmp_path / "out.zarr"
+    t = CHAINS["composed"]()
+    resample(source, t, grid, out, memory_per_task="2MB", progress=False)
+    image = array_to_image(data, SRC_VS, (0.0, 0.0, 0.0))
+    expected = resample_image(image, to_sitk(t), grid.shape, grid.voxel_size, grid.origin)
+    assert np.array_equal(_read(out), expected)
+    assert np.count_nonzero(expected) > 0
+
+
 def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Path) -> None:
     """The local threaded scheduler runs without importing dask.distributed (a slow import)."""
     import subprocess
