@@ -54,6 +54,7 @@ from transforms.resample_block import (
     run_block,
     run_pyramid_block,
 )
+from transforms.resample_chain import SPLINE_FIELD_BYTES, chain_members, spline_lead
 from transforms.resample_plan import (
     INTERPOLATIONS,
     Block,
@@ -200,17 +201,6 @@ def check_interpolation(interpolation: str | None, labels: bool) -> str:
     return name
 
 
-def _field_members(t: Transform) -> list[Transform]:
-    from transforms.base import Sequence as Chain
-    from transforms.bijection import Bijection
-
-    if isinstance(t, Chain):
-        return [m for member in t.transforms for m in _field_members(member)]
-    if isinstance(t, Bijection):
-        return _field_members(t.forward)
-    return [t]
-
-
 def _fields_cover(t: Transform, points: np.ndarray) -> bool:
     """Whether every displacement field of the chain is queried only inside its grid.
 
@@ -220,7 +210,7 @@ def _fields_cover(t: Transform, points: np.ndarray) -> bool:
     from transforms.field import DisplacementField
 
     current = points
-    for member in _field_members(t):
+    for member in chain_members(t):
         if isinstance(member, DisplacementField):
             index = (current - member.origin) / member.spacing
             upper = np.asarray(member.grid_shape, dtype=np.float64) - 1.0
@@ -322,6 +312,8 @@ def plan_run(
     cubic = 8.0 * ratio if INTERPOLATIONS[interpolation] > 1 else 0.0
     if method == "sitk":
         per_voxel = 2.0 * out_bytes + 2.0 * ratio * src_bytes + cubic
+        if transform.as_affine() is None and spline_lead(transform) is not None:
+            per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense B-spline field
         fixed = 0
     else:
         per_voxel = out_bytes + ratio * src_bytes + cubic

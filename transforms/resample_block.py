@@ -10,8 +10,9 @@ interrupted run skips the block when it is run again.
 Two resampling methods give the same result:
 
 - ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
-  converted once per process by :func:`transforms.sitk_bridge.to_sitk`
-  (affine chains, and non-linear chains whose fields cover every point).
+  converted once per process (:mod:`transforms.resample_chain`: affine
+  chains, non-linear chains whose fields cover every point, a leading
+  B-spline made a dense field per piece).
 - ``numpy``: the source coordinates of every voxel from ``transform.apply``
   in bounded slabs, then :func:`scipy.ndimage.map_coordinates` (gathering
   the nearest voxel for order 0, so 64-bit labels stay exact). Integer
@@ -262,13 +263,13 @@ def cast_like_itk(values: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def _sitk_transform(job: BlockJob) -> Any:
-    from transforms.sitk_bridge import to_sitk
+    """The job's chain prepared for SimpleITK (:func:`~transforms.resample_chain.prepare_chain`)."""
+    from transforms.resample_chain import prepare_chain
 
     with _LOCK:
         cached = _SITK_TRANSFORMS.get(job.token)
     if cached is None:
-        affine = job.transform.as_affine()
-        cached = to_sitk(affine if affine is not None else job.transform)
+        cached = prepare_chain(job.transform)
         with _LOCK:
             _SITK_TRANSFORMS.clear()
             _SITK_TRANSFORMS[job.token] = cached
@@ -282,6 +283,7 @@ def _box_start(box: tuple[slice, ...]) -> np.ndarray:
 def _sitk_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
+    from transforms.resample_chain import piece_transform
     from transforms.sitk_bridge import empty_image, resample_image
 
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
@@ -290,9 +292,10 @@ def _sitk_piece(
     read_source(job.source, level, box, out=voxels)
     del voxels
     out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
+    transform = piece_transform(_sitk_transform(job), out_origin, job.grid.voxel_size, shape)
     return resample_image(
         image,
-        _sitk_transform(job),
+        transform,
         shape,
         job.grid.voxel_size,
         out_origin,

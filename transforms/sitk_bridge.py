@@ -100,6 +100,48 @@ def _field_image(vectors: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -
     return image
 
 
+def bspline_grid_transform(
+    spline: BSpline,
+    axes: list[np.ndarray],
+    origin: ArrayLike,
+    spacing: ArrayLike,
+    shifts: list[np.ndarray | None] | None = None,
+) -> sitk.DisplacementFieldTransform:
+    """A B-spline sampled densely, as an ITK displacement field on a regular grid.
+
+    Node ``i`` of the field (at ``origin + i * spacing``) holds the B-spline's
+    displacement at the tensor-grid point ``(axes[0][i0], axes[1][i1], ...)``
+    plus ``shifts[a][ia]`` along each axis ``a``. With ``axes`` the grid's own
+    node positions (and no shifts), ITK reading the field at its nodes moves
+    those points as the B-spline does.
+
+    Parameters
+    ----------
+    spline
+        An axis-aligned B-spline.
+    axes
+        Per-axis physical coordinates where the B-spline is evaluated, numpy order.
+    origin, spacing
+        The field's grid, numpy order.
+    shifts
+        Per-axis additions to the displacement (``None`` entries for none).
+    """
+    d = len(axes)
+    shape = [int(np.size(x)) for x in axes]
+    image = sitk.Image(shape[::-1], sitk.sitkVectorFloat64, d)
+    image.SetOrigin(tuple(float(v) for v in np.asarray(origin, dtype=np.float64)[::-1]))
+    image.SetSpacing(tuple(float(v) for v in np.asarray(spacing, dtype=np.float64)[::-1]))
+    vectors = np.asarray(_ImageBuffer(image, writable=True))  # (*shape, d), ITK components
+    spline.displacement_on_grid(axes, components=range(d - 1, -1, -1), out=vectors)
+    for a, shift in enumerate(shifts or ()):
+        if shift is not None:
+            along = [1] * d
+            along[a] = -1
+            vectors[..., d - 1 - a] += np.asarray(shift, dtype=np.float64).reshape(along)
+    del vectors  # the transform takes the image's voxels over
+    return sitk.DisplacementFieldTransform(image)
+
+
 def _field_to_sitk(field: DisplacementField) -> sitk.DisplacementFieldTransform:
     image = _field_image(np.asarray(field.vectors), field.origin, field.spacing)
     return sitk.DisplacementFieldTransform(image)

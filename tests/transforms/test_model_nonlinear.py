@@ -207,6 +207,47 @@ def test_bspline_unit_scale() -> None:
     assert np.allclose(b.with_unit_scale(1e3).apply(p * 1e3), b.apply(p) * 1e3)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_bspline_on_a_tensor_grid_equals_pointwise(seed: int) -> None:
+    """Separable evaluation = displacement() at every grid point, in and out of the valid region."""
+    rng = np.random.default_rng(seed)
+    dim = 2 + seed % 2
+    size = tuple(int(n) for n in rng.integers(4, 9, dim))
+    flip = np.diag(rng.choice([-1.0, 1.0], dim))  # axis-aligned, possibly mirrored
+    b = BSpline(
+        rng.uniform(-20, 20, dim),
+        rng.uniform(3, 9, dim),
+        flip,
+        size,
+        rng.normal(scale=2.0, size=(*size, dim)),
+    )
+    ends = [b.grid_origin + np.diag(flip) * b.grid_spacing * k for k in (0, np.array(size) - 1)]
+    lo, hi = np.minimum(*ends) - 10.0, np.maximum(*ends) + 10.0  # the grid and beyond it
+    axes = [np.sort(rng.uniform(lo[a], hi[a], int(rng.integers(2, 30)))) for a in range(dim)]
+    grid = b.displacement_on_grid(axes)
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    expected = b.displacement(mesh.reshape(-1, dim)).reshape(mesh.shape)
+    assert np.allclose(grid, expected, rtol=0, atol=1e-10)
+    assert 0 < np.count_nonzero(np.abs(expected).sum(-1)) < expected[..., 0].size
+    out = np.empty((*mesh.shape[:-1], dim))
+    reversed_ = b.displacement_on_grid(axes, components=range(dim - 1, -1, -1), out=out)
+    assert reversed_ is out
+    assert np.allclose(out, expected[..., ::-1], rtol=0, atol=1e-10)
+    far = [np.array([1e6]), *axes[1:]]  # no point inside the valid region
+    assert not np.any(b.displacement_on_grid(far))
+
+
+def test_bspline_on_a_grid_needs_an_axis_aligned_control_grid() -> None:
+    c, s = np.cos(0.3), np.sin(0.3)
+    rotated = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    b = BSpline([0, 0, 0], [1, 1, 1], rotated, (5, 5, 5), np.zeros((5, 5, 5, 3)))
+    assert not b.axis_aligned
+    with pytest.raises(TransformError, match="not separable"):
+        b.displacement_on_grid([np.zeros(2)] * 3)
+    with pytest.raises(DimensionError, match="2 coordinate axes"):
+        make_bspline(np.random.default_rng(0)).displacement_on_grid([np.zeros(2)] * 2)
+
+
 @pytest.mark.parametrize("dim", [2, 3])
 def test_tps_exact_at_landmarks(dim: int) -> None:
     rng = np.random.default_rng(8)

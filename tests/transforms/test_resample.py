@@ -10,15 +10,19 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import zarr
+from samples import rotation
 from scipy import ndimage
 
 import transforms.resample as resample_mod
 import transforms.resample_block as block_mod
-from transforms.affine import Affine
+from transforms.affine import Affine, Scale, Translation
+from transforms.base import Sequence as Chain
+from transforms.bspline import BSpline
 from transforms.errors import OutputError, OverwriteError
 from transforms.field import DisplacementField
 from transforms.resample import resample
 from transforms.resample_block import ImageSource
+from transforms.resample_chain import SplineLead, prepare_chain, spline_lead
 from transforms.resample_plan import OutputGrid
 from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from transforms.tps import ThinPlateSpline
@@ -108,8 +112,21 @@ def _multiscales(out: Path) -> list | None:
     return attrs.get("multiscales")
 
 
+def _bspline() -> BSpline:
+    """Covers part of the grid: its valid region ends inside it, so both cases are sampled."""
+    rng = np.random.default_rng(6)
+    size = (6, 7, 8)
+    return BSpline(
+        [-20.0, -30.0, -10.0], [18.0, 15.0, 14.0], np.eye(3), size, rng.normal(0.0, 2.5, (*size, 3))
+    )
+
+
 CHAINS = {
     "affine": lambda: _affine(),
+    "bspline": lambda: Chain((_bspline(), _affine())),
+    "shifted bspline": lambda: Chain(
+        (Scale([1.05, 0.95, 1.0]), Translation([2.0, -1.5, 0.5]), _bspline(), _affine(), _field())
+    ),
     "field": lambda: _field(),
     "composed": lambda: (
         _affine().then(_field()).then(Affine.from_linear(np.eye(3), (1.0, 0.5, -0.5)))
@@ -132,6 +149,8 @@ def test_chunked_equals_sitk_in_memory(source_dir: Path, tmp_path: Path, name: s
     )
     assert result.method == "sitk"
     assert result.blocks > 4
+    # a leading B-spline is made a dense field per piece; ITK's B-spline gives the reference
+    assert isinstance(prepare_chain(t), SplineLead) == ("bspline" in name)
     got = _read(out)
     expected = _sitk_reference(_intensities(SRC_SHAPE), t, grid, "linear")
     assert got.dtype == np.uint8
@@ -199,8 +218,20 @@ def test_thin_plate_spline_chain(source_dir: Path, tmp_path: Path) -> None:
     assert np.abs(_read(tmp_path / "o.zarr").astype(np.int16) - expected).max() <= 1
 
 
-def test_labels_identical_and_never_averaged(source_dir: Path, tmp_path: Path) -> None:
-    t = _affine()
+def test_only_an_axis_aligned_leading_bspline_is_made_dense() -> None:
+    b = _bspline()
+    rotated = BSpline(b.grid_origin, b.grid_spacing, rotation(0, 0.2), b.grid_size, b.coefficients)
+    assert spline_lead(Chain((_affine(), b))) is None  # evaluated at rotated points
+    assert spline_lead(Chain((rotated, _affine()))) is None
+    assert spline_lead(_affine().then(_field())) is None
+    scale, offset, spline, rest = spline_lead(CHAINS["shifted bspline"]())
+    assert np.allclose(scale, [1.05, 0.95, 1.0]) and np.allclose(offset, [2.0, -1.5, 0.5])
+    assert spline is not None and len(rest) == 2
+
+
+@pytest.mark.parametrize("name", ["affine", "bspline"])
+def test_labels_identical_and_never_averaged(source_dir: Path, tmp_path: Path, name: str) -> None:
+    t = CHAINS[name]()
     grid = _grid((40, 48, 56), (8, 16, 16))
     out = tmp_path / "nuc.zarr"
     result = resample(
