@@ -2,8 +2,10 @@
 
 Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp DIR]``.
 
-(a) an affine and (b) an affine + displacement-field chain resample an
-``N^3`` uint8 volume onto an ``N^3`` grid with these methods:
+(a) an affine, (b) an affine + displacement-field chain and (b') a
+B-spline + affine chain (as a registration stores its deformable result;
+sizes up to ``--bspline-max``) resample an ``N^3`` uint8 volume onto an
+``N^3`` grid with these methods:
 
 - coframe: :func:`transforms.resample.resample` reading an OME-Zarr source
   and writing an OME-Zarr output (level 0 only, no pyramid), local threads,
@@ -117,6 +119,19 @@ def chain(case: str, n: int) -> Any:
         return affine
     rng = np.random.default_rng(0)
     from scipy import ndimage
+
+    if case == "bspline":  # as a registration stores it: B-spline first, then the affine
+        from transforms.base import Sequence
+        from transforms.bspline import BSpline
+
+        nodes = 10
+        spacing = n / (nodes - 3)
+        coefficients = ndimage.gaussian_filter(
+            rng.normal(0, 1.0, (nodes,) * 3 + (3,)), (1, 1, 1, 0)
+        )
+        coefficients *= 2.0 / np.abs(coefficients).max()  # up to about 2 voxels
+        spline = BSpline((-spacing,) * 3, (spacing,) * 3, np.eye(3), (nodes,) * 3, coefficients)
+        return Sequence((spline, affine))
 
     nodes = 24
     spacing = (n + 2 * 0.1 * n) / (nodes - 1)
@@ -296,6 +311,12 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=2048, help="(c) size; 0 to skip")
     parser.add_argument("--tmp", default=None, help="Scratch directory (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per method; the fastest counts")
+    parser.add_argument(
+        "--bspline-max",
+        type=int,
+        default=512,
+        help="Largest size of the B-spline case (SimpleITK needs ~30 s at 512^3)",
+    )
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -313,7 +334,9 @@ def main() -> None:
     try:
         for n in sizes:
             make_source(root, n)
-            for case in ("affine", "field"):
+            for case in ("affine", "field", "bspline"):
+                if case == "bspline" and n > args.bspline_max:
+                    continue
                 methods = ["sitk", "sitk+write", "coframe"] + (
                     ["scipy"] if case == "affine" else []
                 )
