@@ -54,7 +54,13 @@ from transforms.resample_block import (
     run_block,
     run_pyramid_block,
 )
-from transforms.resample_chain import SPLINE_FIELD_BYTES, chain_members, spline_lead
+from transforms.resample_chain import (
+    SPLINE_FIELD_BYTES,
+    chain_members,
+    inverse_tolerance,
+    map_points,
+    spline_lead,
+)
 from transforms.resample_plan import (
     INTERPOLATIONS,
     Block,
@@ -253,7 +259,7 @@ def transform_fingerprint(transform: Transform, grid: OutputGrid) -> str:
     axes = [np.linspace(0, n - 1, 4) for n in grid.shape]
     mesh = np.meshgrid(*axes, indexing="ij")
     points = grid.index_to_physical(np.stack([m.ravel() for m in mesh], axis=1))
-    mapped = transform.apply(points)
+    mapped = map_points(transform, points, inverse_tolerance(grid.voxel_size))
     text = ",".join(f"{v:.9g}" for v in mapped.ravel())
     return hashlib.sha256(f"{type(transform).__name__}:{text}".encode()).hexdigest()[:24]
 

@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from transforms.base import Transform
 from transforms.errors import CoframeError, OutputError
+from transforms.resample_chain import inverse_tolerance, map_points
 from transforms.resample_plan import (
     INTERPOLATION_MARGIN,
     INTERPOLATIONS,
@@ -364,14 +365,15 @@ def _numpy_piece(
     rows = max(1, job.slab_points // per_row)
     stop = start + np.asarray(shape)
     limit = np.asarray(level.shape, dtype=np.float64) - 0.5
+    tolerance = inverse_tolerance(job.grid.voxel_size)
     for r0 in range(0, shape[0], rows):
         r1 = min(shape[0], r0 + rows)
         lo = start.copy()
         hi = stop.copy()
         lo[0], hi[0] = start[0] + r0, start[0] + r1
         points = job.grid.points(lo, hi)
-        index = level.physical_to_index(job.transform.apply(points))
-        inside = np.all((index >= -0.5) & (index <= limit), axis=1)
+        index = level.physical_to_index(map_points(job.transform, points, tolerance))
+        inside = np.all((index >= -0.5) & (index <= limit), axis=1)  # NaN: no inverse, outside
         if not inside.any():
             continue
         index = index[inside]

@@ -1,12 +1,16 @@
-"""How a resampling chain is handed to SimpleITK, once per run and piece by piece.
+"""How resampling evaluates a chain: with coframe's maps, and handed to SimpleITK.
 
-An affine chain becomes one ITK affine. Any other chain ITK can hold becomes
-its ITK composite, except one that starts with a cubic B-spline on an
-axis-aligned control grid (the deformable step of a registration, e.g.
-FIB-SEM -> X-ray): ITK evaluates a B-spline from 4^3 control points per
-voxel, about 7x the cost of the rest of the resampling. Such a chain is
-prepared once (:func:`prepare_chain`) and, for each piece, its B-spline is
-evaluated separably on the piece's voxel centres
+:func:`map_points` applies a chain as resampling needs it: where a numerical
+inverse has no solution within half an output voxel the point comes back
+NaN (outside the source) rather than failing the whole piece.
+
+For SimpleITK, an affine chain becomes one ITK affine. Any other chain ITK
+can hold becomes its ITK composite, except one that starts with a cubic
+B-spline on an axis-aligned control grid (the deformable step of a
+registration, e.g. FIB-SEM -> X-ray): ITK evaluates a B-spline from 4^3
+control points per voxel, about 7x the cost of the rest of the resampling.
+Such a chain is prepared once (:func:`prepare_chain`) and, for each piece,
+its B-spline is evaluated separably on the piece's voxel centres
 (:meth:`~transforms.bspline.BSpline.displacement_on_grid`) into a dense
 displacement field on the piece's own grid, which ITK then reads at its
 nodes: the same points, the same values.
@@ -20,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from transforms.base import Transform
+from transforms.base import NumericalInverse, Transform
 from transforms.bspline import BSpline
+
+#: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points`).
+INVERSE_TOLERANCE_VOXELS = 0.5
 
 #: Bytes per output voxel and axis of a piece's dense B-spline field (float64,
 #: written straight into the SimpleITK image), with room for the last
@@ -39,6 +46,40 @@ def chain_members(t: Transform) -> list[Transform]:
     if isinstance(t, Bijection):
         return chain_members(t.forward)
     return [t]
+
+
+def map_points(t: Transform, points: np.ndarray, max_residual: float) -> np.ndarray:
+    """``t.apply(points)``, with points a numerical inverse cannot solve returned as NaN.
+
+    An inverse B-spline or field has no exact solution where the forward map
+    jumps (at the edge of a B-spline's valid region) or folds. A numerical
+    inverse in the chain keeps its best solution where its residual is at
+    most ``max_residual`` (well below the output voxel, invisible in the
+    output) and gives NaN elsewhere, which resampling treats as outside the
+    source; ``t.apply`` would raise for the whole piece instead.
+
+    Parameters
+    ----------
+    t
+        The output -> source map.
+    points
+        ``(N, d)`` physical points.
+    max_residual
+        Largest accepted inversion residual, physical units.
+    """
+    current = np.asarray(points, dtype=np.float64)
+    for member in chain_members(t):
+        if isinstance(member, NumericalInverse):
+            solved, residual = member.apply_with_residual(current)
+            current = np.where((residual <= max_residual)[:, None], solved, np.nan)
+        else:
+            current = member.apply(current)
+    return current
+
+
+def inverse_tolerance(voxel_size: Sequence[float]) -> float:
+    """The largest inversion residual resampling accepts on a grid: half its smallest voxel."""
+    return INVERSE_TOLERANCE_VOXELS * float(np.min(voxel_size))
 
 
 @dataclass(frozen=True, eq=False)

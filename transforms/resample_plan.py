@@ -21,6 +21,7 @@ centre ``p`` (TARGET physical coordinates) samples SOURCE at ``T(p)`` with
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ import numpy as np
 
 from transforms.base import Transform
 from transforms.errors import DimensionError, MetadataError
+from transforms.resample_chain import inverse_tolerance, map_points
 from volumes.volume import Level, Volume
 
 #: Default output chunk shapes by number of axes (CellMap uses 64x128x128).
@@ -491,7 +493,7 @@ def source_box(
     else:
         points = boundary_points(grid, start, stop, interior=True)
         margin += NONLINEAR_MARGIN
-    mapped = transform.apply(points)
+    mapped = map_points(transform, points, inverse_tolerance(grid.voxel_size))
     index = level.physical_to_index(mapped)
     finite = np.all(np.isfinite(index), axis=1)
     if not finite.any():
@@ -514,15 +516,22 @@ def local_scale(transform: Transform, grid: OutputGrid) -> np.ndarray:
     """Length in source space of one output voxel step along each output axis.
 
     Measured by central differences at the grid centre (for a linear map,
-    anywhere): ``|J[:, k]| * voxel_size[k]``.
+    anywhere): ``|J[:, k]| * voxel_size[k]``; where the map has no inverse
+    there, at the centre of an octant of the grid; the voxel size itself if
+    it has none anywhere tried.
     """
-    centre = np.asarray(grid.origin) + (np.asarray(grid.shape) - 1) / 2.0 * np.asarray(
-        grid.voxel_size
-    )
     steps = np.diag(np.asarray(grid.voxel_size, dtype=np.float64))
-    plus = transform.apply(centre + 0.5 * steps)
-    minus = transform.apply(centre - 0.5 * steps)
-    return np.linalg.norm(plus - minus, axis=1)
+    tolerance = inverse_tolerance(grid.voxel_size)
+    # the centre, else the centres of the grid's octants (a map without an inverse at one point)
+    for fraction in [0.5, *itertools.product((0.25, 0.75), repeat=grid.ndim)]:
+        index = (np.asarray(grid.shape) - 1) * np.asarray(fraction)
+        centre = grid.index_to_physical(index[None])[0]
+        plus = map_points(transform, centre + 0.5 * steps, tolerance)
+        minus = map_points(transform, centre - 0.5 * steps, tolerance)
+        scale = np.linalg.norm(plus - minus, axis=1)
+        if np.all(np.isfinite(scale)):
+            return scale
+    return np.asarray(grid.voxel_size, dtype=np.float64)
 
 
 def choose_source_level(

@@ -18,11 +18,17 @@ import transforms.resample_block as block_mod
 from transforms.affine import Affine, Scale, Translation
 from transforms.base import Sequence as Chain
 from transforms.bspline import BSpline
-from transforms.errors import OutputError, OverwriteError
+from transforms.errors import OutputError, OverwriteError, TransformError
 from transforms.field import DisplacementField
 from transforms.resample import resample
 from transforms.resample_block import ImageSource
-from transforms.resample_chain import SplineLead, prepare_chain, spline_lead
+from transforms.resample_chain import (
+    SplineLead,
+    inverse_tolerance,
+    map_points,
+    prepare_chain,
+    spline_lead,
+)
 from transforms.resample_plan import OutputGrid
 from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from transforms.tps import ThinPlateSpline
@@ -216,6 +222,42 @@ def test_thin_plate_spline_chain(source_dir: Path, tmp_path: Path) -> None:
     inside = np.all((index >= -0.5) & (index <= np.array(SRC_SHAPE)[:, None] - 0.5), axis=0)
     expected = np.where(inside, np.trunc(expected), 0).reshape(grid.shape)
     assert np.abs(_read(tmp_path / "o.zarr").astype(np.int16) - expected).max() <= 1
+
+
+def test_inverse_without_a_solution_leaves_voxels_empty_not_the_run(
+    source_dir: Path, tmp_path: Path
+) -> None:
+    """An inverse B-spline across the jump at its valid region's edge: no exact solution there."""
+    size = (8, 9, 10)
+    shift = np.broadcast_to([6.0, 0.0, 0.0], (*size, 3))  # +6 in z inside the valid region only
+    spline = BSpline([-10.0, -20.0, -10.0], [15.0, 15.0, 15.0], np.eye(3), size, shift)
+    t = spline.inverse()  # z in (5, 11) has no preimage: the forward map jumps from 5 to 11
+    shape = (20, 24, 28)  # the source region at 4 nm
+    grid = OutputGrid(shape, (4.0,) * 3, (0.0, -3.0, 2.0), ("z", "y", "x"), "nanometer", (8, 8, 8))
+    points = grid.points((0, 0, 0), shape)
+    with pytest.raises(TransformError, match="did not converge"):
+        t.apply(points)
+    mapped = map_points(t, points, inverse_tolerance(grid.voxel_size))
+    gap = ~np.all(np.isfinite(mapped), axis=1)
+    assert 0 < gap.sum() < 0.2 * gap.size
+    assert np.all(points[gap, 0] == 8.0)  # 3 from either edge of the gap: no voxel within 2
+    out = tmp_path / "out.zarr"
+    result = resample(ImageSource(str(source_dir / "em.zarr")), t, grid, out, progress=False)
+    assert result.method == "numpy"
+    got = _read(out)
+    assert np.all(got.reshape(-1)[gap] == 0)
+    # away from the jump the inverse is exact: a shift by -6 in z (inside the valid region)
+    shifted = tmp_path / "shifted.zarr"
+    resample(
+        ImageSource(str(source_dir / "em.zarr")),
+        Translation([-6.0, 0.0, 0.0]),
+        grid,
+        shifted,
+        progress=False,
+    )
+    inner = (slice(3, 20), slice(0, 22), slice(1, 27))  # z 12..76, y -3..81, x 6..106
+    diff = np.abs(got[inner].astype(int) - _read(shifted)[inner])
+    assert diff.max() <= 1
 
 
 def test_only_an_axis_aligned_leading_bspline_is_made_dense() -> None:
