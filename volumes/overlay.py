@@ -25,6 +25,7 @@ from scipy import ndimage
 from transforms.affine import Affine
 from transforms.base import Transform
 from transforms.errors import DimensionError, MetadataError
+from transforms.resample_chain import map_points
 from volumes.volume import Level, Volume
 
 #: Views through a 3D frame: (display name, normal axis, row axis, column axis).
@@ -141,7 +142,7 @@ def pixel_size_in(transform: Transform, plane: Plane) -> float:
     """
     r0, c0 = (plane.shape[0] - 1) / 2.0, (plane.shape[1] - 1) / 2.0
     pix = np.array([[r0, c0], [r0 + 1.0, c0], [r0, c0 + 1.0]])
-    mapped = transform.apply(plane.to_space.apply(pix))
+    mapped = map_points(transform, plane.to_space.apply(pix), 0.5 * plane.pixel_size)
     d_row = float(np.linalg.norm(mapped[1] - mapped[0]))
     d_col = float(np.linalg.norm(mapped[2] - mapped[0]))
     size = math.sqrt(d_row * d_col) if d_row > 0 and d_col > 0 else max(d_row, d_col)
@@ -235,7 +236,8 @@ def _sample_tile(
     """Fill one block of output pixels; split the block if its index box is too large."""
     pts = plane.points(rows, cols)
     steps, nr, nc, dim = pts.shape
-    mapped = transform.apply(pts.reshape(-1, dim))
+    # a point a numerical inverse cannot place within half a pixel stays empty (NaN: not inside)
+    mapped = map_points(transform, pts.reshape(-1, dim), 0.5 * plane.pixel_size)
     idx = lvl.physical_to_index(mapped)
     shape = np.asarray(lvl.shape, dtype=float)
     inside = np.all(np.isfinite(idx), axis=1) & np.all((idx >= -0.5) & (idx <= shape - 0.5), axis=1)

@@ -10,8 +10,10 @@ import pytest
 
 from transforms.affine import Translation
 from transforms.base import Identity
-from transforms.errors import MetadataError
+from transforms.bspline import BSpline
+from transforms.errors import MetadataError, TransformError
 from transforms.graph import Edge, SpaceGraph
+from transforms.resample_chain import map_points
 from volumes.overlay import orthogonal_plane, sample_plane
 from volumes.overlay_views import Channel, OverlayOptions, make_overlay
 from volumes.render import (
@@ -127,6 +129,24 @@ def test_sampling_matches_voxels_on_an_aligned_grid() -> None:
     s = sample_plane(vol, plane, Identity(3))
     assert s.valid.all()
     np.testing.assert_allclose(s.values, data[3], rtol=1e-6)
+
+
+def test_pixels_an_inverse_cannot_place_stay_empty() -> None:
+    """Through an inverse B-spline, pixels in the gap at its valid region's edge are empty."""
+    data = textured((20, 40, 40))
+    vol = make_volume(data, voxel=1.0)
+    size = (6, 8, 8)  # valid region: z 5..20, y and x 0..50
+    shift = np.broadcast_to([3.0, 0.0, 0.0], (*size, 3))  # z 5..20 -> 8..23: no preimage in (5, 8)
+    t = BSpline([0.0, -10.0, -10.0], [5.0, 10.0, 10.0], np.eye(3), size, shift).inverse()
+    plane = orthogonal_plane("a", (0, 0, 0), (20, 40, 40), 1.0, "y", (0, 20.3, 0))
+    pixels = plane.points(slice(0, plane.shape[0]), slice(0, plane.shape[1])).reshape(-1, 3)
+    with pytest.raises(TransformError, match="did not converge"):
+        t.apply(pixels)
+    s = sample_plane(vol, plane, t)
+    placed = np.all(np.isfinite(map_points(t, pixels, 0.5)), axis=1).reshape(plane.shape)
+    assert not placed.all() and placed.mean() > 0.8
+    assert not s.valid[~placed].any()
+    assert s.valid[placed].mean() > 0.9
 
 
 def test_known_shift_shows_at_checkerboard_tile_edges() -> None:
