@@ -77,11 +77,14 @@ def ws(tmp_path: Path, runner: CliRunner) -> Path:
         root / "other.zarr", shape0=(4, 4, 4), voxel_size0=(10.0,) * 3, dtype=np.uint8
     )
     other.write(0, (0, 0, 0), np.ones((4, 4, 4), np.uint8))
+    sec = create_ome_zarr(root / "sec.zarr", shape0=(8, 8), voxel_size0=(10.0,) * 2, dtype=np.uint8)
+    sec.write(0, (0, 0), np.ones((8, 8), np.uint8))
     for name, path, extra in (
         ("em", "em.zarr", ["--modality", "fibsem"]),
         ("nuc", "nuc.zarr", ["--modality", "labels", "--space", "em"]),
         ("xr", "xr.zarr", ["--modality", "xray"]),
         ("other", "other.zarr", []),
+        ("sec", "sec.zarr", ["--modality", "tem"]),
     ):
         result = runner.invoke(app, ["add", name, str(root / path), *extra, "-w", str(root)])
         assert result.exit_code == 0, result.output
@@ -203,6 +206,7 @@ def test_labels_keep_ids_and_dtype(runner: CliRunner, ws: Path) -> None:
         (["em", "--into", "xr", "--memory-per-task", "lots"], "--memory-per-task"),
         (["nope", "--into", "xr"], "unknown image"),
         (["em", "--into", "xr", "--compressor", "brotli"], "--compressor"),
+        (["sec", "--into", "xr"], "a section has no values off its plane"),
     ],
 )
 def test_bad_input_is_one_line(runner: CliRunner, ws: Path, args: list[str], message: str) -> None:

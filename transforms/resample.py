@@ -51,6 +51,7 @@ from transforms.resample_block import (
     PyramidJob,
     done_marker,
     forget_outputs,
+    open_source,
     run_block,
     run_pyramid_block,
 )
@@ -879,6 +880,14 @@ def resample_workspace(
         input_unit=img.input_unit,
         modality=img.modality,
     )
+    source_dim = len(open_source(source).axes)
+    if source_dim < target.ndim:
+        raise DimensionError(
+            f"SOURCE {source_name} is {source_dim}D and INTO {target_name} is {target.ndim}D: a "
+            f"section has no values off its plane; resample the volume into the section's frame "
+            f"(coframe resample {target_name} --into {source_name}) or compare them with coframe "
+            f"overlay {target_name} {source_name}"
+        )
     t = workspace.graph().transform(
         workspace.space_of(target_name), workspace.space_of(source_name), via
     )
