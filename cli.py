@@ -528,28 +528,36 @@ def resample_cmd(
     from volumes.open import parse_floats
 
     ws = _load_ws(workspace)
-    result = resample_workspace(
-        ws,
-        source,
-        into,
-        out,
-        level=level,
-        voxel_size=None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size"),
-        box=box,
-        source_level=source_level,
-        chunks=None if chunks is None else [int(c) for c in parse_floats(chunks, flag="--chunks")],
-        via=[ws.space_of(v) for v in via or []],
-        interpolation=interpolation,
-        zarr_version=zarr_version,
-        output_format=fmt,
-        scheduler=scheduler,
-        memory_per_task=memory,
-        n_levels=pyramid,
-        compressor=compressor,
-        force=force,
-        progress=not quiet,
-        provenance={"command": _command_line(ctx)},
-    )
+    size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
+    shape = None if chunks is None else [int(c) for c in parse_floats(chunks, flag="--chunks")]
+    try:
+        result = resample_workspace(
+            ws,
+            source,
+            into,
+            out,
+            level=level,
+            voxel_size=size,
+            box=box,
+            source_level=source_level,
+            chunks=shape,
+            via=[ws.space_of(v) for v in via or []],
+            interpolation=interpolation,
+            zarr_version=zarr_version,
+            output_format=fmt,
+            scheduler=scheduler,
+            memory_per_task=memory,
+            n_levels=pyramid,
+            compressor=compressor,
+            force=force,
+            progress=not quiet,
+            provenance={"command": _command_line(ctx)},
+        )
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
+        tiff = fmt == "tiff" or (fmt is None and out.suffix.lower() in (".tif", ".tiff"))
+        kept = "nothing was written" if tiff else f"finished blocks are kept in {out}"
+        typer.echo(f"interrupted: {kept}; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
     g = result.grid
     typer.echo(
         f"wrote {result.output} ({result.format}, {result.levels} level(s)): shape "

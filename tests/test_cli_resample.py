@@ -217,6 +217,24 @@ def test_bad_input_is_one_line(runner: CliRunner, ws: Path, args: list[str], mes
     assert not (ws / "bad.zarr").exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"), [("out.zarr", "finished blocks are kept"), ("o.tif", "nothing was written")]
+)
+def test_ctrl_c_says_how_to_resume(
+    runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch, name: str, kept: str
+) -> None:
+    import transforms.resample as resample_mod
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resample_mod, "resample_workspace", interrupted)
+    result = _run(runner, ws, "em", "--into", "xr", "-o", str(ws / name))
+    assert result.exit_code == 130
+    assert kept in result.stderr and "run the same command again to resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_disk_full_then_rerun_resumes(
     runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
