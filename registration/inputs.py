@@ -32,6 +32,7 @@ from transforms.errors import (
     TransformError,
     UnitError,
 )
+from transforms.resample_chain import map_points
 from transforms.sitk_bridge import array_to_image
 from volumes.volume import Level, Volume
 
@@ -170,8 +171,15 @@ def box_points(lo: ArrayLike, hi: ArrayLike, per_axis: int = 5) -> np.ndarray:
 
 
 def _map_box(t: Transform, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mapped = t.apply(box_points(lo, hi))
-    if not np.all(np.isfinite(mapped)):
+    """Bounding box of a box's mapped lattice points.
+
+    Points a numerical inverse in ``t`` cannot place within 1 % of the box's
+    largest side (at a B-spline's valid-region jump) are left out.
+    """
+    tolerance = 0.01 * float(np.max(np.asarray(hi) - np.asarray(lo)))
+    mapped = map_points(t, box_points(lo, hi), max(tolerance, 1e-9))
+    mapped = mapped[np.all(np.isfinite(mapped), axis=1)]
+    if mapped.shape[0] == 0:
         raise RegistrationError(
             "the initial transform maps the fixed region to non-finite points: check --init-edge "
             "or --landmarks"

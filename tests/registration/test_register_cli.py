@@ -7,11 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import VOXEL, Pair, centre
 from typer.testing import CliRunner
 
 from cli import app
+from registration.inputs import box_points
 from transforms.affine import Affine
+from transforms.base import Sequence
+from transforms.bspline import BSpline
+from transforms.errors import TransformError
+from transforms.formats.itk import write_itk
 from transforms.workspace import load_workspace
 
 
@@ -81,6 +87,29 @@ def test_refuses_to_overwrite_an_edge_without_force(
     assert forced.exit_code == 0, forced.output
     assert "start from edge" in forced.output
     assert pair.tre_vox(pair.edge()) < 0.25
+
+
+def test_start_from_an_inverse_bspline_edge_with_a_jump(
+    runner: CliRunner, make_pair: Callable[..., Pair], tmp_path: Path
+) -> None:
+    """FIXED -> MOVING is the inverse of a B-spline edge: points in its jump have no inverse."""
+    truth = _about_centre(np.eye(3), (1500.0, 0.0, -1000.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    size = (9, 9, 9)  # valid region -2000..46000: its upper edge lies inside the images
+    shift = np.broadcast_to([-600.0, 0.0, 0.0], (*size, 3))  # nothing lands in z 45400..46000
+    spline = BSpline([-10000.0] * 3, [8000.0] * 3, np.eye(3), size, shift)
+    edge = Sequence((spline, truth.inverse()))  # moving -> fixed
+    with pytest.raises(TransformError, match="did not converge"):
+        edge.inverse().apply(box_points(np.zeros(3), np.full(3, 47000.0), 33))
+    write_itk(edge, tmp_path / "moving-to-fixed.h5")
+    linked = runner.invoke(
+        app, ["link", "moving", "fixed", str(tmp_path / "moving-to-fixed.h5"), "-w", str(pair.root)]
+    )
+    assert linked.exit_code == 0, linked.output
+    result = _register(runner, pair, "--steps", "rigid", "--init-edge", "--force")
+    assert result.exit_code == 0, result.output
+    assert "start from edge" in result.output
+    assert pair.tre_vox(pair.edge()) < 0.5
 
 
 def test_level_choice_reads_the_level_nearest_the_other_voxel(
