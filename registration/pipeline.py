@@ -25,7 +25,7 @@ from registration.drift import estimate_slice_drift
 from registration.inputs import WorkImage
 from registration.intensity import StepReport, linear_step, moments_step, multi_start
 from registration.metric import Evaluator, Pair
-from registration.presets import LINEAR_STEPS, Preset
+from registration.presets import LINEAR_STEPS, Preset, drift_image
 from transforms.affine import Affine, Translation
 from transforms.base import Identity, Transform
 from transforms.errors import RegistrationError
@@ -208,6 +208,9 @@ def register(
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(preset.threads)
     if preset.init == "moments" and preset.steps[0] != "moments":
         preset = dataclasses.replace(preset, steps=("moments", *preset.steps))
+    role = drift_image(preset.drift.image, moving.modality, fixed.modality)
+    if role != preset.drift.image:  # named by modality: the fixed or the moving image, or none
+        preset = dataclasses.replace(preset, drift=dataclasses.replace(preset.drift, image=role))
     start_map, source = resolve_start(
         moving, fixed, preset.init, initial, initial_source, preset.auto_start
     )

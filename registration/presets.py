@@ -30,6 +30,7 @@ import yaml
 
 from configs import CONFIG_DIR, preset_path
 from transforms.errors import InputNotFoundError, ParseError
+from volumes.volume import MODALITIES
 
 #: Step names, in the order a chain may use them.
 STEP_NAMES: tuple[str, ...] = ("moments", "rigid", "similarity", "affine", "bspline")
@@ -187,10 +188,12 @@ class DriftConfig:
     Parameters
     ----------
     image
-        ``none``, ``fixed`` or ``moving``: the image whose slices drift in
-        brightness (a FIB-SEM volume), corrected against the other once the
-        linear steps have aligned them (:mod:`registration.drift`); the last
-        linear step and any B-spline step then run on the corrected image.
+        ``none``, ``fixed``, ``moving``, or a modality (``fibsem``: whichever
+        of the two images has it, none if neither): the image whose slices
+        drift in brightness (a FIB-SEM volume), corrected against the other
+        once the linear steps have aligned them (:mod:`registration.drift`);
+        the last linear step and any B-spline step then run on the corrected
+        image.
     axis
         ``z``, ``y`` or ``x``: the slicing (milling) axis of that image.
     bins
@@ -200,6 +203,17 @@ class DriftConfig:
     image: str = "none"
     axis: str = "z"
     bins: int = 32
+
+
+def drift_image(image: str, moving_modality: str | None, fixed_modality: str | None) -> str:
+    """``none``, ``fixed`` or ``moving`` for a drift setting naming a role or a modality."""
+    if image in ("none", "fixed", "moving"):
+        return image
+    if fixed_modality == image:
+        return "fixed"
+    if moving_modality == image:
+        return "moving"
+    return "none"
 
 
 @dataclass(frozen=True)
@@ -485,8 +499,9 @@ def _validate(preset: Preset, source: str) -> Preset:
         (preset.threads >= 1, f"threads {preset.threads}: expected >= 1"),
         (2 <= preset.metric.bins <= 512, f"metric.bins {preset.metric.bins}: expected 2..512"),
         (
-            preset.drift.image in ("none", "fixed", "moving"),
-            f"drift.image {preset.drift.image!r}: expected none, fixed or moving",
+            preset.drift.image in ("none", "fixed", "moving", *MODALITIES),
+            f"drift.image {preset.drift.image!r}: expected none, fixed, moving or a modality "
+            f"({', '.join(MODALITIES)})",
         ),
         (
             preset.drift.axis in ("z", "y", "x"),

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cli import app
 from registration.drift import estimate_slice_drift
 from registration.inputs import WorkImage
+from registration.presets import drift_image
 from transforms.affine import Affine
 from transforms.base import Identity
 from transforms.workspace import load_workspace
@@ -114,12 +115,25 @@ def test_register_corrects_a_drifting_fixed_image(
     bad = runner.invoke(app, [*args, "--set", "drift.image=both", "--force"])
     assert bad.exit_code == 2
     assert "drift.image 'both'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "fibsem" in bad.stderr  # a modality names the image too
 
 
+def test_drift_named_by_modality_follows_the_image() -> None:
+    assert drift_image("fibsem", "xray", "fibsem") == "fixed"
+    assert drift_image("fibsem", "fibsem", "xray") == "moving"
+    assert drift_image("fibsem", "xray", "tem") == "none"
+    assert drift_image("fibsem", None, None) == "none"
+    assert drift_image("moving", "xray", "fibsem") == "moving"
+
+
+@pytest.mark.parametrize("image", ["moving", "fibsem"])
 def test_register_corrects_a_drifting_moving_image(
-    runner: CliRunner, make_pair: Callable[..., Pair]
+    runner: CliRunner, make_pair: Callable[..., Pair], image: str
 ) -> None:
-    """The drifting image may be the moving one: register FIXED onto the drifting image."""
+    """The drifting image may be the moving one: register the FIB-SEM onto the X-ray.
+
+    Named by its role or by its modality (as the shipped preset does).
+    """
     c = centre()
     a = np.deg2rad(-3.0)
     linear = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
@@ -131,7 +145,7 @@ def test_register_corrects_a_drifting_moving_image(
 
     pair = make_pair(truth.inverse(), truth=truth, fixed_array=drifting)
     args = ["register", "fixed", "moving", "-w", str(pair.root), "--set", "init=identity"]
-    result = runner.invoke(app, [*args, "--set", "drift.image=moving", "--json"])
+    result = runner.invoke(app, [*args, "--set", f"drift.image={image}", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     drift = [s for s in report["steps"] if s["name"] == "drift"]
