@@ -273,6 +273,15 @@ class SpaceGraph:
                 try:
                     t = t.inverse()
                 except NotInvertibleError as e:
+                    if t.input_dim < t.output_dim:  # a section placed in a volume
+                        raise NotInvertibleError(
+                            f"going {step.start} -> {step.end} needs the inverse of edge "
+                            f"{step.edge.describe()}, a {t.input_dim}D -> {t.output_dim}D map "
+                            f"placing a section, which has none (a point off the section's plane "
+                            f"has no place in it): work in {step.end}'s frame (coframe resample "
+                            f"IMAGE --into a {step.end} image) or store an edge {step.start} -> "
+                            f"{step.end}"
+                        ) from e
                     raise NotInvertibleError(
                         f"going {step.start} -> {step.end} needs the inverse of edge "
                         f"{step.edge.describe()}, which has none: {e}; store an edge "
