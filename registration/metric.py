@@ -22,7 +22,7 @@ from scipy import ndimage
 from registration.inputs import WorkImage, geometric_voxel
 from registration.presets import MetricConfig
 from transforms.base import Transform
-from transforms.resample_chain import map_points
+from transforms.resample_chain import inverse_tolerance, map_points
 from transforms.sitk_bridge import from_sitk, to_sitk
 
 #: Fixed points sampled to measure the metric before and after a registration.
@@ -217,8 +217,7 @@ class Evaluator:
         A point a numerical inverse in ``transform`` cannot place within half a
         moving voxel does not count.
         """
-        tolerance = 0.5 * float(np.min(self.moving.voxel_size))
-        mapped = map_points(transform, self.points, tolerance)
+        mapped = map_points(transform, self.points, inverse_tolerance(self.moving.voxel_size))
         index = (mapped - self.moving.lo) / np.asarray(self.moving.voxel_size)
         upper = np.asarray(self.moving.shape) - 1
         keep = np.all(np.isfinite(index), axis=1) & np.all((index >= 0) & (index <= upper), axis=1)

@@ -30,7 +30,7 @@ from transforms.affine import Affine, Translation
 from transforms.base import Identity, Transform
 from transforms.errors import RegistrationError
 from transforms.formats.bigwarp import fit_linear
-from transforms.resample_chain import map_points
+from transforms.resample_chain import inverse_tolerance, map_points
 from volumes.volume import Volume
 
 
@@ -149,7 +149,7 @@ def linear_part(t: Transform, work: WorkImage) -> Affine:
         return affine
     points = work.masked_points(4000, seed=7)
     # points a numerical inverse cannot place within half a voxel are left out of the fit
-    mapped = map_points(t, points, 0.5 * float(np.min(work.voxel_size)))
+    mapped = map_points(t, points, inverse_tolerance(work.voxel_size))
     placed = np.all(np.isfinite(mapped), axis=1)
     fitted = fit_linear(points[placed], mapped[placed], "affine").as_affine()
     assert fitted is not None

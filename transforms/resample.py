@@ -319,7 +319,7 @@ def plan_run(
     cubic = 8.0 * ratio if INTERPOLATIONS[interpolation] > 1 else 0.0
     if method == "sitk":
         per_voxel = 2.0 * out_bytes + 2.0 * ratio * src_bytes + cubic
-        if transform.as_affine() is None and spline_lead(transform) is not None:
+        if spline_lead(transform) is not None:
             per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense B-spline field
         fixed = 0
     else:

@@ -78,7 +78,7 @@ def map_points(t: Transform, points: np.ndarray, max_residual: float) -> np.ndar
 
 
 def inverse_tolerance(voxel_size: Sequence[float]) -> float:
-    """The largest inversion residual resampling accepts on a grid: half its smallest voxel."""
+    """The largest inversion residual accepted on a grid of this voxel size: half a voxel."""
     return INVERSE_TOLERANCE_VOXELS * float(np.min(voxel_size))
 
 

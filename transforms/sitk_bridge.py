@@ -128,10 +128,7 @@ def bspline_grid_transform(
     """
     d = len(axes)
     shape = [int(np.size(x)) for x in axes]
-    image = sitk.Image(shape[::-1], sitk.sitkVectorFloat64, d)
-    image.SetOrigin(tuple(float(v) for v in np.asarray(origin, dtype=np.float64)[::-1]))
-    image.SetSpacing(tuple(float(v) for v in np.asarray(spacing, dtype=np.float64)[::-1]))
-    vectors = np.asarray(_ImageBuffer(image, writable=True))  # (*shape, d), ITK components
+    image, vectors = empty_image(shape, np.float64, spacing, origin, components=d)
     spline.displacement_on_grid(axes, components=range(d - 1, -1, -1), out=vectors)
     for a, shift in enumerate(shifts or ()):
         if shift is not None:
@@ -450,12 +447,21 @@ _PIXEL_IDS: dict[str, int] = {
     "float32": sitk.sitkFloat32,
     "float64": sitk.sitkFloat64,
 }
+#: SimpleITK vector pixel types (displacement fields).
+_VECTOR_PIXEL_IDS: dict[str, int] = {
+    "float32": sitk.sitkVectorFloat32,
+    "float64": sitk.sitkVectorFloat64,
+}
 
 
 def empty_image(
-    shape: ArrayLike, dtype: Any, voxel_size: ArrayLike, origin: ArrayLike
+    shape: ArrayLike,
+    dtype: Any,
+    voxel_size: ArrayLike,
+    origin: ArrayLike,
+    components: int | None = None,
 ) -> tuple[sitk.Image, np.ndarray]:
-    """A new scalar image and a writable numpy view of its voxels, to be filled in place.
+    """A new image and a writable numpy view of its voxels, to be filled in place.
 
     Filling the view (e.g. by a reader decoding straight into it) saves the
     copy :func:`array_to_image` makes. The view is valid while the image is
@@ -469,6 +475,9 @@ def empty_image(
         Scalar numpy data type.
     voxel_size, origin
         Physical voxel size and position of voxel 0's centre, numpy order.
+    components
+        For a vector image (float32 or float64): components per voxel, on a
+        last axis of the view in ITK's order (x first).
 
     Raises
     ------
@@ -478,9 +487,10 @@ def empty_image(
     """
     dims = [int(n) for n in np.asarray(shape)]
     name = np.dtype(dtype).name
-    if name not in _PIXEL_IDS:
+    ids = _PIXEL_IDS if components is None else _VECTOR_PIXEL_IDS
+    if name not in ids:
         raise DimensionError(
-            f"data type {name} has no SimpleITK pixel type: use one of {', '.join(_PIXEL_IDS)}"
+            f"data type {name} has no SimpleITK pixel type: use one of {', '.join(ids)}"
         )
     size = np.asarray(voxel_size, dtype=np.float64)
     offset = np.asarray(origin, dtype=np.float64)
@@ -489,7 +499,10 @@ def empty_image(
             f"voxel size {size.tolist()} and origin {offset.tolist()} must have {len(dims)} "
             f"values each for an image of shape {dims}"
         )
-    image = sitk.Image(dims[::-1], _PIXEL_IDS[name])
+    if components is None:
+        image = sitk.Image(dims[::-1], ids[name])
+    else:
+        image = sitk.Image(dims[::-1], ids[name], int(components))
     image.SetSpacing(tuple(float(v) for v in size[::-1]))
     image.SetOrigin(tuple(float(v) for v in offset[::-1]))
     return image, np.asarray(_ImageBuffer(image, writable=True))

@@ -25,7 +25,7 @@ from scipy import ndimage
 from transforms.affine import Affine
 from transforms.base import Transform
 from transforms.errors import DimensionError, MetadataError
-from transforms.resample_chain import map_points
+from transforms.resample_chain import inverse_tolerance, map_points
 from volumes.volume import Level, Volume
 
 #: Views through a 3D frame: (display name, normal axis, row axis, column axis).
@@ -142,7 +142,7 @@ def pixel_size_in(transform: Transform, plane: Plane) -> float:
     """
     r0, c0 = (plane.shape[0] - 1) / 2.0, (plane.shape[1] - 1) / 2.0
     pix = np.array([[r0, c0], [r0 + 1.0, c0], [r0, c0 + 1.0]])
-    mapped = map_points(transform, plane.to_space.apply(pix), 0.5 * plane.pixel_size)
+    mapped = map_points(transform, plane.to_space.apply(pix), inverse_tolerance([plane.pixel_size]))
     d_row = float(np.linalg.norm(mapped[1] - mapped[0]))
     d_col = float(np.linalg.norm(mapped[2] - mapped[0]))
     size = math.sqrt(d_row * d_col) if d_row > 0 and d_col > 0 else max(d_row, d_col)
@@ -237,7 +237,7 @@ def _sample_tile(
     pts = plane.points(rows, cols)
     steps, nr, nc, dim = pts.shape
     # a point a numerical inverse cannot place within half a pixel stays empty (NaN: not inside)
-    mapped = map_points(transform, pts.reshape(-1, dim), 0.5 * plane.pixel_size)
+    mapped = map_points(transform, pts.reshape(-1, dim), inverse_tolerance([plane.pixel_size]))
     idx = lvl.physical_to_index(mapped)
     shape = np.asarray(lvl.shape, dtype=float)
     inside = np.all(np.isfinite(idx), axis=1) & np.all((idx >= -0.5) & (idx <= shape - 0.5), axis=1)
