@@ -82,6 +82,12 @@ def test_slices_without_enough_pairs_take_their_neighbours_offsets() -> None:
     assert drift.offsets[10] == pytest.approx(0.5 * (drift.offsets[9] + drift.offsets[11]))
 
 
+def _drifting(fixed: np.ndarray) -> np.ndarray:
+    """The fixed (FIB-SEM) image with 3x the slice drift added."""
+    offsets = 3.0 * _drift(SHAPE[0])
+    return np.clip(fixed + offsets[:, None, None], 1, 255).astype(np.uint8)
+
+
 def test_register_corrects_a_drifting_fixed_image(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
@@ -89,12 +95,7 @@ def test_register_corrects_a_drifting_fixed_image(
     a = np.deg2rad(4.0)
     linear = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     truth = Affine.from_linear(linear, c + np.array([1500.0, -1000.0, 800.0]) - linear @ c)
-    offsets = 3.0 * _drift(SHAPE[0])
-
-    def drifting(fixed: np.ndarray) -> np.ndarray:
-        return np.clip(fixed + offsets[:, None, None], 1, 255).astype(np.uint8)
-
-    pair = make_pair(truth.inverse(), truth=truth, fixed_array=drifting)
+    pair = make_pair(truth.inverse(), truth=truth, fixed_array=_drifting)
     args = ["register", "moving", "fixed", "-w", str(pair.root), "--set", "init=identity"]
     result = runner.invoke(app, [*args, "--set", "drift.image=fixed", "--json"])
     assert result.exit_code == 0, result.output
@@ -138,12 +139,7 @@ def test_register_corrects_a_drifting_moving_image(
     a = np.deg2rad(-3.0)
     linear = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     truth = Affine.from_linear(linear, c + np.array([1200.0, -900.0, 700.0]) - linear @ c)
-    offsets = 3.0 * _drift(SHAPE[0])
-
-    def drifting(fixed: np.ndarray) -> np.ndarray:
-        return np.clip(fixed + offsets[:, None, None], 1, 255).astype(np.uint8)
-
-    pair = make_pair(truth.inverse(), truth=truth, fixed_array=drifting)
+    pair = make_pair(truth.inverse(), truth=truth, fixed_array=_drifting)
     args = ["register", "fixed", "moving", "-w", str(pair.root), "--set", "init=identity"]
     result = runner.invoke(app, [*args, "--set", f"drift.image={image}", "--json"])
     assert result.exit_code == 0, result.output
