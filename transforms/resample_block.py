@@ -7,8 +7,11 @@ piece (each piece reads only the source box it maps into) and writes the
 pieces straight into the output Zarr array, then drops a done marker so an
 interrupted run skips the block when it is run again.
 
-Two resampling methods give the same result:
+Three resampling methods give the same result:
 
+- ``kernel``: a 3D affine chain, linear interpolation, through coframe's
+  compiled kernel (:mod:`transforms.resample_kernel`), which computes
+  SimpleITK's values voxel for voxel, about 2x faster.
 - ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
   converted once per process (:mod:`transforms.resample_chain`: affine
   chains, non-linear chains whose fields cover every point, a leading
@@ -211,7 +214,7 @@ class BlockJob:
     interpolation
         ``nearest``, ``linear`` or ``bspline``.
     method
-        ``sitk`` or ``numpy``.
+        ``kernel``, ``sitk`` or ``numpy``.
     dtype
         Output data type (the source's).
     piece_shape
@@ -219,7 +222,7 @@ class BlockJob:
     slab_points
         Points whose source coordinates are computed at once (``numpy``).
     threads
-        Threads SimpleITK may use per piece.
+        Threads SimpleITK or the kernel may use per piece.
     token
         Fingerprint of the run; keys the per-process transform cache.
     output
@@ -303,6 +306,27 @@ def _sitk_piece(
         interpolation=job.interpolation,
         threads=job.threads,
         copy=False,
+    )
+
+
+def _kernel_piece(
+    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    from transforms.resample_kernel import linear_affine_of, resample_linear_affine
+
+    source = np.empty(tuple(s.stop - s.start for s in box), dtype=level.dtype)
+    read_source(job.source, level, box, out=source)
+    matrix, offset = linear_affine_of(_sitk_transform(job))
+    return resample_linear_affine(
+        source,
+        level.index_to_physical(_box_start(box)[None].astype(np.float64))[0],
+        level.voxel_size,
+        matrix,
+        offset,
+        shape,
+        job.grid.voxel_size,
+        job.grid.index_to_physical(start[None].astype(np.float64))[0],
+        threads=job.threads,
     )
 
 
@@ -406,6 +430,8 @@ def compute_piece(
         return None
     shape = tuple(b - a for a, b in zip(start, stop, strict=True))
     origin = np.asarray(start, dtype=np.int64)
+    if job.method == "kernel":
+        return _kernel_piece(job, level, box, origin, shape)
     if job.method == "sitk":
         return _sitk_piece(job, level, box, origin, shape)
     return _numpy_piece(job, level, box, origin, shape)

@@ -17,7 +17,9 @@ from transforms.resample_plan import OutputGrid
 from volumes.write import create_ome_zarr
 
 
-def test_local_cluster_of_two_processes_gives_the_same_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chain", ["affine", "affine+field"])
+def test_local_cluster_of_two_processes_gives_the_same_output(tmp_path: Path, chain: str) -> None:
+    """Through the compiled kernel (an affine) and numpy (an affine, then a field it leaves)."""
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(3)
     data = ndimage.gaussian_filter(rng.random((30, 34, 38)), 1.2)
@@ -33,7 +35,9 @@ def test_local_cluster_of_two_processes_gives_the_same_output(tmp_path: Path) ->
     writer.write(0, (0, 0, 0), data)
     source = ImageSource(str(tmp_path / "src.zarr"))
     field = DisplacementField(rng.normal(0, 2.0, (6, 6, 6, 3)), (-20.0,) * 3, (25.0,) * 3)
-    t = Affine.from_linear(np.eye(3) * 1.03, (2.0, -3.0, 4.0)).then(field)
+    t = Affine.from_linear(np.eye(3) * 1.03, (2.0, -3.0, 4.0))
+    if chain == "affine+field":
+        t = t.then(field)
     grid = OutputGrid(
         (28, 32, 36), (3.0, 3.0, 3.0), (0.0, 0.0, 0.0), ("z", "y", "x"), "nanometer", (8, 16, 16)
     )
@@ -57,6 +61,7 @@ def test_local_cluster_of_two_processes_gives_the_same_output(tmp_path: Path) ->
             progress=False,
             scheduler=cluster.scheduler_address,
         )
+    assert remote.method == local.method == ("kernel" if chain == "affine" else "numpy")
     assert remote.blocks == local.blocks > 2
     for level in range(local.levels):
         a = zarr.open_array(str(tmp_path / "local.zarr" / f"s{level}"), mode="r")[...]

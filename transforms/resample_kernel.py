@@ -1,0 +1,284 @@
+"""Trilinear resampling through an affine map: SimpleITK's values, compiled with numba.
+
+SimpleITK's ``ResampleImageFilter`` spends about 15 ns per voxel on a linear
+resample through an affine (a virtual interpolator call, bounds checks and a
+cast per voxel), three quarters of a chunked resample's time. This kernel
+computes the same values with the same floating-point operations in the same
+order, about 2.3x faster on one core, because the per-voxel work runs in
+three simple loops per output scanline that the compiler vectorizes:
+
+- the scanline (along x) is mapped at its first voxel and one voxel past its
+  last: index -> physical point (``origin + spacing * index``), the affine
+  (``matrix @ p + offset``, summed over x, y, z) and physical point ->
+  continuous source index (``(q - origin) * (1 / spacing)``); the voxels
+  between are interpolated along the line (``start + (end - start) * a``,
+  ``a = i / n``), as ITK's ``LinearThreadedGenerateData`` does;
+- a voxel is inside the source where every continuous index lies in
+  ``[-0.5, n - 0.5)``, else 0 (ITK's ``IsInsideBuffer``, default value 0);
+  along a line those voxels form one run, found from its two ends;
+- the value is ITK's ``LinearInterpolateImageFunction``: lower neighbour at
+  ``floor(c)`` clamped to 0, the upper one dropped where the distance is not
+  positive or it lies past the last voxel, then lerps along x, y and z in
+  double precision;
+- the result is clamped to the output type's range, then truncated (integers)
+  or rounded (floats), as ITK's ``CastPixelWithBoundsChecking``.
+
+Tests hold it to SimpleITK's result on the same grid, voxel for voxel.
+Arrays are numpy order (z, y, x); matrix, offset, origins and spacings are
+ITK order (x, y, z). Loop indices are unsigned so numba adds no
+negative-index handling, which would stop the vectorization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numba
+import numpy as np
+
+#: Data types the kernel resamples (source and output alike).
+KERNEL_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        np.uint8,
+        np.int8,
+        np.uint16,
+        np.int16,
+        np.uint32,
+        np.int32,
+        np.float32,
+        np.float64,
+    )
+)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _source_index(m, g, ix, iy, iz, i):
+    """Continuous source index (ITK axis ``i``) of output index ``(ix, iy, iz)``.
+
+    ``g`` rows: offset, output origin, output spacing, source origin, 1 / source spacing.
+    """
+    px = g[1, 0] + g[2, 0] * ix
+    py = g[1, 1] + g[2, 1] * iy
+    pz = g[1, 2] + g[2, 2] * iz
+    s = 0.0
+    s += m[i, 0] * px
+    s += m[i, 1] * py
+    s += m[i, 2] * pz
+    return ((s + g[0, i]) - g[3, i]) * g[4, i]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _line(m, g, fy, fz, end):
+    """Source index of a scanline's first voxel and its change up to one voxel past the last."""
+    x0 = _source_index(m, g, 0.0, fy, fz, 0)
+    y0 = _source_index(m, g, 0.0, fy, fz, 1)
+    z0 = _source_index(m, g, 0.0, fy, fz, 2)
+    xs = _source_index(m, g, end, fy, fz, 0) - x0
+    ys = _source_index(m, g, end, fy, fz, 1) - y0
+    zs = _source_index(m, g, end, fy, fz, 2) - z0
+    return x0, y0, z0, xs, ys, zs
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _inside(x0, y0, z0, xs, ys, zs, a, hx, hy, hz):
+    """Whether the line's point at ``a`` lies inside the source (ITK's ``IsInsideBuffer``)."""
+    cx = x0 + xs * a
+    cy = y0 + ys * a
+    cz = z0 + zs * a
+    return cx >= -0.5 and cx < hx and cy >= -0.5 and cy < hy and cz >= -0.5 and cz < hz
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - compiled
+    nz, ny, nx = out.shape
+    sz, sy, sx = src.shape
+    flat = src.ravel()
+    plane = sy * sx
+    alpha = np.empty(nx)
+    for x in range(nx):
+        alpha[x] = x / float(nx)
+    hx, hy, hz = sx - 0.5, sy - 0.5, sz - 0.5
+    end = float(nx)
+    # per scanline: flat index of the lower corner, distances, neighbour steps, corner values
+    corner = np.empty(nx, dtype=np.int64)
+    step_x = np.empty(nx, dtype=np.int64)
+    step_y = np.empty(nx, dtype=np.int64)
+    step_z = np.empty(nx, dtype=np.int64)
+    dist_x, dist_y, dist_z = np.empty(nx), np.empty(nx), np.empty(nx)
+    v000, v100, v010, v110 = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
+    v001, v101, v011, v111 = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
+    for z in range(z0, z1):
+        for y in range(ny):
+            row = out[z, y]
+            x0, y0, z0_, xs, ys, zs = _line(m, g, float(y), float(z), end)
+            # the voxels inside the source form one run (each index is monotonic along the
+            # line): find its ends from both sides
+            first = 0
+            while first < nx and not _inside(x0, y0, z0_, xs, ys, zs, alpha[first], hx, hy, hz):
+                first += 1
+            last = nx
+            while last > first:
+                if _inside(x0, y0, z0_, xs, ys, zs, alpha[last - 1], hx, hy, hz):
+                    break
+                last -= 1
+            for x in range(first):
+                row[x] = 0
+            for x in range(last, nx):
+                row[x] = 0
+            if last <= first:
+                continue
+            for x in range(np.uint64(first), np.uint64(last)):  # unsigned: plain loads
+                a = alpha[x]
+                cx = x0 + xs * a
+                cy = y0 + ys * a
+                cz = z0_ + zs * a
+                bx = int(cx)  # = max(floor(c), 0) for c >= -0.5
+                by = int(cy)
+                bz = int(cz)
+                dx = cx - bx
+                dy = cy - by
+                dz = cz - bz
+                dist_x[x] = dx
+                dist_y[x] = dy
+                dist_z[x] = dz
+                corner[x] = bz * plane + by * sx + bx
+                step_x[x] = np.int64(dx > 0.0) * np.int64(bx + 1 < sx)
+                step_y[x] = np.int64(dy > 0.0) * np.int64(by + 1 < sy) * sx
+                step_z[x] = np.int64(dz > 0.0) * np.int64(bz + 1 < sz) * plane
+            for x in range(np.uint64(first), np.uint64(last)):  # unsigned: plain loads
+                k = np.uint64(corner[x])  # unsigned: no negative-index wrap
+                ox = np.uint64(step_x[x])
+                oy = np.uint64(step_y[x])
+                oz = np.uint64(step_z[x])
+                v000[x] = flat[k]
+                v100[x] = flat[k + ox]
+                v010[x] = flat[k + oy]
+                v110[x] = flat[k + oy + ox]
+                k += oz
+                v001[x] = flat[k]
+                v101[x] = flat[k + ox]
+                v011[x] = flat[k + oy]
+                v111[x] = flat[k + oy + ox]
+            for x in range(np.uint64(first), np.uint64(last)):  # unsigned: plain loads
+                dx = dist_x[x]
+                dy = dist_y[x]
+                vx00 = v000[x] + (v100[x] - v000[x]) * dx
+                vx10 = v010[x] + (v110[x] - v010[x]) * dx
+                vxx0 = vx00 + (vx10 - vx00) * dy
+                vx01 = v001[x] + (v101[x] - v001[x]) * dx
+                vx11 = v011[x] + (v111[x] - v011[x]) * dx
+                vxx1 = vx01 + (vx11 - vx01) * dy
+                v = vxx0 + (vxx1 - vxx0) * dist_z[x]
+                row[x] = min(max(v, lo), hi)
+
+
+def linear_affine_of(transform: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(matrix, offset)`` (ITK order) of a 3D SimpleITK affine-like transform, or ``None``.
+
+    Covers the transforms coframe hands SimpleITK for affine chains
+    (:func:`transforms.sitk_bridge.to_sitk`): identity, translation, scale
+    and affine. ITK applies each as ``matrix @ p + offset`` with zero
+    entries off the diagonal where it has no matrix, which changes no bit.
+    """
+    import SimpleITK as sitk
+
+    if transform.GetDimension() != 3:
+        return None
+    kind = transform.GetTransformEnum()
+    if kind == sitk.sitkIdentity:
+        return np.eye(3), np.zeros(3)
+    if kind == sitk.sitkTranslation:
+        return np.eye(3), np.array(sitk.TranslationTransform(transform).GetOffset(), dtype=float)
+    if kind == sitk.sitkScale:
+        scale = sitk.ScaleTransform(transform)
+        if any(c != 0.0 for c in scale.GetCenter()):
+            return None
+        return np.diag(np.array(scale.GetScale(), dtype=float)), np.zeros(3)
+    if kind == sitk.sitkAffine:
+        affine = sitk.AffineTransform(transform)
+        matrix = np.array(affine.GetMatrix(), dtype=float).reshape(3, 3)
+        center = np.array(affine.GetCenter(), dtype=float)
+        offset = np.array(affine.GetTranslation(), dtype=float) + center
+        for j in range(3):  # ITK's ComputeOffset, in its order
+            offset = offset - matrix[:, j] * center[j]
+        return matrix, offset
+    return None
+
+
+def _value_range(dtype: np.dtype) -> tuple[float, float]:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    finfo = np.finfo(dtype)
+    return float(finfo.min), float(finfo.max)
+
+
+def _itk(values: Sequence[float]) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(values, dtype=np.float64)[::-1])
+
+
+def resample_linear_affine(
+    source: np.ndarray,
+    source_origin: Sequence[float],
+    source_spacing: Sequence[float],
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    shape: Sequence[int],
+    voxel_size: Sequence[float],
+    origin: Sequence[float],
+    *,
+    threads: int = 1,
+) -> np.ndarray:
+    """Resample a 3D array onto a grid through ``matrix @ p + offset``, linear, as SimpleITK does.
+
+    Parameters
+    ----------
+    source
+        3D source voxels, numpy order, of a type in :data:`KERNEL_DTYPES`.
+    source_origin, source_spacing
+        Physical centre of the source's first voxel and its voxel size, numpy order.
+    matrix, offset
+        The output -> source affine in ITK order (:func:`linear_affine_of`).
+    shape, voxel_size, origin
+        Output grid, numpy order (origin: centre of voxel 0).
+    threads
+        Threads to split the output's z range over.
+
+    Returns
+    -------
+    numpy.ndarray
+        The resampled voxels, the source's data type.
+    """
+    src = np.ascontiguousarray(source)
+    if src.ndim != 3 or src.dtype not in KERNEL_DTYPES:
+        raise ValueError(f"the kernel resamples 3D {sorted(map(str, KERNEL_DTYPES))} arrays")
+    out = np.empty(tuple(int(n) for n in shape), dtype=src.dtype)
+    lo, hi = _value_range(src.dtype)
+    src_inv = 1.0 / _itk(source_spacing)
+    geometry = np.stack(
+        [
+            np.asarray(offset, dtype=np.float64),
+            _itk(origin),
+            _itk(voxel_size),
+            _itk(source_origin),
+            src_inv,
+        ]
+    )
+    args = (np.ascontiguousarray(matrix, dtype=np.float64), geometry, lo, hi)
+    nz = out.shape[0]
+    parts = max(1, min(int(threads), nz))
+    if parts == 1:
+        _trilinear_affine(src, out, *args, 0, nz)
+        return out
+    bounds = np.linspace(0, nz, parts + 1).astype(int)
+    with ThreadPoolExecutor(parts) as pool:  # the kernel releases the GIL
+        runs = [
+            pool.submit(_trilinear_affine, src, out, *args, int(a), int(b))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        for run in runs:
+            run.result()
+    return out
