@@ -222,6 +222,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         import dask.array  # noqa: F401
         import tensorstore  # noqa: F401
 
+        import transforms.resample_kernel  # noqa: F401  (numba; its compiled code loads in the run)
         import transforms.resample_progress  # noqa: F401  (rich)
         import transforms.sitk_bridge  # noqa: F401
         import volumes.open  # noqa: F401

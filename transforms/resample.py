@@ -365,14 +365,14 @@ class _Runner:
             self.client.close()
 
     def threads_per_task(self) -> int:
-        """Threads SimpleITK may use inside one task.
+        """Threads SimpleITK or the compiled kernel may use inside one task.
 
-        Local tasks ask for every core through ITK's own threads (SimpleITK
-        releases the GIL while it resamples, so tasks overlap inside it and
-        in their reads and writes). Distributed workers ask for one thread
-        per task; since SimpleITK's default (platform) threader follows only
-        the process-wide thread count, a worker lowers that count to one
-        (:func:`transforms.resample_block.run_block`).
+        Local tasks ask for every core through ITK's own threads or the
+        kernel's (both release the GIL while they resample, so tasks overlap
+        inside them and in their reads and writes). Distributed workers ask
+        for one thread per task; since SimpleITK's default (platform)
+        threader follows only the process-wide thread count, a worker lowers
+        that count to one (:func:`transforms.resample_block.run_block`).
         """
         return 1 if self.client is not None else self.cores
 
