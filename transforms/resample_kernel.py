@@ -54,7 +54,7 @@ KERNEL_DTYPES = frozenset(
 )
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, inline="always")
 def _source_index(m, g, ix, iy, iz, i):
     """Continuous source index (ITK axis ``i``) of output index ``(ix, iy, iz)``.
 
@@ -70,7 +70,7 @@ def _source_index(m, g, ix, iy, iz, i):
     return ((s + g[0, i]) - g[3, i]) * g[4, i]
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, inline="always")
 def _line(m, g, fy, fz, end):
     """Source index of a scanline's first voxel and its change up to one voxel past the last."""
     x0 = _source_index(m, g, 0.0, fy, fz, 0)
@@ -82,7 +82,7 @@ def _line(m, g, fy, fz, end):
     return x0, y0, z0, xs, ys, zs
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, inline="always")
 def _inside(x0, y0, z0, xs, ys, zs, a, hx, hy, hz):
     """Whether the line's point at ``a`` lies inside the source (ITK's ``IsInsideBuffer``)."""
     cx = x0 + xs * a
@@ -91,7 +91,19 @@ def _inside(x0, y0, z0, xs, ys, zs, a, hx, hy, hz):
     return cx >= -0.5 and cx < hx and cy >= -0.5 and cy < hy and cz >= -0.5 and cz < hz
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _cached_jit(**options: Any) -> Any:
+    """``numba.njit`` keeping compiled code on disk, or not where no cache directory is writable."""
+
+    def decorate(fn: Any) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError:  # numba found no writable cache location (read-only install)
+            return numba.njit(**options)(fn)
+
+    return decorate
+
+
+@_cached_jit(nogil=True, boundscheck=False)
 def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - compiled
     nz, ny, nx = out.shape
     sz, sy, sx = src.shape

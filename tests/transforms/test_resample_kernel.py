@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -153,3 +154,19 @@ def test_rejects_other_arrays() -> None:
             (1,) * 3,
             (0,) * 3,
         )
+
+
+def test_compiles_where_no_cache_directory_is_writable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only install with no writable home: the kernel compiles per process instead."""
+    from numba.core import caching
+
+    from transforms.resample_kernel import _cached_jit
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    def twice(x: float) -> float:
+        return 2.0 * x
+
+    with pytest.raises(RuntimeError, match="no locator"):
+        numba.njit(cache=True)(twice)
+    assert _cached_jit(nogil=True)(twice)(3.0) == 6.0
