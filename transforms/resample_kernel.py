@@ -38,19 +38,11 @@ from typing import Any
 import numba
 import numpy as np
 
-#: Data types the kernel resamples (source and output alike).
+#: Data types the kernel resamples (source and output alike): 8- to 32-bit
+#: integers and floats; 64-bit integers do not fit ITK's double arithmetic.
 KERNEL_DTYPES = frozenset(
-    np.dtype(t)
-    for t in (
-        np.uint8,
-        np.int8,
-        np.uint16,
-        np.int16,
-        np.uint32,
-        np.int32,
-        np.float32,
-        np.float64,
-    )
+    [np.dtype(f"{kind}{size}") for kind in "ui" for size in (1, 2, 4)]
+    + [np.dtype(np.float32), np.dtype(np.float64)]
 )
 
 
