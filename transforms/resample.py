@@ -60,6 +60,7 @@ from transforms.resample_chain import (
     chain_members,
     inverse_tolerance,
     map_points,
+    prepare_chain,
     spline_lead,
 )
 from transforms.resample_plan import (
@@ -230,13 +231,14 @@ def _fields_cover(t: Transform, points: np.ndarray) -> bool:
 def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolation: str) -> str:
     """``kernel`` or ``sitk`` where they give SimpleITK's result, else ``numpy``.
 
-    A 3D affine chain resampled linearly goes through coframe's compiled
-    kernel (:mod:`transforms.resample_kernel`: SimpleITK's values, about 2x
-    faster). SimpleITK resamples the other affine chains, and non-linear
-    chains it can hold (fields, B-splines) whose fields cover every mapped
-    point of the grid; thin plate splines, numerical inverses, 2D -> 3D maps,
-    data types ITK lacks and 64-bit labels (ITK interpolates in double) go
-    through numpy.
+    Linear resampling onto a 3D grid through an affine, or through a leading
+    B-spline and at most one affine (a registration's deformable result),
+    goes through coframe's compiled kernel (:mod:`transforms.resample_kernel`:
+    SimpleITK's values, several times faster). SimpleITK resamples the other
+    affine chains, and non-linear chains it can hold (fields, B-splines)
+    whose fields cover every mapped point of the grid; thin plate splines,
+    numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
+    labels (ITK interpolates in double) go through numpy.
     """
     from transforms.sitk_bridge import to_sitk
 
@@ -247,19 +249,22 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
         return "numpy"
     if interpolation == "nearest" and dt.itemsize == 8 and np.issubdtype(dt, np.integer):
         return "numpy"
-    if transform.as_affine() is not None:
-        from transforms.resample_kernel import KERNEL_DTYPES
+    affine = transform.as_affine() is not None
+    if not affine:
+        try:
+            to_sitk(transform)
+        except (TransformError, DimensionError):
+            return "numpy"
+        step = max(8, math.ceil(max(grid.shape) / 48))
+        points = boundary_points(grid, (0,) * grid.ndim, grid.shape, interior=True, step=step)
+        if not _fields_cover(transform, points):
+            return "numpy"
+    if interpolation == "linear" and grid.ndim == 3 and (affine or spline_lead(transform)):
+        from transforms.resample_kernel import KERNEL_DTYPES, kernel_takes
 
-        if interpolation == "linear" and grid.ndim == 3 and dt in KERNEL_DTYPES:
+        if dt in KERNEL_DTYPES and kernel_takes(prepare_chain(transform)):
             return "kernel"
-        return "sitk"
-    try:
-        to_sitk(transform)
-    except (TransformError, DimensionError):
-        return "numpy"
-    step = max(8, math.ceil(max(grid.shape) / 48))
-    points = boundary_points(grid, (0,) * grid.ndim, grid.shape, interior=True, step=step)
-    return "sitk" if _fields_cover(transform, points) else "numpy"
+    return "sitk"
 
 
 def transform_fingerprint(transform: Transform, grid: OutputGrid) -> str:

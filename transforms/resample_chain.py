@@ -152,6 +152,30 @@ def prepare_chain(t: Transform) -> Any:
     return SplineLead(scale, offset, spline, tail)
 
 
+def _lead_axes(
+    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Where a piece's voxel centres meet the B-spline (per axis) and its lead's shifts."""
+    d = len(shape)
+    points = [float(origin[a]) + np.arange(int(shape[a])) * float(voxel_size[a]) for a in range(d)]
+    moved = [prepared.scale[a] * points[a] + prepared.offset[a] for a in range(d)]
+    shifts = [
+        None if prepared.scale[a] == 1.0 and prepared.offset[a] == 0.0 else moved[a] - points[a]
+        for a in range(d)
+    ]
+    return moved, shifts
+
+
+def piece_displacement(
+    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
+) -> np.ndarray:
+    """The dense field :func:`piece_transform` gives ITK, as ``(*shape, d)`` vectors (x, y, z)."""
+    from transforms.sitk_bridge import bspline_grid_vectors
+
+    moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
+    return bspline_grid_vectors(prepared.spline, moved, shifts)
+
+
 def piece_transform(
     prepared: Any,
     origin: Sequence[float],
@@ -174,17 +198,11 @@ def piece_transform(
 
     from transforms.sitk_bridge import bspline_grid_transform
 
-    d = len(shape)
-    points = [float(origin[a]) + np.arange(int(shape[a])) * float(voxel_size[a]) for a in range(d)]
-    moved = [prepared.scale[a] * points[a] + prepared.offset[a] for a in range(d)]
-    shifts = [
-        None if prepared.scale[a] == 1.0 and prepared.offset[a] == 0.0 else moved[a] - points[a]
-        for a in range(d)
-    ]
+    moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     lead = bspline_grid_transform(prepared.spline, moved, origin, voxel_size, shifts)
     if prepared.rest is None:
         return lead
-    composite = sitk.CompositeTransform(d)
+    composite = sitk.CompositeTransform(len(shape))
     composite.AddTransform(prepared.rest)
     composite.AddTransform(lead)  # added last: applied first
     return composite

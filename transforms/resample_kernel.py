@@ -47,19 +47,25 @@ KERNEL_DTYPES = frozenset(
 
 
 @numba.njit(nogil=True, inline="always")
-def _source_index(m, g, ix, iy, iz, i):
-    """Continuous source index (ITK axis ``i``) of output index ``(ix, iy, iz)``.
+def _to_source(m, g, px, py, pz, i):  # pragma: no cover - compiled
+    """Continuous source index (ITK axis ``i``) of physical point ``(px, py, pz)``.
 
     ``g`` rows: offset, output origin, output spacing, source origin, 1 / source spacing.
     """
-    px = g[1, 0] + g[2, 0] * ix
-    py = g[1, 1] + g[2, 1] * iy
-    pz = g[1, 2] + g[2, 2] * iz
     s = 0.0
     s += m[i, 0] * px
     s += m[i, 1] * py
     s += m[i, 2] * pz
     return ((s + g[0, i]) - g[3, i]) * g[4, i]
+
+
+@numba.njit(nogil=True, inline="always")
+def _source_index(m, g, ix, iy, iz, i):  # pragma: no cover - compiled
+    """Continuous source index (ITK axis ``i``) of output index ``(ix, iy, iz)``."""
+    px = g[1, 0] + g[2, 0] * ix
+    py = g[1, 1] + g[2, 1] * iy
+    pz = g[1, 2] + g[2, 2] * iz
+    return _to_source(m, g, px, py, pz, i)
 
 
 @numba.njit(nogil=True, inline="always")
@@ -81,6 +87,51 @@ def _inside(x0, y0, z0, xs, ys, zs, a, hx, hy, hz):
     cy = y0 + ys * a
     cz = z0 + zs * a
     return cx >= -0.5 and cx < hx and cy >= -0.5 and cy < hy and cz >= -0.5 and cz < hz
+
+
+@numba.njit(nogil=True, inline="always")
+def _lerp(v000, v100, v010, v110, v001, v101, v011, v111, dx, dy, dz):  # pragma: no cover
+    """ITK's trilinear value: along x, then y, then z, in double precision."""
+    vx00 = v000 + (v100 - v000) * dx
+    vx10 = v010 + (v110 - v010) * dx
+    vxx0 = vx00 + (vx10 - vx00) * dy
+    vx01 = v001 + (v101 - v001) * dx
+    vx11 = v011 + (v111 - v011) * dx
+    vxx1 = vx01 + (vx11 - vx01) * dy
+    return vxx0 + (vxx1 - vxx0) * dz
+
+
+@numba.njit(nogil=True, inline="always")
+def _sample(flat, cx, cy, cz, sx, sy, sz):  # pragma: no cover - compiled
+    """ITK's value at continuous index ``(cx, cy, cz)``; 0 beyond the source's half-voxel border."""
+    if not (cx >= -0.5 and cx < sx - 0.5 and cy >= -0.5 and cy < sy - 0.5):
+        return 0.0
+    if not (cz >= -0.5 and cz < sz - 0.5):
+        return 0.0
+    bx = int(cx)  # = max(floor(c), 0) for c >= -0.5
+    by = int(cy)
+    bz = int(cz)
+    dx = cx - bx
+    dy = cy - by
+    dz = cz - bz
+    ox = np.uint64(dx > 0.0 and bx + 1 < sx)
+    oy = np.uint64(sx) if dy > 0.0 and by + 1 < sy else np.uint64(0)
+    oz = np.uint64(sx * sy) if dz > 0.0 and bz + 1 < sz else np.uint64(0)
+    k = np.uint64((bz * sy + by) * sx + bx)  # unsigned: no negative-index wrap
+    k1 = k + oz
+    return _lerp(
+        np.float64(flat[k]),
+        np.float64(flat[k + ox]),
+        np.float64(flat[k + oy]),
+        np.float64(flat[k + oy + ox]),
+        np.float64(flat[k1]),
+        np.float64(flat[k1 + ox]),
+        np.float64(flat[k1 + oy]),
+        np.float64(flat[k1 + oy + ox]),
+        dx,
+        dy,
+        dz,
+    )
 
 
 def _cached_jit(**options: Any) -> Any:
@@ -167,15 +218,91 @@ def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - com
                 v011[x] = flat[k + oy]
                 v111[x] = flat[k + oy + ox]
             for x in range(np.uint64(first), np.uint64(last)):  # unsigned: plain loads
-                dx = dist_x[x]
-                dy = dist_y[x]
-                vx00 = v000[x] + (v100[x] - v000[x]) * dx
-                vx10 = v010[x] + (v110[x] - v010[x]) * dx
-                vxx0 = vx00 + (vx10 - vx00) * dy
-                vx01 = v001[x] + (v101[x] - v001[x]) * dx
-                vx11 = v011[x] + (v111[x] - v011[x]) * dx
-                vxx1 = vx01 + (vx11 - vx01) * dy
-                v = vxx0 + (vxx1 - vxx0) * dist_z[x]
+                v = _lerp(
+                    v000[x],
+                    v100[x],
+                    v010[x],
+                    v110[x],
+                    v001[x],
+                    v101[x],
+                    v011[x],
+                    v111[x],
+                    dist_x[x],
+                    dist_y[x],
+                    dist_z[x],
+                )
+                row[x] = min(max(v, lo), hi)
+
+
+@numba.njit(nogil=True, inline="always")
+def _field_at(disp, fx, fy, fz, component):  # pragma: no cover - compiled
+    """ITK's ``VectorLinearInterpolateImageFunction`` of one component at field index ``f``.
+
+    Neighbours in ITK's order (bit 0: x, 1: y, 2: z), clamped to the grid,
+    weights multiplied x, y, z; zero weights skipped, stop once they sum to 1.
+    """
+    nz, ny, nx = disp.shape[0], disp.shape[1], disp.shape[2]
+    bx, by, bz = int(np.floor(fx)), int(np.floor(fy)), int(np.floor(fz))
+    dx, dy, dz = fx - bx, fy - by, fz - bz
+    value = 0.0
+    total = 0.0
+    for counter in range(8):
+        overlap = 1.0
+        if counter & 1:
+            ix = min(bx + 1, nx - 1)
+            overlap *= dx
+        else:
+            ix = max(bx, 0)
+            overlap *= 1.0 - dx
+        if counter & 2:
+            iy = min(by + 1, ny - 1)
+            overlap *= dy
+        else:
+            iy = max(by, 0)
+            overlap *= 1.0 - dy
+        if counter & 4:
+            iz = min(bz + 1, nz - 1)
+            overlap *= dz
+        else:
+            iz = max(bz, 0)
+            overlap *= 1.0 - dz
+        if overlap != 0.0:
+            value += overlap * disp[iz, iy, ix, component]
+            total += overlap
+        if total == 1.0:
+            break
+    return value
+
+
+@_cached_jit(nogil=True, boundscheck=False)
+def _trilinear_displaced(src, out, disp, m, g, lo, hi, z0, z1):  # pragma: no cover - compiled
+    """Each output voxel centre ``p`` samples the source at ``m @ (p + field(p)) + offset``.
+
+    ITK's non-linear path for a displacement field on the output grid, then an
+    affine: every voxel is mapped on its own, the field read by ITK's vector
+    interpolator at the point's continuous index (``g`` row 5: 1 / output
+    spacing), which is the node itself up to rounding.
+    """
+    nz, ny, nx = out.shape
+    sz, sy, sx = src.shape
+    flat = src.ravel()
+    for z in range(z0, z1):
+        pz = g[1, 2] + g[2, 2] * float(z)
+        fz = (pz - g[1, 2]) * g[5, 2]
+        for y in range(ny):
+            py = g[1, 1] + g[2, 1] * float(y)
+            fy = (py - g[1, 1]) * g[5, 1]
+            row = out[z, y]
+            for x in range(nx):
+                px = g[1, 0] + g[2, 0] * float(x)
+                fx = (px - g[1, 0]) * g[5, 0]
+                qx = px + _field_at(disp, fx, fy, fz, 0)
+                qy = py + _field_at(disp, fx, fy, fz, 1)
+                qz = pz + _field_at(disp, fx, fy, fz, 2)
+                cx = _to_source(m, g, qx, qy, qz, 0)
+                cy = _to_source(m, g, qx, qy, qz, 1)
+                cz = _to_source(m, g, qx, qy, qz, 2)
+                v = _sample(flat, cx, cy, cz, sx, sy, sz)
                 row[x] = min(max(v, lo), hi)
 
 
@@ -212,6 +339,21 @@ def linear_affine_of(transform: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+def kernel_takes(prepared: Any) -> bool:
+    """Whether the kernel resamples a chain made ready by ``resample_chain.prepare_chain``.
+
+    An affine, or a leading B-spline (made a dense field per piece) followed
+    by at most one affine: what ``coframe register`` stores.
+    """
+    from transforms.resample_chain import SplineLead
+
+    if isinstance(prepared, SplineLead):
+        if prepared.spline.input_dim != 3:
+            return False
+        return prepared.rest is None or linear_affine_of(prepared.rest) is not None
+    return linear_affine_of(prepared) is not None
+
+
 def _value_range(dtype: np.dtype) -> tuple[float, float]:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
@@ -234,9 +376,14 @@ def resample_linear_affine(
     voxel_size: Sequence[float],
     origin: Sequence[float],
     *,
+    displacement: np.ndarray | None = None,
     threads: int = 1,
 ) -> np.ndarray:
     """Resample a 3D array onto a grid through ``matrix @ p + offset``, linear, as SimpleITK does.
+
+    With ``displacement``, every output voxel centre ``p`` is first moved by
+    its own vector: the values SimpleITK gives for a displacement field on
+    the output grid (read at its nodes) followed by the affine.
 
     Parameters
     ----------
@@ -248,6 +395,8 @@ def resample_linear_affine(
         The output -> source affine in ITK order (:func:`linear_affine_of`).
     shape, voxel_size, origin
         Output grid, numpy order (origin: centre of voxel 0).
+    displacement
+        ``(*shape, 3)`` float64 vectors in ITK order (x, y, z), or ``None``.
     threads
         Threads to split the output's z range over.
 
@@ -269,18 +418,26 @@ def resample_linear_affine(
             _itk(voxel_size),
             _itk(source_origin),
             src_inv,
+            1.0 / _itk(voxel_size),
         ]
     )
     args = (np.ascontiguousarray(matrix, dtype=np.float64), geometry, lo, hi)
+    if displacement is None:
+        kernel, args = _trilinear_affine, (src, out, *args)
+    else:
+        vectors = np.ascontiguousarray(displacement, dtype=np.float64)
+        if vectors.shape != (*out.shape, 3):
+            raise ValueError(f"displacement of shape {vectors.shape}: expected {(*out.shape, 3)}")
+        kernel, args = _trilinear_displaced, (src, out, vectors, *args)
     nz = out.shape[0]
     parts = max(1, min(int(threads), nz))
     if parts == 1:
-        _trilinear_affine(src, out, *args, 0, nz)
+        kernel(*args, 0, nz)
         return out
     bounds = np.linspace(0, nz, parts + 1).astype(int)
     with ThreadPoolExecutor(parts) as pool:  # the kernel releases the GIL
         runs = [
-            pool.submit(_trilinear_affine, src, out, *args, int(a), int(b))
+            pool.submit(kernel, *args, int(a), int(b))
             for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         ]
         for run in runs:

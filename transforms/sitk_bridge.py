@@ -126,17 +126,31 @@ def bspline_grid_transform(
     shifts
         Per-axis additions to the displacement (``None`` entries for none).
     """
-    d = len(axes)
     shape = [int(np.size(x)) for x in axes]
-    image, vectors = empty_image(shape, np.float64, spacing, origin, components=d)
-    spline.displacement_on_grid(axes, components=range(d - 1, -1, -1), out=vectors)
+    image, vectors = empty_image(shape, np.float64, spacing, origin, components=len(axes))
+    bspline_grid_vectors(spline, axes, shifts, out=vectors)
+    del vectors  # the transform takes the image's voxels over
+    return sitk.DisplacementFieldTransform(image)
+
+
+def bspline_grid_vectors(
+    spline: BSpline,
+    axes: list[np.ndarray],
+    shifts: list[np.ndarray | None] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The vectors of :func:`bspline_grid_transform`'s field: ``(*lengths, d)``, x, y, z order.
+
+    ``out``: a C-contiguous float64 array of that shape to fill.
+    """
+    d = len(axes)
+    vectors = spline.displacement_on_grid(axes, components=range(d - 1, -1, -1), out=out)
     for a, shift in enumerate(shifts or ()):
         if shift is not None:
             along = [1] * d
             along[a] = -1
             vectors[..., d - 1 - a] += np.asarray(shift, dtype=np.float64).reshape(along)
-    del vectors  # the transform takes the image's voxels over
-    return sitk.DisplacementFieldTransform(image)
+    return vectors
 
 
 def _field_to_sitk(field: DisplacementField) -> sitk.DisplacementFieldTransform:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transforms.resample_kernel import KERNEL_DTYPES, linear_affine_of, resample_linear_affine
-from transforms.sitk_bridge import array_to_image, resample_image
+from transforms.sitk_bridge import array_to_image, empty_image, resample_image
 
 DTYPES = sorted(KERNEL_DTYPES, key=str)
 
@@ -170,3 +170,60 @@ def test_compiles_where_no_cache_directory_is_writable(monkeypatch: pytest.Monke
     with pytest.raises(RuntimeError, match="no locator"):
         numba.njit(cache=True)(twice)
     assert _cached_jit(nogil=True)(twice)(3.0) == 6.0
+
+
+@pytest.mark.parametrize("with_affine", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_displacement_then_affine_equals_sitk(seed: int, with_affine: bool) -> None:
+    """A field on the output grid (a dense B-spline), then an affine or nothing: ITK's values."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype([np.uint8, np.float32, np.float64][seed])
+    shape = tuple(int(n) for n in rng.integers(6, 24, 3))
+    data = _source(rng, shape, dtype)
+    spacing = tuple(float(v) for v in rng.uniform(0.3, 9.0, 3))
+    origin = tuple(float(v) for v in rng.uniform(-50.0, 50.0, 3))
+    out_shape = tuple(int(n) for n in rng.integers(2, 20, 3))
+    voxel = tuple(float(v) for v in np.array(spacing) * rng.uniform(0.5, 1.2, 3))
+    out_origin = tuple(float(v) for v in np.array(origin) + rng.uniform(-3.0, 3.0, 3))
+    vectors = rng.normal(0.0, 3.0, (*out_shape, 3))
+    field_image, view = empty_image(out_shape, np.float64, voxel, out_origin, components=3)
+    view[...] = vectors
+    del view
+    transform = sitk.CompositeTransform(3)
+    matrix, offset = np.eye(3), np.zeros(3)
+    if with_affine:
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        linear = q * rng.uniform(0.7, 1.4, 3)
+        centre = np.array(out_origin[::-1]) + np.array(voxel[::-1]) * np.array(out_shape[::-1]) / 2
+        affine = _affine(linear, centre - linear @ centre + rng.normal(0.0, 2.0, 3))
+        transform.AddTransform(affine)
+        matrix, offset = linear_affine_of(affine)
+    transform.AddTransform(sitk.DisplacementFieldTransform(field_image))  # applied first
+    image = array_to_image(data, spacing, origin)
+    expected = resample_image(image, transform, out_shape, voxel, out_origin)
+    got = resample_linear_affine(
+        data,
+        origin,
+        spacing,
+        matrix,
+        offset,
+        out_shape,
+        voxel,
+        out_origin,
+        displacement=vectors,
+        threads=2,
+    )
+    assert np.array_equal(got, expected)
+    assert 0 < np.count_nonzero(got)
+    with pytest.raises(ValueError, match="displacement of shape"):
+        resample_linear_affine(
+            data,
+            origin,
+            spacing,
+            matrix,
+            offset,
+            out_shape,
+            voxel,
+            out_origin,
+            displacement=vectors[:-1],
+        )
