@@ -235,16 +235,18 @@ def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - com
 
 
 @numba.njit(nogil=True, inline="always")
-def _field_at(disp, fx, fy, fz, component):  # pragma: no cover - compiled
-    """ITK's ``VectorLinearInterpolateImageFunction`` of one component at field index ``f``.
+def _field_at(vectors, nx, ny, nz, bx, by, bz, dx, dy, dz):  # pragma: no cover - compiled
+    """ITK's ``VectorLinearInterpolateImageFunction`` at field index ``b + d`` (``d`` in [0, 1)).
+
+    ``vectors``: the ``(nz, ny, nx, 3)`` field, flat.
 
     Neighbours in ITK's order (bit 0: x, 1: y, 2: z), clamped to the grid,
     weights multiplied x, y, z; zero weights skipped, stop once they sum to 1.
     """
-    nz, ny, nx = disp.shape[0], disp.shape[1], disp.shape[2]
-    bx, by, bz = int(np.floor(fx)), int(np.floor(fy)), int(np.floor(fz))
-    dx, dy, dz = fx - bx, fy - by, fz - bz
-    value = 0.0
+    if dx == 0.0 and dy == 0.0 and dz == 0.0:  # on a node: weight 1 there, so its vector
+        k = np.uint64(((bz * ny + by) * nx + bx) * 3)  # unsigned: no negative-index wrap
+        return vectors[k], vectors[k + np.uint64(1)], vectors[k + np.uint64(2)]
+    vx = vy = vz = 0.0
     total = 0.0
     for counter in range(8):
         overlap = 1.0
@@ -267,11 +269,22 @@ def _field_at(disp, fx, fy, fz, component):  # pragma: no cover - compiled
             iz = max(bz, 0)
             overlap *= 1.0 - dz
         if overlap != 0.0:
-            value += overlap * disp[iz, iy, ix, component]
+            k = np.uint64(((iz * ny + iy) * nx + ix) * 3)
+            vx += overlap * vectors[k]
+            vy += overlap * vectors[k + np.uint64(1)]
+            vz += overlap * vectors[k + np.uint64(2)]
             total += overlap
         if total == 1.0:
             break
-    return value
+    return vx, vy, vz
+
+
+@numba.njit(nogil=True, inline="always")
+def _node(p, origin, inv):  # pragma: no cover - compiled
+    """Field index of coordinate ``p`` (ITK's, then split into floor and fraction)."""
+    f = (p - origin) * inv
+    b = int(np.floor(f))
+    return b, f - b
 
 
 @_cached_jit(nogil=True, boundscheck=False)
@@ -286,19 +299,23 @@ def _trilinear_displaced(src, out, disp, m, g, lo, hi, z0, z1):  # pragma: no co
     nz, ny, nx = out.shape
     sz, sy, sx = src.shape
     flat = src.ravel()
+    vectors = disp.ravel()
+    px = np.empty(nx)
+    bx = np.empty(nx, dtype=np.int64)
+    dx = np.empty(nx)
+    for x in range(nx):
+        px[x] = g[1, 0] + g[2, 0] * float(x)
+        bx[x], dx[x] = _node(px[x], g[1, 0], g[5, 0])
     for z in range(z0, z1):
         pz = g[1, 2] + g[2, 2] * float(z)
-        fz = (pz - g[1, 2]) * g[5, 2]
+        bz, dz = _node(pz, g[1, 2], g[5, 2])
         for y in range(ny):
             py = g[1, 1] + g[2, 1] * float(y)
-            fy = (py - g[1, 1]) * g[5, 1]
+            by, dy = _node(py, g[1, 1], g[5, 1])
             row = out[z, y]
             for x in range(nx):
-                px = g[1, 0] + g[2, 0] * float(x)
-                fx = (px - g[1, 0]) * g[5, 0]
-                qx = px + _field_at(disp, fx, fy, fz, 0)
-                qy = py + _field_at(disp, fx, fy, fz, 1)
-                qz = pz + _field_at(disp, fx, fy, fz, 2)
+                ux, uy, uz = _field_at(vectors, nx, ny, nz, bx[x], by, bz, dx[x], dy, dz)
+                qx, qy, qz = px[x] + ux, py + uy, pz + uz
                 cx = _to_source(m, g, qx, qy, qz, 0)
                 cy = _to_source(m, g, qx, qy, qz, 1)
                 cz = _to_source(m, g, qx, qy, qz, 2)
