@@ -102,23 +102,34 @@ def _lerp(v000, v100, v010, v110, v001, v101, v011, v111, dx, dy, dz):  # pragma
 
 
 @numba.njit(nogil=True, inline="always")
-def _sample(flat, cx, cy, cz, sx, sy, sz):  # pragma: no cover - compiled
-    """ITK's value at continuous index ``(cx, cy, cz)``; 0 beyond the source's half-voxel border."""
-    if not (cx >= -0.5 and cx < sx - 0.5 and cy >= -0.5 and cy < sy - 0.5):
-        return 0.0
-    if not (cz >= -0.5 and cz < sz - 0.5):
-        return 0.0
+def _corner(cx, cy, cz, sx, sy, sz):  # pragma: no cover - compiled
+    """A source point's lower neighbour (flat index), steps to the upper ones, distances.
+
+    A step is 0 where ITK drops the upper neighbour: zero distance, or past the last voxel.
+    """
     bx = int(cx)  # = max(floor(c), 0) for c >= -0.5
     by = int(cy)
     bz = int(cz)
     dx = cx - bx
     dy = cy - by
     dz = cz - bz
-    ox = np.uint64(dx > 0.0 and bx + 1 < sx)
-    oy = np.uint64(sx) if dy > 0.0 and by + 1 < sy else np.uint64(0)
-    oz = np.uint64(sx * sy) if dz > 0.0 and bz + 1 < sz else np.uint64(0)
-    k = np.uint64((bz * sy + by) * sx + bx)  # unsigned: no negative-index wrap
-    k1 = k + oz
+    step_x = np.int64(dx > 0.0) * np.int64(bx + 1 < sx)
+    step_y = np.int64(dy > 0.0) * np.int64(by + 1 < sy) * sx
+    step_z = np.int64(dz > 0.0) * np.int64(bz + 1 < sz) * sy * sx
+    return (bz * sy + by) * sx + bx, step_x, step_y, step_z, dx, dy, dz
+
+
+@numba.njit(nogil=True, inline="always")
+def _sample(flat, cx, cy, cz, sx, sy, sz):  # pragma: no cover - compiled
+    """ITK's value at continuous index ``(cx, cy, cz)``; 0 beyond the source's half-voxel border."""
+    if not (cx >= -0.5 and cx < sx - 0.5 and cy >= -0.5 and cy < sy - 0.5):
+        return 0.0
+    if not (cz >= -0.5 and cz < sz - 0.5):
+        return 0.0
+    corner, step_x, step_y, step_z, dx, dy, dz = _corner(cx, cy, cz, sx, sy, sz)
+    k = np.uint64(corner)  # unsigned: no negative-index wrap
+    ox, oy = np.uint64(step_x), np.uint64(step_y)
+    k1 = k + np.uint64(step_z)
     return _lerp(
         np.float64(flat[k]),
         np.float64(flat[k + ox]),
@@ -151,7 +162,6 @@ def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - com
     nz, ny, nx = out.shape
     sz, sy, sx = src.shape
     flat = src.ravel()
-    plane = sy * sx
     alpha = np.empty(nx)
     for x in range(nx):
         alpha[x] = x / float(nx)
@@ -190,19 +200,14 @@ def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - com
                 cx = x0 + xs * a
                 cy = y0 + ys * a
                 cz = z0_ + zs * a
-                bx = int(cx)  # = max(floor(c), 0) for c >= -0.5
-                by = int(cy)
-                bz = int(cz)
-                dx = cx - bx
-                dy = cy - by
-                dz = cz - bz
+                k, ox, oy, oz, dx, dy, dz = _corner(cx, cy, cz, sx, sy, sz)
                 dist_x[x] = dx
                 dist_y[x] = dy
                 dist_z[x] = dz
-                corner[x] = bz * plane + by * sx + bx
-                step_x[x] = np.int64(dx > 0.0) * np.int64(bx + 1 < sx)
-                step_y[x] = np.int64(dy > 0.0) * np.int64(by + 1 < sy) * sx
-                step_z[x] = np.int64(dz > 0.0) * np.int64(bz + 1 < sz) * plane
+                corner[x] = k
+                step_x[x] = ox
+                step_y[x] = oy
+                step_z[x] = oz
             for x in range(np.uint64(first), np.uint64(last)):  # unsigned: plain loads
                 k = np.uint64(corner[x])  # unsigned: no negative-index wrap
                 ox = np.uint64(step_x[x])
@@ -235,6 +240,14 @@ def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - com
 
 
 @numba.njit(nogil=True, inline="always")
+def _neighbour(upper, b, d, n):  # pragma: no cover - compiled
+    """Index (clamped to ``[0, n)``) and weight of the lower or upper neighbour along one axis."""
+    if upper:
+        return min(b + 1, n - 1), d
+    return max(b, 0), 1.0 - d
+
+
+@numba.njit(nogil=True, inline="always")
 def _field_at(vectors, nx, ny, nz, bx, by, bz, dx, dy, dz):  # pragma: no cover - compiled
     """ITK's ``VectorLinearInterpolateImageFunction`` at field index ``b + d`` (``d`` in [0, 1)).
 
@@ -249,25 +262,13 @@ def _field_at(vectors, nx, ny, nz, bx, by, bz, dx, dy, dz):  # pragma: no cover 
     vx = vy = vz = 0.0
     total = 0.0
     for counter in range(8):
+        ix, wx = _neighbour(counter & 1, bx, dx, nx)
+        iy, wy = _neighbour(counter & 2, by, dy, ny)
+        iz, wz = _neighbour(counter & 4, bz, dz, nz)
         overlap = 1.0
-        if counter & 1:
-            ix = min(bx + 1, nx - 1)
-            overlap *= dx
-        else:
-            ix = max(bx, 0)
-            overlap *= 1.0 - dx
-        if counter & 2:
-            iy = min(by + 1, ny - 1)
-            overlap *= dy
-        else:
-            iy = max(by, 0)
-            overlap *= 1.0 - dy
-        if counter & 4:
-            iz = min(bz + 1, nz - 1)
-            overlap *= dz
-        else:
-            iz = max(bz, 0)
-            overlap *= 1.0 - dz
+        overlap *= wx
+        overlap *= wy
+        overlap *= wz
         if overlap != 0.0:
             k = np.uint64(((iz * ny + iy) * nx + ix) * 3)
             vx += overlap * vectors[k]

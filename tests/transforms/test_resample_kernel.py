@@ -201,29 +201,9 @@ def test_displacement_then_affine_equals_sitk(seed: int, with_affine: bool) -> N
     transform.AddTransform(sitk.DisplacementFieldTransform(field_image))  # applied first
     image = array_to_image(data, spacing, origin)
     expected = resample_image(image, transform, out_shape, voxel, out_origin)
-    got = resample_linear_affine(
-        data,
-        origin,
-        spacing,
-        matrix,
-        offset,
-        out_shape,
-        voxel,
-        out_origin,
-        displacement=vectors,
-        threads=2,
-    )
+    grids = (data, origin, spacing, matrix, offset, out_shape, voxel, out_origin)
+    got = resample_linear_affine(*grids, displacement=vectors, threads=2)
     assert np.array_equal(got, expected)
     assert 0 < np.count_nonzero(got)
     with pytest.raises(ValueError, match="displacement of shape"):
-        resample_linear_affine(
-            data,
-            origin,
-            spacing,
-            matrix,
-            offset,
-            out_shape,
-            voxel,
-            out_origin,
-            displacement=vectors[:-1],
-        )
+        resample_linear_affine(*grids, displacement=vectors[:-1])
