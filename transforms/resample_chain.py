@@ -13,7 +13,9 @@ Such a chain is prepared once (:func:`prepare_chain`) and, for each piece,
 its B-spline is evaluated separably on the piece's voxel centres
 (:meth:`~transforms.bspline.BSpline.displacement_on_grid`) into a dense
 displacement field on the piece's own grid, which ITK then reads at its
-nodes: the same points, the same values.
+nodes: the same points, the same values. The compiled kernel
+(:mod:`transforms.resample_kernel`) takes the same field as an array
+(:func:`piece_displacement`) and reads it as ITK does.
 """
 
 from __future__ import annotations
