@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import click
 import typer
+from coframe.core.errors import CoframeError
 from typer.core import TyperGroup
-
-from transforms.errors import CoframeError
 
 
 class _Group(TyperGroup):
@@ -86,8 +85,8 @@ def info_cmd(
     """Show an image's axes, unit, levels, voxel sizes, origins, extents and chunks."""
     import json
 
-    from volumes.info import describe, render_text
-    from volumes.open import open_volume, parse_floats, parse_select
+    from coframe.volumes.info import describe, render_text
+    from coframe.volumes.open import open_volume, parse_floats, parse_select
 
     volume = open_volume(
         path,
@@ -108,7 +107,7 @@ _WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from he
 
 
 def _load_ws(workspace: Path | None) -> Any:
-    from transforms.workspace import find_workspace, load_workspace
+    from coframe.app.workspace import find_workspace, load_workspace
 
     return load_workspace(find_workspace(explicit=workspace))
 
@@ -135,7 +134,7 @@ def init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite coframe.yaml.")] = False,
 ) -> None:
     """Create a workspace (coframe.yaml) in DIRECTORY."""
-    from transforms.workspace import init_workspace
+    from coframe.app.workspace import init_workspace
 
     ws = init_workspace(directory, unit=unit, force=force)
     typer.echo(f"workspace {ws.file} (unit {ws.unit})")
@@ -158,7 +157,7 @@ def add_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add an image to the workspace (it is opened to validate it)."""
-    from volumes.open import open_volume, parse_floats
+    from coframe.volumes.open import open_volume, parse_floats
 
     ws = _load_ws(workspace)
     vs = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
@@ -192,7 +191,7 @@ def link_cmd(
 
     A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
     """
-    from transforms.formats.dispatch import link_transform
+    from coframe.transforms.formats.dispatch import link_transform
 
     ws = _load_ws(workspace)
     command = _command_line(ctx)
@@ -216,7 +215,7 @@ def graph_cmd(
     """Show the spaces, their images and the transform edges of the workspace."""
     import json
 
-    from transforms.graph import describe_graph, render_graph
+    from coframe.transforms.graph import describe_graph, render_graph
 
     description = describe_graph(_load_ws(workspace))
     typer.echo(json.dumps(description, indent=2) if as_json else render_graph(description))
@@ -239,17 +238,17 @@ def points_cmd(
     """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
     import json
 
-    from transforms.atomic import write_text_atomic
-    from transforms.formats.dispatch import points_csv_text, read_points
-    from transforms.graph import SpaceGraph, map_points
-    from transforms.units import canonical_unit, unit_factor
+    from coframe.core.atomic import write_text_atomic
+    from coframe.core.units import canonical_unit, unit_factor
+    from coframe.transforms.formats.dispatch import points_csv_text, read_points
+    from coframe.transforms.graph import SpaceGraph, map_points
 
     stops = list(via or [])
     try:
         points = read_points(coords)
         factor = 1.0
         if scene is not None:
-            from transforms.formats.ngff import read_scene
+            from coframe.transforms.formats.ngff import read_scene
 
             scene_unit = canonical_unit(unit or "nanometer", key="--unit")
             graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
@@ -312,7 +311,7 @@ def overlay_cmd(
     """Show images A and B in one frame: composite, checkerboard, difference, blend."""
     import json
 
-    from volumes.overlay_views import (
+    from coframe.views.overlay_views import (
         check_output,
         overlay_in_workspace,
         overlay_summary,
@@ -341,7 +340,7 @@ def overlay_cmd(
     files = write_overlay(overlay, out, force=force)
     summary = overlay_summary(overlay, files)
     if viewer_out is not None:
-        from volumes.overlay_viewer import export_viewer
+        from coframe.views.viewer import export_viewer
 
         summary["viewer"] = export_viewer(ws, a, b, viewer_out, options, force=force)
     if as_json:
@@ -386,8 +385,8 @@ def export_viewer_cmd(
     """Write A and B resampled as one OME-Zarr (napari) and a neuroglancer state."""
     import json
 
-    from volumes.overlay_viewer import export_viewer
-    from volumes.overlay_views import parse_options
+    from coframe.views.overlay_views import parse_options
+    from coframe.views.viewer import export_viewer
 
     options = parse_options(
         frame=frame,
@@ -429,7 +428,7 @@ def report_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write one self-contained HTML QC page: graph, edges, metrics, overlays."""
-    from volumes.report import write_report
+    from coframe.app.report import write_report
 
     path = write_report(_load_ws(workspace), out, size=size, force=force)
     typer.echo(f"wrote {path}")
@@ -442,7 +441,7 @@ def export_scene_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write the workspace's spaces and edges as one OME-NGFF (RFC-5) scene."""
-    from transforms.formats.dispatch import export_scene
+    from coframe.transforms.formats.dispatch import export_scene
 
     ws = _load_ws(workspace)
     written = export_scene(ws, out, force=force)
@@ -457,7 +456,7 @@ def import_scene_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a scene's coordinate systems as spaces and its transformations as edges."""
-    from transforms.formats.dispatch import import_scene
+    from coframe.transforms.formats.dispatch import import_scene
 
     ws = _load_ws(workspace)
     new = import_scene(ws, path, force=force, command=_command_line(ctx))
@@ -524,8 +523,8 @@ def resample_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Resample SOURCE into the frame of image INTO: chunked, resumable, on dask."""
-    from transforms.resample import resample_workspace
-    from volumes.open import parse_floats
+    from coframe.resampling.resample import resample_workspace
+    from coframe.volumes.open import parse_floats
 
     ws = _load_ws(workspace)
     size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
@@ -621,7 +620,7 @@ def register_cmd(
     """Register MOVING onto FIXED and store the FIXED -> MOVING edge with its QC."""
     import json
 
-    from registration.command import RegisterRequest, format_report, refuse, run_register
+    from coframe.app.register import RegisterRequest, format_report, refuse, run_register
 
     ws = _load_ws(workspace)
     request = RegisterRequest(
@@ -682,9 +681,9 @@ def locate_cmd(
     """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
     import json
 
-    from registration.locate import LocateOptions
-    from registration.locate_outputs import render_locate, run_locate
-    from volumes.open import parse_floats
+    from coframe.app.locate import render_locate, run_locate
+    from coframe.registration.locate import LocateOptions
+    from coframe.volumes.open import parse_floats
 
     options = LocateOptions(
         normal=None if normal is None else parse_floats(normal, flag="--normal"),  # type: ignore[arg-type]
@@ -704,13 +703,13 @@ def locate_cmd(
 
 #: Steps run after ``coframe demo`` has written the sample, in order, as
 #: ``(title, step)``; ``step(directory, sample)`` gets the workspace directory
-#: and the :class:`volumes.demo.DemoSample` and returns text to print (or None).
+#: and the :class:`coframe.demo.sample.DemoSample` and returns text to print (or None).
 #: Later stages of the pipeline (registration, resampling, reports) append here.
 DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
 
 
 def _demo_register(directory: Path, sample: Any) -> str | None:
-    from registration.command import demo_register_step
+    from coframe.app.register import demo_register_step
 
     return demo_register_step(directory, sample)
 
@@ -719,7 +718,7 @@ DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
 
 
 def _demo_resample(directory: Path, sample: Any) -> str | None:
-    from transforms.resample_demo import demo_resample_step
+    from coframe.demo.resample import demo_resample_step
 
     return demo_resample_step(directory, sample)
 
@@ -728,7 +727,7 @@ DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_res
 
 
 def _demo_locate(directory: Path, sample: Any) -> str | None:
-    from registration.locate_demo import demo_locate_step
+    from coframe.demo.locate import demo_locate_step
 
     return demo_locate_step(directory, sample)
 
@@ -746,7 +745,7 @@ def demo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo.")] = False,
 ) -> None:
     """Write a synthetic CellMap-like sample (FIB-SEM, labels, X-ray, TEM) with ground truth."""
-    from volumes.demo import make_demo, rich_reporter
+    from coframe.demo.sample import make_demo, rich_reporter
 
     report, progress = rich_reporter()
     with progress:
@@ -757,8 +756,8 @@ def demo_cmd(
         text = step(directory, sample)
         if text:
             typer.echo(text)
-    from transforms.workspace import load_workspace
-    from volumes.report import write_report
+    from coframe.app.report import write_report
+    from coframe.app.workspace import load_workspace
 
     report_path = write_report(load_workspace(directory), force=force)
     typer.echo(f"\n== QC report\n{report_path}")

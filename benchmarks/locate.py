@@ -54,15 +54,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
-from registration.locate_search import Grid, Pose  # noqa: E402
-from registration.locate_symmetry import mirror_pose  # noqa: E402
-from registration.locate_synthetic import (  # noqa: E402
+from coframe.registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
+from coframe.registration.locate_search import Grid, Pose  # noqa: E402
+from coframe.registration.locate_symmetry import mirror_pose  # noqa: E402
+from coframe.transforms.affine import Affine  # noqa: E402
+from locate_synthetic import (  # noqa: E402
     extract_section,
     grid_volume,
     random_pose,
 )
-from transforms.affine import Affine  # noqa: E402
 
 #: Largest normal error (degrees) and offset (working voxels) of a found pose.
 MAX_NORMAL_DEG = 2.0
@@ -71,10 +71,10 @@ MAX_OFFSET_VOXELS = 1.0
 
 def demo_volume(directory: Path | None) -> tuple[Grid, str]:
     """The demo X-ray volume (level 0) as a grid in nanometres."""
-    from volumes.open import open_volume
+    from coframe.volumes.open import open_volume
 
     if directory is None or not (directory / "xray.zarr").exists():
-        from volumes.demo import make_demo
+        from coframe.demo.sample import make_demo
 
         directory = directory or Path(tempfile.mkdtemp(prefix="coframe-locate-bench-"))
         make_demo(directory, size="default", seed=0, overwrite=True)

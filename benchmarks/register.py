@@ -70,9 +70,9 @@ def _load_mni(name: str) -> np.ndarray:
 
 def _mni_truth(kind: str, shape: tuple[int, ...], voxel: float, rng: np.random.Generator) -> Any:
     """The moving -> fixed warp ``G`` (numpy order, mm) used to render the moving image."""
-    from transforms.affine import Affine
-    from transforms.base import Sequence
-    from transforms.field import DisplacementField
+    from coframe.transforms.affine import Affine
+    from coframe.transforms.base import Sequence
+    from coframe.transforms.field import DisplacementField
 
     centre = (np.array(shape) - 1) / 2 * voxel
     a = np.deg2rad(8.0 if kind == "affine" else 4.0)
@@ -123,9 +123,9 @@ def make_mni_pair(kind: str, out: Path) -> dict[str, Any]:
 
 def make_demo_pair(demo: Path, out: Path) -> dict[str, Any]:
     """The demo's FIB-SEM (fixed, level nearest the X-ray voxel) and X-ray, in µm."""
-    from registration.command import demo_truth
-    from registration.inputs import padding_mask
-    from transforms.workspace import load_workspace
+    from coframe.app.register import demo_truth
+    from coframe.app.workspace import load_workspace
+    from coframe.registration.inputs import padding_mask
 
     ws = load_workspace(demo)
     xray, fib = ws.open_image("xray"), ws.open_image("fibsem")
@@ -198,10 +198,10 @@ def _save_pair(
 
 
 def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarray, float, str]:
-    from registration.pipeline import register
-    from registration.presets import load_preset, parse_overrides
-    from volumes.open import open_volume
-    from volumes.write import create_ome_zarr
+    from coframe.registration.pipeline import register
+    from coframe.registration.presets import load_preset, parse_overrides
+    from coframe.volumes.open import open_volume
+    from coframe.volumes.write import create_ome_zarr
 
     preset = load_preset(meta.get("preset", "xray-to-fibsem"))
     if deformable:
@@ -239,8 +239,7 @@ def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
 def _itk_image(array: np.ndarray, voxel: list[float], origin: list[float]) -> Any:
     """An ITK image of a numpy-order array; ITK wants (x, y, z) spacing and origin."""
     import itk
-
-    from transforms.sitk_bridge import sitk_points
+    from coframe.transforms.sitk_bridge import sitk_points
 
     image = itk.image_from_array(np.ascontiguousarray(array, dtype=np.float32))
     image.SetSpacing(tuple(float(v) for v in sitk_points(voxel)))
@@ -250,9 +249,8 @@ def _itk_image(array: np.ndarray, voxel: list[float], origin: list[float]) -> An
 
 def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarray, float, str]:
     import itk
+    from coframe.transforms.sitk_bridge import numpy_points
     from scipy import ndimage
-
-    from transforms.sitk_bridge import numpy_points
 
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(THREADS)
     fixed = _itk_image(np.load(data / "fixed.npy"), meta["fixed_voxel"], meta["fixed_origin"])
@@ -434,7 +432,7 @@ def main() -> None:
         if pair == "demo":
             demo = args.demo
             if demo is None:
-                from volumes.demo import make_demo
+                from coframe.demo.sample import make_demo
 
                 demo = tmp / "demo-sample"
                 if not (demo / "coframe.yaml").exists():

@@ -7,7 +7,7 @@ B-spline + affine chain (as a registration stores its deformable result;
 sizes up to ``--bspline-max``) resample an ``N^3`` uint8 volume onto an
 ``N^3`` grid with these methods:
 
-- coframe: :func:`transforms.resample.resample` reading an OME-Zarr source
+- coframe: :func:`coframe.resampling.resample.resample` reading an OME-Zarr source
   and writing an OME-Zarr output (level 0 only, no pyramid), local threads,
   256 MB tasks;
 - sitk: ``sitk.Resample`` on the whole array in memory (load excluded, the
@@ -96,7 +96,7 @@ class SynthSource:
     n: int
 
     def open(self) -> Any:
-        from volumes.volume import Level, Volume
+        from coframe.volumes.volume import Level, Volume
 
         level = Level("s0", SynthArray((self.n,) * 3), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
         return Volume(f"synth://{self.n}", "synthetic", ("z", "y", "x"), "nanometer", (level,))
@@ -107,8 +107,8 @@ class SynthSource:
 
 def chain(case: str, n: int) -> Any:
     """The output -> source map of a case on an ``n^3`` grid of 1 nm voxels."""
-    from transforms.affine import Affine
-    from transforms.field import DisplacementField
+    from coframe.transforms.affine import Affine
+    from coframe.transforms.field import DisplacementField
 
     a = math.radians(4.0)
     rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
@@ -121,8 +121,8 @@ def chain(case: str, n: int) -> Any:
     from scipy import ndimage
 
     if case == "bspline":  # as a registration stores it: B-spline first, then the affine
-        from transforms.base import Sequence
-        from transforms.bspline import BSpline
+        from coframe.transforms.base import Sequence
+        from coframe.transforms.bspline import BSpline
 
         nodes = 10
         spacing = n / (nodes - 3)
@@ -143,7 +143,7 @@ def chain(case: str, n: int) -> Any:
 
 def make_source(root: Path, n: int) -> Path:
     """Write the ``n^3`` source as OME-Zarr (once)."""
-    from volumes.write import create_ome_zarr
+    from coframe.volumes.write import create_ome_zarr
 
     path = root / f"src-{n}.zarr"
     if (path / "s0" / ".zarray").exists():
@@ -183,9 +183,8 @@ def _load(src: Path) -> np.ndarray:
 def _write_level0(out: Path, data: np.ndarray) -> None:
     """Write an array as coframe writes level 0: Zarr v2 via tensorstore, same chunks and codec."""
     import tensorstore as ts
-
-    from transforms.resample import DEFAULT_COMPRESSOR
-    from volumes.write import compressors
+    from coframe.resampling.resample import DEFAULT_COMPRESSOR
+    from coframe.volumes.write import compressors
 
     codec = compressors(DEFAULT_COMPRESSOR, None, 2)["compressors"]
     metadata = {
@@ -205,7 +204,7 @@ def _write_level0(out: Path, data: np.ndarray) -> None:
 
 def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, Any]:
     """Run one method in this process; return seconds, voxels and peak RSS."""
-    from transforms.resample_plan import OutputGrid
+    from coframe.resampling.plan import OutputGrid
 
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain(case, n)
@@ -214,21 +213,19 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
     out.unlink(missing_ok=True)
     written = method == "sitk+write"
     if written:
+        import coframe.resampling.resample  # noqa: F401
         import tensorstore  # noqa: F401
-
-        import transforms.resample  # noqa: F401
     if method == "coframe":
         # libraries any run imports before it resamples
+        import coframe.resampling.kernel  # noqa: F401  (numba; its compiled code loads in the run)
+        import coframe.resampling.progress  # noqa: F401  (rich)
+        import coframe.transforms.sitk_bridge  # noqa: F401
+        import coframe.volumes.open  # noqa: F401
+        import coframe.volumes.write  # noqa: F401
         import dask.array  # noqa: F401
         import tensorstore  # noqa: F401
-
-        import transforms.resample_kernel  # noqa: F401  (numba; its compiled code loads in the run)
-        import transforms.resample_progress  # noqa: F401  (rich)
-        import transforms.sitk_bridge  # noqa: F401
-        import volumes.open  # noqa: F401
-        import volumes.write  # noqa: F401
-        from transforms.resample import resample
-        from transforms.resample_block import ImageSource
+        from coframe.resampling.block import ImageSource
+        from coframe.resampling.resample import resample
 
         source: Any = ImageSource(str(root / f"src-{n}.zarr"))
         if case == "synthetic":
@@ -239,8 +236,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         extra = {"method_used": result.method, "blocks": result.blocks}
     elif method in ("sitk", "sitk+write"):
         import SimpleITK as sitk
-
-        from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
+        from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 
         data = _load(root / f"src-{n}.zarr")
         image = array_to_image(data, (1.0,) * 3)

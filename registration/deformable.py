@@ -29,16 +29,15 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from coframe.registration.inputs import WorkImage
+from coframe.registration.intensity import StepReport
+from coframe.registration.metric import Evaluator, Pair, shrink_image
+from coframe.registration.presets import Preset
+from coframe.registration.qc import jacobian_stats
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.bspline import BSpline
 from scipy import ndimage
-
-from registration.inputs import WorkImage
-from registration.intensity import StepReport
-from registration.metric import Evaluator, Pair, shrink_image
-from registration.presets import Preset
-from registration.qc import jacobian_stats
-from transforms.affine import Affine
-from transforms.base import Sequence, Transform
-from transforms.bspline import BSpline
 
 #: Exponent of the step-length decay.
 DECAY = 0.602
@@ -400,7 +399,7 @@ def bspline_step(
     affine
         The FIXED -> MOVING affine of the linear steps (physical units).
     preset
-        Metric and :class:`~registration.presets.BSplineConfig` settings.
+        Metric and :class:`~coframe.registration.presets.BSplineConfig` settings.
     evaluate
         The QC metric.
 

@@ -28,10 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from coframe.registration.inputs import WorkImage
+from coframe.transforms.base import Transform
 from scipy import ndimage
-
-from registration.inputs import WorkImage
-from transforms.base import Transform
 
 #: Slices whose paired voxels are fewer than this share of the median slice's take
 #: their offset from their neighbours.

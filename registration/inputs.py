@@ -20,11 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from numpy.typing import ArrayLike
-from scipy import ndimage
-
-from transforms.base import Transform
-from transforms.errors import (
+from coframe.core.errors import (
     DimensionError,
     LevelError,
     NotInvertibleError,
@@ -32,9 +28,12 @@ from transforms.errors import (
     TransformError,
     UnitError,
 )
-from transforms.resample_chain import map_points
-from transforms.sitk_bridge import array_to_image
-from volumes.volume import Level, Volume
+from coframe.resampling.chain import map_points
+from coframe.transforms.base import Transform
+from coframe.transforms.sitk_bridge import array_to_image
+from coframe.volumes.volume import Level, Volume
+from numpy.typing import ArrayLike
+from scipy import ndimage
 
 #: Smallest number of masked voxels a working image must keep.
 MIN_MASK_VOXELS = 200

@@ -5,7 +5,7 @@ returns a new one with a :class:`StepReport`; optimiser state stays here. The
 linear steps run SimpleITK's ``ImageRegistrationMethod`` (regular-step
 gradient descent, scales from physical shifts, multi-resolution, a fixed
 number of sampled points per level) in working voxel units
-(:mod:`registration.metric`). Rigid and similarity steps are centred on the
+(:mod:`coframe.registration.metric`). Rigid and similarity steps are centred on the
 fixed image, so rotations do not drag translations.
 """
 
@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-
-from registration.inputs import WorkImage
-from registration.metric import Evaluator, Pair, configure_metric
-from registration.presets import Preset
-from transforms.affine import Affine, Rotation, Translation, nearest_rotation
-from transforms.base import Sequence
+from coframe.registration.inputs import WorkImage
+from coframe.registration.metric import Evaluator, Pair, configure_metric
+from coframe.registration.presets import Preset
+from coframe.transforms.affine import Affine, Rotation, Translation, nearest_rotation
+from coframe.transforms.base import Sequence
 
 #: Largest accepted singular value ratio of a linear step's matrix to the identity.
 MAX_SCALE_CHANGE = 4.0
@@ -146,7 +145,7 @@ def parametrised(kind: str, start: sitk.Transform, centre: tuple[float, ...]) ->
         ``rigid``, ``similarity`` or ``affine``.
     start
         A 3D SimpleITK matrix-offset transform (as made by
-        :func:`transforms.sitk_bridge.to_sitk`).
+        :func:`coframe.transforms.sitk_bridge.to_sitk`).
     centre
         Centre of rotation, SimpleITK point.
     """

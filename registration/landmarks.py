@@ -1,6 +1,6 @@
 """Registration from landmark pairs: least-squares fits, thin-plate splines, leave-one-out TRE.
 
-Landmarks come from BigWarp files (:mod:`transforms.formats.bigwarp`, which
+Landmarks come from BigWarp files (:mod:`coframe.transforms.formats.bigwarp`, which
 also holds the least-squares fits every landmark transform in coframe uses:
 the file readers need them to turn a landmark file into a transform, and
 transforms never import estimators). This module adds what registration
@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from registration.qc import tre
-from transforms.base import Transform
-from transforms.errors import RegistrationError, TransformError
-from transforms.formats.bigwarp import Landmarks, landmarks_transform, read_bigwarp_landmarks
+from coframe.core.errors import RegistrationError, TransformError
+from coframe.registration.qc import tre
+from coframe.transforms.base import Transform
+from coframe.transforms.formats.bigwarp import (
+    Landmarks,
+    landmarks_transform,
+    read_bigwarp_landmarks,
+)
 
 #: Landmark models and the minimum number of pairs each needs in 3D.
 MODELS: dict[str, int] = {"rigid": 3, "similarity": 3, "affine": 4, "tps": 5}

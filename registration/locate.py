@@ -8,17 +8,17 @@ confidence. It works global then local:
    restricted by ``max_tilt`` around ``normal`` or the volume z axis) times
    in-plane rotations (both faces of the section) times offsets along the
    normal, with in-plane translations searched by FFT cross-correlation
-   (:mod:`registration.locate_search`), on a coarse copy of the volume where
+   (:mod:`coframe.registration.locate_search`), on a coarse copy of the volume where
    the section spans about ``search_pixels`` pixels;
 2. **local**: finer orientations and offsets around each of the best distinct
    global candidates, at about twice that resolution;
 3. **refine**: the best local candidates, scored at the working level (the
    volume level nearest the section's pixel size), are optimised with
    SimpleITK on a one-voxel-thick fixed image
-   (:mod:`registration.locate_refine`); with ``shrinkage`` an affine stage
+   (:mod:`coframe.registration.locate_refine`); with ``shrinkage`` an affine stage
    follows, so the in-plane part may shrink or shear;
 4. **mirror**: when the volume is mirror-symmetric about a plane across one
-   of its axes (:mod:`registration.locate_symmetry`, measured once on the
+   of its axes (:mod:`coframe.registration.locate_symmetry`, measured once on the
    global level), the best pose's reflection through the plane is refined and
    scored like the other candidates (unless ``near`` or ``normal`` exclude
    it): its section content is the same, so it is a rival that no score can
@@ -41,14 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from registration.locate_refine import (
+from coframe.core.errors import DimensionError, RegistrationError, TransformError
+from coframe.registration.locate_refine import (
     RefineSettings,
     pose_score,
     refine_pose,
     tilt_margin,
 )
-from registration.locate_search import (
+from coframe.registration.locate_search import (
     Candidate,
     Grid,
     Pose,
@@ -62,16 +62,15 @@ from registration.locate_search import (
     resample_grid,
     scan,
 )
-from registration.locate_symmetry import (
+from coframe.registration.locate_symmetry import (
     MirrorPlane,
     MirrorTwin,
     detect_symmetry,
     mirror_pose,
     within_priors,
 )
-from transforms.affine import Affine
-from transforms.errors import DimensionError, RegistrationError, TransformError
-from volumes.volume import Volume
+from coframe.transforms.affine import Affine
+from coframe.volumes.volume import Volume
 
 #: Largest number of voxels of a level read whole (else boxes are read).
 WHOLE_LEVEL_VOXELS = 48_000_000
@@ -198,7 +197,7 @@ class LocateResult:
     affine
         2D -> 3D affine: section physical (y, x) -> volume physical (z, y, x).
     pose
-        The same map as a :class:`~registration.locate_search.Pose`.
+        The same map as a :class:`~coframe.registration.locate_search.Pose`.
     score
         Final score of the pose (``options.score``; higher is better).
     runner_up
@@ -230,7 +229,7 @@ class LocateResult:
         itself, or ``near``/``normal`` exclude it).
     tilt_margin
         Relative score drop when the plane tilts by ``options.tilt_check``
-        degrees (:func:`registration.locate_refine.tilt_margin`).
+        degrees (:func:`coframe.registration.locate_refine.tilt_margin`).
     """
 
     affine: Affine

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
+from coframe.core.errors import DimensionError
 from scipy import ndimage
-
-from transforms.errors import DimensionError
 
 #: Smallest masked standard deviation (relative to the volume's) that counts as texture.
 FLAT_TOLERANCE = 1e-3

@@ -4,7 +4,7 @@ A section cut from a volume that is mirror-symmetric about a plane (a brain
 template about its mid-sagittal plane, a phantom built symmetric) matches its
 pose and the reflection of that pose through the plane equally well: no score
 can tell the two apart. :func:`detect_symmetry` finds such planes, so that
-:func:`registration.locate.locate_section` can score the mirror pose as a
+:func:`coframe.registration.locate.locate_section` can score the mirror pose as a
 rival and report the tie instead of trusting one of the twins.
 
 Only planes perpendicular to the volume's axes (z, y or x) are searched, each
@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
+from coframe.registration.locate_search import Grid, Pose
+from coframe.transforms.affine import Affine
 from scipy import ndimage
-
-from registration.locate_search import Grid, Pose
-from transforms.affine import Affine
 
 #: Smallest NCC of a volume with its mirror image for the volume to count as
 #: symmetric about the plane. Measured at the coarse search level of

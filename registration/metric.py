@@ -4,7 +4,7 @@ The engine works in *working voxel units*: every length handed to SimpleITK is
 divided by the geometric mean of the fixed working voxel size, so optimiser
 steps, tolerances and control-point spacings read as voxels whatever the
 workspace unit. Transforms cross that boundary with
-:meth:`~transforms.base.Transform.with_unit_scale`.
+:meth:`~coframe.transforms.base.Transform.with_unit_scale`.
 
 Metric values follow SimpleITK: lower is better (Mattes mutual information
 and correlation are negated).
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from coframe.registration.inputs import WorkImage, geometric_voxel
+from coframe.registration.presets import MetricConfig
+from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.transforms.base import Transform
+from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 from scipy import ndimage
-
-from registration.inputs import WorkImage, geometric_voxel
-from registration.presets import MetricConfig
-from transforms.base import Transform
-from transforms.resample_chain import inverse_tolerance, map_points
-from transforms.sitk_bridge import from_sitk, to_sitk
 
 #: Fixed points sampled to measure the metric before and after a registration.
 QC_POINTS = 20000

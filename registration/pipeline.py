@@ -2,7 +2,7 @@
 
 :func:`register` runs the preset's steps (``moments -> rigid -> similarity ->
 affine -> bspline``), each starting from the result of the one before, on the
-working levels and overlapping regions chosen by :mod:`registration.inputs`.
+working levels and overlapping regions chosen by :mod:`coframe.registration.inputs`.
 It returns a :class:`RegistrationResult`: the FIXED -> MOVING map (the ITK
 convention: what resampling the moving image into the fixed frame needs) and,
 separately, what the optimisation did. Nothing is written.
@@ -18,20 +18,19 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-
-from registration import inputs
-from registration.deformable import bspline_step
-from registration.drift import estimate_slice_drift
-from registration.inputs import WorkImage
-from registration.intensity import StepReport, linear_step, moments_step, multi_start
-from registration.metric import Evaluator, Pair
-from registration.presets import LINEAR_STEPS, Preset, drift_image
-from transforms.affine import Affine, Translation
-from transforms.base import Identity, Transform
-from transforms.errors import RegistrationError
-from transforms.formats.bigwarp import fit_linear
-from transforms.resample_chain import inverse_tolerance, map_points
-from volumes.volume import Volume
+from coframe.core.errors import RegistrationError
+from coframe.registration import inputs
+from coframe.registration.deformable import bspline_step
+from coframe.registration.drift import estimate_slice_drift
+from coframe.registration.inputs import WorkImage
+from coframe.registration.intensity import StepReport, linear_step, moments_step, multi_start
+from coframe.registration.metric import Evaluator, Pair
+from coframe.registration.presets import LINEAR_STEPS, Preset, drift_image
+from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.base import Identity, Transform
+from coframe.transforms.formats.bigwarp import fit_linear
+from coframe.volumes.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ def register(
     moving, fixed
         3D volumes in the same unit.
     preset
-        Steps and settings (:mod:`registration.presets`).
+        Steps and settings (:mod:`coframe.registration.presets`).
     initial
         A starting FIXED -> MOVING map (from a workspace edge or landmarks);
         used when ``preset.init`` is ``auto`` or ``initial_source``.

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from configs import CONFIG_DIR, preset_path
-from transforms.errors import InputNotFoundError, ParseError
-from volumes.volume import MODALITIES
+from coframe.configs import CONFIG_DIR, preset_path
+from coframe.core.errors import InputNotFoundError, ParseError
+from coframe.volumes.volume import MODALITIES
 
 #: Step names, in the order a chain may use them.
 STEP_NAMES: tuple[str, ...] = ("moments", "rigid", "similarity", "affine", "bspline")
@@ -191,7 +190,7 @@ class DriftConfig:
         ``none``, ``fixed``, ``moving``, or a modality (``fibsem``: whichever
         of the two images has it, none if neither): the image whose slices
         drift in brightness (a FIB-SEM volume), corrected against the other
-        once the linear steps have aligned them (:mod:`registration.drift`);
+        once the linear steps have aligned them (:mod:`coframe.registration.drift`);
         the last linear step and any B-spline step then run on the corrected
         image.
     axis

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from coframe.core.errors import DimensionError, TransformError
+from coframe.registration.inputs import WorkImage, geometric_voxel
+from coframe.registration.metric import block_mean
+from coframe.transforms.base import Transform
+from coframe.transforms.sitk_bridge import array_to_image, to_sitk
 from numpy.typing import ArrayLike
-
-from registration.inputs import WorkImage, geometric_voxel
-from registration.metric import block_mean
-from transforms.base import Transform
-from transforms.errors import DimensionError, TransformError
-from transforms.sitk_bridge import array_to_image, to_sitk
 
 #: Largest number of grid points the Jacobian determinant is measured on.
 JACOBIAN_POINTS = 2_000_000

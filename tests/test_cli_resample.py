@@ -5,19 +5,18 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import coframe.resampling.block as block_mod
 import numpy as np
 import pytest
 import zarr
+from coframe.cli import app
+from coframe.transforms.affine import Affine
+from coframe.transforms.formats.itk import write_itk
+from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
+from coframe.volumes.open import open_volume
+from coframe.volumes.write import create_ome_zarr
 from scipy import ndimage
 from typer.testing import CliRunner
-
-import transforms.resample_block as block_mod
-from cli import app
-from transforms.affine import Affine
-from transforms.formats.itk import write_itk
-from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
-from volumes.open import open_volume
-from volumes.write import create_ome_zarr
 
 EM_SHAPE = (32, 40, 48)
 EM_VS = (4.0, 4.0, 4.0)
@@ -223,7 +222,7 @@ def test_bad_input_is_one_line(runner: CliRunner, ws: Path, args: list[str], mes
 def test_ctrl_c_says_how_to_resume(
     runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch, name: str, kept: str
 ) -> None:
-    import transforms.resample as resample_mod
+    import coframe.resampling.resample as resample_mod
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

@@ -12,11 +12,10 @@ import pytest
 import tifffile
 import yaml
 import zarr
+from coframe.cli import app
+from coframe.core.errors import OverwriteError
+from coframe.demo.sample import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample, make_demo
 from scipy import ndimage
-
-from cli import app
-from transforms.errors import OverwriteError
-from volumes.demo import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample, make_demo
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coframe.app.workspace import init_workspace, make_provenance
+from coframe.cli import app
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.formats.dispatch import write_transform
+from coframe.volumes.write import create_ome_zarr, write_tiff
 from PIL import Image
 from samples import blobs
-
-from cli import app
-from transforms.affine import Affine, Translation
-from transforms.formats.dispatch import write_transform
-from transforms.workspace import init_workspace, make_provenance
-from volumes.write import create_ome_zarr, write_tiff
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -157,8 +156,8 @@ def test_report_renders_in_headless_chromium(workspace: Path, runner, tmp_path: 
 def test_before_overlay_uses_the_initial_transform_named_in_provenance(
     workspace: Path, runner
 ) -> None:
-    from transforms.workspace import load_workspace
-    from volumes.report import edge_role, find_value
+    from coframe.app.report import edge_role, find_value
+    from coframe.app.workspace import load_workspace
 
     ws = load_workspace(workspace)
     edge = ws.edges[0]

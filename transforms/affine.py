@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.transforms.base import Transform, check_unit_factor, frozen_array
 from numpy.typing import ArrayLike
-
-from transforms.base import Transform, check_unit_factor, frozen_array
-from transforms.errors import DimensionError, NotInvertibleError, TransformError
 
 #: Relative tolerance of the orthonormality check of a rotation matrix.
 ROTATION_TOLERANCE = 1e-6

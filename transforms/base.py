@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
 from numpy.typing import ArrayLike
 
-from transforms.errors import DimensionError, NotInvertibleError, TransformError
-
 if TYPE_CHECKING:
-    from transforms.affine import Affine
+    from coframe.transforms.affine import Affine
 
 
 def frozen_array(
@@ -199,7 +198,7 @@ class Transform(ABC):
         factor
             Positive length conversion factor.
         """
-        from transforms.affine import Scale
+        from coframe.transforms.affine import Scale
 
         factor = check_unit_factor(factor)
         if factor == 1.0:
@@ -272,7 +271,7 @@ class Identity(Transform):
         return self
 
     def as_affine(self) -> Affine:
-        from transforms.affine import Affine
+        from coframe.transforms.affine import Affine
 
         return Affine(np.eye(self.dim + 1))
 
@@ -340,7 +339,7 @@ class Sequence(Transform):
         return inverses[0] if len(inverses) == 1 else Sequence(inverses)
 
     def as_affine(self) -> Affine | None:
-        from transforms.affine import Affine
+        from coframe.transforms.affine import Affine
 
         homogeneous = None
         for t in self.transforms:

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from transforms.base import Transform
-from transforms.errors import DimensionError, TransformError
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.base import Transform
 
 if TYPE_CHECKING:
-    from transforms.affine import Affine
+    from coframe.transforms.affine import Affine
 
 
 @dataclass(frozen=True, eq=False)

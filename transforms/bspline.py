@@ -6,7 +6,7 @@ control point ``k`` and ``B`` the tensor product of cubic B-spline kernels.
 As in ITK, a point is moved only inside the valid region, where its continuous
 index ``i`` satisfies ``1 <= i <= grid_size - 2`` along every axis; elsewhere
 the displacement is zero. All parameters are in numpy axis order; conversion
-to SimpleITK's (x, y, z) lives in :mod:`transforms.sitk_bridge`.
+to SimpleITK's (x, y, z) lives in :mod:`coframe.transforms.sitk_bridge`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
-from transforms.errors import DimensionError, TransformError
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
 
 #: Spline order (cubic), as in SimpleITK's default ``BSplineTransform``.
 ORDER = 3

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
-from scipy import ndimage
-
-from transforms.base import (
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.base import (
     NumericalInverse,
     Transform,
     as_points,
@@ -23,7 +21,8 @@ from transforms.base import (
     frozen_array,
     newton_solve,
 )
-from transforms.errors import DimensionError, TransformError
+from numpy.typing import ArrayLike
+from scipy import ndimage
 
 #: Default inverse tolerance as a fraction of the smallest grid spacing.
 DEFAULT_TOL_FRACTION = 1e-3
@@ -172,7 +171,7 @@ class InverseDisplacementField(NumericalInverse):
     A point ``y`` maps to the ``x`` with ``x + u(x) = y``, found by the
     fixed-point iteration ``x <- y - u(x)``; points it leaves unconverged are
     finished with damped Newton steps. As for any
-    :class:`~transforms.base.NumericalInverse`,
+    :class:`~coframe.transforms.base.NumericalInverse`,
     :meth:`apply_with_residual` reports the residual ``|x + u(x) - y|`` and
     :meth:`apply` raises :class:`TransformError` if it exceeds ``tol`` for
     any point.

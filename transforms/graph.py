@@ -5,7 +5,7 @@ to another the graph takes the shortest chain of edges (by number of edges),
 walking an edge backwards by inverting its transform. Among equally short
 chains it prefers those that invert no non-linear edge (linear inverses are
 exact, field inverses are iterative); if several chains remain, the choice is
-the user's: :class:`~transforms.errors.AmbiguousPathError` lists them all.
+the user's: :class:`~coframe.core.errors.AmbiguousPathError` lists them all.
 
 Edges hold a transform or a zero-argument loader; a loader runs only when its
 edge is on the chosen chain (or needed to break a tie), once.
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from transforms.errors import (
+from coframe.core.errors import (
     AmbiguousPathError,
     CoframeError,
     DimensionError,
@@ -30,7 +29,7 @@ from transforms.errors import (
 )
 
 if TYPE_CHECKING:
-    from transforms.base import Transform
+    from coframe.transforms.base import Transform
 
 #: Type summary names of transform classes (see :func:`summarize_transform`).
 KIND_NAMES: dict[str, str] = {
@@ -254,7 +253,7 @@ class SpaceGraph:
         """
         steps = self.path(a, b, via)
         if not steps:
-            from transforms.base import Identity
+            from coframe.transforms.base import Identity
 
             return Identity(self._dim(a))
         result: Transform | None = None
@@ -479,7 +478,7 @@ def describe_graph(workspace: Any) -> dict[str, Any]:
     Parameters
     ----------
     workspace
-        A :class:`~transforms.workspace.Workspace`.
+        A :class:`~coframe.app.workspace.Workspace`.
     """
     graph = workspace.graph()
     spaces = []

@@ -10,7 +10,7 @@ reverse their component order; sizes, spacings and origins are reversed.
 
 ITK's ``CompositeTransform`` applies its transforms in reverse order of
 addition (the last added first); :func:`to_sitk` and :func:`from_sitk` map it
-to and from a :class:`~transforms.base.Sequence` accordingly.
+to and from a :class:`~coframe.transforms.base.Sequence` accordingly.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from coframe.core.errors import DimensionError, MetadataError, TransformError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.bspline import ORDER, BSpline
+from coframe.transforms.field import DisplacementField
 from numpy.typing import ArrayLike
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.bspline import ORDER, BSpline
-from transforms.errors import DimensionError, MetadataError, TransformError
-from transforms.field import DisplacementField
 
 #: Dimensions SimpleITK transforms support.
 SITK_DIMS = (2, 3)
@@ -193,7 +192,7 @@ def to_sitk(t: Transform) -> sitk.Transform:
     ------
     TransformError
         For maps ITK cannot hold: thin plate splines and numerical inverses
-        (sample them with ``transforms.field.sample_to_field``), and affines
+        (sample them with ``coframe.transforms.field.sample_to_field``), and affines
         that change dimension.
     DimensionError
         For dimensions other than 2 and 3.
@@ -228,7 +227,7 @@ def to_sitk(t: Transform) -> sitk.Transform:
         return _bspline_to_sitk(t)
     raise TransformError(
         f"a {type(t).__name__} cannot be stored as an ITK transform: sample it into a "
-        "displacement field first (transforms.field.sample_to_field)"
+        "displacement field first (coframe.transforms.field.sample_to_field)"
     )
 
 

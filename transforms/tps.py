@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
-from transforms.errors import DimensionError, TransformError
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
 
 #: Points per block when evaluating the kernel (bounds memory to block x landmarks).
 BLOCK_ELEMENTS = 4_000_000
@@ -126,7 +125,7 @@ class ThinPlateSpline(Transform):
     @property
     def affine_part(self) -> Transform:
         """The affine part ``a + A p`` of the spline (its behaviour far from the landmarks)."""
-        from transforms.affine import Affine
+        from coframe.transforms.affine import Affine
 
         return Affine.from_linear(self._affine[1:].T, self._affine[0])
 

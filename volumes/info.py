@@ -6,7 +6,7 @@ import io
 import math
 from typing import Any
 
-from volumes.volume import Level, Volume
+from coframe.volumes.volume import Level, Volume
 
 
 def _json_safe(value: Any) -> Any:

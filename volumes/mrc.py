@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from transforms.errors import FormatError
-from volumes.reading import AxisSpec, RawImage, RawLevel, resolve_axes
-from volumes.remote import Location
-from volumes.sources import MemmapSource
+from coframe.core.errors import FormatError
+from coframe.volumes.reading import AxisSpec, RawImage, RawLevel, resolve_axes
+from coframe.volumes.remote import Location
+from coframe.volumes.sources import MemmapSource
 
 FORMAT = "mrc"
 _UNIT = "angstrom"

@@ -5,7 +5,7 @@ driver. tensorstore is maintained by Google, reads N5 (and zarr, zarr3) over
 local, ``http(s)``, ``s3`` and ``gs`` key-value stores, and fetches only the
 blocks under the box a read asks for - which is what multi-terabyte CellMap
 volumes require. The small ``attributes.json`` documents are read directly
-(through :class:`volumes.remote.Location`) so a broken one is reported by
+(through :class:`coframe.volumes.remote.Location`) so a broken one is reported by
 file name.
 
 tensorstore keeps the file's own dimension order, which for N5 is x fastest
@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transforms.errors import FormatError, InputNotFoundError
-from volumes.reading import AxisSpec, RawImage, RawLevel, finest_first, resolve_axes
-from volumes.remote import Location
-from volumes.sources import TensorStoreSource
+from coframe.core.errors import FormatError, InputNotFoundError
+from coframe.volumes.reading import AxisSpec, RawImage, RawLevel, finest_first, resolve_axes
+from coframe.volumes.remote import Location
+from coframe.volumes.sources import TensorStoreSource
 
 FORMAT = "n5"
 ATTRIBUTES = "attributes.json"

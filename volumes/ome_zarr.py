@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transforms.errors import FormatError, InputNotFoundError
-from volumes.reading import (
+from coframe.core.errors import FormatError, InputNotFoundError
+from coframe.volumes.reading import (
     AxisSpec,
     RawImage,
     RawLevel,
@@ -28,8 +28,8 @@ from volumes.reading import (
     finest_first,
     resolve_axes,
 )
-from volumes.remote import Location
-from volumes.sources import ZarrSource
+from coframe.volumes.remote import Location
+from coframe.volumes.sources import ZarrSource
 
 FORMAT = "ome-zarr"
 #: How many directories above an array are searched for the multiscales that list it.

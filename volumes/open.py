@@ -1,4 +1,4 @@
-"""Opening any supported image as a :class:`~volumes.volume.Volume`.
+"""Opening any supported image as a :class:`~coframe.volumes.volume.Volume`.
 
 :func:`open_volume` finds the format (:func:`detect_format`), lets the format
 reader describe the image in the file's own terms, applies the caller's
@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from transforms.errors import AxisError, FormatError, InputNotFoundError, MetadataError, UnitError
-from transforms.units import canonical_unit, unit_factor
-from volumes.mrc import read_mrc
-from volumes.n5 import read_n5
-from volumes.ome_zarr import read_ome_zarr
-from volumes.reading import RawImage
-from volumes.remote import Location
-from volumes.tiff import read_tiff
-from volumes.volume import MODALITIES, Level, Volume
+from coframe.core.errors import AxisError, FormatError, InputNotFoundError, MetadataError, UnitError
+from coframe.core.units import canonical_unit, unit_factor
+from coframe.volumes.mrc import read_mrc
+from coframe.volumes.n5 import read_n5
+from coframe.volumes.ome_zarr import read_ome_zarr
+from coframe.volumes.reading import RawImage
+from coframe.volumes.remote import Location
+from coframe.volumes.tiff import read_tiff
+from coframe.volumes.volume import MODALITIES, Level, Volume
 
 FORMATS = ("ome-zarr", "n5", "tiff", "mrc")
 _ZARR_KEYS = ("zarr.json", ".zattrs", ".zgroup", ".zarray")

@@ -5,7 +5,7 @@ file's units, a unit per axis (or none), the axes it found - as a
 :class:`RawImage`. :func:`resolve_axes` decides which file axes are spatial,
 which non-spatial axes are fixed to one index (``--select c=0``) or dropped
 (singletons), and in which order the spatial ones are presented.
-:mod:`volumes.open` then applies user overrides and converts everything into
+:mod:`coframe.volumes.open` then applies user overrides and converts everything into
 the workspace unit.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from transforms.errors import AxisError
-from volumes.sources import AxisView
-from volumes.volume import ArraySource
+from coframe.core.errors import AxisError
+from coframe.volumes.sources import AxisView
+from coframe.volumes.volume import ArraySource
 
 SPACE = "space"
 _SPATIAL_NAMES = ("z", "y", "x")

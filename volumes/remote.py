@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from transforms.errors import FormatError, InputNotFoundError, ParseError
+from coframe.core.errors import FormatError, InputNotFoundError, ParseError
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _ANONYMOUS_PROTOCOLS = ("s3", "s3a")

@@ -1,4 +1,4 @@
-"""Lazy array backends that satisfy :class:`volumes.volume.ArraySource`.
+"""Lazy array backends that satisfy :class:`coframe.volumes.volume.ArraySource`.
 
 Every backend reads only the chunks under the index box it is asked for:
 zarr arrays (OME-Zarr, TIFF through ``tifffile``'s zarr view) fetch the chunk
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from transforms.errors import DimensionError, FormatError
-from volumes.volume import ArraySource
+from coframe.core.errors import DimensionError, FormatError
+from coframe.volumes.volume import ArraySource
 
 #: Errors a storage library raises when chunk bytes cannot be decoded or fetched.
 _READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, KeyError)

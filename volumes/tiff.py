@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from transforms.errors import FormatError
-from volumes.reading import (
+from coframe.core.errors import FormatError
+from coframe.volumes.reading import (
     AxisPlan,
     AxisSpec,
     RawImage,
@@ -37,8 +37,8 @@ from volumes.reading import (
     pyramid_placement,
     resolve_axes,
 )
-from volumes.remote import Location
-from volumes.sources import ZarrSource
+from coframe.volumes.remote import Location
+from coframe.volumes.sources import ZarrSource
 
 FORMAT = "tiff"
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from transforms.errors import DimensionError, LevelError
-from transforms.units import canonical_unit, unit_factor
+from coframe.core.errors import DimensionError, LevelError
+from coframe.core.units import canonical_unit, unit_factor
 
 SPATIAL_AXES_3D = ("z", "y", "x")
 SPATIAL_AXES_2D = ("y", "x")

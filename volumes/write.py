@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import zarr
-
-from transforms.atomic import atomic_output, refuse_existing
-from transforms.errors import AxisError, DimensionError, FormatError, MetadataError
-from transforms.units import canonical_unit
+from coframe.core.atomic import atomic_output, refuse_existing
+from coframe.core.errors import AxisError, DimensionError, FormatError, MetadataError
+from coframe.core.units import canonical_unit
 
 #: Default chunk shapes by number of axes (CellMap uses 64x128x128).
 DEFAULT_CHUNKS: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (64, 128, 128)}

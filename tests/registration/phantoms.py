@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from transforms.base import Transform
-from volumes.write import create_ome_zarr
+from coframe.transforms.base import Transform
+from coframe.volumes.write import create_ome_zarr
 
 
 @dataclass(frozen=True)

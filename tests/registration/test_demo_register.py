@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coframe.app.register import demo_register_step, demo_truth
+from coframe.cli import DEMO_PIPELINE, app
+from coframe.demo.sample import make_demo
 from typer.testing import CliRunner
-
-from cli import DEMO_PIPELINE, app
-from registration.command import demo_register_step, demo_truth
-from volumes.demo import make_demo
 
 
 @pytest.fixture(scope="module")

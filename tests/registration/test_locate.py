@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from registration.locate import LocateOptions, locate_section, pose_errors
-from registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
-from registration.locate_search import (
+from coframe.core.errors import DimensionError, RegistrationError
+from coframe.registration.locate import LocateOptions, locate_section, pose_errors
+from coframe.registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
+from coframe.registration.locate_search import (
     Grid,
     Pose,
     angle_between,
@@ -16,14 +16,13 @@ from registration.locate_search import (
     plane_basis,
     resample_grid,
 )
-from registration.locate_synthetic import (
+from coframe.transforms.affine import Affine
+from locate_synthetic import (
     blob_phantom,
     extract_section,
     grid_volume,
     random_pose,
 )
-from transforms.affine import Affine
-from transforms.errors import DimensionError, RegistrationError
 
 VOXEL = 1000.0
 PIXEL = 500.0

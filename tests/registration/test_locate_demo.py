@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from registration.locate_demo import demo_locate_step
-from transforms.workspace import load_workspace
-from volumes.demo import make_demo
+from coframe.app.workspace import load_workspace
+from coframe.demo.locate import demo_locate_step
+from coframe.demo.sample import make_demo
 
 
 def test_demo_step_reports_errors_against_the_truth(tmp_path: Path) -> None:

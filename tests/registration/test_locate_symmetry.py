@@ -7,23 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
-
-from cli import app
-from registration.locate import LocateOptions, locate_section, pose_errors
-from registration.locate_search import Grid, Pose, plane_basis, resample_grid
-from registration.locate_symmetry import (
+from coframe.app.workspace import load_workspace
+from coframe.cli import app
+from coframe.registration.locate import LocateOptions, locate_section, pose_errors
+from coframe.registration.locate_search import Grid, Pose, plane_basis, resample_grid
+from coframe.registration.locate_symmetry import (
     detect_symmetry,
     mirror_pose,
     mirror_profile,
     reflection,
 )
-from registration.locate_synthetic import blob_phantom, extract_section, grid_volume
-from transforms.affine import Affine
-from transforms.workspace import load_workspace
-from volumes.write import write_tiff
+from coframe.transforms.affine import Affine
+from coframe.volumes.write import write_tiff
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from locate_synthetic import blob_phantom, extract_section, grid_volume
+from typer.testing import CliRunner
 
 VOXEL = 1000.0
 PIXEL = 500.0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from registration.inputs import WorkImage, padding_mask
-from registration.metric import Evaluator, block_mean
-from registration.presets import MetricConfig
-from registration.qc import jacobian_stats, tre
-from transforms.affine import Affine, Translation
-from transforms.bspline import BSpline
+from coframe.registration.inputs import WorkImage, padding_mask
+from coframe.registration.metric import Evaluator, block_mean
+from coframe.registration.presets import MetricConfig
+from coframe.registration.qc import jacobian_stats, tre
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.bspline import BSpline
 
 
 def _image(array: np.ndarray, mask: np.ndarray | None = None) -> WorkImage:

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coframe.app.workspace import load_workspace
+from coframe.cli import app
+from coframe.core.errors import TransformError
+from coframe.registration.inputs import box_points
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Sequence
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.formats.itk import write_itk
 from conftest import VOXEL, Pair, centre
 from typer.testing import CliRunner
-
-from cli import app
-from registration.inputs import box_points
-from transforms.affine import Affine
-from transforms.base import Sequence
-from transforms.bspline import BSpline
-from transforms.errors import TransformError
-from transforms.formats.itk import write_itk
-from transforms.workspace import load_workspace
 
 
 def _about_centre(linear: np.ndarray, shift: tuple[float, float, float]) -> Affine:
@@ -177,8 +176,8 @@ def test_user_preset_file_and_overrides(
 
 def test_moments_keep_a_good_start_when_the_fields_of_view_differ() -> None:
     """Centres of mass of unequal fields of view must not undo a good initial map."""
-    from registration.inputs import WorkImage
-    from registration.intensity import moments_step
+    from coframe.registration.inputs import WorkImage
+    from coframe.registration.intensity import moments_step
 
     fixed = np.zeros((16, 16, 16), np.float32)
     fixed[6:10, 6:10, 6:10] = 1.0

@@ -6,16 +6,15 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+from coframe.cli import app
+from coframe.registration.deformable import initial_spline, refine
+from coframe.registration.inputs import WorkImage
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Sequence
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.field import DisplacementField
 from conftest import SHAPE, VOXEL, Pair, centre
 from typer.testing import CliRunner
-
-from cli import app
-from registration.deformable import initial_spline, refine
-from registration.inputs import WorkImage
-from transforms.affine import Affine
-from transforms.base import Sequence
-from transforms.bspline import BSpline
-from transforms.field import DisplacementField
 
 
 def _smooth_warp() -> DisplacementField:

@@ -7,19 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coframe.app.workspace import load_workspace
+from coframe.cli import app
+from coframe.core.errors import DimensionError, UnitError
+from coframe.registration.inputs import check_pair
+from coframe.registration.qc import verdict
+from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
+from coframe.volumes.open import open_volume
+from coframe.volumes.write import create_ome_zarr
 from conftest import SHAPE, VOXEL, Pair
 from phantoms import write_image
 from test_register_deformable import _smooth_warp
 from typer.testing import CliRunner
-
-from cli import app
-from registration.inputs import check_pair
-from registration.qc import verdict
-from transforms.errors import DimensionError, UnitError
-from transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
-from transforms.workspace import load_workspace
-from volumes.open import open_volume
-from volumes.write import create_ome_zarr
 
 
 def _run(runner: CliRunner, pair: Pair, *args: str) -> object:
@@ -190,8 +189,8 @@ def test_a_located_2d_section_is_refused_before_its_edge_is_used(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
     """With a stored 2D -> 3D edge (a located section), the 2D error still comes first."""
-    from transforms.affine import Affine
-    from transforms.formats.dispatch import write_transform
+    from coframe.transforms.affine import Affine
+    from coframe.transforms.formats.dispatch import write_transform
 
     pair = make_pair(None)
     path = pair.root / "section.zarr"

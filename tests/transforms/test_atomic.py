@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import coframe.core.atomic as atomic
 import pytest
-
-import transforms.atomic as atomic
-from transforms.atomic import atomic_output, write_text_atomic
-from transforms.errors import OutputError, OverwriteError
+from coframe.core.atomic import atomic_output, write_text_atomic
+from coframe.core.errors import OutputError, OverwriteError
 
 
 def test_text_write_refuses_existing_and_replaces_with_force(tmp_path: Path) -> None:

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from transforms.affine import Affine, Rotation
-from transforms.errors import (
+from coframe.core.errors import (
     DimensionError,
     InputNotFoundError,
     OverwriteError,
     ParseError,
     TransformError,
 )
-from transforms.formats.bigwarp import (
+from coframe.transforms.affine import Affine, Rotation
+from coframe.transforms.formats.bigwarp import (
     BigWarpJson,
     Landmarks,
     fit_linear,

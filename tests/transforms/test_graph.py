@@ -8,15 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from transforms.errors import (
+from coframe.core.errors import (
     AmbiguousPathError,
     DimensionError,
     NoPathError,
     NotInvertibleError,
     WorkspaceError,
 )
-from transforms.graph import Edge, SpaceGraph, describe_chains, summarize_transform
+from coframe.transforms.graph import Edge, SpaceGraph, describe_chains, summarize_transform
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def test_a_direct_edge_and_its_inverse() -> None:
 
 
 def test_real_transforms_through_inverted_edges_match_an_independent_computation() -> None:
-    from transforms.affine import Affine
+    from coframe.transforms.affine import Affine
 
     rng = np.random.default_rng(3)
     lin = np.eye(3) + 0.05 * rng.standard_normal((3, 3))
@@ -255,9 +254,9 @@ def test_graph_from_a_scene_like_object() -> None:
 
 
 def test_summaries_of_real_transforms() -> None:
-    from transforms.affine import Affine, Translation
-    from transforms.base import Sequence
-    from transforms.field import DisplacementField
+    from coframe.transforms.affine import Affine, Translation
+    from coframe.transforms.base import Sequence
+    from coframe.transforms.field import DisplacementField
 
     field = DisplacementField(np.zeros((2, 2, 2, 3)), origin=[0, 0, 0], spacing=[1, 1, 1])
     seq = Sequence((Affine(np.eye(4)), field))

@@ -7,23 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from samples import rotation
-from scipy import ndimage
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bspline import BSpline
-from transforms.errors import (
+from coframe.core.errors import (
     FormatError,
     InputNotFoundError,
     OverwriteError,
     TransformError,
     UnitError,
 )
-from transforms.field import DisplacementField, sample_to_field
-from transforms.formats.itk import read_itk, write_itk
-from transforms.sitk_bridge import apply_sitk
-from transforms.tps import ThinPlateSpline
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.field import DisplacementField, sample_to_field
+from coframe.transforms.formats.itk import read_itk, write_itk
+from coframe.transforms.sitk_bridge import apply_sitk
+from coframe.transforms.tps import ThinPlateSpline
+from samples import rotation
+from scipy import ndimage
 
 SUFFIXES = (".tfm", ".txt", ".h5", ".mat")
 

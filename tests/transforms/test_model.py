@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bijection import Bijection
 
 
 def rotation_z(angle: float) -> np.ndarray:

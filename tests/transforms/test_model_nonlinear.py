@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-
-from transforms.affine import Affine, Translation
-from transforms.base import NumericalInverse
-from transforms.bspline import BSpline, cubic_bspline
-from transforms.errors import DimensionError, NotInvertibleError, TransformError
-from transforms.field import DisplacementField, InverseDisplacementField, sample_to_field
-from transforms.tps import ThinPlateSpline
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.base import NumericalInverse
+from coframe.transforms.bspline import BSpline, cubic_bspline
+from coframe.transforms.field import DisplacementField, InverseDisplacementField, sample_to_field
+from coframe.transforms.tps import ThinPlateSpline
 
 
 def smooth_field(shape: tuple[int, ...], spacing: float, amplitude: float) -> np.ndarray:

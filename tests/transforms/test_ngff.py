@@ -9,11 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import (
+from coframe.core.errors import (
     DimensionError,
     FormatError,
     InputNotFoundError,
@@ -23,8 +19,11 @@ from transforms.errors import (
     TransformError,
     UnitError,
 )
-from transforms.field import DisplacementField, InverseDisplacementField
-from transforms.formats.ngff import (
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.field import DisplacementField, InverseDisplacementField
+from coframe.transforms.formats.ngff import (
     Axis,
     ByDimension,
     CoordinateSystem,

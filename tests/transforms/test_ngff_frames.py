@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from transforms.affine import Affine, Scale
-from transforms.base import Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import DimensionError, NotInvertibleError
-from transforms.field import DisplacementField, InverseDisplacementField
-from transforms.formats.ngff import Axis, ByDimension, CoordinateSystem, FieldView
-from transforms.formats.ngff_axes import Monomial, canonical_order, coordinate_frame
-from transforms.formats.ngff_frames import change_frames
+from coframe.core.errors import DimensionError, NotInvertibleError
+from coframe.transforms.affine import Affine, Scale
+from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.field import DisplacementField, InverseDisplacementField
+from coframe.transforms.formats.ngff import Axis, ByDimension, CoordinateSystem, FieldView
+from coframe.transforms.formats.ngff_axes import Monomial, canonical_order, coordinate_frame
+from coframe.transforms.formats.ngff_frames import change_frames
 
 RNG = np.random.default_rng(7)
 

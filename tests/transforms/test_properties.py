@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from coframe.core.errors import DimensionError, NotInvertibleError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.tps import ThinPlateSpline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Sequence, Transform
-from transforms.errors import DimensionError, NotInvertibleError
-from transforms.field import DisplacementField
-from transforms.tps import ThinPlateSpline
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

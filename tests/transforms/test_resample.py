@@ -6,34 +6,33 @@ import errno
 import json
 from pathlib import Path
 
+import coframe.resampling.block as block_mod
+import coframe.resampling.resample as resample_mod
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import zarr
-from samples import rotation
-from scipy import ndimage
-
-import transforms.resample as resample_mod
-import transforms.resample_block as block_mod
-from transforms.affine import Affine, Scale, Translation
-from transforms.base import Sequence as Chain
-from transforms.bspline import BSpline
-from transforms.errors import OutputError, OverwriteError, TransformError
-from transforms.field import DisplacementField
-from transforms.resample import resample
-from transforms.resample_block import ImageSource
-from transforms.resample_chain import (
+from coframe.core.errors import OutputError, OverwriteError, TransformError
+from coframe.resampling.block import ImageSource
+from coframe.resampling.chain import (
     SplineLead,
     inverse_tolerance,
     map_points,
     prepare_chain,
     spline_lead,
 )
-from transforms.resample_plan import OutputGrid
-from transforms.sitk_bridge import array_to_image, resample_image, to_sitk
-from transforms.tps import ThinPlateSpline
-from volumes.open import open_volume
-from volumes.write import create_ome_zarr
+from coframe.resampling.plan import OutputGrid
+from coframe.resampling.resample import resample
+from coframe.transforms.affine import Affine, Scale, Translation
+from coframe.transforms.base import Sequence as Chain
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
+from coframe.transforms.tps import ThinPlateSpline
+from coframe.volumes.open import open_volume
+from coframe.volumes.write import create_ome_zarr
+from samples import rotation
+from scipy import ndimage
 
 SRC_SHAPE = (40, 48, 56)
 SRC_VS = (2.0, 2.0, 2.0)
@@ -313,7 +312,7 @@ def test_label_pyramid_takes_the_mode(tmp_path: Path) -> None:
 
 
 def test_linear_on_labels_is_refused(source_dir: Path, tmp_path: Path) -> None:
-    from transforms.errors import MetadataError
+    from coframe.core.errors import MetadataError
 
     with pytest.raises(MetadataError, match="--interpolation nearest"):
         resample(
@@ -558,10 +557,10 @@ def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Pa
 
     code = (
         "import sys\n"
-        "from transforms.affine import Affine\n"
-        "from transforms.resample import resample\n"
-        "from transforms.resample_block import ImageSource\n"
-        "from transforms.resample_plan import OutputGrid\n"
+        "from coframe.transforms.affine import Affine\n"
+        "from coframe.resampling.resample import resample\n"
+        "from coframe.resampling.block import ImageSource\n"
+        "from coframe.resampling.plan import OutputGrid\n"
         "grid = OutputGrid((16, 16, 16), (2.0,) * 3, (4.0,) * 3, ('z', 'y', 'x'), 'nanometer',"
         " (8, 8, 8))\n"
         "identity = Affine.from_linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]])\n"

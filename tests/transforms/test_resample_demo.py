@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coframe.cli import app
+from coframe.demo.resample import OUT_DIR, demo_resample_step
+from coframe.demo.sample import make_demo
+from coframe.volumes.open import open_volume
 from scipy import ndimage
 from typer.testing import CliRunner
-
-from cli import app
-from transforms.resample_demo import OUT_DIR, demo_resample_step
-from volumes.demo import make_demo
-from volumes.open import open_volume
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from coframe.resampling.block import ImageSource
+from coframe.resampling.plan import OutputGrid
+from coframe.resampling.resample import resample
+from coframe.transforms.affine import Affine
+from coframe.transforms.field import DisplacementField
+from coframe.volumes.write import create_ome_zarr
 from scipy import ndimage
-
-from transforms.affine import Affine
-from transforms.field import DisplacementField
-from transforms.resample import resample
-from transforms.resample_block import ImageSource
-from transforms.resample_plan import OutputGrid
-from volumes.write import create_ome_zarr
 
 
 @pytest.mark.parametrize("chain", ["affine", "affine+field"])

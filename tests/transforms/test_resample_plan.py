@@ -6,13 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
-from transforms.affine import Affine, Scale, Translation
-from transforms.base import Identity
-from transforms.errors import LevelError, MetadataError
-from transforms.field import DisplacementField
-from transforms.resample import plan_run
-from transforms.resample_plan import (
+from coframe.core.errors import LevelError, MetadataError
+from coframe.resampling.plan import (
     OutputGrid,
     choose_source_level,
     grid_for_target,
@@ -22,7 +17,11 @@ from transforms.resample_plan import (
     plan_blocks,
     source_box,
 )
-from volumes.volume import Level, Volume
+from coframe.resampling.resample import plan_run
+from coframe.transforms.affine import Affine, Scale, Translation
+from coframe.transforms.base import Identity
+from coframe.transforms.field import DisplacementField
+from coframe.volumes.volume import Level, Volume
 
 
 class _Shape:

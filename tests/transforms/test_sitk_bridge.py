@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from samples import rotation
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.bspline import BSpline
-from transforms.errors import DimensionError, MetadataError, TransformError
-from transforms.field import DisplacementField
-from transforms.sitk_bridge import (
+from coframe.core.errors import DimensionError, MetadataError, TransformError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.sitk_bridge import (
     apply_sitk,
     array_to_image,
     empty_image,
@@ -23,7 +21,8 @@ from transforms.sitk_bridge import (
     sitk_points,
     to_sitk,
 )
-from transforms.tps import ThinPlateSpline
+from coframe.transforms.tps import ThinPlateSpline
+from samples import rotation
 
 RNG = np.random.default_rng(1234)
 

@@ -1,4 +1,4 @@
-"""`coframe info` and volumes.info: the description, the table, and one-line errors."""
+"""`coframe info` and coframe.volumes.info: the description, the table, and one-line errors."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from coframe.cli import app
+from coframe.volumes.info import describe, render_text
+from coframe.volumes.open import open_volume
 from typer.testing import CliRunner
-
-from cli import app
-from volumes.info import describe, render_text
-from volumes.open import open_volume
 
 
 def _image(

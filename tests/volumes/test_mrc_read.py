@@ -8,9 +8,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-
-from transforms.errors import FormatError, MetadataError
-from volumes.open import detect_format, open_volume
+from coframe.core.errors import FormatError, MetadataError
+from coframe.volumes.open import detect_format, open_volume
 
 
 def _write(

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from coframe.core.errors import AxisError, FormatError, MetadataError, ParseError
+from coframe.volumes.open import open_volume
 from numcodecs import Zstd
-
-from transforms.errors import AxisError, FormatError, MetadataError, ParseError
-from volumes.open import open_volume
 
 
 def _ngff_image(

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from samples import cellmap_pyramid
-
-from transforms.errors import (
+from coframe.core.errors import (
     AxisError,
     DimensionError,
     FormatError,
@@ -20,8 +18,9 @@ from transforms.errors import (
     MetadataError,
     UnitError,
 )
-from volumes.open import detect_format, open_volume, parse_floats, parse_select
-from volumes.volume import Volume
+from coframe.volumes.open import detect_format, open_volume, parse_floats, parse_select
+from coframe.volumes.volume import Volume
+from samples import cellmap_pyramid
 
 
 @pytest.fixture

@@ -7,16 +7,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from transforms.affine import Translation
-from transforms.base import Identity
-from transforms.bspline import BSpline
-from transforms.errors import MetadataError, TransformError
-from transforms.graph import Edge, SpaceGraph
-from transforms.resample_chain import map_points
-from volumes.overlay import orthogonal_plane, sample_plane
-from volumes.overlay_views import Channel, OverlayOptions, make_overlay
-from volumes.render import (
+from coframe.core.errors import MetadataError, TransformError
+from coframe.resampling.chain import map_points
+from coframe.transforms.affine import Translation
+from coframe.transforms.base import Identity
+from coframe.transforms.bspline import BSpline
+from coframe.transforms.graph import Edge, SpaceGraph
+from coframe.views.overlay import orthogonal_plane, sample_plane
+from coframe.views.overlay_views import Channel, OverlayOptions, make_overlay
+from coframe.views.render import (
     composite,
     difference,
     draw_scale_bar,
@@ -28,8 +27,8 @@ from volumes.render import (
     robust_limits,
     scale_bar,
 )
-from volumes.volume import Level, Volume
-from volumes.write import create_ome_zarr
+from coframe.volumes.volume import Level, Volume
+from coframe.volumes.write import create_ome_zarr
 
 
 class NumpySource:
@@ -253,7 +252,7 @@ def _counted(volume: Volume) -> tuple[Volume, list[CountingSource]]:
 
 
 def test_overlay_of_a_20000_cubed_source_reads_only_the_chunks_it_shows(tmp_path) -> None:
-    from volumes.open import open_volume
+    from coframe.volumes.open import open_volume
 
     path = tmp_path / "big.zarr"
     writer = create_ome_zarr(

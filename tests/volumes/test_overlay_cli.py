@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from coframe.cli import app
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.formats.dispatch import write_transform
+from coframe.volumes.write import create_ome_zarr, write_tiff
 from PIL import Image
 from samples import blobs
-
-from cli import app
-from transforms.affine import Affine, Translation
-from transforms.formats.dispatch import write_transform
-from volumes.write import create_ome_zarr, write_tiff
 
 
 def write_volume(path: Path, data: np.ndarray, voxel: float) -> None:

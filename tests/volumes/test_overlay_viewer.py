@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
-from cli import app
-from transforms.affine import Affine, Translation
-from transforms.formats.dispatch import write_transform
-from transforms.tps import ThinPlateSpline
-from transforms.workspace import init_workspace, load_workspace
-from volumes.open import open_volume
-from volumes.write import create_ome_zarr, write_tiff
+from coframe.app.workspace import init_workspace, load_workspace
+from coframe.cli import app
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.formats.dispatch import write_transform
+from coframe.transforms.tps import ThinPlateSpline
+from coframe.volumes.open import open_volume
+from coframe.volumes.write import create_ome_zarr, write_tiff
 
 
 def textured(shape: tuple[int, ...], seed: int) -> np.ndarray:

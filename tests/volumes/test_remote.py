@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import tensorstore as ts
 import tifffile
+from coframe.core.errors import InputNotFoundError
+from coframe.volumes.open import detect_format, open_volume
+from coframe.volumes.remote import Location
 from samples import cellmap_pyramid
-
-from transforms.errors import InputNotFoundError
-from volumes.open import detect_format, open_volume
-from volumes.remote import Location
 
 DATA = np.arange(8 * 12 * 16, dtype=np.uint16).reshape(8, 12, 16)
 

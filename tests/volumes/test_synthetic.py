@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from transforms.errors import DimensionError
-from volumes import synthetic as syn
+from coframe.core.errors import DimensionError
+from coframe.demo import synthetic as syn
 
 BOX = 30_000.0
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 import tifffile.zarr
-
-from transforms.errors import AxisError, FormatError, MetadataError, UnitError
-from volumes.open import detect_format, open_volume
+from coframe.core.errors import AxisError, FormatError, MetadataError, UnitError
+from coframe.volumes.open import detect_format, open_volume
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
-from transforms.atomic import write_text_atomic
-from transforms.errors import DimensionError, OverwriteError
-from volumes.write import (
+from coframe.core.atomic import write_text_atomic
+from coframe.core.errors import DimensionError, OverwriteError
+from coframe.volumes.write import (
     create_ome_zarr,
     downsample,
     pyramid_specs,

@@ -34,20 +34,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
-
-from transforms.affine import Affine, Translation
-from transforms.atomic import write_text_atomic
-from transforms.base import Transform
-from transforms.errors import (
+from coframe.core.atomic import write_text_atomic
+from coframe.core.errors import (
     DimensionError,
     FormatError,
     InputNotFoundError,
     ParseError,
     TransformError,
 )
-from transforms.tps import ThinPlateSpline
-from transforms.units import canonical_unit, unit_factor
+from coframe.core.units import canonical_unit, unit_factor
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.base import Transform
+from coframe.transforms.tps import ThinPlateSpline
+from numpy.typing import ArrayLike
 
 #: Transform kinds :func:`landmarks_transform` fits.
 KINDS: tuple[str, ...] = ("tps", "affine", "similarity", "rigid", "translation")
@@ -701,7 +700,7 @@ def landmarks_transform(landmarks: Landmarks, kind: str = "tps") -> Transform:
 
     Notes
     -----
-    The spline is :class:`~transforms.tps.ThinPlateSpline` with BigWarp's
+    The spline is :class:`~coframe.transforms.tps.ThinPlateSpline` with BigWarp's
     ``r^2 log r`` kernel in every dimension, so it matches BigWarp's warp
     everywhere, not only at the landmarks.
 

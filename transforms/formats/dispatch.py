@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from transforms.errors import (
+from coframe.core.errors import (
     FormatError,
     InputNotFoundError,
     OverwriteError,
@@ -44,8 +43,8 @@ from transforms.errors import (
 )
 
 if TYPE_CHECKING:
-    from transforms.base import Transform
-    from transforms.workspace import Workspace
+    from coframe.app.workspace import Workspace
+    from coframe.transforms.base import Transform
 
 #: Suffixes read and written through SimpleITK.
 ITK_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
@@ -111,7 +110,7 @@ def read_transform(
     FormatError
         If the format is unknown or the file does not hold a transform.
     """
-    from transforms.units import canonical_unit
+    from coframe.core.units import canonical_unit
 
     p = Path(path)
     fmt = detect_transform_format(p) if format is None else _check_format(format)
@@ -120,14 +119,14 @@ def read_transform(
     unit = canonical_unit(unit, key="unit")
     file_unit = unit if file_unit is None else canonical_unit(file_unit, key="--unit")
     if fmt == "itk":
-        from transforms.formats.itk import read_itk
+        from coframe.transforms.formats.itk import read_itk
 
         return read_itk(p, file_unit=file_unit, unit=unit)
     if fmt == "ngff":
-        from transforms.formats.ngff import read_ngff_transform
+        from coframe.transforms.formats.ngff import read_ngff_transform
 
         return read_ngff_transform(p, unit=unit)
-    from transforms.formats import bigwarp
+    from coframe.transforms.formats import bigwarp
 
     if fmt == "bigwarp-csv":
         landmarks = bigwarp.read_bigwarp_landmarks(p, unit=unit, file_unit=file_unit)
@@ -173,7 +172,7 @@ def write_transform(
     FormatError
         If the suffix is unknown or the format cannot hold this transform.
     """
-    from transforms.units import canonical_unit
+    from coframe.core.units import canonical_unit
 
     p = Path(path)
     if p.exists() and not force:
@@ -182,18 +181,18 @@ def write_transform(
     unit = canonical_unit(unit, key="unit")
     file_unit = unit if file_unit is None else canonical_unit(file_unit, key="--unit")
     if fmt == "itk":
-        from transforms.formats.itk import write_itk
+        from coframe.transforms.formats.itk import write_itk
 
         return Path(write_itk(transform, p, file_unit=file_unit, unit=unit, force=force))
     if fmt == "ngff":
-        from transforms.formats.ngff import write_ngff_transform
+        from coframe.transforms.formats.ngff import write_ngff_transform
 
         written = write_ngff_transform(
             p, transform, input_space=input_space, output_space=output_space, unit=unit, force=force
         )
         return p if written is None else Path(written)
-    from transforms.formats import bigwarp
-    from transforms.tps import ThinPlateSpline
+    from coframe.transforms.formats import bigwarp
+    from coframe.transforms.tps import ThinPlateSpline
 
     if not isinstance(transform, ThinPlateSpline):
         raise TransformError(
@@ -251,9 +250,9 @@ def link_transform(
     DimensionError
         If the transform's dimensions disagree with the spaces' axes.
     """
-    from transforms.errors import DimensionError
-    from transforms.graph import summarize_transform
-    from transforms.units import canonical_unit
+    from coframe.core.errors import DimensionError
+    from coframe.core.units import canonical_unit
+    from coframe.transforms.graph import summarize_transform
 
     src, dst = workspace.space_of(source), workspace.space_of(target)
     path = Path(file).expanduser().absolute()
@@ -289,9 +288,9 @@ def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) 
     OverwriteError
         If ``out`` exists and ``force`` is false.
     """
-    from transforms.errors import WorkspaceError
-    from transforms.formats.ngff import SceneTransformation, write_scene
-    from transforms.formats.ngff_axes import Axis, CoordinateSystem
+    from coframe.core.errors import WorkspaceError
+    from coframe.transforms.formats.ngff import SceneTransformation, write_scene
+    from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem
 
     p = Path(out)
     if p.exists() and not force:
@@ -335,9 +334,9 @@ def import_scene(
     """
     import re
 
-    from transforms.errors import AxisError, DimensionError
-    from transforms.formats.ngff import read_scene, write_ngff_transform
-    from transforms.graph import summarize_transform
+    from coframe.core.errors import AxisError, DimensionError
+    from coframe.transforms.formats.ngff import read_scene, write_ngff_transform
+    from coframe.transforms.graph import summarize_transform
 
     scene = read_scene(path, unit=workspace.unit)
     ws = workspace
@@ -557,7 +556,7 @@ def _looks_like_bigwarp_json(p: Path) -> bool:
         raise ParseError(f"{p} line {e.lineno}, column {e.colno}: {e.msg}; fix the JSON") from e
     except (OSError, UnicodeDecodeError) as e:
         raise FormatError(f"cannot read {p}: {e}") from e
-    from transforms.formats.bigwarp import is_bigwarp_json
+    from coframe.transforms.formats.bigwarp import is_bigwarp_json
 
     return is_bigwarp_json(p)
 

@@ -7,7 +7,7 @@ displacement vectors, grid origins and spacings, B-spline coefficients and
 landmarks are multiplied by the unit factor; rotation, scale and other linear
 parts are unit-free and stay as they are. Writing does the reverse.
 
-Every kind :func:`transforms.sitk_bridge.to_sitk` supports can be written to
+Every kind :func:`coframe.transforms.sitk_bridge.to_sitk` supports can be written to
 ``.tfm``/``.txt``/``.h5``; a ``.mat`` file holds one transform, not a
 composite (a sequence of linear maps is collapsed into one affine for it).
 Writes are atomic (a temporary file beside the target, then a rename) and an
@@ -20,17 +20,16 @@ import os
 from pathlib import Path
 
 import SimpleITK as sitk
-
-from transforms.atomic import atomic_output
-from transforms.base import Sequence, Transform
-from transforms.errors import (
+from coframe.core.atomic import atomic_output
+from coframe.core.errors import (
     FormatError,
     InputNotFoundError,
     OverwriteError,
     TransformError,
 )
-from transforms.sitk_bridge import from_sitk, to_sitk
-from transforms.units import unit_factor
+from coframe.core.units import unit_factor
+from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 
 #: File name suffixes SimpleITK reads and writes as transforms.
 ITK_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".hdf", ".mat")
@@ -69,7 +68,7 @@ def read_itk(
     -------
     Transform
         The transform in numpy axis order and ``unit``; an ITK composite
-        becomes a :class:`~transforms.base.Sequence` in application order.
+        becomes a :class:`~coframe.transforms.base.Sequence` in application order.
 
     Raises
     ------

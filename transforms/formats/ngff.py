@@ -25,20 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transforms.base import Transform
-from transforms.errors import DimensionError, FormatError, ParseError, TransformError
-from transforms.formats.ngff_axes import (
+from coframe.core.errors import DimensionError, FormatError, ParseError, TransformError
+from coframe.core.units import canonical_unit
+from coframe.transforms.base import Transform
+from coframe.transforms.formats.ngff_axes import (
     Axis,
     CoordinateSystem,
     canonical_order,
     coordinate_frame,
 )
-from transforms.formats.ngff_bydimension import ByDimension
-from transforms.formats.ngff_decode import KNOWN_TYPES, Decoder
-from transforms.formats.ngff_encode import Encoder
-from transforms.formats.ngff_frames import FieldView
-from transforms.formats.ngff_io import NGFF_VERSION, NgffSource, write_container
-from transforms.units import canonical_unit
+from coframe.transforms.formats.ngff_bydimension import ByDimension
+from coframe.transforms.formats.ngff_decode import KNOWN_TYPES, Decoder
+from coframe.transforms.formats.ngff_encode import Encoder
+from coframe.transforms.formats.ngff_frames import FieldView
+from coframe.transforms.formats.ngff_io import NGFF_VERSION, NgffSource, write_container
 
 __all__ = [
     "KNOWN_TYPES",

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from transforms.errors import AxisError, DimensionError, ParseError, UnitError
-from transforms.units import NANOMETERS_PER_UNIT, canonical_unit, unit_factor
+from coframe.core.errors import AxisError, DimensionError, ParseError, UnitError
+from coframe.core.units import NANOMETERS_PER_UNIT, canonical_unit, unit_factor
 
 #: Axis types whose coordinates are lengths.
 SPACE = "space"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from transforms.affine import Affine
-from transforms.base import Transform
-from transforms.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Transform
 
 
 def _indices(values: tuple[int, ...], dim: int, what: str) -> tuple[int, ...]:

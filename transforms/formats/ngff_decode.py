@@ -3,7 +3,7 @@
 Each transformation is first built as NGFF writes it (coordinates in the
 order and units of its coordinate systems), then re-expressed in coframe's
 axis order (z, y, x) and workspace unit through the frames of its input and
-output coordinate systems (:func:`~transforms.formats.ngff_axes.coordinate_frame`).
+output coordinate systems (:func:`~coframe.transforms.formats.ngff_axes.coordinate_frame`).
 
 Every RFC-5 type is read: identity, mapAxis (axis-name and index forms),
 translation, scale, affine (rows ``(M, N+1)``, homogeneous, or flat),
@@ -21,11 +21,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import (
+from coframe.core.errors import (
     CoframeError,
     DimensionError,
     FormatError,
@@ -33,17 +29,20 @@ from transforms.errors import (
     TransformError,
     UnitError,
 )
-from transforms.formats.ngff_axes import (
+from coframe.core.units import canonical_unit, unit_factor
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.formats.ngff_axes import (
     Axis,
     CoordinateSystem,
     Frame,
     Monomial,
     coordinate_frame,
 )
-from transforms.formats.ngff_bydimension import by_dimension
-from transforms.formats.ngff_frames import change_frames, field_in_frames, raw_field_view
-from transforms.formats.ngff_io import NgffSource, ome_metadata
-from transforms.units import canonical_unit, unit_factor
+from coframe.transforms.formats.ngff_bydimension import by_dimension
+from coframe.transforms.formats.ngff_frames import change_frames, field_in_frames, raw_field_view
+from coframe.transforms.formats.ngff_io import NgffSource, ome_metadata
 
 #: Every transformation type RFC-5 defines.
 KNOWN_TYPES: tuple[str, ...] = (

@@ -1,11 +1,11 @@
 """Writing coframe transforms as OME-NGFF (RFC-5) ``coordinateTransformations``.
 
-The inverse of :mod:`transforms.formats.ngff_decode`: a transform in coframe's
+The inverse of :mod:`coframe.transforms.formats.ngff_decode`: a transform in coframe's
 axis order and workspace unit is re-expressed in the order and units of its
 input and output coordinate systems and written as JSON. Displacement fields
 become Zarr arrays (vector axis last) with their own coordinate system (the
 input axes plus one ``displacement`` axis) and their grid as a scale and
-translation; they are listed as :class:`~transforms.formats.ngff_io.ArrayToWrite`
+translation; they are listed as :class:`~coframe.transforms.formats.ngff_io.ArrayToWrite`
 for the container writer.
 """
 
@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, NumericalInverse, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import TransformError
-from transforms.field import DisplacementField
-from transforms.formats.ngff_axes import Axis, CoordinateSystem, Frame
-from transforms.formats.ngff_bydimension import ByDimension
-from transforms.formats.ngff_decode import pick_frame
-from transforms.formats.ngff_frames import change_frames
-from transforms.formats.ngff_io import NGFF_VERSION, ArrayToWrite
+from coframe.core.errors import TransformError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, NumericalInverse, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem, Frame
+from coframe.transforms.formats.ngff_bydimension import ByDimension
+from coframe.transforms.formats.ngff_decode import pick_frame
+from coframe.transforms.formats.ngff_frames import change_frames
+from coframe.transforms.formats.ngff_io import NGFF_VERSION, ArrayToWrite
 
 #: Group that holds the parameter arrays of written transformations.
 ARRAY_GROUP = "coordinateTransformations"
@@ -105,7 +104,7 @@ class Encoder:
             return self._raw(raw, fin, stem)
         raise TransformError(
             f"a {type(t).__name__} cannot be stored in OME-NGFF: sample it into a displacement "
-            "field first (transforms.field.sample_to_field)"
+            "field first (coframe.transforms.field.sample_to_field)"
         )
 
     def _raw(self, t: Transform, fin: Frame, stem: str) -> dict[str, Any]:
@@ -148,7 +147,7 @@ class Encoder:
         if affine is None:
             raise TransformError(
                 f"a {type(t).__name__} cannot be stored in OME-NGFF: sample it into a "
-                "displacement field first (transforms.field.sample_to_field)"
+                "displacement field first (coframe.transforms.field.sample_to_field)"
             )
         return {"type": "affine", "affine": _numbers(Affine(affine.matrix).matrix)}
 

@@ -1,7 +1,7 @@
 """Re-expressing transforms after a change of axis order and unit (NGFF <-> coframe).
 
 A point written in an NGFF coordinate system becomes a coframe point through a
-:class:`~transforms.formats.ngff_axes.Monomial` map (axis permutation and a
+:class:`~coframe.transforms.formats.ngff_axes.Monomial` map (axis permutation and a
 unit factor per axis). :func:`change_frames` rewrites a transform ``t`` as
 ``post ∘ t ∘ pre`` for such maps, keeping its kind where it can: affines stay
 affines, displacement fields stay fields (their grid axes and vector
@@ -14,14 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from transforms.affine import Affine, Rotation, Scale, Translation
-from transforms.base import Identity, NumericalInverse, Sequence, Transform
-from transforms.bijection import Bijection
-from transforms.errors import DimensionError, TransformError
-from transforms.field import DisplacementField, InverseDisplacementField
-from transforms.formats.ngff_axes import Monomial
-from transforms.formats.ngff_bydimension import ByDimension
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Identity, NumericalInverse, Sequence, Transform
+from coframe.transforms.bijection import Bijection
+from coframe.transforms.field import DisplacementField, InverseDisplacementField
+from coframe.transforms.formats.ngff_axes import Monomial
+from coframe.transforms.formats.ngff_bydimension import ByDimension
 
 #: Absolute tolerance when recognising identity, diagonal or orthonormal matrices.
 MATRIX_TOLERANCE = 1e-12

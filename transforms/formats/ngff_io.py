@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import zarr
-
-from transforms.atomic import atomic_output, refuse_existing, write_text_atomic
-from transforms.errors import FormatError, InputNotFoundError, ParseError
+from coframe.core.atomic import atomic_output, refuse_existing, write_text_atomic
+from coframe.core.errors import FormatError, InputNotFoundError, ParseError
 
 #: The OME-NGFF version written.
 NGFF_VERSION = "0.6"

@@ -1,6 +1,6 @@
 """The built-in CellMap-like synthetic sample with its ground truth and workspace.
 
-:func:`make_demo` renders one seeded :class:`~volumes.synthetic.Tissue` as
+:func:`make_demo` renders one seeded :class:`~coframe.demo.synthetic.Tissue` as
 every modality of a correlative volume-EM experiment and writes:
 
 - ``fibsem.zarr/recon-1/em/fibsem-uint8``: OME-Zarr 0.4 in the CellMap layout
@@ -42,21 +42,24 @@ from typing import Any
 
 import numpy as np
 import zarr
-from scipy.spatial.transform import Rotation
-
-from transforms.atomic import write_text_atomic
-from transforms.errors import CoframeError, OverwriteError
-from transforms.formats.bigwarp import Landmarks, write_bigwarp_json, write_bigwarp_landmarks
-from transforms.workspace import init_workspace
-from volumes import synthetic as syn
-from volumes.demo_truth import GroundTruth, fit_affine_2d_to_3d, make_truth
-from volumes.write import (
+from coframe.app.workspace import init_workspace
+from coframe.core.atomic import write_text_atomic
+from coframe.core.errors import CoframeError, OverwriteError
+from coframe.demo import synthetic as syn
+from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d, make_truth
+from coframe.transforms.formats.bigwarp import (
+    Landmarks,
+    write_bigwarp_json,
+    write_bigwarp_landmarks,
+)
+from coframe.volumes.write import (
     LevelSpec,
     MultiscaleWriter,
     create_ome_zarr,
     write_mrc,
     write_tiff,
 )
+from scipy.spatial.transform import Rotation
 
 EM_PATH = "fibsem.zarr/recon-1/em/fibsem-uint8"
 LABELS_PATH = "fibsem.zarr/recon-1/labels/nuc"

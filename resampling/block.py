@@ -1,7 +1,7 @@
 """Computing and writing one block of a chunked resampling (what a worker runs).
 
 A worker receives a picklable :class:`BlockJob` and a
-:class:`~transforms.resample_plan.Block`. It opens the source itself from its
+:class:`~coframe.resampling.plan.Block`. It opens the source itself from its
 :class:`ImageSource` spec (cached per process), computes the block piece by
 piece (each piece reads only the source box it maps into) and writes the
 pieces straight into the output Zarr array, then drops a done marker so an
@@ -11,10 +11,10 @@ Three resampling methods give the same result:
 
 - ``kernel``: linear interpolation onto a 3D grid through an affine, or a
   leading B-spline (made a dense field per piece) and at most one affine,
-  by coframe's compiled kernel (:mod:`transforms.resample_kernel`), which
+  by coframe's compiled kernel (:mod:`coframe.resampling.kernel`), which
   computes SimpleITK's values voxel for voxel, several times faster.
 - ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
-  converted once per process (:mod:`transforms.resample_chain`: affine
+  converted once per process (:mod:`coframe.resampling.chain`: affine
   chains, non-linear chains whose fields cover every point, a leading
   B-spline made a dense field per piece).
 - ``numpy``: the source coordinates of every voxel from ``transform.apply``
@@ -34,12 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import ndimage
-
-from transforms.base import Transform
-from transforms.errors import CoframeError, OutputError
-from transforms.resample_chain import inverse_tolerance, map_points
-from transforms.resample_plan import (
+from coframe.core.errors import CoframeError, OutputError
+from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.plan import (
     INTERPOLATION_MARGIN,
     INTERPOLATIONS,
     Block,
@@ -47,8 +44,10 @@ from transforms.resample_plan import (
     pieces,
     source_box,
 )
-from volumes.sources import ZarrSource
-from volumes.volume import Level, Volume
+from coframe.transforms.base import Transform
+from coframe.volumes.sources import ZarrSource
+from coframe.volumes.volume import Level, Volume
+from scipy import ndimage
 
 #: Name of the run-state directory inside an output.
 STATE_DIR = ".coframe"
@@ -76,7 +75,7 @@ class SourceSpec(Protocol):
 
 @dataclass(frozen=True)
 class ImageSource:
-    """An image opened from a path or URL with :func:`volumes.open.open_volume`.
+    """An image opened from a path or URL with :func:`coframe.volumes.open.open_volume`.
 
     Parameters
     ----------
@@ -100,7 +99,7 @@ class ImageSource:
 
     def open(self) -> Volume:
         """Open the image."""
-        from volumes.open import open_volume
+        from coframe.volumes.open import open_volume
 
         return open_volume(
             self.path,
@@ -268,8 +267,8 @@ def cast_like_itk(values: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def _sitk_transform(job: BlockJob) -> Any:
-    """The job's chain prepared for SimpleITK (:func:`~transforms.resample_chain.prepare_chain`)."""
-    from transforms.resample_chain import prepare_chain
+    """The job's chain prepared for SimpleITK (:func:`~coframe.resampling.chain.prepare_chain`)."""
+    from coframe.resampling.chain import prepare_chain
 
     with _LOCK:
         cached = _SITK_TRANSFORMS.get(job.token)
@@ -288,8 +287,8 @@ def _box_start(box: tuple[slice, ...]) -> np.ndarray:
 def _sitk_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    from transforms.resample_chain import piece_transform
-    from transforms.sitk_bridge import empty_image, resample_image
+    from coframe.resampling.chain import piece_transform
+    from coframe.transforms.sitk_bridge import empty_image, resample_image
 
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
     box_shape = tuple(s.stop - s.start for s in box)
@@ -313,8 +312,8 @@ def _sitk_piece(
 def _kernel_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    from transforms.resample_chain import SplineLead, piece_displacement
-    from transforms.resample_kernel import linear_affine_of, resample_linear_affine
+    from coframe.resampling.chain import SplineLead, piece_displacement
+    from coframe.resampling.kernel import linear_affine_of, resample_linear_affine
 
     source = np.empty(tuple(s.stop - s.start for s in box), dtype=level.dtype)
     read_source(job.source, level, box, out=source)
@@ -586,7 +585,7 @@ class PyramidJob:
     output
         Output group directory.
     levels
-        Geometry of every level (:class:`volumes.write.LevelSpec`).
+        Geometry of every level (:class:`coframe.volumes.write.LevelSpec`).
     axes, unit
         Axis names and unit of the pyramid.
     labels
@@ -617,8 +616,7 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
         If the disk is full.
     """
     import zarr
-
-    from volumes.write import MultiscaleWriter
+    from coframe.volumes.write import MultiscaleWriter
 
     try:
         group = zarr.open_group(job.output, mode="r+")

@@ -3,7 +3,7 @@
 :func:`run_register` opens the two images by name, builds the preset with the
 command's overrides, finds the start (landmarks, the workspace's current
 FIXED -> MOVING path, or the preset's fallback), calls
-:func:`registration.pipeline.register`, measures TRE against held-out
+:func:`coframe.registration.pipeline.register`, measures TRE against held-out
 landmarks and any ground truth, and stores the FIXED -> MOVING edge with its
 provenance only when QC allows it. The estimators themselves never write.
 """
@@ -17,25 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from registration import landmarks as lmk
-from registration.inputs import check_pair
-from registration.pipeline import RegistrationResult, register
-from registration.presets import load_preset, parse_overrides
-from registration.qc import rounded, tre, verdict
-from transforms.affine import Affine
-from transforms.base import Sequence, Transform
-from transforms.errors import (
+from coframe.app.workspace import Workspace, make_provenance
+from coframe.core.errors import (
     InputNotFoundError,
     NoPathError,
     OverwriteError,
     RegistrationError,
     WorkspaceError,
 )
-from transforms.field import DisplacementField
-from transforms.formats.bigwarp import Landmarks
-from transforms.units import unit_factor
-from transforms.workspace import Workspace, make_provenance
+from coframe.core.units import unit_factor
+from coframe.registration import landmarks as lmk
+from coframe.registration.inputs import check_pair
+from coframe.registration.pipeline import RegistrationResult, register
+from coframe.registration.presets import load_preset, parse_overrides
+from coframe.registration.qc import rounded, tre, verdict
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.formats.bigwarp import Landmarks
 
 #: Where the demo keeps its FIB-SEM -> X-ray ground truth, relative to the workspace.
 DEMO_TRUTH = Path("ground_truth") / "fibsem_to_xray_numbers.json"
@@ -240,7 +239,7 @@ def _truth_tre(
         elif spaces != (source, target):
             return None
     else:
-        from transforms.formats.dispatch import read_transform
+        from coframe.transforms.formats.dispatch import read_transform
 
         truth = read_transform(path, unit=ws.unit, file_unit=req.landmarks_unit)
     points = result.fixed.masked_points(TRE_POINTS, seed=result.preset.seed + 17)
@@ -254,7 +253,7 @@ def _is_demo_numbers(path: Path) -> bool:
 def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
     if path is None:
         return None
-    from volumes.open import open_volume
+    from coframe.volumes.open import open_volume
 
     location = str(path) if "://" in str(path) else str(Path(path).expanduser().absolute())
     try:
@@ -348,8 +347,8 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
         return ws, RegisterOutcome(
             result, fixed_space, moving_space, tres, fit_summary, None, reason
         )
-    from transforms.formats.dispatch import write_transform
-    from transforms.graph import summarize_transform
+    from coframe.transforms.formats.dispatch import write_transform
+    from coframe.transforms.graph import summarize_transform
 
     path.parent.mkdir(parents=True, exist_ok=True)
     written = write_transform(result.transform, path, unit=ws.unit, format="itk", force=req.force)
@@ -509,7 +508,7 @@ def demo_register_step(directory: Path, sample: Any = None) -> str:
     str
         The report, ending with the refusal reason when nothing was stored.
     """
-    from transforms.workspace import load_workspace
+    from coframe.app.workspace import load_workspace
 
     ws = load_workspace(directory)
     request = RegisterRequest(

@@ -15,8 +15,7 @@ from html import escape
 from typing import Any
 
 import numpy as np
-
-from volumes.render import png_bytes
+from coframe.views.render import png_bytes
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;

@@ -2,7 +2,7 @@
 
 The map is rigid + anisotropic scale + shift, followed by a smooth warp held
 as a displacement grid in X-ray space; the X-ray is rendered through its
-inverse, so the stored grid reproduces it exactly (:mod:`volumes.demo`).
+inverse, so the stored grid reproduces it exactly (:mod:`coframe.demo.sample`).
 """
 
 from __future__ import annotations

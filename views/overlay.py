@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from coframe.core.errors import DimensionError, MetadataError
+from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Transform
+from coframe.volumes.volume import Level, Volume
 from scipy import ndimage
-
-from transforms.affine import Affine
-from transforms.base import Transform
-from transforms.errors import DimensionError, MetadataError
-from transforms.resample_chain import inverse_tolerance, map_points
-from volumes.volume import Level, Volume
 
 #: Views through a 3D frame: (display name, normal axis, row axis, column axis).
 ORTHOGONAL_VIEWS: dict[str, tuple[int, int, int]] = {"z": (0, 1, 2), "y": (1, 0, 2), "x": (2, 0, 1)}
@@ -424,7 +423,7 @@ def flat_plane(
 
 def format_length(value: float, unit: str) -> str:
     """A length in the most readable of nm, µm and mm (``"1.5 µm"``)."""
-    from transforms.units import unit_factor
+    from coframe.core.units import unit_factor
 
     nm = value * unit_factor(unit, "nanometer")
     for name, factor in (("mm", 1e6), ("µm", 1e3)):

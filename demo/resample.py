@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from transforms.errors import NoPathError
-from transforms.resample import ResampleResult, resample_workspace
+from coframe.core.errors import NoPathError
+from coframe.resampling.resample import ResampleResult, resample_workspace
 
 #: Output voxel size (nm) of the resampling into FIB-SEM space.
 FIBSEM_VOXEL = 128.0
@@ -55,7 +54,7 @@ def demo_resample_step(directory: Path, sample: Any = None) -> str:
     directory
         The demo workspace.
     sample
-        The :class:`volumes.demo.DemoSample` (its crop box places the
+        The :class:`coframe.demo.sample.DemoSample` (its crop box places the
         FIB-SEM-space outputs; without it they cover the whole block).
 
     Returns
@@ -63,7 +62,7 @@ def demo_resample_step(directory: Path, sample: Any = None) -> str:
     str
         One line per output, or why the step was skipped.
     """
-    from transforms.workspace import load_workspace
+    from coframe.app.workspace import load_workspace
 
     root = Path(directory)
     ws = load_workspace(root)

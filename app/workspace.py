@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-
-from transforms.atomic import write_text_atomic
-from transforms.errors import (
+from coframe.core.atomic import write_text_atomic
+from coframe.core.errors import (
     DimensionError,
     InputNotFoundError,
     OverwriteError,
@@ -50,19 +49,19 @@ from transforms.errors import (
     UnitError,
     WorkspaceError,
 )
-from transforms.formats.dispatch import FORMATS as EDGE_FORMATS
-from transforms.formats.dispatch import (  # noqa: F401
+from coframe.core.units import canonical_unit
+from coframe.transforms.formats.dispatch import FORMATS as EDGE_FORMATS
+from coframe.transforms.formats.dispatch import (  # noqa: F401
     make_provenance,
     plain_values,
     sha256_path,
     software_versions,
 )
-from transforms.units import canonical_unit
 
 if TYPE_CHECKING:
-    from transforms.base import Transform
-    from transforms.graph import SpaceGraph
-    from volumes.volume import Volume
+    from coframe.transforms.base import Transform
+    from coframe.transforms.graph import SpaceGraph
+    from coframe.volumes.volume import Volume
 
 #: Name of the workspace file inside a workspace directory.
 WORKSPACE_FILE = "coframe.yaml"
@@ -318,9 +317,9 @@ class Workspace:
         name
             Image name.
         **kwargs
-            Extra keyword arguments for :func:`volumes.open.open_volume`.
+            Extra keyword arguments for :func:`coframe.volumes.open.open_volume`.
         """
-        from volumes.open import open_volume
+        from coframe.volumes.open import open_volume
 
         if name not in self.images:
             raise WorkspaceError(
@@ -407,14 +406,14 @@ class Workspace:
 
     def load_edge(self, edge: EdgeEntry) -> Transform:
         """Read an edge's transform, in the workspace unit."""
-        from transforms.formats.dispatch import read_transform
+        from coframe.transforms.formats.dispatch import read_transform
 
         path = self.resolve(edge.file)
         return read_transform(path, format=edge.format, file_unit=edge.unit, unit=self.unit)
 
     def graph(self) -> SpaceGraph:
         """The space graph of this workspace; transform files are read lazily."""
-        from transforms.graph import Edge, SpaceGraph
+        from coframe.transforms.graph import Edge, SpaceGraph
 
         edges = [
             Edge(

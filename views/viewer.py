@@ -33,25 +33,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-
-from transforms.affine import Affine
-from transforms.atomic import atomic_output, refuse_existing, write_text_atomic
-from transforms.errors import CoframeError
-from transforms.units import unit_factor
-from volumes.overlay import Plane, flat_plane, orthogonal_plane, sample_plane
-from volumes.overlay_views import (
+from coframe.core.atomic import atomic_output, refuse_existing, write_text_atomic
+from coframe.core.errors import CoframeError
+from coframe.core.units import unit_factor
+from coframe.transforms.affine import Affine
+from coframe.views.overlay import Plane, flat_plane, orthogonal_plane, sample_plane
+from coframe.views.overlay_views import (
     Channel,
     OverlayOptions,
     build_planes,
     resolve_plane,
     workspace_channels,
 )
-from volumes.render import robust_limits
-from volumes.volume import Volume
+from coframe.views.render import robust_limits
+from coframe.volumes.volume import Volume
 
 if TYPE_CHECKING:
-    from transforms.graph import SpaceGraph
-    from transforms.workspace import Workspace
+    from coframe.app.workspace import Workspace
+    from coframe.transforms.graph import SpaceGraph
 
 #: Channel colours (hex RGB) of A and B.
 COLOURS = ("FF00FF", "00FF00")

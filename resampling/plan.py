@@ -28,11 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from transforms.base import Transform
-from transforms.errors import DimensionError, MetadataError
-from transforms.resample_chain import inverse_tolerance, map_points
-from volumes.volume import Level, Volume
+from coframe.core.errors import DimensionError, MetadataError
+from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.transforms.base import Transform
+from coframe.volumes.volume import Level, Volume
 
 #: Default output chunk shapes by number of axes (CellMap uses 64x128x128).
 DEFAULT_CHUNKS: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (64, 128, 128)}

@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from transforms.base import Identity, Transform
-from transforms.errors import CoframeError
-from volumes.overlay_views import Channel, OverlayOptions, build_planes, make_overlay
-from volumes.report_html import (
+from coframe.core.errors import CoframeError
+from coframe.transforms.base import Identity, Transform
+from coframe.views.overlay_views import Channel, OverlayOptions, build_planes, make_overlay
+from coframe.views.report_html import (
     details,
     figure,
     grid_table,
@@ -44,7 +43,7 @@ from volumes.report_html import (
 )
 
 if TYPE_CHECKING:
-    from transforms.workspace import EdgeEntry, Workspace
+    from coframe.app.workspace import EdgeEntry, Workspace
 
 #: Where provenance values may be grouped.
 _GROUPS = ("metric", "metrics", "qc", "parameters", "result")
@@ -114,7 +113,7 @@ def _image_in(ws: Workspace, space: str) -> str | None:
 
 
 def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
-    from transforms.errors import WorkspaceError
+    from coframe.core.errors import WorkspaceError
 
     a_name, b_name = _image_in(ws, edge.source), _image_in(ws, edge.target)
     if a_name is None or b_name is None:
@@ -127,7 +126,7 @@ def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
 
 
 def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tuple[Transform, str]:
-    from transforms.affine import Affine
+    from coframe.transforms.affine import Affine
 
     initial = find_value(prov, "initial", "initial_transform", "init_edge", "init")
     if isinstance(initial, Mapping) and "matrix" in initial:
@@ -136,7 +135,7 @@ def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tupl
     if isinstance(initial, list):
         return Affine(np.asarray(initial, float)), "initial transform"
     if isinstance(initial, str) and initial:
-        from transforms.formats.dispatch import read_transform
+        from coframe.transforms.formats.dispatch import read_transform
 
         if "->" in initial:
             src, _, dst = (part.strip() for part in initial.partition("->"))
@@ -217,7 +216,7 @@ def _registration_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int
 
 
 def _section_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int) -> None:
-    from volumes.render import render_mode, upscale, zoom_factor
+    from coframe.views.render import render_mode, upscale, zoom_factor
 
     prov = edge.provenance
     pose = ws.load_edge(edge)
@@ -315,7 +314,7 @@ def build_report(ws: Workspace, *, size: int = 256) -> str:
     size
         Longest side of each overlay view in pixels.
     """
-    from transforms.graph import describe_graph
+    from coframe.transforms.graph import describe_graph
 
     desc = describe_graph(ws)
     spaces = []
@@ -367,7 +366,7 @@ def write_report(
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from transforms.atomic import refuse_existing, write_text_atomic
+    from coframe.core.atomic import refuse_existing, write_text_atomic
 
     target = Path(out) if out is not None else ws.root / "report.html"
     refuse_existing(target, force)

@@ -6,7 +6,7 @@ is converted into it on load. An unknown unit is an error, never a guess.
 
 from __future__ import annotations
 
-from transforms.errors import UnitError
+from coframe.core.errors import UnitError
 
 #: Length of one unit in nanometres, keyed by the canonical OME-NGFF name.
 NANOMETERS_PER_UNIT: dict[str, float] = {

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transforms.errors import OutputError, OverwriteError
+from coframe.core.errors import OutputError, OverwriteError
 
 
 def refuse_existing(path: str | os.PathLike[str], force: bool = False) -> Path:

@@ -1,10 +1,10 @@
 """Resample any image into any other's frame: chunked, memory-bounded, resumable, on dask.
 
 :func:`resample` pulls SOURCE's voxels back through the TARGET -> SOURCE
-point map onto an :class:`~transforms.resample_plan.OutputGrid`;
+point map onto an :class:`~coframe.resampling.plan.OutputGrid`;
 :func:`resample_workspace` finds the images, the grid and the map in a
 workspace. The work is a list of block tasks (see
-:mod:`transforms.resample_block`) run with dask: the local threaded
+:mod:`coframe.resampling.block`) run with dask: the local threaded
 scheduler by default, or a ``dask.distributed`` scheduler at an address
 (same task list either way; workers open the source from its spec and write
 their chunks straight into the output store).
@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from transforms.base import Transform
-from transforms.errors import (
+from coframe.core.errors import (
     CoframeError,
     DimensionError,
     MetadataError,
@@ -44,7 +42,7 @@ from transforms.errors import (
     OverwriteError,
     TransformError,
 )
-from transforms.resample_block import (
+from coframe.resampling.block import (
     STATE_DIR,
     BlockJob,
     ImageSource,
@@ -55,7 +53,7 @@ from transforms.resample_block import (
     run_block,
     run_pyramid_block,
 )
-from transforms.resample_chain import (
+from coframe.resampling.chain import (
     SPLINE_FIELD_BYTES,
     chain_members,
     inverse_tolerance,
@@ -63,7 +61,7 @@ from transforms.resample_chain import (
     prepare_chain,
     spline_lead,
 )
-from transforms.resample_plan import (
+from coframe.resampling.plan import (
     INTERPOLATIONS,
     Block,
     OutputGrid,
@@ -76,6 +74,7 @@ from transforms.resample_plan import (
     plan_blocks,
     source_voxels_per_output_voxel,
 )
+from coframe.transforms.base import Transform
 
 #: Default memory budget of one task.
 DEFAULT_MEMORY = "256MB"
@@ -160,7 +159,7 @@ class RunPlan:
     Parameters
     ----------
     levels
-        Output pyramid geometry (:class:`volumes.write.LevelSpec`), finest first.
+        Output pyramid geometry (:class:`coframe.volumes.write.LevelSpec`), finest first.
     shards
         Shard shape per level, or ``None`` (unsharded).
     block_shape
@@ -215,7 +214,7 @@ def _fields_cover(t: Transform, points: np.ndarray) -> bool:
     Inside its grid coframe's field (which clamps outside) and ITK's (zero
     beyond half a node outside) agree, so SimpleITK can resample the chain.
     """
-    from transforms.field import DisplacementField
+    from coframe.transforms.field import DisplacementField
 
     current = points
     for member in chain_members(t):
@@ -233,14 +232,14 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
 
     Linear resampling onto a 3D grid through an affine, or through a leading
     B-spline and at most one affine (a registration's deformable result),
-    goes through coframe's compiled kernel (:mod:`transforms.resample_kernel`:
+    goes through coframe's compiled kernel (:mod:`coframe.resampling.kernel`:
     SimpleITK's values, several times faster). SimpleITK resamples the other
     affine chains, and non-linear chains it can hold (fields, B-splines)
     whose fields cover every mapped point of the grid; thin plate splines,
     numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
     labels (ITK interpolates in double) go through numpy.
     """
-    from transforms.sitk_bridge import to_sitk
+    from coframe.transforms.sitk_bridge import to_sitk
 
     dt = np.dtype(dtype)
     if transform.input_dim != transform.output_dim or grid.ndim not in (2, 3):
@@ -260,7 +259,7 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
         if not _fields_cover(transform, points):
             return "numpy"
     if interpolation == "linear" and grid.ndim == 3 and (affine or spline_lead(transform)):
-        from transforms.resample_kernel import KERNEL_DTYPES, kernel_takes
+        from coframe.resampling.kernel import KERNEL_DTYPES, kernel_takes
 
         if dt in KERNEL_DTYPES and kernel_takes(prepare_chain(transform)):
             return "kernel"
@@ -305,7 +304,7 @@ def plan_run(
     worker when the grid allows; a piece's working memory (source box,
     SimpleITK copies or coordinate slabs, result) fits the budget.
     """
-    from volumes.write import pyramid_specs
+    from coframe.volumes.write import pyramid_specs
 
     dt = np.dtype(dtype)
     out_bytes = dt.itemsize
@@ -377,7 +376,7 @@ class _Runner:
         inside them and in their reads and writes). Distributed workers ask
         for one thread per task; since SimpleITK's default (platform)
         threader follows only the process-wide thread count, a worker lowers
-        that count to one (:func:`transforms.resample_block.run_block`).
+        that count to one (:func:`coframe.resampling.block.run_block`).
         """
         return 1 if self.client is not None else self.cores
 
@@ -393,8 +392,7 @@ class _Runner:
     ) -> list[tuple[int, Any]]:
         """Run ``fn(job, block)`` for every block, advancing a progress bar by chunks."""
         import dask
-
-        from transforms.resample_progress import chunk_progress
+        from coframe.resampling.progress import chunk_progress
 
         if not blocks:
             return []
@@ -524,8 +522,7 @@ def _declare_arrays(
 ) -> Any:
     """Create (or, when resuming, complete) the output group and its level arrays."""
     import zarr
-
-    from volumes.write import compressors
+    from coframe.volumes.write import compressors
 
     codec = compressors(compressor, compression_level, zarr_version)
     group = zarr.open_group(str(output), mode="a", zarr_format=zarr_version)
@@ -576,7 +573,7 @@ def resample(
     Parameters
     ----------
     source
-        How to open the source (:class:`~transforms.resample_block.ImageSource`
+        How to open the source (:class:`~coframe.resampling.block.ImageSource`
         or any picklable, hashable object with ``open()`` and ``describe()``).
     transform
         Output (target) -> source point map, physical coordinates.
@@ -603,7 +600,7 @@ def resample(
         ``ome-zarr`` or ``tiff`` (default from the output suffix).
     compressor, compression_level
         Chunk compressor (``lz4``, ``zstd``, ``gzip`` or ``none``, see
-        :func:`volumes.write.compressors`) and its level (default per compressor).
+        :func:`coframe.volumes.write.compressors`) and its level (default per compressor).
     force
         Replace an existing output (or an unfinished run with other arguments).
     progress
@@ -624,7 +621,7 @@ def resample(
     out = Path(output)
     if zarr_version not in (2, 3):
         raise MetadataError(f"--zarr-version {zarr_version}: expected 2 or 3")
-    from volumes.write import compressors
+    from coframe.volumes.write import compressors
 
     compressors(compressor, compression_level, zarr_version)  # an unknown name fails here
     fmt = _output_format(out, output_format)
@@ -729,7 +726,7 @@ def _output_format(out: Path, output_format: str | None) -> str:
 def _resample_tiff(
     out: Path, job: BlockJob, plan: RunPlan, runner: _Runner, *, force: bool
 ) -> tuple[int, int]:
-    from volumes.write import write_tiff
+    from coframe.volumes.write import write_tiff
 
     grid = job.grid
     size = grid.n_voxels * np.dtype(job.dtype).itemsize
@@ -753,7 +750,7 @@ def _resample_tiff(
     try:
         write_tiff(out, image, grid.voxel_size, grid.unit, grid.axes, overwrite=force)
     except OSError as e:
-        from transforms.resample_block import disk_full_error
+        from coframe.resampling.block import disk_full_error
 
         if e.errno == 28:
             raise disk_full_error(e, str(out)) from e
@@ -779,7 +776,7 @@ def _resample_zarr(
     force: bool,
     provenance: dict[str, Any] | None,
 ) -> tuple[int, int]:
-    from volumes.write import MultiscaleWriter
+    from coframe.volumes.write import MultiscaleWriter
 
     grid = job.grid
     output = str(out)
@@ -789,7 +786,7 @@ def _resample_zarr(
         group = _declare_arrays(out, plan, job.dtype, zarr_version, compressor, compression_level)
     except OSError as e:
         if e.errno == 28:
-            from transforms.resample_block import disk_full_error
+            from coframe.resampling.block import disk_full_error
 
             raise disk_full_error(e, output) from e
         raise
@@ -852,13 +849,13 @@ def resample_workspace(
     Parameters
     ----------
     workspace
-        A :class:`~transforms.workspace.Workspace`.
+        A :class:`~coframe.app.workspace.Workspace`.
     source_name, target_name
         Image names.
     output
         Output path.
     level, voxel_size, box
-        Output grid choice (see :func:`~transforms.resample_plan.grid_for_target`);
+        Output grid choice (see :func:`~coframe.resampling.plan.grid_for_target`);
         ``box`` as ``"z0,y0,x0:z1,y1,x1"`` text or corner pair.
     source_level
         Source level to read (default: nearest the output voxel size).
@@ -876,7 +873,7 @@ def resample_workspace(
     NoPathError
         If no chain of edges joins the two spaces.
     """
-    from transforms.errors import WorkspaceError
+    from coframe.core.errors import WorkspaceError
 
     if source_name not in workspace.images:
         raise WorkspaceError(

@@ -8,7 +8,7 @@
 - the 2D -> 3D affine as an OME-NGFF transform file, added to the workspace as
   the edge SECTION_SPACE -> VOLUME_SPACE with its provenance.
 
-A volume that is mirror-symmetric (see :mod:`registration.locate_symmetry`)
+A volume that is mirror-symmetric (see :mod:`coframe.registration.locate_symmetry`)
 gets one line about the pose's mirror twin; when the twin ties, the pose is
 not trusted and the line names ``--near``/``--normal`` as the way to choose.
 """
@@ -22,21 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from registration.locate import (
+from coframe.app.workspace import Workspace, make_provenance
+from coframe.core.atomic import refuse_existing, write_text_atomic
+from coframe.core.errors import CoframeError, OverwriteError, RegistrationError
+from coframe.registration.locate import (
     LocateOptions,
     LocateResult,
     check_sizes,
     locate_section,
     pose_errors,
 )
-from registration.locate_refine import slice_values
-from registration.locate_search import Grid, Pose, resample_grid
-from transforms.affine import Affine
-from transforms.atomic import refuse_existing, write_text_atomic
-from transforms.errors import CoframeError, OverwriteError, RegistrationError
-from transforms.workspace import Workspace, make_provenance
-from volumes.volume import Volume
+from coframe.registration.locate_refine import slice_values
+from coframe.registration.locate_search import Grid, Pose, resample_grid
+from coframe.transforms.affine import Affine
+from coframe.volumes.volume import Volume
 
 #: Largest side (pixels) of the matched slice; finer sections are binned by an integer factor.
 MAX_SLICE_PIXELS = 2048
@@ -121,7 +120,7 @@ def overlay_picture(match: MatchedSlice, ncc: float) -> np.ndarray:
 
     The overlay shows the section in magenta and the slice in green.
     """
-    from volumes.render import composite, normalize, robust_limits
+    from coframe.views.render import composite, normalize, robust_limits
 
     a = normalize(match.section, robust_limits(match.section))
     limits = robust_limits(match.matched, match.inside)
@@ -292,14 +291,14 @@ def store_located(
     corners3d = result.affine.apply(section_corners(section))
     report["corners"] = corners_in_spaces(workspace, dst, corners3d, skip=(src,))
     match = matched_slice(section, volume, result.affine)
-    from volumes.render import save_png
-    from volumes.write import write_tiff
+    from coframe.views.render import save_png
+    from coframe.volumes.write import write_tiff
 
     write_tiff(
         paths.slice_tiff, match.matched, (match.pixel, match.pixel), volume.unit, overwrite=force
     )
     save_png(paths.picture, overlay_picture(match, result.ncc), overwrite=force)
-    from transforms.formats.dispatch import write_transform
+    from coframe.transforms.formats.dispatch import write_transform
 
     write_transform(
         result.affine,
@@ -434,7 +433,7 @@ def _vec(values: Any, digits: int = 4) -> str:
 def truth_errors(found: Affine, truth: Affine, section: Volume, voxel: float) -> dict[str, float]:
     """Pose errors of a located section against a known pose, at the section centre.
 
-    See :func:`registration.locate.pose_errors`.
+    See :func:`coframe.registration.locate.pose_errors`.
     """
     centre = np.asarray(section.levels[0].extent, dtype=float).mean(axis=1)
     return pose_errors(found, truth, centre, voxel)

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from transforms.base import Transform
-from transforms.errors import DimensionError, MetadataError, WorkspaceError
-from volumes.overlay import (
+from coframe.core.errors import DimensionError, MetadataError, WorkspaceError
+from coframe.transforms.base import Transform
+from coframe.views.overlay import (
     MAX_PROJECTION_STEPS,
     ORTHOGONAL_VIEWS,
     Plane,
@@ -29,7 +28,7 @@ from volumes.overlay import (
     sample_plane,
     volume_box,
 )
-from volumes.render import (
+from coframe.views.render import (
     MODES,
     Panel,
     draw_scale_bar,
@@ -45,11 +44,11 @@ from volumes.render import (
     upscale,
     zoom_factor,
 )
-from volumes.volume import Volume
+from coframe.volumes.volume import Volume
 
 if TYPE_CHECKING:
-    from transforms.graph import SpaceGraph
-    from transforms.workspace import Workspace
+    from coframe.app.workspace import Workspace
+    from coframe.transforms.graph import SpaceGraph
 
 #: Views of a 3D frame: slices and maximum projections.
 VIEWS_3D = ("z", "y", "x", "max-z", "max-y", "max-x")
@@ -185,7 +184,7 @@ class Overlay:
         pair
             The view.
         mode
-            One of :data:`~volumes.render.MODES`.
+            One of :data:`~coframe.views.render.MODES`.
         bar
             Draw a scale bar.
         min_side
@@ -434,9 +433,9 @@ def parse_options(
     MetadataError
         If a value cannot be read (the message names the flag).
     """
-    from volumes.open import parse_floats
-    from volumes.overlay import parse_box
-    from volumes.render import parse_limits
+    from coframe.views.overlay import parse_box
+    from coframe.views.render import parse_limits
+    from coframe.volumes.open import parse_floats
 
     frame_u = frame.strip().upper()
     if frame_u not in ("A", "B"):
@@ -514,7 +513,7 @@ def check_output(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from transforms.atomic import refuse_existing
+    from coframe.core.atomic import refuse_existing
 
     path = Path(out)
     if path.suffix.lower() not in (".png", *TIFF_SUFFIXES):

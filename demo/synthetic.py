@@ -34,11 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
-
-from transforms.errors import DimensionError
-from volumes.synthetic_noise import (
+from coframe.core.errors import DimensionError
+from coframe.demo.noise import (
     coverage,
     ellipsoid_sd,
     hash01,
@@ -47,6 +44,8 @@ from volumes.synthetic_noise import (
     noise_separable,
     random_rotations,
 )
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
 # stain density of each material (0 = clear resin, 1 = saturated stain)
 S_RESIN = 0.03

@@ -334,7 +334,7 @@ def linear_affine_of(transform: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """``(matrix, offset)`` (ITK order) of a 3D SimpleITK affine-like transform, or ``None``.
 
     Covers the transforms coframe hands SimpleITK for affine chains
-    (:func:`transforms.sitk_bridge.to_sitk`): identity, translation, scale
+    (:func:`coframe.transforms.sitk_bridge.to_sitk`): identity, translation, scale
     and affine. ITK applies each as ``matrix @ p + offset`` with zero
     entries off the diagonal where it has no matrix, which changes no bit.
     """
@@ -369,7 +369,7 @@ def kernel_takes(prepared: Any) -> bool:
     An affine, or a leading B-spline (made a dense field per piece) followed
     by at most one affine: what ``coframe register`` stores.
     """
-    from transforms.resample_chain import SplineLead
+    from coframe.resampling.chain import SplineLead
 
     if isinstance(prepared, SplineLead):
         return prepared.rest is None or linear_affine_of(prepared.rest) is not None

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from registration.locate import LocateOptions, locate_section
-from registration.locate_outputs import locate_paths, store_located, truth_errors
-from transforms.affine import Affine
-from transforms.errors import CoframeError
-from transforms.workspace import load_workspace
+from coframe.app.locate import locate_paths, store_located, truth_errors
+from coframe.app.workspace import load_workspace
+from coframe.core.errors import CoframeError
+from coframe.registration.locate import LocateOptions, locate_section
+from coframe.transforms.affine import Affine
 
 #: Largest tilt (degrees) of the demo sections' normals searched from the z axis.
 MAX_TILT = 25.0
@@ -35,7 +34,7 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
     directory
         The demo workspace directory.
     sample
-        The :class:`volumes.demo.DemoSample` written there.
+        The :class:`coframe.demo.sample.DemoSample` written there.
 
     Returns
     -------

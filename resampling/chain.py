@@ -11,10 +11,10 @@ registration, e.g. FIB-SEM -> X-ray): ITK evaluates a B-spline from 4^3
 control points per voxel, about 7x the cost of the rest of the resampling.
 Such a chain is prepared once (:func:`prepare_chain`) and, for each piece,
 its B-spline is evaluated separably on the piece's voxel centres
-(:meth:`~transforms.bspline.BSpline.displacement_on_grid`) into a dense
+(:meth:`~coframe.transforms.bspline.BSpline.displacement_on_grid`) into a dense
 displacement field on the piece's own grid, which ITK then reads at its
 nodes: the same points, the same values. The compiled kernel
-(:mod:`transforms.resample_kernel`) takes the same field as an array
+(:mod:`coframe.resampling.kernel`) takes the same field as an array
 (:func:`piece_displacement`) and reads it as ITK does.
 """
 
@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from transforms.base import NumericalInverse, Transform
-from transforms.bspline import BSpline
+from coframe.transforms.base import NumericalInverse, Transform
+from coframe.transforms.bspline import BSpline
 
 #: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points`).
 INVERSE_TOLERANCE_VOXELS = 0.5
@@ -40,8 +39,8 @@ SPLINE_FIELD_BYTES = 2 * 8
 
 def chain_members(t: Transform) -> list[Transform]:
     """The maps of a chain in the order they apply (nested sequences and bijections opened)."""
-    from transforms.base import Sequence as Chain
-    from transforms.bijection import Bijection
+    from coframe.transforms.base import Sequence as Chain
+    from coframe.transforms.bijection import Bijection
 
     if isinstance(t, Chain):
         return [m for member in t.transforms for m in chain_members(member)]
@@ -136,8 +135,8 @@ def spline_lead(t: Transform) -> tuple[np.ndarray, np.ndarray, BSpline, list[Tra
 
 def prepare_chain(t: Transform) -> Any:
     """The chain as SimpleITK needs it: an ITK transform, or a :class:`SplineLead`."""
-    from transforms.base import Sequence as Chain
-    from transforms.sitk_bridge import to_sitk
+    from coframe.transforms.base import Sequence as Chain
+    from coframe.transforms.sitk_bridge import to_sitk
 
     affine = t.as_affine()
     if affine is not None:
@@ -172,7 +171,7 @@ def piece_displacement(
     prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
 ) -> np.ndarray:
     """The dense field :func:`piece_transform` gives ITK, as ``(*shape, d)`` vectors (x, y, z)."""
-    from transforms.sitk_bridge import bspline_grid_vectors
+    from coframe.transforms.sitk_bridge import bspline_grid_vectors
 
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     return bspline_grid_vectors(prepared.spline, moved, shifts)
@@ -197,8 +196,7 @@ def piece_transform(
     if not isinstance(prepared, SplineLead):
         return prepared
     import SimpleITK as sitk
-
-    from transforms.sitk_bridge import bspline_grid_transform
+    from coframe.transforms.sitk_bridge import bspline_grid_transform
 
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     lead = bspline_grid_transform(prepared.spline, moved, origin, voxel_size, shifts)

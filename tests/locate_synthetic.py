@@ -1,9 +1,9 @@
 """Phantoms for slice-to-volume registration: textured volumes, random poses, sections.
 
-A section is cut from a volume along a known :class:`~registration.locate_search.Pose`,
+A section is cut from a volume along a known :class:`~coframe.registration.locate_search.Pose`,
 then degraded the way a TEM section differs from an X-ray volume: blur,
 noise, inverted contrast. Tests, the benchmark and the demo check that
-:func:`registration.locate.locate_section` recovers the pose.
+:func:`coframe.registration.locate.locate_section` recovers the pose.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from coframe.core.errors import DimensionError
+from coframe.registration.locate_search import Grid, Pose, plane_basis
+from coframe.volumes.volume import SPATIAL_AXES_2D, SPATIAL_AXES_3D, Level, Volume
 from scipy import ndimage
-
-from registration.locate_search import Grid, Pose, plane_basis
-from transforms.errors import DimensionError
-from volumes.volume import SPATIAL_AXES_2D, SPATIAL_AXES_3D, Level, Volume
 
 
 def blob_phantom(
@@ -195,7 +194,7 @@ def extract_section(
 
 
 class ArrayInMemory:
-    """An in-memory numpy array as a :class:`~volumes.volume.ArraySource`."""
+    """An in-memory numpy array as a :class:`~coframe.volumes.volume.ArraySource`."""
 
     def __init__(self, array: np.ndarray) -> None:
         self._array = np.asarray(array)
@@ -223,7 +222,7 @@ class ArrayInMemory:
 def grid_volume(
     grid: Grid, *, unit: str = "nanometer", modality: str | None = None, source: str = "memory"
 ) -> Volume:
-    """A one-level :class:`~volumes.volume.Volume` holding a grid in memory."""
+    """A one-level :class:`~coframe.volumes.volume.Volume` holding a grid in memory."""
     axes = SPATIAL_AXES_3D if grid.array.ndim == 3 else SPATIAL_AXES_2D
     level = Level("", ArrayInMemory(grid.array), tuple(grid.spacing), tuple(grid.origin))
     return Volume(source, "memory", axes, unit, (level,), modality)

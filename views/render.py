@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from coframe.core.atomic import atomic_output
+from coframe.core.errors import DimensionError, MetadataError
+from coframe.core.units import canonical_unit, unit_factor
 from PIL import Image, ImageDraw, ImageFont
-
-from transforms.atomic import atomic_output
-from transforms.errors import DimensionError, MetadataError
-from transforms.units import canonical_unit, unit_factor
 
 #: Default robust contrast percentiles (low, high).
 PERCENTILES = (0.5, 99.5)

@@ -1,0 +1,1 @@
+"""The application layer: the workspace and the commands that read and write it."""

@@ -1,0 +1,1 @@
+"""The built-in CellMap-like synthetic sample and its pipeline steps."""

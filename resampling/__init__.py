@@ -1,0 +1,1 @@
+"""Chunked resampling: plan, per-piece transform chain, compiled kernel, blocks, output writer."""

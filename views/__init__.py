@@ -1,0 +1,1 @@
+"""Views: rendering, overlays of two images and the report's HTML."""
