@@ -8,8 +8,35 @@ from typing import Annotated, Any
 
 import click
 import typer
-from coframe.core.errors import CoframeError
 from typer.core import TyperGroup
+
+from coframe.app.edges import export_scene, import_scene, link_transform
+from coframe.app.locate import render_locate, run_locate
+from coframe.app.overlay import overlay_in_workspace
+from coframe.app.points import points_csv_text, read_points
+from coframe.app.register import (
+    RegisterRequest,
+    demo_register_step,
+    format_report,
+    refuse,
+    run_register,
+)
+from coframe.app.report import write_report
+from coframe.app.viewer import export_viewer
+from coframe.app.workspace import find_workspace, init_workspace, load_workspace
+from coframe.core.atomic import write_text_atomic
+from coframe.core.errors import CoframeError
+from coframe.core.units import canonical_unit, unit_factor
+from coframe.demo.locate import demo_locate_step
+from coframe.demo.resample import demo_resample_step
+from coframe.demo.sample import make_demo, rich_reporter
+from coframe.registration.locate import LocateOptions
+from coframe.resampling.resample import resample_workspace
+from coframe.transforms.formats.ngff import read_scene
+from coframe.transforms.graph import SpaceGraph, describe_graph, map_points, render_graph
+from coframe.views.overlay_views import check_output, overlay_summary, parse_options, write_overlay
+from coframe.volumes.info import describe, render_text
+from coframe.volumes.open import open_volume, parse_floats, parse_select
 
 
 class _Group(TyperGroup):
@@ -85,9 +112,6 @@ def info_cmd(
     """Show an image's axes, unit, levels, voxel sizes, origins, extents and chunks."""
     import json
 
-    from coframe.volumes.info import describe, render_text
-    from coframe.volumes.open import open_volume, parse_floats, parse_select
-
     volume = open_volume(
         path,
         unit=unit,
@@ -107,7 +131,6 @@ _WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from he
 
 
 def _load_ws(workspace: Path | None) -> Any:
-    from coframe.app.workspace import find_workspace, load_workspace
 
     return load_workspace(find_workspace(explicit=workspace))
 
@@ -134,7 +157,6 @@ def init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite coframe.yaml.")] = False,
 ) -> None:
     """Create a workspace (coframe.yaml) in DIRECTORY."""
-    from coframe.app.workspace import init_workspace
 
     ws = init_workspace(directory, unit=unit, force=force)
     typer.echo(f"workspace {ws.file} (unit {ws.unit})")
@@ -157,7 +179,6 @@ def add_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add an image to the workspace (it is opened to validate it)."""
-    from coframe.volumes.open import open_volume, parse_floats
 
     ws = _load_ws(workspace)
     vs = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
@@ -191,7 +212,6 @@ def link_cmd(
 
     A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
     """
-    from coframe.transforms.formats.dispatch import link_transform
 
     ws = _load_ws(workspace)
     command = _command_line(ctx)
@@ -215,8 +235,6 @@ def graph_cmd(
     """Show the spaces, their images and the transform edges of the workspace."""
     import json
 
-    from coframe.transforms.graph import describe_graph, render_graph
-
     description = describe_graph(_load_ws(workspace))
     typer.echo(json.dumps(description, indent=2) if as_json else render_graph(description))
 
@@ -238,18 +256,11 @@ def points_cmd(
     """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
     import json
 
-    from coframe.core.atomic import write_text_atomic
-    from coframe.core.units import canonical_unit, unit_factor
-    from coframe.transforms.formats.dispatch import points_csv_text, read_points
-    from coframe.transforms.graph import SpaceGraph, map_points
-
     stops = list(via or [])
     try:
         points = read_points(coords)
         factor = 1.0
         if scene is not None:
-            from coframe.transforms.formats.ngff import read_scene
-
             scene_unit = canonical_unit(unit or "nanometer", key="--unit")
             graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
         else:
@@ -311,14 +322,6 @@ def overlay_cmd(
     """Show images A and B in one frame: composite, checkerboard, difference, blend."""
     import json
 
-    from coframe.views.overlay_views import (
-        check_output,
-        overlay_in_workspace,
-        overlay_summary,
-        parse_options,
-        write_overlay,
-    )
-
     check_output(out, force=force)
     options = parse_options(
         frame=frame,
@@ -340,8 +343,6 @@ def overlay_cmd(
     files = write_overlay(overlay, out, force=force)
     summary = overlay_summary(overlay, files)
     if viewer_out is not None:
-        from coframe.views.viewer import export_viewer
-
         summary["viewer"] = export_viewer(ws, a, b, viewer_out, options, force=force)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -385,9 +386,6 @@ def export_viewer_cmd(
     """Write A and B resampled as one OME-Zarr (napari) and a neuroglancer state."""
     import json
 
-    from coframe.views.overlay_views import parse_options
-    from coframe.views.viewer import export_viewer
-
     options = parse_options(
         frame=frame,
         box=box,
@@ -428,7 +426,6 @@ def report_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write one self-contained HTML QC page: graph, edges, metrics, overlays."""
-    from coframe.app.report import write_report
 
     path = write_report(_load_ws(workspace), out, size=size, force=force)
     typer.echo(f"wrote {path}")
@@ -441,7 +438,6 @@ def export_scene_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write the workspace's spaces and edges as one OME-NGFF (RFC-5) scene."""
-    from coframe.transforms.formats.dispatch import export_scene
 
     ws = _load_ws(workspace)
     written = export_scene(ws, out, force=force)
@@ -456,7 +452,6 @@ def import_scene_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a scene's coordinate systems as spaces and its transformations as edges."""
-    from coframe.transforms.formats.dispatch import import_scene
 
     ws = _load_ws(workspace)
     new = import_scene(ws, path, force=force, command=_command_line(ctx))
@@ -523,8 +518,6 @@ def resample_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Resample SOURCE into the frame of image INTO: chunked, resumable, on dask."""
-    from coframe.resampling.resample import resample_workspace
-    from coframe.volumes.open import parse_floats
 
     ws = _load_ws(workspace)
     size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
@@ -620,8 +613,6 @@ def register_cmd(
     """Register MOVING onto FIXED and store the FIXED -> MOVING edge with its QC."""
     import json
 
-    from coframe.app.register import RegisterRequest, format_report, refuse, run_register
-
     ws = _load_ws(workspace)
     request = RegisterRequest(
         moving=moving,
@@ -681,10 +672,6 @@ def locate_cmd(
     """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
     import json
 
-    from coframe.app.locate import render_locate, run_locate
-    from coframe.registration.locate import LocateOptions
-    from coframe.volumes.open import parse_floats
-
     options = LocateOptions(
         normal=None if normal is None else parse_floats(normal, flag="--normal"),  # type: ignore[arg-type]
         near=None if near is None else parse_floats(near, flag="--near"),  # type: ignore[arg-type]
@@ -709,7 +696,6 @@ DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
 
 
 def _demo_register(directory: Path, sample: Any) -> str | None:
-    from coframe.app.register import demo_register_step
 
     return demo_register_step(directory, sample)
 
@@ -718,7 +704,6 @@ DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
 
 
 def _demo_resample(directory: Path, sample: Any) -> str | None:
-    from coframe.demo.resample import demo_resample_step
 
     return demo_resample_step(directory, sample)
 
@@ -727,7 +712,6 @@ DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_res
 
 
 def _demo_locate(directory: Path, sample: Any) -> str | None:
-    from coframe.demo.locate import demo_locate_step
 
     return demo_locate_step(directory, sample)
 
@@ -745,7 +729,6 @@ def demo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo.")] = False,
 ) -> None:
     """Write a synthetic CellMap-like sample (FIB-SEM, labels, X-ray, TEM) with ground truth."""
-    from coframe.demo.sample import make_demo, rich_reporter
 
     report, progress = rich_reporter()
     with progress:
@@ -756,8 +739,6 @@ def demo_cmd(
         text = step(directory, sample)
         if text:
             typer.echo(text)
-    from coframe.app.report import write_report
-    from coframe.app.workspace import load_workspace
 
     report_path = write_report(load_workspace(directory), force=force)
     typer.echo(f"\n== QC report\n{report_path}")

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from coframe.app.workspace import Workspace, make_provenance
+
+from coframe.app.provenance import make_provenance
+from coframe.app.workspace import Workspace
 from coframe.core.atomic import refuse_existing, write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError, RegistrationError
 from coframe.registration.locate import (
@@ -35,7 +37,10 @@ from coframe.registration.locate import (
 from coframe.registration.locate_refine import slice_values
 from coframe.registration.locate_search import Grid, Pose, resample_grid
 from coframe.transforms.affine import Affine
+from coframe.transforms.formats.dispatch import write_transform
+from coframe.views.render import composite, normalize, robust_limits, save_png
 from coframe.volumes.volume import Volume
+from coframe.volumes.write import write_tiff
 
 #: Largest side (pixels) of the matched slice; finer sections are binned by an integer factor.
 MAX_SLICE_PIXELS = 2048
@@ -120,7 +125,6 @@ def overlay_picture(match: MatchedSlice, ncc: float) -> np.ndarray:
 
     The overlay shows the section in magenta and the slice in green.
     """
-    from coframe.views.render import composite, normalize, robust_limits
 
     a = normalize(match.section, robust_limits(match.section))
     limits = robust_limits(match.matched, match.inside)
@@ -291,14 +295,11 @@ def store_located(
     corners3d = result.affine.apply(section_corners(section))
     report["corners"] = corners_in_spaces(workspace, dst, corners3d, skip=(src,))
     match = matched_slice(section, volume, result.affine)
-    from coframe.views.render import save_png
-    from coframe.volumes.write import write_tiff
 
     write_tiff(
         paths.slice_tiff, match.matched, (match.pixel, match.pixel), volume.unit, overwrite=force
     )
     save_png(paths.picture, overlay_picture(match, result.ncc), overwrite=force)
-    from coframe.transforms.formats.dispatch import write_transform
 
     write_transform(
         result.affine,

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from coframe.app.workspace import Workspace, make_provenance
+
+from coframe.app.provenance import make_provenance
+from coframe.app.workspace import Workspace, load_workspace
 from coframe.core.errors import (
     InputNotFoundError,
     NoPathError,
@@ -32,9 +34,12 @@ from coframe.registration.pipeline import RegistrationResult, register
 from coframe.registration.presets import load_preset, parse_overrides
 from coframe.registration.qc import rounded, tre, verdict
 from coframe.transforms.affine import Affine
-from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.field import DisplacementField
 from coframe.transforms.formats.bigwarp import Landmarks
+from coframe.transforms.formats.dispatch import read_transform, write_transform
+from coframe.transforms.graph import summarize_transform
+from coframe.volumes.open import open_volume
 
 #: Where the demo keeps its FIB-SEM -> X-ray ground truth, relative to the workspace.
 DEMO_TRUTH = Path("ground_truth") / "fibsem_to_xray_numbers.json"
@@ -214,7 +219,7 @@ def demo_truth(path: Path, unit: str) -> tuple[Transform, str, str]:
     group = zarr.open_group(str(numbers_file.parent / store), mode="r")
     vectors = np.asarray(group[array_path][...], dtype=np.float64)
     affine = Affine.from_linear(np.asarray(numbers["matrix"]), np.asarray(numbers["translation"]))
-    truth = Sequence((affine, DisplacementField(vectors, fld["origin"], fld["spacing"])))
+    truth = Chain((affine, DisplacementField(vectors, fld["origin"], fld["spacing"])))
     return truth.with_unit_scale(unit_factor("nanometer", unit)), *DEMO_SPACES
 
 
@@ -239,8 +244,6 @@ def _truth_tre(
         elif spaces != (source, target):
             return None
     else:
-        from coframe.transforms.formats.dispatch import read_transform
-
         truth = read_transform(path, unit=ws.unit, file_unit=req.landmarks_unit)
     points = result.fixed.masked_points(TRE_POINTS, seed=result.preset.seed + 17)
     return tre(result.transform, points, truth.apply(points), result.working_voxel)
@@ -253,7 +256,6 @@ def _is_demo_numbers(path: Path) -> bool:
 def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
     if path is None:
         return None
-    from coframe.volumes.open import open_volume
 
     location = str(path) if "://" in str(path) else str(Path(path).expanduser().absolute())
     try:
@@ -347,8 +349,6 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
         return ws, RegisterOutcome(
             result, fixed_space, moving_space, tres, fit_summary, None, reason
         )
-    from coframe.transforms.formats.dispatch import write_transform
-    from coframe.transforms.graph import summarize_transform
 
     path.parent.mkdir(parents=True, exist_ok=True)
     written = write_transform(result.transform, path, unit=ws.unit, format="itk", force=req.force)
@@ -508,7 +508,6 @@ def demo_register_step(directory: Path, sample: Any = None) -> str:
     str
         The report, ending with the refusal reason when nothing was stored.
     """
-    from coframe.app.workspace import load_workspace
 
     ws = load_workspace(directory)
     request = RegisterRequest(

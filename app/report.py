@@ -26,12 +26,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from coframe.core.errors import CoframeError
-from coframe.transforms.base import Identity, Transform
+
+from coframe.app.workspace import EdgeEntry, Workspace
+from coframe.core.atomic import refuse_existing, write_text_atomic
+from coframe.core.errors import CoframeError, WorkspaceError
+from coframe.transforms.affine import Affine, Identity
+from coframe.transforms.base import Transform
+from coframe.transforms.formats.dispatch import read_transform
+from coframe.transforms.graph import describe_graph
 from coframe.views.overlay_views import Channel, OverlayOptions, build_planes, make_overlay
+from coframe.views.render import render_mode, upscale, zoom_factor
 from coframe.views.report_html import (
     details,
     figure,
@@ -41,9 +48,6 @@ from coframe.views.report_html import (
     page,
     svg_graph,
 )
-
-if TYPE_CHECKING:
-    from coframe.app.workspace import EdgeEntry, Workspace
 
 #: Where provenance values may be grouped.
 _GROUPS = ("metric", "metrics", "qc", "parameters", "result")
@@ -113,7 +117,6 @@ def _image_in(ws: Workspace, space: str) -> str | None:
 
 
 def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
-    from coframe.core.errors import WorkspaceError
 
     a_name, b_name = _image_in(ws, edge.source), _image_in(ws, edge.target)
     if a_name is None or b_name is None:
@@ -126,7 +129,6 @@ def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
 
 
 def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tuple[Transform, str]:
-    from coframe.transforms.affine import Affine
 
     initial = find_value(prov, "initial", "initial_transform", "init_edge", "init")
     if isinstance(initial, Mapping) and "matrix" in initial:
@@ -135,8 +137,6 @@ def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tupl
     if isinstance(initial, list):
         return Affine(np.asarray(initial, float)), "initial transform"
     if isinstance(initial, str) and initial:
-        from coframe.transforms.formats.dispatch import read_transform
-
         if "->" in initial:
             src, _, dst = (part.strip() for part in initial.partition("->"))
             for e in ws.edges:
@@ -216,7 +216,6 @@ def _registration_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int
 
 
 def _section_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int) -> None:
-    from coframe.views.render import render_mode, upscale, zoom_factor
 
     prov = edge.provenance
     pose = ws.load_edge(edge)
@@ -314,7 +313,6 @@ def build_report(ws: Workspace, *, size: int = 256) -> str:
     size
         Longest side of each overlay view in pixels.
     """
-    from coframe.transforms.graph import describe_graph
 
     desc = describe_graph(ws)
     spaces = []
@@ -366,7 +364,6 @@ def write_report(
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from coframe.core.atomic import refuse_existing, write_text_atomic
 
     target = Path(out) if out is not None else ws.root / "report.html"
     refuse_existing(target, force)

@@ -37,9 +37,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
+
+from coframe.app.provenance import plain_values
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import (
     DimensionError,
@@ -50,18 +52,12 @@ from coframe.core.errors import (
     WorkspaceError,
 )
 from coframe.core.units import canonical_unit
+from coframe.transforms.base import Transform
 from coframe.transforms.formats.dispatch import FORMATS as EDGE_FORMATS
-from coframe.transforms.formats.dispatch import (  # noqa: F401
-    make_provenance,
-    plain_values,
-    sha256_path,
-    software_versions,
-)
-
-if TYPE_CHECKING:
-    from coframe.transforms.base import Transform
-    from coframe.transforms.graph import SpaceGraph
-    from coframe.volumes.volume import Volume
+from coframe.transforms.formats.dispatch import read_transform
+from coframe.transforms.graph import Edge, SpaceGraph
+from coframe.volumes.open import open_volume
+from coframe.volumes.volume import Volume
 
 #: Name of the workspace file inside a workspace directory.
 WORKSPACE_FILE = "coframe.yaml"
@@ -319,7 +315,6 @@ class Workspace:
         **kwargs
             Extra keyword arguments for :func:`coframe.volumes.open.open_volume`.
         """
-        from coframe.volumes.open import open_volume
 
         if name not in self.images:
             raise WorkspaceError(
@@ -406,14 +401,12 @@ class Workspace:
 
     def load_edge(self, edge: EdgeEntry) -> Transform:
         """Read an edge's transform, in the workspace unit."""
-        from coframe.transforms.formats.dispatch import read_transform
 
         path = self.resolve(edge.file)
         return read_transform(path, format=edge.format, file_unit=edge.unit, unit=self.unit)
 
     def graph(self) -> SpaceGraph:
         """The space graph of this workspace; transform files are read lazily."""
-        from coframe.transforms.graph import Edge, SpaceGraph
 
         edges = [
             Edge(

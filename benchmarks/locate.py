@@ -54,15 +54,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coframe.registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
-from coframe.registration.locate_search import Grid, Pose  # noqa: E402
-from coframe.registration.locate_symmetry import mirror_pose  # noqa: E402
-from coframe.transforms.affine import Affine  # noqa: E402
 from locate_synthetic import (  # noqa: E402
     extract_section,
     grid_volume,
     random_pose,
 )
+
+from coframe.registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
+from coframe.registration.locate_search import Grid, Pose  # noqa: E402
+from coframe.registration.locate_symmetry import mirror_pose  # noqa: E402
+from coframe.transforms.affine import Affine  # noqa: E402
 
 #: Largest normal error (degrees) and offset (working voxels) of a found pose.
 MAX_NORMAL_DEG = 2.0

@@ -71,7 +71,7 @@ def _load_mni(name: str) -> np.ndarray:
 def _mni_truth(kind: str, shape: tuple[int, ...], voxel: float, rng: np.random.Generator) -> Any:
     """The moving -> fixed warp ``G`` (numpy order, mm) used to render the moving image."""
     from coframe.transforms.affine import Affine
-    from coframe.transforms.base import Sequence
+    from coframe.transforms.base import Chain
     from coframe.transforms.field import DisplacementField
 
     centre = (np.array(shape) - 1) / 2 * voxel
@@ -93,7 +93,7 @@ def _mni_truth(kind: str, shape: tuple[int, ...], voxel: float, rng: np.random.G
         amplitude = rng.normal(0.0, 2.5, 3)
         weight = np.exp(-((nodes - c) ** 2).sum(-1) / (2 * 18.0**2))
         vectors += amplitude * weight[..., None]
-    return Sequence((affine, DisplacementField(vectors, np.zeros(3), np.full(3, spacing))))
+    return Chain((affine, DisplacementField(vectors, np.zeros(3), np.full(3, spacing))))
 
 
 def make_mni_pair(kind: str, out: Path) -> dict[str, Any]:
@@ -239,6 +239,7 @@ def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
 def _itk_image(array: np.ndarray, voxel: list[float], origin: list[float]) -> Any:
     """An ITK image of a numpy-order array; ITK wants (x, y, z) spacing and origin."""
     import itk
+
     from coframe.transforms.sitk_bridge import sitk_points
 
     image = itk.image_from_array(np.ascontiguousarray(array, dtype=np.float32))
@@ -249,8 +250,9 @@ def _itk_image(array: np.ndarray, voxel: list[float], origin: list[float]) -> An
 
 def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarray, float, str]:
     import itk
-    from coframe.transforms.sitk_bridge import numpy_points
     from scipy import ndimage
+
+    from coframe.transforms.sitk_bridge import numpy_points
 
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(THREADS)
     fixed = _itk_image(np.load(data / "fixed.npy"), meta["fixed_voxel"], meta["fixed_origin"])

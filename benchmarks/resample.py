@@ -121,7 +121,7 @@ def chain(case: str, n: int) -> Any:
     from scipy import ndimage
 
     if case == "bspline":  # as a registration stores it: B-spline first, then the affine
-        from coframe.transforms.base import Sequence
+        from coframe.transforms.base import Chain
         from coframe.transforms.bspline import BSpline
 
         nodes = 10
@@ -131,7 +131,7 @@ def chain(case: str, n: int) -> Any:
         )
         coefficients *= 2.0 / np.abs(coefficients).max()  # up to about 2 voxels
         spline = BSpline((-spacing,) * 3, (spacing,) * 3, np.eye(3), (nodes,) * 3, coefficients)
-        return Sequence((spline, affine))
+        return Chain((spline, affine))
 
     nodes = 24
     spacing = (n + 2 * 0.1 * n) / (nodes - 1)
@@ -183,6 +183,7 @@ def _load(src: Path) -> np.ndarray:
 def _write_level0(out: Path, data: np.ndarray) -> None:
     """Write an array as coframe writes level 0: Zarr v2 via tensorstore, same chunks and codec."""
     import tensorstore as ts
+
     from coframe.resampling.resample import DEFAULT_COMPRESSOR
     from coframe.volumes.write import compressors
 
@@ -213,17 +214,19 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
     out.unlink(missing_ok=True)
     written = method == "sitk+write"
     if written:
-        import coframe.resampling.resample  # noqa: F401
         import tensorstore  # noqa: F401
+
+        import coframe.resampling.resample  # noqa: F401
     if method == "coframe":
         # libraries any run imports before it resamples
+        import dask.array  # noqa: F401
+        import tensorstore  # noqa: F401
+
         import coframe.resampling.kernel  # noqa: F401  (numba; its compiled code loads in the run)
         import coframe.resampling.progress  # noqa: F401  (rich)
         import coframe.transforms.sitk_bridge  # noqa: F401
         import coframe.volumes.open  # noqa: F401
         import coframe.volumes.write  # noqa: F401
-        import dask.array  # noqa: F401
-        import tensorstore  # noqa: F401
         from coframe.resampling.block import ImageSource
         from coframe.resampling.resample import resample
 
@@ -236,6 +239,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         extra = {"method_used": result.method, "blocks": result.blocks}
     elif method in ("sitk", "sitk+write"):
         import SimpleITK as sitk
+
         from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 
         data = _load(root / f"src-{n}.zarr")

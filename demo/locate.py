@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from coframe.app.locate import locate_paths, store_located, truth_errors
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import CoframeError

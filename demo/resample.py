@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from coframe.app.workspace import load_workspace
 from coframe.core.errors import NoPathError
 from coframe.resampling.resample import ResampleResult, resample_workspace
 
@@ -62,7 +64,6 @@ def demo_resample_step(directory: Path, sample: Any = None) -> str:
     str
         One line per output, or why the step was skipped.
     """
-    from coframe.app.workspace import load_workspace
 
     root = Path(directory)
     ws = load_workspace(root)

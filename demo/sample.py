@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import zarr
+from scipy.spatial.transform import Rotation
+
 from coframe.app.workspace import init_workspace
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError
@@ -59,7 +61,6 @@ from coframe.volumes.write import (
     write_mrc,
     write_tiff,
 )
-from scipy.spatial.transform import Rotation
 
 EM_PATH = "fibsem.zarr/recon-1/em/fibsem-uint8"
 LABELS_PATH = "fibsem.zarr/recon-1/labels/nuc"

@@ -34,6 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
 from coframe.core.errors import DimensionError
 from coframe.demo.noise import (
     coverage,
@@ -44,8 +47,6 @@ from coframe.demo.noise import (
     noise_separable,
     random_rotations,
 )
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 # stain density of each material (0 = clear resin, 1 = saturated stain)
 S_RESIN = 0.03

@@ -2,7 +2,7 @@
 
 The B-spline lives on the fixed image domain and acts first; the affine of the
 linear steps acts after it, so the FIXED -> MOVING map is
-``Sequence((bspline, affine))``: a fixed point is displaced by the spline and
+``Chain((bspline, affine))``: a fixed point is displaced by the spline and
 then carried into the moving image by the affine.
 
 The optimiser is a stochastic gradient descent written for this problem (as in
@@ -29,15 +29,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
 from coframe.registration.inputs import WorkImage
 from coframe.registration.intensity import StepReport
 from coframe.registration.metric import Evaluator, Pair, shrink_image
 from coframe.registration.presets import Preset
 from coframe.registration.qc import jacobian_stats
 from coframe.transforms.affine import Affine
-from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bspline import BSpline
-from scipy import ndimage
 
 #: Exponent of the step-length decay.
 DECAY = 0.602
@@ -406,7 +407,7 @@ def bspline_step(
     Returns
     -------
     tuple
-        The FIXED -> MOVING map ``Sequence((bspline, affine))`` (or ``affine``
+        The FIXED -> MOVING map ``Chain((bspline, affine))`` (or ``affine``
         when the step diverged, folded or made the metric worse), the step
         report, and Jacobian determinant statistics of the spline.
     """
@@ -436,7 +437,7 @@ def bspline_step(
             StepReport("bspline", before, math.nan, seconds, count, stop, False, note),
             {},
         )
-    result = Sequence((spline, affine))
+    result = Chain((spline, affine))
     stats = jacobian_stats(spline, pair.fixed_work)
     after = evaluate(result)
     seconds = time.perf_counter() - start

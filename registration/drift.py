@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
+
 from coframe.registration.inputs import WorkImage
 from coframe.transforms.base import Transform
-from scipy import ndimage
 
 #: Slices whose paired voxels are fewer than this share of the median slice's take
 #: their offset from their neighbours.

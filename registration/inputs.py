@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
 from coframe.core.errors import (
     DimensionError,
     LevelError,
@@ -32,8 +35,6 @@ from coframe.resampling.chain import map_points
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import array_to_image
 from coframe.volumes.volume import Level, Volume
-from numpy.typing import ArrayLike
-from scipy import ndimage
 
 #: Smallest number of masked voxels a working image must keep.
 MIN_MASK_VOXELS = 200

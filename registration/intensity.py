@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+
 from coframe.registration.inputs import WorkImage
 from coframe.registration.metric import Evaluator, Pair, configure_metric
 from coframe.registration.presets import Preset
 from coframe.transforms.affine import Affine, Rotation, Translation, nearest_rotation
-from coframe.transforms.base import Sequence
+from coframe.transforms.base import Chain
 
 #: Largest accepted singular value ratio of a linear step's matrix to the identity.
 MAX_SCALE_CHANGE = 4.0
@@ -118,7 +119,7 @@ def moments_step(
     before = evaluate(initial)
     target = _centre_of_mass(moving)
     mapped = initial.apply(_centre_of_mass(fixed))
-    result = _as_affine(Sequence((initial, Translation(target - mapped))))
+    result = _as_affine(Chain((initial, Translation(target - mapped))))
     after = evaluate(result)
     seconds = time.perf_counter() - start
     if after > before:
@@ -127,7 +128,7 @@ def moments_step(
     return result, StepReport("moments", before, after, seconds)
 
 
-def _as_affine(t: Sequence | Affine) -> Affine:
+def _as_affine(t: Chain | Affine) -> Affine:
     affine = t.as_affine()
     assert affine is not None
     return affine
@@ -369,7 +370,7 @@ def multi_start(
     sigma = (max(preset.pyramid.smoothing_sigmas),)
     best: tuple[float, Affine, str] | None = None
     for name, rotation in start_rotations(preset.multi_start.angles):
-        about = Sequence((Translation(-centre), Rotation(rotation), Translation(centre), initial))
+        about = Chain((Translation(-centre), Rotation(rotation), Translation(centre), initial))
         candidate = _as_affine(about)
         fitted, step = linear_step(
             "rigid",

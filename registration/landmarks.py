@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from coframe.core.errors import RegistrationError, TransformError
 from coframe.registration.qc import tre
 from coframe.transforms.base import Transform

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, RegistrationError, TransformError
 from coframe.registration.locate_refine import (
     RefineSettings,

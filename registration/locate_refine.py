@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
+
 from coframe.core.errors import TransformError
 from coframe.registration.locate_search import Grid, Pose, resample_grid
 from coframe.transforms.affine import Affine, nearest_rotation
 from coframe.transforms.sitk_bridge import array_to_image, from_sitk, to_sitk_centered
-from scipy import ndimage
 
 #: Metrics the refinement can optimise.
 REFINE_METRICS = ("correlation", "mattes")

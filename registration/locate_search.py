@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-from coframe.core.errors import DimensionError
 from scipy import ndimage
+
+from coframe.core.errors import DimensionError
 
 #: Smallest masked standard deviation (relative to the volume's) that counts as texture.
 FLAT_TOLERANCE = 1e-3

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import ndimage
+
 from coframe.registration.locate_search import Grid, Pose
 from coframe.transforms.affine import Affine
-from scipy import ndimage
 
 #: Smallest NCC of a volume with its mirror image for the volume to count as
 #: symmetric about the plane. Measured at the coarse search level of

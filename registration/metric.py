@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
+
 from coframe.registration.inputs import WorkImage, geometric_voxel
 from coframe.registration.presets import MetricConfig
 from coframe.resampling.chain import inverse_tolerance, map_points
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import from_sitk, to_sitk
-from scipy import ndimage
 
 #: Fixed points sampled to measure the metric before and after a registration.
 QC_POINTS = 20000

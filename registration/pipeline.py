@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
 from coframe.core.errors import RegistrationError
 from coframe.registration import inputs
 from coframe.registration.deformable import bspline_step
@@ -27,8 +28,8 @@ from coframe.registration.intensity import StepReport, linear_step, moments_step
 from coframe.registration.metric import Evaluator, Pair
 from coframe.registration.presets import LINEAR_STEPS, Preset, drift_image
 from coframe.resampling.chain import inverse_tolerance, map_points
-from coframe.transforms.affine import Affine, Translation
-from coframe.transforms.base import Identity, Transform
+from coframe.transforms.affine import Affine, Identity, Translation
+from coframe.transforms.base import Transform
 from coframe.transforms.formats.bigwarp import fit_linear
 from coframe.volumes.volume import Volume
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from coframe.configs import CONFIG_DIR, preset_path
 from coframe.core.errors import InputNotFoundError, ParseError
 from coframe.volumes.volume import MODALITIES

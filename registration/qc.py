@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from numpy.typing import ArrayLike
+
 from coframe.core.errors import DimensionError, TransformError
 from coframe.registration.inputs import WorkImage, geometric_voxel
 from coframe.registration.metric import block_mean
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import array_to_image, to_sitk
-from numpy.typing import ArrayLike
 
 #: Largest number of grid points the Jacobian determinant is measured on.
 JACOBIAN_POINTS = 2_000_000

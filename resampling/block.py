@@ -34,8 +34,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import ndimage
+
 from coframe.core.errors import CoframeError, OutputError
-from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.chain import (
+    SplineLead,
+    inverse_tolerance,
+    map_points,
+    piece_displacement,
+    piece_transform,
+    prepare_chain,
+)
+from coframe.resampling.kernel import linear_affine_of, resample_linear_affine
 from coframe.resampling.plan import (
     INTERPOLATION_MARGIN,
     INTERPOLATIONS,
@@ -45,9 +55,11 @@ from coframe.resampling.plan import (
     source_box,
 )
 from coframe.transforms.base import Transform
+from coframe.transforms.sitk_bridge import empty_image, resample_image
+from coframe.volumes.open import open_volume
 from coframe.volumes.sources import ZarrSource
 from coframe.volumes.volume import Level, Volume
-from scipy import ndimage
+from coframe.volumes.write import MultiscaleWriter
 
 #: Name of the run-state directory inside an output.
 STATE_DIR = ".coframe"
@@ -99,7 +111,6 @@ class ImageSource:
 
     def open(self) -> Volume:
         """Open the image."""
-        from coframe.volumes.open import open_volume
 
         return open_volume(
             self.path,
@@ -268,7 +279,6 @@ def cast_like_itk(values: np.ndarray, dtype: Any) -> np.ndarray:
 
 def _sitk_transform(job: BlockJob) -> Any:
     """The job's chain prepared for SimpleITK (:func:`~coframe.resampling.chain.prepare_chain`)."""
-    from coframe.resampling.chain import prepare_chain
 
     with _LOCK:
         cached = _SITK_TRANSFORMS.get(job.token)
@@ -287,8 +297,6 @@ def _box_start(box: tuple[slice, ...]) -> np.ndarray:
 def _sitk_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    from coframe.resampling.chain import piece_transform
-    from coframe.transforms.sitk_bridge import empty_image, resample_image
 
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
     box_shape = tuple(s.stop - s.start for s in box)
@@ -312,8 +320,6 @@ def _sitk_piece(
 def _kernel_piece(
     job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    from coframe.resampling.chain import SplineLead, piece_displacement
-    from coframe.resampling.kernel import linear_affine_of, resample_linear_affine
 
     source = np.empty(tuple(s.stop - s.start for s in box), dtype=level.dtype)
     read_source(job.source, level, box, out=source)
@@ -616,7 +622,6 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
         If the disk is full.
     """
     import zarr
-    from coframe.volumes.write import MultiscaleWriter
 
     try:
         group = zarr.open_group(job.output, mode="r+")

@@ -20,13 +20,15 @@ nodes: the same points, the same values. The compiled kernel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from coframe.transforms.base import NumericalInverse, Transform
+
+from coframe.transforms.base import Chain, NumericalInverse, Transform
+from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
+from coframe.transforms.sitk_bridge import bspline_grid_transform, bspline_grid_vectors, to_sitk
 
 #: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points`).
 INVERSE_TOLERANCE_VOXELS = 0.5
@@ -39,8 +41,6 @@ SPLINE_FIELD_BYTES = 2 * 8
 
 def chain_members(t: Transform) -> list[Transform]:
     """The maps of a chain in the order they apply (nested sequences and bijections opened)."""
-    from coframe.transforms.base import Sequence as Chain
-    from coframe.transforms.bijection import Bijection
 
     if isinstance(t, Chain):
         return [m for member in t.transforms for m in chain_members(member)]
@@ -78,7 +78,7 @@ def map_points(t: Transform, points: np.ndarray, max_residual: float) -> np.ndar
     return current
 
 
-def inverse_tolerance(voxel_size: Sequence[float]) -> float:
+def inverse_tolerance(voxel_size: Chain[float]) -> float:
     """The largest inversion residual accepted on a grid of this voxel size: half a voxel."""
     return INVERSE_TOLERANCE_VOXELS * float(np.min(voxel_size))
 
@@ -135,8 +135,6 @@ def spline_lead(t: Transform) -> tuple[np.ndarray, np.ndarray, BSpline, list[Tra
 
 def prepare_chain(t: Transform) -> Any:
     """The chain as SimpleITK needs it: an ITK transform, or a :class:`SplineLead`."""
-    from coframe.transforms.base import Sequence as Chain
-    from coframe.transforms.sitk_bridge import to_sitk
 
     affine = t.as_affine()
     if affine is not None:
@@ -154,7 +152,7 @@ def prepare_chain(t: Transform) -> Any:
 
 
 def _lead_axes(
-    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
+    prepared: SplineLead, origin: Chain[float], voxel_size: Chain[float], shape: Chain[int]
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Where a piece's voxel centres meet the B-spline (per axis) and its lead's shifts."""
     d = len(shape)
@@ -168,10 +166,9 @@ def _lead_axes(
 
 
 def piece_displacement(
-    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
+    prepared: SplineLead, origin: Chain[float], voxel_size: Chain[float], shape: Chain[int]
 ) -> np.ndarray:
     """The dense field :func:`piece_transform` gives ITK, as ``(*shape, d)`` vectors (x, y, z)."""
-    from coframe.transforms.sitk_bridge import bspline_grid_vectors
 
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     return bspline_grid_vectors(prepared.spline, moved, shifts)
@@ -179,9 +176,9 @@ def piece_displacement(
 
 def piece_transform(
     prepared: Any,
-    origin: Sequence[float],
-    voxel_size: Sequence[float],
-    shape: Sequence[int],
+    origin: Chain[float],
+    voxel_size: Chain[float],
+    shape: Chain[int],
 ) -> Any:
     """The ITK transform of one piece: ``prepared`` itself, or a :class:`SplineLead` made dense.
 
@@ -196,7 +193,6 @@ def piece_transform(
     if not isinstance(prepared, SplineLead):
         return prepared
     import SimpleITK as sitk
-    from coframe.transforms.sitk_bridge import bspline_grid_transform
 
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     lead = bspline_grid_transform(prepared.spline, moved, origin, voxel_size, shifts)

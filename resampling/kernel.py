@@ -44,6 +44,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from coframe.resampling.chain import SplineLead
+
 #: Data types the kernel resamples (source and output alike): 8- to 32-bit
 #: integers and floats; 64-bit integers do not fit ITK's double arithmetic.
 KERNEL_DTYPES = frozenset(
@@ -369,7 +371,6 @@ def kernel_takes(prepared: Any) -> bool:
     An affine, or a leading B-spline (made a dense field per piece) followed
     by at most one affine: what ``coframe register`` stores.
     """
-    from coframe.resampling.chain import SplineLead
 
     if isinstance(prepared, SplineLead):
         return prepared.rest is None or linear_affine_of(prepared.rest) is not None

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.chain import inverse_tolerance, map_points
 from coframe.transforms.base import Transform

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import (
     CoframeError,
     DimensionError,
@@ -41,12 +42,14 @@ from coframe.core.errors import (
     OutputError,
     OverwriteError,
     TransformError,
+    WorkspaceError,
 )
 from coframe.resampling.block import (
     STATE_DIR,
     BlockJob,
     ImageSource,
     PyramidJob,
+    disk_full_error,
     done_marker,
     forget_outputs,
     open_source,
@@ -61,6 +64,7 @@ from coframe.resampling.chain import (
     prepare_chain,
     spline_lead,
 )
+from coframe.resampling.kernel import KERNEL_DTYPES, kernel_takes
 from coframe.resampling.plan import (
     INTERPOLATIONS,
     Block,
@@ -74,7 +78,11 @@ from coframe.resampling.plan import (
     plan_blocks,
     source_voxels_per_output_voxel,
 )
+from coframe.resampling.progress import chunk_progress
 from coframe.transforms.base import Transform
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.sitk_bridge import to_sitk
+from coframe.volumes.write import MultiscaleWriter, compressors, pyramid_specs, write_tiff
 
 #: Default memory budget of one task.
 DEFAULT_MEMORY = "256MB"
@@ -214,7 +222,6 @@ def _fields_cover(t: Transform, points: np.ndarray) -> bool:
     Inside its grid coframe's field (which clamps outside) and ITK's (zero
     beyond half a node outside) agree, so SimpleITK can resample the chain.
     """
-    from coframe.transforms.field import DisplacementField
 
     current = points
     for member in chain_members(t):
@@ -239,7 +246,6 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
     numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
     labels (ITK interpolates in double) go through numpy.
     """
-    from coframe.transforms.sitk_bridge import to_sitk
 
     dt = np.dtype(dtype)
     if transform.input_dim != transform.output_dim or grid.ndim not in (2, 3):
@@ -259,8 +265,6 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
         if not _fields_cover(transform, points):
             return "numpy"
     if interpolation == "linear" and grid.ndim == 3 and (affine or spline_lead(transform)):
-        from coframe.resampling.kernel import KERNEL_DTYPES, kernel_takes
-
         if dt in KERNEL_DTYPES and kernel_takes(prepare_chain(transform)):
             return "kernel"
     return "sitk"
@@ -304,7 +308,6 @@ def plan_run(
     worker when the grid allows; a piece's working memory (source box,
     SimpleITK copies or coordinate slabs, result) fits the budget.
     """
-    from coframe.volumes.write import pyramid_specs
 
     dt = np.dtype(dtype)
     out_bytes = dt.itemsize
@@ -392,7 +395,6 @@ class _Runner:
     ) -> list[tuple[int, Any]]:
         """Run ``fn(job, block)`` for every block, advancing a progress bar by chunks."""
         import dask
-        from coframe.resampling.progress import chunk_progress
 
         if not blocks:
             return []
@@ -522,7 +524,6 @@ def _declare_arrays(
 ) -> Any:
     """Create (or, when resuming, complete) the output group and its level arrays."""
     import zarr
-    from coframe.volumes.write import compressors
 
     codec = compressors(compressor, compression_level, zarr_version)
     group = zarr.open_group(str(output), mode="a", zarr_format=zarr_version)
@@ -621,7 +622,6 @@ def resample(
     out = Path(output)
     if zarr_version not in (2, 3):
         raise MetadataError(f"--zarr-version {zarr_version}: expected 2 or 3")
-    from coframe.volumes.write import compressors
 
     compressors(compressor, compression_level, zarr_version)  # an unknown name fails here
     fmt = _output_format(out, output_format)
@@ -726,7 +726,6 @@ def _output_format(out: Path, output_format: str | None) -> str:
 def _resample_tiff(
     out: Path, job: BlockJob, plan: RunPlan, runner: _Runner, *, force: bool
 ) -> tuple[int, int]:
-    from coframe.volumes.write import write_tiff
 
     grid = job.grid
     size = grid.n_voxels * np.dtype(job.dtype).itemsize
@@ -750,8 +749,6 @@ def _resample_tiff(
     try:
         write_tiff(out, image, grid.voxel_size, grid.unit, grid.axes, overwrite=force)
     except OSError as e:
-        from coframe.resampling.block import disk_full_error
-
         if e.errno == 28:
             raise disk_full_error(e, str(out)) from e
         raise
@@ -776,7 +773,6 @@ def _resample_zarr(
     force: bool,
     provenance: dict[str, Any] | None,
 ) -> tuple[int, int]:
-    from coframe.volumes.write import MultiscaleWriter
 
     grid = job.grid
     output = str(out)
@@ -786,8 +782,6 @@ def _resample_zarr(
         group = _declare_arrays(out, plan, job.dtype, zarr_version, compressor, compression_level)
     except OSError as e:
         if e.errno == 28:
-            from coframe.resampling.block import disk_full_error
-
             raise disk_full_error(e, output) from e
         raise
     blocks = plan_blocks(grid.shape, plan.block_shape)
@@ -873,7 +867,6 @@ def resample_workspace(
     NoPathError
         If no chain of edges joins the two spaces.
     """
-    from coframe.core.errors import WorkspaceError
 
     if source_name not in workspace.images:
         raise WorkspaceError(

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
+
 from coframe.core.errors import DimensionError
 from coframe.registration.locate_search import Grid, Pose, plane_basis
 from coframe.volumes.volume import SPATIAL_AXES_2D, SPATIAL_AXES_3D, Level, Volume
-from scipy import ndimage
 
 
 def blob_phantom(

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from coframe.cli import app
 from typer.testing import CliRunner
+
+from coframe.cli import app
 
 A_XYZ = np.array([[0.99, 0.06, -0.01], [-0.05, 1.01, 0.02], [0.02, -0.03, 0.97]])
 T_XYZ = np.array([-2500.0, 800.0, 1200.0])

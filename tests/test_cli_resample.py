@@ -5,18 +5,19 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-import coframe.resampling.block as block_mod
 import numpy as np
 import pytest
 import zarr
+from scipy import ndimage
+from typer.testing import CliRunner
+
+import coframe.resampling.block as block_mod
 from coframe.cli import app
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.itk import write_itk
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import create_ome_zarr
-from scipy import ndimage
-from typer.testing import CliRunner
 
 EM_SHAPE = (32, 40, 48)
 EM_VS = (4.0, 4.0, 4.0)
@@ -222,12 +223,12 @@ def test_bad_input_is_one_line(runner: CliRunner, ws: Path, args: list[str], mes
 def test_ctrl_c_says_how_to_resume(
     runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch, name: str, kept: str
 ) -> None:
-    import coframe.resampling.resample as resample_mod
+    import coframe.cli as cli_mod
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(resample_mod, "resample_workspace", interrupted)
+    monkeypatch.setattr(cli_mod, "resample_workspace", interrupted)
     result = _run(runner, ws, "em", "--into", "xr", "-o", str(ws / name))
     assert result.exit_code == 130
     assert kept in result.stderr and "run the same command again to resume" in result.stderr

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from coframe.cli import app
 from typer.testing import CliRunner
+
+from coframe.cli import app
 
 # An ITK affine in (x, y, z): q = A p + t (centre 0), written by hand.
 A_XYZ = np.array([[1.02, 0.05, 0.0], [-0.04, 0.98, 0.03], [0.01, -0.02, 1.01]])

@@ -12,10 +12,11 @@ import pytest
 import tifffile
 import yaml
 import zarr
+from scipy import ndimage
+
 from coframe.cli import app
 from coframe.core.errors import OverwriteError
 from coframe.demo.sample import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample, make_demo
-from scipy import ndimage
 
 
 @pytest.fixture(scope="module")

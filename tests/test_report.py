@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from coframe.app.workspace import init_workspace, make_provenance
+from PIL import Image
+from samples import blobs
+
+from coframe.app.provenance import make_provenance
+from coframe.app.workspace import init_workspace
 from coframe.cli import app
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.volumes.write import create_ome_zarr, write_tiff
-from PIL import Image
-from samples import blobs
 
 CHROMIUM = "/usr/bin/chromium"
 

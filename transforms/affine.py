@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
+
 from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
 from coframe.transforms.base import Transform, check_unit_factor, frozen_array
-from numpy.typing import ArrayLike
 
 #: Relative tolerance of the orthonormality check of a rotation matrix.
 ROTATION_TOLERANCE = 1e-6
@@ -317,5 +318,44 @@ class Rotation(Transform):
         return Affine.from_linear(self.matrix)
 
     def with_unit_scale(self, factor: float) -> Rotation:
+        check_unit_factor(factor)
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class Identity(Transform):
+    """The identity map of a ``dim``-dimensional space.
+
+    Parameters
+    ----------
+    dim
+        Number of coordinates.
+    """
+
+    dim: int
+
+    def __post_init__(self) -> None:
+        if int(self.dim) != self.dim or self.dim < 1:
+            raise DimensionError(f"Identity dimension must be a positive integer, got {self.dim!r}")
+        object.__setattr__(self, "dim", int(self.dim))
+
+    @property
+    def input_dim(self) -> int:
+        return self.dim
+
+    @property
+    def output_dim(self) -> int:
+        return self.dim
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return points.copy()
+
+    def inverse(self) -> Identity:
+        return self
+
+    def as_affine(self) -> Affine:
+        return Affine(np.eye(self.dim + 1))
+
+    def with_unit_scale(self, factor: float) -> Identity:
         check_unit_factor(factor)
         return self

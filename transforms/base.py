@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
 from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:
+from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+
+if TYPE_CHECKING:  # annotations only: affine.py builds on this module
     from coframe.transforms.affine import Affine
 
 
@@ -174,7 +175,7 @@ class Transform(ABC):
         DimensionError
             If ``self.output_dim`` differs from ``other.input_dim``.
         """
-        return Sequence((self, other))
+        return Chain((self, other))
 
     def as_affine(self) -> Affine | None:
         """The equivalent affine transform when the map is linear, else None."""
@@ -198,18 +199,9 @@ class Transform(ABC):
         factor
             Positive length conversion factor.
         """
-        from coframe.transforms.affine import Scale
 
         factor = check_unit_factor(factor)
-        if factor == 1.0:
-            return self
-        return Sequence(
-            (
-                Scale(np.full(self.input_dim, 1.0 / factor)),
-                self,
-                Scale(np.full(self.output_dim, factor)),
-            )
-        )
+        return self if factor == 1.0 else UnitScaled(self, factor)
 
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
@@ -240,48 +232,7 @@ def check_unit_factor(factor: float) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class Identity(Transform):
-    """The identity map of a ``dim``-dimensional space.
-
-    Parameters
-    ----------
-    dim
-        Number of coordinates.
-    """
-
-    dim: int
-
-    def __post_init__(self) -> None:
-        if int(self.dim) != self.dim or self.dim < 1:
-            raise DimensionError(f"Identity dimension must be a positive integer, got {self.dim!r}")
-        object.__setattr__(self, "dim", int(self.dim))
-
-    @property
-    def input_dim(self) -> int:
-        return self.dim
-
-    @property
-    def output_dim(self) -> int:
-        return self.dim
-
-    def _apply(self, points: np.ndarray) -> np.ndarray:
-        return points.copy()
-
-    def inverse(self) -> Identity:
-        return self
-
-    def as_affine(self) -> Affine:
-        from coframe.transforms.affine import Affine
-
-        return Affine(np.eye(self.dim + 1))
-
-    def with_unit_scale(self, factor: float) -> Identity:
-        check_unit_factor(factor)
-        return self
-
-
-@dataclass(frozen=True, eq=False)
-class Sequence(Transform):
+class Chain(Transform):
     """Transforms applied one after the other, in the order listed.
 
     Nested sequences are flattened. Consecutive dimensions must agree.
@@ -303,14 +254,14 @@ class Sequence(Transform):
     def __post_init__(self) -> None:
         flat: list[Transform] = []
         for t in tuple(self.transforms):
-            if isinstance(t, Sequence):
+            if isinstance(t, Chain):
                 flat.extend(t.transforms)
             elif isinstance(t, Transform):
                 flat.append(t)
             else:
-                raise TransformError(f"Sequence items must be transforms, got {type(t).__name__}")
+                raise TransformError(f"chain items must be transforms, got {type(t).__name__}")
         if not flat:
-            raise DimensionError("a Sequence needs at least one transform, got none")
+            raise DimensionError("a chain needs at least one transform, got none")
         for i, (a, b) in enumerate(zip(flat[:-1], flat[1:], strict=True)):
             if a.output_dim != b.input_dim:
                 raise DimensionError(
@@ -336,21 +287,62 @@ class Sequence(Transform):
 
     def inverse(self) -> Transform:
         inverses = tuple(t.inverse() for t in reversed(self.transforms))
-        return inverses[0] if len(inverses) == 1 else Sequence(inverses)
+        return inverses[0] if len(inverses) == 1 else Chain(inverses)
 
     def as_affine(self) -> Affine | None:
-        from coframe.transforms.affine import Affine
-
-        homogeneous = None
-        for t in self.transforms:
-            a = t.as_affine()
-            if a is None:
-                return None
-            homogeneous = a.homogeneous if homogeneous is None else a.homogeneous @ homogeneous
-        return Affine(homogeneous)
+        affines = [t.as_affine() for t in self.transforms]
+        if any(a is None for a in affines):
+            return None
+        homogeneous = affines[0].homogeneous
+        for a in affines[1:]:
+            homogeneous = a.homogeneous @ homogeneous
+        return type(affines[0])(homogeneous)  # an Affine, without importing its module
 
     def with_unit_scale(self, factor: float) -> Transform:
-        return Sequence(tuple(t.with_unit_scale(factor) for t in self.transforms))
+        return Chain(tuple(t.with_unit_scale(factor) for t in self.transforms))
+
+
+@dataclass(frozen=True, eq=False)
+class UnitScaled(Transform):
+    """A transform expressed in lengths multiplied by ``factor``: ``p -> factor * T(p / factor)``.
+
+    What :meth:`Transform.with_unit_scale` returns for a transform that does
+    not rescale its own parameters.
+
+    Parameters
+    ----------
+    transform
+        The transform in the original unit.
+    factor
+        Positive length conversion factor.
+    """
+
+    transform: Transform
+    factor: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "factor", check_unit_factor(self.factor))
+
+    @property
+    def input_dim(self) -> int:
+        return self.transform.input_dim
+
+    @property
+    def output_dim(self) -> int:
+        return self.transform.output_dim
+
+    def _apply(self, points: np.ndarray) -> np.ndarray:
+        return self.factor * np.asarray(self.transform._apply(points / self.factor), float)
+
+    def inverse(self) -> Transform:
+        return UnitScaled(self.transform.inverse(), self.factor)
+
+    def as_affine(self) -> Affine | None:
+        affine = self.transform.as_affine()
+        return None if affine is None else affine.with_unit_scale(self.factor)
+
+    def with_unit_scale(self, factor: float) -> Transform:
+        return UnitScaled(self.transform, self.factor * check_unit_factor(factor))
 
 
 @dataclass(frozen=True, eq=False)

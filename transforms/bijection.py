@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-from coframe.core.errors import DimensionError, TransformError
-from coframe.transforms.base import Transform
 
-if TYPE_CHECKING:
-    from coframe.transforms.affine import Affine
+from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.affine import Affine
+from coframe.transforms.base import Transform
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, TransformError
 from coframe.transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
 

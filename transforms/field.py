@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
 from coframe.core.errors import DimensionError, TransformError
 from coframe.transforms.base import (
     NumericalInverse,
@@ -21,8 +24,6 @@ from coframe.transforms.base import (
     frozen_array,
     newton_solve,
 )
-from numpy.typing import ArrayLike
-from scipy import ndimage
 
 #: Default inverse tolerance as a fraction of the smallest grid spacing.
 DEFAULT_TOL_FRACTION = 1e-3

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import (
     AmbiguousPathError,
     CoframeError,
@@ -27,9 +28,8 @@ from coframe.core.errors import (
     NotInvertibleError,
     WorkspaceError,
 )
-
-if TYPE_CHECKING:
-    from coframe.transforms.base import Transform
+from coframe.transforms.affine import Identity
+from coframe.transforms.base import Transform
 
 #: Type summary names of transform classes (see :func:`summarize_transform`).
 KIND_NAMES: dict[str, str] = {
@@ -38,7 +38,7 @@ KIND_NAMES: dict[str, str] = {
     "Scale": "scale",
     "Affine": "affine",
     "Rotation": "rotation",
-    "Sequence": "sequence",
+    "Chain": "sequence",
     "DisplacementField": "displacements",
     "InverseDisplacementField": "inverse(displacements)",
     "BSpline": "bspline",
@@ -253,8 +253,6 @@ class SpaceGraph:
         """
         steps = self.path(a, b, via)
         if not steps:
-            from coframe.transforms.base import Identity
-
             return Identity(self._dim(a))
         result: Transform | None = None
         for step in steps:
@@ -410,7 +408,7 @@ def summarize_transform(t: Any) -> str:
     """A short type summary such as ``"sequence(affine, displacements)"``."""
     cls = type(t).__name__
     name = KIND_NAMES.get(cls, cls.lower())
-    if cls == "Sequence":
+    if cls == "Chain":
         parts = getattr(t, "transforms", ())
         return f"{name}({', '.join(summarize_transform(p) for p in parts)})"
     if cls in ("Bijection", "NumericalInverse"):

@@ -10,7 +10,7 @@ reverse their component order; sizes, spacings and origins are reversed.
 
 ITK's ``CompositeTransform`` applies its transforms in reverse order of
 addition (the last added first); :func:`to_sitk` and :func:`from_sitk` map it
-to and from a :class:`~coframe.transforms.base.Sequence` accordingly.
+to and from a :class:`~coframe.transforms.base.Chain` accordingly.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from numpy.typing import ArrayLike
+
 from coframe.core.errors import DimensionError, MetadataError, TransformError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import ORDER, BSpline
 from coframe.transforms.field import DisplacementField
-from numpy.typing import ArrayLike
 
 #: Dimensions SimpleITK transforms support.
 SITK_DIMS = (2, 3)
@@ -177,7 +178,7 @@ def to_sitk(t: Transform) -> sitk.Transform:
 
     Identity, Translation, Scale, Rotation and square Affine map to their ITK
     counterparts (Rotation and Affine to ``AffineTransform`` with centre 0);
-    Sequence to ``CompositeTransform`` (added in reverse so the first listed is
+    Chain to ``CompositeTransform`` (added in reverse so the first listed is
     applied first); DisplacementField to ``DisplacementFieldTransform`` (a lazy
     field is read whole; beyond half a node outside its grid ITK applies no
     displacement where coframe clamps); BSpline to ``BSplineTransform``;
@@ -216,7 +217,7 @@ def to_sitk(t: Transform) -> sitk.Transform:
         return _affine_to_sitk(t.matrix, np.zeros(d))
     if isinstance(t, Affine):
         return _affine_to_sitk(t.linear, t.translation)
-    if isinstance(t, Sequence):
+    if isinstance(t, Chain):
         composite = sitk.CompositeTransform(d)
         for member in reversed(t.transforms):
             composite.AddTransform(to_sitk(member))
@@ -356,7 +357,7 @@ def from_sitk(t: sitk.Transform) -> Transform:
     Scale; Euler, Versor, VersorRigid and QuaternionRigid without offset ->
     Rotation; every other matrix transform (Affine, Similarity, ScaleSkew...,
     centred Scale, rigid with offset) -> Affine; CompositeTransform ->
-    Sequence (its last added transform first); DisplacementFieldTransform ->
+    Chain (its last added transform first); DisplacementFieldTransform ->
     DisplacementField, or a Bijection of two fields when an inverse field is
     attached; BSplineTransform (order 3) -> BSpline.
 
@@ -381,7 +382,7 @@ def from_sitk(t: sitk.Transform) -> Transform:
         if count == 0:
             return Identity(d)
         members = [from_sitk(concrete.GetNthTransform(i)) for i in range(count)]
-        return members[0] if count == 1 else Sequence(tuple(reversed(members)))
+        return members[0] if count == 1 else Chain(tuple(reversed(members)))
     if kind == sitk.sitkTranslation:
         return Translation(np.array(concrete.GetOffset(), dtype=np.float64)[::-1])
     if kind == sitk.sitkDisplacementField:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, TransformError
+from coframe.transforms.affine import Affine
 from coframe.transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
 
 #: Points per block when evaluating the kernel (bounds memory to block x landmarks).
@@ -125,7 +127,6 @@ class ThinPlateSpline(Transform):
     @property
     def affine_part(self) -> Transform:
         """The affine part ``a + A p`` of the spline (its behaviour far from the landmarks)."""
-        from coframe.transforms.affine import Affine
 
         return Affine.from_linear(self._affine[1:].T, self._affine[0])
 

@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
 from coframe.core.errors import DimensionError, MetadataError
+from coframe.core.units import unit_factor
 from coframe.resampling.chain import inverse_tolerance, map_points
 from coframe.transforms.affine import Affine
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
-from scipy import ndimage
 
 #: Views through a 3D frame: (display name, normal axis, row axis, column axis).
 ORTHOGONAL_VIEWS: dict[str, tuple[int, int, int]] = {"z": (0, 1, 2), "y": (1, 0, 2), "x": (2, 0, 1)}
@@ -423,7 +425,6 @@ def flat_plane(
 
 def format_length(value: float, unit: str) -> str:
     """A length in the most readable of nm, µm and mm (``"1.5 µm"``)."""
-    from coframe.core.units import unit_factor
 
     nm = value * unit_factor(unit, "nanometer")
     for name, factor in (("mm", 1e6), ("µm", 1e3)):

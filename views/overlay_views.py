@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+
+from coframe.core.atomic import refuse_existing
 from coframe.core.errors import DimensionError, MetadataError, WorkspaceError
 from coframe.transforms.base import Transform
+from coframe.transforms.graph import SpaceGraph
 from coframe.views.overlay import (
     MAX_PROJECTION_STEPS,
     ORTHOGONAL_VIEWS,
@@ -25,6 +28,7 @@ from coframe.views.overlay import (
     default_pixel_size,
     flat_plane,
     orthogonal_plane,
+    parse_box,
     sample_plane,
     volume_box,
 )
@@ -35,6 +39,7 @@ from coframe.views.render import (
     label_display,
     normalize,
     panel_grid,
+    parse_limits,
     parse_tile,
     render_mode,
     robust_limits,
@@ -44,11 +49,8 @@ from coframe.views.render import (
     upscale,
     zoom_factor,
 )
+from coframe.volumes.open import parse_floats
 from coframe.volumes.volume import Volume
-
-if TYPE_CHECKING:
-    from coframe.app.workspace import Workspace
-    from coframe.transforms.graph import SpaceGraph
 
 #: Views of a 3D frame: slices and maximum projections.
 VIEWS_3D = ("z", "y", "x", "max-z", "max-y", "max-x")
@@ -433,9 +435,6 @@ def parse_options(
     MetadataError
         If a value cannot be read (the message names the flag).
     """
-    from coframe.views.overlay import parse_box
-    from coframe.views.render import parse_limits
-    from coframe.volumes.open import parse_floats
 
     frame_u = frame.strip().upper()
     if frame_u not in ("A", "B"):
@@ -464,45 +463,6 @@ def parse_options(
     )
 
 
-def workspace_channels(ws: Workspace, a: str, b: str) -> tuple[Channel, Channel]:
-    """Open two workspace images as overlay channels."""
-    if a not in ws.images or b not in ws.images:
-        missing = a if a not in ws.images else b
-        raise WorkspaceError(
-            f"unknown image {missing!r} in {ws.file}: known images {', '.join(ws.images) or '-'} "
-            f"(add it with `coframe add`)"
-        )
-    return (
-        Channel(a, ws.open_image(a), ws.images[a].space),
-        Channel(b, ws.open_image(b), ws.images[b].space),
-    )
-
-
-def resolve_plane(ws: Workspace, options: OverlayOptions) -> tuple[OverlayOptions, Volume | None]:
-    """Options whose ``plane`` names a space, and the image living in it (if any).
-
-    ``--plane`` may name a space, an image (its space is used) or an edge
-    ``SPACE -> VOLUME`` (its source space is used).
-    """
-    if options.plane is None:
-        return options, None
-    name = options.plane.split("->")[0].strip()
-    try:
-        space = ws.space_of(name)
-    except WorkspaceError as e:
-        raise WorkspaceError(f"--plane {options.plane!r}: {e}") from e
-    names = sorted(ws.images_in(space), key=lambda n: ws.images[n].modality == "labels")
-    volume = ws.open_image(names[0]) if names else None
-    return replace(options, plane=space), volume
-
-
-def overlay_in_workspace(ws: Workspace, a: str, b: str, options: OverlayOptions) -> Overlay:
-    """Overlay of two workspace images (``coframe overlay A B``)."""
-    ca, cb = workspace_channels(ws, a, b)
-    options, plane_volume = resolve_plane(ws, options)
-    return make_overlay(ws.graph(), ca, cb, options, unit=ws.unit, plane_volume=plane_volume)
-
-
 def check_output(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Refuse an output of the wrong type, or an existing one without ``force``, before work.
 
@@ -513,7 +473,6 @@ def check_output(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     OverwriteError
         If the file exists and ``force`` is false.
     """
-    from coframe.core.atomic import refuse_existing
 
     path = Path(out)
     if path.suffix.lower() not in (".png", *TIFF_SUFFIXES):

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
 from coframe.core.atomic import atomic_output
 from coframe.core.errors import DimensionError, MetadataError
 from coframe.core.units import canonical_unit, unit_factor
-from PIL import Image, ImageDraw, ImageFont
 
 #: Default robust contrast percentiles (low, high).
 PERCENTILES = (0.5, 99.5)

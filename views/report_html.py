@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 import numpy as np
+
 from coframe.views.render import png_bytes
 
 CSS = """

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import FormatError
 from coframe.volumes.reading import AxisSpec, RawImage, RawLevel, resolve_axes
 from coframe.volumes.remote import Location

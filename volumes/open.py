@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import AxisError, FormatError, InputNotFoundError, MetadataError, UnitError
 from coframe.core.units import canonical_unit, unit_factor
 from coframe.volumes.mrc import read_mrc

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, FormatError
 from coframe.volumes.volume import ArraySource
 

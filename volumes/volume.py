@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, LevelError
 from coframe.core.units import canonical_unit, unit_factor
 

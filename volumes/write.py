@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from coframe.core.atomic import atomic_output, refuse_existing
 from coframe.core.errors import AxisError, DimensionError, FormatError, MetadataError
 from coframe.core.units import canonical_unit

@@ -12,9 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from phantoms import Scene, inverted, render, write_image  # noqa: E402
+
 from coframe.app.workspace import init_workspace, load_workspace  # noqa: E402
 from coframe.transforms.base import Transform  # noqa: E402
-from phantoms import Scene, inverted, render, write_image  # noqa: E402
 
 #: Voxel size of the phantoms (nm) and their number of voxels per axis.
 VOXEL = 1000.0

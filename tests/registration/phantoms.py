@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from coframe.transforms.base import Transform
 from coframe.volumes.write import create_ome_zarr
 

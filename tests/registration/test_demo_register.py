@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from coframe.app.register import demo_register_step, demo_truth
 from coframe.cli import DEMO_PIPELINE, app
 from coframe.demo.sample import make_demo
-from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

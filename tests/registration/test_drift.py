@@ -7,16 +7,16 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import SHAPE, VOXEL, Pair, centre
+from phantoms import Scene, grid_points, inverted
+from typer.testing import CliRunner
+
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.registration.drift import estimate_slice_drift
 from coframe.registration.inputs import WorkImage
 from coframe.registration.presets import drift_image
-from coframe.transforms.affine import Affine
-from coframe.transforms.base import Identity
-from conftest import SHAPE, VOXEL, Pair, centre
-from phantoms import Scene, grid_points, inverted
-from typer.testing import CliRunner
+from coframe.transforms.affine import Affine, Identity
 
 
 def _drift(n: int, seed: int = 2) -> np.ndarray:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHAPE, VOXEL, Pair, centre
+from typer.testing import CliRunner
+
 from coframe.cli import app
 from coframe.core.errors import RegistrationError
 from coframe.registration.landmarks import check_count, fit, landmark_tre
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
-from conftest import SHAPE, VOXEL, Pair, centre
-from typer.testing import CliRunner
 
 
 def _rotation(degrees: float, axis: int) -> np.ndarray:

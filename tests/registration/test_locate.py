@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from locate_synthetic import (
+    blob_phantom,
+    extract_section,
+    grid_volume,
+    random_pose,
+)
+
 from coframe.core.errors import DimensionError, RegistrationError
 from coframe.registration.locate import LocateOptions, locate_section, pose_errors
 from coframe.registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
@@ -17,12 +24,6 @@ from coframe.registration.locate_search import (
     resample_grid,
 )
 from coframe.transforms.affine import Affine
-from locate_synthetic import (
-    blob_phantom,
-    extract_section,
-    grid_volume,
-    random_pose,
-)
 
 VOXEL = 1000.0
 PIXEL = 500.0

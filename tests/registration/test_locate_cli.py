@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from locate_synthetic import blob_phantom, extract_section, random_pose
+from typer.testing import CliRunner
+
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.registration.locate_search import Grid, Pose
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
-from locate_synthetic import blob_phantom, extract_section, random_pose
-from typer.testing import CliRunner
 
 VOXEL = 1000.0
 PIXEL = 500.0

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from locate_synthetic import blob_phantom, extract_section, grid_volume
+from typer.testing import CliRunner
+
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.registration.locate import LocateOptions, locate_section, pose_errors
@@ -19,10 +24,6 @@ from coframe.registration.locate_symmetry import (
 )
 from coframe.transforms.affine import Affine
 from coframe.volumes.write import write_tiff
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from locate_synthetic import blob_phantom, extract_section, grid_volume
-from typer.testing import CliRunner
 
 VOXEL = 1000.0
 PIXEL = 500.0

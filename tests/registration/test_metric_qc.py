@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from coframe.registration.inputs import WorkImage, padding_mask
 from coframe.registration.metric import Evaluator, block_mean
 from coframe.registration.presets import MetricConfig

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import VOXEL, Pair, centre
+from typer.testing import CliRunner
+
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.core.errors import TransformError
 from coframe.registration.inputs import box_points
 from coframe.transforms.affine import Affine
-from coframe.transforms.base import Sequence
+from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.formats.itk import write_itk
-from conftest import VOXEL, Pair, centre
-from typer.testing import CliRunner
 
 
 def _about_centre(linear: np.ndarray, shift: tuple[float, float, float]) -> Affine:
@@ -97,7 +98,7 @@ def test_start_from_an_inverse_bspline_edge_with_a_jump(
     size = (9, 9, 9)  # valid region -2000..46000: its upper edge lies inside the images
     shift = np.broadcast_to([-600.0, 0.0, 0.0], (*size, 3))  # nothing lands in z 45400..46000
     spline = BSpline([-10000.0] * 3, [8000.0] * 3, np.eye(3), size, shift)
-    edge = Sequence((spline, truth.inverse()))  # moving -> fixed
+    edge = Chain((spline, truth.inverse()))  # moving -> fixed
     with pytest.raises(TransformError, match="did not converge"):
         edge.inverse().apply(box_points(np.zeros(3), np.full(3, 47000.0), 33))
     write_itk(edge, tmp_path / "moving-to-fixed.h5")

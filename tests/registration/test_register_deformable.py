@@ -6,15 +6,16 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+from conftest import SHAPE, VOXEL, Pair, centre
+from typer.testing import CliRunner
+
 from coframe.cli import app
 from coframe.registration.deformable import initial_spline, refine
 from coframe.registration.inputs import WorkImage
 from coframe.transforms.affine import Affine
-from coframe.transforms.base import Sequence
+from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.field import DisplacementField
-from conftest import SHAPE, VOXEL, Pair, centre
-from typer.testing import CliRunner
 
 
 def _smooth_warp() -> DisplacementField:
@@ -50,7 +51,7 @@ def test_bspline_recovers_a_smooth_warp_after_the_affine(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
     shift = Affine.from_linear(np.eye(3), (600.0, -900.0, 500.0))
-    pair = make_pair(Sequence((_smooth_warp(), shift)), noise=3.0)
+    pair = make_pair(Chain((_smooth_warp(), shift)), noise=3.0)
     args = ["register", "moving", "fixed", "-w", str(pair.root), "--json", *_FAST]
     linear = runner.invoke(app, [*args, "--steps", "rigid,affine"])
     assert linear.exit_code == 0, linear.output
@@ -62,7 +63,7 @@ def test_bspline_recovers_a_smooth_warp_after_the_affine(
     assert report["jacobian"]["folding_fraction"] == 0.0
     assert 0.5 < report["jacobian"]["min"] <= 1.0 <= report["jacobian"]["max"] < 2.0
     edge = pair.edge()
-    assert isinstance(edge, Sequence)
+    assert isinstance(edge, Chain)
     assert isinstance(edge.transforms[0], BSpline) and edge.transforms[1].is_linear
     deformable_tre = pair.tre_vox(edge)
     assert affine_tre > 0.5

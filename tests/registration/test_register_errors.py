@@ -7,6 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHAPE, VOXEL, Pair
+from phantoms import write_image
+from test_register_deformable import _smooth_warp
+from typer.testing import CliRunner
+
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.core.errors import DimensionError, UnitError
@@ -15,10 +20,6 @@ from coframe.registration.qc import verdict
 from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import create_ome_zarr
-from conftest import SHAPE, VOXEL, Pair
-from phantoms import write_image
-from test_register_deformable import _smooth_warp
-from typer.testing import CliRunner
 
 
 def _run(runner: CliRunner, pair: Pair, *args: str) -> object:

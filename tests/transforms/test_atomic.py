@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import coframe.core.atomic as atomic
 import pytest
+
+import coframe.core.atomic as atomic
 from coframe.core.atomic import atomic_output, write_text_atomic
 from coframe.core.errors import OutputError, OverwriteError
 

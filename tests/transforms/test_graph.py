@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import (
     AmbiguousPathError,
     DimensionError,
@@ -255,11 +256,11 @@ def test_graph_from_a_scene_like_object() -> None:
 
 def test_summaries_of_real_transforms() -> None:
     from coframe.transforms.affine import Affine, Translation
-    from coframe.transforms.base import Sequence
+    from coframe.transforms.base import Chain
     from coframe.transforms.field import DisplacementField
 
     field = DisplacementField(np.zeros((2, 2, 2, 3)), origin=[0, 0, 0], spacing=[1, 1, 1])
-    seq = Sequence((Affine(np.eye(4)), field))
+    seq = Chain((Affine(np.eye(4)), field))
     assert summarize_transform(seq) == "sequence(affine, displacements)"
     assert summarize_transform(Translation([1.0, 2.0])) == "translation"
     assert summarize_transform(field.inverse()) == "inverse(displacements)"

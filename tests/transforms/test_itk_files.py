@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from samples import rotation
+from scipy import ndimage
+
 from coframe.core.errors import (
     FormatError,
     InputNotFoundError,
@@ -14,15 +17,13 @@ from coframe.core.errors import (
     TransformError,
     UnitError,
 )
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.field import DisplacementField, sample_to_field
 from coframe.transforms.formats.itk import read_itk, write_itk
 from coframe.transforms.sitk_bridge import apply_sitk
 from coframe.transforms.tps import ThinPlateSpline
-from samples import rotation
-from scipy import ndimage
 
 SUFFIXES = (".tfm", ".txt", ".h5", ".mat")
 
@@ -74,7 +75,7 @@ CASES: dict[str, Transform] = {
     "rotation": Rotation(rotation(1, 0.3)),
     "affine": AFFINE,
     "affine2d": Affine.from_linear([[1.1, 0.2], [-0.1, 0.95]], [3.0, -4.0]),
-    "sequence": Sequence((Translation([1.0, 2.0, 3.0]), AFFINE)),
+    "sequence": Chain((Translation([1.0, 2.0, 3.0]), AFFINE)),
     "field": FIELD,
     "bspline": make_bspline(),
     "affine-then-field": AFFINE.then(FIELD),
@@ -91,7 +92,7 @@ ROUND_TRIPS = [
     (name, suffix)
     for name, t in CASES.items()
     for suffix in SUFFIXES
-    if not (suffix == ".mat" and isinstance(t, Sequence) and not t.is_linear)
+    if not (suffix == ".mat" and isinstance(t, Chain) and not t.is_linear)
 ]
 
 
@@ -107,7 +108,7 @@ def test_round_trip_same_point_mapping(tmp_path: Path, name: str, suffix: str) -
 
 
 def test_composite_round_trip_keeps_order(tmp_path: Path) -> None:
-    seq = Sequence((Scale([2.0, 2.0, 2.0]), Translation([0.0, 0.0, 1.0])))
+    seq = Chain((Scale([2.0, 2.0, 2.0]), Translation([0.0, 0.0, 1.0])))
     back = read_itk(write_itk(seq, tmp_path / "c.h5"))
     assert back == seq
     # SimpleITK itself applies the scale first too.
@@ -116,7 +117,7 @@ def test_composite_round_trip_keeps_order(tmp_path: Path) -> None:
 
 
 def test_linear_sequence_collapses_into_one_mat_affine(tmp_path: Path) -> None:
-    seq = Sequence((Translation([1.0, 2.0, 3.0]), AFFINE))
+    seq = Chain((Translation([1.0, 2.0, 3.0]), AFFINE))
     back = read_itk(write_itk(seq, tmp_path / "c.mat"))
     assert isinstance(back, Affine)
     assert np.allclose(back.matrix, seq.as_affine().matrix)
@@ -140,7 +141,7 @@ def test_reads_files_written_by_simpleitk(tmp_path: Path) -> None:
 
 
 def test_units_scale_lengths_only(tmp_path: Path) -> None:
-    t = Sequence((Rotation(rotation(0, 0.2)), Translation([1000.0, 2000.0, 3000.0])))
+    t = Chain((Rotation(rotation(0, 0.2)), Translation([1000.0, 2000.0, 3000.0])))
     path = write_itk(t, tmp_path / "um.tfm", file_unit="micrometer", unit="nanometer")
     raw = sitk.ReadTransform(str(path))
     # The file holds micrometres (x, y, z order): the translation is 3, 2, 1.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 
 
@@ -163,15 +164,15 @@ def test_rotation_validation(matrix: np.ndarray, message: str) -> None:
 def test_then_builds_flat_sequence_in_application_order() -> None:
     a, b, c = Translation([1, 0, 0]), Scale([2, 2, 2]), Translation([0, 0, 5])
     seq = a.then(b).then(c)
-    assert isinstance(seq, Sequence)
+    assert isinstance(seq, Chain)
     assert seq.transforms == (a, b, c)
     assert np.array_equal(seq.apply([0.0, 0.0, 0.0]), [2.0, 0.0, 5.0])
-    nested = Sequence((a, Sequence((b, c))))
+    nested = Chain((a, Chain((b, c))))
     assert nested.transforms == (a, b, c)
 
 
 def test_sequence_inverse_reverses_order() -> None:
-    seq = Sequence((Translation([1, 2, 3]), Rotation(rotation_z(0.3)), Scale([2, 1, 0.5])))
+    seq = Chain((Translation([1, 2, 3]), Rotation(rotation_z(0.3)), Scale([2, 1, 0.5])))
     p = np.random.default_rng(1).normal(size=(10, 3))
     assert np.allclose(seq.inverse().apply(seq.apply(p)), p)
     assert np.allclose(seq.as_affine().apply(p), seq.apply(p))
@@ -181,7 +182,7 @@ def test_sequence_dimension_mismatch() -> None:
     with pytest.raises(DimensionError, match="output dimension 3.*input dimension 2"):
         Translation([1, 2, 3]).then(Translation([1, 2]))
     with pytest.raises(DimensionError, match="at least one"):
-        Sequence(())
+        Chain(())
 
 
 def test_sequence_with_nonlinear_member_is_not_linear() -> None:

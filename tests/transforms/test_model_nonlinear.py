@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+
 from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.base import NumericalInverse

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+
 from coframe.core.errors import (
     DimensionError,
     FormatError,
@@ -19,8 +20,8 @@ from coframe.core.errors import (
     TransformError,
     UnitError,
 )
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.field import DisplacementField, InverseDisplacementField
 from coframe.transforms.formats.ngff import (
@@ -81,12 +82,12 @@ TRANSFORMS: dict[str, Transform] = {
     "scale": Scale([2.0, 0.5, 8.0]),
     "rotation": Rotation(_rotation(0.7, axis=1)),
     "affine": AFFINE,
-    "sequence": Sequence((Scale([2.0, 3.0, 4.0]), Translation([1.0, 2.0, 3.0]), AFFINE)),
+    "sequence": Chain((Scale([2.0, 3.0, 4.0]), Translation([1.0, 2.0, 3.0]), AFFINE)),
 }
 
 FIELD_TRANSFORMS: dict[str, Any] = {
     "displacements": lambda: _field(),
-    "sequence-with-field": lambda: Sequence((AFFINE, _field())),
+    "sequence-with-field": lambda: Chain((AFFINE, _field())),
     "inverse-field": lambda: InverseDisplacementField(_field(amplitude=1.0)),
     "bijection": lambda: Bijection(_field(amplitude=1.0), _field(amplitude=1.0)),
 }
@@ -155,7 +156,7 @@ def test_nested_transforms_between_differently_ordered_spaces(
 ) -> None:
     """Unnamed spaces inside sequences are written and read in the same frames."""
     field = _field(amplitude=0.5)
-    t = Sequence(
+    t = Chain(
         (
             AFFINE,
             InverseDisplacementField(field),
@@ -173,7 +174,7 @@ def test_nested_transforms_between_differently_ordered_spaces(
     back = read_ngff_transform(path)
     pts = _points(high=40.0)
     np.testing.assert_allclose(back.apply(pts), t.apply(pts), rtol=1e-6, atol=1e-4)
-    reverse = Sequence((Translation([1.0, 2.0, 3.0]), InverseDisplacementField(field)))
+    reverse = Chain((Translation([1.0, 2.0, 3.0]), InverseDisplacementField(field)))
     path = write_ngff_transform(
         tmp_path / "reverse.zarr",
         reverse,
@@ -545,7 +546,7 @@ def _three_space_scene() -> tuple[list[CoordinateSystem], list[SceneTransformati
     tem = CoordinateSystem(
         "tem", (Axis("y", "space", "nanometer"), Axis("x", "space", "nanometer"))
     )
-    to_xray = Sequence((AFFINE, _field()))
+    to_xray = Chain((AFFINE, _field()))
     pose = Affine([[0.0, 0.0, 5000.0], [1.0, 0.0, 100.0], [0.0, 1.0, 200.0]])
     edges = [
         SceneTransformation("fibsem", "xray", to_xray, "fibsem-to-xray"),

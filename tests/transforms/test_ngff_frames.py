@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import DimensionError, NotInvertibleError
 from coframe.transforms.affine import Affine, Scale
-from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.field import DisplacementField, InverseDisplacementField
 from coframe.transforms.formats.ngff import Axis, ByDimension, CoordinateSystem, FieldView
@@ -74,7 +75,7 @@ def test_change_frames_is_conjugation(kind: str) -> None:
     t: Transform = {
         "affine": AFFINE,
         "field": _field(),
-        "sequence": Sequence((AFFINE, _field())),
+        "sequence": Chain((AFFINE, _field())),
         "bijection": Bijection(_field(amplitude=0.5), _field(amplitude=0.5)),
         "inverse": InverseDisplacementField(_field(amplitude=0.5)),
         "bydim": ByDimension((Scale([3.0]), plane), ((0,), (1, 2)), ((2,), (0, 1)), 3, 3),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from coframe.core.errors import DimensionError, NotInvertibleError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Sequence, Transform
-from coframe.transforms.field import DisplacementField
-from coframe.transforms.tps import ThinPlateSpline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from coframe.core.errors import DimensionError, NotInvertibleError
+from coframe.transforms.affine import Affine, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.tps import ThinPlateSpline
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -126,7 +127,7 @@ def test_composition_is_associative_on_points(data: st.DataObject, dim: int) -> 
     expected = c.apply(b.apply(a.apply(p)))
     assert np.allclose(left.apply(p), expected, atol=1e-9)
     assert np.allclose(right.apply(p), expected, atol=1e-9)
-    assert isinstance(left, Sequence) and len(left.transforms) == 3
+    assert isinstance(left, Chain) and len(left.transforms) == 3
 
 
 @SETTINGS

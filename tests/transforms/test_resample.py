@@ -6,12 +6,15 @@ import errno
 import json
 from pathlib import Path
 
-import coframe.resampling.block as block_mod
-import coframe.resampling.resample as resample_mod
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import zarr
+from samples import rotation
+from scipy import ndimage
+
+import coframe.resampling.block as block_mod
+import coframe.resampling.resample as resample_mod
 from coframe.core.errors import OutputError, OverwriteError, TransformError
 from coframe.resampling.block import ImageSource
 from coframe.resampling.chain import (
@@ -24,15 +27,13 @@ from coframe.resampling.chain import (
 from coframe.resampling.plan import OutputGrid
 from coframe.resampling.resample import resample
 from coframe.transforms.affine import Affine, Scale, Translation
-from coframe.transforms.base import Sequence as Chain
+from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.field import DisplacementField
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.transforms.tps import ThinPlateSpline
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import create_ome_zarr
-from samples import rotation
-from scipy import ndimage
 
 SRC_SHAPE = (40, 48, 56)
 SRC_VS = (2.0, 2.0, 2.0)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
 from coframe.cli import app
 from coframe.demo.resample import OUT_DIR, demo_resample_step
 from coframe.demo.sample import make_demo
 from coframe.volumes.open import open_volume
-from scipy import ndimage
-from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

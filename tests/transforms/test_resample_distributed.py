@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from scipy import ndimage
+
 from coframe.resampling.block import ImageSource
 from coframe.resampling.plan import OutputGrid
 from coframe.resampling.resample import resample
 from coframe.transforms.affine import Affine
 from coframe.transforms.field import DisplacementField
 from coframe.volumes.write import create_ome_zarr
-from scipy import ndimage
 
 
 @pytest.mark.parametrize("chain", ["affine", "affine+field"])

@@ -6,10 +6,11 @@ import numba
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from coframe.resampling.kernel import KERNEL_DTYPES, linear_affine_of, resample_linear_affine
-from coframe.transforms.sitk_bridge import array_to_image, empty_image, resample_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from coframe.resampling.kernel import KERNEL_DTYPES, linear_affine_of, resample_linear_affine
+from coframe.transforms.sitk_bridge import array_to_image, empty_image, resample_image
 
 DTYPES = sorted(KERNEL_DTYPES, key=str)
 
@@ -157,8 +158,9 @@ def test_rejects_other_arrays() -> None:
 
 def test_compiles_where_no_cache_directory_is_writable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A read-only install with no writable home: the kernel compiles per process instead."""
-    from coframe.resampling.kernel import _cached_jit
     from numba.core import caching
+
+    from coframe.resampling.kernel import _cached_jit
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import LevelError, MetadataError
 from coframe.resampling.plan import (
     OutputGrid,
@@ -18,8 +19,7 @@ from coframe.resampling.plan import (
     source_box,
 )
 from coframe.resampling.resample import plan_run
-from coframe.transforms.affine import Affine, Scale, Translation
-from coframe.transforms.base import Identity
+from coframe.transforms.affine import Affine, Identity, Scale, Translation
 from coframe.transforms.field import DisplacementField
 from coframe.volumes.volume import Level, Volume
 

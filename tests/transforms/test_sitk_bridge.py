@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from samples import rotation
+
 from coframe.core.errors import DimensionError, MetadataError, TransformError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.field import DisplacementField
@@ -22,7 +24,6 @@ from coframe.transforms.sitk_bridge import (
     to_sitk,
 )
 from coframe.transforms.tps import ThinPlateSpline
-from samples import rotation
 
 RNG = np.random.default_rng(1234)
 
@@ -69,7 +70,7 @@ def inner_points(t: Transform, n: int = 60) -> np.ndarray:
 
 def sequence_points(t: Transform) -> np.ndarray:
     """Points inside the support of ``t``; for a sequence, of its last member after the shift."""
-    if not isinstance(t, Sequence):
+    if not isinstance(t, Chain):
         return inner_points(t)
     first = t.transforms[0].apply(np.zeros(t.input_dim))
     return inner_points(t.transforms[-1]) - first
@@ -85,10 +86,10 @@ CASES: list[Transform] = [
     Rotation(rotation(1, 0.4)),
     ANISO_AFFINE,
     Affine.from_linear([[1.1, 0.3], [-0.2, 0.9]], [4.0, -1.0]),
-    Sequence((Translation([1.0, 2.0, 3.0]), Scale([2.0, 1.0, 0.5]), ANISO_AFFINE)),
+    Chain((Translation([1.0, 2.0, 3.0]), Scale([2.0, 1.0, 0.5]), ANISO_AFFINE)),
     field_3d(),
     bspline_3d(),
-    Sequence((Translation([2.0, 0.0, 1.0]), field_3d())),
+    Chain((Translation([2.0, 0.0, 1.0]), field_3d())),
 ]
 
 
@@ -123,7 +124,7 @@ def test_composite_applies_last_added_first() -> None:
     # ITK: the scale (added last) applies first.
     assert composite.TransformPoint((1.0, 1.0, 1.0)) == (3.0, 2.0, 2.0)
     seq = from_sitk(composite)
-    assert isinstance(seq, Sequence)
+    assert isinstance(seq, Chain)
     assert seq.transforms == (Scale([2.0, 2.0, 2.0]), Translation([0.0, 0.0, 1.0]))
     assert np.array_equal(seq.apply([1.0, 1.0, 1.0]), [2.0, 2.0, 3.0])
     # And back: the sequence's first transform is added last.

@@ -6,10 +6,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import coframe.core.atomic as atomic
 import numpy as np
 import pytest
 import yaml
+
+import coframe.core.atomic as atomic
+from coframe.app.provenance import make_provenance, sha256_path
 from coframe.app.workspace import (
     EdgeEntry,
     Workspace,
@@ -17,8 +19,6 @@ from coframe.app.workspace import (
     init_workspace,
     kind_is_linear,
     load_workspace,
-    make_provenance,
-    sha256_path,
 )
 from coframe.core.errors import (
     DimensionError,
@@ -430,7 +430,7 @@ def test_a_thin_plate_spline_goes_through_bigwarp_files(tmp_path: Path, suffix: 
 
 
 def test_point_lists_from_json_and_csv(tmp_path: Path) -> None:
-    from coframe.transforms.formats.dispatch import points_csv_text, read_points
+    from coframe.app.points import points_csv_text, read_points
 
     np.testing.assert_array_equal(read_points("[1, 2, 3]"), [[1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(read_points(" [[1, 2], [3, 4.5]] "), [[1, 2], [3, 4.5]])
@@ -461,7 +461,7 @@ def test_point_lists_from_json_and_csv(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_point_csv_names_the_line(tmp_path: Path, content: str, message: str) -> None:
-    from coframe.transforms.formats.dispatch import read_points
+    from coframe.app.points import read_points
 
     f = tmp_path / "p.csv"
     f.write_text(content)
@@ -479,7 +479,7 @@ def test_malformed_point_csv_names_the_line(tmp_path: Path, content: str, messag
     ],
 )
 def test_malformed_point_json_names_line_or_point(coords: str, message: str) -> None:
-    from coframe.transforms.formats.dispatch import read_points
+    from coframe.app.points import read_points
 
     with pytest.raises(ParseError, match=message):
         read_points(coords)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from typer.testing import CliRunner
+
 from coframe.cli import app
 from coframe.volumes.info import describe, render_text
 from coframe.volumes.open import open_volume
-from typer.testing import CliRunner
 
 
 def _image(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorstore as ts
+
 from coframe.core.errors import FormatError, MetadataError
 from coframe.volumes.open import detect_format, open_volume
 

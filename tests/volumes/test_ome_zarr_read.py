@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from numcodecs import Zstd
+
 from coframe.core.errors import AxisError, FormatError, MetadataError, ParseError
 from coframe.volumes.open import open_volume
-from numcodecs import Zstd
 
 
 def _ngff_image(

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from samples import cellmap_pyramid
+
 from coframe.core.errors import (
     AxisError,
     DimensionError,
@@ -20,7 +22,6 @@ from coframe.core.errors import (
 )
 from coframe.volumes.open import detect_format, open_volume, parse_floats, parse_select
 from coframe.volumes.volume import Volume
-from samples import cellmap_pyramid
 
 
 @pytest.fixture

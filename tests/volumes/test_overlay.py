@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import MetadataError, TransformError
 from coframe.resampling.chain import map_points
-from coframe.transforms.affine import Translation
-from coframe.transforms.base import Identity
+from coframe.transforms.affine import Identity, Translation
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.graph import Edge, SpaceGraph
 from coframe.views.overlay import orthogonal_plane, sample_plane

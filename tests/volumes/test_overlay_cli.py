@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
+from samples import blobs
+
 from coframe.cli import app
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.volumes.write import create_ome_zarr, write_tiff
-from PIL import Image
-from samples import blobs
 
 
 def write_volume(path: Path, data: np.ndarray, voxel: float) -> None:

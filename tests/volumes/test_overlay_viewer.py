@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+
 from coframe.app.workspace import init_workspace, load_workspace
 from coframe.cli import app
 from coframe.transforms.affine import Affine, Translation

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorstore as ts
 import tifffile
+from samples import cellmap_pyramid
+
 from coframe.core.errors import InputNotFoundError
 from coframe.volumes.open import detect_format, open_volume
 from coframe.volumes.remote import Location
-from samples import cellmap_pyramid
 
 DATA = np.arange(8 * 12 * 16, dtype=np.uint16).reshape(8, 12, 16)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from coframe.core.errors import DimensionError
 from coframe.demo import synthetic as syn
 

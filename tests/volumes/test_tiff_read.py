@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 import tifffile.zarr
+
 from coframe.core.errors import AxisError, FormatError, MetadataError, UnitError
 from coframe.volumes.open import detect_format, open_volume
 

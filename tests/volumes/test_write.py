@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import DimensionError, OverwriteError
 from coframe.volumes.write import (

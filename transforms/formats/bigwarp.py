@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import (
     DimensionError,
@@ -46,7 +48,6 @@ from coframe.core.units import canonical_unit, unit_factor
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.base import Transform
 from coframe.transforms.tps import ThinPlateSpline
-from numpy.typing import ArrayLike
 
 #: Transform kinds :func:`landmarks_transform` fits.
 KINDS: tuple[str, ...] = ("tps", "affine", "similarity", "rigid", "translation")

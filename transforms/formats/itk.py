@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import SimpleITK as sitk
+
 from coframe.core.atomic import atomic_output
 from coframe.core.errors import (
     FormatError,
@@ -28,7 +29,7 @@ from coframe.core.errors import (
     TransformError,
 )
 from coframe.core.units import unit_factor
-from coframe.transforms.base import Sequence, Transform
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 
 #: File name suffixes SimpleITK reads and writes as transforms.
@@ -68,7 +69,7 @@ def read_itk(
     -------
     Transform
         The transform in numpy axis order and ``unit``; an ITK composite
-        becomes a :class:`~coframe.transforms.base.Sequence` in application order.
+        becomes a :class:`~coframe.transforms.base.Chain` in application order.
 
     Raises
     ------
@@ -96,7 +97,7 @@ def read_itk(
 
 
 def _for_suffix(t: Transform, suffix: str, path: Path) -> Transform:
-    if suffix != ".mat" or not isinstance(t, Sequence):
+    if suffix != ".mat" or not isinstance(t, Chain):
         return t
     affine = t.as_affine()
     if affine is None:

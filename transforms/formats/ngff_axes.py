@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import AxisError, DimensionError, ParseError, UnitError
 from coframe.core.units import NANOMETERS_PER_UNIT, canonical_unit, unit_factor
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
 from coframe.transforms.affine import Affine
 from coframe.transforms.base import Transform

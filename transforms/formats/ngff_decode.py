@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from coframe.core.errors import (
     CoframeError,
     DimensionError,
@@ -30,8 +31,8 @@ from coframe.core.errors import (
     UnitError,
 )
 from coframe.core.units import canonical_unit, unit_factor
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.formats.ngff_axes import (
     Axis,
@@ -412,7 +413,7 @@ class Decoder:
             out.append(t)
             frames += [a, b]
             step_ends = Ends(b, None, target)
-        return (out[0] if len(out) == 1 else Sequence(tuple(out))), frames[0], frames[-1]
+        return (out[0] if len(out) == 1 else Chain(tuple(out))), frames[0], frames[-1]
 
     def _inverse_of(self, obj: Any, key: str, ends: Ends) -> Decoded:
         inner = obj.get("transformation", obj.get("transform"))

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import TransformError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, NumericalInverse, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.field import DisplacementField
 from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem, Frame
@@ -79,7 +80,7 @@ class Encoder:
         TransformError
             If the transform has no NGFF representation.
         """
-        if isinstance(t, Sequence):
+        if isinstance(t, Chain):
             steps = []
             before = fin
             for k, step in enumerate(t.transforms):
@@ -109,7 +110,7 @@ class Encoder:
 
     def _raw(self, t: Transform, fin: Frame, stem: str) -> dict[str, Any]:
         """JSON of a transform already expressed in NGFF coordinates."""
-        if isinstance(t, Sequence):
+        if isinstance(t, Chain):
             anonymous = [Frame.anonymous(s.input_dim) for s in t.transforms]
             anonymous.append(Frame.anonymous(t.output_dim))
             return {

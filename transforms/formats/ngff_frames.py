@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from coframe.core.errors import DimensionError, TransformError
-from coframe.transforms.affine import Affine, Rotation, Scale, Translation
-from coframe.transforms.base import Identity, NumericalInverse, Sequence, Transform
+from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
+from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.field import DisplacementField, InverseDisplacementField
 from coframe.transforms.formats.ngff_axes import Monomial
@@ -226,7 +227,7 @@ def field_in_frames(
     around = pre.then(post)
     if not coordinates and not _is_identity(around):
         inner = field_in_frames(vectors, origin, spacing, post.inverse(), post)
-        return Sequence((_monomial_affine(around), inner))
+        return Chain((_monomial_affine(around), inner))
     inv = tuple(int(i) for i in np.argsort(pre.perm))
     factors = np.asarray(pre.factors)
     new_origin = np.array([origin[inv[k]] / factors[inv[k]] for k in range(n)])
@@ -317,7 +318,7 @@ def change_frames(t: Transform, pre: Monomial, post: Monomial) -> Transform:
         )
     if pre.is_identity and post.is_identity:
         return t
-    if isinstance(t, Sequence):
+    if isinstance(t, Chain):
         steps = []
         before = pre
         for k, step in enumerate(t.transforms):
@@ -325,7 +326,7 @@ def change_frames(t: Transform, pre: Monomial, post: Monomial) -> Transform:
             after = post if last else _intermediate(step.output_dim, pre, post)
             steps.append(change_frames(step, before, after))
             before = after.inverse()
-        return Sequence(tuple(steps))
+        return Chain(tuple(steps))
     if isinstance(t, Bijection):
         return Bijection(
             change_frames(t.forward, pre, post),
@@ -380,5 +381,5 @@ def _generic_in_frames(t: Transform, pre: Monomial, post: Monomial) -> Transform
             for k, s in enumerate(steps)
             if k == 1 or not (pre if k == 0 else post).permutation.is_identity
         ]
-        return kept[0] if len(kept) == 1 else Sequence(tuple(kept))
-    return Sequence((_monomial_affine(pre), t, _monomial_affine(post)))
+        return kept[0] if len(kept) == 1 else Chain(tuple(kept))
+    return Chain((_monomial_affine(pre), t, _monomial_affine(post)))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from coframe.core.atomic import atomic_output, refuse_existing, write_text_atomic
 from coframe.core.errors import FormatError, InputNotFoundError, ParseError
 

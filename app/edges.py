@@ -1,0 +1,180 @@
+"""Workspace edges from files: link a transform file, move edges to and from an OME-NGFF scene."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from coframe.app.provenance import make_provenance
+from coframe.app.workspace import Workspace
+from coframe.core.errors import AxisError, DimensionError, OverwriteError, WorkspaceError
+from coframe.core.units import canonical_unit
+from coframe.transforms.base import Transform
+from coframe.transforms.formats.dispatch import detect_transform_format, read_transform
+from coframe.transforms.formats.ngff import (
+    SceneTransformation,
+    read_scene,
+    write_ngff_transform,
+    write_scene,
+)
+from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem
+from coframe.transforms.graph import summarize_transform
+
+_AXIS_ORDER = ("z", "y", "x")
+
+
+def link_transform(
+    workspace: Workspace,
+    source: str,
+    target: str,
+    file: str | Path,
+    *,
+    file_unit: str | None = None,
+    command: str = "",
+    force: bool = False,
+) -> tuple[Workspace, Transform]:
+    """Read a transform file and add it to a workspace as the edge ``source -> target``.
+
+    The file is read (validating it), its dimensions are checked against the
+    spaces' axes when known, and the edge is recorded with its type summary
+    and provenance (command, time, file SHA-256, software versions). The file
+    is referenced where it is, not copied. The workspace is not saved.
+
+    Parameters
+    ----------
+    workspace
+        The workspace.
+    source, target
+        Space (or image) names; the transform maps points of ``source`` into ``target``.
+    file
+        The transform file.
+    file_unit
+        Unit of unit-less files (ITK, BigWarp); default the workspace unit.
+    command
+        The command line, recorded in the provenance.
+    force
+        Replace an existing edge ``source -> target``.
+
+    Returns
+    -------
+    The new workspace and the transform read.
+
+    Raises
+    ------
+    DimensionError
+        If the transform's dimensions disagree with the spaces' axes.
+    """
+
+    src, dst = workspace.space_of(source), workspace.space_of(target)
+    path = Path(file).expanduser().absolute()
+    fmt = detect_transform_format(path)
+    t = read_transform(path, format=fmt, file_unit=file_unit, unit=workspace.unit)
+    spaces = workspace.all_spaces()
+    for space, dim in ((src, t.input_dim), (dst, t.output_dim)):
+        axes = spaces[space].axes
+        if axes is not None and len(axes) != dim:
+            raise DimensionError(
+                f"{path.name} maps {t.input_dim}D points to {t.output_dim}D but space {space!r} "
+                f"has axes {list(axes)}: check the FROM_SPACE TO_SPACE order or the file"
+            )
+    unit = None if fmt == "ngff" or file_unit is None else canonical_unit(file_unit, key="--unit")
+    params = {"format": fmt, "file_unit": unit or workspace.unit}
+    prov = make_provenance(command, parameters=params, files={"file": path})
+    ws = workspace.add_edge(
+        src, dst, path, fmt, unit, prov, force=force, kind=summarize_transform(t)
+    )
+    return ws, t
+
+
+def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) -> Path:
+    """Write a workspace's spaces and edges as one OME-NGFF scene (a Zarr group).
+
+    Every edge is read; a space without declared axes takes (z, y, x) or
+    (y, x) from the dimension of the edges that touch it.
+
+    Raises
+    ------
+    WorkspaceError
+        If a space has neither declared axes nor edges to tell its dimension.
+    OverwriteError
+        If ``out`` exists and ``force`` is false.
+    """
+
+    p = Path(out)
+    if p.exists() and not force:
+        raise OverwriteError(f"{p} already exists: pass --force to overwrite it")
+    graph = workspace.graph()
+    dims: dict[str, int] = {}
+    items = []
+    for i, e in enumerate(workspace.edges):
+        t = graph.load(i)
+        dims.setdefault(e.source, t.input_dim)
+        dims.setdefault(e.target, t.output_dim)
+        items.append(SceneTransformation(e.source, e.target, t, f"{e.source} -> {e.target}"))
+    systems = []
+    for name, space in workspace.all_spaces().items():
+        axes = space.axes or (_AXIS_ORDER[-dims[name] :] if 0 < dims.get(name, 0) <= 3 else None)
+        if axes is None:
+            raise WorkspaceError(
+                f"the axes of space {name!r} are unknown: declare spaces.{name}.axes in "
+                f"{workspace.file} or add an image or edge in it"
+            )
+        systems.append(
+            CoordinateSystem(name, tuple(Axis(a, "space", workspace.unit) for a in axes))
+        )
+    return Path(write_scene(p, systems, items, unit=workspace.unit, force=force))
+
+
+def import_scene(
+    workspace: Workspace, path: str | Path, *, force: bool = False, command: str = ""
+) -> Workspace:
+    """Add an OME-NGFF scene's coordinate systems as spaces and its transformations as edges.
+
+    Each transformation is written as its own NGFF group under the
+    workspace's ``transforms/`` directory (``<input>-to-<output>.zarr``) and
+    recorded with provenance. Nothing is written unless every edge and file
+    can be added. The workspace is not saved.
+
+    Raises
+    ------
+    OverwriteError
+        If an edge or a file exists and ``force`` is false.
+    """
+
+    scene = read_scene(path, unit=workspace.unit)
+    ws = workspace
+    for name in scene.coordinate_systems:
+        try:
+            axes: tuple[str, ...] | None = scene.coframe_axes(name)
+        except (AxisError, DimensionError):
+            axes = None
+        if axes is not None and len(axes) not in (2, 3):
+            axes = None
+        ws = ws.with_space(name, axes, force=force)
+    planned: list[tuple[Path, Any]] = []
+    for item in scene.transformations:
+        for name in (item.input, item.output):
+            if name not in ws.all_spaces():
+                ws = ws.with_space(name, None)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{item.input}-to-{item.output}")
+        out = ws.root / "transforms" / f"{stem}.zarr"
+        if out.exists() and not force:
+            raise OverwriteError(f"{out} already exists: pass --force to overwrite it")
+        ws.add_edge(item.input, item.output, out, "ngff", None, None, force=force)
+        planned.append((out, item))
+    for out, item in planned:
+        spaces = [scene.coordinate_systems.get(n, n) for n in (item.input, item.output)]
+        write_ngff_transform(
+            out,
+            item.transform,
+            input_space=spaces[0],
+            output_space=spaces[1],
+            unit=ws.unit,
+            force=force,
+            name=item.name,
+        )
+        prov = make_provenance(command, inputs={"scene": str(path)}, files={"file": out})
+        kind = summarize_transform(item.transform)
+        ws = ws.add_edge(item.input, item.output, out, "ngff", None, prov, force=force, kind=kind)
+    return ws

@@ -1,0 +1,161 @@
+"""The point lists of ``coframe points``: physical coordinates in numpy axis order.
+
+A JSON list of points (or one point), or a CSV file with one point per row and
+an optional header of axis names (which may reorder the columns).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coframe.core.errors import FormatError, InputNotFoundError, ParseError
+
+_AXIS_ORDER = ("z", "y", "x")
+
+
+def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
+    """Points from a JSON list, a JSON file or a CSV file, as an ``(N, d)`` array.
+
+    Parameters
+    ----------
+    coords
+        ``"[[1, 2, 3], [4, 5, 6]]"``, ``"[1, 2, 3]"`` (one point), or the
+        path of a ``.json`` or ``.csv`` file. CSV files hold one point per
+        row; an optional header names the axes (``z,y,x``, ``x,y,z``...), and
+        columns are reordered into (z, y, x).
+    source
+        Name of the argument, used in error messages.
+
+    Raises
+    ------
+    ParseError
+        If the text is malformed (the message names line and column).
+    InputNotFoundError
+        If ``coords`` is neither JSON nor an existing file.
+    """
+    if coords.strip().startswith("["):
+        return _points_from_json(coords, source)
+    p = Path(coords).expanduser()
+    if not p.is_file():
+        raise InputNotFoundError(
+            f"{source} {coords!r} is neither a JSON list of points like [[z, y, x], ...] "
+            f"nor an existing .csv/.json file"
+        )
+    try:
+        content = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"cannot read points file {p}: {e}") from e
+    if p.suffix.lower() == ".json":
+        return _points_from_json(content, str(p))
+    return _points_from_csv(content, str(p))
+
+
+def points_csv_text(points: np.ndarray, axes: tuple[str, ...] | None = None) -> str:
+    """CSV text of points, one per row, with a header of axis names."""
+    arr = np.asarray(points, dtype=float).reshape(-1, np.shape(points)[-1])
+    if axes is None or len(axes) != arr.shape[1]:
+        axes = _AXIS_ORDER[-arr.shape[1] :] if arr.shape[1] <= 3 else None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if axes is not None:
+        writer.writerow(axes)
+    for row in arr:
+        writer.writerow([repr(float(v)) for v in row])
+    return buf.getvalue()
+
+
+def _points_from_json(text: str, source: str) -> np.ndarray:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseError(
+            f"{source} line {e.lineno}, column {e.colno}: {e.msg}; expected a JSON list of points "
+            f"like [[z, y, x], ...]"
+        ) from e
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ParseError(
+            f"{source}: expected a non-empty JSON list of points like [[z, y, x], ...]"
+        )
+    dim = None
+    for i, point in enumerate(value):
+        if not isinstance(point, list) or not point or not all(_is_number(v) for v in point):
+            raise ParseError(f"{source}: point {i} is {point!r}; expected a list of numbers")
+        if dim is None:
+            dim = len(point)
+        elif len(point) != dim:
+            raise ParseError(
+                f"{source}: point {i} has {len(point)} coordinates but point 0 has {dim}; "
+                f"give every point the same axes"
+            )
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ParseError(f"{source}: coordinates must be finite numbers")
+    return arr
+
+
+def _points_from_csv(content: str, source: str) -> np.ndarray:
+    rows: list[list[float]] = []
+    order: list[int] | None = None
+    dim = None
+    first_line = None
+    for lineno, row in enumerate(csv.reader(io.StringIO(content)), start=1):
+        cells = [c.strip() for c in row]
+        if not cells or all(not c for c in cells) or cells[0].startswith("#"):
+            continue
+        if not rows and order is None and not all(_is_float(c) for c in cells):
+            order = _header_order(cells, source, lineno)
+            dim = len(cells)
+            first_line = lineno
+            continue
+        if dim is None:
+            dim, first_line = len(cells), lineno
+        if len(cells) != dim:
+            raise ParseError(
+                f"{source} line {lineno}: {len(cells)} values but line {first_line} has {dim}; "
+                f"expected one point per row"
+            )
+        bad = next((c for c in cells if not _is_float(c)), None)
+        if bad is not None:
+            raise ParseError(
+                f"{source} line {lineno}: {bad!r} is not a number; expected one point per row "
+                f"in (z, y, x) order"
+            )
+        values = [float(c) for c in cells]
+        rows.append(values if order is None else [values[k] for k in order])
+    if not rows:
+        raise ParseError(f"{source}: no points found; expected one point per row")
+    arr = np.asarray(rows, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ParseError(f"{source}: coordinates must be finite numbers")
+    return arr
+
+
+def _header_order(cells: list[str], source: str, lineno: int) -> list[int]:
+    names = [c.lower() for c in cells]
+    expected = list(_AXIS_ORDER[-len(names) :]) if len(names) <= 3 else []
+    if sorted(names) != sorted(expected):
+        raise ParseError(
+            f"{source} line {lineno}: header {cells} does not name the axes; expected a "
+            f"permutation of {', '.join(_AXIS_ORDER)} (or no header, columns in z, y, x order)"
+        )
+    return [names.index(axis) for axis in expected]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
