@@ -295,7 +295,7 @@ def overlay_cmd(
         str | None, typer.Option(help="composite,checkerboard,difference,blend (default all).")
     ] = None,
     box: Annotated[
-        str | None, typer.Option(help="Physical box lo_z,lo_y,lo_x,hi_z,hi_y,hi_x in the frame.")
+        str | None, typer.Option(help="Physical box z0,y0,x0:z1,y1,x1 in the frame.")
     ] = None,
     point: Annotated[str | None, typer.Option(help="Slices pass through z,y,x.")] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Output pixel size.")] = None,
@@ -361,7 +361,7 @@ def export_viewer_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     frame: Annotated[str, typer.Option(help="Resample into the space of A or B.")] = "A",
     box: Annotated[
-        str | None, typer.Option(help="Physical box lo_z,lo_y,lo_x,hi_z,hi_y,hi_x in the frame.")
+        str | None, typer.Option(help="Physical box z0,y0,x0:z1,y1,x1 in the frame.")
     ] = None,
     pixel_size: Annotated[float | None, typer.Option(help="Output voxel size.")] = None,
     level: Annotated[

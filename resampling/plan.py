@@ -180,33 +180,6 @@ def parse_memory(text: str | int) -> int:
     return value
 
 
-def parse_box(text: str, ndim: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Corners of a physical box written ``"z0,y0,x0:z1,y1,x1"`` (or with ``..``).
-
-    Raises
-    ------
-    MetadataError
-        If the text is not two corners of ``ndim`` numbers with lo < hi.
-    """
-    parts = re.split(r"\.\.|:", str(text))
-    expected = "expected lo:hi corners in z,y,x order, e.g. 0,0,0:4000,8000,8000 (--box)"
-    if len(parts) != 2:
-        raise MetadataError(f"--box {text!r}: {expected}")
-    try:
-        lo = tuple(float(v) for v in parts[0].split(","))
-        hi = tuple(float(v) for v in parts[1].split(","))
-    except ValueError as e:
-        raise MetadataError(f"--box {text!r}: {expected}") from e
-    if len(lo) != ndim or len(hi) != ndim:
-        raise MetadataError(
-            f"--box {text!r} has corners of {len(lo)} and {len(hi)} numbers: the target has "
-            f"{ndim} axes; {expected}"
-        )
-    if not all(np.isfinite(lo + hi)) or any(a >= b for a, b in zip(lo, hi, strict=True)):
-        raise MetadataError(f"--box {text!r}: every lo must be below its hi; {expected}")
-    return lo, hi
-
-
 # --------------------------------------------------------------------------- the output grid
 
 

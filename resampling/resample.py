@@ -73,7 +73,6 @@ from coframe.resampling.plan import (
     choose_source_level,
     grid_for_target,
     grow_shape,
-    parse_box,
     parse_memory,
     plan_blocks,
     source_voxels_per_output_voxel,
@@ -82,6 +81,7 @@ from coframe.resampling.progress import chunk_progress
 from coframe.transforms.base import Transform
 from coframe.transforms.field import DisplacementField
 from coframe.transforms.sitk_bridge import to_sitk
+from coframe.volumes.open import parse_box
 from coframe.volumes.write import MultiscaleWriter, compressors, pyramid_specs, write_tiff
 
 #: Default memory budget of one task.

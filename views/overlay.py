@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from coframe.core.errors import DimensionError, MetadataError
+from coframe.core.errors import DimensionError
 from coframe.core.units import unit_factor
 from coframe.resampling.chain import inverse_tolerance, map_points
 from coframe.transforms.affine import Affine
@@ -304,30 +304,6 @@ def volume_box(volume: Volume) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Physical (lo, hi) corners of an image's finest level, edge to edge."""
     ext = volume.levels[0].extent
     return tuple(a for a, _ in ext), tuple(b for _, b in ext)
-
-
-def parse_box(text: str, *, flag: str = "--box") -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Parse ``lo_z,lo_y,lo_x,hi_z,hi_y,hi_x`` (or 2D ``lo_y,lo_x,hi_y,hi_x``).
-
-    Raises
-    ------
-    MetadataError
-        If the text is not 4 or 6 numbers with every lo below its hi.
-    """
-    expected = "6 comma-separated numbers lo_z,lo_y,lo_x,hi_z,hi_y,hi_x (4 for a 2D space)"
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",")]
-    except ValueError as e:
-        raise MetadataError(f"{flag} {text!r}: expected {expected}") from e
-    if len(values) not in (4, 6):
-        raise MetadataError(f"{flag} {text!r} has {len(values)} numbers: expected {expected}")
-    ndim = len(values) // 2
-    lo, hi = tuple(values[:ndim]), tuple(values[ndim:])
-    if any(b <= a for a, b in zip(lo, hi, strict=True)):
-        raise MetadataError(
-            f"{flag} {text!r}: every hi corner value must exceed its lo ({lo} {hi})"
-        )
-    return lo, hi
 
 
 def orthogonal_plane(

@@ -28,7 +28,6 @@ from coframe.views.overlay import (
     default_pixel_size,
     flat_plane,
     orthogonal_plane,
-    parse_box,
     sample_plane,
     volume_box,
 )
@@ -49,7 +48,7 @@ from coframe.views.render import (
     upscale,
     zoom_factor,
 )
-from coframe.volumes.open import parse_floats
+from coframe.volumes.open import parse_box, parse_floats
 from coframe.volumes.volume import Volume
 
 #: Views of a 3D frame: slices and maximum projections.

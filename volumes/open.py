@@ -19,6 +19,7 @@ Override rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,47 @@ def parse_floats(text: str, *, flag: str) -> tuple[float, ...]:
             "(e.g. 8 or 40,8,8)"
         )
     return values
+
+
+def parse_box(
+    text: str, ndim: int | None = None, *, flag: str = "--box"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Corners of a physical box written ``"z0,y0,x0:z1,y1,x1"`` (or ``"y0,x0:y1,x1"``).
+
+    The one box syntax of every command; ``..`` may stand for ``:``.
+
+    Parameters
+    ----------
+    text
+        The flag value.
+    ndim
+        Number of axes required, or None for 2 or 3.
+    flag
+        The flag name, for the error message.
+
+    Raises
+    ------
+    MetadataError
+        If the text is not two corners of ``ndim`` numbers with lo < hi.
+    """
+    parts = re.split(r"\.\.|:", str(text))
+    expected = f"expected lo:hi corners in z,y,x order, e.g. 0,0,0:4000,8000,8000 ({flag})"
+    if len(parts) != 2:
+        raise MetadataError(f"{flag} {text!r}: {expected}")
+    try:
+        lo = tuple(float(v) for v in parts[0].split(","))
+        hi = tuple(float(v) for v in parts[1].split(","))
+    except ValueError as e:
+        raise MetadataError(f"{flag} {text!r}: {expected}") from e
+    wanted = (ndim,) if ndim is not None else (2, 3)
+    if len(lo) != len(hi) or len(lo) not in wanted:
+        axes = f"the target has {ndim} axes" if ndim is not None else "expected 2 or 3 per corner"
+        raise MetadataError(
+            f"{flag} {text!r} has corners of {len(lo)} and {len(hi)} numbers: {axes}; {expected}"
+        )
+    if not all(np.isfinite(lo + hi)) or any(a >= b for a, b in zip(lo, hi, strict=True)):
+        raise MetadataError(f"{flag} {text!r}: every lo must be below its hi; {expected}")
+    return lo, hi
 
 
 def parse_select(items: Sequence[str] | None) -> dict[str, int]:

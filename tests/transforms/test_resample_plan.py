@@ -13,7 +13,6 @@ from coframe.resampling.plan import (
     choose_source_level,
     grid_for_target,
     grow_shape,
-    parse_box,
     parse_memory,
     plan_blocks,
     source_box,
@@ -21,6 +20,7 @@ from coframe.resampling.plan import (
 from coframe.resampling.resample import plan_run
 from coframe.transforms.affine import Affine, Identity, Scale, Translation
 from coframe.transforms.field import DisplacementField
+from coframe.volumes.open import parse_box
 from coframe.volumes.volume import Level, Volume
 
 

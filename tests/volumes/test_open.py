@@ -176,3 +176,16 @@ def test_box_read_fetches_only_the_chunks_under_it(
     out = vol.levels[0].read((slice(5, 7), slice(2, 6), slice(8, 12)))
     assert out.shape == (2, 4, 4)
     assert sorted(keys) == ["s0/1.0.2", "s0/1.1.2"]
+
+
+def test_one_box_syntax_for_every_command() -> None:
+    from coframe.volumes.open import parse_box
+
+    assert parse_box("0,1,2:10,11,12") == ((0.0, 1.0, 2.0), (10.0, 11.0, 12.0))
+    assert parse_box("0,1..10,11") == ((0.0, 1.0), (10.0, 11.0))
+    assert parse_box("0,1:10,11", 2) == ((0.0, 1.0), (10.0, 11.0))
+    for bad in ("0,0,0,10,10,10", "0,0:1,1,1", "1:2", "0,0,0:1,x,1", "5,5,5:1,10,10"):
+        with pytest.raises(MetadataError, match="--box"):
+            parse_box(bad)
+    with pytest.raises(MetadataError, match="3 axes"):
+        parse_box("0,0:1,1", 3)
