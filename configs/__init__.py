@@ -1,4 +1,4 @@
-"""YAML presets shipped with coframe (registration presets, example workspace)."""
+"""The registration presets shipped with coframe (YAML). Data only: imports nothing of coframe."""
 
 from __future__ import annotations
 
@@ -11,3 +11,6 @@ def preset_path(name: str) -> Path:
     """Path of the shipped preset ``name`` (with or without ``.yaml``)."""
     stem = name[:-5] if name.endswith(".yaml") else name
     return CONFIG_DIR / f"{stem}.yaml"
+
+
+__all__ = ["CONFIG_DIR", "preset_path"]
