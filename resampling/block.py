@@ -40,7 +40,7 @@ from coframe.core.errors import CoframeError, OutputError
 from coframe.resampling.chain import (
     SplineLead,
     inverse_tolerance,
-    map_points,
+    map_points_checked,
     piece_displacement,
     piece_transform,
     prepare_chain,
@@ -410,7 +410,7 @@ def _numpy_piece(
         hi = stop.copy()
         lo[0], hi[0] = start[0] + r0, start[0] + r1
         points = job.grid.points(lo, hi)
-        index = level.physical_to_index(map_points(job.transform, points, tolerance))
+        index = level.physical_to_index(map_points_checked(job.transform, points, tolerance))
         inside = np.all((index >= -0.5) & (index <= limit), axis=1)  # NaN: no inverse, outside
         if not inside.any():
             continue

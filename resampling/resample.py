@@ -60,7 +60,7 @@ from coframe.resampling.chain import (
     SPLINE_FIELD_BYTES,
     chain_members,
     inverse_tolerance,
-    map_points,
+    map_points_checked,
     prepare_chain,
     spline_lead,
 )
@@ -275,7 +275,7 @@ def transform_fingerprint(transform: Transform, grid: OutputGrid) -> str:
     axes = [np.linspace(0, n - 1, 4) for n in grid.shape]
     mesh = np.meshgrid(*axes, indexing="ij")
     points = grid.index_to_physical(np.stack([m.ravel() for m in mesh], axis=1))
-    mapped = map_points(transform, points, inverse_tolerance(grid.voxel_size))
+    mapped = map_points_checked(transform, points, inverse_tolerance(grid.voxel_size))
     text = ",".join(f"{v:.9g}" for v in mapped.ravel())
     return hashlib.sha256(f"{type(transform).__name__}:{text}".encode()).hexdigest()[:24]
 
