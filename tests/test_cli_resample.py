@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import coframe.resampling.block as block_mod
 from coframe.cli import app
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.itk import write_itk
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr
 
 EM_SHAPE = (32, 40, 48)
 EM_VS = (4.0, 4.0, 4.0)

@@ -15,8 +15,10 @@ from scipy import ndimage
 
 import coframe.resampling.block as block_mod
 import coframe.resampling.resample as resample_mod
+import coframe.resampling.runplan as runplan_mod
+import coframe.resampling.source as source_mod
+import coframe.resampling.writer as writer_mod
 from coframe.core.errors import OutputError, OverwriteError, TransformError
-from coframe.resampling.block import ImageSource
 from coframe.resampling.chain import (
     SplineLead,
     inverse_tolerance,
@@ -26,6 +28,8 @@ from coframe.resampling.chain import (
 )
 from coframe.resampling.plan import OutputGrid
 from coframe.resampling.resample import resample
+from coframe.resampling.source import ImageSource
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Scale, Translation
 from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
@@ -33,7 +37,6 @@ from coframe.transforms.field import DisplacementField
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.transforms.tps import ThinPlateSpline
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr
 
 SRC_SHAPE = (40, 48, 56)
 SRC_VS = (2.0, 2.0, 2.0)
@@ -429,8 +432,8 @@ def test_disk_full_is_one_clear_error(
 def test_zarr_v3_sharded_output_reads_back_placed(
     source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resample_mod, "SHARD_MIN_CHUNKS", 4)
-    monkeypatch.setattr(resample_mod, "SHARD_BYTES", 4 * 8 * 16 * 16)
+    monkeypatch.setattr(runplan_mod, "SHARD_MIN_CHUNKS", 4)
+    monkeypatch.setattr(runplan_mod, "SHARD_BYTES", 4 * 8 * 16 * 16)
     grid = _grid()
     out = tmp_path / "v3.zarr"
     result = resample(
@@ -471,7 +474,7 @@ def test_tiff_output_and_its_size_limit(
     np.testing.assert_allclose(volume.levels[0].voxel_size, grid.voxel_size, rtol=1e-5)
     expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
     assert np.array_equal(volume.levels[0].read(), expected)
-    monkeypatch.setattr(resample_mod, "TIFF_LIMIT", 1000)
+    monkeypatch.setattr(writer_mod, "TIFF_LIMIT", 1000)
     with pytest.raises(OutputError, match="--format ome-zarr"):
         resample(
             ImageSource(str(source_dir / "em.zarr")),
@@ -540,7 +543,7 @@ def test_source_read_through_its_reader_equals_sitk_in_memory(tmp_path: Path) ->
         metadata={"axes": "ZYX", "spacing": SRC_VS[0], "unit": "nm"},
     )
     source = ImageSource(str(path))
-    assert block_mod._direct_array(source, block_mod.open_source(source).levels[0]) is None
+    assert source_mod._direct_array(source, source_mod.open_source(source).levels[0]) is None
     grid = _grid()
     out = tmp_path / "out.zarr"
     t = CHAINS["composed"]()
@@ -560,7 +563,7 @@ def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Pa
         "import sys\n"
         "from coframe.transforms.affine import Affine\n"
         "from coframe.resampling.resample import resample\n"
-        "from coframe.resampling.block import ImageSource\n"
+        "from coframe.resampling.source import ImageSource\n"
         "from coframe.resampling.plan import OutputGrid\n"
         "grid = OutputGrid((16, 16, 16), (2.0,) * 3, (4.0,) * 3, ('z', 'y', 'x'), 'nanometer',"
         " (8, 8, 8))\n"

@@ -10,6 +10,7 @@ import pytest
 
 from coframe.core.errors import MetadataError, TransformError
 from coframe.resampling.chain import map_points_checked
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Identity, Translation
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.graph import Edge, SpaceGraph
@@ -28,7 +29,6 @@ from coframe.views.render import (
     scale_bar,
 )
 from coframe.volumes.volume import Level, Volume
-from coframe.volumes.write import create_ome_zarr
 
 
 class NumpySource:
