@@ -1,8 +1,8 @@
 """Resample any image into any other's frame: chunked, memory-bounded, resumable, on dask.
 
 :func:`resample` pulls SOURCE's voxels back through the TARGET -> SOURCE
-point map onto an :class:`~coframe.resampling.plan.OutputGrid` (:func:`resample_workspace`
-finds the images, the grid and the map in a workspace).
+point map onto an :class:`~coframe.resampling.plan.OutputGrid` (a workspace
+finds the images, the grid and the map: :func:`coframe.app.resample.resample_workspace`).
 The run's decisions (interpolation, method, task sizes) are
 :mod:`coframe.resampling.runplan`'s. The work is a list of block tasks (see
 :mod:`coframe.resampling.block`) run with dask
@@ -30,19 +30,17 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coframe.core.errors import DimensionError, MetadataError, WorkspaceError
+from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.block import BlockJob, PyramidJob, run_block, run_pyramid_block
 from coframe.resampling.plan import (
     OutputGrid,
     choose_source_level,
-    grid_for_target,
     grow_shape,
     parse_memory,
     plan_blocks,
@@ -56,7 +54,7 @@ from coframe.resampling.runplan import (
     plan_run,
     transform_fingerprint,
 )
-from coframe.resampling.source import ImageSource, open_source
+from coframe.resampling.source import open_source
 from coframe.resampling.writer import (
     DEFAULT_COMPRESSOR,
     check_tiff_output,
@@ -66,7 +64,6 @@ from coframe.resampling.writer import (
     write_tiff_output,
 )
 from coframe.transforms.base import Transform
-from coframe.volumes.open import parse_box
 from coframe.volumes.write import compressors
 
 #: Default memory budget of one task.
@@ -376,83 +373,3 @@ def _resample_zarr(
     writer.write_attribute("coframe", record)
     finish_run(out)
     return len(blocks), len(todo)
-
-
-# --------------------------------------------------------------------------- workspace
-
-
-def resample_workspace(
-    workspace: Any,
-    source_name: str,
-    target_name: str,
-    output: str | os.PathLike[str],
-    *,
-    level: int | str | None = None,
-    voxel_size: float | Sequence[float] | None = None,
-    box: str | tuple[Sequence[float], Sequence[float]] | None = None,
-    source_level: int | str | None = None,
-    chunks: Sequence[int] | None = None,
-    via: Sequence[str] = (),
-    **options: Any,
-) -> ResampleResult:
-    """Resample workspace image SOURCE into the frame of image TARGET.
-
-    The output grid comes from TARGET (a level, or a voxel size over its
-    extent, optionally a box); the map is the graph's TARGET -> SOURCE chain.
-
-    Parameters
-    ----------
-    workspace
-        A :class:`~coframe.app.workspace.Workspace`.
-    source_name, target_name
-        Image names.
-    output
-        Output path.
-    level, voxel_size, box
-        Output grid choice (see :func:`~coframe.resampling.plan.grid_for_target`);
-        ``box`` as ``"z0,y0,x0:z1,y1,x1"`` text or corner pair.
-    source_level
-        Source level to read (default: nearest the output voxel size).
-    chunks
-        Output chunk shape (default 64x128x128, 512x512 in 2D).
-    via
-        Spaces the chain must pass through.
-    **options
-        Passed to :func:`resample`.
-
-    Raises
-    ------
-    WorkspaceError
-        If an image is unknown.
-    NoPathError
-        If no chain of edges joins the two spaces.
-    """
-
-    if source_name not in workspace.images:
-        raise WorkspaceError(
-            f"unknown image {source_name!r} (SOURCE) in {workspace.file}: known images "
-            f"{', '.join(workspace.images) or '(none)'}"
-        )
-    target = workspace.open_image(target_name)
-    img = workspace.images[source_name]
-    source = ImageSource(
-        path=workspace.resolve(img.path),
-        unit=workspace.unit,
-        voxel_size=None if img.voxel_size is None else tuple(img.voxel_size),
-        input_unit=img.input_unit,
-        modality=img.modality,
-    )
-    source_dim = len(open_source(source).axes)
-    if source_dim < target.ndim:
-        raise DimensionError(
-            f"SOURCE {source_name} is {source_dim}D and INTO {target_name} is {target.ndim}D: a "
-            f"section has no values off its plane; resample the volume into the section's frame "
-            f"(coframe resample {target_name} --into {source_name}) or compare them with coframe "
-            f"overlay {target_name} {source_name}"
-        )
-    t = workspace.graph().transform(
-        workspace.space_of(target_name), workspace.space_of(source_name), via
-    )
-    corners = parse_box(box, target.ndim) if isinstance(box, str) else box
-    grid = grid_for_target(target, level=level, voxel_size=voxel_size, box=corners, chunks=chunks)
-    return resample(source, t, grid, output, source_level=source_level, **options)
