@@ -2,7 +2,7 @@
 
 :func:`resample_workspace` finds the source image, the target's grid and the
 TARGET -> SOURCE chain in a workspace and runs
-:func:`coframe.resampling.resample.resample`; :class:`ResampleOptions` holds
+:func:`coframe.resampling.engine.resample`; :class:`ResampleOptions` holds
 every choice the command line offers.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from coframe.app.workspace import Workspace
 from coframe.core.errors import DimensionError, WorkspaceError
+from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
 from coframe.resampling.plan import grid_for_target
-from coframe.resampling.resample import DEFAULT_MEMORY, ResampleResult, resample
 from coframe.resampling.source import ImageSource, open_source
 from coframe.resampling.writer import DEFAULT_COMPRESSOR
 from coframe.volumes.open import parse_box

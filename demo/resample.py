@@ -19,7 +19,7 @@ import numpy as np
 from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import NoPathError
-from coframe.resampling.resample import ResampleResult
+from coframe.resampling.engine import ResampleResult
 
 #: Output voxel size (nm) of the resampling into FIB-SEM space.
 FIBSEM_VOXEL = 128.0

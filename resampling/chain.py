@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
@@ -193,8 +194,6 @@ def piece_transform(
     """
     if not isinstance(prepared, SplineLead):
         return prepared
-    import SimpleITK as sitk
-
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     lead = bspline_grid_transform(prepared.spline, moved, origin, voxel_size, shifts)
     if prepared.rest is None:

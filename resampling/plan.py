@@ -33,9 +33,8 @@ from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
+from coframe.volumes.write import DEFAULT_CHUNKS
 
-#: Default output chunk shapes by number of axes (CellMap uses 64x128x128).
-DEFAULT_CHUNKS: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (64, 128, 128)}
 #: Interpolation orders by name.
 INTERPOLATIONS: dict[str, int] = {"nearest": 0, "linear": 1, "bspline": 3}
 #: Source voxels added around a mapped box, by interpolation order.

@@ -14,7 +14,7 @@ from samples import rotation
 from scipy import ndimage
 
 import coframe.resampling.block as block_mod
-import coframe.resampling.resample as resample_mod
+import coframe.resampling.engine as engine_mod
 import coframe.resampling.runplan as runplan_mod
 import coframe.resampling.source as source_mod
 import coframe.resampling.writer as writer_mod
@@ -26,8 +26,8 @@ from coframe.resampling.chain import (
     prepare_chain,
     spline_lead,
 )
+from coframe.resampling.engine import resample
 from coframe.resampling.plan import OutputGrid
-from coframe.resampling.resample import resample
 from coframe.resampling.source import ImageSource
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Scale, Translation
@@ -173,7 +173,7 @@ def test_chunked_equals_sitk_in_memory(source_dir: Path, tmp_path: Path, name: s
 def test_numpy_method_within_one_grey_level(
     source_dir: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resample_mod, "choose_method", lambda *a, **k: "numpy")
+    monkeypatch.setattr(engine_mod, "choose_method", lambda *a, **k: "numpy")
     t = CHAINS[name]()
     grid = _grid()
     result = resample(
@@ -364,7 +364,7 @@ def test_interrupted_run_resumes_without_recomputing(
         computed.append(block.name)  # type: ignore[attr-defined]
         return real_run(job, block)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(resample_mod, "run_block", counting)
+    monkeypatch.setattr(engine_mod, "run_block", counting)
     result = resample(source, t, grid, out, memory_per_task="2MB", progress=False)
     assert not finished & set(computed)
     # a block still running when the first call raised may have finished since
@@ -562,7 +562,7 @@ def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Pa
     code = (
         "import sys\n"
         "from coframe.transforms.affine import Affine\n"
-        "from coframe.resampling.resample import resample\n"
+        "from coframe.resampling.engine import resample\n"
         "from coframe.resampling.source import ImageSource\n"
         "from coframe.resampling.plan import OutputGrid\n"
         "grid = OutputGrid((16, 16, 16), (2.0,) * 3, (4.0,) * 3, ('z', 'y', 'x'), 'nanometer',"
@@ -600,7 +600,7 @@ def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path
         threads=1,
         token="threads-test",
     )
-    block = resample_mod.plan_blocks(grid.shape, grid.shape)[0]
+    block = engine_mod.plan_blocks(grid.shape, grid.shape)[0]
     try:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
         _, data = block_mod.run_block(job, block)
@@ -611,3 +611,17 @@ def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
     assert data is not None and np.array_equal(data, expected)
+
+
+def test_package_names_resolve_and_shadow_no_module() -> None:
+    """What ``coframe.resampling`` and ``coframe.volumes`` export exists and hides no submodule."""
+    import pkgutil
+
+    import coframe.resampling
+    import coframe.volumes
+
+    for package in (coframe.resampling, coframe.volumes):
+        modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not modules & set(package.__all__)
+        for name in package.__all__:
+            assert getattr(package, name) is not None

@@ -9,8 +9,8 @@ import pytest
 import zarr
 from scipy import ndimage
 
+from coframe.resampling.engine import resample
 from coframe.resampling.plan import OutputGrid
-from coframe.resampling.resample import resample
 from coframe.resampling.source import ImageSource
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
