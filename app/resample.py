@@ -17,7 +17,7 @@ from coframe.app.workspace import Workspace
 from coframe.core.errors import DimensionError, WorkspaceError
 from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
 from coframe.resampling.plan import grid_for_target
-from coframe.resampling.source import ImageSource, open_source
+from coframe.resampling.source import ImageSource, source_for_run
 from coframe.resampling.writer import DEFAULT_COMPRESSOR
 from coframe.volumes.open import parse_box
 
@@ -87,7 +87,7 @@ def resample_workspace(
 
     The output grid comes from TARGET (a level, or a voxel size over its
     extent, optionally a box); the map is the graph's TARGET -> SOURCE chain.
-    The source is opened once (:func:`~coframe.resampling.source.open_source`).
+    The source is opened once (:func:`~coframe.resampling.source.source_for_run`).
 
     Parameters
     ----------
@@ -124,37 +124,38 @@ def resample_workspace(
         input_unit=img.input_unit,
         modality=img.modality,
     )
-    source_dim = len(open_source(source).axes)
-    if source_dim < target.ndim:
-        raise DimensionError(
-            f"SOURCE {source_name} is {source_dim}D and INTO {target_name} is {target.ndim}D: a "
-            f"section has no values off its plane; resample the volume into the section's frame "
-            f"(coframe resample {target_name} --into {source_name}) or compare them with coframe "
-            f"overlay {target_name} {source_name}"
+    with source_for_run(source) as volume:  # opened here once; resample() reuses it
+        source_dim = len(volume.axes)
+        if source_dim < target.ndim:
+            raise DimensionError(
+                f"SOURCE {source_name} is {source_dim}D and INTO {target_name} is "
+                f"{target.ndim}D: a section has no values off its plane; resample the volume "
+                f"into the section's frame (coframe resample {target_name} --into "
+                f"{source_name}) or compare them with coframe overlay {target_name} {source_name}"
+            )
+        t = workspace.graph().transform(
+            workspace.space_of(target_name), workspace.space_of(source_name), opts.via
         )
-    t = workspace.graph().transform(
-        workspace.space_of(target_name), workspace.space_of(source_name), opts.via
-    )
-    box = parse_box(opts.box, target.ndim) if isinstance(opts.box, str) else opts.box
-    grid = grid_for_target(
-        target, level=opts.level, voxel_size=opts.voxel_size, box=box, chunks=opts.chunks
-    )
-    return resample(
-        source,
-        t,
-        grid,
-        output,
-        labels=opts.labels,
-        interpolation=opts.interpolation,
-        source_level=opts.source_level,
-        zarr_version=opts.zarr_version,
-        memory_per_task=opts.memory_per_task,
-        scheduler=opts.scheduler,
-        n_levels=opts.n_levels,
-        output_format=opts.output_format,
-        compressor=opts.compressor,
-        compression_level=opts.compression_level,
-        force=opts.force,
-        progress=opts.progress,
-        provenance=None if opts.provenance is None else dict(opts.provenance),
-    )
+        box = parse_box(opts.box, target.ndim) if isinstance(opts.box, str) else opts.box
+        grid = grid_for_target(
+            target, level=opts.level, voxel_size=opts.voxel_size, box=box, chunks=opts.chunks
+        )
+        return resample(
+            source,
+            t,
+            grid,
+            output,
+            labels=opts.labels,
+            interpolation=opts.interpolation,
+            source_level=opts.source_level,
+            zarr_version=opts.zarr_version,
+            memory_per_task=opts.memory_per_task,
+            scheduler=opts.scheduler,
+            n_levels=opts.n_levels,
+            output_format=opts.output_format,
+            compressor=opts.compressor,
+            compression_level=opts.compression_level,
+            force=opts.force,
+            progress=opts.progress,
+            provenance=None if opts.provenance is None else dict(opts.provenance),
+        )

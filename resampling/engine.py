@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from coframe.resampling.runplan import (
     plan_run,
     transform_fingerprint,
 )
-from coframe.resampling.source import open_source
+from coframe.resampling.source import source_for_run
 from coframe.resampling.writer import (
     DEFAULT_COMPRESSOR,
     check_tiff_output,
@@ -192,20 +193,21 @@ def resample(
     compressors(compressor, compression_level, zarr_version)  # an unknown name fails here
     fmt = _output_format(out, output_format)
     budget = parse_memory(memory_per_task)
-    volume = open_source(source)
-    is_labels = volume.is_labels if labels is None else bool(labels)
-    interp = check_interpolation(interpolation, is_labels)
-    if transform.input_dim != grid.ndim or transform.output_dim != volume.ndim:
-        raise DimensionError(
-            f"the map takes {transform.input_dim}D points to {transform.output_dim}D but the "
-            f"output grid is {grid.ndim}D and the source {volume.ndim}D: check the spaces' axes"
-        )
-    level_index = choose_source_level(volume, transform, grid, source_level)
-    level = volume.levels[level_index]
-    dtype = np.dtype(volume.dtype)
-    method = choose_method(transform, grid, dtype, interp)
-    runner = DaskRunner(scheduler, progress)
-    try:
+    with ExitStack() as stack:
+        # opened once for the run (the local tasks share it), read afresh by the next run
+        volume = stack.enter_context(source_for_run(source))
+        is_labels = volume.is_labels if labels is None else bool(labels)
+        interp = check_interpolation(interpolation, is_labels)
+        if transform.input_dim != grid.ndim or transform.output_dim != volume.ndim:
+            raise DimensionError(
+                f"the map takes {transform.input_dim}D points to {transform.output_dim}D but the "
+                f"output grid is {grid.ndim}D and the source {volume.ndim}D: check the spaces' axes"
+            )
+        level_index = choose_source_level(volume, transform, grid, source_level)
+        level = volume.levels[level_index]
+        dtype = np.dtype(volume.dtype)
+        method = choose_method(transform, grid, dtype, interp)
+        runner = stack.enter_context(closing(DaskRunner(scheduler, progress)))
         plan = plan_run(
             grid,
             level,
@@ -261,8 +263,6 @@ def resample(
                 force=force,
                 provenance=provenance,
             )
-    finally:
-        runner.close()
     return ResampleResult(
         output=out,
         format=fmt,

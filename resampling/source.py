@@ -3,7 +3,8 @@
 A worker receives a picklable, hashable source spec (:class:`ImageSource`,
 or any object with ``open()`` and ``describe()``: :class:`SourceSpec`) and
 opens the image itself; :func:`open_source` keeps the opened volume per
-process, so the driver and the local tasks of a run open it once.
+process, so the driver and the local tasks of a run open it once
+(:func:`source_for_run`).
 :func:`read_source` reads an index box of a level, straight through
 tensorstore for a plain local OME-Zarr level (its chunk cache decodes a
 chunk shared by neighbouring source boxes once).
@@ -12,6 +13,8 @@ chunk shared by neighbouring source boxes once).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +31,7 @@ SOURCE_CACHE_BYTES = 256 * 2**20
 
 _LOCK = threading.Lock()
 _VOLUMES: dict[Any, Volume] = {}
-_ARRAYS: dict[tuple[str, str], Any] = {}
+_ARRAYS: dict[tuple[Any, str, str], Any] = {}
 
 
 class SourceSpec(Protocol):
@@ -100,6 +103,27 @@ def open_source(spec: SourceSpec) -> Volume:
     return volume
 
 
+def forget_source(spec: SourceSpec) -> None:
+    """Drop this process's opened volume and read handles of a source spec."""
+    with _LOCK:
+        _VOLUMES.pop(spec, None)
+        for key in [k for k in _ARRAYS if k[0] == spec]:
+            del _ARRAYS[key]
+
+
+@contextmanager
+def source_for_run(spec: SourceSpec) -> Iterator[Volume]:
+    """The source of one run: opened once (:func:`open_source`), forgotten when the run ends.
+
+    The driver and the local tasks of the run share the opened volume; the
+    next run opens the file afresh, so it sees a source rewritten in between.
+    """
+    try:
+        yield open_source(spec)
+    finally:
+        forget_source(spec)
+
+
 def _direct_array(spec: Any, level: Level) -> Any:
     """A tensorstore handle on a local OME-Zarr source level, or ``None``.
 
@@ -115,7 +139,7 @@ def _direct_array(spec: Any, level: Level) -> Any:
     if not isinstance(level.array, ZarrSource):
         return None  # the file's axes are reordered or selected: read through the reader's view
     path = Path(spec.path) / level.path
-    key = (str(path), f"{level.shape}{level.dtype}")
+    key = (spec, level.path, f"{level.shape}{level.dtype}")
     with _LOCK:
         if key in _ARRAYS:
             return _ARRAYS[key]
