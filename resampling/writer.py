@@ -39,7 +39,6 @@ from coframe.core.errors import (
     DimensionError,
     FormatError,
     OutputError,
-    OverwriteError,
 )
 from coframe.core.units import canonical_unit
 from coframe.resampling.plan import OutputGrid
@@ -541,8 +540,7 @@ def check_tiff_output(out: Path, grid: OutputGrid, dtype: Any, *, force: bool) -
             f"{TIFF_LIMIT / 2**30:.0f} GiB: write OME-Zarr instead (--format ome-zarr with an "
             "output directory)"
         )
-    if (out.exists() or out.is_symlink()) and not force:
-        raise OverwriteError(f"output {out} already exists: pass --force to overwrite it")
+    refuse_existing(out, force)
 
 
 def write_tiff_output(out: Path, image: np.ndarray, grid: OutputGrid, *, force: bool) -> None:
