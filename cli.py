@@ -22,6 +22,7 @@ from coframe.app.register import (
     run_register,
 )
 from coframe.app.report import write_report
+from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
 from coframe.core.atomic import write_text_atomic
@@ -31,7 +32,6 @@ from coframe.demo.locate import demo_locate_step
 from coframe.demo.resample import demo_resample_step
 from coframe.demo.sample import make_demo, rich_reporter
 from coframe.registration.locate import LocateOptions
-from coframe.resampling.resample import resample_workspace
 from coframe.transforms.formats.ngff import read_scene
 from coframe.transforms.graph import SpaceGraph, describe_graph, map_points, render_graph
 from coframe.views.overlay_views import check_output, overlay_summary, parse_options, write_overlay
@@ -521,30 +521,27 @@ def resample_cmd(
 
     ws = _load_ws(workspace)
     size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
-    shape = None if chunks is None else [int(c) for c in parse_floats(chunks, flag="--chunks")]
+    shape = None if chunks is None else tuple(int(c) for c in parse_floats(chunks, flag="--chunks"))
+    options = ResampleOptions(
+        level=level,
+        voxel_size=size,
+        box=box,
+        chunks=shape,
+        via=tuple(ws.space_of(v) for v in via or []),
+        source_level=source_level,
+        interpolation=interpolation,
+        output_format=fmt,
+        zarr_version=zarr_version,
+        n_levels=pyramid,
+        compressor=compressor,
+        scheduler=scheduler,
+        memory_per_task=memory,
+        force=force,
+        progress=not quiet,
+        provenance={"command": _command_line(ctx)},
+    )
     try:
-        result = resample_workspace(
-            ws,
-            source,
-            into,
-            out,
-            level=level,
-            voxel_size=size,
-            box=box,
-            source_level=source_level,
-            chunks=shape,
-            via=[ws.space_of(v) for v in via or []],
-            interpolation=interpolation,
-            zarr_version=zarr_version,
-            output_format=fmt,
-            scheduler=scheduler,
-            memory_per_task=memory,
-            n_levels=pyramid,
-            compressor=compressor,
-            force=force,
-            progress=not quiet,
-            provenance={"command": _command_line(ctx)},
-        )
+        result = resample_workspace(ws, source, into, out, options)
     except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
         tiff = fmt == "tiff" or (fmt is None and out.suffix.lower() in (".tif", ".tiff"))
         kept = "nothing was written" if tiff else f"finished blocks are kept in {out}"

@@ -200,8 +200,8 @@ def _save_pair(
 def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarray, float, str]:
     from coframe.registration.pipeline import register
     from coframe.registration.presets import load_preset, parse_overrides
+    from coframe.resampling.writer import create_ome_zarr
     from coframe.volumes.open import open_volume
-    from coframe.volumes.write import create_ome_zarr
 
     preset = load_preset(meta.get("preset", "xray-to-fibsem"))
     if deformable:

@@ -7,7 +7,7 @@ B-spline + affine chain (as a registration stores its deformable result;
 sizes up to ``--bspline-max``) resample an ``N^3`` uint8 volume onto an
 ``N^3`` grid with these methods:
 
-- coframe: :func:`coframe.resampling.resample.resample` reading an OME-Zarr source
+- coframe: :func:`coframe.resampling.engine.resample` reading an OME-Zarr source
   and writing an OME-Zarr output (level 0 only, no pyramid), local threads,
   256 MB tasks;
 - sitk: ``sitk.Resample`` on the whole array in memory (load excluded, the
@@ -143,7 +143,7 @@ def chain(case: str, n: int) -> Any:
 
 def make_source(root: Path, n: int) -> Path:
     """Write the ``n^3`` source as OME-Zarr (once)."""
-    from coframe.volumes.write import create_ome_zarr
+    from coframe.resampling.writer import create_ome_zarr
 
     path = root / f"src-{n}.zarr"
     if (path / "s0" / ".zarray").exists():
@@ -184,7 +184,7 @@ def _write_level0(out: Path, data: np.ndarray) -> None:
     """Write an array as coframe writes level 0: Zarr v2 via tensorstore, same chunks and codec."""
     import tensorstore as ts
 
-    from coframe.resampling.resample import DEFAULT_COMPRESSOR
+    from coframe.resampling.writer import DEFAULT_COMPRESSOR
     from coframe.volumes.write import compressors
 
     codec = compressors(DEFAULT_COMPRESSOR, None, 2)["compressors"]
@@ -216,7 +216,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
     if written:
         import tensorstore  # noqa: F401
 
-        import coframe.resampling.resample  # noqa: F401
+        import coframe.resampling.engine  # noqa: F401
     if method == "coframe":
         # libraries any run imports before it resamples
         import dask.array  # noqa: F401
@@ -224,11 +224,11 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
 
         import coframe.resampling.kernel  # noqa: F401  (numba; its compiled code loads in the run)
         import coframe.resampling.progress  # noqa: F401  (rich)
+        import coframe.resampling.writer  # noqa: F401
         import coframe.transforms.sitk_bridge  # noqa: F401
         import coframe.volumes.open  # noqa: F401
-        import coframe.volumes.write  # noqa: F401
-        from coframe.resampling.block import ImageSource
-        from coframe.resampling.resample import resample
+        from coframe.resampling.engine import resample
+        from coframe.resampling.source import ImageSource
 
         source: Any = ImageSource(str(root / f"src-{n}.zarr"))
         if case == "synthetic":

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import NoPathError
-from coframe.resampling.resample import ResampleResult, resample_workspace
+from coframe.resampling.engine import ResampleResult
 
 #: Output voxel size (nm) of the resampling into FIB-SEM space.
 FIBSEM_VOXEL = 128.0
@@ -85,8 +86,7 @@ def demo_resample_step(directory: Path, sample: Any = None) -> str:
     )
     lines = []
     for what, source, target, grid, name in runs:
-        result = resample_workspace(
-            ws, source, target, out / name, force=True, progress=False, **grid
-        )
+        options = ResampleOptions(force=True, progress=False, **grid)
+        result = resample_workspace(ws, source, target, out / name, options)
         lines.append(_line(what, result, root))
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from coframe.core.errors import (
     TransformError,
     UnitError,
 )
-from coframe.resampling.chain import map_points
+from coframe.resampling.chain import map_points_checked
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import array_to_image
 from coframe.volumes.volume import Level, Volume
@@ -177,7 +177,7 @@ def _map_box(t: Transform, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, 
     largest side (at a B-spline's valid-region jump) are left out.
     """
     tolerance = 0.01 * float(np.max(np.asarray(hi) - np.asarray(lo)))
-    mapped = map_points(t, box_points(lo, hi), max(tolerance, 1e-9))
+    mapped = map_points_checked(t, box_points(lo, hi), max(tolerance, 1e-9))
     mapped = mapped[np.all(np.isfinite(mapped), axis=1)]
     if mapped.shape[0] == 0:
         raise RegistrationError(

@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from coframe.registration.inputs import WorkImage, geometric_voxel
 from coframe.registration.presets import MetricConfig
-from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 
@@ -217,7 +217,9 @@ class Evaluator:
         A point a numerical inverse in ``transform`` cannot place within half a
         moving voxel does not count.
         """
-        mapped = map_points(transform, self.points, inverse_tolerance(self.moving.voxel_size))
+        mapped = map_points_checked(
+            transform, self.points, inverse_tolerance(self.moving.voxel_size)
+        )
         index = (mapped - self.moving.lo) / np.asarray(self.moving.voxel_size)
         upper = np.asarray(self.moving.shape) - 1
         keep = np.all(np.isfinite(index), axis=1) & np.all((index >= 0) & (index <= upper), axis=1)

@@ -27,7 +27,7 @@ from coframe.registration.inputs import WorkImage
 from coframe.registration.intensity import StepReport, linear_step, moments_step, multi_start
 from coframe.registration.metric import Evaluator, Pair
 from coframe.registration.presets import LINEAR_STEPS, Preset, drift_image
-from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine, Identity, Translation
 from coframe.transforms.base import Transform
 from coframe.transforms.formats.bigwarp import fit_linear
@@ -149,7 +149,7 @@ def linear_part(t: Transform, work: WorkImage) -> Affine:
         return affine
     points = work.masked_points(4000, seed=7)
     # points a numerical inverse cannot place within half a voxel are left out of the fit
-    mapped = map_points(t, points, inverse_tolerance(work.voxel_size))
+    mapped = map_points_checked(t, points, inverse_tolerance(work.voxel_size))
     placed = np.all(np.isfinite(mapped), axis=1)
     fitted = fit_linear(points[placed], mapped[placed], "affine").as_affine()
     assert fitted is not None

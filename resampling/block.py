@@ -2,10 +2,13 @@
 
 A worker receives a picklable :class:`BlockJob` and a
 :class:`~coframe.resampling.plan.Block`. It opens the source itself from its
-:class:`ImageSource` spec (cached per process), computes the block piece by
-piece (each piece reads only the source box it maps into) and writes the
-pieces straight into the output Zarr array, then drops a done marker so an
-interrupted run skips the block when it is run again.
+spec (:func:`~coframe.resampling.source.open_source`, once per process),
+computes the block piece by piece (each piece reads only the source box it
+maps into), writes the pieces straight into the output level
+(:func:`~coframe.resampling.writer.write_piece`), then drops a done marker
+(:mod:`coframe.resampling.resume`) so an interrupted run skips the block
+when it is run again. :func:`run_pyramid_block` fills a block of a coarser
+output level from the finer one the same way.
 
 Three resampling methods give the same result:
 
@@ -30,17 +33,16 @@ from __future__ import annotations
 import errno
 import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
-from coframe.core.errors import CoframeError, OutputError
 from coframe.resampling.chain import (
     SplineLead,
     inverse_tolerance,
-    map_points,
+    map_points_checked,
     piece_displacement,
     piece_transform,
     prepare_chain,
@@ -54,158 +56,16 @@ from coframe.resampling.plan import (
     pieces,
     source_box,
 )
+from coframe.resampling.resume import mark_done
+from coframe.resampling.source import open_source, read_source
+from coframe.resampling.writer import disk_full_error, open_ome_zarr, write_piece
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import empty_image, resample_image
-from coframe.volumes.open import open_volume
-from coframe.volumes.sources import ZarrSource
-from coframe.volumes.volume import Level, Volume
-from coframe.volumes.write import MultiscaleWriter
-
-#: Name of the run-state directory inside an output.
-STATE_DIR = ".coframe"
-#: Decoded source chunks a process keeps, so neighbouring pieces whose source
-#: boxes overlap (rotations, margins) decode each shared chunk once.
-SOURCE_CACHE_BYTES = 256 * 2**20
+from coframe.volumes.volume import Level
+from coframe.volumes.write import LevelSpec
 
 _LOCK = threading.Lock()
-_VOLUMES: dict[Any, Volume] = {}
 _SITK_TRANSFORMS: dict[str, Any] = {}
-_ARRAYS: dict[tuple[str, str, str], Any] = {}
-
-
-class SourceSpec(Protocol):
-    """What a worker needs to open a source image itself: picklable and hashable."""
-
-    def open(self) -> Volume:
-        """Open the image (lazily: no voxel is read)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready identity of the source, stored with the run."""
-        ...
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """An image opened from a path or URL with :func:`coframe.volumes.open.open_volume`.
-
-    Parameters
-    ----------
-    path
-        Local path or URL.
-    unit
-        Workspace unit.
-    voxel_size
-        Level-0 voxel size override (numpy order) in ``input_unit``.
-    input_unit
-        Unit of ``voxel_size`` and of unit-less metadata.
-    modality
-        ``xray``, ``fibsem``, ``tem``, ``labels`` or ``None``.
-    """
-
-    path: str
-    unit: str = "nanometer"
-    voxel_size: tuple[float, ...] | None = None
-    input_unit: str | None = None
-    modality: str | None = None
-
-    def open(self) -> Volume:
-        """Open the image."""
-
-        return open_volume(
-            self.path,
-            unit=self.unit,
-            voxel_size=self.voxel_size,
-            input_unit=self.input_unit,
-            modality=self.modality,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        """Path, unit and overrides."""
-        return {
-            "path": self.path,
-            "unit": self.unit,
-            "voxel_size": None if self.voxel_size is None else list(self.voxel_size),
-            "input_unit": self.input_unit,
-            "modality": self.modality,
-        }
-
-
-def open_source(spec: SourceSpec) -> Volume:
-    """The opened volume of a source spec, cached per process."""
-    with _LOCK:
-        volume = _VOLUMES.get(spec)
-    if volume is None:
-        volume = spec.open()
-        with _LOCK:
-            _VOLUMES[spec] = volume
-    return volume
-
-
-def _direct_array(spec: Any, level: Level) -> Any:
-    """A tensorstore handle on a local OME-Zarr source level, or ``None``.
-
-    Reading through tensorstore decodes chunks in C++ threads without the
-    GIL, and its chunk cache (:data:`SOURCE_CACHE_BYTES` per process)
-    decodes a chunk shared by neighbouring source boxes once. Used only when
-    the level is the plain array at ``<path>/<level.path>`` with the level's
-    own shape and data type; anything else (remote URLs, TIFF, N5, channel
-    axes) is read through the level's own reader.
-    """
-    if not isinstance(spec, ImageSource) or "://" in spec.path or not level.path:
-        return None
-    if not isinstance(level.array, ZarrSource):
-        return None  # the file's axes are reordered or selected: read through the reader's view
-    path = Path(spec.path) / level.path
-    key = (str(path), "source", f"{level.shape}{level.dtype}")
-    with _LOCK:
-        if key in _ARRAYS:
-            return _ARRAYS[key]
-    array = None
-    driver = "zarr3" if (path / "zarr.json").is_file() else None
-    driver = "zarr" if (path / ".zarray").is_file() else driver
-    if driver is not None:
-        import tensorstore as ts
-
-        try:
-            opened = ts.open(
-                {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}},
-                open=True,
-                read=True,
-                context=ts.Context({"cache_pool": {"total_bytes_limit": SOURCE_CACHE_BYTES}}),
-            ).result()
-        except ValueError:
-            opened = None
-        if (
-            opened is not None
-            and tuple(int(n) for n in opened.shape) == level.shape
-            and np.dtype(opened.dtype.numpy_dtype) == level.dtype
-        ):
-            array = opened
-    with _LOCK:
-        _ARRAYS[key] = array
-    return array
-
-
-def read_source(
-    spec: Any, level: Level, box: tuple[slice, ...], out: np.ndarray | None = None
-) -> np.ndarray:
-    """Read an index box of a source level (directly through tensorstore when possible).
-
-    With ``out`` (an array of the box's shape) the voxels are stored there,
-    decoded straight into it when read through tensorstore, and ``out`` is
-    returned.
-    """
-    direct = _direct_array(spec, level)
-    if out is None:
-        return level.read(box) if direct is None else np.asarray(direct[box].read().result())
-    if direct is None:
-        out[...] = level.read(box)
-    else:
-        import tensorstore as ts
-
-        ts.array(out, copy=False, write=True).write(direct[box]).result()
-    return out
 
 
 @dataclass(frozen=True)
@@ -410,7 +270,7 @@ def _numpy_piece(
         hi = stop.copy()
         lo[0], hi[0] = start[0] + r0, start[0] + r1
         points = job.grid.points(lo, hi)
-        index = level.physical_to_index(map_points(job.transform, points, tolerance))
+        index = level.physical_to_index(map_points_checked(job.transform, points, tolerance))
         inside = np.all((index >= -0.5) & (index <= limit), axis=1)  # NaN: no inverse, outside
         if not inside.any():
             continue
@@ -451,74 +311,7 @@ def compute_piece(
     return _numpy_piece(job, level, box, origin, shape)
 
 
-# --------------------------------------------------------------------------- writing
-
-
-def output_array(output: str, level_path: str, token: str = "") -> Any:
-    """The output array of a level as a tensorstore handle, opened once per process and run.
-
-    Pieces are written through tensorstore, whose encoding and file writes
-    run in C++ threads without the GIL, so they overlap with the next
-    piece's resampling in another task. Chunk files are not fsynced one by
-    one (the cost of a disk flush per chunk, on shared file systems most of
-    all); an interrupted process loses nothing it wrote.
-    """
-    import tensorstore as ts
-
-    key = (output, level_path, token)
-    with _LOCK:
-        array = _ARRAYS.get(key)
-    if array is None:
-        path = Path(output) / level_path
-        driver = "zarr3" if (path / "zarr.json").is_file() else "zarr"
-        spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}}
-        # no fsync per chunk (as zarr-python): an interrupted process loses nothing it
-        # wrote, and a rerun recomputes any block without its done marker
-        context = ts.Context({"file_io_sync": False})
-        array = ts.open(spec, open=True, context=context).result()
-        with _LOCK:
-            _ARRAYS[key] = array
-    return array
-
-
-def forget_outputs(output: str) -> None:
-    """Drop this process's cached handles of an output's arrays (after it is recreated)."""
-    with _LOCK:
-        for key in [k for k in _ARRAYS if k[0] == output]:
-            del _ARRAYS[key]
-
-
-def write_piece(job: BlockJob, start: tuple[int, ...], data: np.ndarray) -> None:
-    """Write a computed piece into the output level with its first voxel at ``start``."""
-    array = output_array(str(job.output), job.level_path, job.token)
-    box = tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))
-    try:
-        array[box].write(data).result()
-    except ValueError as e:
-        if "No space left" in str(e) or "OS error: 28" in str(e):
-            raise OSError(errno.ENOSPC, str(e)) from e
-        raise
-
-
-def done_marker(output: str, level_path: str, block: Block) -> Path:
-    """Path of the marker that records a finished block."""
-    return Path(output) / STATE_DIR / "done" / level_path / block.name
-
-
-def mark_done(output: str, level_path: str, block: Block) -> None:
-    """Record a finished block (after all its chunks are written)."""
-    marker = done_marker(output, level_path, block)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-
-
-def disk_full_error(e: OSError, output: str | None) -> CoframeError:
-    """The one-line error of a full disk while writing ``output``."""
-    where = output or "the output"
-    return OutputError(
-        f"no space left on the device while writing {where}: free space and run the same "
-        "command again to resume"
-    )
+# --------------------------------------------------------------------------- running
 
 
 def _limit_itk_threads(threads: int) -> None:
@@ -529,8 +322,6 @@ def _limit_itk_threads(threads: int) -> None:
     one-thread task per core would otherwise start a full set of ITK threads
     per task and oversubscribe its cores.
     """
-    import SimpleITK as sitk
-
     if threads < sitk.ProcessObject.GetGlobalDefaultNumberOfThreads():
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
 
@@ -591,7 +382,7 @@ class PyramidJob:
     output
         Output group directory.
     levels
-        Geometry of every level (:class:`coframe.volumes.write.LevelSpec`).
+        Geometry of every level (:class:`~coframe.volumes.write.LevelSpec`).
     axes, unit
         Axis names and unit of the pyramid.
     labels
@@ -601,7 +392,7 @@ class PyramidJob:
     """
 
     output: str
-    levels: tuple[Any, ...]
+    levels: tuple[LevelSpec, ...]
     axes: tuple[str, ...]
     unit: str
     labels: bool
@@ -621,21 +412,12 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
     OutputError
         If the disk is full.
     """
-    import zarr
-
     try:
-        group = zarr.open_group(job.output, mode="r+")
-        writer = MultiscaleWriter(
-            Path(job.output),
-            group,
-            tuple(job.levels),
-            axes=job.axes,
-            unit=job.unit,
-            name=None,
-            labels=job.labels,
+        pyramid = open_ome_zarr(
+            job.output, tuple(job.levels), axes=job.axes, unit=job.unit, labels=job.labels
         )
         box = tuple((2 * a, 2 * b) for a, b in zip(block.start, block.stop, strict=True))
-        writer.downsample_level(
+        pyramid.downsample_level(
             job.source, box=box, method="mode" if job.labels else "mean", block_chunks=1
         )
         mark_done(job.output, job.level_path, block)

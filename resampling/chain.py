@@ -1,6 +1,6 @@
 """How resampling evaluates a chain: with coframe's maps, and handed to SimpleITK.
 
-:func:`map_points` applies a chain as resampling needs it: where a numerical
+:func:`map_points_checked` applies a chain as resampling needs it: where a numerical
 inverse has no solution within half an output voxel the point comes back
 NaN (outside the source) rather than failing the whole piece.
 
@@ -20,17 +20,19 @@ nodes: the same points, the same values. The compiled kernel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.sitk_bridge import bspline_grid_transform, bspline_grid_vectors, to_sitk
 
-#: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points`).
+#: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points_checked`).
 INVERSE_TOLERANCE_VOXELS = 0.5
 
 #: Bytes per output voxel and axis of a piece's dense B-spline field (float64,
@@ -49,7 +51,7 @@ def chain_members(t: Transform) -> list[Transform]:
     return [t]
 
 
-def map_points(t: Transform, points: np.ndarray, max_residual: float) -> np.ndarray:
+def map_points_checked(t: Transform, points: np.ndarray, max_residual: float) -> np.ndarray:
     """``t.apply(points)``, with points a numerical inverse cannot solve returned as NaN.
 
     An inverse B-spline or field has no exact solution where the forward map
@@ -78,7 +80,7 @@ def map_points(t: Transform, points: np.ndarray, max_residual: float) -> np.ndar
     return current
 
 
-def inverse_tolerance(voxel_size: Chain[float]) -> float:
+def inverse_tolerance(voxel_size: Sequence[float]) -> float:
     """The largest inversion residual accepted on a grid of this voxel size: half a voxel."""
     return INVERSE_TOLERANCE_VOXELS * float(np.min(voxel_size))
 
@@ -152,7 +154,7 @@ def prepare_chain(t: Transform) -> Any:
 
 
 def _lead_axes(
-    prepared: SplineLead, origin: Chain[float], voxel_size: Chain[float], shape: Chain[int]
+    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Where a piece's voxel centres meet the B-spline (per axis) and its lead's shifts."""
     d = len(shape)
@@ -166,7 +168,7 @@ def _lead_axes(
 
 
 def piece_displacement(
-    prepared: SplineLead, origin: Chain[float], voxel_size: Chain[float], shape: Chain[int]
+    prepared: SplineLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
 ) -> np.ndarray:
     """The dense field :func:`piece_transform` gives ITK, as ``(*shape, d)`` vectors (x, y, z)."""
 
@@ -176,9 +178,9 @@ def piece_displacement(
 
 def piece_transform(
     prepared: Any,
-    origin: Chain[float],
-    voxel_size: Chain[float],
-    shape: Chain[int],
+    origin: Sequence[float],
+    voxel_size: Sequence[float],
+    shape: Sequence[int],
 ) -> Any:
     """The ITK transform of one piece: ``prepared`` itself, or a :class:`SplineLead` made dense.
 
@@ -192,8 +194,6 @@ def piece_transform(
     """
     if not isinstance(prepared, SplineLead):
         return prepared
-    import SimpleITK as sitk
-
     moved, shifts = _lead_axes(prepared, origin, voxel_size, shape)
     lead = bspline_grid_transform(prepared.spline, moved, origin, voxel_size, shifts)
     if prepared.rest is None:

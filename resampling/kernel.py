@@ -43,6 +43,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import SimpleITK as sitk
 
 from coframe.resampling.chain import SplineLead
 
@@ -340,8 +341,6 @@ def linear_affine_of(transform: Any) -> tuple[np.ndarray, np.ndarray] | None:
     and affine. ITK applies each as ``matrix @ p + offset`` with zero
     entries off the diagonal where it has no matrix, which changes no bit.
     """
-    import SimpleITK as sitk
-
     if transform.GetDimension() != 3:
         return None
     kind = transform.GetTransformEnum()

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from coframe.core.errors import DimensionError, MetadataError
-from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
+from coframe.volumes.write import DEFAULT_CHUNKS
 
-#: Default output chunk shapes by number of axes (CellMap uses 64x128x128).
-DEFAULT_CHUNKS: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (64, 128, 128)}
 #: Interpolation orders by name.
 INTERPOLATIONS: dict[str, int] = {"nearest": 0, "linear": 1, "bspline": 3}
 #: Source voxels added around a mapped box, by interpolation order.
@@ -466,7 +465,7 @@ def source_box(
     else:
         points = boundary_points(grid, start, stop, interior=True)
         margin += NONLINEAR_MARGIN
-    mapped = map_points(transform, points, inverse_tolerance(grid.voxel_size))
+    mapped = map_points_checked(transform, points, inverse_tolerance(grid.voxel_size))
     index = level.physical_to_index(mapped)
     finite = np.all(np.isfinite(index), axis=1)
     if not finite.any():
@@ -499,8 +498,8 @@ def local_scale(transform: Transform, grid: OutputGrid) -> np.ndarray:
     for fraction in [0.5, *itertools.product((0.25, 0.75), repeat=grid.ndim)]:
         index = (np.asarray(grid.shape) - 1) * np.asarray(fraction)
         centre = grid.index_to_physical(index[None])[0]
-        plus = map_points(transform, centre + 0.5 * steps, tolerance)
-        minus = map_points(transform, centre - 0.5 * steps, tolerance)
+        plus = map_points_checked(transform, centre + 0.5 * steps, tolerance)
+        minus = map_points_checked(transform, centre - 0.5 * steps, tolerance)
         scale = np.linalg.norm(plus - minus, axis=1)
         if np.all(np.isfinite(scale)):
             return scale

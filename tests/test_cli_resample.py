@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 import coframe.resampling.block as block_mod
 from coframe.cli import app
+from coframe.resampling.source import ImageSource
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.itk import write_itk
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr
 
 EM_SHAPE = (32, 40, 48)
 EM_VS = (4.0, 4.0, 4.0)
@@ -133,6 +134,27 @@ def test_resample_em_into_xray_frame(runner: CliRunner, ws: Path) -> None:
     )
     assert forced.exit_code == 0, forced.output
     assert zarr.open_group(str(out), mode="r").metadata.zarr_format == 3
+
+
+def test_a_run_opens_its_source_once(
+    runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace driver, the engine and the local tasks share one opened source."""
+    opened: list[str] = []
+    real_open = ImageSource.open
+
+    def counting(self: ImageSource) -> object:
+        opened.append(Path(self.path).name)
+        return real_open(self)
+
+    monkeypatch.setattr(ImageSource, "open", counting)
+    first = _run(runner, ws, "em", "--into", "xr", "-o", str(ws / "a.zarr"), "--chunks", "4,4,4")
+    assert first.exit_code == 0, first.output
+    assert "0 resumed" in first.stdout and opened == ["em.zarr"]
+    # the next run reads the source afresh
+    second = _run(runner, ws, "em", "--into", "xr", "-o", str(ws / "b.tif"))
+    assert second.exit_code == 0, second.output
+    assert opened == ["em.zarr", "em.zarr"]
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,10 @@ from samples import blobs
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import init_workspace
 from coframe.cli import app
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
-from coframe.volumes.write import create_ome_zarr, write_tiff
+from coframe.volumes.write import write_tiff
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from coframe.core.errors import DimensionError
 from coframe.core.units import unit_factor
-from coframe.resampling.chain import inverse_tolerance, map_points
+from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
@@ -143,7 +143,9 @@ def pixel_size_in(transform: Transform, plane: Plane) -> float:
     """
     r0, c0 = (plane.shape[0] - 1) / 2.0, (plane.shape[1] - 1) / 2.0
     pix = np.array([[r0, c0], [r0 + 1.0, c0], [r0, c0 + 1.0]])
-    mapped = map_points(transform, plane.to_space.apply(pix), inverse_tolerance([plane.pixel_size]))
+    mapped = map_points_checked(
+        transform, plane.to_space.apply(pix), inverse_tolerance([plane.pixel_size])
+    )
     d_row = float(np.linalg.norm(mapped[1] - mapped[0]))
     d_col = float(np.linalg.norm(mapped[2] - mapped[0]))
     size = math.sqrt(d_row * d_col) if d_row > 0 and d_col > 0 else max(d_row, d_col)
@@ -238,7 +240,9 @@ def _sample_tile(
     pts = plane.points(rows, cols)
     steps, nr, nc, dim = pts.shape
     # a point a numerical inverse cannot place within half a pixel stays empty (NaN: not inside)
-    mapped = map_points(transform, pts.reshape(-1, dim), inverse_tolerance([plane.pixel_size]))
+    mapped = map_points_checked(
+        transform, pts.reshape(-1, dim), inverse_tolerance([plane.pixel_size])
+    )
     idx = lvl.physical_to_index(mapped)
     shape = np.asarray(lvl.shape, dtype=float)
     inside = np.all(np.isfinite(idx), axis=1) & np.all((idx >= -0.5) & (idx <= shape - 0.5), axis=1)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.graph import SpaceGraph
 from coframe.views.overlay import Plane, flat_plane, orthogonal_plane, sample_plane
@@ -106,22 +106,23 @@ def write_channels_zarr(
     rows, cols = planes[0].shape
     spatial = (len(planes), rows, cols) if len(voxel_size) == 3 else (rows, cols)
     dtype = _common_dtype(a.volume, b.volume)
-    chunks = (
-        1,
-        *(min(n, c) for n, c in zip(spatial, (32, 256, 256)[-len(spatial) :], strict=True)),
-    )
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    import numcodecs
-
-    arr = root.create_array(
-        name="0",
-        shape=(2, *spatial),
-        chunks=chunks,
+    writer = create_ome_zarr(
+        path,
+        shape0=spatial,
+        voxel_size0=voxel_size,
+        origin0=origin,
         dtype=dtype,
-        fill_value=0,
-        compressors=numcodecs.Zstd(level=5),
-        chunk_key_encoding={"name": "v2", "separator": "/"},
+        unit=unit,
+        chunks=(32, 256, 256)[-len(spatial) :],
+        compressor="zstd",
+        compression_level=5,
+        name=f"{a.name} + {b.name}",
+        channels=2,
+        level_prefix="",
+        write_metadata=False,
+        overwrite=True,
     )
+    chunks = writer.array(0).chunks
     transforms = {ch.name: graph.transform(planes[0].space, ch.space) for ch in (a, b)}
     samples: list[list[np.ndarray]] = [[], []]
     masks: list[list[np.ndarray]] = [[], []]
@@ -134,10 +135,10 @@ def write_channels_zarr(
             samples[c].append(s.values[::4, ::4])
             masks[c].append(s.valid[::4, ::4])
         if len(spatial) == 2:
-            arr[:, :, :] = buffer[:, 0]
+            writer.write(0, (0, 0, 0), buffer[:, 0])
         elif k % zc == zc - 1 or k == len(planes) - 1:
             start = k - k % zc
-            arr[:, start : k + 1] = buffer[:, : k + 1 - start]
+            writer.write(0, (0, start, 0, 0), buffer[:, : k + 1 - start])
     channels = []
     for c, ch in enumerate((a, b)):
         lim = limits[c] or robust_limits(samples[c], masks[c])
@@ -164,34 +165,11 @@ def write_channels_zarr(
         )
     omero = {
         "version": "0.4",
-        "name": f"{a.name} + {b.name}",
+        "name": writer.name,
         "channels": channels,
         "rdefs": {"model": "color", "defaultZ": len(planes) // 2, "defaultT": 0},
     }
-    axes = [{"name": "c", "type": "channel"}] + [
-        {"name": n, "type": "space", "unit": unit} for n in ("z", "y", "x")[-len(spatial) :]
-    ]
-    root.attrs.update(
-        {
-            "multiscales": [
-                {
-                    "version": "0.4",
-                    "name": omero["name"],
-                    "axes": axes,
-                    "datasets": [
-                        {
-                            "path": "0",
-                            "coordinateTransformations": [
-                                {"type": "scale", "scale": [1.0, *voxel_size]},
-                                {"type": "translation", "translation": [0.0, *origin]},
-                            ],
-                        }
-                    ],
-                }
-            ],
-            "omero": omero,
-        }
-    )
+    writer.write_metadata(extra={"omero": omero})
     return omero
 
 

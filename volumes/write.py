@@ -1,32 +1,37 @@
-"""Writers: OME-Zarr multiscale pyramids (Zarr v2 and v3), TIFF, MRC, and pyramid downsampling.
+"""Low-level writing pieces: pyramid geometry, NGFF metadata, codecs, downsampling, TIFF, MRC.
 
 A pyramid follows the CellMap layout: level ``i`` has shape
 ``ceil(shape0 / 2**i)``, voxel size ``voxel_size0 * 2**i`` and translation
 ``origin0 + voxel_size0 * (2**i - 1) / 2`` (the half-voxel offset that keeps
-every level's lower voxel edge where the finest level's is). Arrays are
-declared without writing data (unwritten chunks read as the fill value), so a
-caller may fill only a crop of a huge finest level. Multiscale metadata is a
-separate step (:func:`write_multiscales_metadata`) so that long, resumable
-writes can put it down last.
+every level's lower voxel edge where the finest level's is)
+(:func:`pyramid_specs`). :func:`multiscales_attributes` gives the OME-Zarr
+0.4 (Zarr v2) or 0.5 (Zarr v3) group attributes of such a pyramid,
+:func:`compressors` the chunk codec of a named compressor and
+:func:`downsample` fills a coarser level (labels by the mode, never
+averaged). The OME-Zarr outputs themselves (arrays, chunks, metadata, resume)
+are written by :mod:`coframe.resampling.writer`.
 
-Nothing existing is overwritten unless ``overwrite=True``; single files are
-written to a temporary name beside the target and renamed into place.
+:func:`write_tiff` and :func:`write_mrc` write single files to a temporary
+name beside the target and rename them into place; nothing existing is
+overwritten unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mrcfile
+import numcodecs
 import numpy as np
+import tifffile
 import zarr
 
-from coframe.core.atomic import atomic_output, refuse_existing
+from coframe.core.atomic import atomic_output
 from coframe.core.errors import AxisError, DimensionError, FormatError, MetadataError
 from coframe.core.units import canonical_unit
 
@@ -130,12 +135,24 @@ def pyramid_specs(
     return tuple(specs)
 
 
-def _axes_entries(axes: Sequence[str], unit: str) -> list[dict[str, str]]:
+def axes_entries(
+    axes: Sequence[str], unit: str, channel: str | None = None
+) -> list[dict[str, str]]:
+    """The NGFF ``axes`` of spatial axes in ``unit``, after a channel axis if one is named.
+
+    Raises
+    ------
+    AxisError
+        Unless the axes are ``("z", "y", "x")`` or ``("y", "x")`` (or a subset in order).
+    UnitError
+        For an unknown unit.
+    """
     names = tuple(axes)
     if len(names) not in (2, 3) or len(set(names)) != len(names) or not set(names) <= set(_SPATIAL):
         raise AxisError(f"axes {names}: expected spatial axes ('z', 'y', 'x') or ('y', 'x')")
     unit = canonical_unit(unit, key="unit")
-    return [{"name": n, "type": "space", "unit": unit} for n in names]
+    lead = [] if channel is None else [{"name": channel, "type": "channel"}]
+    return lead + [{"name": n, "type": "space", "unit": unit} for n in names]
 
 
 def multiscales_entry(
@@ -145,71 +162,76 @@ def multiscales_entry(
     unit: str,
     name: str | None = None,
     version: str | None = "0.4",
+    channel: str | None = None,
 ) -> dict[str, Any]:
-    """One ``multiscales`` entry; ``version=None`` omits the version key (as OME-Zarr 0.5 does)."""
+    """One ``multiscales`` entry; ``version=None`` omits the version key (as OME-Zarr 0.5 does).
+
+    With a ``channel`` axis name the arrays hold a leading channel axis (scale
+    1, translation 0) and the entry has no top-level scale (optional in
+    OME-Zarr).
+    """
+    lead_scale, lead_shift = ([1.0], [0.0]) if channel is not None else ([], [])
     entry: dict[str, Any] = {}
     if version is not None:
         entry["version"] = version
     entry["name"] = name
-    entry["axes"] = _axes_entries(axes, unit)
+    entry["axes"] = axes_entries(axes, unit, channel)
     entry["datasets"] = [
         {
             "path": lvl.path,
             "coordinateTransformations": [
-                {"type": "scale", "scale": [float(v) for v in lvl.voxel_size]},
-                {"type": "translation", "translation": [float(o) for o in lvl.origin]},
+                {"type": "scale", "scale": lead_scale + [float(v) for v in lvl.voxel_size]},
+                {
+                    "type": "translation",
+                    "translation": lead_shift + [float(o) for o in lvl.origin],
+                },
             ],
         }
         for lvl in levels
     ]
-    entry["coordinateTransformations"] = [{"type": "scale", "scale": [1.0] * len(tuple(axes))}]
+    if channel is None:
+        entry["coordinateTransformations"] = [{"type": "scale", "scale": [1.0] * len(tuple(axes))}]
     return entry
 
 
-def write_multiscales_metadata(
-    group: zarr.Group,
+def multiscales_attributes(
     levels: Sequence[LevelSpec],
     *,
+    zarr_version: int,
     axes: Sequence[str] = _SPATIAL,
     unit: str = "nanometer",
     name: str | None = None,
+    channel: str | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> None:
-    """Write the multiscale metadata of ``group``: OME-Zarr 0.4 for Zarr v2, 0.5 for Zarr v3.
+) -> dict[str, Any]:
+    """The multiscale group attributes: OME-Zarr 0.4 for Zarr v2, 0.5 for Zarr v3.
 
     Zarr v2 groups get ``multiscales`` (with ``version: "0.4"``) in ``.zattrs``;
     Zarr v3 groups get ``{"ome": {"version": "0.5", "multiscales": [...]}}`` in
-    the attributes of ``zarr.json``. ``extra`` keys (``image-label``...) go
-    beside ``multiscales``.
+    the attributes of ``zarr.json``. ``extra`` keys (``image-label``,
+    ``omero``...) go beside ``multiscales``.
     """
-    fmt = group.metadata.zarr_format
-    if fmt == 2:
+    if zarr_version == 2:
         attrs: dict[str, Any] = {
-            "multiscales": [multiscales_entry(levels, axes=axes, unit=unit, name=name)]
+            "multiscales": [
+                multiscales_entry(levels, axes=axes, unit=unit, name=name, channel=channel)
+            ]
         }
         attrs.update(extra or {})
-    else:
-        ome: dict[str, Any] = {
-            "version": "0.5",
-            "multiscales": [
-                multiscales_entry(levels, axes=axes, unit=unit, name=name, version=None)
-            ],
-        }
-        ome.update(extra or {})
-        attrs = {"ome": ome}
-    group.attrs.update(attrs)
+        return attrs
+    ome: dict[str, Any] = {
+        "version": "0.5",
+        "multiscales": [
+            multiscales_entry(
+                levels, axes=axes, unit=unit, name=name, version=None, channel=channel
+            )
+        ],
+    }
+    ome.update(extra or {})
+    return {"ome": ome}
 
 
-# --------------------------------------------------------------------------- the pyramid writer
-
-
-def _split_store_path(path: Path) -> tuple[Path, str]:
-    """Split a path into its ``.zarr`` store root and the group path inside it."""
-    parts = path.parts
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i].endswith(".zarr"):
-            return Path(*parts[: i + 1]), "/".join(parts[i + 1 :])
-    return path, ""
+# --------------------------------------------------------------------------- compressors
 
 
 #: Chunk compressors an output can use (``--compressor``).
@@ -240,308 +262,21 @@ def compressors(kind: str | None, level: int | None, zarr_version: int) -> dict[
     if kind == "lz4":
         lvl = 5 if level is None else int(level)
         if zarr_version == 2:
-            import numcodecs
-
             return {"compressors": numcodecs.Blosc("lz4", lvl, numcodecs.Blosc.SHUFFLE)}
         return {"compressors": zarr.codecs.BloscCodec(cname="lz4", clevel=lvl, shuffle="shuffle")}
     if kind == "zstd":
         lvl = DEFAULT_ZSTD_LEVEL if level is None else int(level)
         if zarr_version == 2:
-            import numcodecs
-
             return {"compressors": numcodecs.Zstd(level=lvl)}
         return {"compressors": zarr.codecs.ZstdCodec(level=lvl)}
     if kind == "gzip":
         lvl = 5 if level is None else int(level)
         if zarr_version == 2:
-            import numcodecs
-
             return {"compressors": numcodecs.GZip(level=lvl)}
         return {"compressors": zarr.codecs.GzipCodec(level=lvl)}
     raise FormatError(
         f"compressor {kind!r}: expected one of {', '.join(COMPRESSORS)} (--compressor)"
     )
-
-
-class MultiscaleWriter:
-    """A declared multiscale pyramid, written level by level and box by box.
-
-    Create one with :func:`create_ome_zarr`. Writes go through :meth:`write`
-    (an index box of one level); :meth:`downsample_level` fills a coarser level
-    from the finer one, chunk by chunk, so memory stays bounded.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        group: zarr.Group,
-        levels: tuple[LevelSpec, ...],
-        *,
-        axes: tuple[str, ...],
-        unit: str,
-        name: str | None,
-        labels: bool,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.path = path
-        self.group = group
-        self.levels = levels
-        self.axes = axes
-        self.unit = unit
-        self.name = name
-        self.labels = labels
-        self.extra = dict(extra or {})
-        self.arrays: tuple[zarr.Array, ...] = tuple(group[lvl.path] for lvl in levels)
-
-    def __len__(self) -> int:
-        return len(self.levels)
-
-    @property
-    def zarr_version(self) -> int:
-        """2 or 3."""
-        return int(self.group.metadata.zarr_format)
-
-    def array(self, level: int) -> zarr.Array:
-        """The Zarr array of a level."""
-        return self.arrays[self._check_level(level)]
-
-    def _check_level(self, level: int) -> int:
-        if not 0 <= level < len(self.levels):
-            raise DimensionError(
-                f"level {level}: this pyramid has levels 0..{len(self.levels) - 1}"
-            )
-        return level
-
-    def write(self, level: int, start: Sequence[int], data: np.ndarray) -> None:
-        """Write ``data`` into ``level`` with its first voxel at index ``start``."""
-        spec = self.levels[self._check_level(level)]
-        data = np.asarray(data)
-        if data.ndim != len(spec.shape) or len(start) != len(spec.shape):
-            raise DimensionError(
-                f"block of shape {data.shape} at {tuple(start)} does not fit the "
-                f"{len(spec.shape)}-D level {spec.path}"
-            )
-        stop = tuple(int(s) + n for s, n in zip(start, data.shape, strict=True))
-        if any(int(s) < 0 for s in start) or any(
-            e > n for e, n in zip(stop, spec.shape, strict=True)
-        ):
-            raise DimensionError(
-                f"block {tuple(start)}..{stop} lies outside level {spec.path} of shape {spec.shape}"
-            )
-        box = tuple(slice(int(s), e) for s, e in zip(start, stop, strict=True))
-        self.arrays[level][box] = data.astype(self.arrays[level].dtype, copy=False)
-
-    def write_metadata(self) -> None:
-        """Write (or rewrite) the group's multiscale metadata."""
-        write_multiscales_metadata(
-            self.group,
-            self.levels,
-            axes=self.axes,
-            unit=self.unit,
-            name=self.name,
-            extra=self.extra,
-        )
-
-    def downsample_level(
-        self,
-        source: int,
-        *,
-        box: Sequence[tuple[int, int]] | None = None,
-        method: str | None = None,
-        block_chunks: int = 1,
-    ) -> tuple[tuple[int, int], ...]:
-        """Fill level ``source + 1`` from level ``source`` over an index box.
-
-        Parameters
-        ----------
-        source
-            The finer level to read.
-        box
-            ``(start, stop)`` per axis in ``source`` indices (default: the whole
-            level). Starts must be even (a multiple of 2) so the coarse box is
-            exact; stops are clipped to the level.
-        method
-            ``mean`` (default for intensities), ``mode`` (default for labels)
-            or ``nearest``.
-        block_chunks
-            Destination chunks per axis processed at once (memory bound).
-
-        Returns
-        -------
-        The destination box, ``(start, stop)`` per axis in level ``source + 1``.
-        """
-        self._check_level(source)
-        if source + 1 >= len(self.levels):
-            raise DimensionError(f"level {source} is the coarsest of this pyramid: nothing to fill")
-        fine = self.levels[source]
-        coarse = self.levels[source + 1]
-        if box is None:
-            box = tuple((0, n) for n in fine.shape)
-        if len(box) != len(fine.shape):
-            raise DimensionError(f"box {tuple(box)} needs {len(fine.shape)} (start, stop) pairs")
-        if any(int(a) % 2 for a, _ in box):
-            raise DimensionError(
-                f"box starts {tuple(a for a, _ in box)} must be even to downsample by 2"
-            )
-        dst = tuple(
-            (int(a) // 2, min(math.ceil(min(int(b), n) / 2), m))
-            for (a, b), n, m in zip(box, fine.shape, coarse.shape, strict=True)
-        )
-        step = tuple(c * block_chunks for c in coarse.chunks)
-        # align block starts to the destination chunk grid so writes cover whole chunks
-        ranges = [
-            list(range((a // s) * s, b, s)) if b > a else []
-            for (a, b), s in zip(dst, step, strict=True)
-        ]
-        src_arr = self.arrays[source]
-        meth = method or ("mode" if self.labels else "mean")
-        for starts in np.ndindex(*[len(r) for r in ranges]):
-            lo = [max(ranges[d][starts[d]], dst[d][0]) for d in range(len(dst))]
-            hi = [min(ranges[d][starts[d]] + step[d], dst[d][1]) for d in range(len(dst))]
-            if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
-                continue
-            src_box = tuple(
-                slice(2 * a, min(2 * b, n)) for a, b, n in zip(lo, hi, fine.shape, strict=True)
-            )
-            block = np.asarray(src_arr[src_box])
-            out = downsample(block, 2, method=meth)
-            self.write(
-                source + 1, lo, out[tuple(slice(0, h - a) for a, h in zip(lo, hi, strict=True))]
-            )
-        return dst
-
-
-def create_ome_zarr(
-    path: str | os.PathLike[str],
-    *,
-    shape0: Sequence[int],
-    voxel_size0: Sequence[float],
-    origin0: Sequence[float] | None = None,
-    dtype: Any,
-    unit: str = "nanometer",
-    axes: Sequence[str] | None = None,
-    chunks: Sequence[int] | None = None,
-    n_levels: int = 1,
-    zarr_version: int = 2,
-    compressor: str | None = "zstd",
-    compression_level: int | None = None,
-    name: str | None = None,
-    fill_value: Any = 0,
-    labels: bool = False,
-    extra_attributes: Mapping[str, Any] | None = None,
-    write_metadata: bool = True,
-    overwrite: bool = False,
-) -> MultiscaleWriter:
-    """Declare an OME-Zarr multiscale pyramid (CellMap layout) without writing data.
-
-    Parameters
-    ----------
-    path
-        Directory of the multiscale group. If a parent directory ends in
-        ``.zarr`` it is the store root and the rest is the group path inside
-        it (``out/fibsem.zarr/recon-1/em/fibsem-uint8``); intermediate groups
-        are created.
-    shape0, voxel_size0, origin0
-        Finest level geometry; ``origin0`` (default zeros) is the centre of
-        voxel 0.
-    dtype
-        Voxel data type.
-    unit
-        Length unit of voxel sizes and origins (stored on every axis).
-    axes
-        ``("z", "y", "x")`` (default for 3-D) or ``("y", "x")``.
-    chunks
-        Chunk shape (default 64x128x128 for 3-D).
-    n_levels
-        Number of pyramid levels ``s0..s{n-1}``.
-    zarr_version
-        2 (OME-Zarr 0.4, ``/`` chunk keys) or 3 (OME-Zarr 0.5).
-    compressor, compression_level
-        ``zstd`` (default, level 6), ``lz4``, ``gzip`` or ``None`` (see :func:`compressors`).
-    name
-        Multiscale name (CellMap uses the group path).
-    fill_value
-        Value of never-written chunks.
-    labels
-        Integer label image: :meth:`MultiscaleWriter.downsample_level` then
-        defaults to the mode, never to averaging.
-    extra_attributes
-        Additional group attributes beside ``multiscales``.
-    write_metadata
-        Write the multiscale metadata now; pass ``False`` to write it last with
-        :meth:`MultiscaleWriter.write_metadata`.
-    overwrite
-        Replace an existing group at ``path``.
-
-    Raises
-    ------
-    OverwriteError
-        If the group exists and ``overwrite`` is false.
-    """
-    target = Path(path)
-    shape0 = tuple(int(n) for n in shape0)
-    ndim = len(shape0)
-    axes_t = tuple(axes) if axes is not None else _SPATIAL[-ndim:]
-    if len(axes_t) != ndim:
-        raise AxisError(f"axes {axes_t} do not match the {ndim}-D shape {shape0}")
-    _axes_entries(axes_t, unit)
-    unit = canonical_unit(unit, key="unit")
-    if zarr_version not in (2, 3):
-        raise FormatError(f"zarr_version={zarr_version}: expected 2 or 3 (--zarr-version)")
-    origin = tuple(float(o) for o in origin0) if origin0 is not None else (0.0,) * ndim
-    chunk_shape = tuple(chunks) if chunks is not None else DEFAULT_CHUNKS.get(ndim, (64,) * ndim)
-    levels = pyramid_specs(shape0, voxel_size0, origin, n_levels, chunk_shape)
-    codec = compressors(compressor, compression_level, zarr_version)
-
-    root_path, group_path = _split_store_path(target)
-    if refuse_existing(target, overwrite).exists():
-        shutil.rmtree(target)
-    if root_path.exists():
-        try:
-            root = zarr.open_group(str(root_path), mode="r+")
-        except (
-            zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError,
-            ValueError,
-        ) as e:
-            raise FormatError(
-                f"{root_path} exists but is not a Zarr group: choose another output path"
-            ) from e
-        if root.metadata.zarr_format != zarr_version:
-            raise FormatError(
-                f"{root_path} is Zarr v{root.metadata.zarr_format} but zarr_version="
-                f"{zarr_version} was asked: use the store's version or another output path"
-            )
-    else:
-        root = zarr.open_group(str(root_path), mode="w", zarr_format=zarr_version)
-    group = root.require_group(group_path) if group_path else root
-
-    dt = np.dtype(dtype)
-    for spec in levels:
-        kwargs: dict[str, Any] = dict(
-            name=spec.path,
-            shape=spec.shape,
-            chunks=spec.chunks,
-            dtype=dt,
-            fill_value=fill_value,
-            **codec,
-        )
-        if zarr_version == 2:
-            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-        group.create_array(**kwargs)
-    writer = MultiscaleWriter(
-        target,
-        group,
-        levels,
-        axes=axes_t,
-        unit=unit,
-        name=name,
-        labels=labels,
-        extra=extra_attributes,
-    )
-    if write_metadata:
-        writer.write_metadata()
-    return writer
 
 
 # --------------------------------------------------------------------------- downsampling
@@ -672,8 +407,6 @@ def write_tiff(
     overwrite
         Replace an existing file.
     """
-    import tifffile
-
     arr = np.asarray(array)
     if arr.ndim not in (2, 3):
         raise DimensionError(f"TIFF image of shape {arr.shape}: expected 2 or 3 axes")
@@ -732,8 +465,6 @@ def write_mrc(
     overwrite
         Replace an existing file.
     """
-    import mrcfile
-
     arr = np.asarray(array)
     if arr.ndim not in (2, 3):
         raise DimensionError(f"MRC image of shape {arr.shape}: expected 2 or 3 axes")

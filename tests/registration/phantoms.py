@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.base import Transform
-from coframe.volumes.write import create_ome_zarr
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from coframe.cli import app
 from coframe.core.errors import DimensionError, UnitError
 from coframe.registration.inputs import check_pair
 from coframe.registration.qc import verdict
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr
 
 
 def _run(runner: CliRunner, pair: Pair, *args: str) -> object:

@@ -14,18 +14,22 @@ from samples import rotation
 from scipy import ndimage
 
 import coframe.resampling.block as block_mod
-import coframe.resampling.resample as resample_mod
+import coframe.resampling.engine as engine_mod
+import coframe.resampling.runplan as runplan_mod
+import coframe.resampling.source as source_mod
+import coframe.resampling.writer as writer_mod
 from coframe.core.errors import OutputError, OverwriteError, TransformError
-from coframe.resampling.block import ImageSource
 from coframe.resampling.chain import (
     SplineLead,
     inverse_tolerance,
-    map_points,
+    map_points_checked,
     prepare_chain,
     spline_lead,
 )
+from coframe.resampling.engine import resample
 from coframe.resampling.plan import OutputGrid
-from coframe.resampling.resample import resample
+from coframe.resampling.source import ImageSource
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Scale, Translation
 from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
@@ -33,7 +37,6 @@ from coframe.transforms.field import DisplacementField
 from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 from coframe.transforms.tps import ThinPlateSpline
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr
 
 SRC_SHAPE = (40, 48, 56)
 SRC_VS = (2.0, 2.0, 2.0)
@@ -170,7 +173,7 @@ def test_chunked_equals_sitk_in_memory(source_dir: Path, tmp_path: Path, name: s
 def test_numpy_method_within_one_grey_level(
     source_dir: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resample_mod, "choose_method", lambda *a, **k: "numpy")
+    monkeypatch.setattr(engine_mod, "choose_method", lambda *a, **k: "numpy")
     t = CHAINS[name]()
     grid = _grid()
     result = resample(
@@ -239,7 +242,7 @@ def test_inverse_without_a_solution_leaves_voxels_empty_not_the_run(
     points = grid.points((0, 0, 0), shape)
     with pytest.raises(TransformError, match="did not converge"):
         t.apply(points)
-    mapped = map_points(t, points, inverse_tolerance(grid.voxel_size))
+    mapped = map_points_checked(t, points, inverse_tolerance(grid.voxel_size))
     gap = ~np.all(np.isfinite(mapped), axis=1)
     assert 0 < gap.sum() < 0.2 * gap.size
     assert np.all(points[gap, 0] == 8.0)  # 3 from either edge of the gap: no voxel within 2
@@ -361,7 +364,7 @@ def test_interrupted_run_resumes_without_recomputing(
         computed.append(block.name)  # type: ignore[attr-defined]
         return real_run(job, block)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(resample_mod, "run_block", counting)
+    monkeypatch.setattr(engine_mod, "run_block", counting)
     result = resample(source, t, grid, out, memory_per_task="2MB", progress=False)
     assert not finished & set(computed)
     # a block still running when the first call raised may have finished since
@@ -429,8 +432,8 @@ def test_disk_full_is_one_clear_error(
 def test_zarr_v3_sharded_output_reads_back_placed(
     source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resample_mod, "SHARD_MIN_CHUNKS", 4)
-    monkeypatch.setattr(resample_mod, "SHARD_BYTES", 4 * 8 * 16 * 16)
+    monkeypatch.setattr(runplan_mod, "SHARD_MIN_CHUNKS", 4)
+    monkeypatch.setattr(runplan_mod, "SHARD_BYTES", 4 * 8 * 16 * 16)
     grid = _grid()
     out = tmp_path / "v3.zarr"
     result = resample(
@@ -471,7 +474,7 @@ def test_tiff_output_and_its_size_limit(
     np.testing.assert_allclose(volume.levels[0].voxel_size, grid.voxel_size, rtol=1e-5)
     expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
     assert np.array_equal(volume.levels[0].read(), expected)
-    monkeypatch.setattr(resample_mod, "TIFF_LIMIT", 1000)
+    monkeypatch.setattr(writer_mod, "TIFF_LIMIT", 1000)
     with pytest.raises(OutputError, match="--format ome-zarr"):
         resample(
             ImageSource(str(source_dir / "em.zarr")),
@@ -540,7 +543,7 @@ def test_source_read_through_its_reader_equals_sitk_in_memory(tmp_path: Path) ->
         metadata={"axes": "ZYX", "spacing": SRC_VS[0], "unit": "nm"},
     )
     source = ImageSource(str(path))
-    assert block_mod._direct_array(source, block_mod.open_source(source).levels[0]) is None
+    assert source_mod._direct_array(source, source_mod.open_source(source).levels[0]) is None
     grid = _grid()
     out = tmp_path / "out.zarr"
     t = CHAINS["composed"]()
@@ -559,8 +562,8 @@ def test_local_run_never_imports_dask_distributed(source_dir: Path, tmp_path: Pa
     code = (
         "import sys\n"
         "from coframe.transforms.affine import Affine\n"
-        "from coframe.resampling.resample import resample\n"
-        "from coframe.resampling.block import ImageSource\n"
+        "from coframe.resampling.engine import resample\n"
+        "from coframe.resampling.source import ImageSource\n"
         "from coframe.resampling.plan import OutputGrid\n"
         "grid = OutputGrid((16, 16, 16), (2.0,) * 3, (4.0,) * 3, ('z', 'y', 'x'), 'nanometer',"
         " (8, 8, 8))\n"
@@ -597,7 +600,7 @@ def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path
         threads=1,
         token="threads-test",
     )
-    block = resample_mod.plan_blocks(grid.shape, grid.shape)[0]
+    block = engine_mod.plan_blocks(grid.shape, grid.shape)[0]
     try:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
         _, data = block_mod.run_block(job, block)
@@ -608,3 +611,17 @@ def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     expected = _sitk_reference(_intensities(SRC_SHAPE), _affine(), grid, "linear")
     assert data is not None and np.array_equal(data, expected)
+
+
+def test_package_names_resolve_and_shadow_no_module() -> None:
+    """What ``coframe.resampling`` and ``coframe.volumes`` export exists and hides no submodule."""
+    import pkgutil
+
+    import coframe.resampling
+    import coframe.volumes
+
+    for package in (coframe.resampling, coframe.volumes):
+        modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not modules & set(package.__all__)
+        for name in package.__all__:
+            assert getattr(package, name) is not None

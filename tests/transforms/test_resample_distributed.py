@@ -9,12 +9,12 @@ import pytest
 import zarr
 from scipy import ndimage
 
-from coframe.resampling.block import ImageSource
+from coframe.resampling.engine import resample
 from coframe.resampling.plan import OutputGrid
-from coframe.resampling.resample import resample
+from coframe.resampling.source import ImageSource
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.field import DisplacementField
-from coframe.volumes.write import create_ome_zarr
 
 
 @pytest.mark.parametrize("chain", ["affine", "affine+field"])

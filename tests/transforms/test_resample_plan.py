@@ -17,7 +17,7 @@ from coframe.resampling.plan import (
     plan_blocks,
     source_box,
 )
-from coframe.resampling.resample import plan_run
+from coframe.resampling.runplan import plan_run
 from coframe.transforms.affine import Affine, Identity, Scale, Translation
 from coframe.transforms.field import DisplacementField
 from coframe.volumes.open import parse_box

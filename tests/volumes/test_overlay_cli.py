@@ -12,9 +12,10 @@ from PIL import Image
 from samples import blobs
 
 from coframe.cli import app
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
-from coframe.volumes.write import create_ome_zarr, write_tiff
+from coframe.volumes.write import write_tiff
 
 
 def write_volume(path: Path, data: np.ndarray, voxel: float) -> None:

@@ -11,11 +11,12 @@ import zarr
 
 from coframe.app.workspace import init_workspace, load_workspace
 from coframe.cli import app
+from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.transforms.tps import ThinPlateSpline
 from coframe.volumes.open import open_volume
-from coframe.volumes.write import create_ome_zarr, write_tiff
+from coframe.volumes.write import write_tiff
 
 
 def textured(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -12,8 +12,8 @@ import zarr
 
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import DimensionError, OverwriteError
+from coframe.resampling.writer import create_ome_zarr
 from coframe.volumes.write import (
-    create_ome_zarr,
     downsample,
     pyramid_specs,
     write_mrc,

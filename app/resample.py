@@ -1,0 +1,161 @@
+"""``coframe resample``: resample a workspace image into another's frame.
+
+:func:`resample_workspace` finds the source image, the target's grid and the
+TARGET -> SOURCE chain in a workspace and runs
+:func:`coframe.resampling.engine.resample`; :class:`ResampleOptions` holds
+every choice the command line offers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coframe.app.workspace import Workspace
+from coframe.core.errors import DimensionError, WorkspaceError
+from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
+from coframe.resampling.plan import grid_for_target
+from coframe.resampling.source import ImageSource, source_for_run
+from coframe.resampling.writer import DEFAULT_COMPRESSOR
+from coframe.volumes.open import parse_box
+
+
+@dataclass(frozen=True)
+class ResampleOptions:
+    """How ``coframe resample`` runs: the output grid, the source level, the output and the run.
+
+    Parameters
+    ----------
+    level, voxel_size, box
+        Output grid choice (see :func:`~coframe.resampling.plan.grid_for_target`):
+        a level of TARGET, or a voxel size over its extent, optionally
+        restricted to a box given as ``"z0,y0,x0:z1,y1,x1"`` text or a corner
+        pair.
+    chunks
+        Output chunk shape (default 64x128x128, 512x512 in 2D).
+    via
+        Spaces the chain must pass through.
+    source_level
+        Source level to read (default: nearest the output voxel size).
+    interpolation, labels
+        Interpolation and whether the source holds labels (defaults: linear,
+        nearest for labels; labels from the image's modality).
+    output_format, zarr_version, n_levels, compressor, compression_level
+        The output: ``ome-zarr`` or ``tiff`` (default from its suffix), Zarr
+        version 2 or 3, pyramid levels, chunk compressor and its level.
+    scheduler, memory_per_task
+        ``dask.distributed`` scheduler address (default local threads) and the
+        memory budget of one task.
+    force
+        Replace an existing output (or restart an unfinished one).
+    progress
+        Show a progress bar on stderr.
+    provenance
+        Extra JSON-ready facts stored with the output (the command line...).
+    """
+
+    level: int | str | None = None
+    voxel_size: float | tuple[float, ...] | None = None
+    box: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    chunks: tuple[int, ...] | None = None
+    via: tuple[str, ...] = ()
+    source_level: int | str | None = None
+    interpolation: str | None = None
+    labels: bool | None = None
+    output_format: str | None = None
+    zarr_version: int = 2
+    n_levels: int | None = None
+    compressor: str = DEFAULT_COMPRESSOR
+    compression_level: int | None = None
+    scheduler: str | None = None
+    memory_per_task: str | int = DEFAULT_MEMORY
+    force: bool = False
+    progress: bool = True
+    provenance: Mapping[str, Any] | None = None
+
+
+def resample_workspace(
+    workspace: Workspace,
+    source_name: str,
+    target_name: str,
+    output: str | os.PathLike[str],
+    options: ResampleOptions | None = None,
+) -> ResampleResult:
+    """Resample workspace image SOURCE into the frame of image TARGET.
+
+    The output grid comes from TARGET (a level, or a voxel size over its
+    extent, optionally a box); the map is the graph's TARGET -> SOURCE chain.
+    The source is opened once (:func:`~coframe.resampling.source.source_for_run`).
+
+    Parameters
+    ----------
+    workspace
+        The workspace.
+    source_name, target_name
+        Image names.
+    output
+        Output path: an OME-Zarr directory or a ``.tif`` file.
+    options
+        Grid, output and run choices (default :class:`ResampleOptions`).
+
+    Raises
+    ------
+    WorkspaceError
+        If an image is unknown.
+    DimensionError
+        If SOURCE is a section and TARGET a volume.
+    NoPathError
+        If no chain of edges joins the two spaces.
+    """
+    opts = options or ResampleOptions()
+    if source_name not in workspace.images:
+        raise WorkspaceError(
+            f"unknown image {source_name!r} (SOURCE) in {workspace.file}: known images "
+            f"{', '.join(workspace.images) or '(none)'}"
+        )
+    target = workspace.open_image(target_name)
+    img = workspace.images[source_name]
+    source = ImageSource(
+        path=workspace.resolve(img.path),
+        unit=workspace.unit,
+        voxel_size=None if img.voxel_size is None else tuple(img.voxel_size),
+        input_unit=img.input_unit,
+        modality=img.modality,
+    )
+    with source_for_run(source) as volume:  # opened here once; resample() reuses it
+        source_dim = len(volume.axes)
+        if source_dim < target.ndim:
+            raise DimensionError(
+                f"SOURCE {source_name} is {source_dim}D and INTO {target_name} is "
+                f"{target.ndim}D: a section has no values off its plane; resample the volume "
+                f"into the section's frame (coframe resample {target_name} --into "
+                f"{source_name}) or compare them with coframe overlay {target_name} {source_name}"
+            )
+        t = workspace.graph().transform(
+            workspace.space_of(target_name), workspace.space_of(source_name), opts.via
+        )
+        box = parse_box(opts.box, target.ndim) if isinstance(opts.box, str) else opts.box
+        grid = grid_for_target(
+            target, level=opts.level, voxel_size=opts.voxel_size, box=box, chunks=opts.chunks
+        )
+        return resample(
+            source,
+            t,
+            grid,
+            output,
+            labels=opts.labels,
+            interpolation=opts.interpolation,
+            source_level=opts.source_level,
+            zarr_version=opts.zarr_version,
+            memory_per_task=opts.memory_per_task,
+            scheduler=opts.scheduler,
+            n_levels=opts.n_levels,
+            output_format=opts.output_format,
+            compressor=opts.compressor,
+            compression_level=opts.compression_level,
+            force=opts.force,
+            progress=opts.progress,
+            provenance=None if opts.provenance is None else dict(opts.provenance),
+        )
