@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from coframe.core.errors import TransformError
 from coframe.registration.locate_search import Grid, Pose, resample_grid
+from coframe.registration.mutual_information import mutual_information
 from coframe.transforms.affine import Affine, nearest_rotation
 from coframe.transforms.sitk_bridge import array_to_image, from_sitk, to_sitk_centered
 
@@ -281,21 +282,3 @@ def tilt_margin(
             moved = Pose(pose.center, rotation @ pose.linear, pose.section_center)
             tilted.append(pose_score(volume, moved, section, metric=metric, bins=bins)[0])
     return float(1.0 - max(tilted) / score)
-
-
-def mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
-    """Mutual information (nats) of paired samples, bins over their 0.5-99.5 percentile ranges."""
-    lo_a, hi_a = np.percentile(a, [0.5, 99.5])
-    lo_b, hi_b = np.percentile(b, [0.5, 99.5])
-    if hi_a <= lo_a or hi_b <= lo_b:
-        return 0.0
-    joint, _, _ = np.histogram2d(
-        np.clip(a, lo_a, hi_a),
-        np.clip(b, lo_b, hi_b),
-        bins=bins,
-        range=[[lo_a, hi_a], [lo_b, hi_b]],
-    )
-    p = joint / joint.sum()
-    pa, pb = p.sum(axis=1), p.sum(axis=0)
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])))
