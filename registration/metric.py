@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from coframe.registration.inputs import WorkImage, geometric_voxel
+from coframe.registration.inputs import WorkImage, block_mean, geometric_voxel
 from coframe.registration.mutual_information import mutual_information
 from coframe.registration.presets import MetricConfig
 from coframe.resampling.chain import inverse_tolerance, map_points
@@ -32,16 +32,6 @@ QC_POINTS = 20000
 MIN_OVERLAP = 0.1
 #: Share of the starting overlap a step must keep to be accepted.
 KEEP_OVERLAP = 0.8
-
-
-def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor``-wide blocks along every axis (the remainder is dropped)."""
-    if factor == 1:
-        return array
-    shape = [n // factor for n in array.shape]
-    cropped = array[tuple(slice(0, n * factor) for n in shape)]
-    split = [v for n in shape for v in (n, factor)]
-    return cropped.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
 
 
 def shrink_image(work: WorkImage, factor: int, sigma: float) -> WorkImage:

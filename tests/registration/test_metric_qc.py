@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from coframe.registration.inputs import WorkImage, padding_mask
-from coframe.registration.metric import Evaluator, block_mean
+from coframe.registration.inputs import WorkImage, block_mean, padding_mask
+from coframe.registration.metric import Evaluator
 from coframe.registration.mutual_information import mutual_information
 from coframe.registration.presets import MetricConfig
 from coframe.registration.qc import jacobian_stats, tre
