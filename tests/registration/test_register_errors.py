@@ -17,7 +17,8 @@ from coframe.cli import app
 from coframe.core.errors import DimensionError, UnitError
 from coframe.registration.inputs import check_pair
 from coframe.registration.qc import verdict
-from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
+from coframe.transforms.formats.bigwarp import write_bigwarp_landmarks
+from coframe.transforms.point_pairs import landmarks_from_pairs
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import create_ome_zarr
 
