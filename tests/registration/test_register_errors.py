@@ -17,7 +17,9 @@ from coframe.cli import app
 from coframe.core.errors import DimensionError, UnitError
 from coframe.registration.inputs import check_pair
 from coframe.registration.qc import verdict
+from coframe.transforms.affine import Affine
 from coframe.transforms.formats.bigwarp import write_bigwarp_landmarks
+from coframe.transforms.formats.dispatch import write_transform
 from coframe.transforms.point_pairs import landmarks_from_pairs
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import create_ome_zarr
@@ -191,9 +193,6 @@ def test_a_located_2d_section_is_refused_before_its_edge_is_used(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
     """With a stored 2D -> 3D edge (a located section), the 2D error still comes first."""
-    from coframe.transforms.affine import Affine
-    from coframe.transforms.formats.dispatch import write_transform
-
     pair = make_pair(None)
     path = pair.root / "section.zarr"
     writer = create_ome_zarr(
