@@ -349,17 +349,19 @@ class Decoder:
         return self._parameters(obj, name, key, 2)
 
     def _affine(self, obj: Any, key: str, ends: Ends) -> Decoded:
-        try:
-            raw = Affine(self._matrix(obj, "affine", key, ends.fin, square=False))
-        except TransformError as e:
-            raise ParseError(f"{key}.affine: {e}") from e
-        return self._finish(raw, key, ends)
+        return self._matrix_transform(obj, key, ends, "affine", Affine, ParseError)
 
     def _rotation(self, obj: Any, key: str, ends: Ends) -> Decoded:
+        return self._matrix_transform(obj, key, ends, "rotation", Rotation, TransformError)
+
+    def _matrix_transform(
+        self, obj: Any, key: str, ends: Ends, name: str, kind: type, error: type[Exception]
+    ) -> Decoded:
+        """An affine or a rotation; a matrix that ``kind`` refuses is reported as ``error``."""
         try:
-            raw = Rotation(self._matrix(obj, "rotation", key, ends.fin, square=True))
+            raw = kind(self._matrix(obj, name, key, ends.fin, square=kind is Rotation))
         except TransformError as e:
-            raise TransformError(f"{key}.rotation: {e}") from e
+            raise error(f"{key}.{name}: {e}") from e
         return self._finish(raw, key, ends)
 
     def _map_axis(self, obj: Any, key: str, ends: Ends) -> Decoded:
