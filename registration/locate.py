@@ -81,27 +81,6 @@ from coframe.transforms.affine import Affine
 from coframe.volumes.volume import Volume
 
 
-def _pose_box(pose: Pose, section: GridImage, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    corners = section.corners
-    pts = pose.apply(corners)
-    return pts.min(axis=0) - margin, pts.max(axis=0) + margin
-
-
-def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
-    """The axis (unit) and half-angle (degrees) of the cone of normals searched."""
-    axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
-    if axis.shape != (3,) or np.linalg.norm(axis) == 0:
-        raise DimensionError(
-            f"normal {list(np.ravel(axis))} must be a non-zero (z, y, x) vector (--normal)"
-        )
-    tilt = options.max_tilt
-    if tilt is None:
-        tilt = 20.0 if options.normal is not None else 90.0
-    if not 0.0 <= tilt <= 90.0:
-        raise DimensionError(f"max tilt {tilt:g} degrees: expected 0 to 90 (--max-tilt)")
-    return axis / np.linalg.norm(axis), float(tilt)
-
-
 def locate_section(
     section: Volume,
     volume: Volume,
@@ -261,6 +240,21 @@ def locate_section(
         mirror=mirror,
         tilt_margin=margin,
     )
+
+
+def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
+    """The axis (unit) and half-angle (degrees) of the cone of normals searched."""
+    axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
+    if axis.shape != (3,) or np.linalg.norm(axis) == 0:
+        raise DimensionError(
+            f"normal {list(np.ravel(axis))} must be a non-zero (z, y, x) vector (--normal)"
+        )
+    tilt = options.max_tilt
+    if tilt is None:
+        tilt = 20.0 if options.normal is not None else 90.0
+    if not 0.0 <= tilt <= 90.0:
+        raise DimensionError(f"max tilt {tilt:g} degrees: expected 0 to 90 (--max-tilt)")
+    return axis / np.linalg.norm(axis), float(tilt)
 
 
 def _local_stage(
@@ -431,3 +425,9 @@ def _recentre(pose: Pose, section: GridImage) -> Pose:
     """The same map with ``section_center`` at the centre of ``section``."""
     c = section.center
     return Pose(pose.apply(c)[0], pose.linear, c)
+
+
+def _pose_box(pose: Pose, section: GridImage, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    corners = section.corners
+    pts = pose.apply(corners)
+    return pts.min(axis=0) - margin, pts.max(axis=0) + margin
