@@ -31,7 +31,7 @@ from coframe.core.units import canonical_unit, unit_factor
 from coframe.demo.locate import demo_locate_step
 from coframe.demo.resample import demo_resample_step
 from coframe.demo.sample import make_demo, rich_reporter
-from coframe.registration.locate import LocateOptions
+from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.formats.ngff import read_scene
 from coframe.transforms.graph import SpaceGraph, describe_graph, map_points, render_graph
 from coframe.views.overlay_views import check_output, overlay_summary, parse_options, write_overlay

@@ -27,15 +27,11 @@ from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
 from coframe.core.atomic import refuse_existing, write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError, RegistrationError
-from coframe.registration.locate import (
-    LocateOptions,
-    LocateResult,
-    check_sizes,
-    locate_section,
-    pose_errors,
-)
+from coframe.registration.locate import locate_section
+from coframe.registration.locate_geometry import GridImage, Pose, pose_errors, resample_grid
+from coframe.registration.locate_inputs import check_sizes
 from coframe.registration.locate_refine import slice_values
-from coframe.registration.locate_search import Grid, Pose, resample_grid
+from coframe.registration.locate_result import LocateOptions, LocateResult
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.views.render import composite, normalize, robust_limits, save_png
@@ -88,7 +84,7 @@ def matched_slice(
     lvl0 = section.levels[0]
     factor = max(1, int(np.ceil(max(lvl0.shape) / max_pixels)))
     pixel = float(np.mean(lvl0.voxel_size)) * factor
-    grid = Grid(lvl0.read().astype(np.float32), lvl0.voxel_size, lvl0.origin)
+    grid = GridImage(lvl0.read().astype(np.float32), lvl0.voxel_size, lvl0.origin)
     if factor > 1 or not np.allclose(lvl0.voxel_size[0], lvl0.voxel_size[1]):
         grid = resample_grid(grid, pixel)
     pose = Pose(affine.apply(grid.center), affine.linear, grid.center)
@@ -104,7 +100,7 @@ def matched_slice(
         inside = np.zeros(grid.shape, bool)
     else:
         array, origin = got
-        crop = Grid(array.astype(np.float32), tuple(step), origin)
+        crop = GridImage(array.astype(np.float32), tuple(step), origin)
         matched, inside = slice_values(crop, pose, grid)
         inside &= _inside_volume(volume, pose, grid)
         matched = np.where(inside, matched, 0.0).astype(np.float32)
@@ -113,7 +109,7 @@ def matched_slice(
     )
 
 
-def _inside_volume(volume: Volume, pose: Pose, grid: Grid) -> np.ndarray:
+def _inside_volume(volume: Volume, pose: Pose, grid: GridImage) -> np.ndarray:
     pts = pose.apply(grid.points())
     ext = np.asarray(volume.levels[0].extent)
     ok = np.all((pts >= ext[:, 0]) & (pts <= ext[:, 1]), axis=1)
@@ -434,7 +430,7 @@ def _vec(values: Any, digits: int = 4) -> str:
 def truth_errors(found: Affine, truth: Affine, section: Volume, voxel: float) -> dict[str, float]:
     """Pose errors of a located section against a known pose, at the section centre.
 
-    See :func:`coframe.registration.locate.pose_errors`.
+    See :func:`coframe.registration.locate_geometry.pose_errors`.
     """
     centre = np.asarray(section.levels[0].extent, dtype=float).mean(axis=1)
     return pose_errors(found, truth, centre, voxel)

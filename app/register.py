@@ -36,9 +36,9 @@ from coframe.registration.qc import rounded, tre, verdict
 from coframe.transforms.affine import Affine
 from coframe.transforms.base import Chain, Transform
 from coframe.transforms.field import DisplacementField
-from coframe.transforms.formats.bigwarp import Landmarks
 from coframe.transforms.formats.dispatch import read_transform, write_transform
 from coframe.transforms.graph import summarize_transform
+from coframe.transforms.point_pairs import Landmarks
 from coframe.volumes.open import open_volume
 
 #: Where the demo keeps its FIB-SEM -> X-ray ground truth, relative to the workspace.

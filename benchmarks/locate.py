@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the phantoms shared with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from locate_synthetic import (  # noqa: E402
     extract_section,
@@ -60,36 +61,35 @@ from locate_synthetic import (  # noqa: E402
     random_pose,
 )
 
-from coframe.registration.locate import LocateOptions, locate_section, pose_errors  # noqa: E402
-from coframe.registration.locate_search import Grid, Pose  # noqa: E402
+from coframe.demo.sample import make_demo  # noqa: E402
+from coframe.registration.locate import locate_section  # noqa: E402
+from coframe.registration.locate_geometry import GridImage, Pose, pose_errors  # noqa: E402
+from coframe.registration.locate_result import LocateOptions  # noqa: E402
 from coframe.registration.locate_symmetry import mirror_pose  # noqa: E402
 from coframe.transforms.affine import Affine  # noqa: E402
+from coframe.volumes.open import open_volume  # noqa: E402
 
 #: Largest normal error (degrees) and offset (working voxels) of a found pose.
 MAX_NORMAL_DEG = 2.0
 MAX_OFFSET_VOXELS = 1.0
 
 
-def demo_volume(directory: Path | None) -> tuple[Grid, str]:
+def demo_volume(directory: Path | None) -> tuple[GridImage, str]:
     """The demo X-ray volume (level 0) as a grid in nanometres."""
-    from coframe.volumes.open import open_volume
-
     if directory is None or not (directory / "xray.zarr").exists():
-        from coframe.demo.sample import make_demo
-
         directory = directory or Path(tempfile.mkdtemp(prefix="coframe-locate-bench-"))
         make_demo(directory, size="default", seed=0, overwrite=True)
     lvl = open_volume(directory / "xray.zarr").levels[0]
-    return Grid(lvl.read().astype(np.float32), lvl.voxel_size, lvl.origin), "nanometer"
+    return GridImage(lvl.read().astype(np.float32), lvl.voxel_size, lvl.origin), "nanometer"
 
 
-def mni_volume() -> tuple[Grid, str]:
+def mni_volume() -> tuple[GridImage, str]:
     """nilearn's ICBM152 T1 template at 1 mm, axes (z, y, x), in millimetres."""
     from nilearn.datasets import load_mni152_template
 
     img = load_mni152_template(resolution=1)
     data = np.asarray(img.get_fdata(), dtype=np.float32).transpose(2, 1, 0)
-    return Grid(np.ascontiguousarray(data), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), "millimeter"
+    return GridImage(np.ascontiguousarray(data), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), "millimeter"
 
 
 #: Per volume: section side (physical), section pixel, smallest fraction inside the object.
@@ -104,7 +104,7 @@ MNI_MIDLINE = 98.0
 MNI_LEFT = 105
 
 
-def _foreground_fraction(volume: Grid, pose: Pose, side: float, threshold: float) -> float:
+def _foreground_fraction(volume: GridImage, pose: Pose, side: float, threshold: float) -> float:
     grid = np.linspace(0.05, 0.95, 15) * side
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
     pts = pose.apply(np.column_stack([yy.ravel(), xx.ravel()]))
@@ -114,7 +114,9 @@ def _foreground_fraction(volume: Grid, pose: Pose, side: float, threshold: float
     return float(np.mean(values > threshold))
 
 
-def run_volume(name: str, volume: Grid, unit: str, poses: int, seed: int) -> list[dict[str, Any]]:
+def run_volume(
+    name: str, volume: GridImage, unit: str, poses: int, seed: int
+) -> list[dict[str, Any]]:
     """Locate ``poses`` random sections of one volume; one row per pose."""
     side, pixel, inside = SETTINGS[name]
     shape = (int(round(side / pixel)),) * 2
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
             volume, unit = mni_volume()
             if name == "mni-left":
                 array = np.ascontiguousarray(volume.array[:, :, :MNI_LEFT])
-                volume = Grid(array, volume.spacing, volume.origin)
+                volume = GridImage(array, volume.spacing, volume.origin)
         print(f"{name}: volume {volume.shape} of {volume.spacing[0]:g} {unit}", flush=True)
         rows.extend(run_volume(name, volume, unit, args.poses, args.seed))
     print()

@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 
+# Every method runs in a child process (this script with --child) that reports its own peak
+# memory, so coframe, itk and ants are imported inside the functions that use them: a peer's
+# child never loads coframe, nor coframe's child a peer.
 THREADS = 2
 TRE_POINTS = 3000
 PAIRS = ("mni-affine", "mni-deformable", "demo")
@@ -236,23 +239,24 @@ def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
     return result.transform.apply(points), seconds, steps
 
 
+def _reversed(values: Any) -> np.ndarray:
+    """Coordinates (last axis) in reverse order: ITK's (x, y, z) from numpy's (z, y, x) or back."""
+    return np.asarray(values, dtype=np.float64)[..., ::-1].copy()
+
+
 def _itk_image(array: np.ndarray, voxel: list[float], origin: list[float]) -> Any:
     """An ITK image of a numpy-order array; ITK wants (x, y, z) spacing and origin."""
     import itk
 
-    from coframe.transforms.sitk_bridge import sitk_points
-
     image = itk.image_from_array(np.ascontiguousarray(array, dtype=np.float32))
-    image.SetSpacing(tuple(float(v) for v in sitk_points(voxel)))
-    image.SetOrigin(tuple(float(v) for v in sitk_points(origin)))
+    image.SetSpacing(tuple(float(v) for v in _reversed(voxel)))
+    image.SetOrigin(tuple(float(v) for v in _reversed(origin)))
     return image
 
 
 def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.ndarray, float, str]:
     import itk
     from scipy import ndimage
-
-    from coframe.transforms.sitk_bridge import numpy_points
 
     itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(THREADS)
     fixed = _itk_image(np.load(data / "fixed.npy"), meta["fixed_voxel"], meta["fixed_origin"])
@@ -283,7 +287,7 @@ def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> tuple[np.nda
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         field = itk.transformix_deformation_field(moving, result, output_directory=tmp)
-    vectors = numpy_points(itk.array_from_image(field))  # (z, y, x, 3), numpy components
+    vectors = _reversed(itk.array_from_image(field))  # (z, y, x, 3), numpy components
     points = np.load(data / "points.npy")
     index = (points - np.asarray(meta["fixed_origin"])) / np.asarray(meta["fixed_voxel"])
     shift = np.stack(

@@ -18,7 +18,8 @@ import numpy as np
 from coframe.app.locate import locate_paths, store_located, truth_errors
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import CoframeError
-from coframe.registration.locate import LocateOptions, locate_section
+from coframe.registration.locate import locate_section
+from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.affine import Affine
 
 #: Largest tilt (degrees) of the demo sections' normals searched from the z axis.

@@ -50,11 +50,8 @@ from coframe.core.errors import CoframeError, OverwriteError
 from coframe.demo import synthetic as syn
 from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d, make_truth
 from coframe.resampling.writer import MultiscaleWriter, create_ome_zarr
-from coframe.transforms.formats.bigwarp import (
-    Landmarks,
-    write_bigwarp_json,
-    write_bigwarp_landmarks,
-)
+from coframe.transforms.formats.bigwarp import write_bigwarp_json, write_bigwarp_landmarks
+from coframe.transforms.point_pairs import Landmarks
 from coframe.volumes.write import LevelSpec, write_mrc, write_tiff
 
 EM_PATH = "fibsem.zarr/recon-1/em/fibsem-uint8"

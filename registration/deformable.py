@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from coframe.registration.inputs import WorkImage
+from coframe.registration.inputs import WorkImage, geometric_voxel
 from coframe.registration.intensity import StepReport
 from coframe.registration.metric import Evaluator, Pair, shrink_image
 from coframe.registration.presets import Preset
@@ -96,7 +96,7 @@ def initial_spline(work: WorkImage, spacing: float) -> BSpline:
         number of mesh cells over the domain).
     """
     lo, hi = work.lo, work.hi
-    voxel = np.exp(np.mean(np.log(np.asarray(work.voxel_size))))
+    voxel = geometric_voxel(work.voxel_size)
     mesh = np.maximum(1, np.rint((hi - lo) / (spacing * voxel))).astype(int)
     h = np.maximum(hi - lo, np.asarray(work.voxel_size)) / mesh
     size = tuple(int(m) + 3 for m in mesh)

@@ -16,6 +16,7 @@ X-ray), so a registration never reads a fine level whole. It:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,20 @@ class WorkImage:
 def geometric_voxel(voxel_size: ArrayLike) -> float:
     """Geometric mean of a voxel size (one length for an anisotropic voxel)."""
     return float(np.exp(np.mean(np.log(np.asarray(voxel_size, dtype=np.float64)))))
+
+
+def block_mean(array: np.ndarray, factor: int | Sequence[int]) -> np.ndarray:
+    """Average blocks of ``factor`` voxels along every axis (one factor, or one per axis).
+
+    The remainder along each axis is dropped.
+    """
+    factors = [int(f) for f in np.broadcast_to(np.asarray(factor), (array.ndim,))]
+    if all(f == 1 for f in factors):
+        return array
+    shape = [n // f for n, f in zip(array.shape, factors, strict=True)]
+    cropped = array[tuple(slice(0, n * f) for n, f in zip(shape, factors, strict=True))]
+    split = [v for n, f in zip(shape, factors, strict=True) for v in (n, f)]
+    return cropped.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
 
 
 def check_pair(moving: Volume, fixed: Volume) -> None:

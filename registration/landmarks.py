@@ -1,11 +1,12 @@
 """Registration from landmark pairs: least-squares fits, thin-plate splines, leave-one-out TRE.
 
-Landmarks come from BigWarp files (:mod:`coframe.transforms.formats.bigwarp`, which
-also holds the least-squares fits every landmark transform in coframe uses:
-the file readers need them to turn a landmark file into a transform, and
-transforms never import estimators). This module adds what registration
-needs on top: model names, minimum point counts with errors that name the
-file, leave-one-out errors, and TRE of any transform on held-out landmarks.
+Landmarks come from BigWarp files (:mod:`coframe.transforms.formats.bigwarp`).
+The transform a set of pairs defines (a thin-plate spline through them or a
+least-squares linear map) is :func:`coframe.transforms.point_pairs.landmarks_transform`:
+reading a BigWarp transform file needs it, and transforms never import
+estimators. This module adds what registration needs on top: model names,
+minimum point counts with errors that name the file, residuals, leave-one-out
+errors, and TRE of any transform on held-out landmarks.
 
 Every fit returns the FIXED -> MOVING point map.
 """
@@ -20,11 +21,8 @@ import numpy as np
 from coframe.core.errors import RegistrationError, TransformError
 from coframe.registration.qc import tre
 from coframe.transforms.base import Transform
-from coframe.transforms.formats.bigwarp import (
-    Landmarks,
-    landmarks_transform,
-    read_bigwarp_landmarks,
-)
+from coframe.transforms.formats.bigwarp import read_bigwarp_landmarks
+from coframe.transforms.point_pairs import Landmarks, landmarks_transform
 
 #: Landmark models and the minimum number of pairs each needs in 3D.
 MODELS: dict[str, int] = {"rigid": 3, "similarity": 3, "affine": 4, "tps": 5}
@@ -121,8 +119,7 @@ def fit(landmarks: Landmarks, model: str, source: str = "landmarks") -> Landmark
         transform = landmarks_transform(landmarks, model)
     except TransformError as e:
         raise RegistrationError(f"cannot fit a {model} to {source}: {e} (--landmarks)") from e
-    fixed, moving = landmarks.active_pairs()
-    residuals = np.linalg.norm(transform.apply(fixed) - moving, axis=1)
+    residuals = landmark_residuals(landmarks, transform)
     active_index = np.flatnonzero(landmarks.active)
     loo = np.full(active_index.size, np.nan)
     if active_index.size > MODELS[model]:
@@ -136,6 +133,12 @@ def fit(landmarks: Landmarks, model: str, source: str = "landmarks") -> Landmark
             loo[k] = float(np.linalg.norm(t.apply(landmarks.fixed[i]) - landmarks.moving[i]))
     names = tuple(landmarks.names[i] for i in active_index)
     return LandmarkFit(model, transform, residuals, loo, names)
+
+
+def landmark_residuals(landmarks: Landmarks, transform: Transform) -> np.ndarray:
+    """Distance between each active pair's moving point and the transformed fixed point."""
+    fixed, moving = landmarks.active_pairs()
+    return np.linalg.norm(transform.apply(fixed) - moving, axis=1)
 
 
 def landmark_tre(transform: Transform, landmarks: Landmarks, voxel: float) -> dict[str, float]:

@@ -37,30 +37,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from coframe.core.errors import DimensionError, RegistrationError, TransformError
+from coframe.registration.inputs import geometric_voxel
+from coframe.registration.locate_geometry import (
+    GridImage,
+    Pose,
+    fibonacci_cap,
+    in_plane_maps,
+    poses_distinct,
+)
+from coframe.registration.locate_inputs import (
+    WHOLE_LEVEL_VOXELS,
+    VolumeReader,
+    check_sizes,
+    level_not_coarser,
+    read_section_image,
+    volume_extent,
+)
 from coframe.registration.locate_refine import (
     RefineSettings,
     pose_score,
     refine_pose,
     tilt_margin,
 )
+from coframe.registration.locate_result import LocateOptions, LocateResult, ScoredPose
 from coframe.registration.locate_search import (
     Candidate,
-    Grid,
-    Pose,
-    angle_between,
     best_candidates,
-    fibonacci_cap,
-    in_plane_angle,
-    in_plane_maps,
     local_search,
-    poses_distinct,
-    resample_grid,
     scan,
 )
 from coframe.registration.locate_symmetry import (
@@ -72,380 +79,6 @@ from coframe.registration.locate_symmetry import (
 )
 from coframe.transforms.affine import Affine
 from coframe.volumes.volume import Volume
-
-#: Largest number of voxels of a level read whole (else boxes are read).
-WHOLE_LEVEL_VOXELS = 48_000_000
-
-
-@dataclass(frozen=True)
-class LocateOptions:
-    """Prior knowledge and search settings of :func:`locate_section`.
-
-    Parameters
-    ----------
-    normal
-        Expected plane normal (z, y, x), either sign (``--normal``).
-    near
-        A physical point (z, y, x) near the section centre (``--near``).
-    near_radius
-        How far from ``near`` the centre may be (default: the section's
-        half-diagonal).
-    max_tilt
-        Largest angle (degrees) between the normal and ``normal`` (or the
-        volume z axis) (``--max-tilt``); default 90 (any orientation), or 20
-        when ``normal`` is given.
-    shrinkage
-        Add an affine stage: the in-plane part may shrink and shear (``--shrinkage``).
-    search_pixels
-        Pixels across the section's shorter side at the global level.
-    angle_step
-        Spacing (degrees) of normals and in-plane rotations of the global search.
-    offset_step
-        Spacing of the offsets along the normal in the global search, in
-        global voxels.
-    max_search_voxels
-        Largest volume (voxels) of the global level; the spacing grows to fit.
-    seeds
-        Distinct global candidates searched locally.
-    local_pixels
-        Pixels across the section's shorter side at the local level.
-    local_step
-        Spacing (degrees) of normals and rotations of the local search.
-    refine
-        Candidates optimised with SimpleITK.
-    max_working_pixels
-        Largest side (pixels) of the section at the working spacing.
-    metric
-        Metric the refinement optimises: ``correlation`` (squared NCC, either
-        contrast) or ``mattes`` (mutual information).
-    score
-        Score of the final poses: ``mi`` (mutual information) or ``ncc``.
-    bins
-        Histogram bins of the mutual information.
-    min_ncc
-        Absolute normalised cross-correlations of the section with its
-        matched slice below this are not trustworthy.
-    min_confidence
-        Confidences below this are not trustworthy.
-    min_pixels
-        Sections spanning fewer working voxels (shorter side) are not
-        trustworthy: too little of the volume to tell places apart.
-    tilt_check, min_tilt_margin
-        The plane tilted by ``tilt_check`` degrees must score more than
-        ``min_tilt_margin`` (relative) below the pose; by default a pose that
-        a tilt improves is not even a local optimum of its own score, so its
-        tilt is not determined and it is not trustworthy.
-    distinct_angle
-        Angle (degrees) beyond which two poses are distinct.
-    distinct_voxels
-        Centre distance (working voxels) beyond which two poses are distinct.
-    """
-
-    normal: tuple[float, float, float] | None = None
-    near: tuple[float, float, float] | None = None
-    near_radius: float | None = None
-    max_tilt: float | None = None
-    shrinkage: bool = False
-    search_pixels: int = 16
-    angle_step: float = 15.0
-    offset_step: float = 1.0
-    max_search_voxels: int = 56**3
-    seeds: int = 64
-    local_pixels: int = 24
-    local_step: float = 5.0
-    refine: int = 8
-    max_working_pixels: int = 256
-    metric: str = "correlation"
-    score: str = "mi"
-    bins: int = 16
-    min_ncc: float = 0.6
-    min_confidence: float = 0.1
-    min_pixels: int = 12
-    tilt_check: float = 4.0
-    min_tilt_margin: float = 0.0
-    distinct_angle: float = 10.0
-    distinct_voxels: float = 3.0
-
-
-@dataclass(frozen=True)
-class ScoredPose:
-    """A pose with its final score.
-
-    Parameters
-    ----------
-    pose
-        The pose.
-    score
-        Its score (higher is better).
-    sign
-        Sign of its correlation (-1 for inverted contrast).
-    refined
-        Whether SimpleITK optimised it.
-    """
-
-    pose: Pose
-    score: float
-    sign: float
-    refined: bool
-
-
-@dataclass(frozen=True)
-class LocateResult:
-    """Where a section lies in a volume.
-
-    Parameters
-    ----------
-    affine
-        2D -> 3D affine: section physical (y, x) -> volume physical (z, y, x).
-    pose
-        The same map as a :class:`~coframe.registration.locate_search.Pose`.
-    score
-        Final score of the pose (``options.score``; higher is better).
-    runner_up
-        Best score of a pose distinct from it (0 if none was found).
-    confidence
-        ``1 - runner_up / score``: 0 when a distinct pose scores as well.
-    ncc
-        Normalised cross-correlation of the section with the matched slice
-        (negative for inverted contrast).
-    working_level
-        Index of the volume level used for the refinement.
-    working_spacing
-        Spacing (physical) of the section during the refinement.
-    spacings
-        Spacings of the global and local searches.
-    candidates
-        Every pose scored at the working level, best first.
-    timings
-        Seconds per stage.
-    options
-        The options used.
-    working_pixels
-        Working voxels across the section's shorter side.
-    symmetry
-        Planes about which the volume (its global level) is mirror-symmetric.
-    mirror
-        The best pose's mirror twin about one of those planes, refined and
-        scored (None when the volume is not symmetric, the twin is the pose
-        itself, or ``near``/``normal`` exclude it).
-    tilt_margin
-        Relative score drop when the plane tilts by ``options.tilt_check``
-        degrees (:func:`coframe.registration.locate_refine.tilt_margin`).
-    """
-
-    affine: Affine
-    pose: Pose
-    score: float
-    runner_up: float
-    confidence: float
-    ncc: float
-    working_level: int
-    working_spacing: float
-    spacings: dict[str, float]
-    candidates: tuple[ScoredPose, ...]
-    timings: dict[str, float] = field(default_factory=dict)
-    options: LocateOptions = field(default_factory=LocateOptions)
-    working_pixels: int = 0
-    symmetry: tuple[MirrorPlane, ...] = ()
-    mirror: MirrorTwin | None = None
-    tilt_margin: float = 1.0
-
-    @property
-    def normal(self) -> np.ndarray:
-        """Unit normal of the plane, ``cross(column_y, column_x)``."""
-        return self.pose.normal
-
-    @property
-    def mirror_tie(self) -> bool:
-        """Whether the mirror twin scores within ``min_confidence`` of the pose."""
-        if self.mirror is None or self.score <= 0:
-            return self.mirror is not None
-        return 1.0 - self.mirror.score / self.score < self.options.min_confidence
-
-    @property
-    def trustworthy(self) -> bool:
-        """Whether correlation, confidence and section size reach the options' thresholds
-        and no mirror twin ties."""
-        return (
-            abs(self.ncc) >= self.options.min_ncc
-            and self.confidence >= self.options.min_confidence
-            and self.working_pixels >= self.options.min_pixels
-            and self.tilt_margin > self.options.min_tilt_margin
-            and not self.mirror_tie
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """Plain numbers: score, runner-up, confidence, NCC, normal, scale, centre, symmetry
-        planes and the mirror twin (with ``tie``)."""
-        scales = np.linalg.norm(self.pose.linear, axis=0)
-        mirror = None if self.mirror is None else {**self.mirror.summary(), "tie": self.mirror_tie}
-        return {
-            "score": round(self.score, 6),
-            "runner_up": round(self.runner_up, 6),
-            "confidence": round(self.confidence, 6),
-            "ncc": round(self.ncc, 6),
-            "normal": [round(float(v), 6) for v in self.normal],
-            "in_plane_scale": [round(float(v), 6) for v in scales],
-            "center": [round(float(v), 3) for v in self.pose.center],
-            "symmetry": [p.summary() for p in self.symmetry],
-            "mirror": mirror,
-            "tilt_margin": round(self.tilt_margin, 6),
-        }
-
-
-def section_grid(section: Volume, spacing: float, *, name: str = "section") -> Grid:
-    """Read a 2D section at (about) ``spacing``, as an isotropic float32 grid.
-
-    The coarsest level whose pixels are not larger than ``spacing`` is read
-    whole and resampled.
-
-    Raises
-    ------
-    DimensionError
-        If the image is not 2D.
-    """
-    if section.ndim != 2:
-        raise DimensionError(
-            f"image {name!r} has {section.ndim} axes {list(section.axes)}: a 2D section "
-            f"(y, x) is expected as SECTION"
-        )
-    index = _level_not_coarser(section, spacing)
-    lvl = section.levels[index]
-    grid = Grid(lvl.read().astype(np.float32), lvl.voxel_size, lvl.origin)
-    return resample_grid(grid, spacing)
-
-
-def _level_not_coarser(volume: Volume, spacing: float) -> int:
-    """The coarsest level whose geometric-mean voxel size does not exceed ``spacing``."""
-    best = 0
-    for i, lvl in enumerate(volume.levels):
-        if _geo(lvl.voxel_size) <= spacing * 1.001:
-            if _geo(lvl.voxel_size) >= _geo(volume.levels[best].voxel_size):
-                best = i
-    return best
-
-
-def _geo(values: Sequence[float]) -> float:
-    return float(np.exp(np.mean(np.log(np.asarray(values, dtype=float)))))
-
-
-def _extent(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    ext = np.asarray(volume.levels[0].extent, dtype=float)
-    return ext[:, 0], ext[:, 1]
-
-
-class _VolumeReader:
-    """Reads a volume at a spacing, whole or in boxes, caching whole levels."""
-
-    def __init__(self, volume: Volume) -> None:
-        self.volume = volume
-        self._whole: dict[int, Grid] = {}
-
-    def level_grid(
-        self, index: int, lo: np.ndarray | None = None, hi: np.ndarray | None = None
-    ) -> Grid:
-        """Level ``index`` as a float32 grid: the box [lo, hi] (or all of it).
-
-        A level of at most :data:`WHOLE_LEVEL_VOXELS` voxels is read whole
-        once and cropped; a larger one is read box by box.
-
-        Raises
-        ------
-        RegistrationError
-            If a large level is asked for whole, or the box misses the volume.
-        """
-        lvl = self.volume.levels[index]
-        if index not in self._whole and int(np.prod(lvl.shape)) <= WHOLE_LEVEL_VOXELS:
-            self._whole[index] = Grid(lvl.read().astype(np.float32), lvl.voxel_size, lvl.origin)
-        if index in self._whole:
-            whole = self._whole[index]
-            return whole if lo is None or hi is None else _crop(whole, lo, hi)
-        if lo is None or hi is None:
-            raise RegistrationError(
-                f"level {lvl.path or index} of {self.volume.source} ({lvl.shape}) is too large to "
-                f"search whole: give --near to search a box, or add a pyramid to the volume"
-            )
-        got = self.volume.read_box(lo, hi, level=index, margin=2)
-        if got is None:
-            raise RegistrationError(
-                f"box {np.round(lo, 1).tolist()} .. {np.round(hi, 1).tolist()} misses volume "
-                f"{self.volume.source}: check --near"
-            )
-        array, origin = got
-        return Grid(array.astype(np.float32), lvl.voxel_size, origin)
-
-    def grid(
-        self, spacing: float, lo: np.ndarray | None = None, hi: np.ndarray | None = None
-    ) -> Grid:
-        """The volume (or the box [lo, hi]) resampled to an isotropic ``spacing``."""
-        index = _level_not_coarser(self.volume, spacing)
-        return resample_grid(self.level_grid(index, lo, hi), spacing)
-
-
-def _crop(grid: Grid, lo: np.ndarray, hi: np.ndarray, margin: int = 2) -> Grid:
-    lo_i = np.floor(grid.to_index(lo)).astype(int) - margin
-    hi_i = np.ceil(grid.to_index(hi)).astype(int) + margin + 1
-    lo_i = np.clip(lo_i, 0, grid.shape)
-    hi_i = np.clip(hi_i, 0, grid.shape)
-    if np.any(hi_i <= lo_i):
-        raise RegistrationError(
-            f"box {np.round(lo, 1).tolist()} .. {np.round(hi, 1).tolist()} misses the volume: "
-            "check --near"
-        )
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo_i, hi_i, strict=True))
-    origin = np.asarray(grid.origin) + lo_i * np.asarray(grid.spacing)
-    return Grid(grid.array[box], grid.spacing, tuple(float(v) for v in origin))
-
-
-def _pose_box(pose: Pose, section: Grid, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    corners = section.corners
-    pts = pose.apply(corners)
-    return pts.min(axis=0) - margin, pts.max(axis=0) + margin
-
-
-def check_sizes(section: Volume, volume: Volume, *, section_name: str, volume_name: str) -> None:
-    """Refuse a section that cannot fit the volume, or a volume that is not 3D.
-
-    Raises
-    ------
-    DimensionError
-        If the volume is not 3D, the section not 2D, or the section's shorter
-        side is longer than the volume's longest extent.
-    """
-    if volume.ndim != 3:
-        raise DimensionError(
-            f"image {volume_name!r} has {volume.ndim} axes {list(volume.axes)}: a 3D volume "
-            f"(z, y, x) is expected as VOLUME"
-        )
-    if section.ndim != 2:
-        raise DimensionError(
-            f"image {section_name!r} has {section.ndim} axes {list(section.axes)}: a 2D section "
-            f"(y, x) is expected as SECTION"
-        )
-    size = np.asarray(section.levels[0].shape) * np.asarray(section.levels[0].voxel_size)
-    lo, hi = _extent(volume)
-    longest = float(np.max(hi - lo))
-    if float(size.min()) > longest:
-        raise DimensionError(
-            f"section {section_name!r} is {size[0]:g} x {size[1]:g} {section.unit} but volume "
-            f"{volume_name!r} spans at most {longest:g} {volume.unit}: expected a section "
-            f"smaller than the volume; check the pixel sizes (coframe add --voxel-size)"
-        )
-
-
-def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
-    """The axis (unit) and half-angle (degrees) of the cone of normals searched."""
-    axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
-    if axis.shape != (3,) or np.linalg.norm(axis) == 0:
-        raise DimensionError(
-            f"normal {list(np.ravel(axis))} must be a non-zero (z, y, x) vector (--normal)"
-        )
-    tilt = options.max_tilt
-    if tilt is None:
-        tilt = 20.0 if options.normal is not None else 90.0
-    if not 0.0 <= tilt <= 90.0:
-        raise DimensionError(f"max tilt {tilt:g} degrees: expected 0 to 90 (--max-tilt)")
-    return axis / np.linalg.norm(axis), float(tilt)
 
 
 def locate_section(
@@ -491,13 +124,13 @@ def locate_section(
         section = section.in_unit(volume.unit)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    sec_pixel = _geo(section.levels[0].voxel_size)
+    sec_pixel = geometric_voxel(section.levels[0].voxel_size)
     size = np.asarray(section.levels[0].shape) * np.asarray(section.levels[0].voxel_size)
     shorter = float(size.min())
     working = max(sec_pixel, float(size.max()) / opts.max_working_pixels)
     level = volume.nearest_level(working)
-    s_w = _geo(volume.levels[level].voxel_size)
-    lo, hi = _extent(volume)
+    s_w = geometric_voxel(volume.levels[level].voxel_size)
+    lo, hi = volume_extent(volume)
     near = None if opts.near is None else np.asarray(opts.near, dtype=float)
     half_diag = 0.5 * float(np.hypot(*size))
     near_radius = half_diag if opts.near_radius is None else float(opts.near_radius)
@@ -514,9 +147,9 @@ def locate_section(
     box_volume = float(np.prod(hi - lo))
     s_a = max(s_w, shorter / opts.search_pixels, (box_volume / opts.max_search_voxels) ** (1 / 3))
     s_b = min(s_a, max(s_w, shorter / opts.local_pixels))
-    reader = _VolumeReader(volume)
+    reader = VolumeReader(volume)
     vol_a = reader.grid(s_a, lo if near is not None else None, hi if near is not None else None)
-    sec_a = section_grid(section, s_a, name=section_name)
+    sec_a = read_section_image(section, s_a, name=section_name)
     if min(sec_a.shape) < 4:
         raise RegistrationError(
             f"section {section_name!r} spans only {min(sec_a.shape)} pixels at the search "
@@ -559,7 +192,7 @@ def locate_section(
     timings["local"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sec_w = section_grid(section, s_w, name=section_name)
+    sec_w = read_section_image(section, s_w, name=section_name)
     scored = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
     timings["refine"] = time.perf_counter() - t0
 
@@ -609,8 +242,23 @@ def locate_section(
     )
 
 
+def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
+    """The axis (unit) and half-angle (degrees) of the cone of normals searched."""
+    axis = np.array([1.0, 0.0, 0.0]) if options.normal is None else np.asarray(options.normal)
+    if axis.shape != (3,) or np.linalg.norm(axis) == 0:
+        raise DimensionError(
+            f"normal {list(np.ravel(axis))} must be a non-zero (z, y, x) vector (--normal)"
+        )
+    tilt = options.max_tilt
+    if tilt is None:
+        tilt = 20.0 if options.normal is not None else 90.0
+    if not 0.0 <= tilt <= 90.0:
+        raise DimensionError(f"max tilt {tilt:g} degrees: expected 0 to 90 (--max-tilt)")
+    return axis / np.linalg.norm(axis), float(tilt)
+
+
 def _local_stage(
-    reader: _VolumeReader,
+    reader: VolumeReader,
     section: Volume,
     seeds: list[Candidate],
     s_a: float,
@@ -618,8 +266,8 @@ def _local_stage(
     opts: LocateOptions,
     section_name: str,
 ) -> list[Candidate]:
-    sec_b = section_grid(section, s_b, name=section_name)
-    whole = reader.volume.levels[_level_not_coarser(reader.volume, s_b)]
+    sec_b = read_section_image(section, s_b, name=section_name)
+    whole = reader.volume.levels[level_not_coarser(reader.volume, s_b)]
     found: list[Candidate] = []
     half_diag = 0.5 * float(np.hypot(*(np.asarray(sec_b.shape) * s_b)))
     if int(np.prod(whole.shape)) <= WHOLE_LEVEL_VOXELS:
@@ -659,9 +307,9 @@ def _local_stage(
 
 
 def _refine_stage(
-    reader: _VolumeReader,
+    reader: VolumeReader,
     level: int,
-    sec_w: Grid,
+    sec_w: GridImage,
     local: list[Candidate],
     s_a: float,
     s_w: float,
@@ -679,7 +327,12 @@ def _refine_stage(
 
 
 def _score_pose(
-    reader: _VolumeReader, level: int, sec_w: Grid, pose: Pose, margin: float, opts: LocateOptions
+    reader: VolumeReader,
+    level: int,
+    sec_w: GridImage,
+    pose: Pose,
+    margin: float,
+    opts: LocateOptions,
 ) -> ScoredPose:
     """A pose scored at the working level, unrefined."""
     crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
@@ -688,9 +341,9 @@ def _score_pose(
 
 
 def _refine_one(
-    reader: _VolumeReader,
+    reader: VolumeReader,
     level: int,
-    sec_w: Grid,
+    sec_w: GridImage,
     item: ScoredPose,
     margin: float,
     opts: LocateOptions,
@@ -715,9 +368,9 @@ def _refine_one(
 
 
 def _mirror_rival(
-    reader: _VolumeReader,
+    reader: VolumeReader,
     level: int,
-    sec_w: Grid,
+    sec_w: GridImage,
     scored: list[ScoredPose],
     planes: Sequence[MirrorPlane],
     s_a: float,
@@ -743,7 +396,7 @@ def _mirror_rival(
     axis, tilt = _tilt_cap(opts)
     margin = 2 * s_a + 4 * s_w
     shift = opts.distinct_voxels * s_w
-    lo, hi = _extent(reader.volume)
+    lo, hi = volume_extent(reader.volume)
 
     def distinct(pose: Pose) -> bool:
         return poses_distinct(pose, best.pose, max_angle=opts.distinct_angle, max_shift=shift)
@@ -768,47 +421,13 @@ def _mirror_rival(
     return MirrorTwin(plane, twin.pose, twin.score, twin.refined), out
 
 
-def _recentre(pose: Pose, section: Grid) -> Pose:
+def _recentre(pose: Pose, section: GridImage) -> Pose:
     """The same map with ``section_center`` at the centre of ``section``."""
     c = section.center
     return Pose(pose.apply(c)[0], pose.linear, c)
 
 
-def pose_errors(
-    estimate: Affine, truth: Affine, section_center: Sequence[float], voxel: float
-) -> dict[str, float]:
-    """How far an estimated section pose is from the truth.
-
-    Parameters
-    ----------
-    estimate, truth
-        2D -> 3D affines (section physical (y, x) -> volume physical (z, y, x)).
-    section_center
-        Physical (y, x) of the section centre.
-    voxel
-        Voxel size used to express the offset in voxels.
-
-    Returns
-    -------
-    ``normal_deg`` (angle between the normals; a section seen from the wrong
-    face is 180 degrees off),
-    ``in_plane_deg`` (angle between the images of the section's y axis),
-    ``offset`` and ``offset_voxels`` (distance of the estimated centre from
-    the true plane, along its normal), ``in_plane`` (distance within the
-    plane between the estimated and true centres), ``center`` (distance
-    between the centres).
-    """
-    c = np.asarray(section_center, dtype=float)
-    est = Pose(estimate.apply(c), estimate.linear, c)
-    tru = Pose(truth.apply(c), truth.linear, c)
-    n = tru.normal
-    diff = est.center - tru.center
-    along = float(abs(diff @ n))
-    return {
-        "normal_deg": angle_between(est.normal, n),
-        "in_plane_deg": in_plane_angle(est, tru),
-        "offset": along,
-        "offset_voxels": along / voxel,
-        "in_plane": float(np.linalg.norm(diff - (diff @ n) * n)),
-        "center": float(np.linalg.norm(diff)),
-    }
+def _pose_box(pose: Pose, section: GridImage, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    corners = section.corners
+    pts = pose.apply(corners)
+    return pts.min(axis=0) - margin, pts.max(axis=0) + margin

@@ -19,7 +19,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from coframe.core.errors import TransformError
-from coframe.registration.locate_search import Grid, Pose, resample_grid
+from coframe.registration.locate_geometry import GridImage, Pose, resample_grid
+from coframe.registration.mutual_information import mutual_information
 from coframe.transforms.affine import Affine, nearest_rotation
 from coframe.transforms.sitk_bridge import array_to_image, from_sitk, to_sitk_centered
 
@@ -87,8 +88,8 @@ def _closest_similarity(linear: np.ndarray) -> np.ndarray:
 
 
 def refine_pose(
-    volume: Grid,
-    section: Grid,
+    volume: GridImage,
+    section: GridImage,
     pose: Pose,
     settings: RefineSettings,
 ) -> tuple[Pose, float]:
@@ -173,7 +174,9 @@ def refine_pose(
     return pose_from_frame(refined.with_unit_scale(radius), pose.section_center), value
 
 
-def slice_values(volume: Grid, pose: Pose, section: Grid) -> tuple[np.ndarray, np.ndarray]:
+def slice_values(
+    volume: GridImage, pose: Pose, section: GridImage
+) -> tuple[np.ndarray, np.ndarray]:
     """The volume resampled on the section's pixel grid placed by ``pose``.
 
     Returns
@@ -194,9 +197,9 @@ SCORE_METRICS = ("mi", "ncc")
 
 
 def pose_score(
-    volume: Grid,
+    volume: GridImage,
     pose: Pose,
-    section: Grid,
+    section: GridImage,
     *,
     metric: str = "mi",
     bins: int = 16,
@@ -246,7 +249,13 @@ def pose_score(
 
 
 def tilt_margin(
-    volume: Grid, pose: Pose, section: Grid, *, degrees: float, metric: str = "mi", bins: int = 16
+    volume: GridImage,
+    pose: Pose,
+    section: GridImage,
+    *,
+    degrees: float,
+    metric: str = "mi",
+    bins: int = 16,
 ) -> float:
     """How much the score drops when the plane tilts by ``degrees``: ``1 - best tilted / score``.
 
@@ -281,21 +290,3 @@ def tilt_margin(
             moved = Pose(pose.center, rotation @ pose.linear, pose.section_center)
             tilted.append(pose_score(volume, moved, section, metric=metric, bins=bins)[0])
     return float(1.0 - max(tilted) / score)
-
-
-def mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
-    """Mutual information (nats) of paired samples, bins over their 0.5-99.5 percentile ranges."""
-    lo_a, hi_a = np.percentile(a, [0.5, 99.5])
-    lo_b, hi_b = np.percentile(b, [0.5, 99.5])
-    if hi_a <= lo_a or hi_b <= lo_b:
-        return 0.0
-    joint, _, _ = np.histogram2d(
-        np.clip(a, lo_a, hi_a),
-        np.clip(b, lo_b, hi_b),
-        bins=bins,
-        range=[[lo_a, hi_a], [lo_b, hi_b]],
-    )
-    p = joint / joint.sum()
-    pa, pb = p.sum(axis=1), p.sum(axis=0)
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])))

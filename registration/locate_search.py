@@ -1,8 +1,6 @@
 """Exhaustive search of a 2D section's pose inside a 3D volume by FFT cross-correlation.
 
-The pose of a section is a plane orientation (unit normal), a position of the
-section centre, and an in-plane 2x2 map (rotation, possibly a mirror). For
-every candidate normal the volume is resampled into a stack of slices
+For every candidate normal the volume is resampled into a stack of slices
 parallel to the plane; the section, rotated by every candidate in-plane map,
 is correlated with every slice by FFT, so that in-plane translations are
 searched at once. The similarity is the absolute
@@ -11,9 +9,8 @@ tolerates inverted contrast (X-ray against TEM). Footprints of in-plane maps
 that differ by a symmetry of the section rectangle are shared, so the local
 sums under them are computed once per normal and footprint.
 
-Everything here is in numpy axis order (z, y, x) and physical units. The
-normal of a pose is ``cross(column_y, column_x)`` of its 3x2 linear part, so a
-section lying in a z-plane with its axes along y and x has normal +z.
+Poses, images and orientations are those of
+:mod:`~coframe.registration.locate_geometry` (numpy axis order, physical units).
 """
 
 from __future__ import annotations
@@ -26,106 +23,20 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from coframe.core.errors import DimensionError
+from coframe.registration.locate_geometry import (
+    GridImage,
+    Pose,
+    fibonacci_cap,
+    in_plane_maps,
+    plane_basis,
+    poses_distinct,
+    transported_basis,
+)
 
 #: Smallest masked standard deviation (relative to the volume's) that counts as texture.
 FLAT_TOLERANCE = 1e-3
 #: Templates correlated per FFT batch.
 TEMPLATE_BATCH = 8
-#: Golden angle of the Fibonacci lattice, in radians.
-_GOLDEN = np.pi * (3.0 - np.sqrt(5.0))
-#: Mirror of the in-plane axes (swaps the section's y and x).
-MIRROR = np.array([[0.0, 1.0], [1.0, 0.0]])
-
-
-@dataclass(frozen=True)
-class Grid:
-    """An in-memory image with its physical placement.
-
-    Parameters
-    ----------
-    array
-        Voxels (float32), axes (z, y, x) or (y, x).
-    spacing
-        Physical voxel size per axis.
-    origin
-        Physical position of the centre of voxel 0.
-    """
-
-    array: np.ndarray
-    spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Number of voxels per axis."""
-        return tuple(int(n) for n in self.array.shape)
-
-    @property
-    def center(self) -> np.ndarray:
-        """Physical position of the grid centre."""
-        return np.asarray(self.origin) + (np.asarray(self.shape) - 1) / 2.0 * np.asarray(
-            self.spacing
-        )
-
-    @property
-    def corners(self) -> np.ndarray:
-        """Physical positions of the outer corners (voxel edges), ``(2**ndim, ndim)``."""
-        lo = np.asarray(self.origin) - np.asarray(self.spacing) / 2.0
-        hi = lo + np.asarray(self.shape) * np.asarray(self.spacing)
-        ndim = len(self.shape)
-        idx = np.indices((2,) * ndim).reshape(ndim, -1).T
-        return np.where(idx == 0, lo, hi)
-
-    def points(self) -> np.ndarray:
-        """Physical positions of every voxel centre, ``(N, ndim)`` in C order."""
-        axes = [
-            o + d * np.arange(n)
-            for o, d, n in zip(self.origin, self.spacing, self.shape, strict=True)
-        ]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=1)
-
-    def to_index(self, points: np.ndarray) -> np.ndarray:
-        """Fractional voxel indices of physical points (last axis the coordinates)."""
-        return (np.asarray(points) - np.asarray(self.origin)) / np.asarray(self.spacing)
-
-
-@dataclass(frozen=True)
-class Pose:
-    """Pose of a section in a volume: ``X = center + linear @ (p - section_center)``.
-
-    Parameters
-    ----------
-    center
-        Physical (z, y, x) position of the section centre in the volume.
-    linear
-        ``(3, 2)`` map of section (y, x) displacements into volume (z, y, x)
-        displacements (orthonormal columns for a rigid pose; scaled or sheared
-        after a similarity or affine refinement).
-    section_center
-        Physical (y, x) position of the section centre in the section.
-    """
-
-    center: np.ndarray
-    linear: np.ndarray
-    section_center: np.ndarray
-
-    @property
-    def normal(self) -> np.ndarray:
-        """Unit normal ``cross(column_y, column_x)``."""
-        n = np.cross(self.linear[:, 0], self.linear[:, 1])
-        return n / np.linalg.norm(n)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The ``(3, 3)`` matrix ``[linear | translation]`` of the 2D -> 3D affine."""
-        t = self.center - self.linear @ self.section_center
-        return np.column_stack([self.linear, t])
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map section physical (y, x) points ``(N, 2)`` into the volume ``(N, 3)``."""
-        p = np.atleast_2d(np.asarray(points, dtype=float))
-        return self.center + (p - self.section_center) @ self.linear.T
 
 
 @dataclass(frozen=True)
@@ -145,89 +56,6 @@ class Candidate:
     pose: Pose
     score: float
     sign: float
-
-
-def fibonacci_cap(axis: Sequence[float], max_angle: float, spacing: float) -> np.ndarray:
-    """Unit vectors spread evenly over a spherical cap.
-
-    Parameters
-    ----------
-    axis
-        Cap centre (z, y, x), any length.
-    max_angle
-        Cap half-angle in degrees (90 gives a hemisphere, 180 the sphere).
-    spacing
-        Wanted distance between neighbouring vectors, in degrees.
-
-    Returns
-    -------
-    ``(N, 3)`` unit vectors; the first is ``axis`` itself.
-    """
-    a = np.asarray(axis, dtype=float)
-    a = a / np.linalg.norm(a)
-    alpha = np.deg2rad(min(max(max_angle, 0.0), 180.0))
-    step = np.deg2rad(spacing)
-    area = 2.0 * np.pi * (1.0 - np.cos(alpha))
-    count = max(1, int(np.ceil(area / (0.866 * step * step))))
-    i = np.arange(count, dtype=float)
-    cos_t = 1.0 - (1.0 - np.cos(alpha)) * (i + 0.5) / count
-    if count == 1:
-        cos_t = np.ones(1)
-    sin_t = np.sqrt(np.clip(1.0 - cos_t * cos_t, 0.0, None))
-    phi = i * _GOLDEN
-    local = np.column_stack([cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi)])
-    e1, e2 = plane_basis(a)
-    out = local[:, :1] * a + local[:, 1:2] * e1 + local[:, 2:3] * e2
-    if count > 1:
-        out = np.vstack([a, out])
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def plane_basis(normal: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors ``(e1, e2)`` spanning the plane, with ``cross(e1, e2) = normal``."""
-    n = np.asarray(normal, dtype=float)
-    n = n / np.linalg.norm(n)
-    helper = np.zeros(3)
-    helper[int(np.argmin(np.abs(n)))] = 1.0
-    e1 = helper - helper.dot(n) * n
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(n, e1)
-    return e1, e2
-
-
-def in_plane_maps(angles: Sequence[float], mirror: bool) -> np.ndarray:
-    """In-plane 2x2 maps: rotations by ``angles`` (degrees), after a mirror if asked.
-
-    Returns
-    -------
-    ``(G, 2, 2)`` matrices ``G`` such that a section point ``p`` (relative to
-    its centre) lands at plane coordinates ``G @ p``.
-    """
-    t = np.deg2rad(np.asarray(angles, dtype=float))
-    c, s = np.cos(t), np.sin(t)
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    return rot @ MIRROR if mirror else rot
-
-
-def angle_between(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle between two vectors, in degrees."""
-    c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
-
-
-def in_plane_angle(a: Pose, b: Pose) -> float:
-    """Angle (degrees) between the images of the section's y axis under two poses."""
-    return angle_between(a.linear[:, 0], b.linear[:, 0])
-
-
-def poses_distinct(a: Pose, b: Pose, *, max_angle: float, max_shift: float) -> bool:
-    """Whether two poses differ: normals or in-plane axes by more than ``max_angle``
-    degrees, or section centres by more than ``max_shift`` (physical)."""
-    if np.linalg.norm(a.center - b.center) > max_shift:
-        return True
-    if angle_between(a.normal, b.normal) > max_angle:
-        return True
-    return in_plane_angle(a, b) > max_angle
 
 
 @dataclass(frozen=True)
@@ -262,7 +90,7 @@ class Templates:
         return 2 * self.half + 1
 
 
-def make_templates(section: Grid, maps: np.ndarray, shrink: float = 0.0) -> Templates:
+def make_templates(section: GridImage, maps: np.ndarray, shrink: float = 0.0) -> Templates:
     """Resample the section under in-plane maps, centred, and normalise for NCC.
 
     Parameters
@@ -323,7 +151,7 @@ class Region:
     b_range: tuple[float, float]
 
 
-def volume_region(volume: Grid, normal: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> Region:
+def volume_region(volume: GridImage, normal: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> Region:
     """The region spanned by the volume's box, seen from the plane frame of ``normal``."""
     corners = volume.corners - volume.center
     ranges = [
@@ -351,7 +179,7 @@ def _axis_values(lo: float, hi: float, step: float) -> np.ndarray:
 
 
 def sample_stack(
-    volume: Grid,
+    volume: GridImage,
     origin: np.ndarray,
     normal: np.ndarray,
     e1: np.ndarray,
@@ -413,8 +241,8 @@ class ScanResult:
 
 
 def scan(
-    volume: Grid,
-    section: Grid,
+    volume: GridImage,
+    section: GridImage,
     normals: np.ndarray,
     maps: np.ndarray,
     *,
@@ -591,66 +419,9 @@ def best_candidates(
     return chosen
 
 
-def resample_grid(grid: Grid, spacing: float) -> Grid:
-    """Resample an image to an isotropic spacing covering the same extent.
-
-    The image is low-pass filtered first (Gaussian of sigma ``0.5 * ratio``
-    pixels along each axis that shrinks, after a block mean by the integer
-    part of large ratios), then interpolated linearly.
-
-    Parameters
-    ----------
-    grid
-        The image.
-    spacing
-        The new spacing (physical).
-    """
-    array = np.asarray(grid.array, dtype=np.float32)
-    sp = np.asarray(grid.spacing, dtype=float)
-    origin = np.asarray(grid.origin, dtype=float)
-    factors = np.maximum(np.floor(spacing / sp).astype(int), 1)
-    if np.any(factors > 2):
-        block = np.where(factors > 2, factors // 2, 1)
-        cut = tuple(slice(0, (n // f) * f) for n, f in zip(array.shape, block, strict=True))
-        array = array[cut]
-        shape = [v for n, f in zip(array.shape, block, strict=True) for v in (n // f, f)]
-        array = array.reshape(shape).mean(axis=tuple(range(1, 2 * array.ndim, 2)))
-        origin = origin + (block - 1) / 2.0 * sp
-        sp = sp * block
-    ratio = spacing / sp
-    sigma = np.where(ratio > 1.0, 0.5 * np.sqrt(np.maximum(ratio * ratio - 1.0, 0.0)), 0.0)
-    if np.any(sigma > 0):
-        array = ndimage.gaussian_filter(array, sigma, mode="nearest")
-    extent = np.asarray(array.shape) * sp
-    shape = np.maximum(np.floor(extent / spacing + 1e-6).astype(int), 1)
-    lo = origin - sp / 2.0
-    new_origin = lo + (extent - shape * spacing) / 2.0 + spacing / 2.0
-    axes = [
-        (new_origin[k] + spacing * np.arange(shape[k]) - origin[k]) / sp[k]
-        for k in range(array.ndim)
-    ]
-    idx = np.meshgrid(*axes, indexing="ij")
-    out = ndimage.map_coordinates(array, idx, order=1, mode="nearest", output=np.float32)
-    return Grid(out, (float(spacing),) * array.ndim, tuple(float(v) for v in new_origin))
-
-
-def transported_basis(linear: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A basis of the plane of ``normal`` aligned with the in-plane axes of ``linear``.
-
-    ``e1`` is the section's y axis (first column of ``linear``) projected onto
-    the plane; ``e2 = cross(normal, e1)``.
-    """
-    n = np.asarray(normal, float) / np.linalg.norm(normal)
-    y = linear[:, 0] - linear[:, 0].dot(n) * n
-    if np.linalg.norm(y) < 1e-6:
-        return plane_basis(n)
-    e1 = y / np.linalg.norm(y)
-    return e1, np.cross(n, e1)
-
-
 def local_search(
-    volume: Grid,
-    section: Grid,
+    volume: GridImage,
+    section: GridImage,
     seeds: Sequence[Candidate],
     *,
     cone: float,

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from coframe.registration.locate_search import Grid, Pose
+from coframe.registration.locate_geometry import GridImage, Pose
 from coframe.transforms.affine import Affine
 
 #: Smallest NCC of a volume with its mirror image for the volume to count as
@@ -105,7 +105,11 @@ def foreground(array: np.ndarray) -> np.ndarray:
 
 
 def mirror_profile(
-    grid: Grid, axis: int, *, min_overlap: float = MIN_OVERLAP, highpass: float = HIGHPASS_SIGMA
+    grid: GridImage,
+    axis: int,
+    *,
+    min_overlap: float = MIN_OVERLAP,
+    highpass: float = HIGHPASS_SIGMA,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NCC of the volume with its mirror image about every plane across one axis.
 
@@ -169,7 +173,11 @@ def mirror_profile(
 
 
 def best_plane(
-    grid: Grid, axis: int, *, min_overlap: float = MIN_OVERLAP, highpass: float = HIGHPASS_SIGMA
+    grid: GridImage,
+    axis: int,
+    *,
+    min_overlap: float = MIN_OVERLAP,
+    highpass: float = HIGHPASS_SIGMA,
 ) -> MirrorPlane:
     """The plane across ``axis`` about which the volume mirrors best (NCC peak, sub-voxel)."""
     positions, ncc = mirror_profile(grid, axis, min_overlap=min_overlap, highpass=highpass)
@@ -186,7 +194,7 @@ def best_plane(
 
 
 def detect_symmetry(
-    grid: Grid, *, threshold: float = SYMMETRY_NCC, min_overlap: float = MIN_OVERLAP
+    grid: GridImage, *, threshold: float = SYMMETRY_NCC, min_overlap: float = MIN_OVERLAP
 ) -> tuple[MirrorPlane, ...]:
     """Planes perpendicular to the volume's axes about which it is mirror-symmetric.
 

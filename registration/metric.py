@@ -19,7 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from coframe.registration.inputs import WorkImage, geometric_voxel
+from coframe.registration.inputs import WorkImage, block_mean, geometric_voxel
+from coframe.registration.mutual_information import mutual_information
 from coframe.registration.presets import MetricConfig
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
@@ -31,16 +32,6 @@ QC_POINTS = 20000
 MIN_OVERLAP = 0.1
 #: Share of the starting overlap a step must keep to be accepted.
 KEEP_OVERLAP = 0.8
-
-
-def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor``-wide blocks along every axis (the remainder is dropped)."""
-    if factor == 1:
-        return array
-    shape = [n // factor for n in array.shape]
-    cropped = array[tuple(slice(0, n * factor) for n in shape)]
-    split = [v for n in shape for v in (n, factor)]
-    return cropped.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
 
 
 def shrink_image(work: WorkImage, factor: int, sigma: float) -> WorkImage:
@@ -177,8 +168,9 @@ class Evaluator:
     Points that land outside the moving image (or its mask) are dropped;
     when fewer than :data:`MIN_OVERLAP` of them remain the value is ``inf``.
 
-    Mutual information is computed from a joint histogram with linear
-    (Parzen order 1) binning, negated; correlation is the negated squared
+    Mutual information is negated, its joint histogram binned linearly
+    (:mod:`~coframe.registration.mutual_information`) over the fixed sample's
+    and the moving image's intensity ranges; correlation is the negated squared
     normalised cross-correlation (either polarity); mean squares is plain.
 
     Parameters
@@ -261,34 +253,5 @@ class Evaluator:
             fc, mc = f - f.mean(), m - m.mean()
             denominator = float((fc * fc).sum() * (mc * mc).sum())
             return -float((fc * mc).sum() ** 2 / denominator) if denominator > 0 else 0.0
-        return -mutual_information(f, m, self.fixed_range, self.moving_range, self.metric.bins)
-
-
-def _soft_bins(
-    values: np.ndarray, lo: float, hi: float, bins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    position = (values - lo) / max(hi - lo, 1e-12) * (bins - 1)
-    position = np.clip(position, 0.0, bins - 1.000001)
-    left = np.floor(position).astype(np.int64)
-    return left, position - left
-
-
-def mutual_information(
-    f: np.ndarray,
-    m: np.ndarray,
-    f_range: tuple[float, float],
-    m_range: tuple[float, float],
-    bins: int,
-) -> float:
-    """Mutual information (nats) of paired samples, linear histogram binning."""
-    fl, fw = _soft_bins(f, *f_range, bins)
-    ml, mw = _soft_bins(m, *m_range, bins)
-    joint = np.zeros((bins, bins))
-    for df, wf in ((0, 1.0 - fw), (1, fw)):
-        for dm, wm in ((0, 1.0 - mw), (1, mw)):
-            np.add.at(joint, (fl + df, ml + dm), wf * wm)
-    joint /= joint.sum()
-    pf, pm = joint.sum(axis=1), joint.sum(axis=0)
-    nz = joint > 0
-    outer = np.outer(pf, pm)
-    return float(np.sum(joint[nz] * np.log(joint[nz] / outer[nz])))
+        ranges = (self.fixed_range, self.moving_range)
+        return -mutual_information(f, m, self.metric.bins, binning="linear", ranges=ranges)

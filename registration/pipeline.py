@@ -30,7 +30,7 @@ from coframe.registration.presets import LINEAR_STEPS, Preset, drift_image
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine, Identity, Translation
 from coframe.transforms.base import Transform
-from coframe.transforms.formats.bigwarp import fit_linear
+from coframe.transforms.point_pairs import fit_linear
 from coframe.volumes.volume import Volume
 
 

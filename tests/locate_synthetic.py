@@ -1,6 +1,6 @@
 """Phantoms for slice-to-volume registration: textured volumes, random poses, sections.
 
-A section is cut from a volume along a known :class:`~coframe.registration.locate_search.Pose`,
+A section is cut from a volume along a known :class:`~coframe.registration.locate_geometry.Pose`,
 then degraded the way a TEM section differs from an X-ray volume: blur,
 noise, inverted contrast. Tests, the benchmark and the demo check that
 :func:`coframe.registration.locate.locate_section` recovers the pose.
@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from coframe.core.errors import DimensionError
-from coframe.registration.locate_search import Grid, Pose, plane_basis
+from coframe.registration.locate_geometry import GridImage, Pose, plane_basis
 from coframe.volumes.volume import SPATIAL_AXES_2D, SPATIAL_AXES_3D, Level, Volume
 
 
@@ -24,7 +24,7 @@ def blob_phantom(
     *,
     seed: int = 0,
     density: float = 1.0,
-) -> Grid:
+) -> GridImage:
     """A volume of soft ellipsoidal cells with nuclei on a slowly varying background.
 
     Parameters
@@ -55,7 +55,7 @@ def blob_phantom(
         _add_ellipsoid(out, centre, radii, rot, value)
         _add_ellipsoid(out, centre, radii * rng.uniform(0.3, 0.5), rot, rng.uniform(-0.5, 0.5))
     out = ndimage.gaussian_filter(out, 0.7)
-    return Grid(out.astype(np.float32), (float(spacing),) * 3, (0.0, 0.0, 0.0))
+    return GridImage(out.astype(np.float32), (float(spacing),) * 3, (0.0, 0.0, 0.0))
 
 
 def _add_ellipsoid(
@@ -75,7 +75,7 @@ def _add_ellipsoid(
 
 
 def random_pose(
-    volume: Grid,
+    volume: GridImage,
     section_size: Sequence[float],
     rng: np.random.Generator,
     *,
@@ -137,7 +137,7 @@ def random_pose(
 
 
 def extract_section(
-    volume: Grid,
+    volume: GridImage,
     pose: Pose,
     shape: Sequence[int],
     pixel: float,
@@ -147,7 +147,7 @@ def extract_section(
     noise: float = 0.0,
     invert: bool = False,
     order: int = 3,
-) -> Grid:
+) -> GridImage:
     """Cut a section from a volume along a pose, then blur, add noise, invert.
 
     Parameters
@@ -179,7 +179,7 @@ def extract_section(
     """
     h, w = (int(v) for v in shape)
     origin = (pixel / 2.0, pixel / 2.0)
-    pixels = Grid(np.empty((h, w), dtype=np.float32), (float(pixel), float(pixel)), origin)
+    pixels = GridImage(np.empty((h, w), dtype=np.float32), (float(pixel), float(pixel)), origin)
     points = pose.apply(pixels.points())
     idx = volume.to_index(points).T
     values = ndimage.map_coordinates(volume.array, idx, order=order, mode="nearest")
@@ -191,7 +191,7 @@ def extract_section(
         image = image + gen.normal(0.0, noise * (image.std() or 1.0), image.shape)
     if invert:
         image = image.max() - image
-    return Grid(image.astype(np.float32), (float(pixel), float(pixel)), origin)
+    return GridImage(image.astype(np.float32), (float(pixel), float(pixel)), origin)
 
 
 class ArrayInMemory:
@@ -221,7 +221,7 @@ class ArrayInMemory:
 
 
 def grid_volume(
-    grid: Grid, *, unit: str = "nanometer", modality: str | None = None, source: str = "memory"
+    grid: GridImage, *, unit: str = "nanometer", modality: str | None = None, source: str = "memory"
 ) -> Volume:
     """A one-level :class:`~coframe.volumes.volume.Volume` holding a grid in memory."""
     axes = SPATIAL_AXES_3D if grid.array.ndim == 3 else SPATIAL_AXES_2D

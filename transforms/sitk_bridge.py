@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 from numpy.typing import ArrayLike
 
-from coframe.core.errors import DimensionError, MetadataError, TransformError
+from coframe.core.errors import DimensionError, TransformError
 from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
 from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
@@ -39,48 +39,9 @@ _RIGID = {
 }
 
 
-def sitk_points(points: ArrayLike) -> np.ndarray:
-    """Reverse the coordinate order of points: numpy (z, y, x) to ITK (x, y, z)."""
-    array = np.asarray(points, dtype=np.float64)
-    return array[..., ::-1].copy()
-
-
-def numpy_points(points: ArrayLike) -> np.ndarray:
-    """Reverse the coordinate order of points: ITK (x, y, z) to numpy (z, y, x)."""
-    array = np.asarray(points, dtype=np.float64)
-    return array[..., ::-1].copy()
-
-
 def _check_dim(dim: int, what: str) -> None:
     if dim not in SITK_DIMS:
         raise DimensionError(f"{what} is {dim}D: SimpleITK holds only 2D and 3D transforms")
-
-
-def apply_sitk(t: sitk.Transform, points: ArrayLike) -> np.ndarray:
-    """Map numpy-order points ``(N, d)`` through a SimpleITK transform.
-
-    Points go one by one through ``TransformPoint``: meant for checks and
-    small point sets, not for dense grids.
-
-    Parameters
-    ----------
-    t
-        The SimpleITK transform.
-    points
-        Points in numpy axis order (z, y, x).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(N, d)`` mapped points in numpy axis order.
-    """
-    array = np.atleast_2d(np.asarray(points, dtype=np.float64))
-    if array.ndim != 2 or array.shape[1] != t.GetDimension():
-        raise DimensionError(
-            f"points of shape {array.shape} do not fit a {t.GetDimension()}D SimpleITK transform"
-        )
-    out = np.array([t.TransformPoint(tuple(float(v) for v in p[::-1])) for p in array])
-    return out[:, ::-1].reshape(array.shape)
 
 
 def _affine_to_sitk(linear: np.ndarray, translation: np.ndarray) -> sitk.AffineTransform:
@@ -285,11 +246,6 @@ def to_sitk_centered(affine: Affine, center: ArrayLike, kind: str = "affine") ->
     return out
 
 
-def _direction(image: sitk.Image) -> np.ndarray:
-    d = image.GetDimension()
-    return np.array(image.GetDirection(), dtype=np.float64).reshape(d, d)
-
-
 def _field_from_image(image: sitk.Image, what: str) -> DisplacementField:
     d = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != d:
@@ -300,7 +256,7 @@ def _field_from_image(image: sitk.Image, what: str) -> DisplacementField:
     vectors = sitk.GetArrayFromImage(image).astype(np.float64)[..., ::-1]
     origin = np.array(image.GetOrigin(), dtype=np.float64)[::-1]
     spacing = np.array(image.GetSpacing(), dtype=np.float64)[::-1]
-    direction = _direction(image)[::-1, ::-1]
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(d, d)[::-1, ::-1]
     signs = np.diag(direction)
     if not np.allclose(direction, np.diag(signs), atol=1e-9) or not np.allclose(
         np.abs(signs), 1.0, atol=1e-9
@@ -520,40 +476,6 @@ def empty_image(
     image.SetSpacing(tuple(float(v) for v in size[::-1]))
     image.SetOrigin(tuple(float(v) for v in offset[::-1]))
     return image, np.asarray(_ImageBuffer(image, writable=True))
-
-
-def image_to_array(image: sitk.Image) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
-    """Copy a SimpleITK image into a numpy-order array with its placement.
-
-    Parameters
-    ----------
-    image
-        A SimpleITK image with an identity direction.
-
-    Returns
-    -------
-    tuple
-        ``(array, voxel_size, origin)``: axes (z, y, x) (vector components, if
-        any, last and in numpy order), voxel size and origin in numpy order.
-
-    Raises
-    ------
-    MetadataError
-        If the image direction is not the identity.
-    """
-    d = image.GetDimension()
-    direction = _direction(image)
-    if not np.allclose(direction, np.eye(d), atol=1e-9):
-        raise MetadataError(
-            f"image direction {direction.tolist()} is not the identity: coframe images are "
-            "axis-aligned; resample the image onto an identity direction"
-        )
-    array = sitk.GetArrayFromImage(image)
-    if image.GetNumberOfComponentsPerPixel() > 1:
-        array = np.ascontiguousarray(array[..., ::-1])
-    voxel_size = tuple(float(v) for v in image.GetSpacing()[::-1])
-    origin = tuple(float(v) for v in image.GetOrigin()[::-1])
-    return array, voxel_size, origin
 
 
 #: SimpleITK interpolators by coframe interpolation name.

@@ -15,7 +15,8 @@ from coframe.cli import app
 from coframe.core.errors import RegistrationError
 from coframe.registration.landmarks import check_count, fit, landmark_tre
 from coframe.transforms.affine import Affine
-from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
+from coframe.transforms.formats.bigwarp import write_bigwarp_landmarks
+from coframe.transforms.point_pairs import landmarks_from_pairs
 
 
 def _rotation(degrees: float, axis: int) -> np.ndarray:

@@ -12,17 +12,19 @@ from locate_synthetic import (
 )
 
 from coframe.core.errors import DimensionError, RegistrationError
-from coframe.registration.locate import LocateOptions, locate_section, pose_errors
-from coframe.registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
-from coframe.registration.locate_search import (
-    Grid,
+from coframe.registration.locate import locate_section
+from coframe.registration.locate_geometry import (
+    GridImage,
     Pose,
     angle_between,
     fibonacci_cap,
     in_plane_maps,
     plane_basis,
+    pose_errors,
     resample_grid,
 )
+from coframe.registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
+from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.affine import Affine
 
 VOXEL = 1000.0
@@ -31,12 +33,12 @@ SECTION = (48, 56)
 
 
 @pytest.fixture(scope="module")
-def phantom() -> Grid:
+def phantom() -> GridImage:
     """A 48^3 phantom of 1 µm voxels (lengths in nm)."""
     return blob_phantom((48, 48, 48), VOXEL, seed=3)
 
 
-def _section(phantom: Grid, seed: int, **kwargs: float) -> tuple[Grid, Pose]:
+def _section(phantom: GridImage, seed: int, **kwargs: float) -> tuple[GridImage, Pose]:
     rng = np.random.default_rng(seed)
     size = (SECTION[0] * PIXEL, SECTION[1] * PIXEL)
     pose = random_pose(phantom, size, rng, margin=VOXEL, max_tilt=kwargs.pop("max_tilt", None))
@@ -46,7 +48,7 @@ def _section(phantom: Grid, seed: int, **kwargs: float) -> tuple[Grid, Pose]:
     return section, pose
 
 
-def _errors(found: Affine, truth: Pose, section: Grid) -> dict[str, float]:
+def _errors(found: Affine, truth: Pose, section: GridImage) -> dict[str, float]:
     return pose_errors(found, Affine(truth.matrix), section.center, VOXEL)
 
 
@@ -73,7 +75,7 @@ def test_plane_basis_and_in_plane_maps_are_right_handed() -> None:
     assert np.allclose(in_plane_maps([90.0], mirror=False)[0] @ [1.0, 0.0], [0.0, 1.0])
 
 
-def test_locate_finds_an_inverted_noisy_oblique_section(phantom: Grid) -> None:
+def test_locate_finds_an_inverted_noisy_oblique_section(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=1)
     result = locate_section(grid_volume(section), grid_volume(phantom))
     err = _errors(result.affine, truth, section)
@@ -89,7 +91,7 @@ def test_locate_finds_an_inverted_noisy_oblique_section(phantom: Grid) -> None:
     assert result.symmetry == () and result.mirror is None and not result.mirror_tie
 
 
-def test_priors_restrict_the_search_and_still_find_the_pose(phantom: Grid) -> None:
+def test_priors_restrict_the_search_and_still_find_the_pose(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=4, max_tilt=25.0)
     centre = truth.apply(section.center)[0]
     options = LocateOptions(
@@ -104,7 +106,7 @@ def test_priors_restrict_the_search_and_still_find_the_pose(phantom: Grid) -> No
     assert min(tilt, 180.0 - tilt) <= 30.0 + 1e-6
 
 
-def test_shrinkage_recovers_an_anisotropic_in_plane_scale(phantom: Grid) -> None:
+def test_shrinkage_recovers_an_anisotropic_in_plane_scale(phantom: GridImage) -> None:
     rng = np.random.default_rng(7)
     size = (SECTION[0] * PIXEL, SECTION[1] * PIXEL)
     rigid = random_pose(phantom, size, rng, margin=2 * VOXEL, max_tilt=30.0)
@@ -121,7 +123,7 @@ def test_shrinkage_recovers_an_anisotropic_in_plane_scale(phantom: Grid) -> None
     assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
 
 
-def test_refinement_converges_from_a_nearby_pose(phantom: Grid) -> None:
+def test_refinement_converges_from_a_nearby_pose(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=2)
     work = resample_grid(section, VOXEL)
     angle = np.deg2rad(5.0)
@@ -141,7 +143,7 @@ def test_refinement_converges_from_a_nearby_pose(phantom: Grid) -> None:
     assert pose_score(phantom, refined, work)[0] > pose_score(phantom, start, work)[0]
 
 
-def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: Grid) -> None:
+def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=2)
     work = resample_grid(section, VOXEL)
     at_truth = Pose(truth.apply(work.center)[0], truth.linear, work.center)
@@ -155,9 +157,9 @@ def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: Gri
     assert tilt_margin(phantom, off, work, degrees=4.0) < 0.0
 
 
-def test_a_section_of_noise_is_not_trustworthy(phantom: Grid) -> None:
+def test_a_section_of_noise_is_not_trustworthy(phantom: GridImage) -> None:
     rng = np.random.default_rng(0)
-    noise = Grid(
+    noise = GridImage(
         rng.standard_normal(SECTION).astype(np.float32), (PIXEL, PIXEL), (PIXEL / 2, PIXEL / 2)
     )
     result = locate_section(grid_volume(noise), grid_volume(phantom))
@@ -165,24 +167,24 @@ def test_a_section_of_noise_is_not_trustworthy(phantom: Grid) -> None:
     assert abs(result.ncc) < 0.3
 
 
-def test_a_3d_section_is_refused(phantom: Grid) -> None:
+def test_a_3d_section_is_refused(phantom: GridImage) -> None:
     with pytest.raises(DimensionError, match="'fib'.*2D section"):
         locate_section(grid_volume(phantom), grid_volume(phantom), section_name="fib")
 
 
-def test_a_2d_volume_is_refused(phantom: Grid) -> None:
+def test_a_2d_volume_is_refused(phantom: GridImage) -> None:
     section, _ = _section(phantom, seed=1)
     with pytest.raises(DimensionError, match="'tem'.*3D volume"):
         locate_section(grid_volume(section), grid_volume(section), volume_name="tem")
 
 
-def test_a_section_larger_than_the_volume_is_refused(phantom: Grid) -> None:
-    big = Grid(np.zeros((40, 40), np.float32), (2000.0, 2000.0), (0.0, 0.0))
+def test_a_section_larger_than_the_volume_is_refused(phantom: GridImage) -> None:
+    big = GridImage(np.zeros((40, 40), np.float32), (2000.0, 2000.0), (0.0, 0.0))
     with pytest.raises(DimensionError, match="larger|smaller than the volume"):
         locate_section(grid_volume(big), grid_volume(phantom), section_name="big")
 
 
-def test_a_near_point_outside_the_volume_is_refused(phantom: Grid) -> None:
+def test_a_near_point_outside_the_volume_is_refused(phantom: GridImage) -> None:
     section, _ = _section(phantom, seed=1)
     options = LocateOptions(near=(1e6, 1e6, 1e6))
     with pytest.raises(RegistrationError, match="--near"):

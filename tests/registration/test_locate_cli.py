@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
-from coframe.registration.locate_search import Grid, Pose
+from coframe.registration.locate_geometry import GridImage, Pose
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
 
@@ -22,7 +22,7 @@ SHAPE = (44, 52)
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pose, Grid]:
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pose, GridImage]:
     """Image files: a 40^3 phantom volume, a section cut from it, a noise section, a big one."""
     root = tmp_path_factory.mktemp("locate-images")
     volume = blob_phantom((40, 40, 40), VOXEL, seed=5)
@@ -40,7 +40,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pose, Grid]:
 
 
 @pytest.fixture
-def ws(scene: tuple[Path, Pose, Grid], tmp_path: Path, runner: CliRunner) -> Path:
+def ws(scene: tuple[Path, Pose, GridImage], tmp_path: Path, runner: CliRunner) -> Path:
     """A workspace with images volume, section, noise and big."""
     root = tmp_path / "ws"
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
@@ -56,7 +56,7 @@ def ws(scene: tuple[Path, Pose, Grid], tmp_path: Path, runner: CliRunner) -> Pat
 
 
 def test_locate_stores_the_edge_and_writes_the_outputs(
-    ws: Path, scene: tuple[Path, Pose, Grid], runner: CliRunner
+    ws: Path, scene: tuple[Path, Pose, GridImage], runner: CliRunner
 ) -> None:
     _, truth, _ = scene
     result = runner.invoke(app, ["locate", "section", "volume", "--json", "-w", str(ws)])

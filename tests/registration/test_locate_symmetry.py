@@ -14,8 +14,15 @@ from typer.testing import CliRunner
 
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
-from coframe.registration.locate import LocateOptions, locate_section, pose_errors
-from coframe.registration.locate_search import Grid, Pose, plane_basis, resample_grid
+from coframe.registration.locate import locate_section
+from coframe.registration.locate_geometry import (
+    GridImage,
+    Pose,
+    plane_basis,
+    pose_errors,
+    resample_grid,
+)
+from coframe.registration.locate_result import LocateOptions
 from coframe.registration.locate_symmetry import (
     detect_symmetry,
     mirror_pose,
@@ -32,13 +39,13 @@ SECTION = (28, 28)
 PLANE = 19.5 * VOXEL
 
 
-def symmetric_phantom(noise: float = 0.005, seed: int = 11) -> Grid:
+def symmetric_phantom(noise: float = 0.005, seed: int = 11) -> GridImage:
     """A 32 x 32 x 40 blob phantom whose right half is the mirror image of its left half."""
     half = blob_phantom((32, 32, 20), VOXEL, seed=seed).array
     array = np.concatenate([half, half[:, :, ::-1]], axis=2)
     rng = np.random.default_rng(seed)
     array = array + rng.normal(0.0, noise, array.shape)
-    return Grid(array.astype(np.float32), (VOXEL,) * 3, (0.0, 0.0, 0.0))
+    return GridImage(array.astype(np.float32), (VOXEL,) * 3, (0.0, 0.0, 0.0))
 
 
 def off_midline_pose() -> Pose:
@@ -52,19 +59,19 @@ def off_midline_pose() -> Pose:
 
 
 @pytest.fixture(scope="module")
-def volume() -> Grid:
+def volume() -> GridImage:
     return symmetric_phantom()
 
 
 @pytest.fixture(scope="module")
-def section(volume: Grid) -> Grid:
+def section(volume: GridImage) -> GridImage:
     rng = np.random.default_rng(2)
     return extract_section(
         volume, off_midline_pose(), SECTION, PIXEL, rng=rng, blur=1.0, noise=0.2, invert=True
     )
 
 
-def test_a_volume_built_symmetric_about_an_x_plane_is_detected(volume: Grid) -> None:
+def test_a_volume_built_symmetric_about_an_x_plane_is_detected(volume: GridImage) -> None:
     (plane,) = detect_symmetry(resample_grid(volume, 1.5 * VOXEL))
     assert plane.axis == 2 and plane.axis_name == "x"
     assert plane.position == pytest.approx(PLANE, abs=0.25 * VOXEL)
@@ -91,11 +98,11 @@ def test_a_symmetric_outline_on_a_zero_background_is_not_symmetry() -> None:
     radii = np.array([16.0, 18.0, 20.0])
     inside = np.sum(((idx - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2, 0) < 1
     content = blob_phantom(shape, VOXEL, seed=4).array
-    head = Grid((inside * (0.5 + content)).astype(np.float32), (VOXEL,) * 3, (0.0,) * 3)
+    head = GridImage((inside * (0.5 + content)).astype(np.float32), (VOXEL,) * 3, (0.0,) * 3)
     assert detect_symmetry(head) == ()
     # with content that mirrors too, it is symmetric
     mirrored = np.concatenate([content[:, :, :24], content[:, :, :24][:, :, ::-1]], axis=2)
-    twin = Grid((inside * (0.5 + mirrored)).astype(np.float32), (VOXEL,) * 3, (0.0,) * 3)
+    twin = GridImage((inside * (0.5 + mirrored)).astype(np.float32), (VOXEL,) * 3, (0.0,) * 3)
     planes = detect_symmetry(twin)
     assert [p.axis for p in planes] == [2]
     assert planes[0].position == pytest.approx(23.5 * VOXEL, abs=0.25 * VOXEL)
@@ -151,7 +158,9 @@ def test_the_mirror_pose_cuts_the_same_section_from_a_symmetric_volume() -> None
     assert float(here.array.std()) > 0.05
 
 
-def test_an_off_midline_section_ties_with_its_mirror_twin(volume: Grid, section: Grid) -> None:
+def test_an_off_midline_section_ties_with_its_mirror_twin(
+    volume: GridImage, section: GridImage
+) -> None:
     result = locate_section(grid_volume(section), grid_volume(volume), LocateOptions(max_tilt=20.0))
     assert [p.axis_name for p in result.symmetry] == ["x"]
     assert result.mirror is not None
@@ -179,7 +188,7 @@ def test_an_off_midline_section_ties_with_its_mirror_twin(volume: Grid, section:
     json.dumps(summary)
 
 
-def test_a_near_point_chooses_between_the_twins(volume: Grid, section: Grid) -> None:
+def test_a_near_point_chooses_between_the_twins(volume: GridImage, section: GridImage) -> None:
     centre = off_midline_pose().apply(section.center)[0]
     options = LocateOptions(max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0)
     result = locate_section(grid_volume(section), grid_volume(volume), options)
@@ -190,7 +199,7 @@ def test_a_near_point_chooses_between_the_twins(volume: Grid, section: Grid) -> 
 
 
 def test_locate_cli_reports_the_tie_and_stores_nothing_unless_forced(
-    volume: Grid, section: Grid, tmp_path: Path, runner: CliRunner
+    volume: GridImage, section: GridImage, tmp_path: Path, runner: CliRunner
 ) -> None:
     write_tiff(tmp_path / "volume.tif", volume.array, VOXEL)
     write_tiff(tmp_path / "section.tif", section.array, PIXEL)

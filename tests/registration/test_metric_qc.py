@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from coframe.registration.inputs import WorkImage, padding_mask
-from coframe.registration.metric import Evaluator, block_mean
+from coframe.registration.inputs import WorkImage, block_mean, padding_mask
+from coframe.registration.metric import Evaluator
+from coframe.registration.mutual_information import mutual_information
 from coframe.registration.presets import MetricConfig
 from coframe.registration.qc import jacobian_stats, tre
 from coframe.transforms.affine import Affine, Translation
@@ -19,8 +21,6 @@ def _image(array: np.ndarray, mask: np.ndarray | None = None) -> WorkImage:
 
 def _blobs(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    from scipy import ndimage
-
     return ndimage.gaussian_filter(rng.normal(size=(32, 32, 32)), 2.0) * 100 + 100
 
 
@@ -43,6 +43,29 @@ def test_overlap_guard_names_the_shrinkage() -> None:
     note = evaluate.lost_overlap(identity, Translation(np.array([0.0, 40.0, 40.0])))
     assert "overlap shrank from 100%" in note
     assert evaluate(Translation(np.array([200.0, 0.0, 0.0]))) == np.inf
+
+
+@pytest.mark.parametrize("binning", ["hard", "linear"])
+def test_mutual_information_of_related_independent_and_constant_samples(binning: str) -> None:
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=20000)
+    related = mutual_information(a, -3.0 * a + 0.1 * rng.normal(size=a.size), 16, binning=binning)
+    independent = mutual_information(a, rng.normal(size=a.size), 16, binning=binning)
+    assert related > 1.0 > 0.05 > independent >= 0.0
+    assert mutual_information(a, np.full(a.size, 7.0), 16, binning=binning) == 0.0
+
+
+def test_hard_binning_is_a_clipped_percentile_histogram() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.gamma(2.0, size=5000), rng.normal(size=5000)
+    b += a
+    ranges = [np.percentile(v, [0.5, 99.5]) for v in (a, b)]
+    clipped = [np.clip(v, lo, hi) for v, (lo, hi) in zip((a, b), ranges, strict=True)]
+    joint = np.histogram2d(*clipped, bins=8, range=ranges)[0] / a.size
+    outer = np.outer(joint.sum(axis=1), joint.sum(axis=0))
+    nz = joint > 0
+    expected = float(np.sum(joint[nz] * np.log(joint[nz] / outer[nz])))
+    assert mutual_information(a, b, 8) == pytest.approx(expected, rel=1e-12)
 
 
 def test_padding_mask_drops_border_zeros_only() -> None:

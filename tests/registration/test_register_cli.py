@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.core.errors import TransformError
-from coframe.registration.inputs import box_points
+from coframe.registration.inputs import WorkImage, box_points
+from coframe.registration.intensity import moments_step
 from coframe.transforms.affine import Affine
 from coframe.transforms.base import Chain
 from coframe.transforms.bspline import BSpline
@@ -177,9 +178,6 @@ def test_user_preset_file_and_overrides(
 
 def test_moments_keep_a_good_start_when_the_fields_of_view_differ() -> None:
     """Centres of mass of unequal fields of view must not undo a good initial map."""
-    from coframe.registration.inputs import WorkImage
-    from coframe.registration.intensity import moments_step
-
     fixed = np.zeros((16, 16, 16), np.float32)
     fixed[6:10, 6:10, 6:10] = 1.0
     moving = np.zeros((32, 32, 32), np.float32)  # a wider view: the same blob plus another

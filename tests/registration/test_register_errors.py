@@ -12,13 +12,16 @@ from phantoms import write_image
 from test_register_deformable import _smooth_warp
 from typer.testing import CliRunner
 
-from coframe.app.workspace import load_workspace
+from coframe.app.workspace import Workspace, load_workspace
 from coframe.cli import app
 from coframe.core.errors import DimensionError, UnitError
 from coframe.registration.inputs import check_pair
 from coframe.registration.qc import verdict
 from coframe.resampling.writer import create_ome_zarr
-from coframe.transforms.formats.bigwarp import landmarks_from_pairs, write_bigwarp_landmarks
+from coframe.transforms.affine import Affine
+from coframe.transforms.formats.bigwarp import write_bigwarp_landmarks
+from coframe.transforms.formats.dispatch import write_transform
+from coframe.transforms.point_pairs import landmarks_from_pairs
 from coframe.volumes.open import open_volume
 
 
@@ -110,16 +113,20 @@ def test_nan_voxels_are_refused(runner: CliRunner, make_pair: Callable[..., Pair
     _error_line(_run(runner, pair), "NaN", "--fixed-mask")
 
 
-def test_a_2d_image_is_refused(runner: CliRunner, make_pair: Callable[..., Pair]) -> None:
-    pair = make_pair(None)
+def _with_section(pair: Pair) -> Workspace:
+    """The pair's workspace with a 2D image ``section`` added (not saved)."""
     path = pair.root / "section.zarr"
     writer = create_ome_zarr(
         path, shape0=(32, 32), voxel_size0=(VOXEL, VOXEL), dtype=np.uint8, axes=("y", "x")
     )
     writer.write(0, (0, 0), np.full((32, 32), 7, np.uint8))
     writer.write_metadata()
-    ws = load_workspace(pair.root).add_image("section", path, "tem", axes=("y", "x"))
-    ws.save()
+    return load_workspace(pair.root).add_image("section", path, "tem", axes=("y", "x"))
+
+
+def test_a_2d_image_is_refused(runner: CliRunner, make_pair: Callable[..., Pair]) -> None:
+    pair = make_pair(None)
+    _with_section(pair).save()
     result = runner.invoke(app, ["register", "section", "fixed", "-w", str(pair.root)])
     _error_line(result, "2D", "3D volumes")
 
@@ -190,17 +197,8 @@ def test_a_located_2d_section_is_refused_before_its_edge_is_used(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
     """With a stored 2D -> 3D edge (a located section), the 2D error still comes first."""
-    from coframe.transforms.affine import Affine
-    from coframe.transforms.formats.dispatch import write_transform
-
     pair = make_pair(None)
-    path = pair.root / "section.zarr"
-    writer = create_ome_zarr(
-        path, shape0=(32, 32), voxel_size0=(VOXEL, VOXEL), dtype=np.uint8, axes=("y", "x")
-    )
-    writer.write(0, (0, 0), np.full((32, 32), 7, np.uint8))
-    writer.write_metadata()
-    ws = load_workspace(pair.root).add_image("section", path, "tem", axes=("y", "x"))
+    ws = _with_section(pair)
     pose = Affine(np.array([[0.0, 0.0, 5.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
     edge = write_transform(
         pose,

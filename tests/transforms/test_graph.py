@@ -16,6 +16,9 @@ from coframe.core.errors import (
     NotInvertibleError,
     WorkspaceError,
 )
+from coframe.transforms.affine import Affine, Translation
+from coframe.transforms.base import Chain
+from coframe.transforms.field import DisplacementField
 from coframe.transforms.graph import Edge, SpaceGraph, describe_chains, summarize_transform
 
 
@@ -43,15 +46,15 @@ class Shift:
             raise NotInvertibleError("stand-in has no inverse")
         return Shift(tuple(-v for v in self.offset), self.linear)
 
-    def then(self, other: Any) -> Chain:
-        return Chain((self, other))
+    def then(self, other: Any) -> Composed:
+        return Composed((self, other))
 
     def as_affine(self) -> Shift | None:
         return self if self.linear else None
 
 
 @dataclass(frozen=True)
-class Chain:
+class Composed:
     """Stand-in composition."""
 
     parts: tuple[Any, ...]
@@ -69,8 +72,8 @@ class Chain:
             points = p.apply(points)
         return np.asarray(points)
 
-    def then(self, other: Any) -> Chain:
-        return Chain((*self.parts, other))
+    def then(self, other: Any) -> Composed:
+        return Composed((*self.parts, other))
 
 
 class Loader:
@@ -94,8 +97,6 @@ def test_a_direct_edge_and_its_inverse() -> None:
 
 
 def test_real_transforms_through_inverted_edges_match_an_independent_computation() -> None:
-    from coframe.transforms.affine import Affine
-
     rng = np.random.default_rng(3)
     lin = np.eye(3) + 0.05 * rng.standard_normal((3, 3))
     f2x = Affine.from_linear(lin, [100.0, -50.0, 20.0])
@@ -255,10 +256,6 @@ def test_graph_from_a_scene_like_object() -> None:
 
 
 def test_summaries_of_real_transforms() -> None:
-    from coframe.transforms.affine import Affine, Translation
-    from coframe.transforms.base import Chain
-    from coframe.transforms.field import DisplacementField
-
     field = DisplacementField(np.zeros((2, 2, 2, 3)), origin=[0, 0, 0], spacing=[1, 1, 1])
     seq = Chain((Affine(np.eye(4)), field))
     assert summarize_transform(seq) == "sequence(affine, displacements)"

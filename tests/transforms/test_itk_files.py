@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 from samples import rotation
 from scipy import ndimage
+from sitk_helpers import apply_sitk
 
 from coframe.core.errors import (
     FormatError,
@@ -22,7 +23,6 @@ from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.field import DisplacementField, sample_to_field
 from coframe.transforms.formats.itk import read_itk, write_itk
-from coframe.transforms.sitk_bridge import apply_sitk
 from coframe.transforms.tps import ThinPlateSpline
 
 SUFFIXES = (".tfm", ".txt", ".h5", ".mat")

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from ngff_samples import AFFINE, assert_same_map, random_field, random_points, xyz_system
+from samples import rotation
 
 from coframe.core.errors import (
     DimensionError,
@@ -25,71 +27,27 @@ from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.field import DisplacementField, InverseDisplacementField
 from coframe.transforms.formats.ngff import (
-    Axis,
     ByDimension,
     CoordinateSystem,
-    FieldView,
-    SceneTransformation,
     read_ngff_transform,
     read_scene,
     write_ngff_transform,
-    write_scene,
 )
-
-RNG = np.random.default_rng(42)
-
-
-def _rotation(angle: float, axis: int = 0) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    r = np.eye(3)
-    i, j = [k for k in range(3) if k != axis]
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
-
-
-def _field(shape: tuple[int, ...] = (5, 6, 7), amplitude: float = 3.0) -> DisplacementField:
-    d = len(shape)
-    vectors = amplitude * RNG.standard_normal((*shape, d))
-    return DisplacementField(vectors, RNG.uniform(-5, 5, d), RNG.uniform(8, 12, d))
-
-
-def _points(dim: int = 3, n: int = 25, low: float = 0.0, high: float = 60.0) -> np.ndarray:
-    return RNG.uniform(low, high, (n, dim))
-
-
-def _close(a: Transform, b: Transform, points: np.ndarray) -> None:
-    expected = b.apply(points)
-    np.testing.assert_allclose(
-        a.apply(points), expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max()
-    )
-
-
-def _xyz(name: str, unit: str = "nanometer") -> CoordinateSystem:
-    return CoordinateSystem(name, tuple(Axis(a, "space", unit) for a in "xyz"))
-
-
-def _group(path: Path, attributes: dict[str, Any], zarr_format: int = 3) -> zarr.Group:
-    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-    group.attrs.put({"ome": attributes} if zarr_format == 3 else attributes)
-    return group
-
-
-AFFINE = Affine.from_linear(_rotation(0.3) @ np.diag([1.2, 0.9, 1.1]), [10.0, -20.0, 5.0])
 
 TRANSFORMS: dict[str, Transform] = {
     "identity": Identity(3),
     "translation": Translation([1.5, -2.0, 300.0]),
     "scale": Scale([2.0, 0.5, 8.0]),
-    "rotation": Rotation(_rotation(0.7, axis=1)),
+    "rotation": Rotation(rotation(1, 0.7)),
     "affine": AFFINE,
     "sequence": Chain((Scale([2.0, 3.0, 4.0]), Translation([1.0, 2.0, 3.0]), AFFINE)),
 }
 
 FIELD_TRANSFORMS: dict[str, Any] = {
-    "displacements": lambda: _field(),
-    "sequence-with-field": lambda: Chain((AFFINE, _field())),
-    "inverse-field": lambda: InverseDisplacementField(_field(amplitude=1.0)),
-    "bijection": lambda: Bijection(_field(amplitude=1.0), _field(amplitude=1.0)),
+    "displacements": lambda: random_field(),
+    "sequence-with-field": lambda: Chain((AFFINE, random_field())),
+    "inverse-field": lambda: InverseDisplacementField(random_field(amplitude=1.0)),
+    "bijection": lambda: Bijection(random_field(amplitude=1.0), random_field(amplitude=1.0)),
 }
 
 
@@ -105,7 +63,7 @@ def test_linear_round_trip(tmp_path: Path, kind: str, container: str) -> None:
         tmp_path / container, t, input_space="a", output_space="b", zarr_format=fmt
     )
     back = read_ngff_transform(path)
-    _close(back, t, _points())
+    assert_same_map(back, t, random_points())
     if kind != "sequence":
         assert type(back) is type(t)
 
@@ -118,13 +76,13 @@ def test_field_round_trip(tmp_path: Path, kind: str, zarr_format: int) -> None:
         tmp_path / "t.zarr", t, input_space="a", output_space="b", zarr_format=zarr_format
     )
     back = read_ngff_transform(path)
-    pts = _points(low=0.0, high=50.0)
-    _close(back, t, pts)
+    pts = random_points(low=0.0, high=50.0)
+    assert_same_map(back, t, pts)
     assert type(back) is type(t)
 
 
 def test_field_stays_lazy_and_in_zarr(tmp_path: Path) -> None:
-    f = _field()
+    f = random_field()
     path = write_ngff_transform(tmp_path / "f.zarr", f, input_space="a", output_space="b")
     back = read_ngff_transform(path)
     assert isinstance(back, DisplacementField)
@@ -145,7 +103,7 @@ def test_two_d_to_three_d_affine_round_trip(tmp_path: Path) -> None:
     path = write_ngff_transform(tmp_path / "tem.json", pose, input_space="tem", output_space="xray")
     back = read_ngff_transform(path)
     assert (back.input_dim, back.output_dim) == (2, 3)
-    _close(back, pose, _points(dim=2))
+    assert_same_map(back, pose, random_points(dim=2))
     with pytest.raises(NotInvertibleError):
         back.inverse()
 
@@ -155,31 +113,31 @@ def test_nested_transforms_between_differently_ordered_spaces(
     tmp_path: Path, zarr_format: int
 ) -> None:
     """Unnamed spaces inside sequences are written and read in the same frames."""
-    field = _field(amplitude=0.5)
+    field = random_field(amplitude=0.5)
     t = Chain(
         (
             AFFINE,
             InverseDisplacementField(field),
-            Bijection(_field(amplitude=0.5), _field(amplitude=0.5)),
+            Bijection(random_field(amplitude=0.5), random_field(amplitude=0.5)),
             Scale([1.5, 2.0, 0.5]),
         )
     )
     path = write_ngff_transform(
         tmp_path / "nested.zarr",
         t,
-        input_space=_xyz("a", "micrometer"),
+        input_space=xyz_system("a", "micrometer"),
         output_space=CoordinateSystem.spatial("b", 3, "millimeter"),
         zarr_format=zarr_format,
     )
     back = read_ngff_transform(path)
-    pts = _points(high=40.0)
+    pts = random_points(high=40.0)
     np.testing.assert_allclose(back.apply(pts), t.apply(pts), rtol=1e-6, atol=1e-4)
     reverse = Chain((Translation([1.0, 2.0, 3.0]), InverseDisplacementField(field)))
     path = write_ngff_transform(
         tmp_path / "reverse.zarr",
         reverse,
-        input_space=_xyz("a", "micrometer"),
-        output_space=_xyz("b", "nanometer"),
+        input_space=xyz_system("a", "micrometer"),
+        output_space=xyz_system("b", "nanometer"),
         zarr_format=zarr_format,
     )
     np.testing.assert_allclose(
@@ -192,14 +150,17 @@ def test_nested_transforms_between_differently_ordered_spaces(
 
 @pytest.mark.parametrize("kind", ["affine", "sequence", "field"])
 def test_xyz_coordinate_systems_map_the_same_points(tmp_path: Path, kind: str) -> None:
-    t = _field() if kind == "field" else TRANSFORMS[kind]
+    t = random_field() if kind == "field" else TRANSFORMS[kind]
     zyx = write_ngff_transform(tmp_path / "zyx.zarr", t, input_space="a", output_space="b")
     xyz = write_ngff_transform(
-        tmp_path / "xyz.zarr", t, input_space=_xyz("a", "micrometer"), output_space=_xyz("b")
+        tmp_path / "xyz.zarr",
+        t,
+        input_space=xyz_system("a", "micrometer"),
+        output_space=xyz_system("b"),
     )
-    pts = _points()
-    _close(read_ngff_transform(zyx), t, pts)
-    _close(read_ngff_transform(xyz), t, pts)
+    pts = random_points()
+    assert_same_map(read_ngff_transform(zyx), t, pts)
+    assert_same_map(read_ngff_transform(xyz), t, pts)
     stored = json.loads((xyz / "zarr.json").read_text())["attributes"]["ome"]["scene"]
     assert [a["name"] for a in stored["coordinateSystems"][0]["axes"]] == ["x", "y", "z"]
 
@@ -235,7 +196,7 @@ def test_hand_written_xyz_micrometer_scene(tmp_path: Path) -> None:
 
 
 def test_unit_conversion_of_field_values(tmp_path: Path) -> None:
-    f = _field(amplitude=2.0)
+    f = random_field(amplitude=2.0)
     path = write_ngff_transform(
         tmp_path / "um.zarr",
         f,
@@ -244,7 +205,7 @@ def test_unit_conversion_of_field_values(tmp_path: Path) -> None:
         unit="micrometer",
     )
     in_nm = read_ngff_transform(path, unit="nanometer")
-    pts = _points()
+    pts = random_points()
     np.testing.assert_allclose(in_nm.apply(pts * 1000.0), f.apply(pts) * 1000.0, rtol=1e-9)
 
 
@@ -264,158 +225,6 @@ def test_axes_without_unit_need_file_unit(tmp_path: Path) -> None:
         read_scene(path)
     t = read_ngff_transform(path, file_unit="micrometer")
     np.testing.assert_allclose(t.apply([0.0, 0.0]), [1000.0, 2000.0])
-
-
-# --------------------------------------------------------------------- fields stored by others
-
-
-def _field_scene(tmp_path: Path, vectors_first: bool, zarr_format: int) -> tuple[Path, Any]:
-    """A scene with an xyz-ordered field, its vector axis first or last, in micrometres."""
-    shape_xyz = (4, 5, 6)
-    vectors = RNG.standard_normal((*shape_xyz, 3))  # components (x, y, z), micrometres
-    spacing, origin = [2.0, 3.0, 4.0], [1.0, -1.0, 0.5]
-    data = np.moveaxis(vectors, -1, 0) if vectors_first else vectors
-    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "xyz"]
-    vector_axis = {"name": "v", "type": "displacement", "discrete": True}
-    field_axes = [vector_axis, *axes] if vectors_first else [*axes, vector_axis]
-    scale = [1.0, *spacing] if vectors_first else [*spacing, 1.0]
-    shift = [0.0, *origin] if vectors_first else [*origin, 0.0]
-    root = tmp_path / f"scene-{vectors_first}-{zarr_format}.zarr"
-    meta = {
-        "version": "0.6",
-        "coordinateSystems": [{"name": "moving", "axes": axes}, {"name": "fixed", "axes": axes}],
-        "coordinateTransformations": [
-            {
-                "type": "displacements",
-                "path": "coordinateTransformations/warp",
-                "input": "moving",
-                "output": "fixed",
-                "name": "warp",
-            }
-        ],
-    }
-    group = _group(root, meta, zarr_format)
-    array = group.create_array("coordinateTransformations/warp", shape=data.shape, dtype="f8")
-    array[...] = data
-    field_meta = {
-        "coordinateSystems": [{"name": "warp", "axes": field_axes}],
-        "coordinateTransformations": [
-            {"type": "scale", "scale": scale},
-            {"type": "translation", "translation": shift},
-        ],
-    }
-    array.attrs.put({"ome": field_meta} if zarr_format == 3 else field_meta)
-
-    def expected(points_zyx_nm: np.ndarray) -> np.ndarray:
-        p_xyz = points_zyx_nm[:, ::-1] / 1000.0
-        reference = DisplacementField(vectors, origin, spacing)
-        return reference.apply(p_xyz)[:, ::-1] * 1000.0
-
-    return root, expected
-
-
-@pytest.mark.parametrize("vectors_first", [True, False])
-@pytest.mark.parametrize("zarr_format", [2, 3])
-def test_field_vector_axis_first_or_last(
-    tmp_path: Path, vectors_first: bool, zarr_format: int
-) -> None:
-    root, expected = _field_scene(tmp_path, vectors_first, zarr_format)
-    t = read_ngff_transform(root, name="warp")
-    pts = _points(low=0.0, high=12000.0)
-    np.testing.assert_allclose(t.apply(pts), expected(pts), rtol=1e-9, atol=1e-6)
-    assert isinstance(t, DisplacementField) and isinstance(t.vectors, FieldView)
-
-
-def test_field_without_vector_axis_type_is_rejected(tmp_path: Path) -> None:
-    root, _ = _field_scene(tmp_path, True, 3)
-    array = zarr.open_array(str(root / "coordinateTransformations/warp"), mode="r+")
-    meta = dict(array.attrs)["ome"]
-    meta["coordinateSystems"][0]["axes"][0]["type"] = "channel"
-    array.attrs.put({"ome": meta})
-    with pytest.raises(FormatError, match="exactly one axis of type 'displacement'"):
-        read_scene(root)
-
-
-def test_field_axes_in_another_order_than_input_are_rejected(tmp_path: Path) -> None:
-    root, _ = _field_scene(tmp_path, False, 3)
-    array = zarr.open_array(str(root / "coordinateTransformations/warp"), mode="r+")
-    meta = dict(array.attrs)["ome"]
-    axes = meta["coordinateSystems"][0]["axes"]
-    axes[0], axes[2] = axes[2], axes[0]
-    array.attrs.put({"ome": meta})
-    with pytest.raises(FormatError, match=r"not in the order of its input coordinate system"):
-        read_scene(root)
-
-
-def test_ome_zarr_04_image_is_not_a_scene(tmp_path: Path) -> None:
-    root = tmp_path / "image.zarr"
-    _group(
-        root,
-        {
-            "multiscales": [
-                {
-                    "version": "0.4",
-                    "axes": [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"],
-                    "datasets": [
-                        {
-                            "path": "s0",
-                            "coordinateTransformations": [{"type": "scale", "scale": [8, 8, 8]}],
-                        }
-                    ],
-                    "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}],
-                }
-            ]
-        },
-        zarr_format=2,
-    )
-    with pytest.raises(FormatError, match="no coordinateSystems or coordinateTransformations"):
-        read_scene(root)
-
-
-def test_missing_field_array_names_path(tmp_path: Path) -> None:
-    f = _field()
-    path = write_ngff_transform(tmp_path / "f.zarr", f, input_space="a", output_space="b")
-    import shutil
-
-    shutil.rmtree(path / "coordinateTransformations")
-    with pytest.raises(InputNotFoundError, match="coordinateTransformations/a-to-b"):
-        read_ngff_transform(path)
-
-
-def test_coordinates_field(tmp_path: Path) -> None:
-    shape = (4, 5)
-    spacing, origin = np.array([2.0, 3.0]), np.array([1.0, -1.0])
-    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
-    positions = origin + index * spacing
-    displacement = RNG.standard_normal((*shape, 2))
-    axes = [{"name": n, "type": "space", "unit": "nanometer"} for n in "yx"]
-    meta = {
-        "coordinateSystems": [{"name": "in", "axes": axes}, {"name": "out", "axes": axes}],
-        "coordinateTransformations": [
-            {"type": "coordinates", "path": "coords", "input": "in", "output": "out"}
-        ],
-    }
-    root = tmp_path / "coords.zarr"
-    group = _group(root, meta)
-    array = group.create_array("coords", shape=(*shape, 2), dtype="f8")
-    array[...] = positions + displacement
-    array.attrs.put(
-        {
-            "ome": {
-                "coordinateSystems": [
-                    {"name": "c", "axes": [*axes, {"name": "c", "type": "coordinate"}]}
-                ],
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": [*spacing, 1.0]},
-                    {"type": "translation", "translation": [*origin, 0.0]},
-                ],
-            }
-        }
-    )
-    t = read_ngff_transform(root)
-    reference = DisplacementField(displacement, origin, spacing)
-    pts = RNG.uniform([1.0, -1.0], [7.0, 11.0], (20, 2))
-    np.testing.assert_allclose(t.apply(pts), reference.apply(pts), atol=1e-9)
 
 
 # --------------------------------------------------------------------- mapAxis and byDimension
@@ -525,173 +334,16 @@ def test_by_dimension_variants(tmp_path: Path, variant: str) -> None:
 
 
 def test_by_dimension_nonlinear_round_trip(tmp_path: Path) -> None:
-    plane = _field(shape=(6, 7))
+    plane = random_field(shape=(6, 7))
     t = ByDimension((Scale([40.0]), plane), ((0,), (1, 2)), ((0,), (1, 2)), 3, 3)
     path = write_ngff_transform(
-        tmp_path / "bd.zarr", t, input_space=_xyz("a"), output_space=_xyz("b")
+        tmp_path / "bd.zarr", t, input_space=xyz_system("a"), output_space=xyz_system("b")
     )
     back = read_ngff_transform(path)
     assert isinstance(back, ByDimension)
-    pts = _points()
-    _close(back, t, pts)
+    pts = random_points()
+    assert_same_map(back, t, pts)
     np.testing.assert_allclose(back.inverse().then(back).apply(pts), pts, atol=1e-3)
-
-
-# --------------------------------------------------------------------- scenes
-
-
-def _three_space_scene() -> tuple[list[CoordinateSystem], list[SceneTransformation]]:
-    xray = _xyz("xray", "micrometer")
-    fibsem = CoordinateSystem.spatial("fibsem", 3, "nanometer")
-    tem = CoordinateSystem(
-        "tem", (Axis("y", "space", "nanometer"), Axis("x", "space", "nanometer"))
-    )
-    to_xray = Chain((AFFINE, _field()))
-    pose = Affine([[0.0, 0.0, 5000.0], [1.0, 0.0, 100.0], [0.0, 1.0, 200.0]])
-    edges = [
-        SceneTransformation("fibsem", "xray", to_xray, "fibsem-to-xray"),
-        SceneTransformation("tem", "xray", pose, "tem-pose"),
-    ]
-    return [xray, fibsem, tem], edges
-
-
-@pytest.mark.parametrize("zarr_format", [2, 3])
-def test_scene_with_three_spaces(tmp_path: Path, zarr_format: int) -> None:
-    systems, edges = _three_space_scene()
-    path = write_scene(tmp_path / "scene.zarr", systems, edges, zarr_format=zarr_format)
-    scene = read_scene(path)
-    assert sorted(scene.coordinate_systems) == ["fibsem", "tem", "xray"]
-    assert [(st.input, st.output, st.name) for st in scene.transformations] == [
-        ("fibsem", "xray", "fibsem-to-xray"),
-        ("tem", "xray", "tem-pose"),
-    ]
-    _close(scene.transformations[0].transform, edges[0].transform, _points())
-    pose = scene.transformations[1].transform
-    assert (pose.input_dim, pose.output_dim) == (2, 3)
-    _close(pose, edges[1].transform, _points(dim=2))
-    assert scene.coordinate_systems["xray"].axis_names == ("x", "y", "z")
-    assert scene.coframe_axes("xray") == ("z", "y", "x")
-
-
-def test_scene_in_micrometres(tmp_path: Path) -> None:
-    systems, edges = _three_space_scene()
-    path = write_scene(tmp_path / "scene.zarr", systems, edges)
-    in_um = read_scene(path, unit="micrometer")
-    pts = _points(dim=2)
-    np.testing.assert_allclose(
-        in_um.transformations[1].transform.apply(pts / 1000.0),
-        edges[1].transform.apply(pts) / 1000.0,
-        rtol=1e-9,
-    )
-
-
-def test_spec_style_multiscales_and_scene_layout(tmp_path: Path) -> None:
-    axes = [{"type": "space", "name": n, "unit": "micrometer"} for n in "zyx"]
-    meta = {
-        "version": "0.6dev2",
-        "multiscales": [
-            {
-                "name": "multiscales",
-                "coordinateSystems": [
-                    {"name": "sheared", "axes": axes},
-                    {"name": "physical", "axes": axes},
-                ],
-                "datasets": [
-                    {
-                        "path": "array",
-                        "coordinateTransformations": [
-                            {
-                                "type": "scale",
-                                "scale": [1, 1, 1],
-                                "input": "array",
-                                "output": "physical",
-                            }
-                        ],
-                    }
-                ],
-                "coordinateTransformations": [
-                    {
-                        "type": "affine",
-                        "input": "physical",
-                        "output": "sheared",
-                        "path": "affineParams",
-                        "name": "physical-to-sheared",
-                    }
-                ],
-            }
-        ],
-    }
-    root = tmp_path / "spec.zarr"
-    group = _group(root, meta)
-    params = group.create_array("affineParams", shape=(3, 4), dtype="f8")
-    params[...] = np.array([[1.0, 0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0]])
-    t = read_ngff_transform(root)
-    np.testing.assert_allclose(t.apply([1000.0, 2000.0, 3000.0]), [3000.0, 4000.0, 6000.0])
-
-
-def test_inverse_of_and_bijection_json(tmp_path: Path) -> None:
-    axes = [{"name": n, "type": "space", "unit": "nanometer"} for n in "yx"]
-    doc = {
-        "coordinateSystems": [{"name": "a", "axes": axes}, {"name": "b", "axes": axes}],
-        "coordinateTransformations": [
-            {
-                "type": "inverseOf",
-                "input": "a",
-                "output": "b",
-                "transformation": {"type": "scale", "scale": [2.0, 4.0]},
-            },
-            {
-                "type": "bijection",
-                "input": "a",
-                "output": "b",
-                "forward": {"type": "translation", "translation": [1.0, 2.0]},
-                "inverse": {"type": "translation", "translation": [-1.0, -2.0]},
-            },
-        ],
-    }
-    path = tmp_path / "inv.json"
-    path.write_text(json.dumps(doc))
-    inverse, bijection = (st.transform for st in read_scene(path).transformations)
-    np.testing.assert_allclose(inverse.apply([2.0, 4.0]), [1.0, 1.0])
-    assert isinstance(bijection, Bijection)
-    np.testing.assert_allclose(bijection.inverse().apply([1.0, 2.0]), [0.0, 0.0])
-
-
-def test_image_path_references(tmp_path: Path) -> None:
-    root = tmp_path / "scene.zarr"
-    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "yx"]
-    _group(
-        root,
-        {
-            "version": "0.6",
-            "scene": {
-                "coordinateSystems": [{"name": "world", "axes": axes}],
-                "coordinateTransformations": [
-                    {
-                        "type": "translation",
-                        "translation": [0, 348],
-                        "output": "world",
-                        "input": {"path": "tile_1", "name": "physical"},
-                        "name": "tile_1 to world",
-                    }
-                ],
-            },
-        },
-    )
-    _group(
-        root / "tile_1",
-        {
-            "version": "0.6",
-            "multiscales": [
-                {"coordinateSystems": [{"name": "physical", "axes": axes}], "datasets": []}
-            ],
-        },
-    )
-    scene = read_scene(root)
-    st = scene.transformations[0]
-    assert (st.input, st.output) == ("tile_1/physical", "world")
-    assert "tile_1/physical" in scene.coordinate_systems
-    np.testing.assert_allclose(st.transform.apply([0.0, 0.0]), [0.0, 348000.0])
 
 
 # --------------------------------------------------------------------- errors and safety
@@ -756,8 +408,12 @@ def test_malformed_transformations(
 
 
 def test_file_url(tmp_path: Path) -> None:
-    path = write_ngff_transform(tmp_path / "f.zarr", _field(), input_space="a", output_space="b")
-    _close(read_ngff_transform(f"file://{path}"), read_ngff_transform(path), _points())
+    path = write_ngff_transform(
+        tmp_path / "f.zarr", random_field(), input_space="a", output_space="b"
+    )
+    assert_same_map(
+        read_ngff_transform(f"file://{path}"), read_ngff_transform(path), random_points()
+    )
 
 
 def test_missing_container() -> None:
@@ -765,26 +421,17 @@ def test_missing_container() -> None:
         read_scene("/nonexistent/scene.zarr")
 
 
-def test_selection_among_several_transformations(tmp_path: Path) -> None:
-    systems, edges = _three_space_scene()
-    path = write_scene(tmp_path / "scene.zarr", systems, edges)
-    with pytest.raises(FormatError, match="2 transformations match: fibsem -> xray"):
-        read_ngff_transform(path)
-    t = read_ngff_transform(path, input_space="tem")
-    assert t.input_dim == 2
-    with pytest.raises(FormatError, match="no transformation matches"):
-        read_ngff_transform(path, name="nope")
-
-
 def test_overwrite_needs_force_and_write_is_atomic(tmp_path: Path) -> None:
     target = write_ngff_transform(tmp_path / "t.zarr", AFFINE, input_space="a", output_space="b")
     with pytest.raises(OverwriteError, match="--force"):
         write_ngff_transform(target, Identity(3), input_space="a", output_space="b")
-    _close(read_ngff_transform(target), AFFINE, _points())
+    assert_same_map(read_ngff_transform(target), AFFINE, random_points())
     thin = _ThinPlate()
     with pytest.raises(TransformError, match="sample_to_field"):
         write_ngff_transform(target, thin, input_space="a", output_space="b", force=True)
-    _close(read_ngff_transform(target), AFFINE, _points())  # untouched by the failed write
+    assert_same_map(
+        read_ngff_transform(target), AFFINE, random_points()
+    )  # untouched by the failed write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.zarr"]
     write_ngff_transform(target, Identity(3), input_space="a", output_space="b", force=True)
     assert isinstance(read_ngff_transform(target), Identity)
@@ -792,7 +439,7 @@ def test_overwrite_needs_force_and_write_is_atomic(tmp_path: Path) -> None:
 
 def test_fields_cannot_go_to_plain_json(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="Zarr group"):
-        write_ngff_transform(tmp_path / "f.json", _field(), input_space="a", output_space="b")
+        write_ngff_transform(tmp_path / "f.json", random_field(), input_space="a", output_space="b")
 
 
 def test_same_space_names_rejected(tmp_path: Path) -> None:

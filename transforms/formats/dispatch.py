@@ -29,9 +29,10 @@ from coframe.core.errors import (
 from coframe.core.units import canonical_unit
 from coframe.transforms.base import Transform
 from coframe.transforms.formats import bigwarp
-from coframe.transforms.formats.bigwarp import is_bigwarp_json
+from coframe.transforms.formats.bigwarp_json import is_bigwarp_object
 from coframe.transforms.formats.itk import read_itk, write_itk
 from coframe.transforms.formats.ngff import read_ngff_transform, write_ngff_transform
+from coframe.transforms.point_pairs import landmarks_from_pairs, landmarks_transform
 from coframe.transforms.tps import ThinPlateSpline
 
 #: Suffixes read and written through SimpleITK.
@@ -111,7 +112,7 @@ def read_transform(
 
     if fmt == "bigwarp-csv":
         landmarks = bigwarp.read_bigwarp_landmarks(p, unit=unit, file_unit=file_unit)
-        return bigwarp.landmarks_transform(landmarks)
+        return landmarks_transform(landmarks)
     return bigwarp.read_bigwarp_json(p, unit=unit, file_unit=file_unit).to_transform()
 
 
@@ -173,20 +174,11 @@ def write_transform(
             f"a BigWarp file holds the landmarks of a thin-plate spline, not a "
             f"{type(transform).__name__}: write {p.name} as .tfm (ITK) or .zarr (OME-NGFF) instead"
         )
-    landmarks = bigwarp.landmarks_from_pairs(transform.source_points, transform.target_points)
+    landmarks = landmarks_from_pairs(transform.source_points, transform.target_points)
     opts: dict[str, Any] = {"force": force, "unit": unit, "file_unit": file_unit}
     if fmt == "bigwarp-csv":
         return Path(bigwarp.write_bigwarp_landmarks(p, landmarks, **opts))
     return Path(bigwarp.write_bigwarp_json(p, landmarks, "tps", **opts))
-
-
-# ---------------------------------------------------------------------- workspace edges
-
-
-# ---------------------------------------------------------------------- provenance
-
-
-# ---------------------------------------------------------------------- point lists
 
 
 # ---------------------------------------------------------------------- helpers
@@ -217,10 +209,9 @@ def _format_from_suffix(p: Path) -> str:
 
 def _looks_like_bigwarp_json(p: Path) -> bool:
     try:
-        json.loads(p.read_text(encoding="utf-8-sig"))
+        obj = json.loads(p.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise ParseError(f"{p} line {e.lineno}, column {e.colno}: {e.msg}; fix the JSON") from e
     except (OSError, UnicodeDecodeError) as e:
         raise FormatError(f"cannot read {p}: {e}") from e
-
-    return is_bigwarp_json(p)
+    return is_bigwarp_object(obj)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import zarr
 
 from coframe.core.errors import (
     CoframeError,
@@ -28,9 +27,7 @@ from coframe.core.errors import (
     FormatError,
     ParseError,
     TransformError,
-    UnitError,
 )
-from coframe.core.units import canonical_unit, unit_factor
 from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
 from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
@@ -42,6 +39,13 @@ from coframe.transforms.formats.ngff_axes import (
     coordinate_frame,
 )
 from coframe.transforms.formats.ngff_bydimension import by_dimension
+from coframe.transforms.formats.ngff_fields import (
+    check_axis_order,
+    field_array,
+    grid_origin_spacing,
+    unit_ratio,
+    vector_axis,
+)
 from coframe.transforms.formats.ngff_frames import change_frames, field_in_frames, raw_field_view
 from coframe.transforms.formats.ngff_io import NgffSource, ome_metadata
 
@@ -345,17 +349,19 @@ class Decoder:
         return self._parameters(obj, name, key, 2)
 
     def _affine(self, obj: Any, key: str, ends: Ends) -> Decoded:
-        try:
-            raw = Affine(self._matrix(obj, "affine", key, ends.fin, square=False))
-        except TransformError as e:
-            raise ParseError(f"{key}.affine: {e}") from e
-        return self._finish(raw, key, ends)
+        return self._matrix_transform(obj, key, ends, "affine", Affine, ParseError)
 
     def _rotation(self, obj: Any, key: str, ends: Ends) -> Decoded:
+        return self._matrix_transform(obj, key, ends, "rotation", Rotation, TransformError)
+
+    def _matrix_transform(
+        self, obj: Any, key: str, ends: Ends, name: str, kind: type, error: type[Exception]
+    ) -> Decoded:
+        """An affine or a rotation; a matrix that ``kind`` refuses is reported as ``error``."""
         try:
-            raw = Rotation(self._matrix(obj, "rotation", key, ends.fin, square=True))
+            raw = kind(self._matrix(obj, name, key, ends.fin, square=kind is Rotation))
         except TransformError as e:
-            raise TransformError(f"{key}.rotation: {e}") from e
+            raise error(f"{key}.{name}: {e}") from e
         return self._finish(raw, key, ends)
 
     def _map_axis(self, obj: Any, key: str, ends: Ends) -> Decoded:
@@ -500,16 +506,8 @@ class Decoder:
         if self.source is None:
             raise FormatError(f"{key}.path: {kind} fields need a Zarr container")
         path = obj.get("path")
-        array, system, grid = self._field_array(path, f"{key}.path")
-        vector_type = "displacement" if kind == "displacements" else "coordinate"
-        vaxes = [i for i, a in enumerate(system.axes) if a.type == vector_type]
-        if len(vaxes) != 1:
-            types = [a.type for a in system.axes]
-            raise FormatError(
-                f"{key}.path: field {path!r} must have exactly one axis of type {vector_type!r} "
-                f"(the vector axis) in its coordinate system, got axis types {types}"
-            )
-        vaxis = vaxes[0]
+        array, system, grid = field_array(self.source, path, f"{key}.path")
+        vaxis = vector_axis(system, kind, path, f"{key}.path")
         n, m = array.ndim - 1, int(array.shape[vaxis])
         fin = ends.input_frame(n)
         fout = ends.output_frame(m, fin)
@@ -519,11 +517,11 @@ class Decoder:
                 f"input/output coordinate systems have {fin.dim} and {fout.dim} axes"
             )
         grid_axes = [a for i, a in enumerate(system.axes) if i != vaxis]
-        self._check_axis_order(grid_axes, fin.system, f"{key}.path ({path})")
+        check_axis_order(grid_axes, fin.system, f"{key}.path ({path})")
         origin, spacing = self._grid(grid, array.ndim, vaxis, f"{key}.path ({path})")
-        length = self._unit_ratio(grid_axes, fin.system.axes)
+        length = unit_ratio(grid_axes, fin.system.axes)
         vector_unit = system.axes[vaxis].unit
-        vector_scale = self._unit_ratio([Axis("v", "space", vector_unit)] * m, fout.system.axes)
+        vector_scale = unit_ratio([Axis("v", "space", vector_unit)] * m, fout.system.axes)
         post = Monomial(tuple(range(m)), tuple(vector_scale)).then(fout.to_coframe)
         t = field_in_frames(
             raw_field_view(array, vaxis),
@@ -534,65 +532,6 @@ class Decoder:
             coordinates=kind == "coordinates",
         )
         return t, fin, fout
-
-    @staticmethod
-    def _check_axis_order(grid_axes: list[Axis], system: CoordinateSystem, key: str) -> None:
-        """Refuse a field whose spatial axes are the input's axes in another order."""
-        mine = [a.name for a in grid_axes]
-        theirs = list(system.axis_names)
-        spatial = all(a.is_length for a in grid_axes) and all(a.is_length for a in system.axes)
-        if spatial and sorted(mine) == sorted(theirs) and mine != theirs:
-            raise FormatError(
-                f"{key}: the field's axes {mine} are not in the order of its input coordinate "
-                f"system {system.name!r} {theirs}; RFC-5 requires the same order"
-            )
-
-    def _unit_ratio(self, axes: list[Axis], targets: tuple[Axis, ...]) -> np.ndarray:
-        """Factors from each axis's unit to the unit of the matching target axis (1 if unknown)."""
-        out = np.ones(len(axes))
-        for k, (a, b) in enumerate(zip(axes, targets, strict=False)):
-            if a.unit is None or b.unit is None or not b.is_length:
-                continue
-            try:
-                out[k] = unit_factor(canonical_unit(a.unit), canonical_unit(b.unit))
-            except UnitError:
-                continue
-        return out
-
-    def _field_array(self, path: Any, key: str) -> tuple[Any, CoordinateSystem, list[Any]]:
-        """The field array, its coordinate system and its array-to-grid transformations."""
-        assert self.source is not None
-        node = self.source.node(path, key=key)
-        ome = ome_metadata(dict(node.attrs))
-        if isinstance(node, zarr.Group):
-            multiscales = ome.get("multiscales")
-            if not isinstance(multiscales, list) or not multiscales:
-                raise FormatError(f"{key}: {path!r} is a group without multiscales metadata")
-            ms = multiscales[0]
-            datasets = ms.get("datasets") or []
-            if not datasets or not isinstance(datasets[0], Mapping):
-                raise FormatError(f"{key}: multiscales of {path!r} list no datasets")
-            array = node[datasets[0]["path"]]
-            systems = ms.get("coordinateSystems") or []
-            grid = list(datasets[0].get("coordinateTransformations") or [])
-        else:
-            array = node
-            systems = ome.get("coordinateSystems") or []
-            grid = list(ome.get("coordinateTransformations") or [])
-        parsed = [
-            CoordinateSystem.from_json(s, key=f"{key}: coordinateSystems[{i}]")
-            for i, s in enumerate(systems)
-        ]
-        fitting = [s for s in parsed if s.dim == array.ndim]
-        with_vector = [
-            s for s in fitting if any(a.type in ("displacement", "coordinate") for a in s.axes)
-        ]
-        if not fitting:
-            raise FormatError(
-                f"{key}: field {path!r} has no coordinate system with {array.ndim} axes: its "
-                "metadata must name every axis, including the vector axis"
-            )
-        return array, (with_vector or fitting)[0], grid
 
     def _grid(
         self, grid: list[Any], ndim: int, vaxis: int, key: str
@@ -612,11 +551,4 @@ class Decoder:
                     f"{key}: the field grid transformation must be a scale/translation"
                 )
             matrix = affine.homogeneous @ matrix
-        keep = [i for i in range(ndim) if i != vaxis]
-        linear = matrix[np.ix_(keep, keep)]
-        if np.any(np.abs(linear - np.diag(np.diag(linear))) > 0) or np.any(np.diag(linear) <= 0):
-            raise TransformError(
-                f"{key}: the field grid must be axis-aligned with positive spacing, got "
-                f"{linear.tolist()}"
-            )
-        return matrix[keep, -1].copy(), np.diag(linear).copy()
+        return grid_origin_spacing(matrix, vaxis, key)

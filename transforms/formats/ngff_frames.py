@@ -273,18 +273,6 @@ def linear_like(affine: Affine, like: Transform) -> Transform:
     return affine
 
 
-def _affine_in_frames(t: Transform, affine: Affine, pre: Monomial, post: Monomial) -> Transform:
-    if pre.dim != affine.input_dim or post.dim != affine.output_dim:
-        raise DimensionError(
-            f"a {affine.input_dim}D -> {affine.output_dim}D {type(t).__name__} does not fit "
-            f"{pre.dim}D input and {post.dim}D output coordinate systems"
-        )
-    if pre.is_identity and post.is_identity:
-        return t
-    matrix = post.homogeneous @ affine.homogeneous @ pre.homogeneous
-    return linear_like(Affine(matrix[:-1]), t)
-
-
 def _intermediate(dim: int, pre: Monomial, post: Monomial) -> Monomial:
     """Frame change for a space inside a sequence: the output's if it fits, else the input's."""
     if dim == post.dim:
@@ -351,7 +339,8 @@ def change_frames(t: Transform, pre: Monomial, post: Monomial) -> Transform:
         return field_in_frames(t.vectors, t.origin, t.spacing, pre, post)
     affine = t.as_affine()
     if affine is not None:
-        return _affine_in_frames(t, affine, pre, post)
+        matrix = post.homogeneous @ affine.homogeneous @ pre.homogeneous
+        return linear_like(Affine(matrix[:-1]), t)
     return _generic_in_frames(t, pre, post)
 
 
