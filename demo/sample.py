@@ -1,6 +1,6 @@
 """The built-in CellMap-like synthetic sample with its ground truth and workspace.
 
-:func:`make_demo` renders one seeded :class:`~coframe.demo.synthetic.Tissue` as
+:func:`make_demo` renders one seeded :class:`~coframe.demo.tissue.Tissue` as
 every modality of a correlative volume-EM experiment and writes:
 
 - ``fibsem.zarr/recon-1/em/fibsem-uint8``: OME-Zarr 0.4 in the CellMap layout
@@ -47,7 +47,16 @@ from scipy.spatial.transform import Rotation
 from coframe.app.workspace import init_workspace
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError
-from coframe.demo import synthetic as syn
+from coframe.demo.render import (
+    em_from_stain,
+    render_nucleus_labels,
+    render_stain,
+    render_tem,
+    xray_attenuation,
+    xray_image,
+)
+from coframe.demo.render_grid import section_render_grid
+from coframe.demo.tissue import ResinBlock, Tissue, TissueParams
 from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d, make_truth
 from coframe.transforms.formats.bigwarp import (
     Landmarks,
@@ -272,7 +281,7 @@ class _Acquisition:
 
     seed: int
     size: DemoSize
-    tissue: syn.Tissue
+    tissue: Tissue
     block_lo: np.ndarray
     block_hi: np.ndarray
 
@@ -314,7 +323,7 @@ class _Acquisition:
         )
         gain += 0.02 * avg * jitter[0]
         offset = 6 * np.sin(2 * np.pi * z / (0.4 * length) + 2 * phase) + 2.0 * avg * jitter[1]
-        em = syn.em_from_stain(stain) * gain[:, None, None].astype(np.float32) + offset[
+        em = em_from_stain(stain) * gain[:, None, None].astype(np.float32) + offset[
             :, None, None
         ].astype(np.float32)
         sigma = self.size.em_noise * (self.size.em_voxel / voxel) ** 1.5
@@ -333,7 +342,7 @@ class _Acquisition:
     ) -> tuple[tuple[int, ...], np.ndarray]:
         """Index box [a, b) of a level of ``voxel`` nm, rendered and acquired."""
         lo, hi = self.block_lo + np.asarray(a) * voxel, self.block_lo + np.asarray(b) * voxel
-        return a, self.em(syn.render_stain(self.tissue, lo, hi, voxel), lo, voxel)
+        return a, self.em(render_stain(self.tissue, lo, hi, voxel), lo, voxel)
 
 
 _WORKER: dict[str, _Acquisition] = {}
@@ -477,7 +486,7 @@ def _write_labels(ctx: _Context) -> None:
     with ctx.steps.step("nucleus labels", len(blocks) + len(writer.levels) - 1) as advance:
         for a, b in blocks:
             lo, hi = acq.block_lo + np.asarray(a) * v, acq.block_lo + np.asarray(b) * v
-            lab = syn.render_nucleus_labels(acq.tissue, lo, hi, v)
+            lab = render_nucleus_labels(acq.tissue, lo, hi, v)
             lab[~acq.valid(lo, v, lab.shape)] = 0
             writer.write(0, a, lab)
             advance()
@@ -494,9 +503,9 @@ def _write_xray(ctx: _Context) -> None:
     mu = np.empty(len(pts), np.float32)
     with ctx.steps.step("X-ray", 9) as advance:
         for part in np.array_split(np.arange(len(pts)), 8):
-            mu[part] = syn.xray_attenuation(ctx.acq.tissue, ctx.truth.inverse(pts[part]), v)
+            mu[part] = xray_attenuation(ctx.acq.tissue, ctx.truth.inverse(pts[part]), v)
             advance()
-        img = syn.xray_image(mu.reshape(shape), psf_sigma=0.7, noise=0.03, seed=ctx.acq.seed + 7)
+        img = xray_image(mu.reshape(shape), psf_sigma=0.7, noise=0.03, seed=ctx.acq.seed + 7)
         writer = create_ome_zarr(
             ctx.root / XRAY_PATH,
             shape0=shape,
@@ -539,9 +548,9 @@ def _write_tem(ctx: _Context) -> None:
             )
             rot = (tilt_rot * Rotation.from_euler("z", spin, degrees=True)).as_matrix()[::-1, ::-1]
             e_y, e_x = rot[:, 1], rot[:, 2]
-            grid = syn.section_grid(centre, e_y, e_x, shape, px)
+            grid = section_render_grid(centre, e_y, e_x, shape, px)
             gain, noise = float(rng.uniform(15_000, 35_000)), float(rng.uniform(0.01, 0.05))
-            img = syn.render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
+            img = render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
             if i == n:
                 path = write_mrc(ctx.root / "tem" / f"section-{i}.mrc", img, px * 10.0)
             else:
@@ -766,16 +775,16 @@ def make_demo(
         field_nodes=spec.field_nodes,
     )
     corners = truth.inverse(np.array(list(np.ndindex(2, 2, 2)), float) * fov - spec.xray_voxel / 2)
-    resin = syn.ResinBlock(
+    resin = ResinBlock(
         float(block_lo[0] - 0.15 * length),
         (float(c_fib[1]), float(c_fib[2])),
         (0.62 * length, 0.6 * length),
     )
-    tissue = syn.Tissue(
+    tissue = Tissue(
         seed,
         corners.min(axis=0) - 2000.0,
         corners.max(axis=0) + 2000.0,
-        params=syn.TissueParams().scaled(spec.tissue_scale),
+        params=TissueParams().scaled(spec.tissue_scale),
         envelope_centre=c_fib + rng.uniform(-0.05, 0.05, 3) * length,
         envelope_radii=0.7 * length * np.array([1.0, 1.05, 0.95]),
         resin=resin,
