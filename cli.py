@@ -28,8 +28,9 @@ from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError
 from coframe.core.units import canonical_unit, unit_factor
 from coframe.demo.locate import demo_locate_step
+from coframe.demo.progress import rich_reporter
 from coframe.demo.resample import demo_resample_step
-from coframe.demo.sample import make_demo, rich_reporter
+from coframe.demo.sample import make_demo
 from coframe.registration.locate import LocateOptions
 from coframe.resampling.resample import resample_workspace
 from coframe.transforms.formats.ngff import read_scene
