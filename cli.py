@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,23 +13,14 @@ from coframe.app.edges import export_scene, import_scene, link_transform
 from coframe.app.locate import render_locate, run_locate
 from coframe.app.overlay import overlay_in_workspace
 from coframe.app.points import points_csv_text, read_points
-from coframe.app.register import (
-    RegisterRequest,
-    demo_register_step,
-    format_report,
-    refuse,
-    run_register,
-)
+from coframe.app.register import RegisterRequest, format_report, refuse, run_register
 from coframe.app.report import write_report
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError
 from coframe.core.units import canonical_unit, unit_factor
-from coframe.demo.locate import demo_locate_step
-from coframe.demo.progress import rich_reporter
-from coframe.demo.resample import demo_resample_step
-from coframe.demo.sample import make_demo
+from coframe.demo.pipeline import run_demo
 from coframe.registration.locate import LocateOptions
 from coframe.resampling.resample import resample_workspace
 from coframe.transforms.formats.ngff import read_scene
@@ -132,7 +122,6 @@ _WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from he
 
 
 def _load_ws(workspace: Path | None) -> Any:
-
     return load_workspace(find_workspace(explicit=workspace))
 
 
@@ -603,7 +592,9 @@ def register_cmd(
     level_fixed: Annotated[str | None, typer.Option(help="Pyramid level of FIXED.")] = None,
     ground_truth: Annotated[
         Path | None,
-        typer.Option(help="Demo ground_truth folder, FIXED -> MOVING transform or landmarks."),
+        typer.Option(
+            help="FIXED -> MOVING transform (ITK, OME-NGFF) or BigWarp landmarks to measure TRE."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an edge; store a result whose metric worsened.")
@@ -689,36 +680,6 @@ def locate_cmd(
 
 # ---------------------------------------------------------------------- demo
 
-#: Steps run after ``coframe demo`` has written the sample, in order, as
-#: ``(title, step)``; ``step(directory, sample)`` gets the workspace directory
-#: and the :class:`coframe.demo.sample.DemoSample` and returns text to print (or None).
-#: Later stages of the pipeline (registration, resampling, reports) append here.
-DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
-
-
-def _demo_register(directory: Path, sample: Any) -> str | None:
-
-    return demo_register_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
-
-
-def _demo_resample(directory: Path, sample: Any) -> str | None:
-
-    return demo_resample_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_resample))
-
-
-def _demo_locate(directory: Path, sample: Any) -> str | None:
-
-    return demo_locate_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("locate the TEM sections in the X-ray volume", _demo_locate))
-
 
 @app.command("demo")
 def demo_cmd(
@@ -731,15 +692,5 @@ def demo_cmd(
 ) -> None:
     """Write a synthetic CellMap-like sample (FIB-SEM, labels, X-ray, TEM) with ground truth."""
 
-    report, progress = rich_reporter()
-    with progress:
-        sample = make_demo(directory, size=size, seed=seed, overwrite=force, progress=report)
-    typer.echo(sample.summary())
-    for title, step in DEMO_PIPELINE:
-        typer.echo(f"\n== {title}")
-        text = step(directory, sample)
-        if text:
-            typer.echo(text)
-
-    report_path = write_report(load_workspace(directory), force=force)
-    typer.echo(f"\n== QC report\n{report_path}")
+    for text in run_demo(directory, size=size, seed=seed, force=force):
+        typer.echo(text)

@@ -1,12 +1,72 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: the CLI runner and the tiny demo sample, written once per session."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
+
+from coframe.cli import app
+from coframe.demo.outputs import DemoSample
+from coframe.demo.sample import make_demo
+
+#: Seed of the session's tiny demo sample.
+DEMO_SEED = 1
 
 
 @pytest.fixture
 def runner() -> CliRunner:
     """Typer CLI runner (stderr kept apart from stdout)."""
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSample:
+    """The tiny demo sample (seed :data:`DEMO_SEED`, no edges yet), written once per session.
+
+    Shared by every test that asks for it: read it, never change it. A test
+    that runs a step, adds an edge or writes into the workspace takes
+    :func:`demo_copy` instead.
+    """
+    return make_demo(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=DEMO_SEED)
+
+
+@pytest.fixture
+def demo_copy(tiny_demo: DemoSample, tmp_path: Path) -> DemoSample:
+    """A private copy of :func:`tiny_demo` that the test may change."""
+    return copy_demo(tiny_demo, tmp_path / "demo")
+
+
+@pytest.fixture(scope="session")
+def demo_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``coframe demo DIR --size tiny --seed 1`` run once per session: the directory and stdout.
+
+    The whole pipeline ran on it (edges, resampled images, report): read it,
+    never change it (copy it with ``shutil.copytree`` first).
+    """
+    directory = tmp_path_factory.mktemp("demo-cli") / "demo"
+    result = CliRunner().invoke(app, ["demo", str(directory), "--size", "tiny", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    return directory, result.stdout
+
+
+def copy_demo(sample: DemoSample, root: Path) -> DemoSample:
+    """Copy a demo's directory to ``root``; the sample's description with its paths there."""
+    shutil.copytree(sample.root, root)
+
+    def moved(path: Path) -> Path:
+        return root / path.relative_to(sample.root)
+
+    return replace(
+        sample,
+        root=root,
+        workspace=moved(sample.workspace),
+        fibsem=moved(sample.fibsem),
+        labels=moved(sample.labels),
+        xray=moved(sample.xray),
+        ground_truth=moved(sample.ground_truth),
+        tem=tuple(replace(s, path=moved(s.path)) for s in sample.tem),
+    )
