@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coframe.app.images import image_location
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
 from coframe.core.errors import (
@@ -235,10 +236,8 @@ def _truth_tre(
 def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
     if path is None:
         return None
-
-    location = str(path) if "://" in str(path) else str(Path(path).expanduser().absolute())
     try:
-        return open_volume(location, unit=ws.unit)
+        return open_volume(image_location(path), unit=ws.unit)
     except InputNotFoundError as e:
         raise InputNotFoundError(f"{e} ({flag})") from e
 
