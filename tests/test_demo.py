@@ -32,6 +32,7 @@ def _attrs(path: Path) -> dict:
     return json.loads((path / ".zattrs").read_text())
 
 
+@pytest.mark.slow
 def test_cli_writes_the_tiny_demo(demo_cli_run: tuple[Path, str]) -> None:
     out, stdout = demo_cli_run
     for text in ("fibsem.zarr/recon-1/em/fibsem-uint8", "xray.zarr", "tem-1", "landmark pairs"):
@@ -51,10 +52,9 @@ def test_cli_writes_the_tiny_demo(demo_cli_run: tuple[Path, str]) -> None:
 
 
 def test_cli_demo_refuses_existing_outputs_and_bad_sizes(
-    demo_cli_run: tuple[Path, str], runner, tmp_path: Path
+    demo_copy: DemoSample, runner, tmp_path: Path
 ) -> None:
-    out = tmp_path / "demo"
-    shutil.copytree(demo_cli_run[0], out)
+    out = demo_copy.root
     again = runner.invoke(app, ["demo", str(out), "--size", "tiny"])
     assert again.exit_code == 2
     assert "--force" in again.stderr and "coframe.yaml" in again.stderr

@@ -174,6 +174,7 @@ def test_before_overlay_uses_the_initial_transform_named_in_provenance(
     assert "before (initial transform init.tfm)" in html
 
 
+@pytest.mark.slow
 def test_demo_ends_by_writing_the_report(demo_cli_run: tuple[Path, str]) -> None:
     directory, stdout = demo_cli_run
     report = directory / "report.html"

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from coframe.app.register import read_truth
@@ -58,6 +59,7 @@ def test_a_ground_truth_stored_the_other_way_is_inverted(
     np.testing.assert_allclose(inverted.apply(forward.apply(fixed)), fixed, atol=1.0)
 
 
+@pytest.mark.slow
 def test_register_in_the_demo_reports_tre_against_its_ground_truth(
     runner: CliRunner, demo_copy: DemoSample
 ) -> None:
@@ -89,6 +91,7 @@ def test_register_in_the_demo_reports_tre_against_its_ground_truth(
     assert folder.exit_code == 2 and "transform format" in folder.stderr
 
 
+@pytest.mark.slow
 def test_the_demo_pipeline_registers_and_prints_the_tre(demo_copy: DemoSample) -> None:
     assert any(step is demo_register_step for _, step in DEMO_PIPELINE)
     text = demo_register_step(demo_copy.root, demo_copy)
