@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,14 +79,26 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSample:
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSample]:
     """The tiny demo sample (seed :data:`DEMO_SEED`, no edges yet), written once per session.
 
-    Shared by every test that asks for it: read it, never change it. A test
-    that runs a step, adds an edge or writes into the workspace takes
-    :func:`demo_copy` instead.
+    Shared by every test that asks for it: read it, never change it (the
+    session fails if its files change). A test that runs a step, adds an edge
+    or writes into the workspace takes :func:`demo_copy` instead.
     """
-    return make_demo(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=DEMO_SEED)
+    sample = make_demo(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=DEMO_SEED)
+    before = _files(sample.root)
+    yield sample
+    assert _files(sample.root) == before, "a test changed the shared tiny demo: use demo_copy"
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file under ``root``."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture
