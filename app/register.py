@@ -207,16 +207,17 @@ def read_truth(
     spaces
         The FIXED and MOVING space names.
     file_unit
-        Unit of unit-less files (ITK, BigWarp); default the workspace unit.
+        Unit of unit-less files (ITK, BigWarp) and of NGFF axes that declare
+        none; default the workspace unit.
     """
     fmt = detect_transform_format(path)
     if fmt in ("bigwarp-csv", "bigwarp-json"):
         return lmk.load_landmarks(path, unit=ws.unit, file_unit=file_unit)
     if fmt == "ngff":
-        graph = SpaceGraph.from_scene(read_scene(path, unit=ws.unit))
+        graph = SpaceGraph.from_scene(read_scene(path, unit=ws.unit, file_unit=file_unit))
         if set(spaces) <= set(graph.spaces):
             return graph.transform(*spaces)
-        return read_ngff_transform(path, unit=ws.unit)
+        return read_ngff_transform(path, unit=ws.unit, file_unit=file_unit)
     return read_transform(path, unit=ws.unit, file_unit=file_unit, format=fmt)
 
 
