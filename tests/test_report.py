@@ -136,6 +136,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(workspace: Path, runner, tmp_path: Path) -> None:
     _chromium_or_skip()
     assert runner.invoke(app, ["report", "-w", str(workspace)]).exit_code == 0
