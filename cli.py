@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import shlex
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
 from typer.core import TyperGroup
 
 from coframe.app.edges import export_scene, import_scene, link_transform
+from coframe.app.images import add_image
 from coframe.app.locate import render_locate, run_locate
-from coframe.app.overlay import overlay_in_workspace
-from coframe.app.points import points_csv_text, read_points
-from coframe.app.register import (
-    RegisterRequest,
-    demo_register_step,
-    format_report,
-    refuse,
-    run_register,
-)
+from coframe.app.overlay import write_workspace_overlay
+from coframe.app.points import map_workspace_points
+from coframe.app.register import RegisterRequest, format_report, refuse, run_register
 from coframe.app.report import write_report
 from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
-from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError
-from coframe.core.units import canonical_unit, unit_factor
-from coframe.demo.locate import demo_locate_step
-from coframe.demo.resample import demo_resample_step
-from coframe.demo.sample import make_demo, rich_reporter
+from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
-from coframe.transforms.formats.ngff import read_scene
-from coframe.transforms.graph import SpaceGraph, describe_graph, map_points, render_graph
-from coframe.views.overlay_views import check_output, overlay_summary, parse_options, write_overlay
+from coframe.transforms.graph import describe_graph, render_graph
+from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text
 from coframe.volumes.open import open_volume, parse_floats, parse_select
+
+T = TypeVar("T")
 
 
 class _Group(TyperGroup):
@@ -62,13 +58,21 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
-            typer.echo(f"coframe {version('coframe')}")
-        except PackageNotFoundError:
+            typer.echo(f"coframe {metadata.version('coframe')}")
+        except metadata.PackageNotFoundError:
             typer.echo("coframe (not installed)")
         raise typer.Exit()
+
+
+def _opt(help: str, *names: str) -> Any:
+    """A ``typer.Option`` with its help (and its flag names, when not the parameter's)."""
+    return typer.Option(*names, help=help)
+
+
+def _arg(help: str) -> Any:
+    """A ``typer.Argument`` with its help."""
+    return typer.Argument(help=help)
 
 
 @app.callback()
@@ -85,33 +89,21 @@ def main(
 
 @app.command("info")
 def info_cmd(
-    path: Annotated[str, typer.Argument(help="Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    unit: Annotated[str, typer.Option("--unit", help="Unit of reported lengths.")] = "nanometer",
-    voxel_size: Annotated[
-        str | None, typer.Option("--voxel-size", help="Level-0 voxel size: one value or z,y,x.")
-    ] = None,
-    origin: Annotated[
-        str | None, typer.Option("--origin", help="Centre of voxel 0 of level 0: z,y,x.")
-    ] = None,
+    path: Annotated[str, _arg("Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
+    as_json: Annotated[bool, _opt("Print JSON.", "--json")] = False,
+    unit: Annotated[str, _opt("Unit of reported lengths.")] = "nanometer",
+    voxel_size: Annotated[str | None, _opt("Level-0 voxel size: one value or z,y,x.")] = None,
+    origin: Annotated[str | None, _opt("Centre of voxel 0 of level 0: z,y,x.")] = None,
     input_unit: Annotated[
-        str | None,
-        typer.Option("--input-unit", help="Unit of --voxel-size and --origin (default: --unit)."),
+        str | None, _opt("Unit of --voxel-size and --origin (default: --unit).")
     ] = None,
     select: Annotated[
-        list[str] | None,
-        typer.Option("--select", help="AXIS=INDEX for a channel or time axis (repeatable)."),
+        list[str] | None, _opt("AXIS=INDEX for a channel or time axis (repeatable).")
     ] = None,
-    modality: Annotated[
-        str | None, typer.Option("--modality", help="xray, fibsem, tem or labels.")
-    ] = None,
-    level: Annotated[
-        str | None, typer.Option("--level", help="Show only this level (number or path).")
-    ] = None,
+    modality: Annotated[str | None, _opt("xray, fibsem, tem or labels.")] = None,
+    level: Annotated[str | None, _opt("Show only this level (number or path).")] = None,
 ) -> None:
     """Show an image's axes, unit, levels, voxel sizes, origins, extents and chunks."""
-    import json
-
     volume = open_volume(
         path,
         unit=unit,
@@ -131,14 +123,18 @@ _WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from he
 
 
 def _load_ws(workspace: Path | None) -> Any:
-
     return load_workspace(find_workspace(explicit=workspace))
+
+
+def _from_flags(ctx: typer.Context, make: Callable[..., T], **given: Any) -> T:
+    """``make(...)`` called with the parsed flags named like its parameters, and ``given``."""
+    names = inspect.signature(make).parameters
+    flags = {k: v for k, v in ctx.params.items() if k in names and k not in given}
+    return make(**flags, **given)
 
 
 def _command_line(ctx: typer.Context) -> str:
     """The command line of ``ctx``, rebuilt from its parsed parameters (for provenance)."""
-    import shlex
-
     parts = ["coframe", ctx.info_name or ""]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
@@ -152,12 +148,11 @@ def _command_line(ctx: typer.Context) -> str:
 
 @app.command("init")
 def init_cmd(
-    directory: Annotated[Path, typer.Argument(help="Workspace directory (created).")] = Path("."),
-    unit: Annotated[str, typer.Option("--unit", help="Workspace length unit.")] = "nanometer",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite coframe.yaml.")] = False,
+    directory: Annotated[Path, _arg("Workspace directory (created).")] = Path("."),
+    unit: Annotated[str, _opt("Workspace length unit.")] = "nanometer",
+    force: Annotated[bool, _opt("Overwrite coframe.yaml.", "--force")] = False,
 ) -> None:
     """Create a workspace (coframe.yaml) in DIRECTORY."""
-
     ws = init_workspace(directory, unit=unit, force=force)
     typer.echo(f"workspace {ws.file} (unit {ws.unit})")
 
@@ -169,26 +164,19 @@ _WorkspaceOption = Annotated[
 
 @app.command("add")
 def add_cmd(
-    name: Annotated[str, typer.Argument(help="Image name.")],
-    path: Annotated[str, typer.Argument(help="Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
-    modality: Annotated[str | None, typer.Option(help="xray, fibsem, tem or labels.")] = None,
-    voxel_size: Annotated[str | None, typer.Option(help="One value or z,y,x.")] = None,
-    input_unit: Annotated[str | None, typer.Option(help="Unit of --voxel-size.")] = None,
-    space: Annotated[str | None, typer.Option(help="Space name (default: NAME).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an image.")] = False,
+    ctx: typer.Context,
+    name: Annotated[str, _arg("Image name.")],
+    path: Annotated[str, _arg("Image path or URL (OME-Zarr, N5, TIFF, MRC).")],
+    modality: Annotated[str | None, _opt("xray, fibsem, tem or labels.")] = None,
+    voxel_size: Annotated[str | None, _opt("One value or z,y,x.")] = None,
+    input_unit: Annotated[str | None, _opt("Unit of --voxel-size.")] = None,
+    space: Annotated[str | None, _opt("Space name (default: NAME).")] = None,
+    force: Annotated[bool, _opt("Replace an image.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add an image to the workspace (it is opened to validate it)."""
-
-    ws = _load_ws(workspace)
     vs = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
-    location = path if "://" in path else str(Path(path).expanduser().absolute())
-    volume = open_volume(
-        location, unit=ws.unit, voxel_size=vs, input_unit=input_unit, modality=modality
-    )
-    ws = ws.add_image(
-        name, location, modality or volume.modality, space, vs, input_unit, force, axes=volume.axes
-    )
+    ws, volume = _from_flags(ctx, add_image, ws=_load_ws(workspace), voxel_size=vs)
     ws.save()
     img, level = ws.images[name], volume.levels[0]
     typer.echo(
@@ -201,18 +189,17 @@ def add_cmd(
 @app.command("link")
 def link_cmd(
     ctx: typer.Context,
-    from_space: Annotated[str, typer.Argument(help="Space whose points the transform maps.")],
-    to_space: Annotated[str, typer.Argument(help="Space the points are mapped into.")],
-    file: Annotated[Path, typer.Argument(help="Transform file: ITK, OME-NGFF or BigWarp.")],
-    unit: Annotated[str | None, typer.Option(help="Unit of an ITK/BigWarp file.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an edge.")] = False,
+    from_space: Annotated[str, _arg("Space whose points the transform maps.")],
+    to_space: Annotated[str, _arg("Space the points are mapped into.")],
+    file: Annotated[Path, _arg("Transform file: ITK, OME-NGFF or BigWarp.")],
+    unit: Annotated[str | None, _opt("Unit of an ITK/BigWarp file.")] = None,
+    force: Annotated[bool, _opt("Replace an edge.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a transform file as the edge FROM_SPACE -> TO_SPACE.
 
     A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
     """
-
     ws = _load_ws(workspace)
     command = _command_line(ctx)
     ws, t = link_transform(
@@ -229,50 +216,32 @@ def link_cmd(
 
 @app.command("graph")
 def graph_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, _opt("Print JSON.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Show the spaces, their images and the transform edges of the workspace."""
-    import json
-
     description = describe_graph(_load_ws(workspace))
     typer.echo(json.dumps(description, indent=2) if as_json else render_graph(description))
 
 
 @app.command("points")
 def points_cmd(
-    source: Annotated[str, typer.Argument(help="Source space (or image name).")],
-    target: Annotated[str, typer.Argument(help="Target space (or image name).")],
-    coords: Annotated[str, typer.Argument(help="JSON list of (z, y, x) points, or a CSV file.")],
-    scene: Annotated[Path | None, typer.Option(help="Read the graph from an NGFF scene.")] = None,
-    via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
-    csv_out: Annotated[Path | None, typer.Option(help="Also write the points as CSV.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --csv-out.")] = False,
+    ctx: typer.Context,
+    source: Annotated[str, _arg("Source space (or image name).")],
+    target: Annotated[str, _arg("Target space (or image name).")],
+    coords: Annotated[str, _arg("JSON list of (z, y, x) points, or a CSV file.")],
+    scene: Annotated[Path | None, _opt("Read the graph from an NGFF scene.")] = None,
+    via: Annotated[list[str] | None, _opt("Pass through this space.")] = None,
+    csv_out: Annotated[Path | None, _opt("Also write the points as CSV.")] = None,
+    force: Annotated[bool, _opt("Overwrite --csv-out.", "--force")] = False,
     unit: Annotated[
-        str | None, typer.Option(help="Unit of COORDS (default: workspace unit, nm for --scene).")
+        str | None, _opt("Unit of COORDS (default: workspace unit, nm for --scene).")
     ] = None,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Map physical (z, y, x) points from SOURCE to TARGET and print them as JSON."""
-    import json
-
-    stops = list(via or [])
     try:
-        points = read_points(coords)
-        factor = 1.0
-        if scene is not None:
-            scene_unit = canonical_unit(unit or "nanometer", key="--unit")
-            graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
-        else:
-            ws = _load_ws(workspace)
-            graph = ws.graph()
-            factor = 1.0 if unit is None else unit_factor(canonical_unit(unit), ws.unit)
-            source, target = ws.space_of(source), ws.space_of(target)
-            stops = [ws.space_of(v) for v in stops]
-        mapped = map_points(graph, source, target, points, stops, scale=factor)
-        if csv_out is not None:
-            text = points_csv_text(mapped, graph.spaces.get(target))
-            write_text_atomic(csv_out, text, force=force)
+        mapped = _from_flags(ctx, map_workspace_points, via=via or ())
     except CoframeError as e:
         typer.echo(json.dumps({"message": str(e)}))
         raise
@@ -284,128 +253,78 @@ def points_cmd(
 
 @app.command("overlay")
 def overlay_cmd(
-    a: Annotated[str, typer.Argument(help="Image A (magenta).")],
-    b: Annotated[str, typer.Argument(help="Image B (green).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .png (panel grid) or .tif.")],
-    frame: Annotated[str, typer.Option(help="Views in the space of A or B.")] = "A",
-    views: Annotated[
-        str | None, typer.Option(help="z,y,x,max-z,max-y,max-x (3D) or plane (2D).")
-    ] = None,
+    ctx: typer.Context,
+    a: Annotated[str, _arg("Image A (magenta).")],
+    b: Annotated[str, _arg("Image B (green).")],
+    out: Annotated[Path, _opt("Output .png (panel grid) or .tif.", "--out", "-o")],
+    frame: Annotated[str, _opt("Views in the space of A or B.")] = "A",
+    views: Annotated[str | None, _opt("z,y,x,max-z,max-y,max-x (3D) or plane (2D).")] = None,
     modes: Annotated[
-        str | None, typer.Option(help="composite,checkerboard,difference,blend (default all).")
+        str | None, _opt("composite,checkerboard,difference,blend (default all).")
     ] = None,
-    box: Annotated[
-        str | None, typer.Option(help="Physical box z0,y0,x0:z1,y1,x1 in the frame.")
-    ] = None,
-    point: Annotated[str | None, typer.Option(help="Slices pass through z,y,x.")] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Output pixel size.")] = None,
-    level: Annotated[
-        str | None, typer.Option(help="Frame image level giving the pixel size.")
-    ] = None,
-    size: Annotated[int, typer.Option(help="Longest view side in pixels.")] = 512,
-    tile: Annotated[
-        str, typer.Option(help="Checkerboard tile: pixels (32) or length (2um).")
-    ] = "32",
-    alpha: Annotated[float, typer.Option(help="Weight of B in the blend.")] = 0.5,
-    limits_a: Annotated[str | None, typer.Option(help="Contrast of A: lo,hi.")] = None,
-    limits_b: Annotated[str | None, typer.Option(help="Contrast of B: lo,hi.")] = None,
+    box: Annotated[str | None, _opt("Physical box z0,y0,x0:z1,y1,x1 in the frame.")] = None,
+    point: Annotated[str | None, _opt("Slices pass through z,y,x.")] = None,
+    pixel_size: Annotated[float | None, _opt("Output pixel size.")] = None,
+    level: Annotated[str | None, _opt("Frame image level giving the pixel size.")] = None,
+    size: Annotated[int, _opt("Longest view side in pixels.")] = 512,
+    tile: Annotated[str, _opt("Checkerboard tile: pixels (32) or length (2um).")] = "32",
+    alpha: Annotated[float, _opt("Weight of B in the blend.")] = 0.5,
+    limits_a: Annotated[str | None, _opt("Contrast of A: lo,hi.")] = None,
+    limits_b: Annotated[str | None, _opt("Contrast of B: lo,hi.")] = None,
     plane: Annotated[
-        str | None, typer.Option(help="Show the plane of a located 2D section (its space).")
+        str | None, _opt("Show the plane of a located 2D section (its space).")
     ] = None,
     viewer_out: Annotated[
-        Path | None, typer.Option(help="Also write an OME-Zarr + neuroglancer state here.")
+        Path | None, _opt("Also write an OME-Zarr + neuroglancer state here.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    force: Annotated[bool, _opt("Overwrite outputs.", "--force")] = False,
+    as_json: Annotated[bool, _opt("Print a JSON summary.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Show images A and B in one frame: composite, checkerboard, difference, blend."""
-    import json
-
     check_output(out, force=force)
-    options = parse_options(
-        frame=frame,
-        views=views,
-        modes=modes,
-        box=box,
-        point=point,
-        pixel_size=pixel_size,
-        level=level,
-        size=size,
-        tile=tile,
-        alpha=alpha,
-        limits_a=limits_a,
-        limits_b=limits_b,
-        plane=plane,
+    options = _from_flags(ctx, parse_options)  # --frame, --views, --modes, --box, ...
+    summary = write_workspace_overlay(
+        _load_ws(workspace), a, b, out, options, viewer_out=viewer_out, force=force
     )
-    ws = _load_ws(workspace)
-    overlay = overlay_in_workspace(ws, a, b, options)
-    files = write_overlay(overlay, out, force=force)
-    summary = overlay_summary(overlay, files)
-    if viewer_out is not None:
-        summary["viewer"] = export_viewer(ws, a, b, viewer_out, options, force=force)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    for f in files:
+    for f in summary["files"] + (summary["viewer"]["files"] if viewer_out is not None else []):
         typer.echo(f"wrote {f}")
-    if viewer_out is not None:
-        for f in summary["viewer"]["files"]:
-            typer.echo(f"wrote {f}")
 
 
 @app.command("export-viewer")
 def export_viewer_cmd(
-    a: Annotated[str, typer.Argument(help="Image A (magenta, channel 0).")],
-    b: Annotated[str, typer.Argument(help="Image B (green, channel 1).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
-    frame: Annotated[str, typer.Option(help="Resample into the space of A or B.")] = "A",
-    box: Annotated[
-        str | None, typer.Option(help="Physical box z0,y0,x0:z1,y1,x1 in the frame.")
-    ] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Output voxel size.")] = None,
-    level: Annotated[
-        str | None, typer.Option(help="Frame image level giving the voxel size.")
-    ] = None,
-    size: Annotated[int, typer.Option(help="Longest side of the export in voxels.")] = 256,
-    limits_a: Annotated[str | None, typer.Option(help="Window of A: lo,hi.")] = None,
-    limits_b: Annotated[str | None, typer.Option(help="Window of B: lo,hi.")] = None,
+    ctx: typer.Context,
+    a: Annotated[str, _arg("Image A (magenta, channel 0).")],
+    b: Annotated[str, _arg("Image B (green, channel 1).")],
+    out: Annotated[Path, _opt("Output directory.", "--out", "-o")],
+    frame: Annotated[str, _opt("Resample into the space of A or B.")] = "A",
+    box: Annotated[str | None, _opt("Physical box z0,y0,x0:z1,y1,x1 in the frame.")] = None,
+    pixel_size: Annotated[float | None, _opt("Output voxel size.")] = None,
+    level: Annotated[str | None, _opt("Frame image level giving the voxel size.")] = None,
+    size: Annotated[int, _opt("Longest side of the export in voxels.")] = 256,
+    limits_a: Annotated[str | None, _opt("Window of A: lo,hi.")] = None,
+    limits_b: Annotated[str | None, _opt("Window of B: lo,hi.")] = None,
     plane: Annotated[
-        str | None, typer.Option(help="Export the plane of a located 2D section (its space).")
+        str | None, _opt("Export the plane of a located 2D section (its space).")
     ] = None,
     url_base: Annotated[
-        str, typer.Option(help="URL that serves --serve-root (for neuroglancer sources).")
+        str, _opt("URL that serves --serve-root (for neuroglancer sources).")
     ] = "http://127.0.0.1:8000",
     serve_root: Annotated[
-        Path | None, typer.Option(help="Directory served at --url-base (default: common root).")
+        Path | None, _opt("Directory served at --url-base (default: common root).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    force: Annotated[bool, _opt("Overwrite outputs.", "--force")] = False,
+    as_json: Annotated[bool, _opt("Print a JSON summary.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write A and B resampled as one OME-Zarr (napari) and a neuroglancer state."""
-    import json
-
-    options = parse_options(
-        frame=frame,
-        box=box,
-        pixel_size=pixel_size,
-        level=level,
-        size=size,
-        limits_a=limits_a,
-        limits_b=limits_b,
-        plane=plane,
-    )
+    options = _from_flags(ctx, parse_options)  # --frame, --box, --pixel-size, ...
+    ws = _load_ws(workspace)
     summary = export_viewer(
-        _load_ws(workspace),
-        a,
-        b,
-        out,
-        options,
-        size=size,
-        url_base=url_base,
-        serve_root=serve_root,
-        force=force,
+        ws, a, b, out, options, size=size, url_base=url_base, serve_root=serve_root, force=force
     )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -418,27 +337,23 @@ def export_viewer_cmd(
 
 @app.command("report")
 def report_cmd(
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="HTML file (default report.html).")
-    ] = None,
-    size: Annotated[int, typer.Option(help="Longest side of each overlay view.")] = 256,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the report.")] = False,
+    out: Annotated[Path | None, _opt("HTML file (default report.html).", "--out", "-o")] = None,
+    size: Annotated[int, _opt("Longest side of each overlay view.")] = 256,
+    force: Annotated[bool, _opt("Overwrite the report.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write one self-contained HTML QC page: graph, edges, metrics, overlays."""
-
     path = write_report(_load_ws(workspace), out, size=size, force=force)
     typer.echo(f"wrote {path}")
 
 
 @app.command("export-scene")
 def export_scene_cmd(
-    out: Annotated[Path, typer.Argument(help="Output OME-NGFF scene (Zarr group).")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    out: Annotated[Path, _arg("Output OME-NGFF scene (Zarr group).")],
+    force: Annotated[bool, _opt("Overwrite OUT.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write the workspace's spaces and edges as one OME-NGFF (RFC-5) scene."""
-
     ws = _load_ws(workspace)
     written = export_scene(ws, out, force=force)
     typer.echo(f"wrote {written}: {len(ws.all_spaces())} spaces, {len(ws.edges)} transformations")
@@ -447,12 +362,11 @@ def export_scene_cmd(
 @app.command("import-scene")
 def import_scene_cmd(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="OME-NGFF scene: Zarr group or .json file.")],
-    force: Annotated[bool, typer.Option("--force", help="Replace edges and files.")] = False,
+    path: Annotated[Path, _arg("OME-NGFF scene: Zarr group or .json file.")],
+    force: Annotated[bool, _opt("Replace edges and files.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a scene's coordinate systems as spaces and its transformations as edges."""
-
     ws = _load_ws(workspace)
     new = import_scene(ws, path, force=force, command=_command_line(ctx))
     new.save()
@@ -518,7 +432,6 @@ def resample_cmd(
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Resample SOURCE into the frame of image INTO: chunked, resumable, on dask."""
-
     ws = _load_ws(workspace)
     size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
     shape = None if chunks is None else tuple(int(c) for c in parse_floats(chunks, flag="--chunks"))
@@ -563,72 +476,51 @@ def resample_cmd(
 @app.command("register")
 def register_cmd(
     ctx: typer.Context,
-    moving: Annotated[str, typer.Argument(help="Image to move (name in the workspace).")],
-    fixed: Annotated[str, typer.Argument(help="Image that stays (name in the workspace).")],
-    preset: Annotated[
-        str | None, typer.Option(help="Preset name (xray-to-fibsem...) or YAML path.")
-    ] = None,
-    steps: Annotated[
-        str | None, typer.Option(help="Chained steps, e.g. rigid,affine,bspline.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a preset key: key=value.")
-    ] = None,
+    moving: Annotated[str, _arg("Image to move (name in the workspace).")],
+    fixed: Annotated[str, _arg("Image that stays (name in the workspace).")],
+    preset: Annotated[str | None, _opt("Preset name (xray-to-fibsem...) or YAML path.")] = None,
+    steps: Annotated[str | None, _opt("Chained steps, e.g. rigid,affine,bspline.")] = None,
+    set_: Annotated[list[str] | None, _opt("Override a preset key: key=value.", "--set")] = None,
     init: Annotated[
         str | None,
-        typer.Option(help="Start: auto, identity, geometry, moments, edge or landmarks."),
+        _opt("Start: auto, identity, geometry, moments, edge or landmarks."),
     ] = None,
     init_edge: Annotated[
-        bool, typer.Option("--init-edge", help="Start from the workspace's FIXED -> MOVING path.")
+        bool, _opt("Start from the workspace's FIXED -> MOVING path.", "--init-edge")
     ] = False,
     landmarks: Annotated[
-        Path | None, typer.Option(help="BigWarp landmarks (CSV/JSON) that give the start.")
+        Path | None, _opt("BigWarp landmarks (CSV/JSON) that give the start.")
     ] = None,
     eval_landmarks: Annotated[
-        Path | None, typer.Option(help="BigWarp landmarks held out to measure TRE.")
+        Path | None, _opt("BigWarp landmarks held out to measure TRE.")
     ] = None,
     landmarks_unit: Annotated[
-        str | None, typer.Option(help="Unit of landmark files (default: workspace unit).")
+        str | None, _opt("Unit of landmark files (default: workspace unit).")
     ] = None,
-    fixed_mask: Annotated[Path | None, typer.Option(help="Mask image in FIXED's space.")] = None,
-    moving_mask: Annotated[Path | None, typer.Option(help="Mask image in MOVING's space.")] = None,
+    fixed_mask: Annotated[Path | None, _opt("Mask image in FIXED's space.")] = None,
+    moving_mask: Annotated[Path | None, _opt("Mask image in MOVING's space.")] = None,
     multi_start: Annotated[
-        bool, typer.Option("--multi-start", help="Try rotated starts (poses far from identity).")
+        bool, _opt("Try rotated starts (poses far from identity).", "--multi-start")
     ] = False,
-    level_moving: Annotated[str | None, typer.Option(help="Pyramid level of MOVING.")] = None,
-    level_fixed: Annotated[str | None, typer.Option(help="Pyramid level of FIXED.")] = None,
+    level_moving: Annotated[str | None, _opt("Pyramid level of MOVING.")] = None,
+    level_fixed: Annotated[str | None, _opt("Pyramid level of FIXED.")] = None,
     ground_truth: Annotated[
         Path | None,
-        typer.Option(help="Demo ground_truth folder, FIXED -> MOVING transform or landmarks."),
+        _opt("FIXED -> MOVING transform (ITK, OME-NGFF) or BigWarp landmarks to measure TRE."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an edge; store a result whose metric worsened.")
+        bool, _opt("Replace an edge; store a result whose metric worsened.", "--force")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, _opt("Print the report as JSON.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Register MOVING onto FIXED and store the FIXED -> MOVING edge with its QC."""
-    import json
-
     ws = _load_ws(workspace)
-    request = RegisterRequest(
-        moving=moving,
-        fixed=fixed,
-        preset=preset,
+    request = _from_flags(
+        ctx,
+        RegisterRequest,
         steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()),
         overrides=tuple(set_ or ()),
-        landmarks=landmarks,
-        eval_landmarks=eval_landmarks,
-        landmarks_unit=landmarks_unit,
-        fixed_mask=fixed_mask,
-        moving_mask=moving_mask,
-        multi_start=multi_start,
-        init=init,
-        init_edge=init_edge,
-        level_moving=level_moving,
-        level_fixed=level_fixed,
-        ground_truth=ground_truth,
-        force=force,
         command=_command_line(ctx),
     )
     ws, outcome = run_register(ws, request)
@@ -641,34 +533,28 @@ def register_cmd(
 @app.command("locate")
 def locate_cmd(
     ctx: typer.Context,
-    section: Annotated[str, typer.Argument(help="2D section image (name in the workspace).")],
-    volume: Annotated[str, typer.Argument(help="3D volume image (name in the workspace).")],
-    normal: Annotated[
-        str | None, typer.Option(help="Expected plane normal z,y,x (either sign).")
-    ] = None,
-    near: Annotated[
-        str | None, typer.Option(help="Physical point z,y,x near the section centre.")
-    ] = None,
+    section: Annotated[str, _arg("2D section image (name in the workspace).")],
+    volume: Annotated[str, _arg("3D volume image (name in the workspace).")],
+    normal: Annotated[str | None, _opt("Expected plane normal z,y,x (either sign).")] = None,
+    near: Annotated[str | None, _opt("Physical point z,y,x near the section centre.")] = None,
     max_tilt: Annotated[
         float | None,
-        typer.Option(help="Largest angle (degrees) from --normal (or the volume z axis)."),
+        _opt("Largest angle (degrees) from --normal (or the volume z axis)."),
     ] = None,
     shrinkage: Annotated[
-        bool, typer.Option("--shrinkage", help="Fit in-plane shrinkage and shear (2D affine).")
+        bool, _opt("Fit in-plane shrinkage and shear (2D affine).", "--shrinkage")
     ] = False,
     out_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder of the matched slice, picture and report (default: locate/...)."),
+        _opt("Folder of the matched slice, picture and report (default: locate/...)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace outputs and the edge; store a doubtful pose.")
+        bool, _opt("Replace outputs and the edge; store a doubtful pose.", "--force")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, _opt("Print the report as JSON.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
-    import json
-
     options = LocateOptions(
         normal=None if normal is None else parse_floats(normal, flag="--normal"),  # type: ignore[arg-type]
         near=None if near is None else parse_floats(near, flag="--near"),  # type: ignore[arg-type]
@@ -685,57 +571,16 @@ def locate_cmd(
 
 # ---------------------------------------------------------------------- demo
 
-#: Steps run after ``coframe demo`` has written the sample, in order, as
-#: ``(title, step)``; ``step(directory, sample)`` gets the workspace directory
-#: and the :class:`coframe.demo.sample.DemoSample` and returns text to print (or None).
-#: Later stages of the pipeline (registration, resampling, reports) append here.
-DEMO_PIPELINE: list[tuple[str, Callable[[Path, Any], str | None]]] = []
-
-
-def _demo_register(directory: Path, sample: Any) -> str | None:
-
-    return demo_register_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("register the X-ray onto the FIB-SEM", _demo_register))
-
-
-def _demo_resample(directory: Path, sample: Any) -> str | None:
-
-    return demo_resample_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("resample each modality into the other's frame", _demo_resample))
-
-
-def _demo_locate(directory: Path, sample: Any) -> str | None:
-
-    return demo_locate_step(directory, sample)
-
-
-DEMO_PIPELINE.append(("locate the TEM sections in the X-ray volume", _demo_locate))
-
 
 @app.command("demo")
 def demo_cmd(
-    directory: Annotated[
-        Path, typer.Argument(help="Output directory (the demo workspace).")
-    ] = Path("coframe-demo"),
-    size: Annotated[str, typer.Option("--size", help="default, small or tiny.")] = "default",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and its noise.")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo.")] = False,
+    directory: Annotated[Path, _arg("Output directory (the demo workspace).")] = Path(
+        "coframe-demo"
+    ),
+    size: Annotated[str, _opt("default, small or tiny.")] = "default",
+    seed: Annotated[int, _opt("Seed of the sample and its noise.")] = 0,
+    force: Annotated[bool, _opt("Overwrite a previous demo.", "--force")] = False,
 ) -> None:
     """Write a synthetic CellMap-like sample (FIB-SEM, labels, X-ray, TEM) with ground truth."""
-
-    report, progress = rich_reporter()
-    with progress:
-        sample = make_demo(directory, size=size, seed=seed, overwrite=force, progress=report)
-    typer.echo(sample.summary())
-    for title, step in DEMO_PIPELINE:
-        typer.echo(f"\n== {title}")
-        text = step(directory, sample)
-        if text:
-            typer.echo(text)
-
-    report_path = write_report(load_workspace(directory), force=force)
-    typer.echo(f"\n== QC report\n{report_path}")
+    for text in run_demo(directory, size=size, seed=seed, force=force):
+        typer.echo(text)

@@ -1,45 +1,21 @@
-"""Overlays of two workspace images (``coframe overlay``): their channels, plane and frame."""
+"""``coframe overlay``: two workspace images in one frame, as pictures and a viewer export."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+from pathlib import Path
+from typing import Any
 
+from coframe.app.channels import resolve_plane, workspace_channels
+from coframe.app.viewer import export_viewer
 from coframe.app.workspace import Workspace
-from coframe.core.errors import WorkspaceError
-from coframe.views.overlay_views import Channel, Overlay, OverlayOptions, make_overlay
-from coframe.volumes.volume import Volume
-
-
-def workspace_channels(ws: Workspace, a: str, b: str) -> tuple[Channel, Channel]:
-    """Open two workspace images as overlay channels."""
-    if a not in ws.images or b not in ws.images:
-        missing = a if a not in ws.images else b
-        raise WorkspaceError(
-            f"unknown image {missing!r} in {ws.file}: known images {', '.join(ws.images) or '-'} "
-            f"(add it with `coframe add`)"
-        )
-    return (
-        Channel(a, ws.open_image(a), ws.images[a].space),
-        Channel(b, ws.open_image(b), ws.images[b].space),
-    )
-
-
-def resolve_plane(ws: Workspace, options: OverlayOptions) -> tuple[OverlayOptions, Volume | None]:
-    """Options whose ``plane`` names a space, and the image living in it (if any).
-
-    ``--plane`` may name a space, an image (its space is used) or an edge
-    ``SPACE -> VOLUME`` (its source space is used).
-    """
-    if options.plane is None:
-        return options, None
-    name = options.plane.split("->")[0].strip()
-    try:
-        space = ws.space_of(name)
-    except WorkspaceError as e:
-        raise WorkspaceError(f"--plane {options.plane!r}: {e}") from e
-    names = sorted(ws.images_in(space), key=lambda n: ws.images[n].modality == "labels")
-    volume = ws.open_image(names[0]) if names else None
-    return replace(options, plane=space), volume
+from coframe.views.overlay_views import (
+    Overlay,
+    OverlayOptions,
+    make_overlay,
+    overlay_summary,
+    write_overlay,
+)
 
 
 def overlay_in_workspace(ws: Workspace, a: str, b: str, options: OverlayOptions) -> Overlay:
@@ -47,3 +23,29 @@ def overlay_in_workspace(ws: Workspace, a: str, b: str, options: OverlayOptions)
     ca, cb = workspace_channels(ws, a, b)
     options, plane_volume = resolve_plane(ws, options)
     return make_overlay(ws.graph(), ca, cb, options, unit=ws.unit, plane_volume=plane_volume)
+
+
+def write_workspace_overlay(
+    ws: Workspace,
+    a: str,
+    b: str,
+    out: str | os.PathLike[str],
+    options: OverlayOptions,
+    *,
+    viewer_out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write the overlay of images A and B, and with ``viewer_out`` their viewer export too.
+
+    Returns
+    -------
+    The overlay's JSON-ready summary (:func:`coframe.views.overlay_views.overlay_summary`);
+    its ``files`` are the pictures written, and ``viewer`` (with ``viewer_out``)
+    the export's summary (:func:`coframe.app.viewer.export_viewer`).
+    """
+    overlay = overlay_in_workspace(ws, a, b, options)
+    files = write_overlay(overlay, Path(out), force=force)
+    summary = overlay_summary(overlay, files)
+    if viewer_out is not None:
+        summary["viewer"] = export_viewer(ws, a, b, viewer_out, options, force=force)
+    return summary

@@ -1,7 +1,9 @@
-"""The point lists of ``coframe points``: physical coordinates in numpy axis order.
+"""``coframe points``: physical point lists in numpy axis order, mapped between spaces.
 
 A JSON list of points (or one point), or a CSV file with one point per row and
 an optional header of axis names (which may reorder the columns).
+:func:`map_workspace_points` maps them through a workspace's graph or an
+OME-NGFF scene's.
 """
 
 from __future__ import annotations
@@ -9,12 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from coframe.app.workspace import find_workspace, load_workspace
+from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import FormatError, InputNotFoundError, ParseError
+from coframe.core.units import canonical_unit, unit_factor
+from coframe.transforms.formats.ngff import read_scene
+from coframe.transforms.graph import SpaceGraph, map_points
 
 _AXIS_ORDER = ("z", "y", "x")
 
@@ -54,6 +62,60 @@ def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
     if p.suffix.lower() == ".json":
         return _points_from_json(content, str(p))
     return _points_from_csv(content, str(p))
+
+
+def map_workspace_points(
+    source: str,
+    target: str,
+    coords: str,
+    *,
+    scene: Path | None = None,
+    workspace: Path | None = None,
+    via: Sequence[str] = (),
+    unit: str | None = None,
+    csv_out: Path | None = None,
+    force: bool = False,
+) -> np.ndarray:
+    """Map the points of ``coords`` from space ``source`` to ``target``.
+
+    Parameters
+    ----------
+    source, target
+        Space (or, in a workspace, image) names.
+    coords
+        The points (see :func:`read_points`).
+    scene
+        Read the graph from this OME-NGFF scene instead of a workspace.
+    workspace
+        Workspace directory (default: found from the current directory upward).
+    via
+        Spaces the path must pass through, in order.
+    unit
+        Unit of the points (default: the workspace unit; nanometer for a scene).
+    csv_out
+        Also write the mapped points there as CSV.
+    force
+        Overwrite ``csv_out``.
+
+    Returns
+    -------
+    The mapped points, ``(N, d)``, in the unit of the input points.
+    """
+    points = read_points(coords)
+    stops, factor = list(via), 1.0
+    if scene is not None:
+        scene_unit = canonical_unit(unit or "nanometer", key="--unit")
+        graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
+    else:
+        ws = load_workspace(find_workspace(explicit=workspace))
+        graph = ws.graph()
+        factor = 1.0 if unit is None else unit_factor(canonical_unit(unit), ws.unit)
+        source, target = ws.space_of(source), ws.space_of(target)
+        stops = [ws.space_of(v) for v in stops]
+    mapped = map_points(graph, source, target, points, stops, scale=factor)
+    if csv_out is not None:
+        write_text_atomic(csv_out, points_csv_text(mapped, graph.spaces.get(target)), force=force)
+    return mapped
 
 
 def points_csv_text(points: np.ndarray, axes: tuple[str, ...] | None = None) -> str:

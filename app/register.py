@@ -10,16 +10,14 @@ provenance only when QC allows it. The estimators themselves never write.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from coframe.app.images import image_location
 from coframe.app.provenance import make_provenance
-from coframe.app.workspace import Workspace, load_workspace
+from coframe.app.workspace import Workspace
 from coframe.core.errors import (
     InputNotFoundError,
     NoPathError,
@@ -27,24 +25,22 @@ from coframe.core.errors import (
     RegistrationError,
     WorkspaceError,
 )
-from coframe.core.units import unit_factor
 from coframe.registration import landmarks as lmk
 from coframe.registration.inputs import check_pair
 from coframe.registration.pipeline import RegistrationResult, register
 from coframe.registration.presets import load_preset, parse_overrides
 from coframe.registration.qc import rounded, tre, verdict
-from coframe.transforms.affine import Affine
-from coframe.transforms.base import Chain, Transform
-from coframe.transforms.field import DisplacementField
-from coframe.transforms.formats.dispatch import read_transform, write_transform
-from coframe.transforms.graph import summarize_transform
+from coframe.transforms.base import Transform
+from coframe.transforms.formats.dispatch import (
+    detect_transform_format,
+    read_transform,
+    write_transform,
+)
+from coframe.transforms.formats.ngff import read_ngff_transform, read_scene
+from coframe.transforms.graph import SpaceGraph, summarize_transform
 from coframe.transforms.point_pairs import Landmarks
 from coframe.volumes.open import open_volume
 
-#: Where the demo keeps its FIB-SEM -> X-ray ground truth, relative to the workspace.
-DEMO_TRUTH = Path("ground_truth") / "fibsem_to_xray_numbers.json"
-#: Spaces the demo ground truth maps between.
-DEMO_SPACES = ("fibsem", "xray")
 #: Fixed points the ground-truth TRE is measured on.
 TRE_POINTS = 3000
 
@@ -80,8 +76,8 @@ class RegisterRequest:
     level_moving, level_fixed
         Pyramid levels to work at.
     ground_truth
-        Demo ``ground_truth`` folder, a FIXED -> MOVING transform file, or a
-        landmark CSV; the demo's is found automatically.
+        The FIXED -> MOVING map (any transform format) or landmark pairs
+        (BigWarp) that TRE is measured against; see :func:`read_truth`.
     force
         Replace an existing edge/file and store a result whose metric got worse.
     command
@@ -192,74 +188,57 @@ def _workspace_path(ws: Workspace, fixed_space: str, moving_space: str) -> Trans
         return None
 
 
-def demo_truth(path: Path, unit: str) -> tuple[Transform, str, str]:
-    """The demo's FIB-SEM -> X-ray map from its numbers file, in ``unit``.
+def read_truth(
+    ws: Workspace, path: Path, spaces: tuple[str, str], file_unit: str | None = None
+) -> Transform | Landmarks:
+    """The ground truth of ``--ground-truth``: a FIXED -> MOVING map, or landmark pairs.
 
-    Returns
-    -------
-    tuple
-        The map and its input and output space names.
-
-    Raises
-    ------
-    InputNotFoundError
-        If the numbers file or its displacement array is missing.
+    Parameters
+    ----------
+    ws
+        The workspace (its unit is the unit of the result).
+    path
+        A transform file in any format :mod:`coframe.transforms.formats` reads:
+        BigWarp CSV/JSON are landmark pairs (TRE is measured at them); ITK
+        files hold the FIXED -> MOVING map; an OME-NGFF file or Zarr group
+        whose coordinate systems name the FIXED and MOVING spaces is read
+        through them (a MOVING -> FIXED transformation is inverted), otherwise
+        its one transformation is taken as FIXED -> MOVING.
+    spaces
+        The FIXED and MOVING space names.
+    file_unit
+        Unit of unit-less files (ITK, BigWarp) and of NGFF axes that declare
+        none; default the workspace unit.
     """
-    import zarr
-
-    numbers_file = path / DEMO_TRUTH.name if path.is_dir() else path
-    if not numbers_file.is_file():
-        raise InputNotFoundError(
-            f"{numbers_file} does not exist: --ground-truth expects the demo's ground_truth "
-            "folder, a transform file or a landmark CSV"
-        )
-    numbers = json.loads(numbers_file.read_text(encoding="utf-8"))
-    fld = numbers["field"]
-    store, _, array_path = str(fld["path"]).partition("/")
-    group = zarr.open_group(str(numbers_file.parent / store), mode="r")
-    vectors = np.asarray(group[array_path][...], dtype=np.float64)
-    affine = Affine.from_linear(np.asarray(numbers["matrix"]), np.asarray(numbers["translation"]))
-    truth = Chain((affine, DisplacementField(vectors, fld["origin"], fld["spacing"])))
-    return truth.with_unit_scale(unit_factor("nanometer", unit)), *DEMO_SPACES
+    fmt = detect_transform_format(path)
+    if fmt in ("bigwarp-csv", "bigwarp-json"):
+        return lmk.load_landmarks(path, unit=ws.unit, file_unit=file_unit)
+    if fmt == "ngff":
+        graph = SpaceGraph.from_scene(read_scene(path, unit=ws.unit, file_unit=file_unit))
+        if set(spaces) <= set(graph.spaces):
+            return graph.transform(*spaces)
+        return read_ngff_transform(path, unit=ws.unit, file_unit=file_unit)
+    return read_transform(path, unit=ws.unit, file_unit=file_unit, format=fmt)
 
 
 def _truth_tre(
     ws: Workspace, req: RegisterRequest, result: RegistrationResult, spaces: tuple[str, str]
 ) -> dict[str, float] | None:
-    """TRE against ``--ground-truth`` (or the demo's, found in the workspace)."""
-    path = req.ground_truth
-    if path is None:
-        auto = ws.root / DEMO_TRUTH
-        if not auto.is_file() or set(spaces) != set(DEMO_SPACES):
-            return None
-        path = auto.parent
-    path = Path(path)
-    if path.suffix.lower() in (".csv", ".json") and not _is_demo_numbers(path):
-        landmarks = lmk.load_landmarks(path, unit=ws.unit, file_unit=req.landmarks_unit)
-        return lmk.landmark_tre(result.transform, landmarks, result.working_voxel)
-    if path.is_dir() or _is_demo_numbers(path):
-        truth, source, target = demo_truth(path, ws.unit)
-        if spaces == (target, source):
-            truth = truth.inverse()
-        elif spaces != (source, target):
-            return None
-    else:
-        truth = read_transform(path, unit=ws.unit, file_unit=req.landmarks_unit)
+    """TRE against ``--ground-truth`` (None without one)."""
+    if req.ground_truth is None:
+        return None
+    truth = read_truth(ws, Path(req.ground_truth), spaces, req.landmarks_unit)
+    if isinstance(truth, Landmarks):
+        return lmk.landmark_tre(result.transform, truth, result.working_voxel)
     points = result.fixed.masked_points(TRE_POINTS, seed=result.preset.seed + 17)
     return tre(result.transform, points, truth.apply(points), result.working_voxel)
-
-
-def _is_demo_numbers(path: Path) -> bool:
-    return path.name == DEMO_TRUTH.name
 
 
 def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
     if path is None:
         return None
-
-    location = str(path) if "://" in str(path) else str(Path(path).expanduser().absolute())
     try:
-        return open_volume(location, unit=ws.unit)
+        return open_volume(image_location(path), unit=ws.unit)
     except InputNotFoundError as e:
         raise InputNotFoundError(f"{e} ({flag})") from e
 
@@ -490,35 +469,3 @@ def format_report(outcome: RegisterOutcome) -> str:
     if outcome.stored is not None:
         lines.append(f"  stored {outcome.stored}")
     return "\n".join(lines)
-
-
-def demo_register_step(directory: Path, sample: Any = None) -> str:
-    """The demo's registration: its X-ray (moving) onto its FIB-SEM (fixed), TRE vs the truth.
-
-    Parameters
-    ----------
-    directory
-        The demo workspace.
-    sample
-        The demo sample description (unused: the ground truth is read from
-        the workspace's ``ground_truth/`` folder, as a user would).
-
-    Returns
-    -------
-    str
-        The report, ending with the refusal reason when nothing was stored.
-    """
-
-    ws = load_workspace(directory)
-    request = RegisterRequest(
-        moving="xray",
-        fixed="fibsem",
-        preset="xray-to-fibsem",
-        force=True,
-        command=f"coframe register xray fibsem -w {directory} --force",
-    )
-    ws, outcome = run_register(ws, request)
-    if outcome.stored is not None:
-        ws.save()
-    text = format_report(outcome)
-    return f"{text}\n  not stored: {outcome.refused}" if outcome.refused else text

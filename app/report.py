@@ -117,7 +117,6 @@ def _image_in(ws: Workspace, space: str) -> str | None:
 
 
 def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
-
     a_name, b_name = _image_in(ws, edge.source), _image_in(ws, edge.target)
     if a_name is None or b_name is None:
         missing = edge.source if a_name is None else edge.target
@@ -129,7 +128,6 @@ def _channels(ws: Workspace, edge: EdgeEntry) -> tuple[Channel, Channel]:
 
 
 def _initial_transform(ws: Workspace, prov: Mapping[str, Any], dim: int) -> tuple[Transform, str]:
-
     initial = find_value(prov, "initial", "initial_transform", "init_edge", "init")
     if isinstance(initial, Mapping) and "matrix" in initial:
         source = f" ({initial['source']})" if initial.get("source") else ""
@@ -216,7 +214,6 @@ def _registration_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int
 
 
 def _section_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int) -> None:
-
     prov = edge.provenance
     pose = ws.load_edge(edge)
     affine = pose.as_affine()

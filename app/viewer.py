@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from coframe.app.overlay import resolve_plane, workspace_channels
+from coframe.app.channels import resolve_plane, workspace_channels
 from coframe.app.workspace import Workspace
 from coframe.core.atomic import atomic_output, refuse_existing, write_text_atomic
 from coframe.core.errors import CoframeError

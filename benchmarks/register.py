@@ -126,9 +126,9 @@ def make_mni_pair(kind: str, out: Path) -> dict[str, Any]:
 
 def make_demo_pair(demo: Path, out: Path) -> dict[str, Any]:
     """The demo's FIB-SEM (fixed, level nearest the X-ray voxel) and X-ray, in µm."""
-    from coframe.app.register import demo_truth
     from coframe.app.workspace import load_workspace
     from coframe.registration.inputs import padding_mask
+    from coframe.transforms.formats.dispatch import read_transform
 
     ws = load_workspace(demo)
     xray, fib = ws.open_image("xray"), ws.open_image("fibsem")
@@ -136,7 +136,7 @@ def make_demo_pair(demo: Path, out: Path) -> dict[str, Any]:
     fixed = level.read().astype(np.float32)
     moving_level = xray.levels[0]
     moving = moving_level.read().astype(np.float32)
-    truth_map, _, _ = demo_truth(demo / "ground_truth", ws.unit)
+    truth_map = read_transform(demo / "ground_truth" / "fibsem_to_xray.json", unit=ws.unit)
     rng = np.random.default_rng(0)
     mask = padding_mask(fixed, 2)
     index = np.argwhere(mask if mask is not None else np.ones(fixed.shape, bool))

@@ -1,4 +1,4 @@
-"""Deterministic noise and geometry helpers of the synthetic tissue (:mod:`coframe.demo.synthetic`).
+"""Deterministic noise and geometry helpers of the synthetic tissue (:mod:`coframe.demo.tissue`).
 
 Random numbers are hashes of integer coordinates (splitmix64), so any block
 of a field is rendered alone and matches its neighbours exactly; smooth noise

@@ -1,6 +1,6 @@
 """The built-in CellMap-like synthetic sample with its ground truth and workspace.
 
-:func:`make_demo` renders one seeded :class:`~coframe.demo.synthetic.Tissue` as
+:func:`make_demo` renders one seeded :class:`~coframe.demo.tissue.Tissue` as
 every modality of a correlative volume-EM experiment and writes:
 
 - ``fibsem.zarr/recon-1/em/fibsem-uint8``: OME-Zarr 0.4 in the CellMap layout
@@ -32,10 +32,8 @@ import math
 import multiprocessing
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,313 +45,28 @@ from scipy.spatial.transform import Rotation
 from coframe.app.workspace import init_workspace
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError
-from coframe.demo import synthetic as syn
+from coframe.demo.acquisition import FibsemAcquisition, index_blocks, worker_block, worker_init
+from coframe.demo.outputs import (
+    EM_PATH,
+    FIELD_ARRAY,
+    LABELS_PATH,
+    OUTPUTS,
+    SIZES,
+    TRUTH_DIR,
+    TRUTH_NGFF,
+    XRAY_PATH,
+    DemoSample,
+    TemSection,
+)
+from coframe.demo.progress import ProgressCallback, StepTimer
+from coframe.demo.render import render_nucleus_labels, render_tem, xray_attenuation, xray_image
+from coframe.demo.render_grid import section_render_grid
+from coframe.demo.tissue import ResinBlock, Tissue, TissueParams
 from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d, make_truth
 from coframe.resampling.writer import MultiscaleWriter, create_ome_zarr
 from coframe.transforms.formats.bigwarp import write_bigwarp_json, write_bigwarp_landmarks
 from coframe.transforms.point_pairs import Landmarks
-from coframe.volumes.write import LevelSpec, write_mrc, write_tiff
-
-EM_PATH = "fibsem.zarr/recon-1/em/fibsem-uint8"
-LABELS_PATH = "fibsem.zarr/recon-1/labels/nuc"
-XRAY_PATH = "xray.zarr"
-TRUTH_DIR = "ground_truth"
-FIELD_ARRAY = "coordinateTransformations/fibsem_to_xray_displacements"
-_OUTPUTS = ("coframe.yaml", "fibsem.zarr", XRAY_PATH, "tem", TRUTH_DIR)
-
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    """Dimensions of a demo sample (lengths in nm)."""
-
-    name: str
-    block_voxels: int  # FIB-SEM s0 voxels per axis
-    n_levels: int
-    whole_budget: int  # levels of at most this many voxels are written over the whole block
-    crop_shape: tuple[int, int, int]  # s0 voxels of the crop
-    chunks: tuple[int, int, int]
-    label_levels: int
-    xray_voxel: float
-    tem_count: int
-    tem_pixel: float
-    tem_pixels: int
-    tissue_scale: float = 1.0
-    field_nodes: int = 12
-    em_voxel: float = 8.0
-    label_voxel: float = 128.0
-    em_noise: float = 10.0
-
-
-SIZES: dict[str, DemoSize] = {
-    "default": DemoSize(
-        "default", 6000, 8, 60_000_000, (128, 384, 384), (64, 128, 128), 4, 750.0, 3, 40.0, 800
-    ),
-    "small": DemoSize(
-        "small", 3000, 7, 8_000_000, (128, 256, 256), (64, 128, 128), 3, 750.0, 3, 40.0, 300
-    ),
-    "tiny": DemoSize(
-        "tiny", 1600, 6, 1_200_000, (64, 128, 128), (32, 64, 64), 2, 800.0, 2, 80.0, 80, 0.6, 8
-    ),
-}
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class TemSection:
-    """One written TEM section and where it was cut.
-
-    ``to_fibsem`` and ``to_xray`` are 3x3 matrices (rows z, y, x; columns y,
-    x, 1) mapping section physical coordinates (nm; pixel ``(i, j)`` at
-    ``(i * pixel_size, j * pixel_size)``) into FIB-SEM and X-ray physical
-    space; the X-ray one is a least-squares fit of the warped map, its
-    largest residual in ``xray_residual`` (nm).
-    """
-
-    name: str
-    path: Path
-    shape: tuple[int, int]
-    pixel_size: float
-    tilt_deg: float
-    to_fibsem: np.ndarray
-    to_xray: np.ndarray
-    xray_residual: float
-
-
-@dataclass(frozen=True)
-class DemoSample:
-    """Everything :func:`make_demo` wrote, with the ground-truth numbers."""
-
-    root: Path
-    size: str
-    seed: int
-    workspace: Path
-    fibsem: Path
-    labels: Path
-    xray: Path
-    ground_truth: Path
-    fibsem_levels: tuple[LevelSpec, ...]
-    whole_from: int
-    crop_index: tuple[tuple[int, int], ...]
-    label_levels: tuple[LevelSpec, ...]
-    xray_levels: tuple[LevelSpec, ...]
-    tem: tuple[TemSection, ...]
-    truth: GroundTruth
-    landmarks_fixed: np.ndarray
-    landmarks_moving: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def crop_box(self) -> tuple[np.ndarray, np.ndarray]:
-        """Physical box (voxel edges, nm) of the written ``s0`` crop."""
-        v = np.asarray(self.fibsem_levels[0].voxel_size)
-        idx = np.asarray(self.crop_index, float)
-        return idx[:, 0] * v - v / 2, idx[:, 1] * v - v / 2
-
-    def summary(self) -> str:
-        """A human-readable account of what was written."""
-
-        def rel(p: Path) -> str:
-            return str(p.relative_to(self.root))
-
-        t, (lo, hi), lab, x0 = self.truth, self.crop_box, self.label_levels[0], self.xray_levels[0]
-        lines = [
-            f"demo sample '{self.size}' (seed {self.seed}) in {self.root}",
-            f"  workspace    {rel(self.workspace)}",
-        ]
-        lines.append(f"  FIB-SEM      {rel(self.fibsem)}  (OME-Zarr 0.4, uint8)")
-        for i, lvl in enumerate(self.fibsem_levels):
-            part = "whole block" if i >= self.whole_from else "crop only"
-            size = f"{_shape(lvl.shape):>18} voxels of {lvl.voxel_size[0]:g} nm"
-            lines.append(f"    {lvl.path:<3} {size}, {part}")
-        lines.append(f"    crop {_um(lo)} .. {_um(hi)} µm (z, y, x)")
-        size = f"s0 {_shape(lab.shape)} of {lab.voxel_size[0]:g} nm"
-        lines.append(f"  labels       {rel(self.labels)}  ({size})")
-        size = f"{_shape(x0.shape)} voxels of {x0.voxel_size[0]:g} µm"
-        lines.append(f"  X-ray        {rel(self.xray)}  ({size})")
-        for s in self.tem:
-            size = f"{_shape(s.shape)} pixels of {s.pixel_size:g} nm, tilted {s.tilt_deg:.1f}°"
-            lines.append(f"  {s.name:<12} {rel(s.path)}  ({size})")
-        lines.append(f"  ground truth {rel(self.ground_truth)}/  (FIB-SEM -> X-ray)")
-        lines.append(
-            f"    rotation {_fmt(t.rotation_deg)}° about z, y, x; scales {_fmt(t.scales, 4)}"
-        )
-        lines.append(
-            f"    translation {_um(t.translation)} µm; warp up to {t.warp_amplitude:.0f} nm"
-        )
-        lines.append(f"    {len(self.landmarks_fixed)} landmark pairs (BigWarp CSV and JSON)")
-        return "\n".join(lines)
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return " x ".join(str(int(n)) for n in shape)
-
-
-def _fmt(values: np.ndarray, digits: int = 2) -> str:
-    return "(" + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
-
-
-def _um(values: np.ndarray) -> str:
-    return _fmt(np.asarray(values) / 1000.0)
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Steps:
-    """Named steps with a number of work units, reported through an optional callback."""
-
-    def __init__(self, report: Progress | None) -> None:
-        self.report = report
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def step(self, name: str, total: int) -> Iterator[Callable[[], None]]:
-        done = [0]
-
-        def advance() -> None:
-            done[0] += 1
-            if self.report is not None:
-                self.report(name, done[0], total)
-
-        if self.report is not None:
-            self.report(name, 0, total)
-        t0 = time.perf_counter()
-        yield advance
-        self.timings[name] = time.perf_counter() - t0
-        if self.report is not None:
-            self.report(name, total, total)
-
-
-def rich_reporter(console: Any = None) -> tuple[Progress, Any]:
-    """A progress callback drawing one ``rich`` bar per step, and the progress display.
-
-    Enter the returned display (a context manager) around :func:`make_demo`;
-    it stays silent when the console is not a terminal.
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    con = console or Console(stderr=True)
-    columns = (
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    display = Progress(*columns, console=con, disable=not con.is_terminal)
-    tasks: dict[str, Any] = {}
-
-    def report(name: str, done: int, total: int) -> None:
-        if name not in tasks:
-            tasks[name] = display.add_task(name, total=total)
-        display.update(tasks[name], completed=done, total=total)
-
-    return report, display
-
-
-# --------------------------------------------------------------------------- FIB-SEM acquisition
-
-
-@dataclass(frozen=True)
-class _Acquisition:
-    """What a FIB-SEM render needs (picklable, for worker processes)."""
-
-    seed: int
-    size: DemoSize
-    tissue: syn.Tissue
-    block_lo: np.ndarray
-    block_hi: np.ndarray
-
-    @property
-    def length(self) -> float:
-        return float(self.block_hi[0] - self.block_lo[0])
-
-    def valid(self, lo: np.ndarray, voxel: float, shape: tuple[int, ...]) -> np.ndarray:
-        """Where the FIB-SEM holds data: False in the irregular zero padding at the block edges."""
-        length, phase = self.length, (self.seed % 97) / 97 * 2 * np.pi
-        rel = [(np.arange(n) + 0.5) * voxel + lo[k] - self.block_lo[k] for k, n in enumerate(shape)]
-
-        def margin(k: int) -> np.ndarray:  # trimmed a little differently on every slice
-            wave = np.sin(2 * np.pi * rel[0] / (0.7 * length) + phase * (k + 1))
-            wave += np.sin(2 * np.pi * rel[0] / (0.23 * length) + 1.7 * k)
-            return length * (0.0525 + 0.00875 * wave)[:, None]
-
-        ok_y = (rel[1][None] >= margin(0)) & (length - rel[1][None] >= margin(1))
-        ok_x = (rel[2][None] >= margin(2)) & (length - rel[2][None] >= margin(3))
-        ok_z = (rel[0] >= 0.02 * length) & (rel[0] <= 0.985 * length)
-        return ok_z[:, None, None] & ok_y[:, :, None] & ok_x[:, None, :]
-
-    def em(self, stain: np.ndarray, lo: np.ndarray, voxel: float) -> np.ndarray:
-        """FIB-SEM uint8 from stain: slice-wise gain/offset drift, noise, zero padding."""
-        length, phase = self.length, (self.seed % 89) / 89 * 2 * np.pi
-        z = lo[0] + (np.arange(stain.shape[0]) + 0.5) * voxel
-        zi = np.floor((z - self.block_lo[0]) / voxel).astype(np.int64)
-        n_slices = math.ceil(length / voxel) + 1
-        jitter = np.random.default_rng([self.seed, 31, int(voxel)]).uniform(-1, 1, (2, n_slices))[
-            :, zi
-        ]
-        avg = math.sqrt(
-            self.size.em_voxel / voxel
-        )  # per-slice jitter averages down at coarse levels
-        gain = (
-            1
-            + 0.06 * np.sin(2 * np.pi * z / (0.6 * length) + phase)
-            + 0.03 * np.sin(2 * np.pi * z / (0.13 * length))
-        )
-        gain += 0.02 * avg * jitter[0]
-        offset = 6 * np.sin(2 * np.pi * z / (0.4 * length) + 2 * phase) + 2.0 * avg * jitter[1]
-        em = syn.em_from_stain(stain) * gain[:, None, None].astype(np.float32) + offset[
-            :, None, None
-        ].astype(np.float32)
-        sigma = self.size.em_noise * (self.size.em_voxel / voxel) ** 1.5
-        where = [int(round(x)) + (1 << 30) for x in (lo - self.block_lo) / voxel]
-        em += (
-            np.random.default_rng([self.seed, int(voxel), *where])
-            .normal(0.0, sigma, em.shape)
-            .astype(np.float32)
-        )
-        out = np.clip(np.rint(em), 1, 255).astype(np.uint8)
-        out[~self.valid(lo, voxel, stain.shape)] = 0
-        return out
-
-    def block(
-        self, a: tuple[int, ...], b: tuple[int, ...], voxel: float
-    ) -> tuple[tuple[int, ...], np.ndarray]:
-        """Index box [a, b) of a level of ``voxel`` nm, rendered and acquired."""
-        lo, hi = self.block_lo + np.asarray(a) * voxel, self.block_lo + np.asarray(b) * voxel
-        return a, self.em(syn.render_stain(self.tissue, lo, hi, voxel), lo, voxel)
-
-
-_WORKER: dict[str, _Acquisition] = {}
-
-
-def _worker_init(acq: _Acquisition) -> None:
-    _WORKER["acq"] = acq
-
-
-def _worker_block(
-    job: tuple[tuple[int, ...], tuple[int, ...], float],
-) -> tuple[tuple[int, ...], np.ndarray]:
-    return _WORKER["acq"].block(*job)
-
-
-def _blocks(
-    box: tuple[tuple[int, int], ...], step: tuple[int, ...]
-) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Index blocks [a, b) of at most ``step`` covering ``box`` ((start, stop) per axis)."""
-    ranges = [range(lo, hi, s) for (lo, hi), s in zip(box, step, strict=True)]
-    return [
-        (a, tuple(min(x + s, hi) for x, s, (_, hi) in zip(a, step, box, strict=True)))
-        for a in (
-            tuple(int(v) for v in c)
-            for c in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(len(box), -1).T
-        )
-    ]
-
+from coframe.volumes.write import write_mrc, write_tiff
 
 # --------------------------------------------------------------------------- writing steps
 
@@ -361,8 +74,8 @@ def _blocks(
 @dataclass
 class _Context:
     root: Path
-    acq: _Acquisition
-    steps: _Steps
+    acq: FibsemAcquisition
+    steps: StepTimer
     truth: GroundTruth
     xray_shape: tuple[int, int, int]
     rng: np.random.Generator
@@ -381,15 +94,16 @@ def _render_level(
     spec = writer.levels[level]
     v = spec.voxel_size[0]
     jobs = [
-        (a, b, v) for a, b in _blocks(box, (spec.chunks[0], 2 * spec.chunks[1], 2 * spec.chunks[2]))
+        (a, b, v)
+        for a, b in index_blocks(box, (spec.chunks[0], 2 * spec.chunks[1], 2 * spec.chunks[2]))
     ]
     with ctx.steps.step(title, len(jobs)) as advance:
         if ctx.workers > 1 and len(jobs) >= 8:
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(
-                ctx.workers, mp_context=spawn, initializer=_worker_init, initargs=(ctx.acq,)
+                ctx.workers, mp_context=spawn, initializer=worker_init, initargs=(ctx.acq,)
             ) as pool:
-                for a, data in pool.map(_worker_block, jobs):
+                for a, data in pool.map(worker_block, jobs):
                     writer.write(level, a, data)
                     advance()
             return
@@ -463,13 +177,13 @@ def _write_labels(ctx: _Context) -> None:
         },
         write_metadata=False,
     )
-    blocks = _blocks(
+    blocks = index_blocks(
         tuple((0, n) for n in writer.levels[0].shape), tuple(2 * c for c in size.chunks)
     )
     with ctx.steps.step("nucleus labels", len(blocks) + len(writer.levels) - 1) as advance:
         for a, b in blocks:
             lo, hi = acq.block_lo + np.asarray(a) * v, acq.block_lo + np.asarray(b) * v
-            lab = syn.render_nucleus_labels(acq.tissue, lo, hi, v)
+            lab = render_nucleus_labels(acq.tissue, lo, hi, v)
             lab[~acq.valid(lo, v, lab.shape)] = 0
             writer.write(0, a, lab)
             advance()
@@ -486,9 +200,9 @@ def _write_xray(ctx: _Context) -> None:
     mu = np.empty(len(pts), np.float32)
     with ctx.steps.step("X-ray", 9) as advance:
         for part in np.array_split(np.arange(len(pts)), 8):
-            mu[part] = syn.xray_attenuation(ctx.acq.tissue, ctx.truth.inverse(pts[part]), v)
+            mu[part] = xray_attenuation(ctx.acq.tissue, ctx.truth.inverse(pts[part]), v)
             advance()
-        img = syn.xray_image(mu.reshape(shape), psf_sigma=0.7, noise=0.03, seed=ctx.acq.seed + 7)
+        img = xray_image(mu.reshape(shape), psf_sigma=0.7, noise=0.03, seed=ctx.acq.seed + 7)
         writer = create_ome_zarr(
             ctx.root / XRAY_PATH,
             shape0=shape,
@@ -531,9 +245,9 @@ def _write_tem(ctx: _Context) -> None:
             )
             rot = (tilt_rot * Rotation.from_euler("z", spin, degrees=True)).as_matrix()[::-1, ::-1]
             e_y, e_x = rot[:, 1], rot[:, 2]
-            grid = syn.section_grid(centre, e_y, e_x, shape, px)
+            grid = section_render_grid(centre, e_y, e_x, shape, px)
             gain, noise = float(rng.uniform(15_000, 35_000)), float(rng.uniform(0.01, 0.05))
-            img = syn.render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
+            img = render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
             if i == n:
                 path = write_mrc(ctx.root / "tem" / f"section-{i}.mrc", img, px * 10.0)
             else:
@@ -620,7 +334,7 @@ def _write_truth(ctx: _Context) -> None:
                 "coordinateTransformations": grid,
             }
         )
-        dump("fibsem_to_xray.json", scene(f"fibsem_to_xray.zarr/{FIELD_ARRAY}"))
+        dump(TRUTH_NGFF, scene(f"fibsem_to_xray.zarr/{FIELD_ARRAY}"))
         advance()
         numbers = {
             "description": (
@@ -698,7 +412,7 @@ def make_demo(
     size: str = "default",
     seed: int = 0,
     overwrite: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     workers: int | None = None,
 ) -> DemoSample:
     """Write the synthetic sample, its ground truth and its workspace into ``out_dir``.
@@ -730,7 +444,7 @@ def make_demo(
             f"unknown demo size {size!r}: expected one of {', '.join(SIZES)} (--size)"
         )
     spec, root = SIZES[size], Path(out_dir)
-    existing = [root / name for name in _OUTPUTS if (root / name).exists()]
+    existing = [root / name for name in OUTPUTS if (root / name).exists()]
     if existing and not overwrite:
         raise OverwriteError(
             f"output {existing[0]} already exists: pass --force to overwrite the demo in {root}"
@@ -758,23 +472,23 @@ def make_demo(
         field_nodes=spec.field_nodes,
     )
     corners = truth.inverse(np.array(list(np.ndindex(2, 2, 2)), float) * fov - spec.xray_voxel / 2)
-    resin = syn.ResinBlock(
+    resin = ResinBlock(
         float(block_lo[0] - 0.15 * length),
         (float(c_fib[1]), float(c_fib[2])),
         (0.62 * length, 0.6 * length),
     )
-    tissue = syn.Tissue(
+    tissue = Tissue(
         seed,
         corners.min(axis=0) - 2000.0,
         corners.max(axis=0) + 2000.0,
-        params=syn.TissueParams().scaled(spec.tissue_scale),
+        params=TissueParams().scaled(spec.tissue_scale),
         envelope_centre=c_fib + rng.uniform(-0.05, 0.05, 3) * length,
         envelope_radii=0.7 * length * np.array([1.0, 1.05, 0.95]),
         resin=resin,
     )
-    steps = _Steps(progress)
+    steps = StepTimer(progress)
     n_workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), 4))
-    acq = _Acquisition(seed, spec, tissue, block_lo, block_hi)
+    acq = FibsemAcquisition(seed, spec, tissue, block_lo, block_hi)
     ctx = _Context(root, acq, steps, truth, (n_x,) * 3, rng, n_workers)
     for _, run in GENERATION_STEPS:
         run(ctx)

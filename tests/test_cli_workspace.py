@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import yaml
 from typer.testing import CliRunner
 
@@ -282,8 +283,6 @@ def test_workspace_discovery_and_malformed_yaml(
 
 
 def _imagej_stack(path: Path, shape: tuple[int, ...], spacing_um: float) -> Path:
-    import tifffile
-
     axes = "ZYX" if len(shape) == 3 else "YX"
     tifffile.imwrite(
         path,

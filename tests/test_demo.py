@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
 import mrcfile
@@ -16,24 +18,27 @@ from scipy import ndimage
 
 from coframe.cli import app
 from coframe.core.errors import OverwriteError
-from coframe.demo.sample import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample, make_demo
+from coframe.demo.outputs import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample
+from coframe.demo.pipeline import DEMO_PIPELINE
+from coframe.demo.sample import make_demo
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> DemoSample:
-    return make_demo(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=5)
+@pytest.fixture
+def sample(tiny_demo: DemoSample) -> DemoSample:
+    return tiny_demo
 
 
 def _attrs(path: Path) -> dict:
     return json.loads((path / ".zattrs").read_text())
 
 
-def test_cli_writes_the_tiny_demo_and_needs_force(runner, tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--seed", "1"])
-    assert result.exit_code == 0, result.output
+@pytest.mark.slow
+def test_cli_writes_the_tiny_demo(demo_cli_run: tuple[Path, str]) -> None:
+    out, stdout = demo_cli_run
     for text in ("fibsem.zarr/recon-1/em/fibsem-uint8", "xray.zarr", "tem-1", "landmark pairs"):
-        assert text in result.output
+        assert text in stdout
+    headings = re.findall(r"^== (.+)$", stdout, re.M)
+    assert headings == [title for title, _ in DEMO_PIPELINE] + ["QC report"]
     for rel in (
         "coframe.yaml",
         EM_PATH + "/s0/.zarray",
@@ -45,15 +50,29 @@ def test_cli_writes_the_tiny_demo_and_needs_force(runner, tmp_path: Path) -> Non
     for name in ("fibsem_to_xray.json", "landmarks.csv", "landmarks.json", "tem_poses.json"):
         assert (out / "ground_truth" / name).is_file(), name
 
+
+def test_cli_demo_refuses_existing_outputs_and_bad_sizes(
+    demo_copy: DemoSample, runner, tmp_path: Path
+) -> None:
+    out = demo_copy.root
     again = runner.invoke(app, ["demo", str(out), "--size", "tiny"])
     assert again.exit_code == 2
     assert "--force" in again.stderr and "coframe.yaml" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
-    forced = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--force"])
-    assert forced.exit_code == 0, forced.output
 
     bad = runner.invoke(app, ["demo", str(tmp_path / "x"), "--size", "huge"])
     assert bad.exit_code == 2 and "huge" in bad.stderr and "--size" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_demo_with_force_runs_again_over_a_previous_demo(
+    demo_cli_run: tuple[Path, str], runner, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    shutil.copytree(demo_cli_run[0], out)
+    forced = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.rstrip().endswith(f"== QC report\n{out / 'report.html'}")
 
 
 def test_make_demo_refuses_to_overwrite(sample: DemoSample) -> None:
@@ -211,3 +230,28 @@ def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
         err = np.linalg.norm(corner - sample.truth.forward(fib_corner[None])[0])
         assert err <= pose["to_xray_max_residual_nm"] + 1e-6
         assert np.all((corner > 0) & (corner < 24 * 800.0))
+
+
+@pytest.mark.slow
+def test_the_default_demo_recovers_its_ground_truth(runner, tmp_path: Path) -> None:
+    """The README's first command: TRE and section poses within stated tolerances."""
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(out)])
+    assert result.exit_code == 0, result.output
+    text, xray_voxel = result.stdout, 750.0
+    tre = re.search(r"TRE vs ground_truth \(3000 points\): mean ([0-9.]+) .* max ([0-9.]+) ", text)
+    assert tre, text
+    mean, worst = (float(v) for v in tre.groups())
+    assert mean < 0.5 * xray_voxel and worst < 2.0 * xray_voxel, tre.group(0)
+    assert text.count("blocks in") == 3, text
+    poses = re.findall(
+        r"^(tem-\d): .*; stored as \1 -> xray\n  error vs truth: normal ([0-9.]+)°, in-plane "
+        r"rotation ([0-9.]+)°, offset along the normal [0-9.]+ nm \(([0-9.]+) X-ray voxels\), "
+        r"centre in plane [0-9.]+ nm \(([0-9.]+) voxels\)",
+        text,
+        re.M,
+    )
+    assert [p[0] for p in poses] == ["tem-1", "tem-2", "tem-3"], text
+    for name, normal, spin, offset, centre in poses:
+        assert float(normal) < 5.0 and float(spin) < 5.0, name  # degrees
+        assert float(offset) < 0.5 and float(centre) < 0.5, name  # X-ray voxels

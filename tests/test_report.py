@@ -15,7 +15,8 @@ from PIL import Image
 from samples import blobs
 
 from coframe.app.provenance import make_provenance
-from coframe.app.workspace import init_workspace
+from coframe.app.report import edge_role, find_value
+from coframe.app.workspace import init_workspace, load_workspace
 from coframe.cli import app
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Translation
@@ -136,6 +137,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(workspace: Path, runner, tmp_path: Path) -> None:
     _chromium_or_skip()
     assert runner.invoke(app, ["report", "-w", str(workspace)]).exit_code == 0
@@ -159,9 +161,6 @@ def test_report_renders_in_headless_chromium(workspace: Path, runner, tmp_path: 
 def test_before_overlay_uses_the_initial_transform_named_in_provenance(
     workspace: Path, runner
 ) -> None:
-    from coframe.app.report import edge_role, find_value
-    from coframe.app.workspace import load_workspace
-
     ws = load_workspace(workspace)
     edge = ws.edges[0]
     write_transform(Translation(np.array([0.0, 5.0, 0.0])), workspace / "init.tfm")
@@ -177,12 +176,11 @@ def test_before_overlay_uses_the_initial_transform_named_in_provenance(
     assert "before (initial transform init.tfm)" in html
 
 
-def test_demo_ends_by_writing_the_report(tmp_path: Path, runner) -> None:
-    directory = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", str(directory), "--size", "tiny"])
-    assert res.exit_code == 0, res.output
+@pytest.mark.slow
+def test_demo_ends_by_writing_the_report(demo_cli_run: tuple[Path, str]) -> None:
+    directory, stdout = demo_cli_run
     report = directory / "report.html"
-    assert res.stdout.rstrip().endswith(f"== QC report\n{report}")
+    assert stdout.rstrip().endswith(f"== QC report\n{report}")
     html = report.read_text(encoding="utf-8")
     for space in ("fibsem", "xray", "tem-1", "tem-2"):
         assert space in html

@@ -8,6 +8,7 @@ composite is grey to white. Every mode takes channels already normalised to
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from PIL import Image, ImageDraw, ImageFont
 
 from coframe.core.atomic import atomic_output
@@ -396,8 +398,6 @@ def save_png(path: str | os.PathLike[str], rgb: np.ndarray, *, overwrite: bool =
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """An RGB picture encoded as PNG bytes (for embedding)."""
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -418,8 +418,6 @@ def save_channels_tiff(
     float32. The unit goes into the ImageJ description and the resolution
     tags hold pixels per unit.
     """
-    import tifffile
-
     arr = np.asarray(channels)
     if arr.ndim != 3:
         raise DimensionError(f"channels of shape {arr.shape}: expected (c, y, x)")

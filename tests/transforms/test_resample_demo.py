@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
 from coframe.cli import app
+from coframe.demo.outputs import DemoSample
 from coframe.demo.resample import OUT_DIR, demo_resample_step
-from coframe.demo.sample import make_demo
 from coframe.volumes.open import open_volume
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("demo") / "d"
-    sample = make_demo(root, size="tiny", seed=1)
-    return root, sample
-
-
-def test_without_an_edge_the_step_is_skipped(demo: tuple[Path, object]) -> None:
-    root, sample = demo
-    text = demo_resample_step(root, sample)
+def test_without_an_edge_the_step_is_skipped(demo_copy: DemoSample) -> None:
+    root = demo_copy.root
+    text = demo_resample_step(root, demo_copy)
     assert "skipped" in text and "coframe register" in text
     assert not (root / OUT_DIR).exists()
 
 
-def test_each_modality_lands_in_the_others_frame(
-    demo: tuple[Path, object], runner: CliRunner
-) -> None:
-    root, sample = demo
+def test_each_modality_lands_in_the_others_frame(demo_copy: DemoSample, runner: CliRunner) -> None:
+    root, sample = demo_copy.root, demo_copy
     linked = runner.invoke(
         app,
         [

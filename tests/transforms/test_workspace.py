@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import coframe.core.atomic as atomic
+from coframe.app.points import points_csv_text, read_points
 from coframe.app.provenance import make_provenance, sha256_path
 from coframe.app.workspace import (
     EdgeEntry,
@@ -32,6 +33,13 @@ from coframe.core.errors import (
     UnitError,
     WorkspaceError,
 )
+from coframe.transforms.affine import Affine
+from coframe.transforms.formats.dispatch import (
+    detect_transform_format,
+    read_transform,
+    write_transform,
+)
+from coframe.transforms.tps import ThinPlateSpline
 
 DEMO_YAML = """\
 coframe: 1            # schema version
@@ -366,8 +374,6 @@ def test_edge_entries_compare_by_value_not_provenance() -> None:
 
 
 def test_transform_files_are_dispatched_by_suffix_and_content(tmp_path: Path) -> None:
-    from coframe.transforms.formats.dispatch import detect_transform_format
-
     landmarks = tmp_path / "bw.json"
     landmarks.write_text(
         '{"type": "BigWarpLandmarks", "numDimensions": 2, "movingPoints": [], '
@@ -400,9 +406,6 @@ def test_transform_files_are_dispatched_by_suffix_and_content(tmp_path: Path) ->
 
 @pytest.mark.parametrize("suffix", [".tfm", ".h5", ".zarr", ".json"])
 def test_write_then_read_an_affine_in_every_format(tmp_path: Path, suffix: str) -> None:
-    from coframe.transforms.affine import Affine
-    from coframe.transforms.formats.dispatch import read_transform, write_transform
-
     t = Affine(np.array([[1.1, 0.1, 0.0, 5.0], [0.0, 0.9, 0.2, -3.0], [0.05, 0.0, 1.0, 2.0]]))
     path = write_transform(t, tmp_path / f"t{suffix}", unit="nanometer", file_unit="micrometer")
     with pytest.raises(OverwriteError, match="--force"):
@@ -414,10 +417,6 @@ def test_write_then_read_an_affine_in_every_format(tmp_path: Path, suffix: str) 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_a_thin_plate_spline_goes_through_bigwarp_files(tmp_path: Path, suffix: str) -> None:
-    from coframe.transforms.affine import Affine
-    from coframe.transforms.formats.dispatch import read_transform, write_transform
-    from coframe.transforms.tps import ThinPlateSpline
-
     rng = np.random.default_rng(1)
     fixed = rng.uniform(0, 1000, (7, 3))
     tps = ThinPlateSpline(fixed, fixed + rng.normal(0, 5, (7, 3)))
@@ -430,8 +429,6 @@ def test_a_thin_plate_spline_goes_through_bigwarp_files(tmp_path: Path, suffix: 
 
 
 def test_point_lists_from_json_and_csv(tmp_path: Path) -> None:
-    from coframe.app.points import points_csv_text, read_points
-
     np.testing.assert_array_equal(read_points("[1, 2, 3]"), [[1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(read_points(" [[1, 2], [3, 4.5]] "), [[1, 2], [3, 4.5]])
     f = tmp_path / "p.csv"
@@ -461,8 +458,6 @@ def test_point_lists_from_json_and_csv(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_point_csv_names_the_line(tmp_path: Path, content: str, message: str) -> None:
-    from coframe.app.points import read_points
-
     f = tmp_path / "p.csv"
     f.write_text(content)
     with pytest.raises(ParseError, match=message):
@@ -479,7 +474,5 @@ def test_malformed_point_csv_names_the_line(tmp_path: Path, content: str, messag
     ],
 )
 def test_malformed_point_json_names_line_or_point(coords: str, message: str) -> None:
-    from coframe.app.points import read_points
-
     with pytest.raises(ParseError, match=message):
         read_points(coords)

@@ -28,6 +28,7 @@ from coframe.views.render import (
     robust_limits,
     scale_bar,
 )
+from coframe.volumes.open import open_volume
 from coframe.volumes.volume import Level, Volume
 
 
@@ -252,8 +253,6 @@ def _counted(volume: Volume) -> tuple[Volume, list[CountingSource]]:
 
 
 def test_overlay_of_a_20000_cubed_source_reads_only_the_chunks_it_shows(tmp_path) -> None:
-    from coframe.volumes.open import open_volume
-
     path = tmp_path / "big.zarr"
     writer = create_ome_zarr(
         path, shape0=(20000,) * 3, voxel_size0=(8.0,) * 3, dtype=np.uint8, n_levels=6

@@ -1,0 +1,48 @@
+"""Images of a workspace: where a user's path is kept, and adding an image once it opens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from coframe.app.workspace import Workspace
+from coframe.volumes.open import open_volume
+from coframe.volumes.volume import Volume
+
+
+def image_location(path: str | Path) -> str:
+    """A path or URL as coframe keeps it: URLs as given, local paths absolute."""
+    text = str(path)
+    return text if "://" in text else str(Path(text).expanduser().absolute())
+
+
+def add_image(
+    ws: Workspace,
+    name: str,
+    path: str | Path,
+    *,
+    modality: str | None = None,
+    voxel_size: Sequence[float] | None = None,
+    input_unit: str | None = None,
+    space: str | None = None,
+    force: bool = False,
+) -> tuple[Workspace, Volume]:
+    """Open an image (validating it) and add it to the workspace as ``name`` (not saved).
+
+    The space's axes are declared (or checked) from the opened image, and its
+    modality is the given one or the one its metadata tells.
+
+    Returns
+    -------
+    tuple
+        The new workspace and the opened image.
+    """
+    location = image_location(path)
+    volume = open_volume(
+        location, unit=ws.unit, voxel_size=voxel_size, input_unit=input_unit, modality=modality
+    )
+    modality = modality or volume.modality
+    ws = ws.add_image(
+        name, location, modality, space, voxel_size, input_unit, force, axes=volume.axes
+    )
+    return ws, volume
