@@ -87,6 +87,7 @@ def _drifting(fixed: np.ndarray) -> np.ndarray:
     return np.clip(fixed + offsets[:, None, None], 1, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_register_corrects_a_drifting_fixed_image(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:
@@ -126,6 +127,7 @@ def test_drift_named_by_modality_follows_the_image() -> None:
     assert drift_image("moving", "xray", "fibsem") == "moving"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", ["moving", "fibsem"])
 def test_register_corrects_a_drifting_moving_image(
     runner: CliRunner, make_pair: Callable[..., Pair], image: str

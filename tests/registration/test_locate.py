@@ -75,6 +75,7 @@ def test_plane_basis_and_in_plane_maps_are_right_handed() -> None:
     assert np.allclose(in_plane_maps([90.0], mirror=False)[0] @ [1.0, 0.0], [0.0, 1.0])
 
 
+@pytest.mark.slow
 def test_locate_finds_an_inverted_noisy_oblique_section(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=1)
     result = locate_section(grid_volume(section), grid_volume(phantom))
@@ -91,6 +92,7 @@ def test_locate_finds_an_inverted_noisy_oblique_section(phantom: GridImage) -> N
     assert result.symmetry == () and result.mirror is None and not result.mirror_tie
 
 
+@pytest.mark.slow
 def test_priors_restrict_the_search_and_still_find_the_pose(phantom: GridImage) -> None:
     section, truth = _section(phantom, seed=4, max_tilt=25.0)
     centre = truth.apply(section.center)[0]
@@ -106,6 +108,7 @@ def test_priors_restrict_the_search_and_still_find_the_pose(phantom: GridImage) 
     assert min(tilt, 180.0 - tilt) <= 30.0 + 1e-6
 
 
+@pytest.mark.slow
 def test_shrinkage_recovers_an_anisotropic_in_plane_scale(phantom: GridImage) -> None:
     rng = np.random.default_rng(7)
     size = (SECTION[0] * PIXEL, SECTION[1] * PIXEL)
@@ -157,6 +160,7 @@ def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: Gri
     assert tilt_margin(phantom, off, work, degrees=4.0) < 0.0
 
 
+@pytest.mark.slow
 def test_a_section_of_noise_is_not_trustworthy(phantom: GridImage) -> None:
     rng = np.random.default_rng(0)
     noise = GridImage(

@@ -55,6 +55,7 @@ def ws(scene: tuple[Path, Pose, GridImage], tmp_path: Path, runner: CliRunner) -
     return root
 
 
+@pytest.mark.slow
 def test_locate_stores_the_edge_and_writes_the_outputs(
     ws: Path, scene: tuple[Path, Pose, GridImage], runner: CliRunner
 ) -> None:
@@ -108,6 +109,7 @@ def test_a_bad_normal_is_refused(ws: Path, runner: CliRunner) -> None:
     assert "--normal" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_untrustworthy_pose_is_not_stored_unless_forced(ws: Path, runner: CliRunner) -> None:
     result = runner.invoke(app, ["locate", "noise", "volume", "-w", str(ws)])
     assert result.exit_code == 2

@@ -158,6 +158,7 @@ def test_the_mirror_pose_cuts_the_same_section_from_a_symmetric_volume() -> None
     assert float(here.array.std()) > 0.05
 
 
+@pytest.mark.slow
 def test_an_off_midline_section_ties_with_its_mirror_twin(
     volume: GridImage, section: GridImage
 ) -> None:
@@ -188,6 +189,7 @@ def test_an_off_midline_section_ties_with_its_mirror_twin(
     json.dumps(summary)
 
 
+@pytest.mark.slow
 def test_a_near_point_chooses_between_the_twins(volume: GridImage, section: GridImage) -> None:
     centre = off_midline_pose().apply(section.center)[0]
     options = LocateOptions(max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0)
@@ -198,6 +200,7 @@ def test_a_near_point_chooses_between_the_twins(volume: GridImage, section: Grid
     assert result.trustworthy
 
 
+@pytest.mark.slow
 def test_locate_cli_reports_the_tie_and_stores_nothing_unless_forced(
     volume: GridImage, section: GridImage, tmp_path: Path, runner: CliRunner
 ) -> None:

@@ -90,6 +90,7 @@ def test_refuses_to_overwrite_an_edge_without_force(
     assert pair.tre_vox(pair.edge()) < 0.25
 
 
+@pytest.mark.slow
 def test_start_from_an_inverse_bspline_edge_with_a_jump(
     runner: CliRunner, make_pair: Callable[..., Pair], tmp_path: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_auto_level_follows_the_coarser_image_and_never_reads_s0(
     assert pair.tre_vox(pair.edge()) < 0.6  # in 1000 nm voxels: 0.3 working voxels
 
 
+@pytest.mark.slow
 def test_multi_start_finds_a_pose_far_from_identity(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:

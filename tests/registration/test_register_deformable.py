@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from conftest import SHAPE, VOXEL, Pair, centre
 from typer.testing import CliRunner
 
@@ -47,6 +48,7 @@ _FAST = [
 ]
 
 
+@pytest.mark.slow
 def test_bspline_recovers_a_smooth_warp_after_the_affine(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:

@@ -42,6 +42,7 @@ def _nothing_stored(pair: Pair) -> None:
     assert not (pair.root / "transforms").exists() or not any((pair.root / "transforms").iterdir())
 
 
+@pytest.mark.slow
 def test_a_result_worse_than_the_start_is_refused_unless_forced(
     runner: CliRunner, make_pair: Callable[..., Pair]
 ) -> None:

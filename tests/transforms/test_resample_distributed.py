@@ -17,6 +17,7 @@ from coframe.transforms.affine import Affine
 from coframe.transforms.field import DisplacementField
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain", ["affine", "affine+field"])
 def test_local_cluster_of_two_processes_gives_the_same_output(tmp_path: Path, chain: str) -> None:
     """Through the compiled kernel (an affine) and numpy (an affine, then a field it leaves)."""

@@ -56,6 +56,7 @@ def _affine(matrix: np.ndarray, translation: np.ndarray, center=(0.0, 0.0, 0.0))
     dtype=st.sampled_from(DTYPES),
     threads=st.sampled_from([1, 2]),
 )
+@pytest.mark.slow
 def test_random_affines_equal_sitk(seed: int, dtype: np.dtype, threads: int) -> None:
     """Rotations, scales, shears and shifts; grids partly outside the source; any data type."""
     rng = np.random.default_rng(seed)
