@@ -20,8 +20,7 @@ from coframe.transforms.formats.ngff import (
 )
 from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem
 from coframe.transforms.graph import summarize_transform
-
-_AXIS_ORDER = ("z", "y", "x")
+from coframe.volumes.volume import SPATIAL_AXES_3D
 
 
 def link_transform(
@@ -114,7 +113,9 @@ def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) 
         items.append(SceneTransformation(e.source, e.target, t, f"{e.source} -> {e.target}"))
     systems = []
     for name, space in workspace.all_spaces().items():
-        axes = space.axes or (_AXIS_ORDER[-dims[name] :] if 0 < dims.get(name, 0) <= 3 else None)
+        axes = space.axes or (
+            SPATIAL_AXES_3D[-dims[name] :] if 0 < dims.get(name, 0) <= 3 else None
+        )
         if axes is None:
             raise WorkspaceError(
                 f"the axes of space {name!r} are unknown: declare spaces.{name}.axes in "

@@ -23,8 +23,7 @@ from coframe.core.errors import FormatError, InputNotFoundError, ParseError
 from coframe.core.units import canonical_unit, unit_factor
 from coframe.transforms.formats.ngff import read_scene
 from coframe.transforms.graph import SpaceGraph, map_points
-
-_AXIS_ORDER = ("z", "y", "x")
+from coframe.volumes.volume import SPATIAL_AXES_3D
 
 
 def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
@@ -122,7 +121,7 @@ def points_csv_text(points: np.ndarray, axes: tuple[str, ...] | None = None) -> 
     """CSV text of points, one per row, with a header of axis names."""
     arr = np.asarray(points, dtype=float).reshape(-1, np.shape(points)[-1])
     if axes is None or len(axes) != arr.shape[1]:
-        axes = _AXIS_ORDER[-arr.shape[1] :] if arr.shape[1] <= 3 else None
+        axes = SPATIAL_AXES_3D[-arr.shape[1] :] if arr.shape[1] <= 3 else None
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if axes is not None:
@@ -202,11 +201,11 @@ def _points_from_csv(content: str, source: str) -> np.ndarray:
 
 def _header_order(cells: list[str], source: str, lineno: int) -> list[int]:
     names = [c.lower() for c in cells]
-    expected = list(_AXIS_ORDER[-len(names) :]) if len(names) <= 3 else []
+    expected = list(SPATIAL_AXES_3D[-len(names) :]) if len(names) <= 3 else []
     if sorted(names) != sorted(expected):
         raise ParseError(
             f"{source} line {lineno}: header {cells} does not name the axes; expected a "
-            f"permutation of {', '.join(_AXIS_ORDER)} (or no header, columns in z, y, x order)"
+            f"permutation of {', '.join(SPATIAL_AXES_3D)} (or no header, columns in z, y, x order)"
         )
     return [names.index(axis) for axis in expected]
 

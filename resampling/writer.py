@@ -42,6 +42,7 @@ from coframe.core.errors import (
 )
 from coframe.core.units import canonical_unit
 from coframe.resampling.plan import OutputGrid
+from coframe.volumes.volume import SPATIAL_AXES_3D
 from coframe.volumes.write import (
     DEFAULT_CHUNKS,
     LevelSpec,
@@ -61,7 +62,6 @@ DEFAULT_COMPRESSOR = "lz4"
 TIFF_LIMIT = 2**30
 #: Name of a leading channel axis.
 CHANNEL_AXIS = "c"
-_SPATIAL = ("z", "y", "x")
 
 _LOCK = threading.Lock()
 _HANDLES: dict[tuple[str, str, str], Any] = {}
@@ -357,7 +357,7 @@ def create_ome_zarr(
     target = Path(path)
     shape0 = tuple(int(n) for n in shape0)
     ndim = len(shape0)
-    axes_t = tuple(axes) if axes is not None else _SPATIAL[-ndim:]
+    axes_t = tuple(axes) if axes is not None else SPATIAL_AXES_3D[-ndim:]
     if len(axes_t) != ndim:
         raise AxisError(f"axes {axes_t} do not match the {ndim}-D shape {shape0}")
     axes_entries(axes_t, unit)
