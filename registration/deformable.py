@@ -458,9 +458,9 @@ def bspline_step(
             StepReport("bspline", before, after, seconds, count, stop, False, note),
             stats,
         )
-    shrank = evaluate.lost_overlap(affine, result)
-    if after > before or shrank:
-        note = f"undone: {shrank or 'the metric got worse'}"
+    worse = evaluate.worse(affine, result)
+    if worse:
+        note = f"undone: {worse}"
         return (
             affine,
             StepReport("bspline", before, after, seconds, count, stop, False, note),

@@ -270,13 +270,10 @@ def linear_step(
     if problem or not math.isfinite(after):
         note = f"diverged: {problem or 'metric is ' + str(after)}"
         return initial, StepReport(kind, before, after, seconds, count, stop, False, note)
-    if after > before:
-        note = "undone: the metric got worse"
-        return initial, StepReport(kind, before, after, seconds, count, stop, False, note)
-    shrank = evaluate.lost_overlap(initial, result)
-    if shrank:
+    worse = evaluate.worse(initial, result)
+    if worse:
         return initial, StepReport(
-            kind, before, after, seconds, count, stop, False, f"undone: {shrank}"
+            kind, before, after, seconds, count, stop, False, f"undone: {worse}"
         )
     return result, StepReport(kind, before, after, seconds, count, stop)
 

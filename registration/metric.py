@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from coframe.registration.inputs import WorkImage, block_mean, geometric_voxel
 from coframe.registration.mutual_information import mutual_information
-from coframe.registration.presets import MetricConfig
+from coframe.registration.preset_sections import MetricConfig
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import from_sitk, to_sitk
@@ -30,8 +30,14 @@ from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 QC_POINTS = 20000
 #: Fraction of the sample that must map into the moving image for a finite metric.
 MIN_OVERLAP = 0.1
-#: Share of the starting overlap a step must keep to be accepted.
-KEEP_OVERLAP = 0.8
+#: Fraction of the sample that two maps must both place in the moving image to be compared.
+MIN_COMMON = 0.25
+
+
+def value_range(work: WorkImage) -> tuple[float, float]:
+    """Smallest and largest value of a working image inside its mask."""
+    inside = work.array if work.mask is None else work.array[work.mask]
+    return float(inside.min()), float(inside.max())
 
 
 def shrink_image(work: WorkImage, factor: int, sigma: float) -> WorkImage:
@@ -183,6 +189,10 @@ class Evaluator:
         Size of the fixed sample.
     seed
         Seed of the sample.
+    moving_range
+        Intensity range of the moving image's histogram bins (default: the
+        moving image's own), so that evaluators of different moving regions
+        compare.
     """
 
     def __init__(
@@ -193,14 +203,15 @@ class Evaluator:
         *,
         points: int = QC_POINTS,
         seed: int = 1,
+        moving_range: tuple[float, float] | None = None,
     ) -> None:
         self.metric = metric
         self.moving = moving
+        self.seed = seed
         self.points = fixed.masked_points(points, seed)
         index = np.rint((self.points - fixed.lo) / np.asarray(fixed.voxel_size)).astype(np.int64)
         self.fixed_values = fixed.array[tuple(index.T)].astype(np.float64)
-        inside = moving.array if moving.mask is None else moving.array[moving.mask]
-        self.moving_range = (float(inside.min()), float(inside.max()))
+        self.moving_range = moving_range or value_range(moving)
         self.fixed_range = (float(self.fixed_values.min()), float(self.fixed_values.max()))
 
     def moving_values(self, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
@@ -229,24 +240,61 @@ class Evaluator:
         """Fraction of the fixed sample that a transform maps into the moving image."""
         return float(self.moving_values(transform)[1].mean())
 
-    def lost_overlap(self, before: Transform, after: Transform) -> str:
-        """Why ``after`` shrank the overlap too much compared with ``before`` (empty if not).
+    def compare(self, before: Transform, after: Transform) -> tuple[float, float, float]:
+        """The metric of two maps on the sample points that both place in the moving image.
 
-        Mutual information computed on fewer points is biased upwards, so an
-        optimiser can "improve" it by sliding the images apart; a result that
-        keeps less than :data:`KEEP_OVERLAP` of the starting overlap is refused.
+        Mutual information measured on fewer points is biased upwards, so
+        values on different subsets do not compare: a map that slides the
+        images apart, or a true change of scale, changes which points count.
+        On a common subset that bias is the same for both.
+
+        Returns
+        -------
+        tuple
+            ``(metric_before, metric_after, common_fraction)``; the metrics are
+            ``inf`` when the maps share fewer than :data:`MIN_COMMON` of the sample.
         """
-        start, end = self.overlap(before), self.overlap(after)
-        if end < KEEP_OVERLAP * start:
-            return f"the overlap shrank from {start:.0%} to {end:.0%} of the sampled fixed points"
+        m0, keep0 = self.moving_values(before)
+        m1, keep1 = self.moving_values(after)
+        common = keep0 & keep1
+        fraction = float(common.mean())
+        if fraction < MIN_COMMON or common.sum() < 50:
+            return math.inf, math.inf, fraction
+        v0 = m0[common[keep0]]
+        v1 = m1[common[keep1]]
+        f = self.fixed_values[common]
+        return self._score(f, v0), self._score(f, v1), fraction
+
+    def worse(self, before: Transform, after: Transform) -> str:
+        """Why ``after`` is not better than ``before`` on their common points (empty if it is)."""
+        m0, m1, common = self.compare(before, after)
+        if not math.isfinite(m1):
+            return (
+                f"the maps share only {common:.0%} of the sampled fixed points, too few to compare"
+            )
+        if m1 > m0:
+            return (
+                f"the metric got worse ({m0:.5g} -> {m1:.5g} on the {common:.0%} of the sampled "
+                "fixed points both maps place in the moving image)"
+            )
         return ""
+
+    def shuffled(self, transform: Transform) -> float:
+        """The metric with the moving values shuffled among the sample: no alignment at all."""
+        m, keep = self.moving_values(transform)
+        if keep.sum() < 50:
+            return math.inf
+        rng = np.random.default_rng(self.seed)
+        return self._score(self.fixed_values[keep], rng.permutation(m))
 
     def __call__(self, transform: Transform) -> float:
         """The metric of one FIXED -> MOVING transform (physical units)."""
         m, keep = self.moving_values(transform)
         if keep.sum() < MIN_OVERLAP * self.points.shape[0] or keep.sum() < 50:
             return math.inf
-        f = self.fixed_values[keep]
+        return self._score(self.fixed_values[keep], m)
+
+    def _score(self, f: np.ndarray, m: np.ndarray) -> float:
         if self.metric.name == "meansquares":
             return float(np.mean((f - m) ** 2))
         if self.metric.name == "correlation":

@@ -9,7 +9,7 @@ from scipy import ndimage
 from coframe.registration.inputs import WorkImage, block_mean, padding_mask
 from coframe.registration.metric import Evaluator
 from coframe.registration.mutual_information import mutual_information
-from coframe.registration.presets import MetricConfig
+from coframe.registration.preset_sections import MetricConfig
 from coframe.registration.qc import jacobian_stats, tre
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.bspline import BSpline
@@ -34,15 +34,23 @@ def test_metric_is_lowest_at_the_true_alignment(name: str) -> None:
         assert evaluate(Translation(np.array([shift, 0.0, -shift]))) > at_truth
 
 
-def test_overlap_guard_names_the_shrinkage() -> None:
+def test_steps_are_judged_on_the_points_both_maps_share() -> None:
     array = _blobs()
-    evaluate = Evaluator(_image(array), _image(array), MetricConfig(), points=4000)
+    evaluate = Evaluator(_image(array), _image(300 - array), MetricConfig(), points=4000)
     identity = Affine(np.eye(4))
     assert evaluate.overlap(identity) == 1.0
-    assert evaluate.lost_overlap(identity, Translation(np.array([0.0, 0.0, 4.0]))) == ""
-    note = evaluate.lost_overlap(identity, Translation(np.array([0.0, 40.0, 40.0])))
-    assert "overlap shrank from 100%" in note
+    # a true 8% magnification keeps fewer fixed points inside the moving image, and is no worse
+    magnified = Affine.from_linear(np.eye(3) * 1.08, -0.08 * _image(array).centre)
+    assert evaluate.overlap(magnified) < 0.85
+    assert evaluate.worse(magnified, identity) == ""
+    assert "got worse" in evaluate.worse(identity, magnified)
+    # sliding the images apart does not win by small-sample bias
+    apart = Translation(np.array([0.0, 30.0, 30.0]))
+    assert "got worse" in evaluate.worse(identity, apart)
+    assert "too few to compare" in evaluate.worse(identity, Translation(np.array([0, 55.0, 55.0])))
     assert evaluate(Translation(np.array([200.0, 0.0, 0.0]))) == np.inf
+    # no alignment at all: the shuffled sample scores far worse than the aligned one
+    assert evaluate.shuffled(identity) > 0.5 * evaluate(identity)
 
 
 @pytest.mark.parametrize("binning", ["hard", "linear"])
