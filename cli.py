@@ -30,7 +30,7 @@ from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.graph import describe_graph, render_graph
 from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text
-from coframe.volumes.open import open_volume, parse_floats, parse_select
+from coframe.volumes.open import open_volume, parse_box, parse_floats, parse_point, parse_select
 
 T = TypeVar("T")
 
@@ -508,22 +508,35 @@ def register_cmd(
         Path | None,
         _opt("FIXED -> MOVING transform (ITK, OME-NGFF) or BigWarp landmarks to measure TRE."),
     ] = None,
+    near: Annotated[str | None, _opt("Search near z,y,x (in the larger image).")] = None,
+    search_box: Annotated[str | None, _opt("Search box z0,y0,x0:z1,y1,x1 (ditto).")] = None,
+    axis: Annotated[str | None, _opt("Search about axis z,y,x only (e.g. 1,0,0).")] = None,
+    max_tilt: Annotated[float | None, _opt("With --axis: largest tilt, degrees.")] = None,
     force: Annotated[
-        bool, _opt("Replace an edge; store a result whose metric worsened.", "--force")
+        bool,
+        _opt("Replace an edge; store a result that worsened or that is not trusted.", "--force"),
     ] = False,
     as_json: Annotated[bool, _opt("Print the report as JSON.", "--json")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
-    """Register MOVING onto FIXED and store the FIXED -> MOVING edge with its QC."""
+    """Register MOVING onto FIXED; store the FIXED -> MOVING edge if coframe trusts it.
+
+    With no start given, an image much smaller than the other is first
+    searched for over all orientations and a scale range.
+    """
     ws = _load_ws(workspace)
+    box = None if search_box is None else parse_box(search_box, 3, flag="--search-box")
     request = _from_flags(
         ctx,
         RegisterRequest,
         steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()),
         overrides=tuple(set_ or ()),
+        near=None if near is None else parse_point(near, flag="--near"),
+        search_box=None if box is None else (*box[0], *box[1]),
+        axis=None if axis is None else parse_point(axis, flag="--axis"),
         command=_command_line(ctx),
     )
-    ws, outcome = run_register(ws, request)
+    ws, outcome = run_register(ws, request, progress=not as_json)
     if outcome.stored is not None:
         ws.save()
     typer.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else format_report(outcome))
@@ -556,8 +569,8 @@ def locate_cmd(
 ) -> None:
     """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
     options = LocateOptions(
-        normal=None if normal is None else parse_floats(normal, flag="--normal"),  # type: ignore[arg-type]
-        near=None if near is None else parse_floats(near, flag="--near"),  # type: ignore[arg-type]
+        normal=None if normal is None else parse_point(normal, flag="--normal"),
+        near=None if near is None else parse_point(near, flag="--near"),
         max_tilt=max_tilt,
         shrinkage=shrinkage,
     )

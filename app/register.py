@@ -30,6 +30,7 @@ from coframe.registration.inputs import check_pair
 from coframe.registration.pipeline import RegistrationResult, register
 from coframe.registration.presets import load_preset, parse_overrides
 from coframe.registration.qc import rounded, tre, verdict
+from coframe.resampling.progress import count_progress
 from coframe.transforms.base import Transform
 from coframe.transforms.formats.dispatch import (
     detect_transform_format,
@@ -78,8 +79,15 @@ class RegisterRequest:
     ground_truth
         The FIXED -> MOVING map (any transform format) or landmark pairs
         (BigWarp) that TRE is measured against; see :func:`read_truth`.
+    near, search_box
+        Priors of the global search: where the smaller image's centre lies
+        in the larger one (a point, or a box ``z0,y0,x0,z1,y1,x1``), physical.
+    axis, max_tilt
+        The axis (z, y, x) the images are rotated about and its largest tilt
+        in degrees, for the global search.
     force
-        Replace an existing edge/file and store a result whose metric got worse.
+        Replace an existing edge/file and store a result whose metric got
+        worse or that the trust gate doubts.
     command
         The command line (provenance).
     """
@@ -100,6 +108,10 @@ class RegisterRequest:
     level_moving: str | None = None
     level_fixed: str | None = None
     ground_truth: Path | None = None
+    near: tuple[float, ...] | None = None
+    search_box: tuple[float, ...] | None = None
+    axis: tuple[float, ...] | None = None
+    max_tilt: float | None = None
     force: bool = False
     command: str = "coframe register"
 
@@ -152,6 +164,8 @@ class RegisterOutcome:
             "tre": {k: rounded(v) for k, v in self.tre.items()},
             "jacobian": None if r.jacobian is None else rounded(r.jacobian),
             "landmark_fit": self.landmark_fit,
+            "trust": None if "trust" not in r.extras else r.extras["trust"].to_dict(),
+            "search": r.extras.get("search"),
         }
 
 
@@ -243,8 +257,12 @@ def _mask(ws: Workspace, path: Path | None, flag: str) -> Any:
         raise InputNotFoundError(f"{e} ({flag})") from e
 
 
-def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, RegisterOutcome]:
+def run_register(
+    ws: Workspace, req: RegisterRequest, *, progress: bool = False
+) -> tuple[Workspace, RegisterOutcome]:
     """Register image ``req.moving`` onto ``req.fixed`` and store the edge if QC allows.
+
+    With ``progress`` a global search shows a progress bar on stderr.
 
     Returns
     -------
@@ -273,6 +291,14 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
         overrides["init"] = req.init
     if req.init_edge:
         overrides["init"] = "edge"
+    for key, value in (
+        ("search.near", req.near),
+        ("search.box", req.search_box),
+        ("search.axis", req.axis),
+        ("search.max_tilt", req.max_tilt),
+    ):
+        if value is not None:
+            overrides[key] = list(value) if isinstance(value, tuple) else value
     preset = load_preset(req.preset).with_overrides(overrides)
     path = output_path(ws, fixed_space, moving_space, "bspline" in preset.steps)
     if not req.force:
@@ -297,18 +323,20 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
         )
         lmk.check_count(eval_lms, "rigid", str(req.eval_landmarks), "--eval-landmarks")
 
-    result = register(
-        moving,
-        fixed,
-        preset,
-        initial=given,
-        initial_source=source,
-        fixed_mask=fixed_mask,
-        moving_mask=moving_mask,
-        level_moving=req.level_moving,
-        level_fixed=req.level_fixed,
-        names=(req.moving, req.fixed),
-    )
+    with count_progress("search: orientations", enabled=progress) as update:
+        result = register(
+            moving,
+            fixed,
+            preset,
+            initial=given,
+            initial_source=source,
+            fixed_mask=fixed_mask,
+            moving_mask=moving_mask,
+            level_moving=req.level_moving,
+            level_fixed=req.level_fixed,
+            names=(req.moving, req.fixed),
+            progress=update,
+        )
     if landmark_fit is not None:
         fit_summary = landmark_fit.summary(result.working_voxel)
     tres: dict[str, dict[str, float]] = {}
@@ -324,6 +352,9 @@ def run_register(ws: Workspace, req: RegisterRequest) -> tuple[Workspace, Regist
         force=req.force or not preset.refuse_worse,
     )
     outcome = RegisterOutcome(result, fixed_space, moving_space, tres, fit_summary)
+    trust = result.extras.get("trust")
+    if ok and trust is not None and not trust.trusted and not req.force:
+        ok, reason = False, trust.reason
     if not ok:
         return ws, RegisterOutcome(
             result, fixed_space, moving_space, tres, fit_summary, None, reason
@@ -385,6 +416,9 @@ def _provenance(
         prov["tre"] = {k: rounded(v) for k, v in outcome.tre.items()}
     if r.jacobian:
         prov["jacobian"] = rounded(r.jacobian)
+    for key in ("trust", "search"):
+        if report.get(key) is not None:
+            prov[key] = report[key]
     if outcome.landmark_fit is not None:
         prov["landmark_fit"] = {
             k: v for k, v in outcome.landmark_fit.items() if k != "loo_per_point"
@@ -466,6 +500,14 @@ def format_report(outcome: RegisterOutcome) -> str:
         )
     if r.diverged:
         lines.append(f"  DIVERGED: {r.diverged}")
+    trust = r.extras.get("trust")
+    if trust is not None:
+        runner = "" if trust.runner_up is None else f", runner-up {trust.runner_up:.4f}"
+        verdict_text = "trusted" if trust.trusted else "NOT trusted"
+        lines.append(
+            f"  trust: {verdict_text} (mutual information {trust.mutual_information:.4f}, "
+            f"no-alignment baseline {trust.baseline:.4f}{runner}, overlap {trust.overlap:.0%})"
+        )
     if outcome.stored is not None:
         lines.append(f"  stored {outcome.stored}")
     return "\n".join(lines)

@@ -171,7 +171,7 @@ def check_pair(moving: Volume, fixed: Volume) -> None:
         )
 
 
-def _extent(level: Level) -> tuple[np.ndarray, np.ndarray]:
+def level_extent(level: Level) -> tuple[np.ndarray, np.ndarray]:
     """Physical centres of the first and last voxel of a level."""
     lo = np.asarray(level.origin, dtype=np.float64)
     hi = lo + (np.asarray(level.shape) - 1) * np.asarray(level.voxel_size)
@@ -250,8 +250,8 @@ def overlap_boxes(
         If the initial transform maps no part of the fixed image into the
         moving image.
     """
-    f_lo, f_hi = _extent(fixed.levels[0])
-    m_lo, m_hi = _extent(moving.levels[0])
+    f_lo, f_hi = level_extent(fixed.levels[0])
+    m_lo, m_hi = level_extent(moving.levels[0])
     try:
         inverse = initial.inverse()
         back_lo, back_hi = _map_box(inverse, m_lo, m_hi)

@@ -25,8 +25,11 @@ from coframe.registration.deformable import bspline_step
 from coframe.registration.drift import estimate_slice_drift
 from coframe.registration.inputs import WorkImage
 from coframe.registration.intensity import StepReport, linear_step, moments_step, multi_start
-from coframe.registration.metric import Evaluator, Pair
-from coframe.registration.presets import LINEAR_STEPS, Preset, drift_image
+from coframe.registration.metric import Evaluator, Pair, value_range
+from coframe.registration.preset_sections import MetricConfig, drift_image
+from coframe.registration.presets import LINEAR_STEPS, Preset
+from coframe.registration.search import global_search, needs_search
+from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine, Identity, Translation
 from coframe.transforms.base import Transform
@@ -168,8 +171,17 @@ def register(
     level_moving: int | str | None = None,
     level_fixed: int | str | None = None,
     names: tuple[str, str] = ("MOVING", "FIXED"),
+    progress: Any = None,
 ) -> RegistrationResult:
     """Register ``moving`` onto ``fixed`` with the preset's chained steps.
+
+    Without a start (no edge, no landmarks) and with one image much smaller
+    than the other, or with ``search`` in the steps, a global search finds
+    the smaller image in the larger first (:func:`searching`); its best
+    hypotheses are each refined by the chain and the best refined one wins.
+    Every result carries the trust gate's verdict in ``extras["trust"]``
+    (:mod:`coframe.registration.trust`), and a searched one the search's
+    numbers in ``extras["search"]``.
 
     Parameters
     ----------
@@ -188,6 +200,8 @@ def register(
         Pyramid levels to work at instead of the automatic choice.
     names
         Names of the moving and fixed images, for messages.
+    progress
+        Optional ``progress(done, total)`` called while the search scans.
 
     Returns
     -------
@@ -224,6 +238,175 @@ def register(
             "init is 'landmarks' but no landmark file was given: pass --landmarks FILE or "
             "--set init=auto"
         )
+    reads = _Reads(fixed_mask, moving_mask, level_moving, level_fixed, names)
+    if searching(preset, moving, fixed, source):
+        result = _register_searched(moving, fixed, preset, reads, progress)
+    else:
+        result = _register_from(moving, fixed, preset, start_map, source, reads)
+        trust_eval = Evaluator(result.fixed, result.moving, TRUST_METRIC, seed=preset.seed)
+        result.extras["trust"] = judge(trust_eval, result.transform)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)
+
+
+#: The metric of the trust gate and of the choice between searched hypotheses.
+TRUST_METRIC = MetricConfig(name="mattes", bins=TRUST_BINS)
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What the caller asked about masks, levels and names."""
+
+    fixed_mask: Volume | None
+    moving_mask: Volume | None
+    level_moving: int | str | None
+    level_fixed: int | str | None
+    names: tuple[str, str]
+
+
+def searching(preset: Preset, moving: Volume, fixed: Volume, source: str) -> bool:
+    """Whether a registration starts with the global search.
+
+    It does when no edge or landmarks gave the start and either ``steps``
+    names ``search`` or (``init: auto``, ``search.auto``) one image is under
+    ``search.auto_ratio`` of the other's extent on some axis.
+    """
+    if source in ("edge", "landmarks"):
+        return False
+    if "search" in preset.steps:
+        return True
+    return (
+        preset.init == "auto"
+        and preset.search.auto
+        and needs_search(moving, fixed, preset.search.auto_ratio)
+    )
+
+
+def _register_searched(
+    moving: Volume, fixed: Volume, preset: Preset, reads: _Reads, progress: Any
+) -> RegistrationResult:
+    """Search, refine each hypothesis with the chain, keep the best on one common sample."""
+    found = global_search(
+        moving,
+        fixed,
+        preset.search,
+        exclude_padding=preset.mask.exclude_padding,
+        names=reads.names,
+        progress=progress,
+    )
+    chain = dataclasses.replace(
+        preset, steps=tuple(s for s in preset.steps if s not in ("search", "moments"))
+    )
+    results: list[RegistrationResult] = []
+    failures: list[str] = []
+    for h in found.hypotheses:
+        try:
+            results.append(
+                _register_from(moving, fixed, chain, found.fixed_to_moving(h), "search", reads)
+            )
+        except RegistrationError as e:
+            failures.append(str(e))
+    if not results:
+        raise RegistrationError(
+            f"none of the {len(found.hypotheses)} poses the search found could be refined "
+            f"({failures[0] if failures else 'no pose'}); {WAY_FORWARD}"
+        )
+    small_is_fixed = found.template_role == "fixed"
+    small = _whole_image(
+        fixed if small_is_fixed else moving, results[0], small_is_fixed, preset, reads
+    )
+    bigs = [r.moving if small_is_fixed else r.fixed for r in results]
+    ranges = [value_range(b) for b in bigs]
+    common = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    scored = []
+    for r, big in zip(results, bigs, strict=True):
+        evaluate = Evaluator(small, big, TRUST_METRIC, seed=preset.seed, moving_range=common)
+        mapping = r.transform if small_is_fixed else r.transform.inverse()
+        scored.append((-evaluate(mapping), evaluate, mapping))
+    order = sorted(range(len(results)), key=lambda i: -scored[i][0])
+    win = order[0]
+    tolerance = 2.0 * inputs.geometric_voxel(bigs[win].voxel_size)
+    corners = inputs.box_points(small.lo, small.hi, per_axis=2)
+    runner = next(
+        (
+            i
+            for i in order[1:]
+            if np.max(
+                np.linalg.norm(scored[i][2].apply(corners) - scored[win][2].apply(corners), axis=1)
+            )
+            > tolerance
+        ),
+        None,
+    )
+    trust = judge(scored[win][1], scored[win][2], None if runner is None else scored[runner][0])
+    summary = found.summary()
+    summary["refined"] = [
+        {
+            "search_score": round(h.score, 4),
+            "mutual_information": round(scored[i][0], 5) if math.isfinite(scored[i][0]) else None,
+            "scale": round(float(np.cbrt(abs(np.linalg.det(_linear(results[i].transform))))), 4),
+        }
+        for i, h in enumerate(found.hypotheses[: len(results)])
+    ]
+    summary["chosen"] = win
+    summary["runner_up"] = runner
+    summary["failed"] = failures
+    result = results[win]
+    search_step = StepReport(
+        name="search",
+        metric_before=math.nan,
+        metric_after=-scored[win][0],
+        seconds=found.seconds,
+        iterations=found.orientations,
+        stop=f"{len(found.hypotheses)} hypotheses, {len(results)} refined",
+        note=_search_note(found, win, runner, scored),
+    )
+    result = dataclasses.replace(result, steps=(search_step, *result.steps))
+    result.extras["search"] = summary
+    result.extras["trust"] = trust
+    return result
+
+
+def _search_note(found: Any, win: int, runner: int | None, scored: list[Any]) -> str:
+    text = f"best of {len(scored)}: hypothesis {win + 1} (MI {scored[win][0]:.4f})"
+    if runner is not None:
+        text += f", runner-up {runner + 1} (MI {scored[runner][0]:.4f})"
+    return f"{text}; searched {found.template_role} image, {found.orientations} orientations"
+
+
+def _linear(t: Transform) -> np.ndarray:
+    affine = t.as_affine()
+    return np.eye(3) if affine is None else affine.linear
+
+
+def _whole_image(
+    volume: Volume, result: RegistrationResult, is_fixed: bool, preset: Preset, reads: _Reads
+) -> WorkImage:
+    """The smaller image whole, at the level the chain worked at, with its masks."""
+    work = result.fixed if is_fixed else result.moving
+    lo, hi = inputs.level_extent(volume.levels[work.level])
+    name = reads.names[1] if is_fixed else reads.names[0]
+    whole = inputs.read_work_image(volume, work.level, lo, hi, name)
+    return inputs.combine_masks(
+        whole,
+        "fixed" if is_fixed else "moving",
+        exclude_padding=preset.mask.exclude_padding,
+        erode=preset.mask.erode,
+        user=reads.fixed_mask if is_fixed else reads.moving_mask,
+        unit=volume.unit,
+    )
+
+
+def _register_from(
+    moving: Volume,
+    fixed: Volume,
+    preset: Preset,
+    start_map: Transform,
+    source: str,
+    reads: _Reads,
+) -> RegistrationResult:
+    """Read the working images around ``start_map`` and run the preset's chain from it."""
+    names = reads.names
+    start = time.perf_counter()
     overlap = inputs.overlap_boxes(
         moving, fixed, start_map, preset.working.margin, rotations=preset.multi_start.enabled
     )
@@ -233,17 +416,17 @@ def register(
         overlap,
         voxel_size=preset.working.voxel_size,
         max_voxels=preset.working.max_voxels,
-        level_moving=level_moving,
-        level_fixed=level_fixed,
+        level_moving=reads.level_moving,
+        level_fixed=reads.level_fixed,
     )
     fixed_work = inputs.read_work_image(fixed, lf, overlap.fixed_lo, overlap.fixed_hi, names[1])
     moving_work = inputs.read_work_image(moving, lm, overlap.moving_lo, overlap.moving_hi, names[0])
     mask_opts = {"exclude_padding": preset.mask.exclude_padding, "erode": preset.mask.erode}
     fixed_work = inputs.combine_masks(
-        fixed_work, "fixed", user=fixed_mask, unit=fixed.unit, **mask_opts
+        fixed_work, "fixed", user=reads.fixed_mask, unit=fixed.unit, **mask_opts
     )
     moving_work = inputs.combine_masks(
-        moving_work, "moving", user=moving_mask, unit=moving.unit, **mask_opts
+        moving_work, "moving", user=reads.moving_mask, unit=moving.unit, **mask_opts
     )
     evaluate = Evaluator(fixed_work, moving_work, preset.metric, seed=preset.seed)
     before = evaluate(start_map)

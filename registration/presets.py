@@ -30,10 +30,22 @@ import yaml
 
 from coframe.configs import CONFIG_DIR, preset_path
 from coframe.core.errors import InputNotFoundError, ParseError
+from coframe.registration.preset_sections import (
+    BSplineConfig,
+    DriftConfig,
+    MaskConfig,
+    MetricConfig,
+    MultiStartConfig,
+    OptimizerConfig,
+    PyramidConfig,
+    SamplingConfig,
+    SearchConfig,
+    WorkingConfig,
+)
 from coframe.volumes.volume import MODALITIES
 
 #: Step names, in the order a chain may use them.
-STEP_NAMES: tuple[str, ...] = ("moments", "rigid", "similarity", "affine", "bspline")
+STEP_NAMES: tuple[str, ...] = ("search", "moments", "rigid", "similarity", "affine", "bspline")
 #: Steps that estimate a linear map.
 LINEAR_STEPS: tuple[str, ...] = ("rigid", "similarity", "affine")
 #: Image similarity metrics.
@@ -42,215 +54,6 @@ METRICS: tuple[str, ...] = ("mattes", "correlation", "meansquares")
 INITS: tuple[str, ...] = ("auto", "identity", "geometry", "moments", "edge", "landmarks")
 #: Preset used when none is named.
 DEFAULT_PRESET = "xray-to-fibsem"
-
-
-@dataclass(frozen=True)
-class MetricConfig:
-    """Image similarity metric.
-
-    Parameters
-    ----------
-    name
-        ``mattes`` (Mattes mutual information, any modality pair),
-        ``correlation`` (normalised cross-correlation, same modality, either
-        polarity sign kept) or ``meansquares`` (same modality and scale).
-    bins
-        Histogram bins of Mattes mutual information.
-    """
-
-    name: str = "mattes"
-    bins: int = 32
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Which fixed-image points the metric is evaluated on.
-
-    Parameters
-    ----------
-    strategy
-        ``random`` or ``regular`` (a grid with random jitter).
-    points
-        Number of sampled points at each pyramid level, coarsest first (one
-        number for every level). A count, not a percentage: the cost stays
-        flat whatever the image size.
-    """
-
-    strategy: str = "random"
-    points: tuple[int, ...] = (3000, 3000, 10000)
-
-    def per_level(self, levels: int) -> tuple[int, ...]:
-        """Points of each of ``levels`` levels (the last value repeats)."""
-        values = self.points or (3000,)
-        return tuple(values[min(i, len(values) - 1)] for i in range(levels))
-
-
-@dataclass(frozen=True)
-class PyramidConfig:
-    """Multi-resolution schedule, coarsest level first.
-
-    Parameters
-    ----------
-    shrink_factors
-        Downsampling factor of each level, relative to the working level.
-    smoothing_sigmas
-        Gaussian smoothing of each level, in working voxels.
-    """
-
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """Regular-step gradient descent of the linear steps.
-
-    Parameters
-    ----------
-    iterations
-        Maximum iterations per pyramid level.
-    learning_rate
-        First step length, in working voxels of shift.
-    min_step
-        Step length that ends a level (converged), in working voxels.
-    relaxation
-        Factor the step shrinks by when the gradient changes direction.
-    """
-
-    iterations: int = 200
-    learning_rate: float = 1.0
-    min_step: float = 0.001
-    relaxation: float = 0.6
-
-
-@dataclass(frozen=True)
-class WorkingConfig:
-    """Which resolution and region the registration works on.
-
-    Parameters
-    ----------
-    voxel_size
-        ``"auto"`` (the coarser of the two images' finest voxel sizes) or a
-        number in the workspace unit.
-    max_voxels
-        Largest number of fixed voxels at the working level; a coarser level
-        is used when the overlap holds more.
-    margin
-        Extra moving region read around the fixed box mapped through the
-        initial transform, as a fraction of that box's size.
-    """
-
-    voxel_size: Any = "auto"
-    max_voxels: int = 4_000_000
-    margin: float = 0.2
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    """Automatic masks.
-
-    Parameters
-    ----------
-    exclude_padding
-        Exclude the zero padding that touches the border of the fixed and
-        moving images (FIB-SEM volumes are padded with zeros).
-    erode
-        Working voxels the kept region is eroded by, away from the padding.
-    """
-
-    exclude_padding: bool = True
-    erode: int = 2
-
-
-@dataclass(frozen=True)
-class MultiStartConfig:
-    """Several rotated starts for poses far from identity.
-
-    Parameters
-    ----------
-    enabled
-        Try the starts (also ``--multi-start``).
-    angles
-        Rotation angles in degrees tried about each axis (identity is always tried).
-    iterations
-        Rigid iterations at the coarsest level for each start.
-    """
-
-    enabled: bool = False
-    angles: tuple[float, ...] = (90.0, 180.0, 270.0)
-    iterations: int = 40
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Slice-wise intensity drift of one image, removed before the final fits.
-
-    Parameters
-    ----------
-    image
-        ``none``, ``fixed``, ``moving``, or a modality (``fibsem``: whichever
-        of the two images has it, none if neither): the image whose slices
-        drift in brightness (a FIB-SEM volume), corrected against the other
-        once the linear steps have aligned them (:mod:`coframe.registration.drift`);
-        the last linear step and any B-spline step then run on the corrected
-        image.
-    axis
-        ``z``, ``y`` or ``x``: the slicing (milling) axis of that image.
-    bins
-        Quantile bins of the other image's values that predict the drifting one's.
-    """
-
-    image: str = "none"
-    axis: str = "z"
-    bins: int = 32
-
-
-def drift_image(image: str, moving_modality: str | None, fixed_modality: str | None) -> str:
-    """``none``, ``fixed`` or ``moving`` for a drift setting naming a role or a modality."""
-    if image in ("none", "fixed", "moving"):
-        return image
-    if fixed_modality == image:
-        return "fixed"
-    if moving_modality == image:
-        return "moving"
-    return "none"
-
-
-@dataclass(frozen=True)
-class BSplineConfig:
-    """The deformable B-spline step.
-
-    Parameters
-    ----------
-    grid_spacing
-        Control-point spacing at the finest level, in working voxels.
-    shrink_factors
-        Image downsampling of each level, coarsest first; the control grid is
-        twice as coarse at each coarser level.
-    smoothing_sigmas
-        Gaussian smoothing of each level, in working voxels.
-    iterations
-        Iterations per level.
-    points
-        Sampled fixed points per iteration (a new random sample every iteration).
-    learning_rate
-        Largest control-point step of an iteration, in working voxels.
-    update_smoothing
-        Gaussian smoothing (in control points) of every update, a regulariser
-        that keeps regions without image structure smooth; 0 disables it.
-    max_jacobian_folding
-        Largest fraction of sampled points with Jacobian determinant <= 0
-        accepted before the step counts as diverged.
-    """
-
-    grid_spacing: float = 10.0
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-    iterations: int = 60
-    points: int = 5000
-    learning_rate: float = 0.5
-    update_smoothing: float = 1.0
-    max_jacobian_folding: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +101,7 @@ class Preset:
     multi_start: MultiStartConfig = field(default_factory=MultiStartConfig)
     bspline: BSplineConfig = field(default_factory=BSplineConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     threads: int = 2
     seed: int = 1
     refuse_worse: bool = True
@@ -437,6 +241,8 @@ def _validate(preset: Preset, source: str) -> Preset:
         raise ParseError(
             f"steps of {source} is empty: name at least one of {', '.join(STEP_NAMES)}"
         )
+    if "search" in preset.steps[1:]:
+        raise ParseError(f"steps {list(preset.steps)} in {source}: search must come first")
     if preset.steps.count("bspline") > 1 or (
         "bspline" in preset.steps and preset.steps[-1] != "bspline"
     ):
@@ -508,6 +314,7 @@ def _validate(preset: Preset, source: str) -> Preset:
             f"drift.axis {preset.drift.axis!r}: expected z, y or x",
         ),
         (2 <= preset.drift.bins <= 512, f"drift.bins {preset.drift.bins}: expected 2..512"),
+        *_search_checks(preset.search),
     ]
     for ok, message in checks:
         if not ok:
@@ -519,6 +326,30 @@ def _validate(preset: Preset, source: str) -> Preset:
             "workspace unit (--set working.voxel_size=...)"
         )
     return preset
+
+
+def _search_checks(cfg: SearchConfig) -> list[tuple[bool, str]]:
+    return [
+        (0 < cfg.auto_ratio <= 1, f"search.auto_ratio {cfg.auto_ratio}: expected 0..1"),
+        (1 <= cfg.angle_step <= 90, f"search.angle_step {cfg.angle_step}: expected 1..90 degrees"),
+        (
+            len(cfg.axis) in (0, 3) and (not cfg.axis or any(v != 0 for v in cfg.axis)),
+            f"search.axis {list(cfg.axis)}: expected three numbers z,y,x, not all 0 (--axis)",
+        ),
+        (0 <= cfg.max_tilt <= 180, f"search.max_tilt {cfg.max_tilt}: expected 0..180 (--max-tilt)"),
+        (
+            0 <= cfg.scale_range < 0.5,
+            f"search.scale_range {cfg.scale_range}: expected 0 (no scale) to 0.5",
+        ),
+        (6 <= cfg.voxels <= 64, f"search.voxels {cfg.voxels}: expected 6..64"),
+        (1 <= cfg.keep <= 10, f"search.keep {cfg.keep}: expected 1..10"),
+        (len(cfg.near) in (0, 3), f"search.near {list(cfg.near)}: expected z,y,x (--near)"),
+        (cfg.near_radius >= 0, f"search.near_radius {cfg.near_radius}: expected >= 0"),
+        (
+            len(cfg.box) in (0, 6),
+            f"search.box {list(cfg.box)}: expected z0,y0,x0,z1,y1,x1 (--search-box)",
+        ),
+    ]
 
 
 def preset_from_dict(

@@ -63,3 +63,33 @@ def chunk_progress(
             progress.advance(task, n)
 
         yield advance
+
+
+@contextmanager
+def count_progress(label: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """Show a progress bar of work counted in steps on stderr; yields ``update(done, total)``.
+
+    Parameters
+    ----------
+    label
+        What is being done (``"search: orientations"``).
+    enabled
+        False to show nothing (``update`` still works).
+    """
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

@@ -174,6 +174,20 @@ def parse_floats(text: str, *, flag: str) -> tuple[float, ...]:
     return values
 
 
+def parse_point(text: str, *, flag: str) -> tuple[float, float, float]:
+    """Three numbers ``z,y,x`` of a flag (a point or a direction).
+
+    Raises
+    ------
+    MetadataError
+        If the text is not three finite numbers.
+    """
+    values = parse_floats(text, flag=flag)
+    if len(values) != 3:
+        raise MetadataError(f"{flag} {text!r}: expected three numbers z,y,x separated by commas")
+    return (values[0], values[1], values[2])
+
+
 def parse_box(
     text: str, ndim: int | None = None, *, flag: str = "--box"
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:

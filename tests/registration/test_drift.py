@@ -15,7 +15,7 @@ from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.registration.drift import estimate_slice_drift
 from coframe.registration.inputs import WorkImage
-from coframe.registration.presets import drift_image
+from coframe.registration.preset_sections import drift_image
 from coframe.transforms.affine import Affine, Identity
 
 

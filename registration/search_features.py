@@ -1,0 +1,162 @@
+"""Contrast-independent features and orientation samples of the global search.
+
+The search compares images of different modalities whose intensities relate
+in any way: inverted (stain dark in one, bright in the other) or not
+monotonic at all. Edges stay where they are under any such mapping, so the
+search compares *where edges are and how they are oriented*, not intensity:
+each voxel carries the outer product ``n n^T`` of its normalised gradient
+``n = g / sqrt(|g|^2 + eps^2)`` (a normalised gradient field, sign-free, so
+that an edge from dark to bright matches one from bright to dark). The six
+distinct components are weighted so that the dot product of two feature
+vectors is ``(n_a . n_b)^2``, and correlations of the six channels add up in
+the Fourier domain: one inverse FFT scores every translation.
+
+Orientations are rotation matrices in numpy axis order (z, y, x) that map the
+directions of the smaller image into those of the larger one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from coframe.registration.locate_geometry import fibonacci_cap
+
+#: Weights of the feature channels (zz, yy, xx, zy, zx, yx): off-diagonals count twice.
+CHANNEL_WEIGHTS = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
+#: Percentile of the gradient magnitude (inside the mask) taken as the edge scale ``eps``.
+EDGE_PERCENTILE = 60.0
+_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+
+def gradients(array: np.ndarray, sigma: float) -> list[np.ndarray]:
+    """Gaussian-derivative gradient (z, y, x) of a 3D array, in voxel units."""
+    out = []
+    for axis in range(3):
+        order = [0, 0, 0]
+        order[axis] = 1
+        out.append(
+            ndimage.gaussian_filter(array, sigma, order=order, mode="nearest", output=np.float32)
+        )
+    return out
+
+
+def edge_scale(array: np.ndarray, mask: np.ndarray | None, sigma: float) -> float:
+    """The gradient magnitude below which a voxel counts as flat (its ``eps``).
+
+    Returns 0 for an image without any gradient (constant).
+    """
+    g = gradients(array.astype(np.float32), sigma)
+    magnitude = np.sqrt(sum(c * c for c in g))
+    values = magnitude if mask is None else magnitude[mask]
+    if values.size == 0:
+        return 0.0
+    return float(np.percentile(values, EDGE_PERCENTILE))
+
+
+def edge_features(
+    array: np.ndarray, footprint: np.ndarray | None, sigma: float, eps: float
+) -> np.ndarray:
+    """The ``(6, *shape)`` float32 normalised-gradient outer products, 0 outside ``footprint``.
+
+    Parameters
+    ----------
+    array
+        The image (3D).
+    footprint
+        Voxels that count (bool), or None for all.
+    sigma
+        Gaussian smoothing of the derivatives, in voxels.
+    eps
+        Edge scale (:func:`edge_scale`): gradients much weaker than it fade out.
+    """
+    g = gradients(array.astype(np.float32), sigma)
+    norm = sum(c * c for c in g) + np.float32(eps * eps)
+    inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
+    out = np.empty((6, *array.shape), dtype=np.float32)
+    for k, (i, j) in enumerate(_PAIRS):
+        np.multiply(g[i], g[j], out=out[k])
+        out[k] *= inv * np.float32(CHANNEL_WEIGHTS[k])
+    if footprint is not None:
+        out *= footprint.astype(np.float32)
+    return out
+
+
+def axis_rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
+    """Rotation by ``degrees`` about ``axis`` (z, y, x), as a 3x3 matrix in numpy order."""
+    a = np.asarray(axis, dtype=float)
+    a = a / np.linalg.norm(a)
+    return rotvec_matrix(a * np.deg2rad(degrees))
+
+
+def rotvec_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """The rotation matrix of a rotation vector (Rodrigues), both in numpy axis order.
+
+    The sense of rotation follows ``numpy.cross`` on (z, y, x) vectors, so that
+    :func:`tilt_to` built from that cross product turns the right way.
+    """
+    v = np.asarray(rotvec, dtype=float)
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-15:
+        return np.eye(3)
+    k = v / angle
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * (cross @ cross)
+
+
+def tilt_to(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking unit vector ``a`` to unit vector ``d``."""
+    axis = np.cross(a, d)
+    s = float(np.linalg.norm(axis))
+    c = float(np.clip(a @ d, -1.0, 1.0))
+    if s < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        helper = np.zeros(3)
+        helper[int(np.argmin(np.abs(a)))] = 1.0
+        perpendicular = np.cross(a, helper)
+        return rotvec_matrix(np.pi * perpendicular / np.linalg.norm(perpendicular))
+    return rotvec_matrix(axis / s * np.arctan2(s, c))
+
+
+def orientations(
+    step: float, axis: Sequence[float] | None = None, max_tilt: float = 180.0
+) -> np.ndarray:
+    """Rotations spread ``step`` degrees apart over every orientation, or about one axis.
+
+    Parameters
+    ----------
+    step
+        Wanted angle between neighbouring samples, in degrees.
+    axis
+        The shared axis (z, y, x) the images are rotated about, or None for
+        all of SO(3).
+    max_tilt
+        With ``axis``: largest angle (degrees) between the axis and its image.
+
+    Returns
+    -------
+    ``(N, 3, 3)`` rotation matrices; the identity is the first.
+    """
+    a = np.array([1.0, 0.0, 0.0]) if axis is None else np.asarray(axis, dtype=float)
+    a = a / np.linalg.norm(a)
+    cap = 180.0 if axis is None else float(max_tilt)
+    directions = fibonacci_cap(a, cap, step) if cap > 0 else a[None]
+    turns = max(1, int(np.ceil(360.0 / step - 1e-9)))
+    spins = [axis_rotation(a, 360.0 * k / turns) for k in range(turns)]
+    out = [tilt_to(a, d) @ spin for d in directions for spin in spins]
+    return np.stack(out)
+
+
+def axis_turns(step: float) -> np.ndarray:
+    """The identity and the turns by +-``step`` degrees about each axis: ``(7, 3, 3)``."""
+    vectors = np.vstack([np.zeros(3), np.eye(3), -np.eye(3)])
+    return np.stack([rotvec_matrix(np.deg2rad(step) * v) for v in vectors])
+
+
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees of the rotation taking ``a`` to ``b``."""
+    c = (np.trace(a.T @ b) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
