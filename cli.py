@@ -510,7 +510,7 @@ def register_cmd(
     ] = None,
     near: Annotated[str | None, _opt("Search near z,y,x (in the larger image).")] = None,
     search_box: Annotated[str | None, _opt("Search box z0,y0,x0:z1,y1,x1 (ditto).")] = None,
-    axis: Annotated[str | None, _opt("Search about axis z,y,x only (e.g. 1,0,0).")] = None,
+    axis: Annotated[str | None, _opt("Search about axis z,y,x only, or any.")] = None,
     max_tilt: Annotated[float | None, _opt("With --axis: largest tilt, degrees.")] = None,
     force: Annotated[
         bool,
@@ -533,7 +533,7 @@ def register_cmd(
         overrides=tuple(set_ or ()),
         near=None if near is None else parse_point(near, flag="--near"),
         search_box=None if box is None else (*box[0], *box[1]),
-        axis=None if axis is None else parse_point(axis, flag="--axis"),
+        axis=None if axis is None else () if axis == "any" else parse_point(axis, flag="--axis"),
         command=_command_line(ctx),
     )
     ws, outcome = run_register(ws, request, progress=not as_json)

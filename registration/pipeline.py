@@ -242,7 +242,8 @@ def register(
     if searching(preset, moving, fixed, source):
         result = _register_searched(moving, fixed, preset, reads, progress)
     else:
-        result = _register_from(moving, fixed, preset, start_map, source, reads)
+        chain = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "search"))
+        result = _register_from(moving, fixed, chain, start_map, source, reads)
         trust_eval = Evaluator(result.fixed, result.moving, TRUST_METRIC, seed=preset.seed)
         result.extras["trust"] = judge(trust_eval, result.transform)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)

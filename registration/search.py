@@ -59,7 +59,7 @@ MIN_INSIDE = 0.7
 #: Candidates searched again at the finer spacing.
 LOCAL_SEEDS = 4
 #: Rounds of the local search (each halves the rotation and scale steps).
-LOCAL_ROUNDS = 2
+LOCAL_ROUNDS = 3
 #: Positions sampled per orientation to estimate the score of unaligned poses.
 BASELINE_SAMPLES = 64
 
@@ -262,15 +262,16 @@ def _scores(
     axes = (1, 2, 3)
     ft = sfft.rfftn(tpl.features, s=shape, axes=axes, workers=-1)
     fw = sfft.rfftn(tpl.footprint.astype(np.float32), s=shape, workers=-1)
-    num = sfft.irfftn((np.conj(ft) * target.spectra).sum(axis=0), s=shape, workers=-1)
-    both = sfft.irfftn(
-        np.conj(fw)[None] * np.stack([target.energy, target.inside]),
-        s=shape,
-        axes=axes,
-        workers=-1,
-    )
+    np.conjugate(ft, out=ft)
+    acc = ft[0] * target.spectra[0]
+    for c in range(1, ft.shape[0]):
+        acc += ft[c] * target.spectra[c]
+    num = sfft.irfftn(acc, s=shape, workers=-1)
+    np.conjugate(fw, out=fw)
+    energy_s = sfft.irfftn(fw * target.energy, s=shape, workers=-1)
+    inside = sfft.irfftn(fw * target.inside, s=shape, workers=-1)
     box = tuple(slice(0, v) for v in valid_shape)
-    num, energy_s, inside = num[box], both[0][box], both[1][box] / count
+    num, energy_s, inside = num[box], energy_s[box], inside[box] / count
     floor = 0.25 * energy_t
     score = num / np.sqrt(np.maximum(energy_s, floor) * energy_t)
     ok = (inside >= MIN_INSIDE) & allowed[box]
@@ -457,11 +458,12 @@ def _local(
     big_box: tuple[np.ndarray, np.ndarray],
     spread: float,
 ) -> list[Hypothesis]:
-    """Search around each seed at the fine spacing, in rounds of halving rotation and scale steps.
+    """Search around each seed at the fine spacing, in rounds of halving steps.
 
-    Each round tries the seed's orientation and its turns by the step about
-    each axis, at the seed's scale and one step either side, for every
-    translation within two coarse voxels.
+    Each round scores, for every translation near the current pose, the
+    current orientation and its turns by the step about each axis, then the
+    best of those at one scale step either side. The first round searches
+    translations within 1.5 coarse voxels, the later ones within 2 fine voxels.
     """
     small = small_reader.grid(fine)
     small_mask = _mask(small.array, exclude_padding)
@@ -471,10 +473,10 @@ def _local(
     rng = np.random.default_rng(config.seed)
     for seed in seeds:
         current = seed
-        step, ds = config.angle_step / 2.0, spread / 2.0
+        step, ds, shift = config.angle_step / 2.0, spread, 1.5 * coarse
         for _ in range(LOCAL_ROUNDS):
             reach = 0.5 * (np.abs(current.scale * current.rotation) @ size) * (1.0 + ds)
-            margin = reach + 2.0 * coarse + 2.0 * fine
+            margin = reach + shift + 2.0 * fine
             box_lo = np.maximum(current.centre - margin, big_box[0])
             box_hi = np.minimum(current.centre + margin, big_box[1])
             clipped = np.maximum(
@@ -487,16 +489,30 @@ def _local(
                 break
             pad = 2 + int(math.ceil(float(clipped.max()) / fine))
             target = _Target.build(big, big_mask, eps_big, pad)
-            near_lo = np.maximum(current.centre - 2.0 * coarse, lo)
-            near_hi = np.minimum(current.centre + 2.0 * coarse, hi)
-            rotations = np.einsum("nij,jk->nik", axis_turns(step), current.rotation)
-            scales = _scale_values(current.scale, ds, 3 if ds > 0 else 1)
+            near_lo = np.maximum(current.centre - shift, lo)
+            near_hi = np.minimum(current.centre + shift, hi)
+            turns = np.einsum("nij,jk->nik", axis_turns(step), current.rotation)
+            # the turns include the current orientation, so its best is comparable at this level
             found, _ = _scan(
-                target, small, small_mask, rotations, scales, eps_small, near_lo, near_hi, rng
+                target, small, small_mask, turns, (current.scale,), eps_small, near_lo, near_hi, rng
             )
-            if found:
-                current = max(found, key=lambda h: h.score)
-            step, ds = step / 2.0, ds / 2.0
+            current = max(found, key=lambda h: h.score, default=current)
+            if ds > 0:
+                scales = _scale_values(current.scale, ds, 3)[::2]
+                found, _ = _scan(
+                    target,
+                    small,
+                    small_mask,
+                    current.rotation[None],
+                    scales,
+                    eps_small,
+                    near_lo,
+                    near_hi,
+                    rng,
+                )
+                best = max(found, key=lambda h: h.score, default=current)
+                current = best if best.score > current.score else current
+            step, ds, shift = step / 2.0, ds / 2.0, 2.0 * fine
         out.append(current)
     return out
 
