@@ -34,6 +34,10 @@ def brief(row: dict[str, Any]) -> str:
         trust = " trusted" if info.get("trusted") else " REFUSED"
         if info.get("searched"):
             trust += f", search {info.get('search_seconds', 0.0):.1f} s"
+        if info.get("runner_up") is not None:
+            trust += f", runner-up {str(info['runner_up'])[:80]}"
+        if (info.get("trust") or {}).get("reason"):
+            trust += f" ({str(info['trust']['reason'])[:80]})"
     median = row["median"] / row["voxel"]
     return f"TRE median {median:.2f} vox, {row['seconds']:.1f} s, {row['peak_gb']:.2f} GB{trust}"
 
