@@ -274,24 +274,28 @@ def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
 
 @pytest.mark.slow
 def test_the_default_demo_recovers_its_ground_truth(runner, tmp_path: Path) -> None:
-    """The README's first command: TRE and section poses within stated tolerances."""
+    """The README's first command: section poses and TRE within stated tolerances."""
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", str(out)])
     assert result.exit_code == 0, result.output
-    text, xray_voxel = result.stdout, 750.0
-    tre = re.search(r"TRE vs ground_truth \(3000 points\): mean ([0-9.]+) .* max ([0-9.]+) ", text)
-    assert tre, text
-    mean, worst = (float(v) for v in tre.groups())
-    assert mean < 0.5 * xray_voxel and worst < 2.0 * xray_voxel, tre.group(0)
-    assert text.count("blocks in") == 3, text
+    text, xray_voxel = result.stdout, 1000.0
+    # the sections are searched for in the whole X-ray field, 5.5 block edges wide
     poses = re.findall(
-        r"^(tem-\d): .*; stored as \1 -> xray\n  error vs truth: normal ([0-9.]+)°, in-plane "
-        r"rotation ([0-9.]+)°, offset along the normal [0-9.]+ nm \(([0-9.]+) X-ray voxels\), "
-        r"centre in plane [0-9.]+ nm \(([0-9.]+) voxels\)",
+        r"^(tem-\d): .*; (stored as \1 -> xray|not stored \(not trustworthy\))\n"
+        r"  error vs truth: normal ([0-9.]+)°, in-plane rotation ([0-9.]+)°, offset along the "
+        r"normal [0-9.]+ nm \(([0-9.]+) X-ray voxels\), centre in plane [0-9.]+ nm "
+        r"\(([0-9.]+) voxels\)",
         text,
         re.M,
     )
     assert [p[0] for p in poses] == ["tem-1", "tem-2", "tem-3"], text
-    for name, normal, spin, offset, centre in poses:
+    for name, _, normal, spin, offset, centre in poses:
         assert float(normal) < 5.0 and float(spin) < 5.0, name  # degrees
-        assert float(offset) < 0.5 and float(centre) < 0.5, name  # X-ray voxels
+        assert float(offset) < 1.0 and float(centre) < 0.5, name  # X-ray voxels
+    assert sum(p[1].startswith("stored") for p in poses) >= 2, text
+    number = r"([0-9.]+(?:e[+-][0-9]+)?)"
+    tre = re.search(rf"TRE vs ground_truth \(3000 points\): mean {number} .* max {number} ", text)
+    assert tre, text
+    mean, worst = (float(v) for v in tre.groups())
+    assert mean < 0.5 * xray_voxel and worst < 2.0 * xray_voxel, tre.group(0)
+    assert text.count("blocks in") == 3, text
