@@ -8,7 +8,8 @@ registration, resampling, transforms, volumes, core, configs); never
   :mod:`coframe.demo.render`, :mod:`coframe.demo.render_grid`,
   :mod:`coframe.demo.noise`: a procedural tissue and how each modality
   (FIB-SEM, labels, X-ray, TEM) sees it at any voxel size;
-- :mod:`coframe.demo.truth`: the FIB-SEM -> X-ray ground-truth map;
+- :mod:`coframe.demo.geometry`, :mod:`coframe.demo.truth`: where the FIB-SEM
+  block sits in the X-ray scan, and the FIB-SEM -> X-ray ground-truth map;
 - :mod:`coframe.demo.sample`, :mod:`coframe.demo.acquisition`,
   :mod:`coframe.demo.outputs`, :mod:`coframe.demo.progress`: writing the
   sample, its ground truth and its workspace (:func:`make_demo`);

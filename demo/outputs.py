@@ -21,8 +21,11 @@ LABELS_PATH = "fibsem.zarr/recon-1/labels/nuc"
 XRAY_PATH = "xray.zarr"
 TRUTH_DIR = "ground_truth"
 FIELD_ARRAY = "coordinateTransformations/fibsem_to_xray_displacements"
-#: Top-level outputs of a demo, replaced by ``--force``.
-OUTPUTS = ("coframe.yaml", "fibsem.zarr", XRAY_PATH, "tem", TRUTH_DIR)
+#: Where the demo's resampling step writes, inside the workspace.
+RESAMPLED_DIR = "resampled"
+#: Top-level outputs of a demo, replaced by ``--force`` (with the transforms its steps stored
+#: and the images they resampled, which belong to the workspace being replaced).
+OUTPUTS = ("coframe.yaml", "fibsem.zarr", XRAY_PATH, "tem", TRUTH_DIR, "transforms", RESAMPLED_DIR)
 #: The FIB-SEM -> X-ray ground truth as OME-NGFF (inside :data:`TRUTH_DIR`).
 TRUTH_NGFF = "fibsem_to_xray.json"
 
@@ -38,7 +41,7 @@ class DemoSize:
     crop_shape: tuple[int, int, int]  # s0 voxels of the crop
     chunks: tuple[int, int, int]
     label_levels: int
-    xray_voxel: float
+    xray_voxel: float  # X-ray voxel (nm)
     tem_count: int
     tem_pixel: float
     tem_pixels: int
@@ -47,14 +50,15 @@ class DemoSize:
     em_voxel: float = 8.0
     label_voxel: float = 128.0
     em_noise: float = 10.0
+    xray_fov: float = 5.5  # X-ray field of view per axis, in FIB-SEM block edges
 
 
 SIZES: dict[str, DemoSize] = {
     "default": DemoSize(
-        "default", 6000, 8, 60_000_000, (128, 384, 384), (64, 128, 128), 4, 750.0, 3, 40.0, 800
+        "default", 3000, 8, 8_000_000, (128, 384, 384), (64, 128, 128), 4, 1000.0, 3, 50.0, 800
     ),
     "small": DemoSize(
-        "small", 3000, 7, 8_000_000, (128, 256, 256), (64, 128, 128), 3, 750.0, 3, 40.0, 300
+        "small", 2000, 7, 8_000_000, (128, 256, 256), (64, 128, 128), 3, 1000.0, 3, 50.0, 400
     ),
     "tiny": DemoSize(
         "tiny", 1600, 6, 1_200_000, (64, 128, 128), (32, 64, 64), 2, 800.0, 2, 80.0, 80, 0.6, 8
@@ -104,6 +108,7 @@ class DemoSample:
     truth: GroundTruth
     landmarks_fixed: np.ndarray
     landmarks_moving: np.ndarray
+    block_offset: np.ndarray  # block centre - X-ray field centre (nm, z, y, x), before the warp
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -134,6 +139,12 @@ class DemoSample:
         lines.append(f"  labels       {rel(self.labels)}  ({size})")
         size = f"{_shape(x0.shape)} voxels of {x0.voxel_size[0]:g} µm"
         lines.append(f"  X-ray        {rel(self.xray)}  ({size})")
+        fov = np.asarray(x0.shape) * np.asarray(x0.voxel_size) * 1000.0
+        edge = self.fibsem_levels[0].shape[0] * self.fibsem_levels[0].voxel_size[0]
+        lines.append(
+            f"    field of view {_um(fov)} µm, {fov.min() / edge:.1f}x the FIB-SEM block; block "
+            f"centre {_um(self.block_offset)} µm from the field's centre"
+        )
         for s in self.tem:
             size = f"{_shape(s.shape)} pixels of {s.pixel_size:g} nm, tilted {s.tilt_deg:.1f}°"
             lines.append(f"  {s.name:<12} {rel(s.path)}  ({size})")

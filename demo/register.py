@@ -42,8 +42,7 @@ def demo_register_step(directory: Path, sample: Any = None) -> str:
         fixed="fibsem",
         preset="xray-to-fibsem",
         ground_truth=truth,
-        force=True,
-        command=f"coframe register xray fibsem -w {directory} --ground-truth {truth} --force",
+        command=f"coframe register xray fibsem -w {directory} --ground-truth {truth}",
     )
     ws, outcome = run_register(ws, request)
     if outcome.stored is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import NoPathError
+from coframe.demo.outputs import RESAMPLED_DIR
 from coframe.resampling.engine import ResampleResult
 
 #: Output voxel size (nm) of the resampling into FIB-SEM space.
@@ -26,7 +27,7 @@ FIBSEM_VOXEL = 128.0
 #: Margin (nm) added around the written FIB-SEM crop.
 CROP_MARGIN = 2000.0
 #: Folder of the outputs inside the demo workspace.
-OUT_DIR = "resampled"
+OUT_DIR = RESAMPLED_DIR
 
 
 def _crop_box(level_extent: Any, sample: Any) -> tuple[list[float], list[float]]:

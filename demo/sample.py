@@ -12,16 +12,23 @@ every modality of a correlative volume-EM experiment and writes:
   dark (inverted backscatter, as CellMap publishes ``fibsem-uint8``).
 - ``fibsem.zarr/recon-1/labels/nuc``: nucleus instance ids, ``s0`` at 128 nm
   over the whole block, pyramid by the mode.
-- ``xray.zarr``: OME-Zarr 0.4 in micrometres, a field of view 1.5 times the
-  block around it, contrast inverted relative to the EM, blurred and noisy,
-  placed by a known map (rigid + anisotropic scale + smooth warp), showing
-  the resin block and the air beyond it.
+- ``xray.zarr``: OME-Zarr 0.4 in micrometres, the microCT scan of the whole
+  trimmed resin block (:mod:`coframe.demo.geometry`): a field of view 5.5
+  block edges wide on every axis (132 voxels of 1 µm for the default 24 µm
+  block), contrast inverted relative to the EM, blurred and noisy, showing the
+  resin block's top face and sides and the air beyond them. The FIB-SEM block
+  sits off-centre in it (a fifth to a quarter of the field along y and x, just
+  below the top face), turned by 35-40 degrees about its milling axis (the FIB-SEM
+  slice axis z) with tilts of a few degrees, and 4-6.5% larger than its
+  FIB-SEM voxel size says (the two calibrations differ); a smooth warp of up
+  to 1.5 X-ray voxels follows.
 - ``tem/section-*``: TEM images (TIFF, the last one MRC) of oblique sections
-  cut next to the block's top face, TEM polarity, each with its own gain and
-  noise.
+  cut next to the block's top face (wider than the block, inside the resin
+  and the X-ray field), TEM polarity, each with its own gain and noise.
 - ``ground_truth/``: the FIB-SEM -> X-ray point map as OME-NGFF RFC-5 metadata
   (a JSON file and a Zarr group holding the displacement field) and as plain
-  numbers, the pose of every section, and landmark pairs (BigWarp CSV/JSON).
+  numbers (with the X-ray grid and the block's offset in it), the pose of
+  every section, and landmark pairs (BigWarp CSV/JSON).
 - ``coframe.yaml``: the workspace naming every image.
 """
 
@@ -46,6 +53,7 @@ from coframe.app.workspace import init_workspace
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import CoframeError, OverwriteError
 from coframe.demo.acquisition import FibsemAcquisition, index_blocks, worker_block, worker_init
+from coframe.demo.geometry import DemoGeometry, demo_geometry
 from coframe.demo.outputs import (
     EM_PATH,
     FIELD_ARRAY,
@@ -62,7 +70,7 @@ from coframe.demo.progress import ProgressCallback, StepTimer
 from coframe.demo.render import render_nucleus_labels, render_tem, xray_attenuation, xray_image
 from coframe.demo.render_grid import section_render_grid
 from coframe.demo.tissue import ResinBlock, Tissue, TissueParams
-from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d, make_truth
+from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d
 from coframe.resampling.writer import MultiscaleWriter, create_ome_zarr
 from coframe.transforms.formats.bigwarp import write_bigwarp_json, write_bigwarp_landmarks
 from coframe.transforms.point_pairs import Landmarks
@@ -76,11 +84,14 @@ class _Context:
     root: Path
     acq: FibsemAcquisition
     steps: StepTimer
-    truth: GroundTruth
-    xray_shape: tuple[int, int, int]
+    geometry: DemoGeometry
     rng: np.random.Generator
     workers: int
     out: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def truth(self) -> GroundTruth:
+        return self.geometry.truth
 
 
 def _render_level(
@@ -195,7 +206,7 @@ def _write_labels(ctx: _Context) -> None:
 
 
 def _write_xray(ctx: _Context) -> None:
-    v, shape = ctx.acq.size.xray_voxel, ctx.xray_shape
+    v, shape = ctx.acq.size.xray_voxel, ctx.geometry.xray_shape
     pts = np.indices(shape).reshape(3, -1).T * v  # voxel centres, X-ray physical nm (origin 0)
     mu = np.empty(len(pts), np.float32)
     with ctx.steps.step("X-ray", 9) as advance:
@@ -356,6 +367,9 @@ def _write_truth(ctx: _Context) -> None:
                 "vector_axis": "last",
             },
             "xray_voxel_size_nm": ctx.acq.size.xray_voxel,
+            "xray_shape": list(ctx.geometry.xray_shape),
+            "fibsem_block_edge_nm": ctx.geometry.length,
+            "block_centre_offset_nm": ctx.geometry.offset.tolist(),
             "crop_index_s0": [list(b) for b in ctx.out["crop_index"]],
         }
         dump("fibsem_to_xray_numbers.json", numbers)
@@ -422,8 +436,9 @@ def make_demo(
     out_dir
         Output directory (created if missing).
     size
-        ``default`` (48 µm block), ``small`` (24 µm) or ``tiny`` (12.8 µm, a few
-        seconds: the test fixture).
+        ``default`` (24 µm block in a 132 µm X-ray field), ``small`` (16 µm
+        in 88 µm) or ``tiny`` (12.8 µm in 70 µm, a few seconds: the test
+        fixture).
     seed
         Seed of the tissue, the ground-truth map and every noise.
     overwrite
@@ -457,39 +472,21 @@ def make_demo(
     root.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng([seed, 2024])
-    block_lo = np.full(3, -spec.em_voxel / 2)
-    block_hi = block_lo + spec.block_voxels * spec.em_voxel
-    length, c_fib = float(block_hi[0] - block_lo[0]), (block_lo + block_hi) / 2
-    n_x = math.ceil(1.5 * length / spec.xray_voxel)
-    fov = n_x * spec.xray_voxel
-    truth = make_truth(
-        rng,
-        c_fib,
-        np.full(3, (n_x - 1) / 2 * spec.xray_voxel),
-        fov,
-        length=spec.block_voxels * spec.em_voxel,
-        xray_voxel=spec.xray_voxel,
-        field_nodes=spec.field_nodes,
-    )
-    corners = truth.inverse(np.array(list(np.ndindex(2, 2, 2)), float) * fov - spec.xray_voxel / 2)
-    resin = ResinBlock(
-        float(block_lo[0] - 0.15 * length),
-        (float(c_fib[1]), float(c_fib[2])),
-        (0.62 * length, 0.6 * length),
-    )
+    geo = demo_geometry(spec, rng)
+    resin = ResinBlock(geo.face_z, geo.resin_centre_yx, geo.resin_half_width_yx)
     tissue = Tissue(
         seed,
-        corners.min(axis=0) - 2000.0,
-        corners.max(axis=0) + 2000.0,
+        geo.tissue_lo,
+        geo.tissue_hi,
         params=TissueParams().scaled(spec.tissue_scale),
-        envelope_centre=c_fib + rng.uniform(-0.05, 0.05, 3) * length,
-        envelope_radii=0.7 * length * np.array([1.0, 1.05, 0.95]),
+        envelope_centre=geo.envelope_centre + rng.uniform(-0.05, 0.05, 3) * geo.length,
+        envelope_radii=geo.envelope_radii,
         resin=resin,
     )
     steps = StepTimer(progress)
     n_workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), 4))
-    acq = FibsemAcquisition(seed, spec, tissue, block_lo, block_hi)
-    ctx = _Context(root, acq, steps, truth, (n_x,) * 3, rng, n_workers)
+    acq = FibsemAcquisition(seed, spec, tissue, geo.block_lo, geo.block_hi)
+    ctx = _Context(root, acq, steps, geo, rng, n_workers)
     for _, run in GENERATION_STEPS:
         run(ctx)
     o = ctx.out
@@ -508,8 +505,9 @@ def make_demo(
         label_levels=o["label_levels"],
         xray_levels=o["xray_levels"],
         tem=o["tem"],
-        truth=truth,
+        truth=geo.truth,
         landmarks_fixed=o["landmarks_fixed"],
         landmarks_moving=o["landmarks_moving"],
+        block_offset=geo.offset,
         timings=dict(steps.timings),
     )

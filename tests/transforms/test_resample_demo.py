@@ -43,7 +43,8 @@ def test_each_modality_lands_in_the_others_frame(demo_copy: DemoSample, runner: 
     a = fib_in_xray.read().astype(np.float64)
     b = xray.read().astype(np.float64)
     inside = ndimage.binary_erosion(a > 0, iterations=2)  # away from the block's zero padding
-    assert inside.mean() > 0.02
+    # the block fills a small part of the X-ray field: about 16 of its 88 voxels per axis
+    assert 1000 < inside.sum() < 0.02 * inside.size
     # X-ray contrast is inverted relative to the uint8 EM: the right map anticorrelates them,
     # more than the same map off by three X-ray voxels
     right = np.corrcoef(a[inside], b[inside])[0, 1]
