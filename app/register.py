@@ -27,9 +27,10 @@ from coframe.core.errors import (
 )
 from coframe.registration import landmarks as lmk
 from coframe.registration.inputs import check_pair
-from coframe.registration.pipeline import RegistrationResult, register
+from coframe.registration.pipeline import register
 from coframe.registration.presets import load_preset, parse_overrides
 from coframe.registration.qc import rounded, tre, verdict
+from coframe.registration.result import RegistrationResult
 from coframe.resampling.progress import count_progress
 from coframe.transforms.base import Transform
 from coframe.transforms.formats.dispatch import (
@@ -355,8 +356,8 @@ def run_register(
     )
     outcome = RegisterOutcome(result, fixed_space, moving_space, tres, fit_summary)
     trust = result.extras.get("trust")
-    if ok and trust is not None and not trust.trusted and not req.force:
-        ok, reason = False, trust.reason
+    if trust is not None and not trust.trusted and not req.force and not result.diverged:
+        ok, reason = False, trust.reason  # the gate's numbers say more than "got worse"
     if not ok:
         return ws, RegisterOutcome(
             result, fixed_space, moving_space, tres, fit_summary, None, reason

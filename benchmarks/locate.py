@@ -7,8 +7,8 @@ Run in the benchmark environment (nilearn provides the real volume)::
 
 Volumes:
 
-- ``demo``: the X-ray volume of ``coframe demo`` (default size: 96^3 voxels of
-  750 nm; written to a temporary folder unless ``--demo`` names one).
+- ``demo``: the X-ray volume of ``coframe demo`` (default size: 172^3 voxels of
+  700 nm; written to a temporary folder unless ``--demo`` names one).
   Sections of 30 x 30 µm (40 voxels) at 375 nm pixels.
 - ``mni``: nilearn's ICBM152 2009 T1 template at 1 mm (197 x 233 x 189,
   ``load_mni152_template(resolution=1)``, offline). Sections of 80 x 80 mm

@@ -285,33 +285,26 @@ def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
     points = np.load(data / "points.npy")
     steps = ", ".join(f"{s.name}{'' if s.accepted else ' (undone)'}" for s in result.steps)
     trust = result.extras.get("trust")
+    trust = None if trust is None else trust.to_dict()
     search = result.extras.get("search")
+    runner = None
+    if search is not None and search.get("runner_up") is not None:
+        runner = search["refined"][search["runner_up"]]
     info = {
         "steps": [
             {"name": s.name, "seconds": s.seconds, "accepted": s.accepted} for s in result.steps
         ],
         "search_seconds": sum(s.seconds for s in result.steps if s.name == "search"),
-        "searched": search is not None or any(s.name == "search" for s in result.steps),
-        # until the search step lands, a result without a trust verdict counts as trusted
-        "trusted": True if trust is None else bool(trust.get("trusted")),
+        "searched": search is not None,
+        "trusted": True if trust is None else bool(trust["trusted"]),
         "trust_reported": trust is not None,
-        "trust": _plain(trust),
+        "trust": trust,
         "search": _plain(search),
-        "runner_up": _plain(_runner_up(search)),
+        "runner_up": runner,
         "working_voxel": result.working_voxel,
         "levels": result.levels(),
     }
     return result.transform.apply(points), seconds, steps, info
-
-
-def _runner_up(search: Any) -> Any:
-    """The search's runner-up hypothesis, under whatever key holds it."""
-    if not isinstance(search, dict):
-        return None
-    for key, value in search.items():
-        if "runner" in str(key) or "second" in str(key):
-            return value
-    return None
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

@@ -3,7 +3,7 @@
 The X-ray microCT images the whole trimmed resin block; the FIB-SEM block is a
 small part of it. :func:`demo_geometry` lays out one sample like that:
 
-- the X-ray field of view is ``DemoSize.xray_fov`` (5.5) block edges on every
+- the X-ray field of view is ``DemoSize.xray_fov`` (5 by default) block edges on every
   axis, in voxels of ``DemoSize.xray_voxel``;
 - the block's centre lands off the field's centre, by 20-27% of the field
   along y and along x (either way) and 15% towards the top (z) so that the

@@ -50,18 +50,31 @@ class DemoSize:
     em_voxel: float = 8.0
     label_voxel: float = 128.0
     em_noise: float = 10.0
-    xray_fov: float = 5.5  # X-ray field of view per axis, in FIB-SEM block edges
+    xray_fov: float = 5.0  # X-ray field of view per axis, in FIB-SEM block edges
 
 
 SIZES: dict[str, DemoSize] = {
     "default": DemoSize(
-        "default", 3000, 8, 8_000_000, (128, 384, 384), (64, 128, 128), 4, 1000.0, 3, 50.0, 800
+        "default", 3000, 8, 8_000_000, (128, 384, 384), (64, 128, 128), 4, 700.0, 3, 50.0, 800
     ),
     "small": DemoSize(
         "small", 2000, 7, 8_000_000, (128, 256, 256), (64, 128, 128), 3, 1000.0, 3, 50.0, 400
     ),
     "tiny": DemoSize(
-        "tiny", 1600, 6, 1_200_000, (64, 128, 128), (32, 64, 64), 2, 800.0, 2, 80.0, 80, 0.6, 8
+        "tiny",
+        1600,
+        6,
+        1_200_000,
+        (64, 128, 128),
+        (32, 64, 64),
+        2,
+        450.0,
+        2,
+        80.0,
+        80,
+        0.6,
+        8,
+        xray_fov=3.2,
     ),
 }
 

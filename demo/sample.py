@@ -13,8 +13,8 @@ every modality of a correlative volume-EM experiment and writes:
 - ``fibsem.zarr/recon-1/labels/nuc``: nucleus instance ids, ``s0`` at 128 nm
   over the whole block, pyramid by the mode.
 - ``xray.zarr``: OME-Zarr 0.4 in micrometres, the microCT scan of the whole
-  trimmed resin block (:mod:`coframe.demo.geometry`): a field of view 5.5
-  block edges wide on every axis (132 voxels of 1 µm for the default 24 µm
+  trimmed resin block (:mod:`coframe.demo.geometry`): a field of view 5
+  block edges wide on every axis (172 voxels of 0.7 µm for the default 24 µm
   block), contrast inverted relative to the EM, blurred and noisy, showing the
   resin block's top face and sides and the air beyond them. The FIB-SEM block
   sits off-centre in it (a fifth to a quarter of the field along y and x, just

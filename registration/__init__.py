@@ -34,9 +34,10 @@ from coframe.registration.landmarks import LandmarkFit, landmark_tre, load_landm
 from coframe.registration.landmarks import fit as fit_landmarks
 from coframe.registration.locate import locate_section
 from coframe.registration.locate_result import LocateOptions, LocateResult
-from coframe.registration.pipeline import RegistrationResult, register
+from coframe.registration.pipeline import register
 from coframe.registration.presets import Preset, load_preset, preset_from_dict
 from coframe.registration.qc import jacobian_stats, tre, verdict
+from coframe.registration.result import RegistrationResult
 
 __all__ = [
     "LandmarkFit",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,80 +28,15 @@ from coframe.registration.intensity import StepReport, linear_step, moments_step
 from coframe.registration.metric import Evaluator, Pair, value_range
 from coframe.registration.preset_sections import MetricConfig, drift_image
 from coframe.registration.presets import LINEAR_STEPS, Preset
+from coframe.registration.result import RegistrationResult
 from coframe.registration.search import global_search, needs_search
+from coframe.registration.search_inputs import level_slices
 from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine, Identity, Translation
 from coframe.transforms.base import Transform
 from coframe.transforms.point_pairs import fit_linear
 from coframe.volumes.volume import Volume
-
-
-@dataclass(frozen=True)
-class RegistrationResult:
-    """The outcome of :func:`register`.
-
-    Parameters
-    ----------
-    transform
-        The FIXED -> MOVING point map (physical units).
-    initial
-        The map the steps started from.
-    initial_source
-        How the initial map was made (``identity``, ``geometry``, ``edge``...).
-    steps
-        One report per step run.
-    metric_name
-        The metric (``mattes``, ``correlation``, ``meansquares``).
-    metric_before, metric_after
-        QC metric of ``initial`` and ``transform`` at the working level (lower
-        is better).
-    diverged
-        Why the optimisation diverged, or empty.
-    jacobian
-        Jacobian determinant statistics of the deformable part, if any.
-    fixed, moving
-        The working images (levels, regions and masks used).
-    seconds
-        Wall time of the whole registration.
-    preset
-        The settings used.
-    """
-
-    transform: Transform
-    initial: Transform
-    initial_source: str
-    steps: tuple[StepReport, ...]
-    metric_name: str
-    metric_before: float
-    metric_after: float
-    diverged: str
-    jacobian: dict[str, float] | None
-    fixed: WorkImage
-    moving: WorkImage
-    seconds: float
-    preset: Preset
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def working_voxel(self) -> float:
-        """Geometric mean of the fixed working voxel size."""
-        return inputs.geometric_voxel(self.fixed.voxel_size)
-
-    def levels(self) -> dict[str, dict[str, Any]]:
-        """Level, voxel size and region shape used for each image."""
-        return {
-            role: {
-                "image": w.name,
-                "level": w.level,
-                "path": w.level_path,
-                "voxel_size": [float(v) for v in w.voxel_size],
-                "region_origin": [float(v) for v in w.origin],
-                "region_shape": list(w.shape),
-                "masked_voxels": None if w.mask is None else int(w.mask.sum()),
-            }
-            for role, w in (("fixed", self.fixed), ("moving", self.moving))
-        }
 
 
 def geometry_start(moving: Volume, fixed: Volume) -> Translation:
@@ -291,6 +226,7 @@ def _register_searched(
         fixed,
         preset.search,
         exclude_padding=preset.mask.exclude_padding,
+        drift=(preset.drift.image, "zyx".index(preset.drift.axis)),
         names=reads.names,
         progress=progress,
     )
@@ -382,19 +318,28 @@ def _linear(t: Transform) -> np.ndarray:
 def _whole_image(
     volume: Volume, result: RegistrationResult, is_fixed: bool, preset: Preset, reads: _Reads
 ) -> WorkImage:
-    """The smaller image whole, at the level the chain worked at, with its masks."""
+    """The smaller image whole, at the level the chain worked at, with its masks.
+
+    When it is the image whose slices drift in brightness, its slices are
+    levelled (as the search saw them), so that no candidate gains from its
+    own drift estimate.
+    """
+    role = "fixed" if is_fixed else "moving"
     work = result.fixed if is_fixed else result.moving
     lo, hi = inputs.level_extent(volume.levels[work.level])
     name = reads.names[1] if is_fixed else reads.names[0]
-    whole = inputs.read_work_image(volume, work.level, lo, hi, name)
-    return inputs.combine_masks(
-        whole,
-        "fixed" if is_fixed else "moving",
+    whole = inputs.combine_masks(
+        inputs.read_work_image(volume, work.level, lo, hi, name),
+        role,
         exclude_padding=preset.mask.exclude_padding,
         erode=preset.mask.erode,
         user=reads.fixed_mask if is_fixed else reads.moving_mask,
         unit=volume.unit,
     )
+    if preset.drift.image != role:
+        return whole
+    levelled = level_slices(whole.array, whole.mask, "zyx".index(preset.drift.axis))
+    return dataclasses.replace(whole, array=levelled)
 
 
 def _register_from(

@@ -182,6 +182,12 @@ class SearchConfig:
     box
         Box of the larger image (z0, y0, x0, z1, y1, x1) where the smaller
         image's centre lies (``--search-box``); empty: anywhere.
+    score
+        How poses are scored: ``mi`` (mutual information of quantised
+        intensities, any contrast relation) or ``edges`` (correlation of
+        normalised-gradient outer products; cheaper, needs shared edges).
+    bins
+        Intensity bins of each image for ``mi``.
     seed
         Seed of the random positions that estimate the unaligned score.
     """
@@ -192,11 +198,13 @@ class SearchConfig:
     axis: tuple[float, ...] = ()
     max_tilt: float = 20.0
     scale_range: float = 0.1
-    voxels: int = 16
+    voxels: int = 24
     keep: int = 3
     near: tuple[float, ...] = ()
     near_radius: float = 0.0
     box: tuple[float, ...] = ()
+    score: str = "mi"
+    bins: int = 6
     seed: int = 1
 
 

@@ -343,6 +343,8 @@ def _search_checks(cfg: SearchConfig) -> list[tuple[bool, str]]:
         ),
         (6 <= cfg.voxels <= 64, f"search.voxels {cfg.voxels}: expected 6..64"),
         (1 <= cfg.keep <= 10, f"search.keep {cfg.keep}: expected 1..10"),
+        (cfg.score in ("mi", "edges"), f"search.score {cfg.score!r}: expected mi or edges"),
+        (2 <= cfg.bins <= 16, f"search.bins {cfg.bins}: expected 2..16"),
         (len(cfg.near) in (0, 3), f"search.near {list(cfg.near)}: expected z,y,x (--near)"),
         (cfg.near_radius >= 0, f"search.near_radius {cfg.near_radius}: expected >= 0"),
         (

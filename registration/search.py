@@ -5,13 +5,14 @@ scan, and registration started from the image centres cannot reach it. The
 search places the smaller image (the *template*) in the larger one (the
 *target*) over all orientations (or about one axis within a tilt limit) and
 an isotropic scale range, and scores every translation at once by FFT
-correlation of contrast-independent edge features
-(:mod:`~coframe.registration.search_features`):
+(:mod:`~coframe.registration.search_features`): the mutual information of
+quantised intensities (``score: mi``, any contrast relation), or the
+correlation of contrast-independent edge features (``score: edges``):
 
 1. **Coarse scan.** Both images are read at a coarse isotropic spacing (the
    template about :attr:`SearchConfig.voxels` voxels across). For every
    orientation and scale the template is resampled, its features computed,
-   and the normalised feature correlation found for all translations.
+   and its score found for all translations.
 2. **Local scans.** The best distinct poses are searched again at half the
    spacing, in a box around each, with finer rotations and scales.
 3. The best :attr:`SearchConfig.keep` poses are returned as
@@ -36,30 +37,31 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from coframe.core.errors import RegistrationError
-from coframe.registration.inputs import geometric_voxel, padding_mask
+from coframe.registration.inputs import geometric_voxel
 from coframe.registration.locate_geometry import GridImage
 from coframe.registration.locate_inputs import VolumeReader, volume_extent
 from coframe.registration.preset_sections import SearchConfig
 from coframe.registration.search_features import (
+    FEATURE_SIGMA,
     axis_turns,
     edge_features,
-    edge_scale,
+    indicators,
+    joint_information,
     orientations,
     rotation_angle,
 )
+from coframe.registration.search_inputs import SearchSource, scoring_prep
 from coframe.transforms.affine import Affine
 from coframe.volumes.volume import Volume
 
-#: Gaussian smoothing of the feature derivatives, in search voxels.
-FEATURE_SIGMA = 1.0
 #: Largest number of voxels of the target at the coarse spacing.
-MAX_TARGET_VOXELS = 2_000_000
+MAX_TARGET_VOXELS = 600_000
 #: Smallest share of the template footprint that must fall inside the target.
 MIN_INSIDE = 0.7
 #: Candidates searched again at the finer spacing.
-LOCAL_SEEDS = 4
+LOCAL_SEEDS = 3
 #: Rounds of the local search (each halves the rotation and scale steps).
-LOCAL_ROUNDS = 3
+LOCAL_ROUNDS = 2
 #: Positions sampled per orientation to estimate the score of unaligned poses.
 BASELINE_SAMPLES = 64
 
@@ -184,12 +186,16 @@ class _Target:
     inside: np.ndarray
 
     @classmethod
-    def build(cls, image: GridImage, mask: np.ndarray | None, eps: float, pad: int) -> _Target:
-        feats = edge_features(image.array, mask, FEATURE_SIGMA, eps)
+    def build(cls, image: GridImage, mask: np.ndarray | None, prep: Any, pad: int) -> _Target:
+        """Features (``prep`` an edge scale) or bin indicators (``prep`` bin edges) on a grid."""
         inside = np.ones(image.shape, np.float32) if mask is None else mask.astype(np.float32)
+        if isinstance(prep, np.ndarray):
+            feats = indicators(image.array, prep) * inside
+        else:
+            feats = edge_features(image.array, mask, FEATURE_SIGMA, prep)
         shape = tuple(sfft.next_fast_len(n + 2 * pad, real=True) for n in image.shape)
         box = tuple(slice(pad, pad + n) for n in image.shape)
-        padded = np.zeros((6, *shape), np.float32)
+        padded = np.zeros((len(feats), *shape), np.float32)
         padded[(slice(None), *box)] = feats
         flags = np.zeros(shape, np.float32)
         flags[box] = inside
@@ -207,9 +213,10 @@ class _Target:
 
 @dataclass(frozen=True)
 class _Template:
-    features: np.ndarray
+    features: np.ndarray  # edge features, or bin indicators when ``binned``
     footprint: np.ndarray
     half: tuple[int, int, int]
+    binned: bool = False
 
 
 def template_halves(size: np.ndarray, linear: np.ndarray, spacing: float) -> np.ndarray:
@@ -218,7 +225,7 @@ def template_halves(size: np.ndarray, linear: np.ndarray, spacing: float) -> np.
 
 
 def _make_template(
-    small: GridImage, mask: np.ndarray | None, rotation: np.ndarray, scale: float, eps: float
+    small: GridImage, mask: np.ndarray | None, rotation: np.ndarray, scale: float, prep: Any
 ) -> _Template:
     """The template resampled as seen in the target frame under ``rotation`` and ``scale``.
 
@@ -240,12 +247,16 @@ def _make_template(
         inside, matrix, offset, output_shape=shape, order=0, mode="constant", cval=0
     ).astype(bool)
     footprint = ndimage.binary_erosion(footprint, iterations=1)
-    features = edge_features(values, footprint, FEATURE_SIGMA, eps)
-    return _Template(features, footprint, (int(half[0]), int(half[1]), int(half[2])))
+    if isinstance(prep, np.ndarray):
+        features = indicators(values, prep) * footprint.astype(np.float32)
+    else:
+        features = edge_features(values, footprint, FEATURE_SIGMA, prep)
+    halves = (int(half[0]), int(half[1]), int(half[2]))
+    return _Template(features, footprint, halves, isinstance(prep, np.ndarray))
 
 
 def _scores(
-    target: _Target, tpl: _Template, allowed: np.ndarray
+    target: _Target, tpl: _Template, allowed: np.ndarray, stride: int = 1
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Normalised feature correlation for every translation, and the valid positions.
 
@@ -263,6 +274,20 @@ def _scores(
     ft = sfft.rfftn(tpl.features, s=shape, axes=axes, workers=-1)
     fw = sfft.rfftn(tpl.footprint.astype(np.float32), s=shape, workers=-1)
     np.conjugate(ft, out=ft)
+    box = tuple(slice(0, v) for v in valid_shape)
+    if tpl.binned:  # mutual information of every translation
+        np.conjugate(fw, out=fw)
+        inside = sfft.irfftn(fw * target.inside, s=shape, workers=-1)[box] / count
+        ok = (inside >= MIN_INSIDE) & allowed[box]
+        score = np.full(inside.shape, -1.0, np.float32)
+        score[::stride, ::stride, ::stride] = joint_information(
+            ft, target.spectra, shape, box, stride
+        )
+        if stride > 1:
+            sampled = np.zeros_like(ok)
+            sampled[::stride, ::stride, ::stride] = True
+            ok &= sampled
+        return np.where(ok, score, -1.0), ok
     acc = ft[0] * target.spectra[0]
     for c in range(1, ft.shape[0]):
         acc += ft[c] * target.spectra[c]
@@ -270,7 +295,6 @@ def _scores(
     np.conjugate(fw, out=fw)
     energy_s = sfft.irfftn(fw * target.energy, s=shape, workers=-1)
     inside = sfft.irfftn(fw * target.inside, s=shape, workers=-1)
-    box = tuple(slice(0, v) for v in valid_shape)
     num, energy_s, inside = num[box], energy_s[box], inside[box] / count
     floor = 0.25 * energy_t
     score = num / np.sqrt(np.maximum(energy_s, floor) * energy_t)
@@ -301,8 +325,12 @@ def _scan(
     hi: np.ndarray,
     rng: np.random.Generator,
     progress: Any = None,
+    stride: int = 1,
 ) -> tuple[list[Hypothesis], list[float]]:
-    """The best position of every (orientation, scale), and scores of random positions."""
+    """The best position of every (orientation, scale), and scores of random positions.
+
+    Mutual information is scored at every ``stride``-th translation only.
+    """
     found: list[Hypothesis] = []
     background: list[float] = []
     allowed_cache: dict[tuple[int, int, int], np.ndarray] = {}
@@ -311,7 +339,7 @@ def _scan(
             tpl = _make_template(small, mask, rotation, scale, eps)
             if tpl.half not in allowed_cache:
                 allowed_cache[tpl.half] = _allowed(target, tpl.half, lo, hi)
-            got = _scores(target, tpl, allowed_cache[tpl.half])
+            got = _scores(target, tpl, allowed_cache[tpl.half], stride)
             if got is None:
                 continue
             score, ok = got
@@ -353,6 +381,7 @@ def global_search(
     config: SearchConfig,
     *,
     exclude_padding: bool = True,
+    drift: tuple[str, int] = ("none", 0),
     names: tuple[str, str] = ("MOVING", "FIXED"),
     progress: Any = None,
 ) -> SearchResult:
@@ -366,6 +395,10 @@ def global_search(
         Search settings (orientations, scales, priors, sizes).
     exclude_padding
         Drop zero padding connected to the image borders from the features.
+    drift
+        ``(image, axis)``: the image (``fixed``, ``moving`` or ``none``) whose
+        slices along ``axis`` drift in brightness (a FIB-SEM); its slices are
+        levelled to a common median before scoring.
     names
         Image names for messages.
     progress
@@ -394,13 +427,17 @@ def global_search(
     while np.prod((read_hi - read_lo) / coarse) > MAX_TARGET_VOXELS:
         coarse *= 1.25
     fine = max(coarse / 2.0, finest)
-    small_reader, big_reader = VolumeReader(small_vol), VolumeReader(big_vol)
-    small = small_reader.grid(coarse)
-    small_mask = _mask(small.array, exclude_padding)
-    eps_small = _edge_scale(small, small_mask, small_name)
-    big = big_reader.grid(coarse, read_lo, read_hi)
-    big_mask = _mask(big.array, exclude_padding)
-    eps_big = _edge_scale(big, big_mask, big_name)
+    small_reader = SearchSource(
+        VolumeReader(small_vol), exclude_padding, drift[1] if drift[0] == role else None
+    )
+    big_role = "fixed" if role == "moving" else "moving"
+    big_reader = SearchSource(
+        VolumeReader(big_vol), exclude_padding, drift[1] if drift[0] == big_role else None
+    )
+    small, small_mask = small_reader.read(coarse)
+    eps_small = scoring_prep(small, small_mask, config, small_name)
+    big, big_mask = big_reader.read(coarse, read_lo, read_hi)
+    eps_big = scoring_prep(big, big_mask, config, big_name)
     # templates may stick out of the target by up to about a third of their size
     target = _Target.build(big, big_mask, eps_big, int(math.ceil(0.3 * reach / coarse)) + 1)
     rotations = orientations(config.angle_step, config.axis or None, config.max_tilt)
@@ -409,8 +446,10 @@ def global_search(
     scales = (1.0,)
     spread = (1.0 + config.scale_range) ** 0.5 - 1.0 if config.scale_range > 0 else 0.0
     rng = np.random.default_rng(config.seed)
+    # the coarse scan scores mutual information every second translation: the local scans
+    # search two coarse voxels around each seed
     found, background = _scan(
-        target, small, small_mask, rotations, scales, eps_small, lo, hi, rng, progress
+        target, small, small_mask, rotations, scales, eps_small, lo, hi, rng, progress, 2
     )
     if not found:
         raise RegistrationError(
@@ -447,8 +486,8 @@ def global_search(
 
 def _local(
     seeds: list[Hypothesis],
-    small_reader: VolumeReader,
-    big_reader: VolumeReader,
+    small_reader: SearchSource,
+    big_reader: SearchSource,
     fine: float,
     coarse: float,
     config: SearchConfig,
@@ -463,17 +502,16 @@ def _local(
     Each round scores, for every translation near the current pose, the
     current orientation and its turns by the step about each axis, then the
     best of those at one scale step either side. The first round searches
-    translations within 1.5 coarse voxels, the later ones within 2 fine voxels.
+    translations within 2 coarse voxels, the later ones within 2 fine voxels.
     """
-    small = small_reader.grid(fine)
-    small_mask = _mask(small.array, exclude_padding)
-    eps_small = edge_scale(small.array, small_mask, FEATURE_SIGMA)
+    small, small_mask = small_reader.read(fine)
+    eps_small = scoring_prep(small, small_mask, config, "the smaller image")
     size = (np.asarray(small.shape) - 1) * fine
     out: list[Hypothesis] = []
     rng = np.random.default_rng(config.seed)
     for seed in seeds:
         current = seed
-        step, ds, shift = config.angle_step / 2.0, spread, 1.5 * coarse
+        step, ds, shift = config.angle_step / 2.0, spread, 2.0 * coarse
         for _ in range(LOCAL_ROUNDS):
             reach = 0.5 * (np.abs(current.scale * current.rotation) @ size) * (1.0 + ds)
             margin = reach + shift + 2.0 * fine
@@ -482,10 +520,10 @@ def _local(
             clipped = np.maximum(
                 box_lo - (current.centre - margin), (current.centre + margin) - box_hi
             )
-            big = big_reader.grid(fine, box_lo, box_hi)
-            big_mask = _mask(big.array, exclude_padding)
-            eps_big = edge_scale(big.array, big_mask, FEATURE_SIGMA)
-            if eps_big <= 0:
+            big, big_mask = big_reader.read(fine, box_lo, box_hi)
+            try:
+                eps_big = scoring_prep(big, big_mask, config, "the larger image")
+            except RegistrationError:
                 break
             pad = 2 + int(math.ceil(float(clipped.max()) / fine))
             target = _Target.build(big, big_mask, eps_big, pad)
@@ -540,17 +578,3 @@ def _prior_box(
             f"or box inside it"
         )
     return box_lo, box_hi
-
-
-def _mask(array: np.ndarray, exclude_padding: bool) -> np.ndarray | None:
-    return padding_mask(array, 1) if exclude_padding else None
-
-
-def _edge_scale(image: GridImage, mask: np.ndarray | None, name: str) -> float:
-    eps = edge_scale(image.array, mask, FEATURE_SIGMA)
-    if not eps > 0:
-        raise RegistrationError(
-            f"image {name} has no edges at the search spacing {image.spacing[0]:.4g} (constant, "
-            "empty or fully masked): check the image, or give a start with --landmarks or an edge"
-        )
-    return eps

@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage
 
 from coframe.registration.locate_geometry import fibonacci_cap
 
+#: Gaussian smoothing of the feature derivatives, in search voxels.
+FEATURE_SIGMA = 1.0
 #: Weights of the feature channels (zz, yy, xx, zy, zx, yx): off-diagonals count twice.
 CHANNEL_WEIGHTS = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 #: Percentile of the gradient magnitude (inside the mask) taken as the edge scale ``eps``.
@@ -82,6 +85,53 @@ def edge_features(
     if footprint is not None:
         out *= footprint.astype(np.float32)
     return out
+
+
+def bin_edges(array: np.ndarray, mask: np.ndarray | None, bins: int) -> np.ndarray:
+    """Inner edges of ``bins`` intensity bins holding equal shares of the (masked) voxels."""
+    values = array if mask is None else array[mask]
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.unique(edges.astype(np.float32))
+
+
+def indicators(array: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``(len(edges) + 1, *shape)`` float32 indicators of the bin each voxel falls in."""
+    index = np.searchsorted(edges, array, side="right")
+    out = np.zeros((len(edges) + 1, *array.shape), dtype=np.float32)
+    for k in range(len(edges) + 1):
+        out[k] = index == k
+    return out
+
+
+def joint_information(
+    template_conj: np.ndarray,
+    target: np.ndarray,
+    shape: tuple[int, ...],
+    box: tuple[slice, ...],
+    stride: int = 1,
+) -> np.ndarray:
+    """Mutual information (nats) of every ``stride``-th translation, from bin indicator spectra.
+
+    ``template_conj`` holds the conjugate spectra of the template's bin
+    indicators, ``target`` those of the target's; the joint histogram of a
+    translation is the correlation of every pair of indicators. The result
+    has the shape of ``box`` sampled every ``stride`` voxels.
+    """
+    box = tuple(slice(b.start, b.stop, stride) for b in box)
+    size = [len(range(b.start or 0, b.stop, stride)) for b in box]
+    counts = np.empty((template_conj.shape[0], target.shape[0], *size), np.float32)
+    for a in range(template_conj.shape[0]):
+        for b in range(target.shape[0]):
+            corr = sfft.irfftn(template_conj[a] * target[b], s=shape, workers=-1)[box]
+            counts[a, b] = np.maximum(corr, 0.0)
+    total = counts.sum(axis=(0, 1))
+    total = np.where(total > 0, total, 1.0)
+    p = counts / total
+    pa = p.sum(axis=1, keepdims=True)
+    pb = p.sum(axis=0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 1e-7, p * np.log(p / (pa * pb)), 0.0)
+    return terms.sum(axis=(0, 1)).astype(np.float32)
 
 
 def axis_rotation(axis: Sequence[float], degrees: float) -> np.ndarray:

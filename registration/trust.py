@@ -27,7 +27,7 @@ from coframe.transforms.base import Transform
 #: The mutual information must be at least this many times the shuffled baseline.
 MIN_GAIN = 4.0
 #: A runner-up whose gain over the baseline reaches this share of the winner's is a tie.
-RUNNER_UP_RATIO = 0.5
+RUNNER_UP_RATIO = 0.75
 #: Smallest fraction of the sample that must land inside the other image.
 MIN_TRUST_OVERLAP = 0.3
 #: Histogram bins of the trust metric.

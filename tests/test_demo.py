@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from coframe.cli import app
 from coframe.core.errors import OverwriteError
-from coframe.demo.outputs import EM_PATH, FIELD_ARRAY, LABELS_PATH, DemoSample
+from coframe.demo.outputs import EM_PATH, FIELD_ARRAY, LABELS_PATH, SIZES, DemoSample
 from coframe.demo.pipeline import DEMO_PIPELINE
 from coframe.demo.sample import make_demo
 
@@ -144,7 +144,10 @@ def test_labels_pyramid(sample: DemoSample) -> None:
 def test_xray_is_placed_by_the_ground_truth(sample: DemoSample) -> None:
     ms = _attrs(sample.xray)["multiscales"][0]
     assert ms["axes"][0]["unit"] == "micrometer"
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.8] * 3
+    voxel_um = SIZES["tiny"].xray_voxel / 1000.0
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx(
+        [voxel_um] * 3
+    )
     xray = zarr.open_array(str(sample.xray / "s0"), mode="r")[:].astype(float)
     em = zarr.open_array(str(sample.fibsem / f"s{sample.whole_from}"), mode="r")[:].astype(float)
     lvl = sample.fibsem_levels[sample.whole_from]
@@ -162,7 +165,7 @@ def test_xray_is_placed_by_the_ground_truth(sample: DemoSample) -> None:
     fib = idx[keep] * lvl.voxel_size[0] + lvl.origin[0]
 
     def corr(shift: float) -> float:
-        x_idx = (sample.truth.forward(fib) + [0.0, shift, 0.0]) / 800.0
+        x_idx = (sample.truth.forward(fib) + [0.0, shift, 0.0]) / (1000.0 * voxel_um)
         x_vals = ndimage.map_coordinates(xray, x_idx.T, order=1)
         return float(np.corrcoef(em_n[tuple(idx[keep].T)], x_vals)[0, 1])
 
@@ -177,7 +180,8 @@ def test_the_block_is_small_turned_and_off_centre_in_the_xray(sample: DemoSample
     edge = numbers["fibsem_block_edge_nm"]
     assert list(shape) == list(zarr.open_array(str(sample.xray / "s0"), mode="r").shape)
     fov = shape * voxel
-    assert np.all(fov >= 5.0 * edge) and edge == 1600 * 8.0
+    # the tiny sample's field is narrower than the default's 5 block edges, to keep tests fast
+    assert np.all(fov >= SIZES["tiny"].xray_fov * edge - voxel) and edge == 1600 * 8.0
     # the block's corners, mapped by the truth: well inside the field, around a centre that
     # is off the field's centre by at least 15% of the field on at least two axes
     corners = np.array(list(np.ndindex(2, 2, 2)), float) * edge - 4.0
@@ -240,7 +244,7 @@ def test_ground_truth_field_and_landmarks_agree(sample: DemoSample) -> None:
     turn, *tilts = numbers["rotation_deg"]
     assert 35.0 <= abs(turn) <= 40.0 and all(1.0 <= abs(a) <= 3.0 for a in tilts)
     assert all(1.035 <= s <= 1.07 for s in numbers["scales"]) and np.ptp(numbers["scales"]) < 0.01
-    assert numbers["warp_amplitude_nm"] == pytest.approx(1.5 * 800.0)
+    assert numbers["warp_amplitude_nm"] == pytest.approx(1.5 * SIZES["tiny"].xray_voxel)
 
 
 def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
@@ -269,7 +273,7 @@ def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
         corners = uv1 @ np.asarray(pose["to_xray"]).T
         err = np.linalg.norm(corners - sample.truth.forward(uv1 @ to_fib.T), axis=1)
         assert np.all(err <= pose["to_xray_max_residual_nm"] + 1e-6)
-        assert np.all((corners > 0) & (corners < xray_shape * 800.0))
+        assert np.all((corners > 0) & (corners < xray_shape * SIZES["tiny"].xray_voxel))
 
 
 @pytest.mark.slow

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 from coframe.app.register import read_truth
 from coframe.app.workspace import load_workspace
 from coframe.cli import app
-from coframe.demo.outputs import DemoSample
+from coframe.demo.outputs import SIZES, DemoSample
 from coframe.demo.pipeline import DEMO_PIPELINE
 from coframe.demo.register import TRUTH_FILE, demo_register_step
 from coframe.transforms.formats.dispatch import read_transform
 
 #: The tiny demo's X-ray voxel (nm) and its largest accepted mean TRE: its 12.8 µm block
 #: spans 16 X-ray voxels, so the bound is loose; the default demo's is checked in test_demo.
-XRAY_VOXEL = 800.0
+XRAY_VOXEL = SIZES["tiny"].xray_voxel
 TINY_TRE = 2.0 * XRAY_VOXEL
 
 

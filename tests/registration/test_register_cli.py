@@ -199,3 +199,23 @@ def test_moments_keep_a_good_start_when_the_fields_of_view_differ() -> None:
         work_f, work_f, shifted, lambda t: float(np.abs(t.translation).sum())
     )
     assert report.accepted and np.allclose(moved.translation, 0.0, atol=1e-6)
+
+
+def test_a_true_eight_percent_magnification_is_kept(
+    runner: CliRunner, make_pair: Callable[..., Pair]
+) -> None:
+    # the moving modality's voxels are 8% larger than their label says: FIXED -> MOVING
+    # shrinks by 1/1.08 per axis, and the overlap the fixed box sees shrinks with it
+    linear = _rotation_z(4.0) / 1.08
+    truth = _about_centre(linear, (1500.0, -1000.0, 500.0))
+    pair = make_pair(truth.inverse(), truth=truth)
+    result = _register(runner, pair, "--preset", "multimodal", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert all(s["accepted"] for s in report["steps"] if s["name"] == "affine")
+    edge = pair.edge().as_affine()
+    assert edge is not None
+    # a rigid result (determinant 1) would be 26% off
+    assert np.linalg.det(edge.linear) == pytest.approx(1 / 1.08**3, rel=0.05)
+    assert pair.tre_vox(edge) < 0.3
+    assert report["trust"]["trusted"] is True
