@@ -90,7 +90,14 @@ class Affine(Transform):
                 f"translation of shape {t.shape} does not fit a linear part of shape {lin.shape}: "
                 f"expected ({lin.shape[0]},)"
             )
-        return cls(np.column_stack([lin, t]))
+        m = np.column_stack([lin, t])
+        if m.shape[0] == m.shape[1] and _is_homogeneous_row(m[-1]):
+            # e.g. a section pose whose z row is [0, 0, 1]: the linear part says what it is,
+            # so the matrix is not read as homogeneous (which would drop that row)
+            out = cls.__new__(cls)
+            object.__setattr__(out, "matrix", frozen_array(m, name="affine matrix", ndim=2))
+            return out
+        return cls(m)
 
     @property
     def input_dim(self) -> int:

@@ -171,3 +171,9 @@ def test_then_checks_dimensions(data: st.DataObject, dim_a: int, dim_b: int) -> 
     else:
         with pytest.raises(DimensionError):
             a.then(b)
+
+
+def test_a_section_pose_whose_last_row_looks_homogeneous_stays_2d_to_3d() -> None:
+    pose = Affine.from_linear(np.zeros((3, 2)), np.array([0.0, 0.0, 1.0]))
+    assert (pose.input_dim, pose.output_dim) == (2, 3)
+    assert np.allclose(pose.apply(np.array([[5.0, 7.0]])), [[0.0, 0.0, 1.0]])
