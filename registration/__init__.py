@@ -6,7 +6,8 @@ workspace commands built on it live in :mod:`coframe.app`.
 
 Volume-to-volume registration (``coframe register``):
 
-- :mod:`~coframe.registration.presets`: YAML presets of chained steps and their settings;
+- :mod:`~coframe.registration.presets`: YAML presets of chained steps and their settings
+  (:mod:`~coframe.registration.preset_sections`: the sections' fields);
 - :mod:`~coframe.registration.inputs`: working levels, overlapping regions, masks;
 - :mod:`~coframe.registration.metric`: the SimpleITK pair, pyramid and the QC metric;
 - :mod:`~coframe.registration.mutual_information`: the mutual information of paired samples;
@@ -15,6 +16,11 @@ Volume-to-volume registration (``coframe register``):
 - :mod:`~coframe.registration.deformable`: the B-spline step;
 - :mod:`~coframe.registration.landmarks`: landmark fits and leave-one-out errors;
 - :mod:`~coframe.registration.qc`: TRE, Jacobian determinants, the store-or-refuse verdict;
+- :mod:`~coframe.registration.search`: the global search of a small volume in a large one
+  (:mod:`~coframe.registration.search_features`: scores and orientations;
+  :mod:`~coframe.registration.search_inputs`: the images it reads);
+- :mod:`~coframe.registration.trust`: whether a result is believed enough to store;
+- :mod:`~coframe.registration.result`: what a registration returns;
 - :mod:`~coframe.registration.pipeline`: the chained registration of two volumes.
 
 Slice-to-volume registration (``coframe locate``):
