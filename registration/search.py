@@ -441,7 +441,7 @@ def global_search(
     # templates may stick out of the target by up to about a third of their size
     target = _Target.build(big, big_mask, eps_big, int(math.ceil(0.3 * reach / coarse)) + 1)
     rotations = orientations(config.angle_step, config.axis or None, config.max_tilt)
-    # the coarse scan runs at scale 1 (a 10 % scale moves the template's edge by under a
+    # the coarse scan runs at scale 1 (a 10 % scale moves the template's edge by about one
     # coarse voxel); the local scans search the scale range
     scales = (1.0,)
     spread = (1.0 + config.scale_range) ** 0.5 - 1.0 if config.scale_range > 0 else 0.0
