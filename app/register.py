@@ -300,8 +300,6 @@ def run_register(
     ):
         if value is not None:
             overrides[key] = list(value) if isinstance(value, tuple) else value
-    if req.axis == ():
-        overrides["search.max_tilt"] = 180.0
     preset = load_preset(req.preset).with_overrides(overrides)
     path = output_path(ws, fixed_space, moving_space, "bspline" in preset.steps)
     if not req.force:

@@ -29,7 +29,7 @@ from coframe.registration.metric import Evaluator, Pair, value_range
 from coframe.registration.preset_sections import MetricConfig, drift_image
 from coframe.registration.presets import LINEAR_STEPS, Preset
 from coframe.registration.result import RegistrationResult
-from coframe.registration.search import global_search, needs_search
+from coframe.registration.search import Hypothesis, global_search, needs_search
 from coframe.registration.search_inputs import level_slices
 from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
@@ -234,12 +234,14 @@ def _register_searched(
         preset, steps=tuple(s for s in preset.steps if s not in ("search", "moments"))
     )
     results: list[RegistrationResult] = []
+    refined: list[Hypothesis] = []  # the hypothesis each result started from
     failures: list[str] = []
     for h in found.hypotheses:
         try:
             results.append(
                 _register_from(moving, fixed, chain, found.fixed_to_moving(h), "search", reads)
             )
+            refined.append(h)
         except RegistrationError as e:
             failures.append(str(e))
     if not results:
@@ -280,9 +282,11 @@ def _register_searched(
         {
             "search_score": round(h.score, 4),
             "mutual_information": round(scored[i][0], 5) if math.isfinite(scored[i][0]) else None,
-            "scale": round(float(np.cbrt(abs(np.linalg.det(_linear(results[i].transform))))), 4),
+            "scale": round(
+                float(np.cbrt(abs(np.linalg.det(linear_part(r.transform, r.fixed).linear)))), 4
+            ),
         }
-        for i, h in enumerate(found.hypotheses[: len(results)])
+        for i, (h, r) in enumerate(zip(refined, results, strict=True))
     ]
     summary["chosen"] = win
     summary["runner_up"] = runner
@@ -308,11 +312,6 @@ def _search_note(found: Any, win: int, runner: int | None, scored: list[Any]) ->
     if runner is not None:
         text += f", runner-up {runner + 1} (MI {scored[runner][0]:.4f})"
     return f"{text}; searched {found.template_role} image, {found.orientations} orientations"
-
-
-def _linear(t: Transform) -> np.ndarray:
-    affine = t.as_affine()
-    return np.eye(3) if affine is None else affine.linear
 
 
 def _whole_image(
