@@ -258,7 +258,8 @@ def _make_template(
 def _scores(
     target: _Target, tpl: _Template, allowed: np.ndarray, stride: int = 1
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Normalised feature correlation for every translation, and the valid positions.
+    """The score of every translation (mutual information of the bin indicators, or the
+    normalised edge-feature correlation), and the valid positions.
 
     Positions index the template's corner on the padded grid; only those
     whose template box lies inside the grid count (no wrap-around). Returns
