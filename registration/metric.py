@@ -30,8 +30,11 @@ from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 QC_POINTS = 20000
 #: Fraction of the sample that must map into the moving image for a finite metric.
 MIN_OVERLAP = 0.1
-#: Fraction of the sample that two maps must both place in the moving image to be compared.
-MIN_COMMON = 0.25
+#: Of the sample points either of two maps places in the moving image, the fraction both
+#: must place there for the two to be compared.
+MIN_COMMON = 0.5
+#: Fewest common sample points on which two maps are compared.
+MIN_COMMON_POINTS = 200
 
 
 def value_range(work: WorkImage) -> tuple[float, float]:
@@ -251,14 +254,17 @@ class Evaluator:
         Returns
         -------
         tuple
-            ``(metric_before, metric_after, common_fraction)``; the metrics are
-            ``inf`` when the maps share fewer than :data:`MIN_COMMON` of the sample.
+            ``(metric_before, metric_after, common_fraction)``, the fraction taken of
+            the points either map places in the moving image (a small moving image
+            covers little of the fixed sample, and that is no reason to refuse); the
+            metrics are ``inf`` when it is under :data:`MIN_COMMON` or fewer than
+            :data:`MIN_COMMON_POINTS` points are shared.
         """
         m0, keep0 = self.moving_values(before)
         m1, keep1 = self.moving_values(after)
         common = keep0 & keep1
-        fraction = float(common.mean())
-        if fraction < MIN_COMMON or common.sum() < 50:
+        fraction = float(common.sum() / max(1, (keep0 | keep1).sum()))
+        if fraction < MIN_COMMON or common.sum() < MIN_COMMON_POINTS:
             return math.inf, math.inf, fraction
         v0 = m0[common[keep0]]
         v1 = m1[common[keep1]]
@@ -270,12 +276,13 @@ class Evaluator:
         m0, m1, common = self.compare(before, after)
         if not math.isfinite(m1):
             return (
-                f"the maps share only {common:.0%} of the sampled fixed points, too few to compare"
+                f"the maps share only {common:.0%} of the sampled fixed points either places in "
+                "the moving image, too few to compare"
             )
         if m1 > m0:
             return (
-                f"the metric got worse ({m0:.5g} -> {m1:.5g} on the {common:.0%} of the sampled "
-                "fixed points both maps place in the moving image)"
+                f"the metric got worse ({m0:.5g} -> {m1:.5g} on the {common:.0%} of the placed "
+                "sample points both maps place in the moving image)"
             )
         return ""
 

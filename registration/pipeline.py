@@ -230,9 +230,7 @@ def _register_searched(
         names=reads.names,
         progress=progress,
     )
-    chain = dataclasses.replace(
-        preset, steps=tuple(s for s in preset.steps if s not in ("search", "moments"))
-    )
+    chain = dataclasses.replace(preset, steps=_refining_steps(preset))
     results: list[RegistrationResult] = []
     refined: list[Hypothesis] = []  # the hypothesis each result started from
     failures: list[str] = []
@@ -305,6 +303,18 @@ def _register_searched(
     result.extras["search"] = summary
     result.extras["trust"] = trust
     return result
+
+
+def _refining_steps(preset: Preset) -> tuple[str, ...]:
+    """The chain that refines a search hypothesis: the preset's steps after the search.
+
+    The search measured a scale; a rigid step that a scaling step follows would
+    throw it away (and be undone), so it becomes a similarity step.
+    """
+    steps = [s for s in preset.steps if s not in ("search", "moments")]
+    scaling = preset.search.scale_range > 0 and any(s in ("similarity", "affine") for s in steps)
+    steps = ["similarity" if s == "rigid" and scaling else s for s in steps]
+    return tuple(dict.fromkeys(steps))
 
 
 def _search_note(found: Any, win: int, runner: int | None, scored: list[Any]) -> str:

@@ -45,12 +45,28 @@ def test_steps_are_judged_on_the_points_both_maps_share() -> None:
     assert evaluate.worse(magnified, identity) == ""
     assert "got worse" in evaluate.worse(identity, magnified)
     # sliding the images apart does not win by small-sample bias
-    apart = Translation(np.array([0.0, 30.0, 30.0]))
+    apart = Translation(np.array([0.0, 14.0, 14.0]))
     assert "got worse" in evaluate.worse(identity, apart)
-    assert "too few to compare" in evaluate.worse(identity, Translation(np.array([0, 55.0, 55.0])))
+    assert "too few to compare" in evaluate.worse(identity, Translation(np.array([0, 30.0, 30.0])))
     assert evaluate(Translation(np.array([200.0, 0.0, 0.0]))) == np.inf
     # no alignment at all: the shuffled sample scores far worse than the aligned one
     assert evaluate.shuffled(identity) > 0.5 * evaluate(identity)
+
+
+def test_a_small_moving_image_is_compared_on_its_own_footprint() -> None:
+    # the moving image is an eighth of the fixed one: it sees 1/8 of the fixed sample,
+    # and steps on it are still judged (on the points either map places in it)
+    array = _blobs()
+    crop = WorkImage(
+        "crop", (300 - array[8:24, 8:24, 8:24]).astype(np.float32), (2.0,) * 3,
+        (16.0, 16.0, 16.0), None, 0, "",
+    )  # fmt: skip
+    evaluate = Evaluator(_image(array), crop, MetricConfig(), points=8000)
+    identity = Affine(np.eye(4))
+    off = Translation(np.array([2.0, -2.0, 2.0]))
+    assert evaluate.overlap(identity) < 0.2
+    assert evaluate.worse(off, identity) == ""
+    assert "got worse" in evaluate.worse(identity, off)
 
 
 @pytest.mark.parametrize("binning", ["hard", "linear"])

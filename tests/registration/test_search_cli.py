@@ -117,6 +117,8 @@ def test_search_finds_a_rotated_scaled_crop_far_from_the_centre(tmp_path: Path) 
     report = json.loads(result.output)
     assert report["initial"] == "search" and report["stored"]
     assert report["steps"][0]["name"] == "search"
+    # the search measured a scale: the preset's rigid step refines it as a similarity
+    assert [s["name"] for s in report["steps"]] == ["search", "similarity", "affine"]
     assert report["trust"]["trusted"] is True
     search = report["search"]
     assert search["template"] == "moving" and search["runner_up"] != search["chosen"]
