@@ -5,13 +5,15 @@ corrupt header is an error); the data is then memory-mapped, so a box read
 touches only the pages under it. Voxel size comes from the header
 (``cella / mx,my,mz``, in ångström) and is converted like any other unit;
 the origin is the header ``origin`` when non-zero, else ``nxstart``... times
-the voxel size. The ``mapc/mapr/maps`` axis order is honoured. A single
+the voxel size. A voxel size of 0 (or not finite) leaves the image to be
+placed with ``--voxel-size``. The ``mapc/mapr/maps`` axis order is honoured. A single
 section (``nz == 1``) becomes a 2D (y, x) image. Remote files are downloaded
 once into the temporary cache first.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -90,15 +92,32 @@ def read_mrc(location: Location, *, select: Mapping[str, int] | None = None) -> 
     chunks = (1, *view_shape[1:]) if len(view_shape) == 3 else view_shape
     source = MemmapSource(path, dtype, offset, view_shape, chunks)
     by_name = dict(zip("xyz", voxel, strict=True))
-    calibrated = all(by_name[n] > 0 for n in plan.names)
+    unusable = {
+        n: by_name[n] for n in plan.names if not (math.isfinite(by_name[n]) and by_name[n] > 0)
+    }
+    calibrated = not unusable
     scale = tuple(by_name[n] if calibrated else 1.0 for n in plan.names)
     origin_by_name = dict(zip("xyz", origin_xyz, strict=True))
     start_by_name = dict(zip("xyz", start_xyz, strict=True))
     if any(origin_by_name[n] != 0 for n in plan.names):
         translation = tuple(origin_by_name[n] if calibrated else 0.0 for n in plan.names)
+        translation_key = f"header origin in {location}"
     else:
         translation = tuple(start_by_name[n] * s for n, s in zip(plan.names, scale, strict=True))
-    level = RawLevel("", plan.view(source), scale, translation)
+        translation_key = f"header nxstart/nystart/nzstart in {location}"
+    level = RawLevel(
+        "",
+        plan.view(source),
+        scale,
+        translation,
+        scale_key=f"header voxel size (cella / mx, my, mz) in {location}",
+        translation_key=translation_key,
+    )
+    if all(v == 0 for v in unusable.values()):
+        reason = "header voxel size is 0"
+    else:
+        values = ", ".join(f"{n} = {v:g}" for n, v in unusable.items())
+        reason = f"header voxel size (cella / mx, my, mz) is {values}, not a finite positive size"
     metadata: dict[str, Any] = {
         "file_axes": list(file_names),
         "mode": int(_mode_of(dtype)),
@@ -111,7 +130,7 @@ def read_mrc(location: Location, *, select: Mapping[str, int] | None = None) -> 
         units=(_UNIT,) * len(plan.names) if calibrated else (None,) * len(plan.names),
         levels=(level,),
         calibrated=calibrated,
-        uncalibrated_reason=None if calibrated else "header voxel size is 0",
+        uncalibrated_reason=None if calibrated else reason,
         metadata=metadata,
     )
 

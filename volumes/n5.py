@@ -50,6 +50,8 @@ class _Placement:
     translation: tuple[float, ...]
     units: tuple[str | None, ...]
     calibrated: bool
+    scale_key: str
+    translation_key: str
 
 
 def _object(doc: Any, where: str) -> dict[str, Any]:
@@ -144,7 +146,14 @@ def _read_group(
                 f"{ds.child(ATTRIBUTES)} has no 'dimensions'/'dataType': expected an N5 dataset"
             )
         levels.append((path, ds, ds_attrs, entry, index))
-    return _build(attrs, levels, select, source=str(group), group_source=None)
+    return _build(
+        attrs,
+        levels,
+        select,
+        source=str(group),
+        group_source=None,
+        group_doc=group.child(ATTRIBUTES).target,
+    )
 
 
 def _read_single_dataset(
@@ -172,7 +181,15 @@ def _read_single_dataset(
             index = int(match.group(1))
     levels = [(location.name, location, attrs, entry, index)]
     group_source = str(parent) if parent_attrs else None
-    return _build(parent_attrs, levels, select, source=str(location), group_source=group_source)
+    group_doc = parent.child(ATTRIBUTES).target if parent is not None else ""
+    return _build(
+        parent_attrs,
+        levels,
+        select,
+        source=str(location),
+        group_source=group_source,
+        group_doc=group_doc,
+    )
 
 
 def _placement(
@@ -182,17 +199,23 @@ def _placement(
     index: int | None,
     ndim: int,
     where: str,
+    group_where: str,
 ) -> _Placement:
-    """Placement of one level in file order (see the module docstring for the order)."""
+    """Placement of one level in file order (see the module docstring for the order).
+
+    ``where`` and ``group_where`` are the dataset's and the group's
+    ``attributes.json``, named in errors.
+    """
     transform = ds_attrs.get("transform")
-    key = "transform"
+    key, doc = "transform", where
     if not isinstance(transform, dict):
         transform = entry.get("transform")
-        key = "multiscales[0].datasets[].transform (group)"
+        key = f"multiscales[0].datasets[path={entry.get('path')}].transform"
+        doc = group_where
     if isinstance(transform, dict) and "scale" in transform:
-        scale = _numbers(transform["scale"], ndim, where, f"{key}.scale")[::-1]
+        scale = _numbers(transform["scale"], ndim, doc, f"{key}.scale")[::-1]
         translate = transform.get("translate", [0.0] * ndim)
-        translation = _numbers(translate, ndim, where, f"{key}.translate")[::-1]
+        translation = _numbers(translate, ndim, doc, f"{key}.translate")[::-1]
         names = transform.get("axes")
         units = transform.get("units")
         return _Placement(
@@ -201,12 +224,20 @@ def _placement(
             translation=translation,
             units=tuple(units[::-1]) if _strings(units, ndim) else _group_units(group_attrs, ndim),
             calibrated=True,
+            scale_key=f"{key}.scale in {doc}",
+            translation_key=f"{key}.translate in {doc}",
         )
     factors = ds_attrs.get("downsamplingFactors")
+    factors_key = f"downsamplingFactors in {where}"
     if factors is None and index is not None and isinstance(group_attrs.get("scales"), list):
         factors = group_attrs["scales"][index]
+        factors_key = f"scales[{index}] in {group_where}"
     f = _numbers(factors, ndim, where, "scales") if factors is not None else (1.0,) * ndim
-    resolution = group_attrs.get("pixelResolution") or ds_attrs.get("pixelResolution")
+    resolution = group_attrs.get("pixelResolution")
+    resolution_key = f"pixelResolution in {group_where}"
+    if not resolution:
+        resolution = ds_attrs.get("pixelResolution")
+        resolution_key = f"pixelResolution in {where}"
     units = _group_units(group_attrs, ndim)
     if isinstance(resolution, dict) and "dimensions" in resolution:
         base = _numbers(resolution["dimensions"], ndim, where, "pixelResolution.dimensions")
@@ -219,12 +250,15 @@ def _placement(
     else:
         base = (1.0,) * ndim
         calibrated = False
+    placed_by = f"{resolution_key} times {factors_key}" if factors is not None else resolution_key
     return _Placement(
         names=None,
         scale=tuple(b * k for b, k in zip(base, f, strict=True)),
         translation=tuple((k - 1.0) / 2.0 * b for b, k in zip(base, f, strict=True)),
         units=units,
         calibrated=calibrated,
+        scale_key=f"voxel size from {placed_by}",
+        translation_key=f"offset from {placed_by}",
     )
 
 
@@ -270,8 +304,9 @@ def _build(
     *,
     source: str,
     group_source: str | None,
+    group_doc: str,
 ) -> RawImage:
-    """Open every level's array and assemble the image."""
+    """Open every level's array and assemble the image (``group_doc``: the group's attributes)."""
     plan = None
     raw_levels: list[RawLevel] = []
     calibrated = True
@@ -282,7 +317,7 @@ def _build(
         if not isinstance(dims, list) or not all(isinstance(n, int) for n in dims):
             raise FormatError(f"dimensions = {dims!r} in {where}: expected a list of integers")
         ndim = len(dims)
-        placement = _placement(ds_attrs, entry, group_attrs, index, ndim, where)
+        placement = _placement(ds_attrs, entry, group_attrs, index, ndim, where, group_doc)
         calibrated = calibrated and placement.calibrated
         store = _open_dataset(ds)
         if tuple(int(n) for n in store.shape) != tuple(dims):
@@ -299,6 +334,8 @@ def _build(
                 array=array,
                 scale=plan.pick(placement.scale),
                 translation=plan.pick(placement.translation),
+                scale_key=placement.scale_key,
+                translation_key=placement.translation_key,
             )
         )
     assert plan is not None

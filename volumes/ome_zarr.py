@@ -7,7 +7,10 @@ only the chunk keys a box covers.
 
 Each level is placed by its dataset ``coordinateTransformations`` followed by
 the multiscale-level ones, so the half-voxel offsets of coarser levels come
-straight from the file. The path given may be an image group
+straight from the file. From NGFF 0.4 on every level must hold a scale; a
+level without one is an error, never a guess. NGFF 0.1-0.3 levels, which had
+no transforms, are placed from their shapes in level-0 voxels and need
+``--voxel-size``. The path given may be an image group
 (``<ds>.zarr/recon-1/em/fibsem-uint8``) or one of its arrays
 (``.../fibsem-uint8/s0``): an array is placed by the ``multiscales`` of the
 nearest enclosing group that lists it, or left uncalibrated if none does.
@@ -19,13 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coframe.core.errors import FormatError, InputNotFoundError
+from coframe.core.errors import FormatError, InputNotFoundError, MetadataError
 from coframe.volumes.reading import (
     AxisSpec,
     RawImage,
     RawLevel,
     default_axes,
     finest_first,
+    pyramid_placement,
     resolve_axes,
 )
 from coframe.volumes.remote import Location
@@ -34,6 +38,8 @@ from coframe.volumes.sources import ZarrSource
 FORMAT = "ome-zarr"
 #: How many directories above an array are searched for the multiscales that list it.
 _ANCESTOR_DEPTH = 4
+#: NGFF versions from before ``coordinateTransformations`` (levels carry no voxel size).
+_LEGACY_VERSIONS = ("0.1", "0.2", "0.3")
 
 
 @dataclass(frozen=True)
@@ -316,6 +322,33 @@ def _compose(transforms: Any, ndim: int, where: str, key: str) -> tuple[list[flo
     return scale, translation
 
 
+def _unplaced_legacy(node: ZarrNode, ms: Mapping[str, Any], datasets: Any) -> bool:
+    """True for OME-Zarr 0.1-0.3, which had no transforms, when no level gives a scale.
+
+    Such levels are placed from their shapes in level-0 voxels and need a
+    ``--voxel-size``; from 0.4 on every level must give its scale.
+    """
+    legacy = node.ngff_version(ms) in _LEGACY_VERSIONS
+    return legacy and not any(_has_scale(d.get("coordinateTransformations")) for d in datasets)
+
+
+def _has_scale(transforms: Any) -> bool:
+    """True if a dataset's ``coordinateTransformations`` hold a scale transform."""
+    return isinstance(transforms, list) and any(
+        isinstance(t, dict) and t.get("type") == "scale" for t in transforms
+    )
+
+
+def _no_scale_message(node: ZarrNode, ms: Mapping[str, Any], key: str) -> str:
+    """Error text for a level that OME-Zarr metadata leaves without a voxel size."""
+    version = node.ngff_version(ms) or ("0.5" if node.zarr_format == 3 else "0.4")
+    return (
+        f"{key} in {node.where} has no scale transform: OME-Zarr {version} needs one per level "
+        'to give its voxel size; add {"type": "scale", "scale": [...]} with one size '
+        "per axis to that level"
+    )
+
+
 def _open_array(group: Location, path: str, zarr_format: int, where: str) -> Any:
     """Open one array of a group with zarr-python."""
     import zarr
@@ -352,6 +385,10 @@ def _read_multiscale(
         node.where,
         "multiscales.coordinateTransformations",
     )
+    outer = (
+        " with multiscales.coordinateTransformations" if ms.get("coordinateTransformations") else ""
+    )
+    unplaced = _unplaced_legacy(node, ms, datasets.values())
     plan = None
     levels: list[RawLevel] = []
     for path in wanted:
@@ -372,7 +409,19 @@ def _read_multiscale(
                 f"{plan.selection()}"
             )
         key = f"datasets[path={path}].coordinateTransformations"
-        scale, translation = _compose(d.get("coordinateTransformations"), ndim, node.where, key)
+        transforms = d.get("coordinateTransformations")
+        if unplaced:
+            base = next(iter(datasets))
+            if base not in arrays:
+                arrays[base] = _open_array(node.location, base, node.zarr_format, node.where)
+            scale_t, translation_t = pyramid_placement(
+                (1.0,) * ndim, (0.0,) * ndim, arrays[base].shape, array.shape
+            )
+            scale, translation = list(scale_t), list(translation_t)
+        elif not _has_scale(transforms):
+            raise MetadataError(_no_scale_message(node, ms, key))
+        else:
+            scale, translation = _compose(transforms, ndim, node.where, key)
         scale = [s * o for s, o in zip(scale, outer_scale, strict=True)]
         translation = [
             t * o + ot for t, o, ot in zip(translation, outer_scale, outer_translation, strict=True)
@@ -384,6 +433,8 @@ def _read_multiscale(
                 array=plan.view(source),
                 scale=plan.pick(scale),
                 translation=plan.pick(translation),
+                scale_key=f"{key} scale{outer} in {node.where}",
+                translation_key=f"{key} translation{outer} in {node.where}",
             )
         )
     assert plan is not None
@@ -405,6 +456,10 @@ def _read_multiscale(
         axes=plan.names,
         units=units,
         levels=finest_first(levels),
+        calibrated=not unplaced,
+        uncalibrated_reason=f"OME-Zarr {node.ngff_version(ms)} levels carry no scale"
+        if unplaced
+        else None,
         modality="labels" if node.is_label_image() else None,
         metadata=metadata,
     )

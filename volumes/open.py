@@ -31,7 +31,7 @@ from coframe.core.units import canonical_unit, unit_factor
 from coframe.volumes.mrc import read_mrc
 from coframe.volumes.n5 import read_n5
 from coframe.volumes.ome_zarr import read_ome_zarr
-from coframe.volumes.reading import RawImage
+from coframe.volumes.reading import RawImage, check_placement
 from coframe.volumes.remote import Location
 from coframe.volumes.tiff import read_tiff
 from coframe.volumes.volume import MODALITIES, Level, Volume
@@ -293,8 +293,9 @@ def place(
     Raises
     ------
     MetadataError
-        If the voxel size is missing (names ``--voxel-size``), not positive, or
-        the file's numbers have no unit (names ``--input-unit``).
+        If the voxel size is missing (names ``--voxel-size``), a level's voxel
+        size is not finite and positive or its origin not finite (names the
+        file's field), or the file's numbers have no unit (names ``--input-unit``).
     UnitError
         If a unit is unknown.
     """
@@ -302,12 +303,8 @@ def place(
     given = canonical_unit(input_unit, key="--input-unit") if input_unit is not None else None
     axes = raw.axes
     level0 = raw.levels[0]
+    check_placement(raw)
     s0 = np.asarray(level0.scale, dtype=float)
-    if not np.all(s0 > 0):
-        raise MetadataError(
-            f"{raw.source} has voxel size {tuple(level0.scale)} at level {level0.path or 0}: "
-            "expected positive sizes; fix the metadata"
-        )
     if voxel_size is not None:
         wanted = _per_axis(voxel_size, axes, "--voxel-size", raw.source)
         if np.any(wanted <= 0):

@@ -11,11 +11,12 @@ the workspace unit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coframe.core.errors import AxisError
+from coframe.core.errors import AxisError, MetadataError
 from coframe.volumes.sources import AxisView
 from coframe.volumes.volume import ArraySource
 
@@ -215,12 +216,18 @@ class RawLevel:
         the image is not calibrated).
     translation
         Position of the centre of voxel 0 per view axis, same units as ``scale``.
+    scale_key, translation_key
+        Where in the file ``scale`` and ``translation`` come from (a metadata
+        key, tag or header field, with the document holding it), named when
+        they are not usable.
     """
 
     path: str
     array: ArraySource
     scale: tuple[float, ...]
     translation: tuple[float, ...]
+    scale_key: str = "voxel size"
+    translation_key: str = "origin"
 
 
 @dataclass(frozen=True)
@@ -259,6 +266,38 @@ class RawImage:
     uncalibrated_reason: str | None = None
     modality: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def check_placement(raw: RawImage) -> None:
+    """Refuse a level whose voxel size is not finite and positive or whose origin is not finite.
+
+    Every reader's numbers pass here before they place a volume, so a NaN,
+    an infinity or a zero never reaches a resampling grid.
+
+    Raises
+    ------
+    MetadataError
+        Naming the level, the file's field (``scale_key`` / ``translation_key``)
+        and its values.
+    """
+    axes = ", ".join(raw.axes)
+    for lvl in raw.levels:
+        level = f"level {lvl.path} of {raw.source}" if lvl.path else raw.source
+        if not all(math.isfinite(v) and v > 0 for v in lvl.scale):
+            raise MetadataError(
+                f"{lvl.scale_key} = {_numbers(lvl.scale)} ({axes}) for {level}: expected finite "
+                "positive voxel sizes; correct the file's metadata"
+            )
+        if not all(math.isfinite(v) for v in lvl.translation):
+            raise MetadataError(
+                f"{lvl.translation_key} = {_numbers(lvl.translation)} ({axes}) for {level}: "
+                "expected finite numbers; correct the file's metadata"
+            )
+
+
+def _numbers(values: Sequence[float]) -> str:
+    """``(8, nan, inf)``: values as a short tuple for messages."""
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def finest_first(levels: Sequence[RawLevel]) -> tuple[RawLevel, ...]:

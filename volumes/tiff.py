@@ -14,17 +14,20 @@ Voxel size, first match wins:
 3. a ``ResolutionUnit`` of centimetre, millimetre or micrometre for y and x.
 
 Inch resolutions are ignored (72 dpi is a common meaningless default): such
-files, and files with no physical metadata, need ``--voxel-size``.
+files, files with no physical metadata, and files whose sizes are not finite
+and positive (the error names the field) need ``--voxel-size``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,15 +133,15 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
         _check_complete(tif, series, path, str(location))
         file_axes = _file_axes(series.axes)
         plan = resolve_axes(file_axes, series.shape, select=select, where=str(location))
-        sizes, units, origin, reason, kind = _calibration(tif, series, plan)
-        levels = _levels(tif, series, plan, sizes, origin, str(location))
+        calibration = _calibration(tif, series, plan, str(location))
+        levels = _levels(tif, series, plan, calibration, str(location))
     except BaseException:
         tif.close()
         raise
     metadata: dict[str, Any] = {
         "file_axes": [a.name for a in file_axes],
         "tiff_axes": series.axes,
-        "calibration": kind,
+        "calibration": calibration.kind,
     }
     if plan.fixed:
         metadata["selected"] = plan.selection()
@@ -146,10 +149,10 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
         source=str(location),
         format=FORMAT,
         axes=plan.names,
-        units=units,
+        units=calibration.units,
         levels=levels,
-        calibrated=reason is None,
-        uncalibrated_reason=reason,
+        calibrated=calibration.reason is None,
+        uncalibrated_reason=calibration.reason,
         metadata=metadata,
     )
 
@@ -208,60 +211,88 @@ def _decode_unit(text: Any) -> str | None:
     return None if decoded.lower() in _NO_UNIT else decoded
 
 
-def _calibration(
-    tif: Any, series: Any, plan: AxisPlan
-) -> tuple[dict[str, float], tuple[str | None, ...], dict[str, float], str | None, str]:
-    """Voxel sizes, units, origin (by axis name) of the view, and why they are missing.
+@dataclass(frozen=True)
+class _Calibration:
+    """Voxel sizes, units and origin (by axis name) a TIFF's metadata gives.
 
-    Returns
-    -------
-    sizes, units, origin, reason, kind
-        ``reason`` is ``None`` when every view axis has a size; ``kind`` names
-        the metadata used.
+    ``reason`` says why the image is not calibrated (``None`` when every view
+    axis has a size); ``kind`` names the metadata used, ``scale_key`` and
+    ``translation_key`` its fields.
+    """
+
+    sizes: dict[str, float]
+    units: tuple[str | None, ...]
+    origin: dict[str, float]
+    reason: str | None
+    kind: str
+    scale_key: str
+    translation_key: str
+
+
+def _calibration(tif: Any, series: Any, plan: AxisPlan, where: str) -> _Calibration:
+    """The physical calibration of the view axes (see the module docstring for the order).
+
+    A size that is present but not finite and positive counts as missing, and
+    the reason names it, so ``--voxel-size`` can stand in for it.
     """
     names = plan.names
     found: dict[str, tuple[float, str]] = {}
     origin: dict[str, float] = {}
     kind = "none"
+    scale_key, translation_key = "voxel size", "origin"
     if tif.is_ome and tif.ome_metadata:
         found = _ome_sizes(tif.ome_metadata, str(tif.filename))
         kind = "ome"
+        scale_key = f"OME-XML PhysicalSizeX/Y/Z in {where}"
     elif tif.is_imagej and tif.imagej_metadata is not None:
         meta = tif.imagej_metadata
         unit = _decode_unit(meta.get("unit"))
         if unit is not None:
             kind = "imagej"
+            scale_key = f"ImageJ XResolution/YResolution and spacing in {where}"
+            translation_key = f"ImageJ xorigin/yorigin/zorigin in {where}"
             x_res, y_res = _resolution(series.keyframe)
             if x_res:
                 found["x"] = (1.0 / x_res, unit)
             if y_res:
                 found["y"] = (1.0 / y_res, unit)
             spacing = meta.get("spacing")
-            if isinstance(spacing, int | float) and spacing > 0:
+            if isinstance(spacing, int | float):
                 found["z"] = (float(spacing), unit)
             for axis in ("x", "y", "z"):
                 pixels = meta.get(f"{axis}origin")
-                if isinstance(pixels, int | float) and axis in found:
-                    origin[axis] = -float(pixels) * found[axis][0]
+                if isinstance(pixels, int | float):
+                    origin[axis] = -float(pixels)  # in pixels until the sizes are known
     else:
         resunit = int(getattr(series.keyframe, "resolutionunit", 1) or 1)
         if resunit in _RESUNIT_UNITS:
             kind = "resolution"
+            scale_key = f"XResolution/YResolution tags in {where}"
             x_res, y_res = _resolution(series.keyframe)
             if x_res:
                 found["x"] = (1.0 / x_res, _RESUNIT_UNITS[resunit])
             if y_res:
                 found["y"] = (1.0 / y_res, _RESUNIT_UNITS[resunit])
+    unusable = {n: found.pop(n)[0] for n in names if n in found and not _usable(found[n][0])}
+    origin = {n: pixels * found[n][0] for n, pixels in origin.items() if n in found}
     missing = [n for n in names if n not in found]
     reason = None
-    if missing:
+    if unusable:
+        values = ", ".join(f"{n} = {v:g}" for n, v in unusable.items())
+        reason = f"{scale_key} give {values}, not a finite positive size"
+    elif missing:
         if kind == "none":
             reason = "no physical metadata"
         else:
             reason = f"{kind} metadata gives no voxel size for axis {', '.join(missing)}"
     sizes = {n: found[n][0] for n in names if n in found}
     units = tuple(found[n][1] if n in found else None for n in names)
-    return sizes, units, origin, reason, kind
+    return _Calibration(sizes, units, origin, reason, kind, scale_key, translation_key)
+
+
+def _usable(size: float) -> bool:
+    """True for a finite positive voxel size."""
+    return math.isfinite(size) and size > 0
 
 
 def _resolution(page: Any) -> tuple[float, float]:
@@ -298,8 +329,7 @@ def _ome_sizes(xml: str, where: str) -> dict[str, tuple[float, str]]:
             raise FormatError(
                 f"PhysicalSize{axis}={value!r} in the OME-XML of {where}: expected a number"
             ) from e
-        if size > 0:
-            found[axis.lower()] = (size, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        found[axis.lower()] = (size, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
     return found
 
 
@@ -307,15 +337,14 @@ def _levels(
     tif: Any,
     series: Any,
     plan: AxisPlan,
-    sizes: Mapping[str, float],
-    origin: Mapping[str, float],
+    calibration: _Calibration,
     where: str,
 ) -> tuple[RawLevel, ...]:
     """One level per pyramid level of the series, read through tifffile's zarr view."""
     import zarr
 
-    base_scale = tuple(sizes.get(n, 1.0) for n in plan.names)
-    base_translation = tuple(origin.get(n, 0.0) for n in plan.names)
+    base_scale = tuple(calibration.sizes.get(n, 1.0) for n in plan.names)
+    base_translation = tuple(calibration.origin.get(n, 0.0) for n in plan.names)
     levels: list[RawLevel] = []
     base_shape: tuple[int, ...] | None = None
     for index, level in enumerate(series.levels):
@@ -333,5 +362,14 @@ def _levels(
             scale, translation = pyramid_placement(
                 base_scale, base_translation, base_shape, view.shape
             )
-        levels.append(RawLevel(str(index), view, scale, translation))
+        levels.append(
+            RawLevel(
+                str(index),
+                view,
+                scale,
+                translation,
+                scale_key=calibration.scale_key,
+                translation_key=calibration.translation_key,
+            )
+        )
     return tuple(levels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -187,4 +188,27 @@ def test_missing_level_and_bad_attributes_are_format_errors(
         open_volume(group)
     attrs_file.write_text("{not json")
     with pytest.raises(FormatError, match="invalid JSON in .*attributes.json"):
+        open_volume(group)
+
+
+def test_n5_non_finite_transform_and_resolution_are_refused(
+    tmp_path: Path, anisotropic: np.ndarray
+) -> None:
+    group = _cosem_group(tmp_path / "a", anisotropic, per_array_transform=False)
+    attrs = json.loads((group / "attributes.json").read_text())
+    attrs["multiscales"][0]["datasets"][1]["transform"]["translate"] = [4.0, math.inf, 4.0]
+    (group / "attributes.json").write_text(json.dumps(attrs))
+    with pytest.raises(
+        MetadataError,
+        match=r"multiscales\[0\]\.datasets\[path=s1\]\.transform\.translate in "
+        r".*fibsem-uint8/attributes\.json = \(4, inf, 4\).*for level s1",
+    ):
+        open_volume(group)
+
+    group = _cosem_group(tmp_path / "b", anisotropic, per_array_transform=False)
+    attrs = json.loads((group / "attributes.json").read_text())
+    del attrs["multiscales"]
+    attrs["pixelResolution"] = {"dimensions": [8.0, -8.0, 8.0], "unit": "nm"}
+    (group / "attributes.json").write_text(json.dumps(attrs))
+    with pytest.raises(MetadataError, match=r"pixelResolution in .*attributes\.json.*positive"):
         open_volume(group)
