@@ -9,24 +9,20 @@ volumes require. The small ``attributes.json`` documents are read directly
 file name.
 
 tensorstore keeps the file's own dimension order, which for N5 is x fastest
-(``dimensions`` = [X, Y, Z]); the reader presents it as (z, y, x). Level
-placement, first match wins:
-
-1. the dataset's own ``transform`` {axes (z, y, x), scale, translate, units};
-2. the group's ``multiscales[0].datasets[i].transform``;
-3. the group's ``pixelResolution`` times the level's factors (the dataset's
-   ``downsamplingFactors`` or the group's ``scales[i]``), with the centre of
-   voxel 0 moved by ``(factor - 1) / 2`` base voxels as for block averaging.
+(``dimensions`` = [X, Y, Z]); the reader presents it as (z, y, x). How each
+level is placed, and how the axis names of its attributes map onto the
+dimensions, is :mod:`coframe.volumes.n5_placement`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from coframe.core.errors import FormatError, InputNotFoundError
+from coframe.volumes.n5_placement import file_axes as n5_file_axes
+from coframe.volumes.n5_placement import level_placement
 from coframe.volumes.reading import AxisSpec, RawImage, RawLevel, finest_first, resolve_axes
 from coframe.volumes.remote import Location
 from coframe.volumes.sources import TensorStoreSource
@@ -41,34 +37,10 @@ def is_n5_dataset(attrs: Mapping[str, Any]) -> bool:
     return "dimensions" in attrs and "dataType" in attrs
 
 
-@dataclass(frozen=True)
-class _Placement:
-    """One level's placement in file (N5) axis order."""
-
-    names: tuple[str, ...] | None
-    scale: tuple[float, ...]
-    translation: tuple[float, ...]
-    units: tuple[str | None, ...]
-    calibrated: bool
-    scale_key: str
-    translation_key: str
-
-
 def _object(doc: Any, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise FormatError(f"{where} holds {type(doc).__name__}: expected a JSON object")
     return doc
-
-
-def _numbers(values: Any, n: int, where: str, key: str) -> tuple[float, ...]:
-    """``n`` numbers from a metadata list, or a FormatError naming ``key``."""
-    if (
-        not isinstance(values, list)
-        or len(values) != n
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    ):
-        raise FormatError(f"{key} = {values!r} in {where}: expected {n} numbers, one per axis")
-    return tuple(float(v) for v in values)
 
 
 def read_n5(location: Location, *, select: Mapping[str, int] | None = None) -> RawImage:
@@ -192,88 +164,6 @@ def _read_single_dataset(
     )
 
 
-def _placement(
-    ds_attrs: Mapping[str, Any],
-    entry: Mapping[str, Any],
-    group_attrs: Mapping[str, Any],
-    index: int | None,
-    ndim: int,
-    where: str,
-    group_where: str,
-) -> _Placement:
-    """Placement of one level in file order (see the module docstring for the order).
-
-    ``where`` and ``group_where`` are the dataset's and the group's
-    ``attributes.json``, named in errors.
-    """
-    transform = ds_attrs.get("transform")
-    key, doc = "transform", where
-    if not isinstance(transform, dict):
-        transform = entry.get("transform")
-        key = f"multiscales[0].datasets[path={entry.get('path')}].transform"
-        doc = group_where
-    if isinstance(transform, dict) and "scale" in transform:
-        scale = _numbers(transform["scale"], ndim, doc, f"{key}.scale")[::-1]
-        translate = transform.get("translate", [0.0] * ndim)
-        translation = _numbers(translate, ndim, doc, f"{key}.translate")[::-1]
-        names = transform.get("axes")
-        units = transform.get("units")
-        return _Placement(
-            names=tuple(str(n).lower() for n in names[::-1]) if _strings(names, ndim) else None,
-            scale=scale,
-            translation=translation,
-            units=tuple(units[::-1]) if _strings(units, ndim) else _group_units(group_attrs, ndim),
-            calibrated=True,
-            scale_key=f"{key}.scale in {doc}",
-            translation_key=f"{key}.translate in {doc}",
-        )
-    factors = ds_attrs.get("downsamplingFactors")
-    factors_key = f"downsamplingFactors in {where}"
-    if factors is None and index is not None and isinstance(group_attrs.get("scales"), list):
-        factors = group_attrs["scales"][index]
-        factors_key = f"scales[{index}] in {group_where}"
-    f = _numbers(factors, ndim, where, "scales") if factors is not None else (1.0,) * ndim
-    resolution = group_attrs.get("pixelResolution")
-    resolution_key = f"pixelResolution in {group_where}"
-    if not resolution:
-        resolution = ds_attrs.get("pixelResolution")
-        resolution_key = f"pixelResolution in {where}"
-    units = _group_units(group_attrs, ndim)
-    if isinstance(resolution, dict) and "dimensions" in resolution:
-        base = _numbers(resolution["dimensions"], ndim, where, "pixelResolution.dimensions")
-        if isinstance(resolution.get("unit"), str):
-            units = (resolution["unit"],) * ndim
-        calibrated = True
-    elif isinstance(resolution, list):
-        base = _numbers(resolution, ndim, where, "pixelResolution")
-        calibrated = True
-    else:
-        base = (1.0,) * ndim
-        calibrated = False
-    placed_by = f"{resolution_key} times {factors_key}" if factors is not None else resolution_key
-    return _Placement(
-        names=None,
-        scale=tuple(b * k for b, k in zip(base, f, strict=True)),
-        translation=tuple((k - 1.0) / 2.0 * b for b, k in zip(base, f, strict=True)),
-        units=units,
-        calibrated=calibrated,
-        scale_key=f"voxel size from {placed_by}",
-        translation_key=f"offset from {placed_by}",
-    )
-
-
-def _strings(values: Any, n: int) -> bool:
-    return isinstance(values, list) and len(values) == n and all(isinstance(v, str) for v in values)
-
-
-def _group_units(group_attrs: Mapping[str, Any], ndim: int) -> tuple[str | None, ...]:
-    """Units from a group's ``units`` list (N5 order), or none."""
-    units = group_attrs.get("units")
-    if _strings(units, ndim):
-        return tuple(units)
-    return (None,) * ndim
-
-
 def _open_dataset(location: Location) -> Any:
     """Open an N5 dataset with tensorstore (metadata only; no voxel is read)."""
     import tensorstore as ts
@@ -283,18 +173,6 @@ def _open_dataset(location: Location) -> Any:
         return ts.open(spec, read=True, open=True).result()
     except ValueError as e:
         raise FormatError(f"cannot open N5 dataset {location}: {e}") from e
-
-
-def _file_axes(
-    placement: _Placement, group_attrs: Mapping[str, Any], ndim: int
-) -> tuple[AxisSpec, ...]:
-    """Axes in file (N5) order: from the transform, the group ``axes``, or x, y, z."""
-    names: Sequence[str] | None = placement.names
-    if names is None and _strings(group_attrs.get("axes"), ndim):
-        names = [str(n).lower() for n in group_attrs["axes"]]
-    if names is None:
-        names = ["x", "y", "z"][:ndim] if ndim <= 3 else [f"dim_{i}" for i in range(ndim)]
-    return tuple(AxisSpec(name=n, unit=u) for n, u in zip(names, placement.units, strict=True))
 
 
 def _build(
@@ -317,7 +195,7 @@ def _build(
         if not isinstance(dims, list) or not all(isinstance(n, int) for n in dims):
             raise FormatError(f"dimensions = {dims!r} in {where}: expected a list of integers")
         ndim = len(dims)
-        placement = _placement(ds_attrs, entry, group_attrs, index, ndim, where, group_doc)
+        placement = level_placement(ds_attrs, entry, group_attrs, index, ndim, where, group_doc)
         calibrated = calibrated and placement.calibrated
         store = _open_dataset(ds)
         if tuple(int(n) for n in store.shape) != tuple(dims):
@@ -325,7 +203,7 @@ def _build(
                 f"N5 dataset {ds} opens with shape {tuple(store.shape)} but {where} says {dims}"
             )
         if plan is None:
-            file_axes = _file_axes(placement, group_attrs, ndim)
+            file_axes = n5_file_axes(placement, ndim)
             plan = resolve_axes(file_axes, store.shape, select=select, where=source)
         array = plan.view(TensorStoreSource(store, str(ds)))
         raw_levels.append(

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorstore as ts
+from typer.testing import CliRunner
 
+from coframe.cli import app
 from coframe.core.errors import FormatError, MetadataError
 from coframe.volumes.open import detect_format, open_volume
 
@@ -94,22 +96,128 @@ def test_cosem_group_reads_in_zyx_order_with_every_level(
     np.testing.assert_array_equal(vol.levels[2].read(), anisotropic[::4, ::4, ::4])
 
 
-def test_per_array_transform_wins_and_anisotropy_is_not_flipped(
+def test_per_array_transform_places_an_anisotropic_level_in_mixed_units(
     tmp_path: Path, anisotropic: np.ndarray
 ) -> None:
     group = _cosem_group(tmp_path, anisotropic)
-    attrs_file = group / "s0" / "attributes.json"
-    attrs = json.loads(attrs_file.read_text())
-    attrs["transform"] = {
+    transform = {
         "axes": ["z", "y", "x"],
         "units": ["um", "nm", "nm"],
         "scale": [0.03, 4.0, 5.0],
         "translate": [1.0, 20.0, 30.0],
     }
+    attrs_file = group / "s0" / "attributes.json"
+    attrs = json.loads(attrs_file.read_text())
+    attrs["transform"] = transform
+    attrs["pixelResolution"] = {"dimensions": [5.0, 4.0, 30.0], "unit": "nm"}  # x, y, z
     attrs_file.write_text(json.dumps(attrs))
+    group_attrs = json.loads((group / "attributes.json").read_text())
+    group_attrs["multiscales"][0]["datasets"] = [{"path": "s0", "transform": transform}]
+    del group_attrs["pixelResolution"], group_attrs["scales"]
+    (group / "attributes.json").write_text(json.dumps(group_attrs))
     s0 = open_volume(group).levels[0]
     assert s0.voxel_size == pytest.approx((30.0, 4.0, 5.0))
     assert s0.origin == pytest.approx((1000.0, 20.0, 30.0))
+
+
+def _lone_dataset(path: Path, data: np.ndarray, transform: dict) -> Path:
+    """One N5 dataset (no group) placed by ``transform``."""
+    _write_dataset(path, data, (2, 4, 8))
+    attrs = json.loads((path / "attributes.json").read_text())
+    attrs["transform"] = transform
+    (path / "attributes.json").write_text(json.dumps(attrs))
+    return path
+
+
+_XYZ = {"scale": [5.0, 4.0, 30.0], "translate": [50.0, 40.0, 300.0], "units": ["nm"] * 3}
+_ZYX = {"scale": [30.0, 4.0, 5.0], "translate": [300.0, 40.0, 50.0], "units": ["nm"] * 3}
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        {"axes": ["x", "y", "z"], **_XYZ},
+        {"axes": ["x", "y", "z"], "ordering": "F", **_XYZ},
+        {"axes": ["z", "y", "x"], "ordering": "C", **_ZYX},
+        {"axes": ["z", "y", "x"], **_ZYX},
+        {"axes": ["y", "z", "x"], **{k: [v[1], v[0], v[2]] for k, v in _ZYX.items()}},
+    ],
+    ids=["xyz", "xyz-F", "zyx-C", "zyx", "yzx"],
+)
+def test_transform_axes_are_read_by_name_whatever_order_they_are_listed_in(
+    tmp_path: Path, anisotropic: np.ndarray, runner: CliRunner, transform: dict
+) -> None:
+    path = _lone_dataset(tmp_path / "x.n5" / "raw", anisotropic, transform)
+    vol = open_volume(path)
+    assert vol.levels[0].shape == (8, 12, 20)
+    assert vol.levels[0].voxel_size == (30.0, 4.0, 5.0)
+    assert vol.levels[0].origin == (300.0, 40.0, 50.0)
+    assert vol.metadata["file_axes"] == ["x", "y", "z"]
+    np.testing.assert_array_equal(vol.levels[0].read(), anisotropic)
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["levels"][0]["shape"] == [8, 12, 20]
+
+
+def test_metadata_that_disagrees_is_refused_naming_both_fields(
+    tmp_path: Path, anisotropic: np.ndarray
+) -> None:
+    group = _cosem_group(tmp_path, anisotropic)
+    s1 = group / "s1" / "attributes.json"
+    good = s1.read_text()
+    attrs = json.loads(good)
+    attrs["pixelResolution"]["dimensions"] = [16.0, 16.0, 40.0]
+    s1.write_text(json.dumps(attrs))
+    with pytest.raises(
+        MetadataError,
+        match=r"transform\.scale in .*s1/attributes\.json gives \(16 nm, 16 nm, 16 nm\) but "
+        r"voxel size from pixelResolution in .*s1/attributes\.json gives \(16 nm, 16 nm, 40 nm\) "
+        r"\(x, y, z\): the two disagree on the scale",
+    ):
+        open_volume(group)
+
+    attrs = json.loads(good)
+    attrs["transform"]["translate"] = [8.0, 4.0, 4.0]
+    s1.write_text(json.dumps(attrs))
+    with pytest.raises(
+        MetadataError,
+        match=r"transform\.translate in .*s1/attributes\.json .* but "
+        r"multiscales\[0\]\.datasets\[path=s1\]\.transform\.translate in .*disagree on the "
+        "translation",
+    ):
+        open_volume(group)
+
+    s1.write_text(good)
+    group_attrs = json.loads((group / "attributes.json").read_text())
+    group_attrs["pixelResolution"]["dimensions"] = [8.0, 8.0, 10.0]
+    (group / "attributes.json").write_text(json.dumps(group_attrs))
+    with pytest.raises(
+        MetadataError,
+        match=r"pixelResolution in .*fibsem-uint8/attributes\.json times scales\[0\]",
+    ):
+        open_volume(group)
+
+
+def test_axis_names_that_contradict_the_group_axes_or_a_bad_ordering_are_refused(
+    tmp_path: Path, anisotropic: np.ndarray
+) -> None:
+    group = _cosem_group(tmp_path, anisotropic)
+    attrs_file = group / "s0" / "attributes.json"
+    attrs = json.loads(attrs_file.read_text())
+    attrs["transform"]["axes"] = ["x", "y", "z"]
+    attrs["transform"]["ordering"] = "C"  # says z is the fastest dimension
+    attrs_file.write_text(json.dumps(attrs))
+    with pytest.raises(
+        MetadataError,
+        match=r"transform\.axes = \['x', 'y', 'z'\] in .*s0/attributes\.json \(ordering 'C'\) "
+        r"puts the N5 dimensions in order \['z', 'y', 'x'\] but axes in "
+        r".*fibsem-uint8/attributes\.json lists \['x', 'y', 'z'\]",
+    ):
+        open_volume(group)
+    attrs["transform"]["ordering"] = "row-major"
+    attrs_file.write_text(json.dumps(attrs))
+    with pytest.raises(FormatError, match=r"transform\.ordering = 'row-major' .* expected \"C\""):
+        open_volume(group)
 
 
 def test_scales_and_pixel_resolution_without_transforms(
