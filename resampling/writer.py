@@ -544,9 +544,11 @@ def check_tiff_output(out: Path, grid: OutputGrid, dtype: Any, *, force: bool) -
 
 
 def write_tiff_output(out: Path, image: np.ndarray, grid: OutputGrid, *, force: bool) -> None:
-    """Write a grid's image as one TIFF with its voxel size, atomically."""
+    """Write a grid's image as one TIFF with its voxel size and origin, atomically."""
     try:
-        write_tiff(out, image, grid.voxel_size, grid.unit, grid.axes, overwrite=force)
+        write_tiff(
+            out, image, grid.voxel_size, grid.unit, grid.axes, origin=grid.origin, overwrite=force
+        )
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise disk_full_error(e, str(out)) from e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,24 @@ def test_voxel_size_box_and_automatic_source_level(runner: CliRunner, ws: Path) 
     np.testing.assert_allclose(level.voxel_size, (8.0,) * 3)
     assert level.shape == (7, 10, 12)  # centres 7, 15, ... inside the box
     np.testing.assert_allclose(level.origin, (7.0, 7.0, 7.0))
+
+
+@pytest.mark.parametrize("source", ["em", "nuc"])
+def test_tiff_output_keeps_its_origin(runner: CliRunner, ws: Path, source: str) -> None:
+    box = ["--voxel-size", "5", "--box", "20,30,40:60,80,100"]
+    for out in ("box.zarr", "box.tif"):
+        result = _run(runner, ws, source, "--into", "xr", "-o", str(ws / out), *box)
+        assert result.exit_code == 0, result.output
+    info = runner.invoke(app, ["info", str(ws / "box.tif"), "--json"])
+    assert info.exit_code == 0, info.output
+    level = json.loads(info.stdout)["levels"][0]
+    reference = open_volume(ws / "box.zarr").levels[0]
+    assert min(reference.origin) >= 20.0
+    assert level["origin"] == pytest.approx(reference.origin)
+    assert level["voxel_size"] == pytest.approx(reference.voxel_size)
+    assert level["shape"] == list(reference.shape)
+    tif = open_volume(ws / "box.tif").levels[0]
+    np.testing.assert_array_equal(tif.read(), reference.read())
 
 
 def test_labels_keep_ids_and_dtype(runner: CliRunner, ws: Path) -> None:

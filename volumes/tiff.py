@@ -8,6 +8,7 @@ downloaded once into the temporary cache first.
 Voxel size, first match wins:
 
 1. OME-TIFF ``Pixels`` ``PhysicalSizeX/Y/Z`` with their units (default µm);
+   the first plane's ``PositionX/Y/Z`` (with a length unit) place voxel 0;
 2. ImageJ metadata: ``XResolution``/``YResolution`` (pixels per unit), ``spacing``
    for z, and ``unit`` (``micron``, ``\\u00B5m``, ``nm``...); ImageJ's
    ``xorigin``/``yorigin``/``zorigin`` (in pixels) place voxel 0;
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coframe.core.errors import FormatError
+from coframe.core.errors import FormatError, UnitError
+from coframe.core.units import canonical_unit, unit_factor
 from coframe.volumes.reading import (
     AxisPlan,
     AxisSpec,
@@ -240,10 +242,12 @@ def _calibration(tif: Any, series: Any, plan: AxisPlan, where: str) -> _Calibrat
     origin: dict[str, float] = {}
     kind = "none"
     scale_key, translation_key = "voxel size", "origin"
+    positions: dict[str, tuple[float, str]] = {}
     if tif.is_ome and tif.ome_metadata:
-        found = _ome_sizes(tif.ome_metadata, str(tif.filename))
+        found, positions = _ome_metadata(tif.ome_metadata, str(tif.filename))
         kind = "ome"
         scale_key = f"OME-XML PhysicalSizeX/Y/Z in {where}"
+        translation_key = f"OME-XML Plane PositionX/Y/Z in {where}"
     elif tif.is_imagej and tif.imagej_metadata is not None:
         meta = tif.imagej_metadata
         unit = _decode_unit(meta.get("unit"))
@@ -275,6 +279,9 @@ def _calibration(tif: Any, series: Any, plan: AxisPlan, where: str) -> _Calibrat
                 found["y"] = (1.0 / y_res, _RESUNIT_UNITS[resunit])
     unusable = {n: found.pop(n)[0] for n in names if n in found and not _usable(found[n][0])}
     origin = {n: pixels * found[n][0] for n, pixels in origin.items() if n in found}
+    for n, (value, unit) in positions.items():
+        if n in found:
+            origin[n] = value * _position_factor(unit, found[n][1], n, where)
     missing = [n for n in names if n not in found]
     reason = None
     if unusable:
@@ -309,28 +316,75 @@ def _resolution(page: Any) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def _ome_sizes(xml: str, where: str) -> dict[str, tuple[float, str]]:
-    """``PhysicalSize{X,Y,Z}`` of the first OME ``Pixels`` element, by axis name."""
+def _ome_metadata(
+    xml: str, where: str
+) -> tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]]:
+    """Sizes and position of the first OME ``Pixels`` element, by axis name, with units.
+
+    Sizes are ``PhysicalSize{X,Y,Z}`` (unit default µm); the position is the
+    ``Position{X,Y,Z}`` of its first plane (``TheZ``, ``TheC``, ``TheT`` 0),
+    the centre of voxel 0, kept only where a length unit is given (OME's
+    default unit, ``reference frame``, is not a length).
+    """
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as e:
         raise FormatError(f"invalid OME-XML in {where}: {e}") from e
-    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    pixels = next((el for el in root.iter() if _tag(el) == "Pixels"), None)
     if pixels is None:
-        return {}
-    found: dict[str, tuple[float, str]] = {}
+        return {}, {}
+    sizes: dict[str, tuple[float, str]] = {}
     for axis in ("X", "Y", "Z"):
-        value = pixels.get(f"PhysicalSize{axis}")
-        if value is None:
-            continue
-        try:
-            size = float(value)
-        except ValueError as e:
-            raise FormatError(
-                f"PhysicalSize{axis}={value!r} in the OME-XML of {where}: expected a number"
-            ) from e
-        found[axis.lower()] = (size, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-    return found
+        value = _ome_number(pixels, f"PhysicalSize{axis}", where)
+        if value is not None:
+            sizes[axis.lower()] = (value, pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+    first = next(
+        (
+            el
+            for el in pixels
+            if _tag(el) == "Plane" and all(el.get(k, "0") == "0" for k in ("TheZ", "TheC", "TheT"))
+        ),
+        None,
+    )
+    positions: dict[str, tuple[float, str]] = {}
+    if first is not None:
+        for axis in ("X", "Y", "Z"):
+            value = _ome_number(first, f"Position{axis}", where)
+            unit = first.get(f"Position{axis}Unit")
+            if value is not None and unit is not None and unit != "reference frame":
+                positions[axis.lower()] = (value, unit)
+    return sizes, positions
+
+
+def _tag(element: ET.Element) -> str:
+    """An XML element's tag without its namespace."""
+    return element.tag.rsplit("}", 1)[-1]
+
+
+def _ome_number(element: ET.Element, key: str, where: str) -> float | None:
+    """A numeric OME-XML attribute, ``None`` if absent."""
+    value = element.get(key)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError as e:
+        raise FormatError(f"{key}={value!r} in the OME-XML of {where}: expected a number") from e
+
+
+def _position_factor(unit: str, size_unit: str, axis: str, where: str) -> float:
+    """Factor from an OME position's unit to its axis's size unit (1 if that one is unknown)."""
+    try:
+        canonical_unit(size_unit)
+    except UnitError:
+        return 1.0  # the size's unknown unit is reported when the image is placed
+    try:
+        return unit_factor(unit, size_unit)
+    except UnitError as e:
+        raise UnitError(
+            f"Position{axis.upper()}Unit {unit!r} in the OME-XML of {where}: expected a length "
+            "unit (nm, µm, mm...); fix the metadata"
+        ) from e
 
 
 def _levels(

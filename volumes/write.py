@@ -382,10 +382,11 @@ def write_tiff(
     unit: str = "nanometer",
     axes: Sequence[str] | None = None,
     *,
+    origin: Sequence[float] | None = None,
     flavor: str = "imagej",
     overwrite: bool = False,
 ) -> Path:
-    """Write a 2-D or 3-D image as TIFF with its voxel size, atomically.
+    """Write a 2-D or 3-D image as TIFF with its voxel size and origin, atomically.
 
     Parameters
     ----------
@@ -399,6 +400,11 @@ def write_tiff(
         Length unit of ``voxel_size``.
     axes
         Axis names (default ``("y", "x")`` or ``("z", "y", "x")``).
+    origin
+        Physical position of the centre of voxel 0 per axis (numpy order, in
+        ``unit``); default zeros. ImageJ stores it as ``xorigin``/``yorigin``/
+        ``zorigin`` (in pixels, negated, as ImageJ's calibration does), OME-XML
+        as each plane's ``PositionX/Y/Z`` with their units.
     flavor
         ``imagej`` (XResolution/YResolution in pixels per unit, ``spacing``
         and ``unit`` in the ImageJ description; only uint8, uint16 and
@@ -418,6 +424,10 @@ def write_tiff(
         raise MetadataError(f"voxel size {tuple(vs)} must be positive")
     unit = canonical_unit(unit, key="unit")
     size = dict(zip(names, (float(v) for v in vs), strict=True))
+    at = np.zeros(arr.ndim) if origin is None else np.asarray(origin, dtype=float)
+    if at.shape != (arr.ndim,) or not np.all(np.isfinite(at)):
+        raise MetadataError(f"origin {tuple(at.tolist())}: expected {arr.ndim} finite numbers")
+    place = dict(zip(names, (float(v) for v in at), strict=True))
     use_imagej = flavor == "imagej" and arr.dtype in _IMAGEJ_DTYPES and unit in _IMAGEJ_UNITS
     if flavor not in ("imagej", "ome"):
         raise FormatError(f"TIFF flavor {flavor!r}: expected 'imagej' or 'ome'")
@@ -427,6 +437,9 @@ def write_tiff(
             meta: dict[str, Any] = {"unit": _IMAGEJ_UNITS[unit], "axes": axes_text}
             if "z" in size:
                 meta["spacing"] = size["z"]
+            for n in names:
+                if place[n] != 0:
+                    meta[f"{n}origin"] = -place[n] / size[n]
             tifffile.imwrite(
                 tmp,
                 arr,
@@ -440,8 +453,26 @@ def write_tiff(
             for n in names:
                 meta[f"PhysicalSize{n.upper()}"] = size[n]
                 meta[f"PhysicalSize{n.upper()}Unit"] = ome_unit
+            if any(place.values()):
+                meta["Plane"] = _ome_planes(
+                    arr.shape[0] if "z" in size else 1, place, size, ome_unit
+                )
             tifffile.imwrite(tmp, arr, ome=True, metadata=meta)
     return Path(path)
+
+
+def _ome_planes(
+    count: int, origin: dict[str, float], size: dict[str, float], unit: str
+) -> dict[str, list[Any]]:
+    """OME ``Plane`` positions of ``count`` z planes: voxel 0 of each plane, in ``unit``."""
+    planes: dict[str, list[Any]] = {}
+    for n in ("x", "y", "z"):
+        if n not in origin:
+            continue
+        step = size[n] if n == "z" else 0.0
+        planes[f"Position{n.upper()}"] = [origin[n] + i * step for i in range(count)]
+        planes[f"Position{n.upper()}Unit"] = [unit] * count
+    return planes
 
 
 def write_mrc(

@@ -125,6 +125,28 @@ def test_ome_tiff_physical_sizes(tmp_path: Path, stack: np.ndarray) -> None:
     assert vol.levels[0].voxel_size == pytest.approx((50.0, 4.0, 4.0))
 
 
+def test_ome_plane_position_places_voxel_zero_only_with_a_length_unit(
+    tmp_path: Path, stack: np.ndarray
+) -> None:
+    path = tmp_path / "placed.ome.tif"
+    sizes = {f"PhysicalSize{a}": 0.5 for a in "XYZ"}  # µm by default
+    n = stack.shape[0]
+    planes = {
+        "PositionX": [0.002] * n,
+        "PositionXUnit": ["mm"] * n,
+        "PositionY": [3.0] * n,
+        "PositionYUnit": ["µm"] * n,
+        "PositionZ": [7.0 + 0.5 * i for i in range(n)],  # OME's default unit: reference frame
+    }
+    tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZYX", **sizes, "Plane": planes})
+    vol = open_volume(path)
+    assert vol.levels[0].origin == pytest.approx((0.0, 3000.0, 2000.0))
+    planes["PositionXUnit"] = ["pixel"] * n
+    tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZYX", **sizes, "Plane": planes})
+    with pytest.raises(UnitError, match="PositionXUnit 'pixel' in the OME-XML of .*placed"):
+        open_volume(path)
+
+
 def test_centimetre_resolution_unit_calibrates_2d(tmp_path: Path) -> None:
     path = tmp_path / "scan.tif"
     tifffile.imwrite(

@@ -11,8 +11,9 @@ import tifffile
 import zarr
 
 from coframe.core.atomic import write_text_atomic
-from coframe.core.errors import DimensionError, OverwriteError
+from coframe.core.errors import DimensionError, MetadataError, OverwriteError
 from coframe.resampling.writer import create_ome_zarr
+from coframe.volumes.open import open_volume
 from coframe.volumes.write import (
     downsample,
     pyramid_specs,
@@ -216,6 +217,51 @@ def test_ome_tiff_keeps_voxel_size(tmp_path) -> None:
         ome = tif.ome_metadata
     assert 'PhysicalSizeX="0.5"' in ome and 'PhysicalSizeY="2.0"' in ome
     assert 'PhysicalSizeXUnit="µm"' in ome
+
+
+@pytest.mark.parametrize(
+    ("flavor", "dtype", "kind"),
+    [
+        ("imagej", np.uint8, "imagej"),
+        ("ome", np.uint8, "ome"),
+        ("imagej", np.int32, "ome"),  # ImageJ has no int32: written as OME-TIFF
+    ],
+)
+@pytest.mark.parametrize(
+    ("shape", "voxel", "origin"),
+    [
+        ((3, 20, 30), (100.0, 40.0, 20.0), (120.0, 210.0, 290.0)),
+        ((20, 30), (2.5, 4.0), (-7.5, 3.0)),
+    ],
+)
+def test_tiff_origin_reads_back(
+    tmp_path, flavor: str, dtype: type, kind: str, shape: tuple, voxel: tuple, origin: tuple
+) -> None:
+    img = _rng().integers(0, 100, shape).astype(dtype)
+    path = write_tiff(tmp_path / "o.tif", img, voxel, "nanometer", origin=origin, flavor=flavor)
+    vol = open_volume(path)
+    assert vol.metadata["calibration"] == kind
+    assert vol.levels[0].voxel_size == pytest.approx(voxel)
+    assert vol.levels[0].origin == pytest.approx(origin)
+    np.testing.assert_array_equal(vol.levels[0].read(), img)
+
+
+def test_ome_tiff_origin_is_each_plane_position(tmp_path) -> None:
+    img = np.zeros((3, 4, 5), np.uint32)
+    path = write_tiff(
+        tmp_path / "p.tif", img, (2.0, 1.0, 0.5), "micrometer", origin=(10.0, 20.0, 30.0)
+    )
+    with tifffile.TiffFile(path) as tif:
+        ome = tif.ome_metadata
+    assert ome.count("<Plane ") == 3
+    assert 'PositionZ="14.0"' in ome and 'PositionZUnit="µm"' in ome
+    assert 'PositionX="30.0"' in ome and 'PositionY="20.0"' in ome
+
+
+def test_tiff_origin_must_be_finite(tmp_path) -> None:
+    with pytest.raises(MetadataError, match="origin"):
+        write_tiff(tmp_path / "bad.tif", np.zeros((4, 4), np.uint8), 1.0, origin=(0.0, np.nan))
+    assert not (tmp_path / "bad.tif").exists()
 
 
 def test_mrc_keeps_voxel_size(tmp_path) -> None:
