@@ -57,9 +57,6 @@ class Placement:
         False if no source gives a physical voxel size.
     scale_key, translation_key
         The fields the numbers come from, for messages.
-    comparable
-        False if the voxel size is only a guess that need not match others
-        (pixelResolution whose level factors are unknown).
     """
 
     names: tuple[str, ...] | None
@@ -69,7 +66,6 @@ class Placement:
     calibrated: bool
     scale_key: str
     translation_key: str
-    comparable: bool = True
 
 
 def numbers(values: Any, n: int, where: str, key: str) -> tuple[float, ...]:
@@ -223,8 +219,10 @@ def _from_resolutions(
     ndim: int,
     where: str,
     group_where: str,
+    *,
+    needed: bool,
 ) -> tuple[Placement, list[list[Placement]]]:
-    """What ``pixelResolution`` says about a level.
+    """What ``pixelResolution`` says about a level (``needed``: no transform places it).
 
     Returns
     -------
@@ -237,12 +235,18 @@ def _from_resolutions(
         factors, level 0's (N5-viewer).
     """
     factors = ds_attrs.get("downsamplingFactors")
-    factors_field = f"downsamplingFactors in {where}"
-    if factors is None and index is not None and isinstance(group_attrs.get("scales"), list):
-        factors = group_attrs["scales"][index]
-        factors_field = f"scales[{index}] in {group_where}"
-    f = numbers(factors, ndim, factors_field, "factors") if factors is not None else None
-    times = f" times {factors_field}" if f is not None else ""
+    factors_key, factors_doc = "downsamplingFactors", where
+    scales = group_attrs.get("scales")
+    if factors is None and index is not None and isinstance(scales, list):
+        if index >= len(scales) and needed and "pixelResolution" in group_attrs:
+            raise FormatError(
+                f"scales in {group_where} has {len(scales)} entries but level {index} needs "
+                "its factors: give one entry per level (or the level's downsamplingFactors)"
+            )
+        factors = scales[index] if index < len(scales) else None
+        factors_key, factors_doc = f"scales[{index}]", group_where
+    f = numbers(factors, ndim, factors_doc, factors_key) if factors is not None else None
+    times = f" times {factors_key} in {factors_doc}" if f is not None else ""
     readings: list[list[Placement]] = []
     placements: list[Placement] = []
     group = _resolution(group_attrs.get("pixelResolution"), group_where, group_attrs, ndim)
@@ -306,7 +310,13 @@ def level_placement(
         ndim,
     )
     by_resolution, readings = _from_resolutions(
-        ds_attrs, group_attrs, index, ndim, where, group_where
+        ds_attrs,
+        group_attrs,
+        index,
+        ndim,
+        where,
+        group_where,
+        needed=own is None and listed is None,
     )
     if own is not None and listed is not None:
         _check_agree(own, [listed], translation=True)

@@ -236,6 +236,19 @@ def test_scales_and_pixel_resolution_without_transforms(
     assert vol.levels[2].origin == (9.0, 7.5, 6.0)
 
 
+def test_scales_shorter_than_the_levels_is_a_format_error(
+    tmp_path: Path, anisotropic: np.ndarray
+) -> None:
+    group = _cosem_group(tmp_path, anisotropic, per_array_transform=False)
+    attrs = json.loads((group / "attributes.json").read_text())
+    for entry in attrs["multiscales"][0]["datasets"]:
+        del entry["transform"]
+    attrs["scales"] = attrs["scales"][:2]
+    (group / "attributes.json").write_text(json.dumps(attrs))
+    with pytest.raises(FormatError, match=r"scales in .*has 2 entries but level 2 needs"):
+        open_volume(group)
+
+
 def test_single_dataset_is_placed_by_its_group(tmp_path: Path, anisotropic: np.ndarray) -> None:
     group = _cosem_group(tmp_path, anisotropic, per_array_transform=False)
     vol = open_volume(group / "s1")
