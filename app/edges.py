@@ -8,6 +8,7 @@ from typing import Any
 
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
+from coframe.app.workspace_file import check_name
 from coframe.core.errors import AxisError, DimensionError, OverwriteError, WorkspaceError
 from coframe.core.units import canonical_unit
 from coframe.transforms.base import Transform
@@ -146,6 +147,7 @@ def import_scene(
     scene = read_scene(path, unit=workspace.unit)
     ws = workspace
     for name in scene.coordinate_systems:
+        check_name(name, f"coordinate system in {path}")
         try:
             axes: tuple[str, ...] | None = scene.coframe_axes(name)
         except (AxisError, DimensionError):
@@ -159,7 +161,7 @@ def import_scene(
             if name not in ws.all_spaces():
                 ws = ws.with_space(name, None)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{item.input}-to-{item.output}")
-        out = ws.root / "transforms" / f"{stem}.zarr"
+        out = ws.inside(f"transforms/{stem}.zarr", "transform file")
         if out.exists() and not force:
             raise OverwriteError(f"{out} already exists: pass --force to overwrite it")
         ws.add_edge(item.input, item.output, out, "ngff", None, None, force=force)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coframe.app.workspace import Workspace
+from coframe.app.workspace_file import check_name
 from coframe.volumes.open import open_volume
 from coframe.volumes.volume import Volume
 
@@ -37,6 +38,9 @@ def add_image(
     tuple
         The new workspace and the opened image.
     """
+    check_name(name, "NAME")
+    if space is not None:
+        check_name(space, "--space")
     location = image_location(path)
     volume = open_volume(
         location, unit=ws.unit, voxel_size=voxel_size, input_unit=input_unit, modality=modality

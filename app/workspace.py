@@ -17,6 +17,9 @@ URLs are kept as they are). The file is meant to be read and edited by hand::
       - {from: fibsem, to: xray, file: transforms/fibsem-to-xray.zarr, format: ngff,
          unit: nanometer, provenance: {...}}
 
+Image and space names are plain names (letters, digits, ``_``, ``-``, ``.``;
+see :func:`coframe.app.workspace_file.check_name`): they name files, so a file
+placed by name (:meth:`Workspace.inside`) never leaves the workspace directory.
 Spaces are declared under ``spaces`` or implied by the images and edges that
 name them. Every length inside a workspace is in its ``unit``; an image's
 ``voxel_size`` override is in its ``input_unit`` (default: the workspace
@@ -362,6 +365,30 @@ class Workspace:
             return p.relative_to(os.path.abspath(self.root)).as_posix()
         except ValueError:
             return str(p)
+
+    def inside(self, path: str | Path, what: str) -> Path:
+        """Absolute path of a file the workspace places by name, checked to lie inside it.
+
+        Parameters
+        ----------
+        path
+            Path relative to the workspace directory (or absolute).
+        what
+            What the file is, for the message (``"transform file"``).
+
+        Raises
+        ------
+        WorkspaceError
+            If the normalised path leaves the workspace directory.
+        """
+        root = os.path.normpath(os.path.abspath(self.root))
+        full = os.path.normpath(os.path.join(root, os.fspath(path)))
+        if os.path.commonpath([root, full]) != root or full == root:
+            raise WorkspaceError(
+                f"{what} {full} would lie outside the workspace {root}: image and space names "
+                f"must be plain names (letters, digits, '_', '-', '.'); rename them in {self.file}"
+            )
+        return Path(full)
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML document (plain Python values) of this workspace."""

@@ -10,6 +10,7 @@ these parts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ from coframe.volumes.volume import MODALITIES
 WORKSPACE_FILE = "coframe.yaml"
 #: Schema version written into (and accepted from) ``coframe.yaml``.
 SCHEMA_VERSION = 1
+
+#: Longest image or space name (names become file names).
+MAX_NAME_LENGTH = 64
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 _TOP_KEYS = ("coframe", "unit", "spaces", "images", "transforms")
 _SPACE_KEYS = ("axes", "unit")
@@ -195,7 +200,7 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     for name, value in v.mapping(doc, "images").items():
         key = v.entry(name, value, "images", _IMAGE_KEYS)
         path = v.string(value, "path", key, required=True)
-        space = check_name(v.string(value, "space", key) or name, key + ".space")
+        space = check_name(v.string(value, "space", key) or name, key + ".space", source)
         modality = v.string(value, "modality", key)
         if modality is not None and modality not in MODALITIES:
             raise v.error(
@@ -229,8 +234,8 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     seen: dict[tuple[str, str], str] = {}
     for i, value in enumerate(raw_edges):
         key = v.entry(i, value, "transforms", _EDGE_KEYS)
-        src = check_name(v.string(value, "from", key, required=True), key + ".from")
-        dst = check_name(v.string(value, "to", key, required=True), key + ".to")
+        src = check_name(v.string(value, "from", key, required=True), key + ".from", source)
+        dst = check_name(v.string(value, "to", key, required=True), key + ".to", source)
         if src == dst:
             raise v.error(key, f"from and to are both {src!r}; an edge joins two spaces")
         file = v.string(value, "file", key, required=True)
@@ -348,9 +353,9 @@ class _Validator:
     def entry(
         self, name: Any, value: Any, section: str, allowed: Sequence[str], *, empty_ok: bool = False
     ) -> str:
-        key = f"{section}[{name}]" if isinstance(name, int) else f"{section}.{name}"
         if not isinstance(name, int):
-            check_name(name, key)
+            check_name(name, f"{section} key", self.source)
+        key = f"{section}[{name}]" if isinstance(name, int) else f"{section}.{name}"
         if not isinstance(value, dict) and not (empty_ok and value is None):
             raise self.error(key, f"expected a mapping with keys {', '.join(allowed)}")
         for k in value or {}:
@@ -382,14 +387,41 @@ def listing(names: Iterable[str]) -> str:
     return ", ".join(items) if items else "(none)"
 
 
-def check_name(name: Any, key: str) -> str:
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise WorkspaceError(
-            f"{key}: name {name!r} must be a non-empty string without surrounding spaces"
-        )
-    if "->" in name or "|" in name:
-        raise WorkspaceError(f"{key}: name {name!r} must not contain '->' or '|'")
-    return name
+def check_name(name: Any, key: str, source: str | None = None) -> str:
+    """``name`` if it is a safe image or space name, else a one-line error naming ``key``.
+
+    A safe name is at most :data:`MAX_NAME_LENGTH` letters, digits, ``_``,
+    ``-`` and ``.``, starts with a letter, digit or ``_`` and holds no ``..``:
+    names become file names (transform files, outputs), so none may leave a
+    directory, hide a file or break a line.
+
+    Raises
+    ------
+    WorkspaceError
+        If the name is not safe (the message suggests a safe one).
+    """
+    if (
+        isinstance(name, str)
+        and len(name) <= MAX_NAME_LENGTH
+        and _SAFE_NAME.fullmatch(name)
+        and ".." not in name
+    ):
+        return name
+    where = f"{source}: " if source else ""
+    text = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    hint = _safe_name(name) if isinstance(name, str) else ""
+    instead = f"; e.g. {hint!r}" if hint else ""
+    raise WorkspaceError(
+        f"{where}{key}: name {text} is not allowed: use up to {MAX_NAME_LENGTH} letters, digits, "
+        f"'_', '-' and '.', starting with a letter, digit or '_', without '..'{instead}"
+    )
+
+
+def _safe_name(name: str) -> str:
+    """A safe name close to ``name`` (empty if none is left)."""
+    text = re.sub(r"[^A-Za-z0-9_.-]+|\.\.+", "_", name)
+    text = re.sub(r"_+", "_", text).lstrip("._-")[:MAX_NAME_LENGTH]
+    return text if _SAFE_NAME.fullmatch(text) and ".." not in text else ""
 
 
 def check_axes(value: Any, key: str, source: str | None = None) -> tuple[str, ...]:
