@@ -20,12 +20,16 @@ URLs are kept as they are). The file is meant to be read and edited by hand::
 Image and space names are plain names (letters, digits, ``_``, ``-``, ``.``;
 see :func:`coframe.app.workspace_file.check_name`): they name files, so a file
 placed by name (:meth:`Workspace.inside`) never leaves the workspace directory.
-Spaces are declared under ``spaces`` or implied by the images and edges that
-name them. Every length inside a workspace is in its ``unit``; an image's
-``voxel_size`` override is in its ``input_unit`` (default: the workspace
-unit); an edge's ``unit`` is the unit its file is written in (ITK and BigWarp
-files carry none). Unknown top-level keys are kept on save, so other tools may
-add sections; unknown keys inside an entry are errors (typos).
+A space is declared under ``spaces`` or is an image's own space (named like
+the image); an image or edge naming any other space is an error, and so is an
+image whose axes disagree with its space's (found when the image is opened).
+Every length inside a workspace is in its ``unit``; an image's ``voxel_size``
+override is in its ``input_unit`` (default: the workspace unit); an edge's
+``unit`` is the unit its file is written in (ITK and BigWarp files carry
+none). Top-level keys starting with ``x-`` are kept on save, so other tools
+may add sections; any other unknown key, at the top level or inside an
+entry, is an error (a typo). An edge's ``kind`` is a type summary made of
+known words (:data:`coframe.app.workspace_file.KIND_WORDS`).
 
 A :class:`Workspace` is a value: :meth:`Workspace.add_image` and
 :meth:`Workspace.add_edge` return a new workspace, and :meth:`Workspace.save`
@@ -45,6 +49,8 @@ from typing import Any
 
 from coframe.app.workspace_file import (
     EDGE_FORMATS,
+    LINEAR_KINDS,
+    NONLINEAR_KINDS,
     WORKSPACE_FILE,
     EdgeEntry,
     ImageEntry,
@@ -73,8 +79,6 @@ from coframe.volumes.open import open_volume
 from coframe.volumes.volume import MODALITIES, Volume
 
 _URL_PREFIXES = ("s3://", "gs://", "http://", "https://", "file://")
-_LINEAR_KINDS = {"identity", "translation", "scale", "affine", "rotation", "sequence", "mapaxis"}
-_NONLINEAR_KINDS = {"displacements", "coordinates", "bspline", "thin-plate-spline"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Workspace:
     edges
         Stored transforms, in file order.
     extras
-        Unknown top-level keys, kept verbatim on save.
+        Top-level keys of other tools (``x-...``), kept verbatim on save.
     """
 
     root: Path
@@ -230,6 +234,9 @@ class Workspace:
     def open_image(self, name: str, **kwargs: Any) -> Volume:
         """Open an image with its overrides, in the workspace unit.
 
+        The image's axes must be its space's declared axes (a hand edit may
+        have changed either).
+
         Parameters
         ----------
         name
@@ -243,7 +250,7 @@ class Workspace:
                 f"unknown image {name!r} in {self.file}: known images {listing(self.images)}"
             )
         img = self.images[name]
-        return open_volume(
+        volume = open_volume(
             self.resolve(img.path),
             unit=self.unit,
             voxel_size=img.voxel_size,
@@ -251,6 +258,15 @@ class Workspace:
             modality=img.modality,
             **kwargs,
         )
+        axes = self.all_spaces()[img.space].axes
+        if axes is not None and tuple(volume.axes) != tuple(axes):
+            raise DimensionError(
+                f"{self.file}: spaces.{img.space}.axes is {list(axes)} but image {name!r} "
+                f"({img.path}) has axes {list(volume.axes)}: set spaces.{img.space}.axes to "
+                f"{list(volume.axes)}, or put the image in a space with those axes "
+                f"(images.{name}.space)"
+            )
+        return volume
 
     def add_edge(
         self,
@@ -505,6 +521,6 @@ def kind_is_linear(kind: str | None) -> bool | None:
     if kind is None:
         return None
     words = {w.lower() for w in re.split(r"[(),\s]+", kind) if w}
-    if words & _NONLINEAR_KINDS:
+    if words & NONLINEAR_KINDS:
         return False
-    return True if words and words <= _LINEAR_KINDS else None
+    return True if words and words <= LINEAR_KINDS else None

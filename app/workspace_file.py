@@ -33,6 +33,17 @@ SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 64
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
+#: Words of an edge's ``kind``, a type summary such as ``sequence(affine, displacements)``
+#: (see :func:`coframe.transforms.graph.summarize_transform`): linear ones, nonlinear ones.
+LINEAR_KINDS = frozenset(
+    {"identity", "translation", "scale", "affine", "rotation", "sequence", "mapaxis"}
+)
+NONLINEAR_KINDS = frozenset({"displacements", "coordinates", "bspline", "thin-plate-spline"})
+#: Every word a ``kind`` may hold (wrappers such as ``inverse(...)`` included).
+KIND_WORDS = LINEAR_KINDS | NONLINEAR_KINDS | {"bijection", "inverse", "unitscaled", "bydimension"}
+#: Prefix of top-level keys other tools may add (kept on save); any other unknown key is an error.
+EXTENSION_PREFIX = "x-"
+
 _TOP_KEYS = ("coframe", "unit", "spaces", "images", "transforms")
 _SPACE_KEYS = ("axes", "unit")
 _IMAGE_KEYS = ("path", "modality", "space", "voxel_size", "input_unit", "unit")
@@ -173,6 +184,13 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     v = _Validator(source)
     if not isinstance(doc, dict):
         raise v.error("(top level)", f"expected a mapping with keys {', '.join(_TOP_KEYS)}")
+    for k in doc:
+        if k not in _TOP_KEYS and not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX)):
+            raise v.error(
+                str(k),
+                f"unknown top-level key; expected one of {', '.join(_TOP_KEYS)} (correct or "
+                f"remove it; a section another tool adds must start with {EXTENSION_PREFIX!r})",
+            )
     version = doc.get("coframe")
     if version is None:
         raise v.error("coframe", f"missing schema version; add `coframe: {SCHEMA_VERSION}`")
@@ -254,10 +272,65 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
                 key, f"a second edge {src} -> {dst} (first is {seen[src, dst]}); remove one"
             )
         seen[src, dst] = key
-        edges.append(EdgeEntry(src, dst, file, fmt, edge_unit, v.string(value, "kind", key), prov))
+        kind = v.string(value, "kind", key)
+        if kind is not None:
+            check_kind(kind, f"{key}.kind", source)
+        edges.append(EdgeEntry(src, dst, file, fmt, edge_unit, kind, prov))
 
+    _check_spaces_known(spaces, images, edges, source)
     extras = {k: val for k, val in doc.items() if k not in _TOP_KEYS}
     return WorkspaceParts(unit, spaces, images, tuple(edges), extras)
+
+
+def _check_spaces_known(
+    spaces: Mapping[str, SpaceEntry],
+    images: Mapping[str, ImageEntry],
+    edges: Sequence[EdgeEntry],
+    source: str,
+) -> None:
+    """Every space an image or edge names is declared under ``spaces`` or is an image's own.
+
+    An image's own space is the one named like it (the default of ``coframe
+    add``); any other space must be declared, so that a misspelt space is an
+    error and not a new, unconnected space.
+    """
+    known = [*spaces, *(n for n, img in images.items() if img.space == n and n not in spaces)]
+    used = [(f"images.{n}.space", img.space) for n, img in images.items()]
+    for i, e in enumerate(edges):
+        used += [(f"transforms[{i}].from", e.source), (f"transforms[{i}].to", e.target)]
+    for key, space in used:
+        if space not in known:
+            raise WorkspaceError(
+                f"{source}: {key}: space {space!r} is not declared: use a known space "
+                f"({listing(known)}) or declare it under spaces, e.g. "
+                f"`{space}: {{axes: [z, y, x]}}`"
+            )
+
+
+def check_kind(kind: str, key: str, source: str | None = None) -> str:
+    """``kind`` if it is a type summary made of :data:`KIND_WORDS`, else a one-line error.
+
+    Raises
+    ------
+    WorkspaceError
+        If a word is unknown or the parentheses do not pair.
+    """
+    where = f"{source}: " if source else ""
+    words = [w for w in re.split(r"[(),\s]+", kind) if w]
+    unknown = [w for w in words if w.lower() not in KIND_WORDS]
+    depth = 0
+    for c in kind:
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth < 0:
+            break
+    if unknown or not words or depth != 0:
+        what = f"unknown word {unknown[0]!r}" if unknown else "unpaired parentheses"
+        raise WorkspaceError(
+            f"{where}{key}: {kind!r} is not a transform kind ({what}): expected a summary such "
+            f"as affine or sequence(affine, displacements) made of {', '.join(sorted(KIND_WORDS))}"
+            f"; correct it or remove the key"
+        )
+    return kind
 
 
 def workspace_document(

@@ -125,10 +125,10 @@ def test_paths_inside_the_workspace_are_relative_others_absolute_urls_kept(
     assert ws.resolve(url) == url
 
 
-def test_unknown_top_level_keys_are_kept(tmp_path: Path) -> None:
-    ws = load_workspace(_write(tmp_path, DEMO_YAML + "reports:\n  last: report.html\n"))
+def test_top_level_keys_of_other_tools_are_kept(tmp_path: Path) -> None:
+    ws = load_workspace(_write(tmp_path, DEMO_YAML + "x-reports:\n  last: report.html\n"))
     ws.save()
-    assert yaml.safe_load((tmp_path / "coframe.yaml").read_text())["reports"] == {
+    assert yaml.safe_load((tmp_path / "coframe.yaml").read_text())["x-reports"] == {
         "last": "report.html"
     }
 
