@@ -33,7 +33,8 @@ known words (:data:`coframe.app.workspace_file.KIND_WORDS`).
 
 A :class:`Workspace` is a value: :meth:`Workspace.add_image` and
 :meth:`Workspace.add_edge` return a new workspace, and :meth:`Workspace.save`
-writes it atomically (temporary file, then ``os.replace``). The file's entries,
+applies its changes to the file under a lock, keeping what other commands
+wrote meanwhile, atomically (temporary file, then ``os.replace``). The file's entries,
 its validation and its YAML are in :mod:`coframe.app.workspace_file`.
 """
 
@@ -55,6 +56,7 @@ from coframe.app.workspace_file import (
     EdgeEntry,
     ImageEntry,
     SpaceEntry,
+    WorkspaceParts,
     check_axes,
     check_name,
     check_numbers,
@@ -64,6 +66,7 @@ from coframe.app.workspace_file import (
     read_yaml,
     workspace_document,
 )
+from coframe.app.workspace_sync import merge_changes, workspace_lock
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import (
     DimensionError,
@@ -99,6 +102,9 @@ class Workspace:
         Stored transforms, in file order.
     extras
         Top-level keys of other tools (``x-...``), kept verbatim on save.
+    base
+        The file's contents when it was read (None: built in memory); what
+        :meth:`save` compares with to find this workspace's changes.
     """
 
     root: Path
@@ -107,6 +113,7 @@ class Workspace:
     images: Mapping[str, ImageEntry] = field(default_factory=dict)
     edges: tuple[EdgeEntry, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    base: WorkspaceParts | None = field(default=None, compare=False, repr=False)
 
     @property
     def file(self) -> Path:
@@ -410,14 +417,42 @@ class Workspace:
         """The YAML document (plain Python values) of this workspace."""
         return workspace_document(self.unit, self.spaces, self.images, self.edges, self.extras)
 
-    def save(self) -> Path:
-        """Write ``coframe.yaml`` atomically; return its path.
+    def parts(self) -> WorkspaceParts:
+        """The contents of this workspace (what :meth:`to_dict` writes)."""
+        spaces, images = dict(self.spaces), dict(self.images)
+        return WorkspaceParts(self.unit, spaces, images, self.edges, dict(self.extras))
 
-        The document is serialised in memory first, written to a temporary file
-        in the workspace directory and renamed over the old file: a failure at
-        any step leaves the previous file intact.
+    def save(self, *, timeout: float | None = None) -> Workspace:
+        """Apply this workspace's changes to ``coframe.yaml``; return the workspace as stored.
+
+        Under the workspace lock (:func:`coframe.app.workspace_sync.workspace_lock`)
+        the file is read again and the spaces, images, edges and keys this
+        workspace changed since :attr:`base` are applied to what it holds now
+        (:func:`coframe.app.workspace_sync.merge_changes`), so that commands
+        running at once all keep their changes. The document is serialised in
+        memory first, written to a temporary file in the workspace directory
+        and renamed over the old file: a failure at any step leaves the
+        previous file intact.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for another command's write (default
+            :data:`coframe.app.workspace_sync.LOCK_TIMEOUT`).
+
+        Raises
+        ------
+        WorkspaceError
+            If the lock cannot be had in time, the file on disk is invalid, or
+            an entry changed here was changed differently meanwhile.
         """
-        return write_text_atomic(self.file, dump_yaml(self.to_dict()), force=True)
+        with workspace_lock(self.root, timeout):
+            parts = self.parts()
+            if self.file.is_file():
+                theirs = parse_document(read_yaml(self.file), source=str(self.file))
+                parts = merge_changes(self.base, parts, theirs, self.file)
+            write_text_atomic(self.file, dump_yaml(workspace_document(*parts)), force=True)
+        return Workspace(self.root, *parts, base=parts)
 
 
 def find_workspace(start: Path | None = None, explicit: Path | None = None) -> Path:
@@ -466,16 +501,17 @@ def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False
     """
     root = Path(dir).expanduser().absolute()
     unit = canonical_unit(unit, key="--unit")
-    if (root / WORKSPACE_FILE).exists() and not force:
-        raise OverwriteError(
-            f"{root / WORKSPACE_FILE} already exists: pass --force to overwrite it"
-        )
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} is a file, not a directory: choose another DIR")
     root.mkdir(parents=True, exist_ok=True)
     ws = Workspace(root=root, unit=unit)
-    ws.save()
-    return ws
+    with workspace_lock(root):
+        if (root / WORKSPACE_FILE).exists() and not force:
+            raise OverwriteError(
+                f"{root / WORKSPACE_FILE} already exists: pass --force to overwrite it"
+            )
+        write_text_atomic(ws.file, dump_yaml(ws.to_dict()), force=True)
+    return replace(ws, base=ws.parts())
 
 
 def load_workspace(dir: str | Path) -> Workspace:
@@ -513,7 +549,8 @@ def workspace_from_dict(doc: Any, root: str | Path, *, source: str = WORKSPACE_F
     source
         File name used in error messages.
     """
-    return Workspace(Path(root).expanduser().absolute(), *parse_document(doc, source=source))
+    parts = parse_document(doc, source=source)
+    return Workspace(Path(root).expanduser().absolute(), *parts, base=parts)
 
 
 def kind_is_linear(kind: str | None) -> bool | None:

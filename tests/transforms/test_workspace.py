@@ -21,6 +21,7 @@ from coframe.app.workspace import (
     kind_is_linear,
     load_workspace,
 )
+from coframe.app.workspace_sync import LOCK_FILE
 from coframe.core.errors import (
     DimensionError,
     FormatError,
@@ -276,7 +277,7 @@ def test_save_is_atomic_when_serialisation_fails(
     with pytest.raises(yaml.YAMLError):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "coframe.yaml"]
 
 
 def test_save_is_atomic_when_the_rename_fails(
@@ -293,7 +294,7 @@ def test_save_is_atomic_when_the_rename_fails(
     with pytest.raises(OutputError, match="disk full"):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "coframe.yaml"]
 
 
 def test_find_workspace_searches_upward_and_explicit_wins(
