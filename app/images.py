@@ -50,3 +50,13 @@ def add_image(
         name, location, modality, space, voxel_size, input_unit, force, axes=volume.axes
     )
     return ws, volume
+
+
+def describe_added(ws: Workspace, name: str, volume: Volume) -> str:
+    """The line ``coframe add`` prints about image ``name`` of ``ws``, opened as ``volume``."""
+    img, level = ws.images[name], volume.levels[0]
+    return (
+        f"added {name} ({img.modality or 'unknown modality'}) in space {img.space}: {img.path}, "
+        f"axes {list(volume.axes)}, shape {list(level.shape)}, voxel {list(level.voxel_size)} "
+        f"{volume.unit}, {len(volume.levels)} level(s)"
+    )
