@@ -235,7 +235,8 @@ class Workspace:
                     f"{list(axes)}: give one value or one per axis"
                 )
         entry = ImageEntry(name, self.relative_path(path), space, modality, vs, unit)
-        ws = self.with_space(space, axes, force=force) if axes is not None else self
+        declare = axes is not None or (space != name and space not in self.spaces)
+        ws = self.with_space(space, axes, force=force) if declare else self
         return replace(ws, images={**ws.images, name: entry})
 
     def open_image(self, name: str, **kwargs: Any) -> Volume:
@@ -451,7 +452,9 @@ class Workspace:
             if self.file.is_file():
                 theirs = parse_document(read_yaml(self.file), source=str(self.file))
                 parts = merge_changes(self.base, parts, theirs, self.file)
-            write_text_atomic(self.file, dump_yaml(workspace_document(*parts)), force=True)
+            doc = workspace_document(*parts)
+            parse_document(doc, source=str(self.file))  # never write what cannot be read back
+            write_text_atomic(self.file, dump_yaml(doc), force=True)
         return Workspace(self.root, *parts, base=parts)
 
 

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from coframe.app.workspace import load_workspace
+from coframe.app.workspace import init_workspace, load_workspace
 from coframe.app.workspace_file import check_kind
 from coframe.cli import app
 from coframe.core.errors import DimensionError, WorkspaceError
@@ -104,3 +104,10 @@ def test_axes_that_disagree_with_the_image_are_an_error_when_it_is_opened(
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "set spaces.fibsem.axes to ['z', 'y', 'x']" in result.stderr
     assert not (root / "transforms").exists()
+
+
+def test_an_image_added_in_another_space_declares_it(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    ws.add_image("nuc", tmp_path / "nuc.zarr", "labels", space="em").save()
+    back = load_workspace(tmp_path / "ws")
+    assert back.images["nuc"].space == "em" and back.spaces["em"].axes is None

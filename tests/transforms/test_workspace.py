@@ -266,7 +266,7 @@ def test_save_is_atomic_when_serialisation_fails(
     ws = _three_space_workspace(tmp_path)
     ws.save()
     before = (tmp_path / "coframe.yaml").read_bytes()
-    unrepresentable = replace(ws, extras={"notes": object()})
+    unrepresentable = replace(ws, extras={"x-notes": object()})
     with pytest.raises(yaml.representer.RepresenterError):
         unrepresentable.save()
 
