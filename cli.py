@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from coframe.app.edges import export_scene, import_scene, link_transform
-from coframe.app.images import add_image
+from coframe.app.images import add_image, describe_added
 from coframe.app.locate import render_locate, run_locate
 from coframe.app.overlay import write_workspace_overlay
 from coframe.app.points import map_workspace_points
@@ -177,13 +177,7 @@ def add_cmd(
     """Add an image to the workspace (it is opened to validate it)."""
     vs = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
     ws, volume = _from_flags(ctx, add_image, ws=_load_ws(workspace), voxel_size=vs)
-    ws.save()
-    img, level = ws.images[name], volume.levels[0]
-    typer.echo(
-        f"added {name} ({img.modality or 'unknown modality'}) in space {img.space}: {img.path}, "
-        f"axes {list(volume.axes)}, shape {list(level.shape)}, voxel {list(level.voxel_size)} "
-        f"{volume.unit}, {len(volume.levels)} level(s)"
-    )
+    typer.echo(describe_added(ws.save(), name, volume))
 
 
 @app.command("link")
@@ -350,12 +344,13 @@ def report_cmd(
 @app.command("export-scene")
 def export_scene_cmd(
     out: Annotated[Path, _arg("Output OME-NGFF scene (Zarr group).")],
+    field_spacing: Annotated[float | None, _opt("Store splines as fields: node spacing.")] = None,
     force: Annotated[bool, _opt("Overwrite OUT.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Write the workspace's spaces and edges as one OME-NGFF (RFC-5) scene."""
     ws = _load_ws(workspace)
-    written = export_scene(ws, out, force=force)
+    written = export_scene(ws, out, force=force, field_spacing=field_spacing)
     typer.echo(f"wrote {written}: {len(ws.all_spaces())} spaces, {len(ws.edges)} transformations")
 
 

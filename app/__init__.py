@@ -7,7 +7,8 @@ May import :mod:`coframe.views`, :mod:`coframe.registration`,
 
 - :mod:`coframe.app.workspace`, :mod:`coframe.app.workspace_file`: the
   workspace value, finding, creating and loading it; its file's entries,
-  validation and YAML;
+  validation and YAML; :mod:`coframe.app.workspace_sync`: the lock and the
+  merge that let commands change one workspace at once;
 - :mod:`coframe.app.images`: adding an image once it opens;
 - :mod:`coframe.app.edges`: linking transform files, OME-NGFF scenes in and out;
 - :mod:`coframe.app.points`: point lists mapped between spaces;

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
-from coframe.core.errors import AxisError, DimensionError, OverwriteError, WorkspaceError
+from coframe.app.workspace_file import EdgeEntry, check_name
+from coframe.core.errors import (
+    AxisError,
+    DimensionError,
+    OverwriteError,
+    TransformError,
+    WorkspaceError,
+)
 from coframe.core.units import canonical_unit
 from coframe.transforms.base import Transform
+from coframe.transforms.field import sample_to_field
 from coframe.transforms.formats.dispatch import detect_transform_format, read_transform
 from coframe.transforms.formats.ngff import (
     SceneTransformation,
     read_scene,
+    scene_metadata,
     write_ngff_transform,
     write_scene,
 )
 from coframe.transforms.formats.ngff_axes import Axis, CoordinateSystem
 from coframe.transforms.graph import summarize_transform
 from coframe.volumes.volume import SPATIAL_AXES_3D
+
+#: Most nodes of a displacement field sampled for a scene (``--field-spacing``).
+MAX_FIELD_NODES = 2**24
+#: Nodes along the longest side of the field whose spacing an error message suggests.
+SUGGESTED_NODES = 64
 
 
 def link_transform(
@@ -86,16 +103,27 @@ def link_transform(
     return ws, t
 
 
-def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) -> Path:
+def export_scene(
+    workspace: Workspace,
+    out: str | Path,
+    *,
+    force: bool = False,
+    field_spacing: float | None = None,
+) -> Path:
     """Write a workspace's spaces and edges as one OME-NGFF scene (a Zarr group).
 
     Every edge is read; a space without declared axes takes (z, y, x) or
-    (y, x) from the dimension of the edges that touch it.
+    (y, x) from the dimension of the edges that touch it. An edge OME-NGFF
+    cannot hold (a thin-plate spline, a B-spline) is stored as a displacement
+    field sampled every ``field_spacing`` over the images of its source space.
 
     Raises
     ------
     WorkspaceError
         If a space has neither declared axes nor edges to tell its dimension.
+    TransformError
+        If an edge cannot be stored and ``field_spacing`` is not given (the
+        message names the ``coframe export-scene`` command to run).
     OverwriteError
         If ``out`` exists and ``force`` is false.
     """
@@ -105,12 +133,12 @@ def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) 
         raise OverwriteError(f"{p} already exists: pass --force to overwrite it")
     graph = workspace.graph()
     dims: dict[str, int] = {}
-    items = []
+    loaded = []
     for i, e in enumerate(workspace.edges):
         t = graph.load(i)
         dims.setdefault(e.source, t.input_dim)
         dims.setdefault(e.target, t.output_dim)
-        items.append(SceneTransformation(e.source, e.target, t, f"{e.source} -> {e.target}"))
+        loaded.append((e, t))
     systems = []
     for name, space in workspace.all_spaces().items():
         axes = space.axes or (
@@ -124,7 +152,68 @@ def export_scene(workspace: Workspace, out: str | Path, *, force: bool = False) 
         systems.append(
             CoordinateSystem(name, tuple(Axis(a, "space", workspace.unit) for a in axes))
         )
+    items = []
+    for e, t in loaded:
+        t = _storable(workspace, e, t, systems, p, field_spacing)
+        items.append(SceneTransformation(e.source, e.target, t, f"{e.source} -> {e.target}"))
     return Path(write_scene(p, systems, items, unit=workspace.unit, force=force))
+
+
+def _storable(
+    ws: Workspace,
+    edge: EdgeEntry,
+    t: Transform,
+    systems: list[CoordinateSystem],
+    out: Path,
+    spacing: float | None,
+) -> Transform:
+    """``t``, or ``t`` sampled into a displacement field when OME-NGFF cannot hold it."""
+    try:
+        scene_metadata(systems, [SceneTransformation(edge.source, edge.target, t)], unit=ws.unit)
+        return t
+    except TransformError:
+        if t.input_dim != t.output_dim:
+            raise
+    box = _space_box(ws, edge.source)
+    what = f"edge {edge.source} -> {edge.target} ({edge.file}) is a {summarize_transform(t)}"
+    if spacing is None:
+        longest = 0.0 if box is None else float(np.max(box[:, 1] - box[:, 0]))
+        suggest = f"{longest / (SUGGESTED_NODES - 1):.2g}" if longest > 0 else "SPACING"
+        first = "" if box is not None else f"add an image in space {edge.source!r}, then "
+        raise TransformError(
+            f"{what}, which OME-NGFF cannot hold: {first}run `coframe export-scene {out} "
+            f"--field-spacing {suggest}` to store it as a displacement field sampled every "
+            f"{suggest} {ws.unit} over the images of space {edge.source!r}"
+        )
+    if not 0 < spacing < float("inf"):
+        raise WorkspaceError(
+            f"--field-spacing {spacing:g} is not a positive length: give the node spacing of "
+            f"the field in {ws.unit}"
+        )
+    if box is None:
+        raise WorkspaceError(
+            f"{what}: space {edge.source!r} has no image to span its displacement field: add "
+            f"one with `coframe add NAME PATH --space {edge.source}`"
+        )
+    shape = tuple(int(n) for n in np.floor((box[:, 1] - box[:, 0]) / spacing) + 2)
+    if math.prod(shape) > MAX_FIELD_NODES:
+        fits = float(np.prod(box[:, 1] - box[:, 0]) / MAX_FIELD_NODES) ** (1 / len(shape))
+        raise WorkspaceError(
+            f"{what}: --field-spacing {spacing:g} gives a field of {list(shape)} nodes over "
+            f"space {edge.source!r}, more than {MAX_FIELD_NODES}: use --field-spacing "
+            f"{fits * 1.01:.2g} or more"
+        )
+    return sample_to_field(t, box[:, 0], np.full(len(shape), float(spacing)), shape)
+
+
+def _space_box(ws: Workspace, space: str) -> np.ndarray | None:
+    """``(d, 2)`` physical box holding every image of ``space`` (None without images)."""
+    boxes = [np.asarray(ws.open_image(n).levels[0].extent, float) for n in ws.images_in(space)]
+    if not boxes:
+        return None
+    return np.column_stack(
+        [np.min([b[:, 0] for b in boxes], axis=0), np.max([b[:, 1] for b in boxes], axis=0)]
+    )
 
 
 def import_scene(
@@ -146,6 +235,7 @@ def import_scene(
     scene = read_scene(path, unit=workspace.unit)
     ws = workspace
     for name in scene.coordinate_systems:
+        check_name(name, f"coordinate system in {path}")
         try:
             axes: tuple[str, ...] | None = scene.coframe_axes(name)
         except (AxisError, DimensionError):
@@ -159,7 +249,7 @@ def import_scene(
             if name not in ws.all_spaces():
                 ws = ws.with_space(name, None)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{item.input}-to-{item.output}")
-        out = ws.root / "transforms" / f"{stem}.zarr"
+        out = ws.inside(f"transforms/{stem}.zarr", "transform file")
         if out.exists() and not force:
             raise OverwriteError(f"{out} already exists: pass --force to overwrite it")
         ws.add_edge(item.input, item.output, out, "ngff", None, None, force=force)

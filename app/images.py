@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coframe.app.workspace import Workspace
+from coframe.app.workspace_file import check_name
 from coframe.volumes.open import open_volume
 from coframe.volumes.volume import Volume
 
@@ -37,6 +38,9 @@ def add_image(
     tuple
         The new workspace and the opened image.
     """
+    check_name(name, "NAME")
+    if space is not None:
+        check_name(space, "--space")
     location = image_location(path)
     volume = open_volume(
         location, unit=ws.unit, voxel_size=voxel_size, input_unit=input_unit, modality=modality
@@ -46,3 +50,13 @@ def add_image(
         name, location, modality, space, voxel_size, input_unit, force, axes=volume.axes
     )
     return ws, volume
+
+
+def describe_added(ws: Workspace, name: str, volume: Volume) -> str:
+    """The line ``coframe add`` prints about image ``name`` of ``ws``, opened as ``volume``."""
+    img, level = ws.images[name], volume.levels[0]
+    return (
+        f"added {name} ({img.modality or 'unknown modality'}) in space {img.space}: {img.path}, "
+        f"axes {list(volume.axes)}, shape {list(level.shape)}, voxel {list(level.voxel_size)} "
+        f"{volume.unit}, {len(volume.levels)} level(s)"
+    )

@@ -194,14 +194,17 @@ def locate_paths(
     workspace: Workspace, section: str, volume: str, out_dir: Path | None
 ) -> LocatePaths:
     """Default output files: ``locate/SECTION-in-VOLUME/`` and ``transforms/SRC-to-DST.json``."""
-    base = workspace.root / "locate" / f"{section}-in-{volume}" if out_dir is None else out_dir
+    if out_dir is None:
+        base = workspace.inside(f"locate/{section}-in-{volume}", "locate output folder")
+    else:
+        base = Path(out_dir)
     src, dst = workspace.space_of(section), workspace.space_of(volume)
     return LocatePaths(
-        Path(base),
-        Path(base) / "matched-slice.tif",
-        Path(base) / "overlay.png",
-        Path(base) / "locate.json",
-        workspace.root / "transforms" / f"{src}-to-{dst}.json",
+        base,
+        base / "matched-slice.tif",
+        base / "overlay.png",
+        base / "locate.json",
+        workspace.inside(f"transforms/{src}-to-{dst}.json", "transform file"),
     )
 
 

@@ -182,7 +182,7 @@ def _image(ws: Workspace, name: str, role: str) -> str:
 def output_path(ws: Workspace, fixed_space: str, moving_space: str, deformable: bool) -> Path:
     """Where the FIXED -> MOVING transform file goes (under the workspace's ``transforms/``)."""
     suffix = ".h5" if deformable else ".tfm"
-    return ws.root / "transforms" / f"{fixed_space}-to-{moving_space}{suffix}"
+    return ws.inside(f"transforms/{fixed_space}-to-{moving_space}{suffix}", "transform file")
 
 
 def _check_free(ws: Workspace, path: Path, fixed_space: str, moving_space: str) -> None:

@@ -17,16 +17,24 @@ URLs are kept as they are). The file is meant to be read and edited by hand::
       - {from: fibsem, to: xray, file: transforms/fibsem-to-xray.zarr, format: ngff,
          unit: nanometer, provenance: {...}}
 
-Spaces are declared under ``spaces`` or implied by the images and edges that
-name them. Every length inside a workspace is in its ``unit``; an image's
-``voxel_size`` override is in its ``input_unit`` (default: the workspace
-unit); an edge's ``unit`` is the unit its file is written in (ITK and BigWarp
-files carry none). Unknown top-level keys are kept on save, so other tools may
-add sections; unknown keys inside an entry are errors (typos).
+Image and space names are plain names (letters, digits, ``_``, ``-``, ``.``;
+see :func:`coframe.app.workspace_file.check_name`): they name files, so a file
+placed by name (:meth:`Workspace.inside`) never leaves the workspace directory.
+A space is declared under ``spaces`` or is an image's own space (named like
+the image); an image or edge naming any other space is an error, and so is an
+image whose axes disagree with its space's (found when the image is opened).
+Every length inside a workspace is in its ``unit``; an image's ``voxel_size``
+override is in its ``input_unit`` (default: the workspace unit); an edge's
+``unit`` is the unit its file is written in (ITK and BigWarp files carry
+none). Top-level keys starting with ``x-`` are kept on save, so other tools
+may add sections; any other unknown key, at the top level or inside an
+entry, is an error (a typo). An edge's ``kind`` is a type summary made of
+known words (:data:`coframe.app.workspace_file.KIND_WORDS`).
 
 A :class:`Workspace` is a value: :meth:`Workspace.add_image` and
 :meth:`Workspace.add_edge` return a new workspace, and :meth:`Workspace.save`
-writes it atomically (temporary file, then ``os.replace``). The file's entries,
+applies its changes to the file under a lock, keeping what other commands
+wrote meanwhile, atomically (temporary file, then ``os.replace``). The file's entries,
 its validation and its YAML are in :mod:`coframe.app.workspace_file`.
 """
 
@@ -42,10 +50,13 @@ from typing import Any
 
 from coframe.app.workspace_file import (
     EDGE_FORMATS,
+    LINEAR_KINDS,
+    NONLINEAR_KINDS,
     WORKSPACE_FILE,
     EdgeEntry,
     ImageEntry,
     SpaceEntry,
+    WorkspaceParts,
     check_axes,
     check_name,
     check_numbers,
@@ -55,6 +66,7 @@ from coframe.app.workspace_file import (
     read_yaml,
     workspace_document,
 )
+from coframe.app.workspace_sync import merge_changes, workspace_lock
 from coframe.core.atomic import write_text_atomic
 from coframe.core.errors import (
     DimensionError,
@@ -70,8 +82,6 @@ from coframe.volumes.open import open_volume
 from coframe.volumes.volume import MODALITIES, Volume
 
 _URL_PREFIXES = ("s3://", "gs://", "http://", "https://", "file://")
-_LINEAR_KINDS = {"identity", "translation", "scale", "affine", "rotation", "sequence", "mapaxis"}
-_NONLINEAR_KINDS = {"displacements", "coordinates", "bspline", "thin-plate-spline"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,10 @@ class Workspace:
     edges
         Stored transforms, in file order.
     extras
-        Unknown top-level keys, kept verbatim on save.
+        Top-level keys of other tools (``x-...``), kept verbatim on save.
+    base
+        The file's contents when it was read (None: built in memory); what
+        :meth:`save` compares with to find this workspace's changes.
     """
 
     root: Path
@@ -100,6 +113,7 @@ class Workspace:
     images: Mapping[str, ImageEntry] = field(default_factory=dict)
     edges: tuple[EdgeEntry, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    base: WorkspaceParts | None = field(default=None, compare=False, repr=False)
 
     @property
     def file(self) -> Path:
@@ -221,11 +235,15 @@ class Workspace:
                     f"{list(axes)}: give one value or one per axis"
                 )
         entry = ImageEntry(name, self.relative_path(path), space, modality, vs, unit)
-        ws = self.with_space(space, axes, force=force) if axes is not None else self
+        declare = axes is not None or (space != name and space not in self.spaces)
+        ws = self.with_space(space, axes, force=force) if declare else self
         return replace(ws, images={**ws.images, name: entry})
 
     def open_image(self, name: str, **kwargs: Any) -> Volume:
         """Open an image with its overrides, in the workspace unit.
+
+        The image's axes must be its space's declared axes (a hand edit may
+        have changed either).
 
         Parameters
         ----------
@@ -240,7 +258,7 @@ class Workspace:
                 f"unknown image {name!r} in {self.file}: known images {listing(self.images)}"
             )
         img = self.images[name]
-        return open_volume(
+        volume = open_volume(
             self.resolve(img.path),
             unit=self.unit,
             voxel_size=img.voxel_size,
@@ -248,6 +266,15 @@ class Workspace:
             modality=img.modality,
             **kwargs,
         )
+        axes = self.all_spaces()[img.space].axes
+        if axes is not None and tuple(volume.axes) != tuple(axes):
+            raise DimensionError(
+                f"{self.file}: spaces.{img.space}.axes is {list(axes)} but image {name!r} "
+                f"({img.path}) has axes {list(volume.axes)}: set spaces.{img.space}.axes to "
+                f"{list(volume.axes)}, or put the image in a space with those axes "
+                f"(images.{name}.space)"
+            )
+        return volume
 
     def add_edge(
         self,
@@ -363,18 +390,72 @@ class Workspace:
         except ValueError:
             return str(p)
 
+    def inside(self, path: str | Path, what: str) -> Path:
+        """Absolute path of a file the workspace places by name, checked to lie inside it.
+
+        Parameters
+        ----------
+        path
+            Path relative to the workspace directory (or absolute).
+        what
+            What the file is, for the message (``"transform file"``).
+
+        Raises
+        ------
+        WorkspaceError
+            If the normalised path leaves the workspace directory.
+        """
+        root = os.path.normpath(os.path.abspath(self.root))
+        full = os.path.normpath(os.path.join(root, os.fspath(path)))
+        if os.path.commonpath([root, full]) != root or full == root:
+            raise WorkspaceError(
+                f"{what} {full} would lie outside the workspace {root}: image and space names "
+                f"must be plain names (letters, digits, '_', '-', '.'); rename them in {self.file}"
+            )
+        return Path(full)
+
     def to_dict(self) -> dict[str, Any]:
         """The YAML document (plain Python values) of this workspace."""
         return workspace_document(self.unit, self.spaces, self.images, self.edges, self.extras)
 
-    def save(self) -> Path:
-        """Write ``coframe.yaml`` atomically; return its path.
+    def parts(self) -> WorkspaceParts:
+        """The contents of this workspace (what :meth:`to_dict` writes)."""
+        spaces, images = dict(self.spaces), dict(self.images)
+        return WorkspaceParts(self.unit, spaces, images, self.edges, dict(self.extras))
 
-        The document is serialised in memory first, written to a temporary file
-        in the workspace directory and renamed over the old file: a failure at
-        any step leaves the previous file intact.
+    def save(self, *, timeout: float | None = None) -> Workspace:
+        """Apply this workspace's changes to ``coframe.yaml``; return the workspace as stored.
+
+        Under the workspace lock (:func:`coframe.app.workspace_sync.workspace_lock`)
+        the file is read again and the spaces, images, edges and keys this
+        workspace changed since :attr:`base` are applied to what it holds now
+        (:func:`coframe.app.workspace_sync.merge_changes`), so that commands
+        running at once all keep their changes. The document is serialised in
+        memory first, written to a temporary file in the workspace directory
+        and renamed over the old file: a failure at any step leaves the
+        previous file intact.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for another command's write (default
+            :data:`coframe.app.workspace_sync.LOCK_TIMEOUT`).
+
+        Raises
+        ------
+        WorkspaceError
+            If the lock cannot be had in time, the file on disk is invalid, or
+            an entry changed here was changed differently meanwhile.
         """
-        return write_text_atomic(self.file, dump_yaml(self.to_dict()), force=True)
+        with workspace_lock(self.root, timeout):
+            parts = self.parts()
+            if self.file.is_file():
+                theirs = parse_document(read_yaml(self.file), source=str(self.file))
+                parts = merge_changes(self.base, parts, theirs, self.file)
+            doc = workspace_document(*parts)
+            parse_document(doc, source=str(self.file))  # never write what cannot be read back
+            write_text_atomic(self.file, dump_yaml(doc), force=True)
+        return Workspace(self.root, *parts, base=parts)
 
 
 def find_workspace(start: Path | None = None, explicit: Path | None = None) -> Path:
@@ -423,16 +504,17 @@ def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False
     """
     root = Path(dir).expanduser().absolute()
     unit = canonical_unit(unit, key="--unit")
-    if (root / WORKSPACE_FILE).exists() and not force:
-        raise OverwriteError(
-            f"{root / WORKSPACE_FILE} already exists: pass --force to overwrite it"
-        )
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} is a file, not a directory: choose another DIR")
     root.mkdir(parents=True, exist_ok=True)
     ws = Workspace(root=root, unit=unit)
-    ws.save()
-    return ws
+    with workspace_lock(root):
+        if (root / WORKSPACE_FILE).exists() and not force:
+            raise OverwriteError(
+                f"{root / WORKSPACE_FILE} already exists: pass --force to overwrite it"
+            )
+        write_text_atomic(ws.file, dump_yaml(ws.to_dict()), force=True)
+    return replace(ws, base=ws.parts())
 
 
 def load_workspace(dir: str | Path) -> Workspace:
@@ -470,7 +552,8 @@ def workspace_from_dict(doc: Any, root: str | Path, *, source: str = WORKSPACE_F
     source
         File name used in error messages.
     """
-    return Workspace(Path(root).expanduser().absolute(), *parse_document(doc, source=source))
+    parts = parse_document(doc, source=source)
+    return Workspace(Path(root).expanduser().absolute(), *parts, base=parts)
 
 
 def kind_is_linear(kind: str | None) -> bool | None:
@@ -478,6 +561,6 @@ def kind_is_linear(kind: str | None) -> bool | None:
     if kind is None:
         return None
     words = {w.lower() for w in re.split(r"[(),\s]+", kind) if w}
-    if words & _NONLINEAR_KINDS:
+    if words & NONLINEAR_KINDS:
         return False
-    return True if words and words <= _LINEAR_KINDS else None
+    return True if words and words <= LINEAR_KINDS else None

@@ -10,6 +10,7 @@ these parts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,21 @@ from coframe.volumes.volume import MODALITIES
 WORKSPACE_FILE = "coframe.yaml"
 #: Schema version written into (and accepted from) ``coframe.yaml``.
 SCHEMA_VERSION = 1
+
+#: Longest image or space name (names become file names).
+MAX_NAME_LENGTH = 64
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+#: Words of an edge's ``kind``, a type summary such as ``sequence(affine, displacements)``
+#: (see :func:`coframe.transforms.graph.summarize_transform`): linear ones, nonlinear ones.
+LINEAR_KINDS = frozenset(
+    {"identity", "translation", "scale", "affine", "rotation", "sequence", "mapaxis"}
+)
+NONLINEAR_KINDS = frozenset({"displacements", "coordinates", "bspline", "thin-plate-spline"})
+#: Every word a ``kind`` may hold (wrappers such as ``inverse(...)`` included).
+KIND_WORDS = LINEAR_KINDS | NONLINEAR_KINDS | {"bijection", "inverse", "unitscaled", "bydimension"}
+#: Prefix of top-level keys other tools may add (kept on save); any other unknown key is an error.
+EXTENSION_PREFIX = "x-"
 
 _TOP_KEYS = ("coframe", "unit", "spaces", "images", "transforms")
 _SPACE_KEYS = ("axes", "unit")
@@ -168,6 +184,13 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     v = _Validator(source)
     if not isinstance(doc, dict):
         raise v.error("(top level)", f"expected a mapping with keys {', '.join(_TOP_KEYS)}")
+    for k in doc:
+        if k not in _TOP_KEYS and not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX)):
+            raise v.error(
+                str(k),
+                f"unknown top-level key; expected one of {', '.join(_TOP_KEYS)} (correct or "
+                f"remove it; a section another tool adds must start with {EXTENSION_PREFIX!r})",
+            )
     version = doc.get("coframe")
     if version is None:
         raise v.error("coframe", f"missing schema version; add `coframe: {SCHEMA_VERSION}`")
@@ -195,7 +218,7 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     for name, value in v.mapping(doc, "images").items():
         key = v.entry(name, value, "images", _IMAGE_KEYS)
         path = v.string(value, "path", key, required=True)
-        space = check_name(v.string(value, "space", key) or name, key + ".space")
+        space = check_name(v.string(value, "space", key) or name, key + ".space", source)
         modality = v.string(value, "modality", key)
         if modality is not None and modality not in MODALITIES:
             raise v.error(
@@ -229,8 +252,8 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
     seen: dict[tuple[str, str], str] = {}
     for i, value in enumerate(raw_edges):
         key = v.entry(i, value, "transforms", _EDGE_KEYS)
-        src = check_name(v.string(value, "from", key, required=True), key + ".from")
-        dst = check_name(v.string(value, "to", key, required=True), key + ".to")
+        src = check_name(v.string(value, "from", key, required=True), key + ".from", source)
+        dst = check_name(v.string(value, "to", key, required=True), key + ".to", source)
         if src == dst:
             raise v.error(key, f"from and to are both {src!r}; an edge joins two spaces")
         file = v.string(value, "file", key, required=True)
@@ -249,10 +272,65 @@ def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
                 key, f"a second edge {src} -> {dst} (first is {seen[src, dst]}); remove one"
             )
         seen[src, dst] = key
-        edges.append(EdgeEntry(src, dst, file, fmt, edge_unit, v.string(value, "kind", key), prov))
+        kind = v.string(value, "kind", key)
+        if kind is not None:
+            check_kind(kind, f"{key}.kind", source)
+        edges.append(EdgeEntry(src, dst, file, fmt, edge_unit, kind, prov))
 
+    _check_spaces_known(spaces, images, edges, source)
     extras = {k: val for k, val in doc.items() if k not in _TOP_KEYS}
     return WorkspaceParts(unit, spaces, images, tuple(edges), extras)
+
+
+def _check_spaces_known(
+    spaces: Mapping[str, SpaceEntry],
+    images: Mapping[str, ImageEntry],
+    edges: Sequence[EdgeEntry],
+    source: str,
+) -> None:
+    """Every space an image or edge names is declared under ``spaces`` or is an image's own.
+
+    An image's own space is the one named like it (the default of ``coframe
+    add``); any other space must be declared, so that a misspelt space is an
+    error and not a new, unconnected space.
+    """
+    known = [*spaces, *(n for n, img in images.items() if img.space == n and n not in spaces)]
+    used = [(f"images.{n}.space", img.space) for n, img in images.items()]
+    for i, e in enumerate(edges):
+        used += [(f"transforms[{i}].from", e.source), (f"transforms[{i}].to", e.target)]
+    for key, space in used:
+        if space not in known:
+            raise WorkspaceError(
+                f"{source}: {key}: space {space!r} is not declared: use a known space "
+                f"({listing(known)}) or declare it under spaces, e.g. "
+                f"`{space}: {{axes: [z, y, x]}}`"
+            )
+
+
+def check_kind(kind: str, key: str, source: str | None = None) -> str:
+    """``kind`` if it is a type summary made of :data:`KIND_WORDS`, else a one-line error.
+
+    Raises
+    ------
+    WorkspaceError
+        If a word is unknown or the parentheses do not pair.
+    """
+    where = f"{source}: " if source else ""
+    words = [w for w in re.split(r"[(),\s]+", kind) if w]
+    unknown = [w for w in words if w.lower() not in KIND_WORDS]
+    depth = 0
+    for c in kind:
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth < 0:
+            break
+    if unknown or not words or depth != 0:
+        what = f"unknown word {unknown[0]!r}" if unknown else "unpaired parentheses"
+        raise WorkspaceError(
+            f"{where}{key}: {kind!r} is not a transform kind ({what}): expected a summary such "
+            f"as affine or sequence(affine, displacements) made of {', '.join(sorted(KIND_WORDS))}"
+            f"; correct it or remove the key"
+        )
+    return kind
 
 
 def workspace_document(
@@ -348,9 +426,9 @@ class _Validator:
     def entry(
         self, name: Any, value: Any, section: str, allowed: Sequence[str], *, empty_ok: bool = False
     ) -> str:
-        key = f"{section}[{name}]" if isinstance(name, int) else f"{section}.{name}"
         if not isinstance(name, int):
-            check_name(name, key)
+            check_name(name, f"{section} key", self.source)
+        key = f"{section}[{name}]" if isinstance(name, int) else f"{section}.{name}"
         if not isinstance(value, dict) and not (empty_ok and value is None):
             raise self.error(key, f"expected a mapping with keys {', '.join(allowed)}")
         for k in value or {}:
@@ -382,14 +460,41 @@ def listing(names: Iterable[str]) -> str:
     return ", ".join(items) if items else "(none)"
 
 
-def check_name(name: Any, key: str) -> str:
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise WorkspaceError(
-            f"{key}: name {name!r} must be a non-empty string without surrounding spaces"
-        )
-    if "->" in name or "|" in name:
-        raise WorkspaceError(f"{key}: name {name!r} must not contain '->' or '|'")
-    return name
+def check_name(name: Any, key: str, source: str | None = None) -> str:
+    """``name`` if it is a safe image or space name, else a one-line error naming ``key``.
+
+    A safe name is at most :data:`MAX_NAME_LENGTH` letters, digits, ``_``,
+    ``-`` and ``.``, starts with a letter, digit or ``_`` and holds no ``..``:
+    names become file names (transform files, outputs), so none may leave a
+    directory, hide a file or break a line.
+
+    Raises
+    ------
+    WorkspaceError
+        If the name is not safe (the message suggests a safe one).
+    """
+    if (
+        isinstance(name, str)
+        and len(name) <= MAX_NAME_LENGTH
+        and _SAFE_NAME.fullmatch(name)
+        and ".." not in name
+    ):
+        return name
+    where = f"{source}: " if source else ""
+    text = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    hint = _safe_name(name) if isinstance(name, str) else ""
+    instead = f"; e.g. {hint!r}" if hint else ""
+    raise WorkspaceError(
+        f"{where}{key}: name {text} is not allowed: use up to {MAX_NAME_LENGTH} letters, digits, "
+        f"'_', '-' and '.', starting with a letter, digit or '_', without '..'{instead}"
+    )
+
+
+def _safe_name(name: str) -> str:
+    """A safe name close to ``name`` (empty if none is left)."""
+    text = re.sub(r"[^A-Za-z0-9_.-]+|\.\.+", "_", name)
+    text = re.sub(r"_+", "_", text).lstrip("._-")[:MAX_NAME_LENGTH]
+    return text if _SAFE_NAME.fullmatch(text) and ".." not in text else ""
 
 
 def check_axes(value: Any, key: str, source: str | None = None) -> tuple[str, ...]:

@@ -234,6 +234,7 @@ def test_no_path_and_ambiguous_paths_list_candidates(runner: CliRunner, ws: Path
     assert "{fibsem} | {xray} | {tem}" in message
     # two equally short chains fibsem -> xray -> lm and fibsem -> em2 -> lm
     doc = yaml.safe_load(WORKSPACE)
+    doc["spaces"].update({"lm": {"axes": ["z", "y", "x"]}, "em2": {"axes": ["z", "y", "x"]}})
     for name, (a, b) in {"1": ("fibsem", "xray"), "2": ("xray", "lm"), "3": ("fibsem", "em2"),
                          "4": ("em2", "lm")}.items():  # fmt: skip
         _itk_affine(ws / "transforms" / f"{name}.tfm")

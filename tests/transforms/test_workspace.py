@@ -21,6 +21,7 @@ from coframe.app.workspace import (
     kind_is_linear,
     load_workspace,
 )
+from coframe.app.workspace_sync import LOCK_FILE
 from coframe.core.errors import (
     DimensionError,
     FormatError,
@@ -125,10 +126,10 @@ def test_paths_inside_the_workspace_are_relative_others_absolute_urls_kept(
     assert ws.resolve(url) == url
 
 
-def test_unknown_top_level_keys_are_kept(tmp_path: Path) -> None:
-    ws = load_workspace(_write(tmp_path, DEMO_YAML + "reports:\n  last: report.html\n"))
+def test_top_level_keys_of_other_tools_are_kept(tmp_path: Path) -> None:
+    ws = load_workspace(_write(tmp_path, DEMO_YAML + "x-reports:\n  last: report.html\n"))
     ws.save()
-    assert yaml.safe_load((tmp_path / "coframe.yaml").read_text())["reports"] == {
+    assert yaml.safe_load((tmp_path / "coframe.yaml").read_text())["x-reports"] == {
         "last": "report.html"
     }
 
@@ -265,7 +266,7 @@ def test_save_is_atomic_when_serialisation_fails(
     ws = _three_space_workspace(tmp_path)
     ws.save()
     before = (tmp_path / "coframe.yaml").read_bytes()
-    unrepresentable = replace(ws, extras={"notes": object()})
+    unrepresentable = replace(ws, extras={"x-notes": object()})
     with pytest.raises(yaml.representer.RepresenterError):
         unrepresentable.save()
 
@@ -276,7 +277,7 @@ def test_save_is_atomic_when_serialisation_fails(
     with pytest.raises(yaml.YAMLError):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "coframe.yaml"]
 
 
 def test_save_is_atomic_when_the_rename_fails(
@@ -293,7 +294,7 @@ def test_save_is_atomic_when_the_rename_fails(
     with pytest.raises(OutputError, match="disk full"):
         ws.add_image("more", "more.zarr", "xray").save()
     assert (tmp_path / "coframe.yaml").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["coframe.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "coframe.yaml"]
 
 
 def test_find_workspace_searches_upward_and_explicit_wins(
