@@ -192,7 +192,7 @@ def link_cmd(
     from_space: Annotated[str, _arg("Space whose points the transform maps.")],
     to_space: Annotated[str, _arg("Space the points are mapped into.")],
     file: Annotated[Path, _arg("Transform file: ITK, OME-NGFF or BigWarp.")],
-    unit: Annotated[str | None, _opt("Unit of an ITK/BigWarp file.")] = None,
+    unit: Annotated[str | None, _opt("Unit of an ITK/BigWarp file or unitless NGFF axes.")] = None,
     force: Annotated[bool, _opt("Replace an edge.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
@@ -363,15 +363,15 @@ def export_scene_cmd(
 def import_scene_cmd(
     ctx: typer.Context,
     path: Annotated[Path, _arg("OME-NGFF scene: Zarr group or .json file.")],
+    unit: Annotated[str | None, _opt("Unit of the scene's axes that declare none.")] = None,
     force: Annotated[bool, _opt("Replace edges and files.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a scene's coordinate systems as spaces and its transformations as edges."""
     ws = _load_ws(workspace)
-    new = import_scene(ws, path, force=force, command=_command_line(ctx))
+    new = import_scene(ws, path, unit=unit, force=force, command=_command_line(ctx))
     new.save()
-    added = [e for e in new.edges if not any(e is old for old in ws.edges)]
-    for e in added:
+    for e in [e for e in new.edges if not any(e is old for old in ws.edges)]:
         typer.echo(f"edge {e.source} -> {e.target}: {e.kind}, {e.file}")
     typer.echo(f"imported {path}: {len(new.all_spaces())} spaces, {len(new.edges)} edges in total")
 
