@@ -24,7 +24,7 @@ from coframe.app.report import write_report
 from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
-from coframe.core.errors import CoframeError
+from coframe.core.errors import CoframeError, one_line_warnings
 from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.graph import describe_graph, render_graph
@@ -36,11 +36,12 @@ T = TypeVar("T")
 
 
 class _Group(TyperGroup):
-    """Typer group that turns a :class:`CoframeError` into one line on stderr and exit 2."""
+    """Typer group: a CoframeWarning is one line on stderr, a CoframeError one line and exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with one_line_warnings(lambda text: typer.echo(text, err=True)):
+                return super().invoke(ctx)
         except CoframeError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
@@ -200,11 +201,9 @@ def link_cmd(
 
     A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
     """
-    ws = _load_ws(workspace)
-    command = _command_line(ctx)
-    ws, t = link_transform(
-        ws, from_space, to_space, file, file_unit=unit, command=command, force=force
-    )
+    ws, command = _load_ws(workspace), _command_line(ctx)
+    spaces = (from_space, to_space)
+    ws, t = link_transform(ws, *spaces, file, file_unit=unit, command=command, force=force)
     ws.save()
     pair = (ws.space_of(from_space), ws.space_of(to_space))
     edge = next(e for e in ws.edges if (e.source, e.target) == pair)
