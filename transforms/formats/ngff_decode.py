@@ -302,7 +302,9 @@ class Decoder:
                 name = frame.system.name or "(unnamed)"
                 raise DimensionError(
                     f"{key}: a {raw.input_dim}D -> {raw.output_dim}D {type(raw).__name__} does "
-                    f"not fit {side} coordinate system {name!r} with {frame.dim} axes"
+                    f"not fit {side} coordinate system {name!r} with {frame.dim} axes "
+                    f"{list(frame.system.axis_names)}: give parameters for {frame.dim} axes, "
+                    f"or make its {side} a coordinate system with {dim} axes"
                 )
         return change_frames(raw, fin.to_coframe.inverse(), fout.to_coframe), fin, fout
 
