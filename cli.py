@@ -24,7 +24,7 @@ from coframe.app.report import write_report
 from coframe.app.resample import ResampleOptions, resample_workspace
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
-from coframe.core.errors import CoframeError
+from coframe.core.errors import CoframeError, one_line_warnings
 from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
 from coframe.transforms.graph import describe_graph, render_graph
@@ -36,11 +36,12 @@ T = TypeVar("T")
 
 
 class _Group(TyperGroup):
-    """Typer group that turns a :class:`CoframeError` into one line on stderr and exit 2."""
+    """Typer group: a CoframeWarning is one line on stderr, a CoframeError one line and exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with one_line_warnings(lambda text: typer.echo(text, err=True)):
+                return super().invoke(ctx)
         except CoframeError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
@@ -186,7 +187,7 @@ def link_cmd(
     from_space: Annotated[str, _arg("Space whose points the transform maps.")],
     to_space: Annotated[str, _arg("Space the points are mapped into.")],
     file: Annotated[Path, _arg("Transform file: ITK, OME-NGFF or BigWarp.")],
-    unit: Annotated[str | None, _opt("Unit of an ITK/BigWarp file.")] = None,
+    unit: Annotated[str | None, _opt("Unit of an ITK/BigWarp file or unitless NGFF axes.")] = None,
     force: Annotated[bool, _opt("Replace an edge.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
@@ -194,11 +195,9 @@ def link_cmd(
 
     A BigWarp landmark file maps FIXED -> MOVING: link it as FIXED MOVING.
     """
-    ws = _load_ws(workspace)
-    command = _command_line(ctx)
-    ws, t = link_transform(
-        ws, from_space, to_space, file, file_unit=unit, command=command, force=force
-    )
+    ws, command = _load_ws(workspace), _command_line(ctx)
+    spaces = (from_space, to_space)
+    ws, t = link_transform(ws, *spaces, file, file_unit=unit, command=command, force=force)
     ws.save()
     pair = (ws.space_of(from_space), ws.space_of(to_space))
     edge = next(e for e in ws.edges if (e.source, e.target) == pair)
@@ -358,15 +357,15 @@ def export_scene_cmd(
 def import_scene_cmd(
     ctx: typer.Context,
     path: Annotated[Path, _arg("OME-NGFF scene: Zarr group or .json file.")],
+    unit: Annotated[str | None, _opt("Unit of the scene's axes that declare none.")] = None,
     force: Annotated[bool, _opt("Replace edges and files.", "--force")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Add a scene's coordinate systems as spaces and its transformations as edges."""
     ws = _load_ws(workspace)
-    new = import_scene(ws, path, force=force, command=_command_line(ctx))
+    new = import_scene(ws, path, unit=unit, force=force, command=_command_line(ctx))
     new.save()
-    added = [e for e in new.edges if not any(e is old for old in ws.edges)]
-    for e in added:
+    for e in [e for e in new.edges if not any(e is old for old in ws.edges)]:
         typer.echo(f"edge {e.source} -> {e.target}: {e.kind}, {e.file}")
     typer.echo(f"imported {path}: {len(new.all_spaces())} spaces, {len(new.edges)} edges in total")
 

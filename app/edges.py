@@ -66,7 +66,8 @@ def link_transform(
     file
         The transform file.
     file_unit
-        Unit of unit-less files (ITK, BigWarp); default the workspace unit.
+        Unit of unit-less files (ITK, BigWarp; default the workspace unit) and of
+        NGFF axes that declare none (no default: such an axis is refused).
     command
         The command line, recorded in the provenance.
     force
@@ -94,7 +95,7 @@ def link_transform(
                 f"{path.name} maps {t.input_dim}D points to {t.output_dim}D but space {space!r} "
                 f"has axes {list(axes)}: check the FROM_SPACE TO_SPACE order or the file"
             )
-    unit = None if fmt == "ngff" or file_unit is None else canonical_unit(file_unit, key="--unit")
+    unit = None if file_unit is None else canonical_unit(file_unit, key="--unit")
     params = {"format": fmt, "file_unit": unit or workspace.unit}
     prov = make_provenance(command, parameters=params, files={"file": path})
     ws = workspace.add_edge(
@@ -217,7 +218,12 @@ def _space_box(ws: Workspace, space: str) -> np.ndarray | None:
 
 
 def import_scene(
-    workspace: Workspace, path: str | Path, *, force: bool = False, command: str = ""
+    workspace: Workspace,
+    path: str | Path,
+    *,
+    unit: str | None = None,
+    force: bool = False,
+    command: str = "",
 ) -> Workspace:
     """Add an OME-NGFF scene's coordinate systems as spaces and its transformations as edges.
 
@@ -226,13 +232,21 @@ def import_scene(
     recorded with provenance. Nothing is written unless every edge and file
     can be added. The workspace is not saved.
 
+    Parameters
+    ----------
+    unit
+        Unit of the scene's spatial axes that declare none (``--unit``); the
+        files written declare it on those axes.
+
     Raises
     ------
+    UnitError
+        If a spatial axis has no unit and ``unit`` is not given.
     OverwriteError
         If an edge or a file exists and ``force`` is false.
     """
 
-    scene = read_scene(path, unit=workspace.unit)
+    scene = read_scene(path, unit=workspace.unit, file_unit=unit)
     ws = workspace
     for name in scene.coordinate_systems:
         check_name(name, f"coordinate system in {path}")
@@ -256,6 +270,8 @@ def import_scene(
         planned.append((out, item))
     for out, item in planned:
         spaces = [scene.coordinate_systems.get(n, n) for n in (item.input, item.output)]
+        if unit is not None:
+            spaces = [s.with_unit(unit) if isinstance(s, CoordinateSystem) else s for s in spaces]
         write_ngff_transform(
             out,
             item.transform,

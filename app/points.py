@@ -91,6 +91,8 @@ def map_workspace_points(
         Spaces the path must pass through, in order.
     unit
         Unit of the points (default: the workspace unit; nanometer for a scene).
+        A scene's axes without a unit are taken in it, so points between
+        unitless coordinate systems map as plain numbers.
     csv_out
         Also write the mapped points there as CSV.
     force
@@ -103,8 +105,9 @@ def map_workspace_points(
     points = read_points(coords)
     stops, factor = list(via), 1.0
     if scene is not None:
+        # Axes without a unit take the points' unit: unitless numbers map as they are.
         scene_unit = canonical_unit(unit or "nanometer", key="--unit")
-        graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit))
+        graph = SpaceGraph.from_scene(read_scene(scene, unit=scene_unit, file_unit=scene_unit))
     else:
         ws = load_workspace(find_workspace(explicit=workspace))
         graph = ws.graph()

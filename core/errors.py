@@ -1,11 +1,45 @@
-"""Errors raised by coframe.
+"""Errors and warnings raised by coframe.
 
 Every error a user can cause derives from :class:`CoframeError`. A message
 names the bad value, what was expected, and the flag or key that fixes it, in
 one line. The CLI prints it on stderr and exits with status 2.
+
+Input that coframe accepts only after changing it (a rounded rotation matrix
+made orthonormal) gives a :class:`CoframeWarning` through Python's
+:mod:`warnings`, so library users can filter or escalate it; the CLI prints
+it as one ``warning:`` line on stderr (:func:`one_line_warnings`) and goes on.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class CoframeWarning(UserWarning):
+    """An input was accepted after a change; the message says what changed and by how much."""
+
+
+@contextmanager
+def one_line_warnings(echo: Callable[[str], Any]) -> Iterator[None]:
+    """Within the block, pass each :class:`CoframeWarning` to ``echo`` as ``warning: <message>``.
+
+    Other warnings are shown as Python shows them; the previous display is
+    restored on exit.
+    """
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CoframeWarning):
+            echo(f"warning: {message}")
+        else:
+            shown(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 class CoframeError(Exception):

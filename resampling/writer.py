@@ -80,11 +80,15 @@ def declare_arrays(
     shards: Sequence[tuple[int, ...] | None] | None = None,
     channels: int | None = None,
     fill_value: Any = 0,
+    axes: Sequence[str] | None = None,
 ) -> None:
     """Declare the level arrays of a multiscale group; arrays already declared are kept.
 
     Zarr v2 arrays get ``/`` chunk keys (as CellMap's). With ``channels`` the
     arrays have a leading channel axis of that size, one channel per chunk.
+    Zarr v3 arrays get ``dimension_names``: the spatial ``axes`` (default
+    ``z, y, x`` or ``y, x``) after ``c`` for a channel axis, the names of the
+    multiscales axes, as OME-Zarr 0.5 requires.
     """
     zarr_version = int(group.metadata.zarr_format)
     codec = compressors(compressor, compression_level, zarr_version)
@@ -102,6 +106,9 @@ def declare_arrays(
         )
         if zarr_version == 2:
             kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            spatial = tuple(axes) if axes is not None else SPATIAL_AXES_3D[-len(spec.shape) :]
+            kwargs["dimension_names"] = (CHANNEL_AXIS,) * len(lead) + spatial
         if shards is not None and shards[i] is not None:
             kwargs["shards"] = (1,) * len(lead) + tuple(shards[i])
         group.create_array(**kwargs)
@@ -399,6 +406,7 @@ def create_ome_zarr(
         compression_level=compression_level,
         channels=channels,
         fill_value=fill_value,
+        axes=axes_t,
     )
     writer = MultiscaleWriter(
         target,
@@ -447,6 +455,7 @@ def open_ome_zarr(
             compressor=compressor,
             compression_level=compression_level,
             shards=shards,
+            axes=axes,
         )
     return MultiscaleWriter(
         Path(path), group, levels, axes=axes, unit=unit, name=name, labels=labels

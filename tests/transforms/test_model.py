@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from coframe.core.errors import DimensionError, NotInvertibleError, TransformError
+from coframe.core.errors import (
+    CoframeWarning,
+    DimensionError,
+    NotInvertibleError,
+    TransformError,
+)
 from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
 from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
@@ -159,6 +166,50 @@ def test_scale_with_zero_is_not_invertible() -> None:
 def test_rotation_validation(matrix: np.ndarray, message: str) -> None:
     with pytest.raises(TransformError, match=message):
         Rotation(matrix)
+
+
+def test_rounded_rotation_becomes_the_nearest_rotation_with_a_warning() -> None:
+    a, b = 0.17, 0.985  # a 2D rotation written to three decimals
+    with pytest.warns(CoframeWarning, match=r"R2: .*\|R R\^T - I\| = 0\.000875") as caught:
+        r = Rotation.from_rounded([[a, -b], [b, a]], source="R2")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    # The nearest rotation to [[a, -b], [b, a]] is the same matrix over sqrt(a^2 + b^2).
+    n = np.hypot(a, b)
+    np.testing.assert_allclose(r.matrix, [[a / n, -b / n], [b / n, a / n]], atol=1e-15)
+
+
+def test_every_three_decimal_rounding_of_a_rotation_is_accepted() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        exact, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+        exact *= np.sign(np.linalg.det(exact))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CoframeWarning)
+            r = Rotation.from_rounded(np.round(exact, 3))
+        np.testing.assert_allclose(r.matrix @ r.matrix.T, np.eye(3), atol=1e-12)
+        assert np.abs(r.matrix - exact).max() < 1e-3
+
+
+def test_exact_rotation_needs_no_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = Rotation.from_rounded(rotation_z(0.3))
+    np.testing.assert_array_equal(r.matrix, rotation_z(0.3))
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.diag([1.0, 1.0, 1.01]), r"R3: .*not a rotation \(\|R R\^T - I\| = 0\.0201.*'affine'"),
+        ([[0.17, -0.99], [0.98, 0.17]], r"not a rotation .*above the 0\.002"),
+        (np.diag([1.0, -1.0]), "reflection"),
+        (np.ones((2, 3)), "square"),
+    ],
+)
+def test_rotation_far_from_orthonormal_is_refused(matrix: np.ndarray, message: str) -> None:
+    with pytest.raises(TransformError, match=message) as info:
+        Rotation.from_rounded(matrix, source="R3")
+    assert "\n" not in str(info.value) and str(info.value).startswith("R3: ")
 
 
 def test_then_builds_flat_sequence_in_application_order() -> None:

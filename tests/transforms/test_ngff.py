@@ -93,9 +93,11 @@ def test_field_stays_lazy_and_in_zarr(tmp_path: Path) -> None:
     assert entry["type"] == "displacements" and entry["path"].startswith(
         "coordinateTransformations/"
     )
-    array_meta = json.loads((path / entry["path"] / "zarr.json").read_text())["attributes"]["ome"]
-    axes = array_meta["coordinateSystems"][0]["axes"]
+    array_json = json.loads((path / entry["path"] / "zarr.json").read_text())
+    axes = array_json["attributes"]["ome"]["coordinateSystems"][0]["axes"]
     assert [a.get("type") for a in axes] == ["space", "space", "space", "displacement"]
+    # Zarr v3 dimension names are the names of the array's axes, as OME-Zarr 0.5 asks
+    assert array_json["dimension_names"] == [a["name"] for a in axes]
 
 
 def test_two_d_to_three_d_affine_round_trip(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ Transform files by suffix (and content for ``.json``):
 - a ``.zarr`` / ``.ome.zarr`` directory or any Zarr group: OME-NGFF.
 
 ITK and BigWarp files carry no unit: they are read in ``file_unit`` and
-converted into ``unit``. NGFF files carry units per axis.
+converted into ``unit``. NGFF files carry units per axis; an explicit
+``file_unit`` is the unit of NGFF axes that declare none (without it such an
+axis is an error).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def read_transform(
     path
         The transform file or Zarr group.
     file_unit
-        Unit of lengths in unit-less files (ITK, BigWarp); default ``unit``.
+        Unit of lengths in unit-less files (ITK, BigWarp; default ``unit``) and
+        of NGFF axes that declare none (no default: such an axis is an error).
     unit
         Unit of the returned transform (the workspace unit).
     format
@@ -104,11 +107,11 @@ def read_transform(
     if not p.exists():
         raise InputNotFoundError(f"transform file {p} does not exist: check the path")
     unit = canonical_unit(unit, key="unit")
+    if fmt == "ngff":
+        return read_ngff_transform(p, unit=unit, file_unit=file_unit)
     file_unit = unit if file_unit is None else canonical_unit(file_unit, key="--unit")
     if fmt == "itk":
         return read_itk(p, file_unit=file_unit, unit=unit)
-    if fmt == "ngff":
-        return read_ngff_transform(p, unit=unit)
 
     if fmt == "bigwarp-csv":
         landmarks = bigwarp.read_bigwarp_landmarks(p, unit=unit, file_unit=file_unit)

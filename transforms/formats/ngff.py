@@ -155,7 +155,7 @@ def read_scene(
         The workspace unit the transforms are returned in.
     file_unit
         Unit assumed for spatial axes that declare none (otherwise such an
-        axis is an error).
+        axis is an error); ``file_unit == unit`` maps their numbers as they are.
 
     Returns
     -------
@@ -192,6 +192,8 @@ def read_scene(
                     "defined twice with different axes"
                 )
             systems[cs.name] = cs
+    if file_unit is not None:
+        file_unit = canonical_unit(file_unit, key="--unit")
     decoder = Decoder(systems, canonical_unit(unit, key="unit"), file_unit, source)
     transformations: list[SceneTransformation] = []
     for _, _, transforms_key, transforms_json in blocks:

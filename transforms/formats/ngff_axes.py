@@ -6,12 +6,23 @@ common) and gives each a unit. coframe keeps every point in numpy order
 place that decides how the coordinates of a point written in an NGFF
 coordinate system become coframe coordinates: a permutation of the axes
 followed by a unit factor per axis (a :class:`Monomial` map).
+
+Axes without a unit
+-------------------
+NGFF makes an axis's ``unit`` optional and says nothing of what a unitless
+spatial axis measures. coframe does not guess: a unitless spatial axis takes
+the unit the caller gives for it (``file_unit``, the ``--unit`` of the
+command). Mapping points through a scene (``coframe points --scene``) gives
+it the points' own unit, so between unitless coordinate systems the numbers
+map as they are, with no unit conversion. Placing such a coordinate system
+in a workspace (``link``, ``import-scene``) needs a physical unit, and
+without ``--unit`` is refused in one line that names it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -181,6 +192,20 @@ class CoordinateSystem:
         unit = canonical_unit(unit)
         return cls(name, tuple(Axis(a, SPACE, unit) for a in SPATIAL_ORDER[3 - dim :]))
 
+    def with_unit(self, unit: str) -> CoordinateSystem:
+        """This coordinate system with ``unit`` on each spatial axis that declares none.
+
+        Raises
+        ------
+        UnitError
+            If ``unit`` is unknown.
+        """
+        unit = canonical_unit(unit, key="--unit")
+        axes = tuple(
+            replace(a, unit=unit) if a.unit is None and a.is_length else a for a in self.axes
+        )
+        return CoordinateSystem(self.name, axes)
+
     def to_json(self) -> dict[str, Any]:
         """The NGFF JSON object of this coordinate system."""
         return {"name": self.name, "axes": [a.to_json() for a in self.axes]}
@@ -349,8 +374,8 @@ def coordinate_frame(
     This is the one place where an NGFF axis order becomes numpy order (see
     :func:`canonical_order`) and where NGFF units become the workspace unit.
     Spatial axes are converted from their unit into ``unit``; a spatial axis
-    without a unit takes ``file_unit``. Other axes (array indices, time,
-    channels) are left as they are.
+    without a unit takes ``file_unit`` (``file_unit == unit`` maps its numbers
+    as they are). Other axes (array indices, time, channels) are left as they are.
 
     Parameters
     ----------
@@ -376,8 +401,9 @@ def coordinate_frame(
         if axis.unit is None:
             if file_unit is None:
                 raise UnitError(
-                    f"axis {axis.name!r} of coordinate system {system.name!r} has no unit: add a "
-                    f"'unit' to the axis or pass --unit (one of {', '.join(NANOMETERS_PER_UNIT)})"
+                    f"axis {axis.name!r} of coordinate system {system.name!r} has no unit, and "
+                    f"one is needed to place it in {workspace}: pass --unit with the unit of its "
+                    f"numbers (one of {', '.join(NANOMETERS_PER_UNIT)}) or add a 'unit' to the axis"
                 )
             source = canonical_unit(file_unit, key="file_unit")
         else:

@@ -11,6 +11,13 @@ rotation, sequence, displacements, coordinates, inverseOf, bijection and
 byDimension (wrapped ``transformation`` with ``input_axes``/``output_axes``
 by index or name, or children with ``input``/``output`` axis-name lists).
 Parameters may be inline or in a Zarr array (``path``).
+
+NGFF requires a ``rotation`` to be orthonormal but says nothing of rounding.
+coframe takes a matrix within
+:data:`~coframe.transforms.affine.ROUNDED_ROTATION_TOLERANCE` of orthonormal
+(every matrix written to three decimals) and replaces it by the nearest
+rotation, with a :class:`~coframe.core.errors.CoframeWarning` that gives the
+residual; a matrix further off is refused.
 """
 
 from __future__ import annotations
@@ -295,7 +302,9 @@ class Decoder:
                 name = frame.system.name or "(unnamed)"
                 raise DimensionError(
                     f"{key}: a {raw.input_dim}D -> {raw.output_dim}D {type(raw).__name__} does "
-                    f"not fit {side} coordinate system {name!r} with {frame.dim} axes"
+                    f"not fit {side} coordinate system {name!r} with {frame.dim} axes "
+                    f"{list(frame.system.axis_names)}: give parameters for {frame.dim} axes, "
+                    f"or make its {side} a coordinate system with {dim} axes"
                 )
         return change_frames(raw, fin.to_coframe.inverse(), fout.to_coframe), fin, fout
 
@@ -349,19 +358,17 @@ class Decoder:
         return self._parameters(obj, name, key, 2)
 
     def _affine(self, obj: Any, key: str, ends: Ends) -> Decoded:
-        return self._matrix_transform(obj, key, ends, "affine", Affine, ParseError)
+        try:
+            raw = Affine(self._matrix(obj, "affine", key, ends.fin, square=False))
+        except TransformError as e:
+            raise ParseError(f"{key}.affine: {e}") from e
+        return self._finish(raw, key, ends)
 
     def _rotation(self, obj: Any, key: str, ends: Ends) -> Decoded:
-        return self._matrix_transform(obj, key, ends, "rotation", Rotation, TransformError)
-
-    def _matrix_transform(
-        self, obj: Any, key: str, ends: Ends, name: str, kind: type, error: type[Exception]
-    ) -> Decoded:
-        """An affine or a rotation; a matrix that ``kind`` refuses is reported as ``error``."""
-        try:
-            raw = kind(self._matrix(obj, name, key, ends.fin, square=kind is Rotation))
-        except TransformError as e:
-            raise error(f"{key}.{name}: {e}") from e
+        """A rotation; a rounded matrix is made orthonormal with a warning (see Rotation)."""
+        matrix = self._matrix(obj, "rotation", key, ends.fin, square=True)
+        where = f"{self.source.location}: " if self.source is not None else ""
+        raw = Rotation.from_rounded(matrix, source=f"{where}{key}.rotation")
         return self._finish(raw, key, ends)
 
     def _map_axis(self, obj: Any, key: str, ends: Ends) -> Decoded:

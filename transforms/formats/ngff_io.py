@@ -252,6 +252,13 @@ class ArrayToWrite:
     attributes: dict[str, Any]
 
 
+def _dimension_names(attributes: dict[str, Any], ndim: int) -> tuple[str, ...] | None:
+    """Zarr v3 ``dimension_names`` of an array: the axis names of its coordinate system."""
+    systems = attributes.get("coordinateSystems") or [{}]
+    names = tuple(a.get("name") for a in systems[0].get("axes", []))
+    return names if len(names) == ndim and all(isinstance(n, str) for n in names) else None
+
+
 def write_container(
     path: str | os.PathLike[str],
     metadata: dict[str, Any],
@@ -302,8 +309,14 @@ def write_container(
         group.attrs.put({"ome": metadata} if zarr_format == 3 else metadata)
         for item in arrays:
             shape = tuple(int(n) for n in item.data.shape)
+            names = _dimension_names(item.attributes, len(shape)) if zarr_format == 3 else None
             array = group.create_array(
-                item.path, shape=shape, dtype="float64", chunks=_chunks(shape), fill_value=0.0
+                item.path,
+                shape=shape,
+                dtype="float64",
+                chunks=_chunks(shape),
+                fill_value=0.0,
+                dimension_names=names,
             )
             _copy_blocks(item.data, array)
             array.attrs.put({"ome": item.attributes} if zarr_format == 3 else item.attributes)
