@@ -3,14 +3,17 @@
 :func:`resample_workspace` finds the source image, the target's grid and the
 TARGET -> SOURCE chain in a workspace and runs
 :func:`coframe.resampling.engine.resample`; :class:`ResampleOptions` holds
-every choice the command line offers.
+every choice the command line offers; :func:`resample_options` reads them
+from the command line's text, and :func:`describe_result` and
+:func:`interrupted_message` are what the command prints.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coframe.app.workspace import Workspace
@@ -19,7 +22,9 @@ from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
 from coframe.resampling.plan import grid_for_target
 from coframe.resampling.source import ImageSource, source_for_run
 from coframe.resampling.writer import DEFAULT_COMPRESSOR
-from coframe.volumes.open import parse_box
+from coframe.volumes.open import parse_box, parse_floats
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -159,3 +164,79 @@ def resample_workspace(
             progress=opts.progress,
             provenance=None if opts.provenance is None else dict(opts.provenance),
         )
+
+
+def resample_options(
+    ws: Workspace,
+    *,
+    level: str | None = None,
+    voxel_size: str | None = None,
+    box: str | None = None,
+    chunks: str | None = None,
+    via: Sequence[str] | None = None,
+    source_level: str | None = None,
+    interpolation: str | None = None,
+    fmt: str | None = None,
+    zarr_version: int = 2,
+    pyramid: int | None = None,
+    compressor: str = DEFAULT_COMPRESSOR,
+    scheduler: str | None = None,
+    memory: str = DEFAULT_MEMORY,
+    force: bool = False,
+    quiet: bool = False,
+    command: str | None = None,
+) -> ResampleOptions:
+    """:class:`ResampleOptions` from the text of ``coframe resample``'s flags.
+
+    Parameters are named like the command's flags (``fmt`` is ``--format``,
+    ``memory`` ``--memory-per-task``, ``pyramid`` ``--pyramid-levels``);
+    ``via`` names spaces or images of ``ws``; ``command`` is the command line
+    stored as provenance.
+
+    Raises
+    ------
+    MetadataError
+        If a number list cannot be read (the message names the flag).
+    """
+    return ResampleOptions(
+        level=level,
+        voxel_size=None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size"),
+        box=box,
+        chunks=None
+        if chunks is None
+        else tuple(int(c) for c in parse_floats(chunks, flag="--chunks")),
+        via=tuple(ws.space_of(v) for v in via or ()),
+        source_level=source_level,
+        interpolation=interpolation,
+        output_format=fmt,
+        zarr_version=zarr_version,
+        n_levels=pyramid,
+        compressor=compressor,
+        scheduler=scheduler,
+        memory_per_task=memory,
+        force=force,
+        progress=not quiet,
+        provenance=None if command is None else {"command": command},
+    )
+
+
+def describe_result(result: ResampleResult) -> str:
+    """The line ``coframe resample`` prints about a finished run."""
+    g = result.grid
+    return (
+        f"wrote {result.output} ({result.format}, {result.levels} level(s)): shape "
+        f"{list(g.shape)}, voxel {list(g.voxel_size)} {g.unit}, origin {list(g.origin)}; "
+        f"source level {result.source_level}, {result.interpolation} ({result.method}); "
+        f"{result.blocks} blocks ({result.blocks_computed} computed, {result.blocks_skipped} "
+        f"resumed) in {result.seconds:.1f} s"
+    )
+
+
+def interrupted_message(output: str | os.PathLike[str], output_format: str | None) -> str:
+    """What an interrupted (Ctrl-C) run keeps, and how to go on."""
+    out = Path(output)
+    tiff = output_format == "tiff" or (
+        output_format is None and out.suffix.lower() in _TIFF_SUFFIXES
+    )
+    kept = "nothing was written" if tiff else f"finished blocks are kept in {out}"
+    return f"interrupted: {kept}; run the same command again to resume"
