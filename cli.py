@@ -32,6 +32,7 @@ from coframe.app.workspace import find_workspace, init_workspace, load_workspace
 from coframe.core.errors import CoframeError
 from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
+from coframe.resampling.plan import DEFAULT_MAX_OUTPUT
 from coframe.transforms.graph import describe_graph, render_graph
 from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text
@@ -405,6 +406,9 @@ def resample_cmd(
     compressor: Annotated[
         str, _opt("Chunk compressor: lz4 (fastest), zstd (smaller), gzip or none.")
     ] = "lz4",
+    max_output_size: Annotated[
+        str, _opt("Refuse outputs larger than this (level 0, uncompressed).")
+    ] = DEFAULT_MAX_OUTPUT,
     via: Annotated[list[str] | None, _opt("Pass through this space.")] = None,
     force: Annotated[bool, _opt("Overwrite OUT or restart it.", "--force")] = False,
     quiet: Annotated[bool, _opt("No progress bar.", "--quiet")] = False,

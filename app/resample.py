@@ -19,7 +19,7 @@ from typing import Any
 from coframe.app.workspace import Workspace
 from coframe.core.errors import DimensionError, WorkspaceError
 from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
-from coframe.resampling.plan import grid_for_target
+from coframe.resampling.plan import DEFAULT_MAX_OUTPUT, grid_for_target
 from coframe.resampling.source import ImageSource, source_for_run
 from coframe.resampling.writer import DEFAULT_COMPRESSOR
 from coframe.volumes.open import parse_box, parse_floats
@@ -53,6 +53,9 @@ class ResampleOptions:
     scheduler, memory_per_task
         ``dask.distributed`` scheduler address (default local threads) and the
         memory budget of one task.
+    max_output_size
+        Largest output (level 0, uncompressed) to write, e.g. ``"2TB"``
+        (default :data:`~coframe.resampling.plan.DEFAULT_MAX_OUTPUT`).
     force
         Replace an existing output (or restart an unfinished one).
     progress
@@ -76,6 +79,7 @@ class ResampleOptions:
     compression_level: int | None = None
     scheduler: str | None = None
     memory_per_task: str | int = DEFAULT_MEMORY
+    max_output_size: str | int = DEFAULT_MAX_OUTPUT
     force: bool = False
     progress: bool = True
     provenance: Mapping[str, Any] | None = None
@@ -155,6 +159,7 @@ def resample_workspace(
             source_level=opts.source_level,
             zarr_version=opts.zarr_version,
             memory_per_task=opts.memory_per_task,
+            max_output_size=opts.max_output_size,
             scheduler=opts.scheduler,
             n_levels=opts.n_levels,
             output_format=opts.output_format,
@@ -182,6 +187,7 @@ def resample_options(
     compressor: str = DEFAULT_COMPRESSOR,
     scheduler: str | None = None,
     memory: str = DEFAULT_MEMORY,
+    max_output_size: str = DEFAULT_MAX_OUTPUT,
     force: bool = False,
     quiet: bool = False,
     command: str | None = None,
@@ -214,6 +220,7 @@ def resample_options(
         compressor=compressor,
         scheduler=scheduler,
         memory_per_task=memory,
+        max_output_size=max_output_size,
         force=force,
         progress=not quiet,
         provenance=None if command is None else {"command": command},

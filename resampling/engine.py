@@ -40,10 +40,13 @@ import numpy as np
 from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.block import BlockJob, PyramidJob, run_block, run_pyramid_block
 from coframe.resampling.plan import (
+    DEFAULT_MAX_OUTPUT,
     OutputGrid,
+    check_output_size,
     choose_source_level,
     grow_shape,
     parse_memory,
+    parse_size,
     plan_blocks,
 )
 from coframe.resampling.resume import finish_run, pending, start_or_resume
@@ -131,6 +134,7 @@ def resample(
     output_format: str | None = None,
     compressor: str = DEFAULT_COMPRESSOR,
     compression_level: int | None = None,
+    max_output_size: str | int = DEFAULT_MAX_OUTPUT,
     force: bool = False,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
@@ -169,6 +173,9 @@ def resample(
     compressor, compression_level
         Chunk compressor (``lz4``, ``zstd``, ``gzip`` or ``none``, see
         :func:`~coframe.volumes.write.compressors`) and its level (default per compressor).
+    max_output_size
+        Largest output (level 0, uncompressed) to write, e.g. ``"2TB"``:
+        a larger grid is refused before anything is created.
     force
         Replace an existing output (or an unfinished run with other arguments).
     progress
@@ -181,7 +188,8 @@ def resample(
     OverwriteError
         If the output exists and ``force`` is false.
     OutputError
-        If the disk fills up (rerun to resume) or a TIFF would be too large.
+        If the grid is above ``max_output_size``, the disk fills up (rerun to
+        resume) or a TIFF would be too large.
     DimensionError, LevelError, MetadataError
         For inputs that do not fit together.
     """
@@ -193,9 +201,11 @@ def resample(
     compressors(compressor, compression_level, zarr_version)  # an unknown name fails here
     fmt = _output_format(out, output_format)
     budget = parse_memory(memory_per_task)
+    limit = parse_size(max_output_size, flag="--max-output-size")
     with ExitStack() as stack:
         # opened once for the run (the local tasks share it), read afresh by the next run
         volume = stack.enter_context(source_for_run(source))
+        check_output_size(grid, volume.dtype, limit)  # before any planning: it may be absurd
         is_labels = volume.is_labels if labels is None else bool(labels)
         interp = check_interpolation(interpolation, is_labels)
         if transform.input_dim != grid.ndim or transform.output_dim != volume.ndim:

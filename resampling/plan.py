@@ -17,6 +17,8 @@ centre ``p`` (TARGET physical coordinates) samples SOURCE at ``T(p)`` with
   lattice, widened by the interpolation margin.
 - :func:`choose_source_level`: the source pyramid level nearest the output
   voxel size carried into the source space by the local scale of ``T``.
+- :func:`check_output_size`: a grid larger than a bound (default
+  :data:`DEFAULT_MAX_OUTPUT`) is refused before anything is created.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coframe.core.errors import DimensionError, MetadataError
+from coframe.core.errors import DimensionError, MetadataError, OutputError
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
@@ -47,6 +49,11 @@ FACE_STEP = 8
 INTERIOR_POINTS = 5
 #: Relative tolerance when a box is checked against an extent.
 _EXTENT_TOL = 1e-6
+#: Largest output written unless ``--max-output-size`` says otherwise. The largest images
+#: of the field, a CellMap FIB-SEM ``s0`` of ~20,000 voxels a side, are ~8 TB of uint8: a
+#: full-resolution copy of one (uint16 too) passes, while a grid made by a slip of unit or
+#: exponent (``--voxel-size 1e-6`` gives 10^25 voxels) is refused before anything is created.
+DEFAULT_MAX_OUTPUT = "16TB"
 _MEMORY_UNITS = {
     "": 1,
     "b": 1,
@@ -96,7 +103,7 @@ class OutputGrid:
     @property
     def n_voxels(self) -> int:
         """Total number of voxels."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(n) for n in self.shape)  # Python ints: no int64 overflow
 
     @property
     def extent(self) -> tuple[tuple[float, float], ...]:
@@ -156,13 +163,13 @@ class Block:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_memory(text: str | int) -> int:
-    """Bytes of a memory size such as ``"256MB"``, ``"1.5GiB"`` or ``268435456``.
+def parse_size(text: str | int, *, flag: str) -> int:
+    """Bytes of a size such as ``"256MB"``, ``"1.5GiB"``, ``"2TB"`` or ``268435456``.
 
     Raises
     ------
     MetadataError
-        If the text is not a positive size (names ``--memory-per-task``).
+        If the text is not a positive size (names ``flag``).
     """
     if isinstance(text, int):
         value = text
@@ -171,12 +178,57 @@ def parse_memory(text: str | int) -> int:
         unit = match.group(2).lower() if match else ""
         if match is None or unit not in _MEMORY_UNITS:
             raise MetadataError(
-                f"--memory-per-task {text!r}: expected a size such as 256MB, 1GB or 512MiB"
+                f"{flag} {text!r}: expected a size such as 256MB, 1GB, 2TB or 512MiB"
             )
         value = int(float(match.group(1)) * _MEMORY_UNITS[unit])
+    if value < 1:
+        raise MetadataError(f"{flag} {text!r}: expected a positive size")
+    return value
+
+
+def parse_memory(text: str | int) -> int:
+    """Bytes of a per-task memory budget such as ``"256MB"`` (at least 1 MiB).
+
+    Raises
+    ------
+    MetadataError
+        If the text is not a size of at least 1 MiB (names ``--memory-per-task``).
+    """
+    value = parse_size(text, flag="--memory-per-task")
     if value < 2**20:
         raise MetadataError(f"--memory-per-task {text!r}: expected at least 1MiB per task")
     return value
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in decimal units (``"1.5 GB"``, ``"21 YB"``), as sizes are given."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        if abs(n) < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} YB"
+
+
+def check_output_size(grid: OutputGrid, dtype: np.dtype | str, limit: int) -> None:
+    """Refuse an output grid of more than ``limit`` bytes (``--max-output-size``).
+
+    Raises
+    ------
+    OutputError
+        If the grid holds more bytes than ``limit``; the message gives its
+        shape and size, and the flags that make it smaller or allow it.
+    """
+    item = np.dtype(dtype).itemsize
+    size = grid.n_voxels * item
+    if size > limit:
+        shape = " x ".join(str(n) for n in grid.shape)
+        vs = ",".join(f"{v:g}" for v in grid.voxel_size)
+        raise OutputError(
+            f"the output grid is {shape} voxels ({grid.n_voxels:.3g} voxels of "
+            f"{np.dtype(dtype).name}, {format_bytes(size)}), above --max-output-size "
+            f"{format_bytes(limit)}: check the voxel size ({vs} {grid.unit}; --voxel-size, "
+            "--level) and --box, or raise --max-output-size if you mean it"
+        )
 
 
 # --------------------------------------------------------------------------- the output grid

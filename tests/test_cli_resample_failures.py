@@ -1,0 +1,95 @@
+"""``coframe resample`` when something is wrong: absurd grids, bad flags, unwritable outputs,
+corrupt source chunks, workers elsewhere. Each gives one line and exit 2, or a run that
+finishes; nothing stored is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from coframe.cli import app
+from coframe.resampling.plan import OutputGrid
+from coframe.resampling.writer import create_ome_zarr
+from coframe.transforms.affine import Affine
+from coframe.transforms.formats.itk import write_itk
+from coframe.volumes.open import open_volume
+
+EM_SHAPE = (32, 40, 48)
+
+
+def _em() -> np.ndarray:
+    z, y, x = np.indices(EM_SHAPE)
+    return (40 + (z * 3 + y * 2 + x) % 200).astype(np.uint8)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, runner: CliRunner) -> Path:
+    """A workspace: `em` (4 nm, chunks 16^3) and `xr` (10 nm), linked by an affine edge."""
+    root = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    em = create_ome_zarr(
+        root / "em.zarr", shape0=EM_SHAPE, voxel_size0=(4.0,) * 3, dtype=np.uint8, chunks=(16,) * 3
+    )
+    em.write(0, (0, 0, 0), _em())
+    xr = create_ome_zarr(
+        root / "xr.zarr", shape0=(12, 14, 16), voxel_size0=(10.0,) * 3, dtype=np.uint8
+    )
+    xr.write(0, (0, 0, 0), np.full((12, 14, 16), 7, np.uint8))
+    for name in ("em", "xr"):
+        added = runner.invoke(app, ["add", name, str(root / f"{name}.zarr"), "-w", str(root)])
+        assert added.exit_code == 0, added.output
+    write_itk(Affine.from_linear(np.eye(3), (6.0, -4.0, 10.0)), root / "xr-to-em.tfm")
+    linked = runner.invoke(app, ["link", "xr", "em", str(root / "xr-to-em.tfm"), "-w", str(root)])
+    assert linked.exit_code == 0, linked.output
+    return root
+
+
+def _run(runner: CliRunner, ws: Path, *args: str) -> object:
+    return runner.invoke(app, ["resample", *args, "--quiet", "-w", str(ws)])
+
+
+def _one_line_error(result: object, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------- output size
+
+
+def test_voxel_count_of_a_huge_grid_does_not_overflow() -> None:
+    grid = OutputGrid(
+        (224_000_000, 280_000_000, 336_000_000),
+        (1.0,) * 3,
+        (0.0,) * 3,
+        ("z", "y", "x"),
+        "nm",
+        (64, 128, 128),
+    )
+    assert grid.n_voxels == 224_000_000 * 280_000_000 * 336_000_000
+
+
+@pytest.mark.timeout(60)
+def test_absurd_output_is_refused_before_anything_is_created(runner: CliRunner, ws: Path) -> None:
+    out = ws / "huge.zarr"
+    result = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--voxel-size", "1e-6")
+    _one_line_error(result, "120000000 x 140000000 x 160000000", "--max-output-size 16 TB")
+    assert "--voxel-size" in result.stderr
+    assert not out.exists()
+
+
+def test_max_output_size_sets_the_bound(runner: CliRunner, ws: Path) -> None:
+    out = ws / "small.zarr"
+    # 12 x 14 x 16 uint8 voxels: 2688 bytes
+    refused = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--max-output-size", "2kB")
+    _one_line_error(refused, "12 x 14 x 16", "2.69 kB", "--max-output-size 2 kB")
+    assert not out.exists()
+    bad = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--max-output-size", "lots")
+    _one_line_error(bad, "--max-output-size 'lots'", "2TB")
+    allowed = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--max-output-size", "3kB")
+    assert allowed.exit_code == 0, allowed.output
+    assert open_volume(out).levels[0].shape == (12, 14, 16)
