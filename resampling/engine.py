@@ -9,7 +9,7 @@ The run's decisions (interpolation, method, task sizes) are
 (:class:`~coframe.resampling.runner.DaskRunner`): the local threaded
 scheduler by default, or a ``dask.distributed`` scheduler at an address
 (same task list either way; workers open the source from its spec and write
-their chunks straight into the output store).
+their chunks straight into the output store, both named by absolute paths).
 
 An OME-Zarr output (:mod:`coframe.resampling.writer`) is declared first with
 its arrays and *no* multiscales metadata, next to a run record; every
@@ -194,7 +194,9 @@ def resample(
         For inputs that do not fit together.
     """
     started = time.perf_counter()
-    out = Path(output)
+    # absolute before it goes into tasks: a dask.distributed worker resolves a relative path
+    # in its own working directory
+    out = Path(output).expanduser().absolute()
     if zarr_version not in (2, 3):
         raise MetadataError(f"--zarr-version {zarr_version}: expected 2 or 3")
 
@@ -274,7 +276,7 @@ def resample(
                 provenance=provenance,
             )
     return ResampleResult(
-        output=out,
+        output=Path(output),
         format=fmt,
         grid=grid,
         source_level=level.path or str(level_index),

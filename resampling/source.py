@@ -53,7 +53,7 @@ class ImageSource:
     Parameters
     ----------
     path
-        Local path or URL.
+        Local path (made absolute) or URL.
     unit
         Workspace unit.
     voxel_size
@@ -69,6 +69,12 @@ class ImageSource:
     voxel_size: tuple[float, ...] | None = None
     input_unit: str | None = None
     modality: str | None = None
+
+    def __post_init__(self) -> None:
+        # a local path is made absolute where the spec is made: a dask.distributed worker
+        # would resolve a relative one in its own working directory
+        if "://" not in self.path:
+            object.__setattr__(self, "path", str(Path(self.path).expanduser().absolute()))
 
     def open(self) -> Volume:
         """Open the image."""

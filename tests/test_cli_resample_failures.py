@@ -4,6 +4,7 @@ finishes; nothing stored is lost."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from coframe.cli import app
 from coframe.resampling.plan import OutputGrid
+from coframe.resampling.source import ImageSource
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.itk import write_itk
@@ -93,3 +95,76 @@ def test_max_output_size_sets_the_bound(runner: CliRunner, ws: Path) -> None:
     allowed = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--max-output-size", "3kB")
     assert allowed.exit_code == 0, allowed.output
     assert open_volume(out).levels[0].shape == (12, 14, 16)
+
+
+# --------------------------------------------------------------------------- distributed workers
+
+
+class _Done:
+    """A finished future of :class:`_FarClient`."""
+
+    def __init__(self, key: int, value: object) -> None:
+        self.key = key
+        self.value = value
+
+    def result(self) -> object:
+        return self.value
+
+
+class _FarClient:
+    """A ``dask.distributed`` client whose one worker runs in another working directory."""
+
+    workdir: Path
+
+    def __init__(self, address: str, timeout: str | None = None) -> None:
+        self.address = address
+
+    def nthreads(self) -> dict[str, int]:
+        return {"tcp://worker": 1}
+
+    def compute(self, tasks: list[object]) -> list[_Done]:
+        import dask
+        import dask.local
+
+        here = os.getcwd()
+        os.chdir(self.workdir)
+        try:
+            values = dask.compute(*tasks, scheduler=dask.local.get_sync)
+        finally:
+            os.chdir(here)
+        return [_Done(i, v) for i, v in enumerate(values)]
+
+    def cancel(self, futures: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_scheduler_workers_get_absolute_paths(
+    runner: CliRunner, ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative -o reaches workers that start elsewhere as the same absolute output."""
+    distributed = pytest.importorskip("distributed")
+    workdir = tmp_path / "worker-home"
+    workdir.mkdir()
+    monkeypatch.setattr(_FarClient, "workdir", workdir, raising=False)
+    monkeypatch.setattr(distributed, "Client", _FarClient)
+    monkeypatch.setattr(distributed, "as_completed", iter)
+    monkeypatch.chdir(ws)
+    args = ["em", "--into", "xr", "--chunks", "8,8,8"]
+    result = _run(runner, ws, *args, "-o", "outd.zarr", "--scheduler", "tcp://scheduler:8786")
+    assert result.exit_code == 0, result.output
+    assert not any(workdir.iterdir())
+    level = open_volume(ws / "outd.zarr").levels[0]
+    assert level.shape == (12, 14, 16)
+    local = _run(runner, ws, *args, "-o", "local.zarr")
+    assert local.exit_code == 0, local.output
+    assert np.array_equal(level.read(), open_volume(ws / "local.zarr").levels[0].read())
+    assert np.count_nonzero(level.read()) > 0
+
+
+def test_a_source_spec_holds_an_absolute_path(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ws)
+    assert ImageSource("em.zarr").path == str(ws / "em.zarr")
+    assert ImageSource("s3://bucket/em.zarr").path == "s3://bucket/em.zarr"
