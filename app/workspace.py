@@ -55,7 +55,7 @@ from coframe.app.workspace_file import (
     read_yaml,
     workspace_document,
 )
-from coframe.core.atomic import write_text_atomic
+from coframe.core.atomic import make_directory, write_text_atomic
 from coframe.core.errors import (
     DimensionError,
     InputNotFoundError,
@@ -420,6 +420,8 @@ def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False
     ------
     OverwriteError
         If ``coframe.yaml`` exists and ``force`` is false.
+    OutputError
+        If ``dir`` cannot be created or written (read-only, permissions).
     """
     root = Path(dir).expanduser().absolute()
     unit = canonical_unit(unit, key="--unit")
@@ -429,7 +431,7 @@ def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False
         )
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} is a file, not a directory: choose another DIR")
-    root.mkdir(parents=True, exist_ok=True)
+    make_directory(root, "choose a writable DIR or fix its permissions")
     ws = Workspace(root=root, unit=unit)
     ws.save()
     return ws

@@ -30,8 +30,9 @@ Outside the source (beyond half a voxel past its edge voxels) the value is 0.
 
 from __future__ import annotations
 
-import errno
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,7 @@ from coframe.resampling.plan import (
 )
 from coframe.resampling.resume import mark_done
 from coframe.resampling.source import open_source, read_source
-from coframe.resampling.writer import disk_full_error, open_ome_zarr, write_piece
+from coframe.resampling.writer import open_ome_zarr, write_error, write_piece
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import empty_image, resample_image
 from coframe.volumes.volume import Level
@@ -326,6 +327,15 @@ def _limit_itk_threads(threads: int) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
 
 
+@contextmanager
+def _writing(output: str | None) -> Iterator[None]:
+    """Turn a write the system refuses into one error naming the output (:func:`write_error`)."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(e, output) from e
+
+
 def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
     """Compute one block piece by piece, write it and mark it done.
 
@@ -345,31 +355,26 @@ def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
     Raises
     ------
     OutputError
-        If the disk is full.
+        If the disk is full or the output cannot be written.
     """
     if job.method == "sitk":
         _limit_itk_threads(job.threads)
     volume = open_source(job.source)
     level = volume.levels[job.source_level]
     keep = None if job.output is not None else np.zeros(block.shape, dtype=np.dtype(job.dtype))
-    try:
-        for lo, hi in pieces(block.start, block.stop, job.piece_shape):
-            data = compute_piece(job, level, lo, hi)
-            if data is None:
-                continue
-            if keep is not None:
-                local = tuple(
-                    slice(a - s, b - s) for a, b, s in zip(lo, hi, block.start, strict=True)
-                )
-                keep[local] = data
-            else:
+    for lo, hi in pieces(block.start, block.stop, job.piece_shape):
+        data = compute_piece(job, level, lo, hi)
+        if data is None:
+            continue
+        if keep is not None:
+            local = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, block.start, strict=True))
+            keep[local] = data
+        else:
+            with _writing(job.output):
                 write_piece(job, lo, data)
-        if job.output is not None:
+    if job.output is not None:
+        with _writing(job.output):
             mark_done(job.output, job.level_path, block)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, job.output) from e
-        raise
     return block.n_chunks(job.grid.chunks), keep
 
 
@@ -410,9 +415,9 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
     Raises
     ------
     OutputError
-        If the disk is full.
+        If the disk is full or the output cannot be written.
     """
-    try:
+    with _writing(job.output):
         pyramid = open_ome_zarr(
             job.output, tuple(job.levels), axes=job.axes, unit=job.unit, labels=job.labels
         )
@@ -421,9 +426,5 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
             job.source, box=box, method="mode" if job.labels else "mean", block_chunks=1
         )
         mark_done(job.output, job.level_path, block)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, job.output) from e
-        raise
     chunks = job.levels[job.source + 1].chunks
     return block.n_chunks(chunks), None

@@ -24,7 +24,6 @@ removed, so a partial output is never taken for a finished one.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -62,9 +61,9 @@ from coframe.resampling.source import source_for_run
 from coframe.resampling.writer import (
     DEFAULT_COMPRESSOR,
     check_tiff_output,
-    disk_full_error,
     forget_outputs,
     open_ome_zarr,
+    write_error,
     write_tiff_output,
 )
 from coframe.transforms.base import Transform
@@ -336,9 +335,9 @@ def _resample_zarr(
     grid = job.grid
     output = str(out)
     forget_outputs(output)
-    block_shape, _ = start_or_resume(out, spec, plan.block_shape, force)
-    plan = replace(plan, block_shape=block_shape)
     try:
+        block_shape, _ = start_or_resume(out, spec, plan.block_shape, force)
+        plan = replace(plan, block_shape=block_shape)
         writer = open_ome_zarr(
             out,
             plan.levels,
@@ -352,10 +351,8 @@ def _resample_zarr(
             compression_level=compression_level,
             shards=plan.shards,
         )
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, output) from e
-        raise
+    except OSError as e:  # a read-only or full place, before any block
+        raise write_error(e, output) from e
     blocks = plan_blocks(grid.shape, plan.block_shape)
     todo = pending(output, "s0", blocks)
     job = replace(job, output=output, threads=runner.threads_per_task())
@@ -379,9 +376,12 @@ def _resample_zarr(
             total_chunks=total,
             done_chunks=done,
         )
-    writer.write_metadata()
     record = dict(provenance or {})
     record["resample"] = spec
-    writer.write_attribute("coframe", record)
-    finish_run(out)
+    try:
+        writer.write_metadata()
+        writer.write_attribute("coframe", record)
+        finish_run(out)
+    except OSError as e:
+        raise write_error(e, output) from e
     return len(blocks), len(todo)

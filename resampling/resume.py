@@ -104,6 +104,8 @@ def start_or_resume(
         other arguments) and ``force`` is false.
     OutputError
         If ``force`` would delete something that is not an output.
+    OSError
+        If the system refuses to create the output (read-only, permissions).
     """
     record = output / STATE_DIR / "run.json"
     if output.exists() or output.is_symlink():
@@ -125,7 +127,11 @@ def start_or_resume(
             raise OverwriteError(f"output {output} already exists: pass --force to overwrite it")
         _remove_output(output)
     output.mkdir(parents=True, exist_ok=False)
-    _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+    try:
+        _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+    except OSError:
+        shutil.rmtree(output, ignore_errors=True)  # the empty output made just now
+        raise
     return block_shape, False
 
 

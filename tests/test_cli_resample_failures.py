@@ -4,6 +4,7 @@ finishes; nothing stored is lost."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import coframe.resampling.writer as writer_mod
 from coframe.cli import app
 from coframe.resampling.plan import OutputGrid
 from coframe.resampling.source import ImageSource
@@ -168,3 +170,84 @@ def test_a_source_spec_holds_an_absolute_path(ws: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(ws)
     assert ImageSource("em.zarr").path == str(ws / "em.zarr")
     assert ImageSource("s3://bucket/em.zarr").path == "s3://bucket/em.zarr"
+
+
+# --------------------------------------------------------------------------- read-only outputs
+
+#: The three commands that create an output directory, with their output inside ``{ro}``.
+_WRITERS = {
+    "init": ["init", "{ro}/new-ws"],
+    "resample": ["resample", "em", "--into", "xr", "-o", "{ro}/out.zarr", "--quiet"],
+    "export-viewer": ["export-viewer", "em", "xr", "-o", "{ro}/viewer", "--size", "16"],
+}
+
+
+def _simulate_read_only(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """``mkdir`` under ``directory`` fails as on a read-only file system (whoever runs)."""
+    real = os.mkdir
+
+    def refuse(path: object, *args: object, **kwargs: object) -> None:
+        if Path(os.fspath(path)).absolute().is_relative_to(directory):
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+
+
+def _write_into(runner: CliRunner, ws: Path, command: str, ro: Path) -> object:
+    args = [a.format(ro=ro) for a in _WRITERS[command]]
+    return runner.invoke(app, [*args, *([] if command == "init" else ["-w", str(ws)])])
+
+
+@pytest.mark.parametrize("command", list(_WRITERS))
+def test_read_only_output_location_is_one_line(
+    runner: CliRunner, ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    _simulate_read_only(monkeypatch, ro)
+    result = _write_into(runner, ws, command, ro)
+    _one_line_error(result, f"cannot write {ro}/", "Read-only file system")
+    assert "-o" in result.stderr or "DIR" in result.stderr or "another location" in result.stderr
+    assert not any(ro.iterdir())
+
+
+@pytest.mark.parametrize("command", list(_WRITERS))
+def test_unwritable_directory_is_one_line(
+    runner: CliRunner, ws: Path, tmp_path: Path, command: str
+) -> None:
+    """The same through real permissions (skipped where they do not apply: root)."""
+    ro = tmp_path / "locked"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):
+        ro.chmod(0o755)
+        pytest.skip("this user writes into a 0o555 directory (root)")
+    try:
+        result = _write_into(runner, ws, command, ro)
+    finally:
+        ro.chmod(0o755)
+    _one_line_error(result, f"cannot write {ro}/", "Permission denied")
+    assert not any(ro.iterdir())
+
+
+def test_output_turning_read_only_during_a_run_is_one_line(
+    runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tensorstore's refusal of a chunk write (its errno in the text) names the output."""
+
+    class _Refusing:
+        def __getitem__(self, box: object) -> _Refusing:
+            return self
+
+        def write(self, data: object) -> None:
+            raise ValueError(
+                'PERMISSION_DENIED: Error writing local file "s0/0/0/0": '
+                "[os_error_code='30'] [tensorstore_spec='{...}']"
+            )
+
+    monkeypatch.setattr(writer_mod, "output_array", lambda *args: _Refusing())
+    out = ws / "o.zarr"
+    result = _run(runner, ws, "em", "--into", "xr", "-o", str(out))
+    _one_line_error(result, f"cannot write {out}: Read-only file system", "(-o)")
+    assert "tensorstore_spec" not in result.stderr
