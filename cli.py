@@ -409,6 +409,9 @@ def resample_cmd(
     max_output_size: Annotated[
         str, _opt("Refuse outputs larger than this (level 0, uncompressed).")
     ] = DEFAULT_MAX_OUTPUT,
+    on_bad_chunk: Annotated[
+        str, _opt("At a corrupt source chunk: error, or fill (read it as zeros).")
+    ] = "error",
     via: Annotated[list[str] | None, _opt("Pass through this space.")] = None,
     force: Annotated[bool, _opt("Overwrite OUT or restart it.", "--force")] = False,
     quiet: Annotated[bool, _opt("No progress bar.", "--quiet")] = False,

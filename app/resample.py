@@ -25,6 +25,8 @@ from coframe.resampling.writer import DEFAULT_COMPRESSOR
 from coframe.volumes.open import parse_box, parse_floats
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
+#: Corrupt source chunks named in the printed line (the rest are counted).
+_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class ResampleOptions:
     max_output_size
         Largest output (level 0, uncompressed) to write, e.g. ``"2TB"``
         (default :data:`~coframe.resampling.plan.DEFAULT_MAX_OUTPUT`).
+    on_bad_chunk
+        At a source chunk that cannot be read or decoded: ``error`` (stop,
+        naming it) or ``fill`` (read it as zeros and report it).
     force
         Replace an existing output (or restart an unfinished one).
     progress
@@ -80,6 +85,7 @@ class ResampleOptions:
     scheduler: str | None = None
     memory_per_task: str | int = DEFAULT_MEMORY
     max_output_size: str | int = DEFAULT_MAX_OUTPUT
+    on_bad_chunk: str = "error"
     force: bool = False
     progress: bool = True
     provenance: Mapping[str, Any] | None = None
@@ -160,6 +166,7 @@ def resample_workspace(
             zarr_version=opts.zarr_version,
             memory_per_task=opts.memory_per_task,
             max_output_size=opts.max_output_size,
+            on_bad_chunk=opts.on_bad_chunk,
             scheduler=opts.scheduler,
             n_levels=opts.n_levels,
             output_format=opts.output_format,
@@ -188,6 +195,7 @@ def resample_options(
     scheduler: str | None = None,
     memory: str = DEFAULT_MEMORY,
     max_output_size: str = DEFAULT_MAX_OUTPUT,
+    on_bad_chunk: str = "error",
     force: bool = False,
     quiet: bool = False,
     command: str | None = None,
@@ -221,6 +229,7 @@ def resample_options(
         scheduler=scheduler,
         memory_per_task=memory,
         max_output_size=max_output_size,
+        on_bad_chunk=on_bad_chunk,
         force=force,
         progress=not quiet,
         provenance=None if command is None else {"command": command},
@@ -230,13 +239,23 @@ def resample_options(
 def describe_result(result: ResampleResult) -> str:
     """The line ``coframe resample`` prints about a finished run."""
     g = result.grid
-    return (
+    text = (
         f"wrote {result.output} ({result.format}, {result.levels} level(s)): shape "
         f"{list(g.shape)}, voxel {list(g.voxel_size)} {g.unit}, origin {list(g.origin)}; "
         f"source level {result.source_level}, {result.interpolation} ({result.method}); "
         f"{result.blocks} blocks ({result.blocks_computed} computed, {result.blocks_skipped} "
         f"resumed) in {result.seconds:.1f} s"
     )
+    filled = result.filled_chunks
+    if filled:
+        named = ", ".join(f"{lvl} {','.join(map(str, i))}" for lvl, i in filled[:_NAMED])
+        more = f" and {len(filled) - _NAMED} more" if len(filled) > _NAMED else ""
+        where = " (listed in its coframe attributes)" if result.format == "ome-zarr" else ""
+        text += (
+            f"; {len(filled)} corrupt source chunk(s) read as zeros (--on-bad-chunk fill): "
+            f"{named}{more}{where}"
+        )
+    return text
 
 
 def interrupted_message(output: str | os.PathLike[str], output_format: str | None) -> str:

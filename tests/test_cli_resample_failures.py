@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 from typer.testing import CliRunner
 
+import coframe.resampling.engine as engine_mod
+import coframe.resampling.runner as runner_mod
 import coframe.resampling.writer as writer_mod
 from coframe.cli import app
-from coframe.resampling.plan import OutputGrid
+from coframe.resampling.plan import OutputGrid, plan_blocks
+from coframe.resampling.runner import DaskRunner
 from coframe.resampling.source import ImageSource
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
@@ -251,3 +259,112 @@ def test_output_turning_read_only_during_a_run_is_one_line(
     result = _run(runner, ws, "em", "--into", "xr", "-o", str(out))
     _one_line_error(result, f"cannot write {out}: Read-only file system", "(-o)")
     assert "tensorstore_spec" not in result.stderr
+
+
+# --------------------------------------------------------------------------- corrupt source chunks
+
+#: em's chunk 1,1,1 (voxels 16:32 on every axis): inside what the xr frame maps to.
+_BAD_CHUNK = "em.zarr/s0/1/1/1"
+
+
+def _corrupt(ws: Path) -> bytes:
+    """Truncate em's chunk 1,1,1 (as a copy cut short does); the intact bytes."""
+    path = ws / _BAD_CHUNK
+    intact = path.read_bytes()
+    path.write_bytes(intact[:40])
+    return intact
+
+
+class _InOrder(DaskRunner):
+    """Runs the blocks one after another in plan order (blocks before a failure finish)."""
+
+    def run(self, fn: Any, job: Any, blocks: Any, **kwargs: Any) -> list[Any]:
+        return [fn(job, b) for b in blocks]
+
+
+def test_corrupt_source_chunk_is_named_kept_blocks_resume_once_fixed(
+    runner: CliRunner, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["em", "--into", "xr", "--chunks", "4,4,4"]
+    reference = _run(runner, ws, *args, "-o", str(ws / "reference.zarr"))
+    assert reference.exit_code == 0, reference.output
+    intact = _corrupt(ws)
+    out = ws / "out.zarr"
+    monkeypatch.setattr(engine_mod, "DaskRunner", _InOrder)
+    failed = _run(runner, ws, *args, "-o", str(out))
+    _one_line_error(
+        failed,
+        "chunk 1,1,1 (voxels [16:32, 16:32, 16:32]) of level s0 of source",
+        str(ws / "em.zarr"),
+        "Truncated",
+        "run the same command again",
+        f"finished blocks are kept in {out}",
+        "--on-bad-chunk fill",
+    )
+    kept = len(list((out / ".coframe" / "done" / "s0").iterdir()))
+    assert kept > 0
+    monkeypatch.undo()
+
+    (ws / _BAD_CHUNK).write_bytes(intact)  # the source is repaired
+    resumed = _run(runner, ws, *args, "-o", str(out))
+    assert resumed.exit_code == 0, resumed.output
+    counts = re.search(r"(\d+) blocks \((\d+) computed, (\d+) resumed\)", resumed.stdout)
+    assert counts is not None, resumed.stdout
+    total, computed, skipped = (int(n) for n in counts.groups())
+    assert (computed, skipped) == (total - kept, kept)
+    assert "read as zeros" not in resumed.stdout
+    got, want = open_volume(out), open_volume(ws / "reference.zarr")
+    assert len(got.levels) == len(want.levels)
+    for a, b in zip(got.levels, want.levels, strict=True):
+        assert np.array_equal(a.read(), b.read())
+
+
+@pytest.mark.parametrize("name", ["filled.zarr", "filled.tif"])
+def test_on_bad_chunk_fill_reads_zeros_and_counts_them(
+    runner: CliRunner, ws: Path, name: str
+) -> None:
+    zeroed = _em()
+    zeroed[16:32, 16:32, 16:32] = 0
+    em0 = create_ome_zarr(
+        ws / "em0.zarr", shape0=EM_SHAPE, voxel_size0=(4.0,) * 3, dtype=np.uint8, chunks=(16,) * 3
+    )
+    em0.write(0, (0, 0, 0), zeroed)
+    added = runner.invoke(app, ["add", "em0", str(ws / "em0.zarr"), "--space", "em", "-w", str(ws)])
+    assert added.exit_code == 0, added.output
+    expected = _run(runner, ws, "em0", "--into", "xr", "-o", str(ws / "expected.tif"))
+    assert expected.exit_code == 0, expected.output
+
+    _corrupt(ws)
+    out = ws / name
+    stopped = _run(runner, ws, "em", "--into", "xr", "-o", str(out))
+    _one_line_error(stopped, "chunk 1,1,1", "--on-bad-chunk fill")
+    filled = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--on-bad-chunk", "fill")
+    assert filled.exit_code == 0, filled.output
+    assert "1 corrupt source chunk(s) read as zeros (--on-bad-chunk fill): s0 1,1,1" in (
+        filled.stdout
+    )
+    got = open_volume(out).levels[0].read()
+    assert np.array_equal(got, open_volume(ws / "expected.tif").levels[0].read())
+    assert np.count_nonzero(got) > 0
+    if name.endswith(".zarr"):
+        record = zarr.open_group(str(out), mode="r").attrs["coframe"]
+        assert record["filled_source_chunks"] == [{"level": "s0", "chunk": [1, 1, 1]}]
+    bad = _run(runner, ws, "em", "--into", "xr", "-o", str(ws / "x.zarr"), "--on-bad-chunk", "0")
+    _one_line_error(bad, "--on-bad-chunk '0'", "error", "fill")
+
+
+def test_progress_advances_by_the_chunks_each_block_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    advanced: list[int] = []
+
+    @contextmanager
+    def counting(*args: object, **kwargs: object) -> Iterator[Any]:
+        yield advanced.append
+
+    monkeypatch.setattr(runner_mod, "chunk_progress", counting)
+    blocks = plan_blocks((4, 4, 8), (4, 4, 4))
+    results = DaskRunner(None, True).run(
+        lambda job, b: (3, None, ()), None, blocks, label="x", total_chunks=6, done_chunks=0
+    )
+    assert len(results) == 2 and sorted(advanced) == [3, 3]
