@@ -32,7 +32,7 @@ from coframe.app.workspace import find_workspace, init_workspace, load_workspace
 from coframe.core.errors import CoframeError
 from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
-from coframe.resampling.plan import DEFAULT_MAX_OUTPUT
+from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT
 from coframe.transforms.graph import describe_graph, render_graph
 from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text

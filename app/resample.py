@@ -19,7 +19,8 @@ from typing import Any
 from coframe.app.workspace import Workspace
 from coframe.core.errors import DimensionError, WorkspaceError
 from coframe.resampling.engine import DEFAULT_MEMORY, ResampleResult, resample
-from coframe.resampling.plan import DEFAULT_MAX_OUTPUT, grid_for_target
+from coframe.resampling.plan import grid_for_target
+from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT
 from coframe.resampling.source import ImageSource, source_for_run
 from coframe.resampling.writer import DEFAULT_COMPRESSOR
 from coframe.volumes.open import parse_box, parse_floats
@@ -41,7 +42,7 @@ class ResampleOptions:
         restricted to a box given as ``"z0,y0,x0:z1,y1,x1"`` text or a corner
         pair.
     chunks
-        Output chunk shape (default 64x128x128, 512x512 in 2D).
+        Output chunk shape (default 64x128x128, 512x512 in 2D): whole numbers.
     via
         Spaces the chain must pass through.
     source_level
@@ -57,7 +58,7 @@ class ResampleOptions:
         memory budget of one task.
     max_output_size
         Largest output (level 0, uncompressed) to write, e.g. ``"2TB"``
-        (default :data:`~coframe.resampling.plan.DEFAULT_MAX_OUTPUT`).
+        (default :data:`~coframe.resampling.sizes.DEFAULT_MAX_OUTPUT`).
     on_bad_chunk
         At a source chunk that cannot be read or decoded: ``error`` (stop,
         naming it) or ``fill`` (read it as zeros and report it).
@@ -72,7 +73,7 @@ class ResampleOptions:
     level: int | str | None = None
     voxel_size: float | tuple[float, ...] | None = None
     box: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None
-    chunks: tuple[int, ...] | None = None
+    chunks: tuple[float, ...] | None = None
     via: tuple[str, ...] = ()
     source_level: int | str | None = None
     interpolation: str | None = None
@@ -216,9 +217,7 @@ def resample_options(
         level=level,
         voxel_size=None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size"),
         box=box,
-        chunks=None
-        if chunks is None
-        else tuple(int(c) for c in parse_floats(chunks, flag="--chunks")),
+        chunks=None if chunks is None else parse_floats(chunks, flag="--chunks"),
         via=tuple(ws.space_of(v) for v in via or ()),
         source_level=source_level,
         interpolation=interpolation,

@@ -40,13 +40,10 @@ import numpy as np
 from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.block import BlockJob, PyramidJob, run_block, run_pyramid_block
 from coframe.resampling.plan import (
-    DEFAULT_MAX_OUTPUT,
     OutputGrid,
-    check_output_size,
     choose_source_level,
     grow_shape,
     parse_memory,
-    parse_size,
     plan_blocks,
 )
 from coframe.resampling.resume import filled_chunks, finish_run, pending, start_or_resume
@@ -58,6 +55,7 @@ from coframe.resampling.runplan import (
     plan_run,
     transform_fingerprint,
 )
+from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT, check_output_size, parse_size
 from coframe.resampling.source import BAD_CHUNK_POLICIES, BadChunkError, source_for_run
 from coframe.resampling.writer import (
     DEFAULT_COMPRESSOR,
@@ -227,7 +225,8 @@ def resample(
     with ExitStack() as stack:
         # opened once for the run (the local tasks share it), read afresh by the next run
         volume = stack.enter_context(source_for_run(source))
-        check_output_size(grid, volume.dtype, limit)  # before any planning: it may be absurd
+        # before any planning: the grid may be absurd
+        check_output_size(grid.shape, grid.voxel_size, grid.unit, volume.dtype, limit)
         is_labels = volume.is_labels if labels is None else bool(labels)
         interp = check_interpolation(interpolation, is_labels)
         if transform.input_dim != grid.ndim or transform.output_dim != volume.ndim:

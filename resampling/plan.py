@@ -17,22 +17,20 @@ centre ``p`` (TARGET physical coordinates) samples SOURCE at ``T(p)`` with
   lattice, widened by the interpolation margin.
 - :func:`choose_source_level`: the source pyramid level nearest the output
   voxel size carried into the source space by the local scale of ``T``.
-- :func:`check_output_size`: a grid larger than a bound (default
-  :data:`DEFAULT_MAX_OUTPUT`) is refused before anything is created.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from coframe.core.errors import DimensionError, MetadataError, OutputError
+from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
+from coframe.resampling.sizes import parse_size
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
 from coframe.volumes.write import DEFAULT_CHUNKS
@@ -49,23 +47,6 @@ FACE_STEP = 8
 INTERIOR_POINTS = 5
 #: Relative tolerance when a box is checked against an extent.
 _EXTENT_TOL = 1e-6
-#: Largest output written unless ``--max-output-size`` says otherwise. The largest images
-#: of the field, a CellMap FIB-SEM ``s0`` of ~20,000 voxels a side, are ~8 TB of uint8: a
-#: full-resolution copy of one (uint16 too) passes, while a grid made by a slip of unit or
-#: exponent (``--voxel-size 1e-6`` gives 10^25 voxels) is refused before anything is created.
-DEFAULT_MAX_OUTPUT = "16TB"
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 
 
 @dataclass(frozen=True)
@@ -163,29 +144,6 @@ class Block:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_size(text: str | int, *, flag: str) -> int:
-    """Bytes of a size such as ``"256MB"``, ``"1.5GiB"``, ``"2TB"`` or ``268435456``.
-
-    Raises
-    ------
-    MetadataError
-        If the text is not a positive size (names ``flag``).
-    """
-    if isinstance(text, int):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _MEMORY_UNITS:
-            raise MetadataError(
-                f"{flag} {text!r}: expected a size such as 256MB, 1GB, 2TB or 512MiB"
-            )
-        value = int(float(match.group(1)) * _MEMORY_UNITS[unit])
-    if value < 1:
-        raise MetadataError(f"{flag} {text!r}: expected a positive size")
-    return value
-
-
 def parse_memory(text: str | int) -> int:
     """Bytes of a per-task memory budget such as ``"256MB"`` (at least 1 MiB).
 
@@ -200,49 +158,23 @@ def parse_memory(text: str | int) -> int:
     return value
 
 
-def format_bytes(n: float) -> str:
-    """``n`` bytes in decimal units (``"1.5 GB"``, ``"21 YB"``), as sizes are given."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
-        if abs(n) < 1000:
-            return f"{n:.3g} {unit}"
-        n /= 1000
-    return f"{n:.3g} YB"
-
-
-def check_output_size(grid: OutputGrid, dtype: np.dtype | str, limit: int) -> None:
-    """Refuse an output grid of more than ``limit`` bytes (``--max-output-size``).
-
-    Raises
-    ------
-    OutputError
-        If the grid holds more bytes than ``limit``; the message gives its
-        shape and size, and the flags that make it smaller or allow it.
-    """
-    item = np.dtype(dtype).itemsize
-    size = grid.n_voxels * item
-    if size > limit:
-        shape = " x ".join(str(n) for n in grid.shape)
-        vs = ",".join(f"{v:g}" for v in grid.voxel_size)
-        raise OutputError(
-            f"the output grid is {shape} voxels ({grid.n_voxels:.3g} voxels of "
-            f"{np.dtype(dtype).name}, {format_bytes(size)}), above --max-output-size "
-            f"{format_bytes(limit)}: check the voxel size ({vs} {grid.unit}; --voxel-size, "
-            "--level) and --box, or raise --max-output-size if you mean it"
-        )
-
-
 # --------------------------------------------------------------------------- the output grid
 
 
-def _default_chunks(ndim: int, chunks: Sequence[int] | None) -> tuple[int, ...]:
-    out = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS[ndim]
-    if len(out) != ndim or min(out) < 1:
-        raise DimensionError(f"--chunks {out}: expected {ndim} positive sizes (z,y,x)")
-    return out
+def _default_chunks(ndim: int, chunks: Sequence[float] | None) -> tuple[int, ...]:
+    if chunks is None:
+        return DEFAULT_CHUNKS[ndim]
+    text = ",".join(f"{c:g}" for c in chunks)
+    if len(chunks) != ndim or any(c != int(c) or c < 1 for c in chunks):
+        raise DimensionError(
+            f"--chunks {text}: expected {ndim} whole positive numbers of voxels "
+            f"({','.join('zyx'[-ndim:])}, e.g. {','.join(map(str, DEFAULT_CHUNKS[ndim]))})"
+        )
+    return tuple(int(c) for c in chunks)
 
 
 def grid_from_level(
-    level: Level, axes: Sequence[str], unit: str, chunks: Sequence[int] | None = None
+    level: Level, axes: Sequence[str], unit: str, chunks: Sequence[float] | None = None
 ) -> OutputGrid:
     """The grid of one pyramid level (chunks clipped to its shape)."""
     ch = _default_chunks(len(level.shape), chunks)
@@ -261,7 +193,7 @@ def grid_over_extent(
     voxel_size: Sequence[float],
     axes: Sequence[str],
     unit: str,
-    chunks: Sequence[int] | None = None,
+    chunks: Sequence[float] | None = None,
 ) -> OutputGrid:
     """A grid of ``voxel_size`` whose lower voxel edge sits on the extent's lower edge.
 
@@ -336,7 +268,7 @@ def grid_for_target(
     level: int | str | None = None,
     voxel_size: float | Sequence[float] | None = None,
     box: tuple[Sequence[float], Sequence[float]] | None = None,
-    chunks: Sequence[int] | None = None,
+    chunks: Sequence[float] | None = None,
 ) -> OutputGrid:
     """The output grid in the target image's frame.
 

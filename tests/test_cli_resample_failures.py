@@ -368,3 +368,14 @@ def test_progress_advances_by_the_chunks_each_block_returns(
         lambda job, b: (3, None, ()), None, blocks, label="x", total_chunks=6, done_chunks=0
     )
     assert len(results) == 2 and sorted(advanced) == [3, 3]
+
+
+# --------------------------------------------------------------------------- smaller flags
+
+
+@pytest.mark.parametrize("chunks", ["1.5,16,16", "16,16.25,16", "0,16,16", "16,16"])
+def test_chunks_must_be_whole_positive_numbers(runner: CliRunner, ws: Path, chunks: str) -> None:
+    out = ws / "c.zarr"
+    result = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--chunks", chunks)
+    _one_line_error(result, f"--chunks {chunks}", "whole positive numbers", "64,128,128")
+    assert not out.exists()
