@@ -379,3 +379,17 @@ def test_chunks_must_be_whole_positive_numbers(runner: CliRunner, ws: Path, chun
     result = _run(runner, ws, "em", "--into", "xr", "-o", str(out), "--chunks", chunks)
     _one_line_error(result, f"--chunks {chunks}", "whole positive numbers", "64,128,128")
     assert not out.exists()
+
+
+def test_pyramid_levels_beyond_one_voxel_are_refused(runner: CliRunner, ws: Path) -> None:
+    out = ws / "p.zarr"
+    args = ["em", "--into", "em", "-o", str(out), "--source-level", "0"]
+    refused = _run(runner, ws, *args, "--pyramid-levels", "50")
+    _one_line_error(refused, "--pyramid-levels 50", "32x40x48", "1x1x1 at level 6", "at most 7")
+    assert not out.exists()
+    zero = _run(runner, ws, *args, "--pyramid-levels", "0")
+    _one_line_error(zero, "--pyramid-levels 0", "at least 1")
+    most = _run(runner, ws, *args, "--pyramid-levels", "7")
+    assert most.exit_code == 0, most.output
+    levels = open_volume(out).levels
+    assert [lvl.shape for lvl in levels][-2:] == [(1, 2, 2), (1, 1, 1)]
