@@ -31,6 +31,7 @@ from coframe.views.overlay import (
     sample_plane,
     volume_box,
 )
+from coframe.views.overlay_point import check_point
 from coframe.views.render import (
     MODES,
     Panel,
@@ -308,6 +309,8 @@ def build_planes(
             )
         return [flat_plane(space, lo, hi, ps, space)]
     views = options.views or ("z", "y", "x")
+    if options.point is not None and any(not v.startswith("max-") for v in views):
+        check_point(graph, space, options.point, (a, b), unit)
     planes = []
     for v in views:
         name = v[4:] if v.startswith("max-") else v
