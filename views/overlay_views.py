@@ -307,7 +307,7 @@ def build_planes(
             raise MetadataError(
                 f"--views {','.join(views)}: space {space!r} is 2D, its only view is 'plane'"
             )
-        return [flat_plane(space, lo, hi, ps, space)]
+        return [flat_plane(space, lo, hi, ps, space, unit)]
     views = options.views or ("z", "y", "x")
     if options.point is not None and any(not v.startswith("max-") for v in views):
         check_point(graph, space, options.point, (a, b), unit)

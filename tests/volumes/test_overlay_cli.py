@@ -161,3 +161,14 @@ def test_overlay_point_inside_only_the_other_image_is_shown(workspace: Path, run
     assert res.exit_code == 0, res.output
     view = json.loads(res.stdout)["views"][0]
     assert view["coverage_a"] == 0.0 and view["coverage_b"] > 0.5
+
+
+@pytest.mark.timeout(60)
+def test_overlay_of_absurd_size_is_refused(workspace: Path, runner) -> None:
+    out = workspace / "huge.png"
+    args = ["overlay", "fibsem", "xray", "-o", str(out), "-w", str(workspace)]
+    res = runner.invoke(app, [*args, "--pixel-size", "1e-6"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "pixels of 1e-06 nanometer" in res.stderr and "--pixel-size" in res.stderr
+    assert not out.exists()
