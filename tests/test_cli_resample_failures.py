@@ -1,6 +1,7 @@
-"""``coframe resample`` when something is wrong: absurd grids, bad flags, unwritable outputs,
-corrupt source chunks, workers elsewhere. Each gives one line and exit 2, or a run that
-finishes; nothing stored is lost."""
+"""``coframe resample`` when something is wrong: absurd grids, bad flags, unwritable outputs
+(with ``init`` and ``export-viewer``, which create directories too), corrupt source chunks,
+workers elsewhere. Each gives one line and exit 2, or a run that finishes; nothing stored is
+lost."""
 
 from __future__ import annotations
 
