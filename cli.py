@@ -21,12 +21,18 @@ from coframe.app.overlay import write_workspace_overlay
 from coframe.app.points import map_workspace_points
 from coframe.app.register import RegisterRequest, format_report, refuse, run_register
 from coframe.app.report import write_report
-from coframe.app.resample import ResampleOptions, resample_workspace
+from coframe.app.resample import (
+    describe_result,
+    interrupted_message,
+    resample_options,
+    resample_workspace,
+)
 from coframe.app.viewer import export_viewer
 from coframe.app.workspace import find_workspace, init_workspace, load_workspace
 from coframe.core.errors import CoframeError, one_line_warnings
 from coframe.demo.pipeline import run_demo
 from coframe.registration.locate_result import LocateOptions
+from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT
 from coframe.transforms.graph import describe_graph, render_graph
 from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text
@@ -373,95 +379,47 @@ def import_scene_cmd(
 @app.command("resample")
 def resample_cmd(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="Image to resample (workspace image name).")],
-    into: Annotated[
-        str, typer.Option("--into", help="Image whose frame and grid the output takes.")
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output: OME-Zarr directory or .tif file.")
-    ],
-    level: Annotated[
-        str | None, typer.Option("--level", help="Level of INTO giving the grid (default 0).")
-    ] = None,
-    voxel_size: Annotated[
-        str | None, typer.Option("--voxel-size", help="Output voxel size: one value or z,y,x.")
-    ] = None,
-    box: Annotated[
-        str | None, typer.Option("--box", help="Physical box z0,y0,x0:z1,y1,x1 of INTO.")
-    ] = None,
-    source_level: Annotated[
-        str | None, typer.Option("--source-level", help="Level of SOURCE to read.")
-    ] = None,
+    source: Annotated[str, _arg("Image to resample (workspace image name).")],
+    into: Annotated[str, _opt("Image whose frame and grid the output takes.", "--into")],
+    out: Annotated[Path, _opt("Output: OME-Zarr directory or .tif file.", "--out", "-o")],
+    level: Annotated[str | None, _opt("Level of INTO giving the grid (default 0).")] = None,
+    voxel_size: Annotated[str | None, _opt("Output voxel size: one value or z,y,x.")] = None,
+    box: Annotated[str | None, _opt("Physical box z0,y0,x0:z1,y1,x1 of INTO.")] = None,
+    source_level: Annotated[str | None, _opt("Level of SOURCE to read.")] = None,
     interpolation: Annotated[
-        str | None,
-        typer.Option("--interpolation", help="linear, bspline or nearest (labels: nearest)."),
+        str | None, _opt("linear, bspline or nearest (labels: nearest).")
     ] = None,
-    zarr_version: Annotated[
-        int, typer.Option("--zarr-version", help="2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5).")
-    ] = 2,
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="ome-zarr or tiff (default: from -o).")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="dask.distributed scheduler address.")
-    ] = None,
-    memory: Annotated[
-        str, typer.Option("--memory-per-task", help="Memory budget of one task.")
-    ] = "256MB",
+    zarr_version: Annotated[int, _opt("2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5).")] = 2,
+    fmt: Annotated[str | None, _opt("ome-zarr or tiff (default: from -o).", "--format")] = None,
+    scheduler: Annotated[str | None, _opt("dask.distributed scheduler address.")] = None,
+    memory: Annotated[str, _opt("Memory budget of one task.", "--memory-per-task")] = "256MB",
     pyramid: Annotated[
-        int | None, typer.Option("--pyramid-levels", help="Output levels (default: auto).")
+        int | None, _opt("Output levels (default: auto).", "--pyramid-levels")
     ] = None,
-    chunks: Annotated[
-        str | None, typer.Option("--chunks", help="Output chunk shape z,y,x (default 64,128,128).")
-    ] = None,
+    chunks: Annotated[str | None, _opt("Output chunk shape z,y,x (default 64,128,128).")] = None,
     compressor: Annotated[
-        str,
-        typer.Option(
-            "--compressor", help="Chunk compressor: lz4 (fastest), zstd (smaller), gzip or none."
-        ),
+        str, _opt("Chunk compressor: lz4 (fastest), zstd (smaller), gzip or none.")
     ] = "lz4",
-    via: Annotated[list[str] | None, typer.Option(help="Pass through this space.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT or restart it.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    max_output_size: Annotated[
+        str, _opt("Refuse outputs larger than this (level 0, uncompressed).")
+    ] = DEFAULT_MAX_OUTPUT,
+    on_bad_chunk: Annotated[
+        str, _opt("At a corrupt source chunk: error, or fill (read it as zeros).")
+    ] = "error",
+    via: Annotated[list[str] | None, _opt("Pass through this space.")] = None,
+    force: Annotated[bool, _opt("Overwrite OUT or restart it.", "--force")] = False,
+    quiet: Annotated[bool, _opt("No progress bar.", "--quiet")] = False,
     workspace: _WorkspaceOption = None,
 ) -> None:
     """Resample SOURCE into the frame of image INTO: chunked, resumable, on dask."""
     ws = _load_ws(workspace)
-    size = None if voxel_size is None else parse_floats(voxel_size, flag="--voxel-size")
-    shape = None if chunks is None else tuple(int(c) for c in parse_floats(chunks, flag="--chunks"))
-    options = ResampleOptions(
-        level=level,
-        voxel_size=size,
-        box=box,
-        chunks=shape,
-        via=tuple(ws.space_of(v) for v in via or []),
-        source_level=source_level,
-        interpolation=interpolation,
-        output_format=fmt,
-        zarr_version=zarr_version,
-        n_levels=pyramid,
-        compressor=compressor,
-        scheduler=scheduler,
-        memory_per_task=memory,
-        force=force,
-        progress=not quiet,
-        provenance={"command": _command_line(ctx)},
-    )
+    options = _from_flags(ctx, resample_options, ws=ws, command=_command_line(ctx))
     try:
         result = resample_workspace(ws, source, into, out, options)
     except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
-        tiff = fmt == "tiff" or (fmt is None and out.suffix.lower() in (".tif", ".tiff"))
-        kept = "nothing was written" if tiff else f"finished blocks are kept in {out}"
-        typer.echo(f"interrupted: {kept}; run the same command again to resume", err=True)
+        typer.echo(interrupted_message(out, fmt), err=True)
         raise typer.Exit(130) from None
-    g = result.grid
-    typer.echo(
-        f"wrote {result.output} ({result.format}, {result.levels} level(s)): shape "
-        f"{list(g.shape)}, voxel {list(g.voxel_size)} {g.unit}, origin {list(g.origin)}; "
-        f"source level {result.source_level}, {result.interpolation} ({result.method}); "
-        f"{result.blocks} blocks ({result.blocks_computed} computed, {result.blocks_skipped} "
-        f"resumed) in {result.seconds:.1f} s"
-    )
+    typer.echo(describe_result(result))
 
 
 # ---------------------------------------------------------------------- registration

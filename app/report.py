@@ -32,7 +32,7 @@ import numpy as np
 
 from coframe.app.workspace import EdgeEntry, Workspace
 from coframe.core.atomic import refuse_existing, write_text_atomic
-from coframe.core.errors import CoframeError, WorkspaceError
+from coframe.core.errors import CoframeError, MetadataError, WorkspaceError
 from coframe.transforms.affine import Affine, Identity
 from coframe.transforms.base import Transform
 from coframe.transforms.formats.dispatch import read_transform
@@ -300,6 +300,21 @@ def _card_html(index: int, card: EdgeCard) -> str:
     return "".join(parts)
 
 
+def check_size(size: int) -> None:
+    """Refuse a report view size below one pixel (``--size``), which no card could draw.
+
+    Raises
+    ------
+    MetadataError
+        If ``size`` is below 1.
+    """
+    if size < 1:
+        raise MetadataError(
+            f"--size {size}: expected a positive number of pixels (the longest side of each "
+            "overlay view, e.g. 256)"
+        )
+
+
 def build_report(ws: Workspace, *, size: int = 256) -> str:
     """The report of a workspace as one HTML document.
 
@@ -309,7 +324,13 @@ def build_report(ws: Workspace, *, size: int = 256) -> str:
         The workspace.
     size
         Longest side of each overlay view in pixels.
+
+    Raises
+    ------
+    MetadataError
+        If ``size`` is not a positive number of pixels.
     """
+    check_size(size)
 
     desc = describe_graph(ws)
     spaces = []
@@ -358,10 +379,13 @@ def write_report(
 
     Raises
     ------
+    MetadataError
+        If ``size`` is not a positive number of pixels.
     OverwriteError
         If the file exists and ``force`` is false.
     """
 
+    check_size(size)
     target = Path(out) if out is not None else ws.root / "report.html"
     refuse_existing(target, force)
     return write_text_atomic(target, build_report(ws, size=size), force=force)

@@ -67,7 +67,7 @@ from coframe.app.workspace_file import (
     workspace_document,
 )
 from coframe.app.workspace_sync import merge_changes, workspace_lock
-from coframe.core.atomic import write_text_atomic
+from coframe.core.atomic import make_directory, write_text_atomic
 from coframe.core.errors import (
     DimensionError,
     InputNotFoundError,
@@ -501,12 +501,14 @@ def init_workspace(dir: str | Path, unit: str = "nanometer", force: bool = False
     ------
     OverwriteError
         If ``coframe.yaml`` exists and ``force`` is false.
+    OutputError
+        If ``dir`` cannot be created or written (read-only, permissions).
     """
     root = Path(dir).expanduser().absolute()
     unit = canonical_unit(unit, key="--unit")
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} is a file, not a directory: choose another DIR")
-    root.mkdir(parents=True, exist_ok=True)
+    make_directory(root, "choose a writable DIR or fix its permissions")
     ws = Workspace(root=root, unit=unit)
     with workspace_lock(root):
         if (root / WORKSPACE_FILE).exists() and not force:

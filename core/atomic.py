@@ -56,6 +56,39 @@ def replace_path(staging: str | os.PathLike[str], target: str | os.PathLike[str]
     _remove(backup)
 
 
+def write_refused(path: str | os.PathLike[str], error: OSError, fix: str) -> OutputError:
+    """The one-line error of a write the system refused (read-only file system, permissions).
+
+    Parameters
+    ----------
+    path
+        What was being written.
+    error
+        The system's error (its file, when another, is named too).
+    fix
+        What to do, naming the flag or argument (``"choose another output (-o)"``).
+    """
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+    return OutputError(f"cannot write {path}{where}: {error.strerror or error}: {fix}")
+
+
+def make_directory(path: str | os.PathLike[str], fix: str) -> Path:
+    """Create a directory and its missing parents (nothing if it exists).
+
+    Raises
+    ------
+    OutputError
+        If the system refuses (read-only file system, permissions, a file in
+        the way), with ``fix`` saying what to do (:func:`write_refused`).
+    """
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_refused(p, e, fix) from e
+    return p
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -72,17 +105,17 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
         target and the reason.
     """
     target = refuse_existing(path, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # a read-only place fails here
         yield tmp
         if not (tmp.exists() or tmp.is_symlink()):
             raise OutputError(f"nothing was written to the temporary output of {target}")
         replace_path(tmp, target)
     except OSError as e:
         raise OutputError(
-            f"cannot write {target}: {e.strerror or e}; free space or fix permissions and rerun "
-            "(the previous file, if any, is untouched)"
+            f"cannot write {target}: {e.strerror or e}: free space, fix its permissions or "
+            "choose another location, and rerun (the previous file, if any, is untouched)"
         ) from e
     finally:
         _remove(tmp)

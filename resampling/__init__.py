@@ -7,7 +7,8 @@ the compiled kernel (:mod:`~coframe.resampling.kernel`), the run's decisions
 (:mod:`~coframe.resampling.source`), block tasks
 (:mod:`~coframe.resampling.block`), the dask runner
 (:mod:`~coframe.resampling.runner`), resumable runs
-(:mod:`~coframe.resampling.resume`), the OME-Zarr and TIFF output writer
+(:mod:`~coframe.resampling.resume`), byte sizes and the output-size bound
+(:mod:`~coframe.resampling.sizes`), the OME-Zarr and TIFF output writer
 (:mod:`~coframe.resampling.writer`) and the engine
 (:mod:`~coframe.resampling.engine`: :func:`resample`).
 

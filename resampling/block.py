@@ -7,8 +7,11 @@ computes the block piece by piece (each piece reads only the source box it
 maps into), writes the pieces straight into the output level
 (:func:`~coframe.resampling.writer.write_piece`), then drops a done marker
 (:mod:`coframe.resampling.resume`) so an interrupted run skips the block
-when it is run again. :func:`run_pyramid_block` fills a block of a coarser
-output level from the finer one the same way.
+when it is run again. A source chunk that cannot be read stops the block
+(:class:`~coframe.resampling.source.BadChunkError`), or with
+``on_bad_chunk="fill"`` is read as zeros and listed in the block's marker.
+:func:`run_pyramid_block` fills a block of a coarser output level from the
+finer one the same way.
 
 Three resampling methods give the same result:
 
@@ -30,9 +33,11 @@ Outside the source (beyond half a voxel past its edge voxels) the value is 0.
 
 from __future__ import annotations
 
-import errno
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -58,11 +63,14 @@ from coframe.resampling.plan import (
 )
 from coframe.resampling.resume import mark_done
 from coframe.resampling.source import open_source, read_source
-from coframe.resampling.writer import disk_full_error, open_ome_zarr, write_piece
+from coframe.resampling.writer import open_ome_zarr, write_error, write_piece
 from coframe.transforms.base import Transform
 from coframe.transforms.sitk_bridge import empty_image, resample_image
 from coframe.volumes.volume import Level
 from coframe.volumes.write import LevelSpec
+
+#: Reads an index box of the source level into an array (or a new one), as the job says.
+_Read = Callable[[tuple[slice, ...], np.ndarray | None], np.ndarray]
 
 _LOCK = threading.Lock()
 _SITK_TRANSFORMS: dict[str, Any] = {}
@@ -100,6 +108,9 @@ class BlockJob:
         Output group directory, or ``None`` to return the blocks' arrays.
     level_path
         Output array written (``s0``).
+    on_bad_chunk
+        At a source chunk that cannot be read: ``error`` (stop) or ``fill``
+        (read it as zeros and report it).
     """
 
     source: Any
@@ -115,6 +126,7 @@ class BlockJob:
     token: str
     output: str | None = None
     level_path: str = "s0"
+    on_bad_chunk: str = "error"
 
     @property
     def order(self) -> int:
@@ -155,13 +167,18 @@ def _box_start(box: tuple[slice, ...]) -> np.ndarray:
 
 
 def _sitk_piece(
-    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+    job: BlockJob,
+    level: Level,
+    read: _Read,
+    box: tuple[slice, ...],
+    start: np.ndarray,
+    shape: tuple[int, ...],
 ) -> np.ndarray:
 
     origin = level.index_to_physical(_box_start(box)[None].astype(np.float64))[0]
     box_shape = tuple(s.stop - s.start for s in box)
     image, voxels = empty_image(box_shape, level.dtype, level.voxel_size, origin)
-    read_source(job.source, level, box, out=voxels)
+    read(box, voxels)
     del voxels
     out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
     transform = piece_transform(_sitk_transform(job), out_origin, job.grid.voxel_size, shape)
@@ -178,11 +195,16 @@ def _sitk_piece(
 
 
 def _kernel_piece(
-    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+    job: BlockJob,
+    level: Level,
+    read: _Read,
+    box: tuple[slice, ...],
+    start: np.ndarray,
+    shape: tuple[int, ...],
 ) -> np.ndarray:
 
     source = np.empty(tuple(s.stop - s.start for s in box), dtype=level.dtype)
-    read_source(job.source, level, box, out=source)
+    read(box, source)
     out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
     prepared = _sitk_transform(job)
     displacement, affine = None, prepared
@@ -208,10 +230,9 @@ class _SourceBox:
     """A box of source voxels, read and (for cubic interpolation) prefiltered, grown on demand."""
 
     def __init__(
-        self, source: Any, level: Level, box: tuple[slice, ...], order: int, margin: int
+        self, read: _Read, level: Level, box: tuple[slice, ...], order: int, margin: int
     ) -> None:
-        self.source = source
-        self.level = level
+        self.read = read
         self.order = order
         self.margin = margin
         self.shape = np.asarray(level.shape)
@@ -221,7 +242,7 @@ class _SourceBox:
         self.box = box
         self.lo = _box_start(box)
         self.hi = np.array([s.stop for s in box], dtype=np.int64)
-        data = read_source(self.source, self.level, box)
+        data = self.read(box, None)
         if self.order > 1:
             data = ndimage.spline_filter(data.astype(np.float64), order=self.order, mode="mirror")
         self.data = data
@@ -254,9 +275,14 @@ class _SourceBox:
 
 
 def _numpy_piece(
-    job: BlockJob, level: Level, box: tuple[slice, ...], start: np.ndarray, shape: tuple[int, ...]
+    job: BlockJob,
+    level: Level,
+    read: _Read,
+    box: tuple[slice, ...],
+    start: np.ndarray,
+    shape: tuple[int, ...],
 ) -> np.ndarray:
-    source = _SourceBox(job.source, level, box, job.order, INTERPOLATION_MARGIN[job.order])
+    source = _SourceBox(read, level, box, job.order, INTERPOLATION_MARGIN[job.order])
     out = np.zeros(shape, dtype=np.dtype(job.dtype))
     flat = out.reshape(shape[0], -1)
     per_row = max(1, int(np.prod(shape[1:], dtype=np.int64)))
@@ -286,7 +312,11 @@ def _numpy_piece(
 
 
 def compute_piece(
-    job: BlockJob, level: Level, start: tuple[int, ...], stop: tuple[int, ...]
+    job: BlockJob,
+    level: Level,
+    start: tuple[int, ...],
+    stop: tuple[int, ...],
+    bad: set[tuple[str, tuple[int, ...]]] | None = None,
 ) -> np.ndarray | None:
     """Resample the output index box ``[start, stop)``; ``None`` if it maps outside the source.
 
@@ -298,17 +328,22 @@ def compute_piece(
         The source level read.
     start, stop
         Index box of output voxels.
+    bad
+        Collects the source chunks read as zeros (``job.on_bad_chunk`` ``fill``).
+
+    Raises
+    ------
+    BadChunkError
+        If a source chunk cannot be read and ``job.on_bad_chunk`` is ``error``.
     """
     box = source_box(job.transform, job.grid, start, stop, level, INTERPOLATION_MARGIN[job.order])
     if box is None:
         return None
     shape = tuple(b - a for a, b in zip(start, stop, strict=True))
     origin = np.asarray(start, dtype=np.int64)
-    if job.method == "kernel":
-        return _kernel_piece(job, level, box, origin, shape)
-    if job.method == "sitk":
-        return _sitk_piece(job, level, box, origin, shape)
-    return _numpy_piece(job, level, box, origin, shape)
+    read = partial(read_source, job.source, level, on_bad_chunk=job.on_bad_chunk, bad=bad)
+    piece = {"kernel": _kernel_piece, "sitk": _sitk_piece}.get(job.method, _numpy_piece)
+    return piece(job, level, read, box, origin, shape)
 
 
 # --------------------------------------------------------------------------- running
@@ -326,7 +361,18 @@ def _limit_itk_threads(threads: int) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
 
 
-def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
+@contextmanager
+def _writing(output: str | None) -> Iterator[None]:
+    """Turn a write the system refuses into one error naming the output (:func:`write_error`)."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(e, output) from e
+
+
+def run_block(
+    job: BlockJob, block: Block
+) -> tuple[int, np.ndarray | None, tuple[tuple[str, tuple[int, ...]], ...]]:
     """Compute one block piece by piece, write it and mark it done.
 
     Parameters
@@ -339,38 +385,39 @@ def run_block(job: BlockJob, block: Block) -> tuple[int, np.ndarray | None]:
     Returns
     -------
     tuple
-        The number of output chunks the block covers and, when the job has
-        no output directory, the block's voxels (else ``None``).
+        The number of output chunks the block covers; when the job has no
+        output directory, the block's voxels (else ``None``); and the source
+        chunks read as zeros (``(level path, chunk index)``, with
+        ``job.on_bad_chunk`` ``fill``), also kept in the block's done marker.
 
     Raises
     ------
     OutputError
-        If the disk is full.
+        If the disk is full or the output cannot be written.
+    BadChunkError
+        If a source chunk cannot be read and ``job.on_bad_chunk`` is ``error``.
     """
     if job.method == "sitk":
         _limit_itk_threads(job.threads)
     volume = open_source(job.source)
     level = volume.levels[job.source_level]
     keep = None if job.output is not None else np.zeros(block.shape, dtype=np.dtype(job.dtype))
-    try:
-        for lo, hi in pieces(block.start, block.stop, job.piece_shape):
-            data = compute_piece(job, level, lo, hi)
-            if data is None:
-                continue
-            if keep is not None:
-                local = tuple(
-                    slice(a - s, b - s) for a, b, s in zip(lo, hi, block.start, strict=True)
-                )
-                keep[local] = data
-            else:
+    bad: set[tuple[str, tuple[int, ...]]] = set()
+    for lo, hi in pieces(block.start, block.stop, job.piece_shape):
+        data = compute_piece(job, level, lo, hi, bad)
+        if data is None:
+            continue
+        if keep is not None:
+            local = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, block.start, strict=True))
+            keep[local] = data
+        else:
+            with _writing(job.output):
                 write_piece(job, lo, data)
-        if job.output is not None:
-            mark_done(job.output, job.level_path, block)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, job.output) from e
-        raise
-    return block.n_chunks(job.grid.chunks), keep
+    filled = tuple(sorted(bad))
+    if job.output is not None:
+        with _writing(job.output):
+            mark_done(job.output, job.level_path, block, filled)
+    return block.n_chunks(job.grid.chunks), keep, filled
 
 
 @dataclass(frozen=True)
@@ -410,9 +457,9 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
     Raises
     ------
     OutputError
-        If the disk is full.
+        If the disk is full or the output cannot be written.
     """
-    try:
+    with _writing(job.output):
         pyramid = open_ome_zarr(
             job.output, tuple(job.levels), axes=job.axes, unit=job.unit, labels=job.labels
         )
@@ -421,9 +468,5 @@ def run_pyramid_block(job: PyramidJob, block: Block) -> tuple[int, None]:
             job.source, box=box, method="mode" if job.labels else "mean", block_chunks=1
         )
         mark_done(job.output, job.level_path, block)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, job.output) from e
-        raise
     chunks = job.levels[job.source + 1].chunks
     return block.n_chunks(chunks), None

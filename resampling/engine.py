@@ -9,7 +9,7 @@ The run's decisions (interpolation, method, task sizes) are
 (:class:`~coframe.resampling.runner.DaskRunner`): the local threaded
 scheduler by default, or a ``dask.distributed`` scheduler at an address
 (same task list either way; workers open the source from its spec and write
-their chunks straight into the output store).
+their chunks straight into the output store, both named by absolute paths).
 
 An OME-Zarr output (:mod:`coframe.resampling.writer`) is declared first with
 its arrays and *no* multiscales metadata, next to a run record; every
@@ -24,12 +24,12 @@ removed, so a partial output is never taken for a finished one.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,7 +46,7 @@ from coframe.resampling.plan import (
     parse_memory,
     plan_blocks,
 )
-from coframe.resampling.resume import finish_run, pending, start_or_resume
+from coframe.resampling.resume import filled_chunks, finish_run, pending, start_or_resume
 from coframe.resampling.runner import DaskRunner
 from coframe.resampling.runplan import (
     RunPlan,
@@ -55,13 +55,14 @@ from coframe.resampling.runplan import (
     plan_run,
     transform_fingerprint,
 )
-from coframe.resampling.source import source_for_run
+from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT, check_output_size, parse_size
+from coframe.resampling.source import BAD_CHUNK_POLICIES, BadChunkError, source_for_run
 from coframe.resampling.writer import (
     DEFAULT_COMPRESSOR,
     check_tiff_output,
-    disk_full_error,
     forget_outputs,
     open_ome_zarr,
+    write_error,
     write_tiff_output,
 )
 from coframe.transforms.base import Transform
@@ -70,6 +71,8 @@ from coframe.volumes.write import compressors
 #: Default memory budget of one task.
 DEFAULT_MEMORY = "256MB"
 _TIFF_SUFFIXES = (".tif", ".tiff")
+#: Level-0 blocks, blocks computed by this call, source chunks read as zeros.
+_Counts = tuple[int, int, tuple[tuple[str, tuple[int, ...]], ...]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ class ResampleResult:
         Level-0 blocks found done by an earlier, interrupted call.
     seconds
         Wall time of this call.
+    filled_chunks
+        Source chunks that could not be read and were read as zeros
+        (``on_bad_chunk="fill"``): ``(level path, chunk index)``, counting
+        those of blocks an earlier call finished.
     """
 
     output: Path
@@ -113,6 +120,7 @@ class ResampleResult:
     blocks_computed: int
     blocks_skipped: int
     seconds: float
+    filled_chunks: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def resample(
@@ -131,6 +139,8 @@ def resample(
     output_format: str | None = None,
     compressor: str = DEFAULT_COMPRESSOR,
     compression_level: int | None = None,
+    max_output_size: str | int = DEFAULT_MAX_OUTPUT,
+    on_bad_chunk: str = "error",
     force: bool = False,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
@@ -169,6 +179,14 @@ def resample(
     compressor, compression_level
         Chunk compressor (``lz4``, ``zstd``, ``gzip`` or ``none``, see
         :func:`~coframe.volumes.write.compressors`) and its level (default per compressor).
+    max_output_size
+        Largest output (level 0, uncompressed) to write, e.g. ``"2TB"``:
+        a larger grid is refused before anything is created.
+    on_bad_chunk
+        At a source chunk that cannot be read or decoded: ``error`` (stop,
+        naming it; finished blocks are kept and a rerun resumes) or ``fill``
+        (read it as zeros; the result and the output's ``coframe``
+        attributes list such chunks).
     force
         Replace an existing output (or an unfinished run with other arguments).
     progress
@@ -181,21 +199,34 @@ def resample(
     OverwriteError
         If the output exists and ``force`` is false.
     OutputError
-        If the disk fills up (rerun to resume) or a TIFF would be too large.
+        If the grid is above ``max_output_size``, the disk fills up (rerun to
+        resume) or a TIFF would be too large.
+    BadChunkError
+        If a source chunk cannot be read and ``on_bad_chunk`` is ``error``.
     DimensionError, LevelError, MetadataError
         For inputs that do not fit together.
     """
     started = time.perf_counter()
-    out = Path(output)
+    # absolute before it goes into tasks: a dask.distributed worker resolves a relative path
+    # in its own working directory
+    out = Path(output).expanduser().absolute()
     if zarr_version not in (2, 3):
         raise MetadataError(f"--zarr-version {zarr_version}: expected 2 or 3")
 
+    if on_bad_chunk not in BAD_CHUNK_POLICIES:
+        raise MetadataError(
+            f"--on-bad-chunk {on_bad_chunk!r}: expected error (stop at a corrupt source chunk) "
+            "or fill (read it as zeros)"
+        )
     compressors(compressor, compression_level, zarr_version)  # an unknown name fails here
     fmt = _output_format(out, output_format)
     budget = parse_memory(memory_per_task)
+    limit = parse_size(max_output_size, flag="--max-output-size")
     with ExitStack() as stack:
         # opened once for the run (the local tasks share it), read afresh by the next run
         volume = stack.enter_context(source_for_run(source))
+        # before any planning: the grid may be absurd
+        check_output_size(grid.shape, grid.voxel_size, grid.unit, volume.dtype, limit)
         is_labels = volume.is_labels if labels is None else bool(labels)
         interp = check_interpolation(interpolation, is_labels)
         if transform.input_dim != grid.ndim or transform.output_dim != volume.ndim:
@@ -246,11 +277,14 @@ def resample(
             slab_points=plan.slab_points,
             threads=1,
             token=token,
+            on_bad_chunk=on_bad_chunk,
         )
         if fmt == "tiff":
-            counts = _resample_tiff(out, job, plan, runner, force=force)
+            counts = _bad_chunks_said(_resample_tiff, "nothing was written")(
+                out, job, plan, runner, force=force
+            )
         else:
-            counts = _resample_zarr(
+            counts = _bad_chunks_said(_resample_zarr, f"finished blocks are kept in {out}")(
                 out,
                 job,
                 plan,
@@ -264,7 +298,7 @@ def resample(
                 provenance=provenance,
             )
     return ResampleResult(
-        output=out,
+        output=Path(output),
         format=fmt,
         grid=grid,
         source_level=level.path or str(level_index),
@@ -275,7 +309,23 @@ def resample(
         blocks_computed=counts[1],
         blocks_skipped=counts[0] - counts[1],
         seconds=time.perf_counter() - started,
+        filled_chunks=counts[2],
     )
+
+
+def _bad_chunks_said(run: Callable[..., _Counts], kept: str) -> Callable[..., _Counts]:
+    """``run`` whose :class:`BadChunkError` also says what is kept and how to go on."""
+
+    def said(*args: Any, **kwargs: Any) -> _Counts:
+        try:
+            return run(*args, **kwargs)
+        except BadChunkError as e:
+            raise BadChunkError(
+                f"{e}: repair or replace that chunk and run the same command again ({kept}), or "
+                "pass --on-bad-chunk fill to read corrupt chunks as zeros"
+            ) from e
+
+    return said
 
 
 def _output_format(out: Path, output_format: str | None) -> str:
@@ -291,7 +341,7 @@ def _output_format(out: Path, output_format: str | None) -> str:
 
 def _resample_tiff(
     out: Path, job: BlockJob, plan: RunPlan, runner: DaskRunner, *, force: bool
-) -> tuple[int, int]:
+) -> _Counts:
     grid = job.grid
     check_tiff_output(out, grid, job.dtype, force=force)
     blocks = plan_blocks(grid.shape, plan.block_shape)
@@ -301,10 +351,12 @@ def _resample_tiff(
         run_block, job, blocks, label="resample", total_chunks=total, done_chunks=0
     )
     image = np.zeros(grid.shape, dtype=np.dtype(job.dtype))
-    for block, (_, data) in zip(blocks, results, strict=True):
+    filled: set[tuple[str, tuple[int, ...]]] = set()
+    for block, (_, data, bad) in zip(blocks, results, strict=True):
         image[tuple(slice(a, b) for a, b in zip(block.start, block.stop, strict=True))] = data
+        filled.update(bad)
     write_tiff_output(out, image, grid, force=force)
-    return len(blocks), len(blocks)
+    return len(blocks), len(blocks), tuple(sorted(filled))
 
 
 def _resample_zarr(
@@ -320,13 +372,13 @@ def _resample_zarr(
     compression_level: int | None,
     force: bool,
     provenance: dict[str, Any] | None,
-) -> tuple[int, int]:
+) -> _Counts:
     grid = job.grid
     output = str(out)
     forget_outputs(output)
-    block_shape, _ = start_or_resume(out, spec, plan.block_shape, force)
-    plan = replace(plan, block_shape=block_shape)
     try:
+        block_shape, _ = start_or_resume(out, spec, plan.block_shape, force)
+        plan = replace(plan, block_shape=block_shape)
         writer = open_ome_zarr(
             out,
             plan.levels,
@@ -340,10 +392,8 @@ def _resample_zarr(
             compression_level=compression_level,
             shards=plan.shards,
         )
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, output) from e
-        raise
+    except OSError as e:  # a read-only or full place, before any block
+        raise write_error(e, output) from e
     blocks = plan_blocks(grid.shape, plan.block_shape)
     todo = pending(output, "s0", blocks)
     job = replace(job, output=output, threads=runner.threads_per_task())
@@ -367,9 +417,15 @@ def _resample_zarr(
             total_chunks=total,
             done_chunks=done,
         )
-    writer.write_metadata()
+    filled = tuple(filled_chunks(output, "s0"))
     record = dict(provenance or {})
     record["resample"] = spec
-    writer.write_attribute("coframe", record)
-    finish_run(out)
-    return len(blocks), len(todo)
+    if filled:  # corrupt source chunks read as zeros (--on-bad-chunk fill)
+        record["filled_source_chunks"] = [{"level": lvl, "chunk": list(i)} for lvl, i in filled]
+    try:
+        writer.write_metadata()
+        writer.write_attribute("coframe", record)
+        finish_run(out)
+    except OSError as e:
+        raise write_error(e, output) from e
+    return len(blocks), len(todo), filled

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from coframe.core.errors import DimensionError, MetadataError
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
+from coframe.resampling.sizes import parse_size
 from coframe.transforms.base import Transform
 from coframe.volumes.volume import Level, Volume
 from coframe.volumes.write import DEFAULT_CHUNKS
@@ -47,18 +47,6 @@ FACE_STEP = 8
 INTERIOR_POINTS = 5
 #: Relative tolerance when a box is checked against an extent.
 _EXTENT_TOL = 1e-6
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 
 
 @dataclass(frozen=True)
@@ -96,7 +84,7 @@ class OutputGrid:
     @property
     def n_voxels(self) -> int:
         """Total number of voxels."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(n) for n in self.shape)  # Python ints: no int64 overflow
 
     @property
     def extent(self) -> tuple[tuple[float, float], ...]:
@@ -157,23 +145,14 @@ class Block:
 
 
 def parse_memory(text: str | int) -> int:
-    """Bytes of a memory size such as ``"256MB"``, ``"1.5GiB"`` or ``268435456``.
+    """Bytes of a per-task memory budget such as ``"256MB"`` (at least 1 MiB).
 
     Raises
     ------
     MetadataError
-        If the text is not a positive size (names ``--memory-per-task``).
+        If the text is not a size of at least 1 MiB (names ``--memory-per-task``).
     """
-    if isinstance(text, int):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _MEMORY_UNITS:
-            raise MetadataError(
-                f"--memory-per-task {text!r}: expected a size such as 256MB, 1GB or 512MiB"
-            )
-        value = int(float(match.group(1)) * _MEMORY_UNITS[unit])
+    value = parse_size(text, flag="--memory-per-task")
     if value < 2**20:
         raise MetadataError(f"--memory-per-task {text!r}: expected at least 1MiB per task")
     return value
@@ -182,15 +161,20 @@ def parse_memory(text: str | int) -> int:
 # --------------------------------------------------------------------------- the output grid
 
 
-def _default_chunks(ndim: int, chunks: Sequence[int] | None) -> tuple[int, ...]:
-    out = tuple(int(c) for c in chunks) if chunks is not None else DEFAULT_CHUNKS[ndim]
-    if len(out) != ndim or min(out) < 1:
-        raise DimensionError(f"--chunks {out}: expected {ndim} positive sizes (z,y,x)")
-    return out
+def _default_chunks(ndim: int, chunks: Sequence[float] | None) -> tuple[int, ...]:
+    if chunks is None:
+        return DEFAULT_CHUNKS[ndim]
+    text = ",".join(f"{c:g}" for c in chunks)
+    if len(chunks) != ndim or any(c != int(c) or c < 1 for c in chunks):
+        raise DimensionError(
+            f"--chunks {text}: expected {ndim} whole positive numbers of voxels "
+            f"({','.join('zyx'[-ndim:])}, e.g. {','.join(map(str, DEFAULT_CHUNKS[ndim]))})"
+        )
+    return tuple(int(c) for c in chunks)
 
 
 def grid_from_level(
-    level: Level, axes: Sequence[str], unit: str, chunks: Sequence[int] | None = None
+    level: Level, axes: Sequence[str], unit: str, chunks: Sequence[float] | None = None
 ) -> OutputGrid:
     """The grid of one pyramid level (chunks clipped to its shape)."""
     ch = _default_chunks(len(level.shape), chunks)
@@ -209,7 +193,7 @@ def grid_over_extent(
     voxel_size: Sequence[float],
     axes: Sequence[str],
     unit: str,
-    chunks: Sequence[int] | None = None,
+    chunks: Sequence[float] | None = None,
 ) -> OutputGrid:
     """A grid of ``voxel_size`` whose lower voxel edge sits on the extent's lower edge.
 
@@ -284,7 +268,7 @@ def grid_for_target(
     level: int | str | None = None,
     voxel_size: float | Sequence[float] | None = None,
     box: tuple[Sequence[float], Sequence[float]] | None = None,
-    chunks: Sequence[int] | None = None,
+    chunks: Sequence[float] | None = None,
 ) -> OutputGrid:
     """The output grid in the target image's frame.
 

@@ -2,7 +2,8 @@
 
 An output being written holds ``<out>/.coframe/run.json`` (the run's
 arguments and block layout) and, for every finished block,
-``<out>/.coframe/done/<level>/<block>``. Running the same command again
+``<out>/.coframe/done/<level>/<block>`` (empty, or listing the corrupt source
+chunks the block read as zeros). Running the same command again
 after an interruption (Ctrl-C, a killed worker, a full disk) finds the
 record, keeps the block layout and computes only the blocks without a
 marker; other arguments against an unfinished output are refused unless
@@ -33,11 +34,37 @@ def done_marker(output: str, level_path: str, block: Block) -> Path:
     return Path(output) / STATE_DIR / "done" / level_path / block.name
 
 
-def mark_done(output: str, level_path: str, block: Block) -> None:
-    """Record a finished block (after all its chunks are written)."""
+def mark_done(
+    output: str,
+    level_path: str,
+    block: Block,
+    filled: Sequence[tuple[str, Sequence[int]]] = (),
+) -> None:
+    """Record a finished block (after all its chunks are written).
+
+    ``filled`` lists the source chunks (level path, chunk index) the block
+    read as zeros; the marker keeps them, so a resumed run still reports them.
+    """
     marker = done_marker(output, level_path, block)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    if filled:
+        _write_json(marker, {"filled": [[lvl, list(index)] for lvl, index in filled]})
+    else:
+        marker.touch()
+
+
+def filled_chunks(output: str, level_path: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The source chunks read as zeros by the finished blocks of a level (from their markers)."""
+    folder = Path(output) / STATE_DIR / "done" / level_path
+    found: set[tuple[str, tuple[int, ...]]] = set()
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            if entry.is_file() and not entry.name.startswith(".") and entry.stat().st_size:
+                doc = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+                found.update(
+                    (str(lvl), tuple(int(i) for i in index)) for lvl, index in doc["filled"]
+                )
+    return sorted(found)
 
 
 def pending(output: str, level_path: str, blocks: Sequence[Block]) -> list[Block]:
@@ -104,6 +131,8 @@ def start_or_resume(
         other arguments) and ``force`` is false.
     OutputError
         If ``force`` would delete something that is not an output.
+    OSError
+        If the system refuses to create the output (read-only, permissions).
     """
     record = output / STATE_DIR / "run.json"
     if output.exists() or output.is_symlink():
@@ -125,7 +154,11 @@ def start_or_resume(
             raise OverwriteError(f"output {output} already exists: pass --force to overwrite it")
         _remove_output(output)
     output.mkdir(parents=True, exist_ok=False)
-    _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+    try:
+        _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+    except OSError:
+        shutil.rmtree(output, ignore_errors=True)  # the empty output made just now
+        raise
     return block_shape, False
 
 

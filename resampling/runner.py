@@ -30,8 +30,8 @@ class _Advance(Callback):  # type: ignore[misc]
         self.advance = advance
 
     def _posttask(self, key: Any, result: Any, *args: Any) -> None:
-        if isinstance(result, tuple) and len(result) == 2:
-            self.advance(int(result[0]))
+        if isinstance(result, tuple) and result and isinstance(result[0], int):
+            self.advance(result[0])
 
 
 class DaskRunner:
@@ -83,15 +83,18 @@ class DaskRunner:
 
     def run(
         self,
-        fn: Callable[[Any, Block], tuple[int, Any]],
+        fn: Callable[[Any, Block], tuple[Any, ...]],
         job: Any,
         blocks: Sequence[Block],
         *,
         label: str,
         total_chunks: int,
         done_chunks: int,
-    ) -> list[tuple[int, Any]]:
-        """Run ``fn(job, block)`` for every block, advancing a progress bar by chunks."""
+    ) -> list[tuple[Any, ...]]:
+        """Run ``fn(job, block)`` for every block, advancing a progress bar by chunks.
+
+        ``fn`` returns a tuple whose first item is the number of output chunks done.
+        """
         if not blocks:
             return []
         job_d = dask.delayed(job, traverse=False)
@@ -110,7 +113,7 @@ class DaskRunner:
 
     def _run_distributed(
         self, tasks: list[Any], advance: Callable[[int], None]
-    ) -> list[tuple[int, Any]]:
+    ) -> list[tuple[Any, ...]]:
         from distributed import as_completed  # loaded with Client above
 
         futures = self.client.compute(tasks)

@@ -74,18 +74,39 @@ def default_levels(shape: Sequence[int], chunks: Sequence[int]) -> int:
     return min(n, MAX_LEVELS)
 
 
+def most_levels(shape: Sequence[int]) -> int:
+    """Pyramid levels of a shape halved until every axis is 1 voxel (more would repeat it)."""
+    n, longest = 1, max(int(v) for v in shape)
+    while longest > 1:
+        longest = math.ceil(longest / 2)
+        n += 1
+    return n
+
+
 def output_levels(
     grid: OutputGrid, dtype: Any, zarr_version: int, n_levels: int | None = None
 ) -> tuple[tuple[LevelSpec, ...], tuple[tuple[int, ...] | None, ...]]:
     """The pyramid of an output grid and each level's shard shape (``None``: unsharded).
+
+    ``n_levels`` (default :func:`default_levels`) may reach the level where
+    every axis is 1 voxel (:func:`most_levels`), not beyond.
 
     A Zarr v3 level of more than :data:`SHARD_MIN_CHUNKS` chunks is stored in
     shards of about :data:`SHARD_BYTES`, so a huge output is not millions of
     files.
     """
     count = default_levels(grid.shape, grid.chunks) if n_levels is None else int(n_levels)
+    most = most_levels(grid.shape)
     if count < 1:
-        raise MetadataError(f"pyramid levels {n_levels}: expected at least 1")
+        raise MetadataError(f"--pyramid-levels {n_levels}: expected at least 1 (s0 alone)")
+    if count > most:
+        shape = "x".join(map(str, grid.shape))
+        raise MetadataError(
+            f"--pyramid-levels {n_levels}: a {shape} output halves to "
+            f"{'x'.join('1' * grid.ndim)} at level {most - 1}, so it has at most {most} levels: "
+            f"pass at most {most}, or leave --pyramid-levels out (levels until one chunk holds "
+            "a level)"
+        )
     levels = pyramid_specs(grid.shape, grid.voxel_size, grid.origin, count, grid.chunks)
     item = np.dtype(dtype).itemsize
     shards: list[tuple[int, ...] | None] = []

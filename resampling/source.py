@@ -7,11 +7,15 @@ process, so the driver and the local tasks of a run open it once
 (:func:`source_for_run`).
 :func:`read_source` reads an index box of a level, straight through
 tensorstore for a plain local OME-Zarr level (its chunk cache decodes a
-chunk shared by neighbouring source boxes once).
+chunk shared by neighbouring source boxes once); a box that fails is read
+again chunk by chunk, so a corrupt chunk is named (:class:`BadChunkError`)
+or, if the run says so, read as zeros and counted.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +25,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from coframe.core.errors import FormatError
 from coframe.volumes.open import open_volume
 from coframe.volumes.sources import ZarrSource
 from coframe.volumes.volume import Level, Volume
 
+#: What a run does at a source chunk that cannot be read or decoded: stop, or read it as zeros.
+BAD_CHUNK_POLICIES = ("error", "fill")
 #: Decoded source chunks a process keeps, so neighbouring pieces whose source
 #: boxes overlap (rotations, margins) decode each shared chunk once.
 SOURCE_CACHE_BYTES = 256 * 2**20
@@ -53,7 +60,7 @@ class ImageSource:
     Parameters
     ----------
     path
-        Local path or URL.
+        Local path (made absolute) or URL.
     unit
         Workspace unit.
     voxel_size
@@ -69,6 +76,12 @@ class ImageSource:
     voxel_size: tuple[float, ...] | None = None
     input_unit: str | None = None
     modality: str | None = None
+
+    def __post_init__(self) -> None:
+        # a local path is made absolute where the spec is made: a dask.distributed worker
+        # would resolve a relative one in its own working directory
+        if "://" not in self.path:
+            object.__setattr__(self, "path", str(Path(self.path).expanduser().absolute()))
 
     def open(self) -> Volume:
         """Open the image."""
@@ -90,6 +103,10 @@ class ImageSource:
             "input_unit": self.input_unit,
             "modality": self.modality,
         }
+
+
+class BadChunkError(FormatError):
+    """A chunk of a resampling source cannot be read or decoded (the message names it)."""
 
 
 def open_source(spec: SourceSpec) -> Volume:
@@ -171,15 +188,7 @@ def _direct_array(spec: Any, level: Level) -> Any:
     return array
 
 
-def read_source(
-    spec: Any, level: Level, box: tuple[slice, ...], out: np.ndarray | None = None
-) -> np.ndarray:
-    """Read an index box of a source level (directly through tensorstore when possible).
-
-    With ``out`` (an array of the box's shape) the voxels are stored there,
-    decoded straight into it when read through tensorstore, and ``out`` is
-    returned.
-    """
+def _read_box(spec: Any, level: Level, box: tuple[slice, ...], out: np.ndarray | None) -> Any:
     direct = _direct_array(spec, level)
     if out is None:
         return level.read(box) if direct is None else np.asarray(direct[box].read().result())
@@ -190,3 +199,100 @@ def read_source(
 
         ts.array(out, copy=False, write=True).write(direct[box]).result()
     return out
+
+
+def read_source(
+    spec: Any,
+    level: Level,
+    box: tuple[slice, ...],
+    out: np.ndarray | None = None,
+    *,
+    on_bad_chunk: str = "error",
+    bad: set[tuple[str, tuple[int, ...]]] | None = None,
+) -> np.ndarray:
+    """Read an index box of a source level (directly through tensorstore when possible).
+
+    With ``out`` (an array of the box's shape) the voxels are stored there,
+    decoded straight into it when read through tensorstore, and ``out`` is
+    returned. A box that cannot be read is read again chunk by chunk, to
+    find the chunks that cannot (:func:`read_by_chunk`).
+
+    Parameters
+    ----------
+    spec
+        The source spec.
+    level
+        The level read.
+    box
+        Index box of the level.
+    out
+        Array of the box's shape to read into (default: a new one).
+    on_bad_chunk
+        ``error`` (raise :class:`BadChunkError` at a chunk that cannot be
+        read or decoded) or ``fill`` (read it as zeros).
+    bad
+        Collects ``(level path, chunk index)`` of the chunks read as zeros.
+
+    Raises
+    ------
+    BadChunkError
+        If a chunk cannot be read and ``on_bad_chunk`` is ``error``.
+    """
+    try:
+        return _read_box(spec, level, box, out)
+    except (FormatError, ValueError) as e:  # the readers' and tensorstore's decode errors
+        return read_by_chunk(spec, level, box, out, e, on_bad_chunk=on_bad_chunk, bad=bad)
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of a read error, without tensorstore's bracketed spec."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else type(error).__name__
+    return re.split(r" \[[a-z_ ]+=", first)[0]
+
+
+def read_by_chunk(
+    spec: Any,
+    level: Level,
+    box: tuple[slice, ...],
+    out: np.ndarray | None,
+    error: BaseException,
+    *,
+    on_bad_chunk: str = "error",
+    bad: set[tuple[str, tuple[int, ...]]] | None = None,
+) -> np.ndarray:
+    """Read a box that failed to read (``error``) chunk by chunk, naming the chunks that fail.
+
+    A chunk that fails alone is corrupt (or unreadable): it raises
+    :class:`BadChunkError`, or with ``on_bad_chunk="fill"`` it is read as
+    zeros and recorded in ``bad``. If every chunk reads, the box is returned
+    (the first failure passed); see :func:`read_source`.
+    """
+    result = np.empty(tuple(s.stop - s.start for s in box), level.dtype) if out is None else out
+    chunks = level.chunks
+    ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(box, chunks, strict=True)]
+    where = spec.describe().get("path", spec) if hasattr(spec, "describe") else spec
+    for index in itertools.product(*ranges):
+        sub = tuple(
+            slice(max(s.start, i * c), min(s.stop, (i + 1) * c))
+            for s, i, c in zip(box, index, chunks, strict=True)
+        )
+        local = tuple(
+            slice(a.start - s.start, a.stop - s.start) for a, s in zip(sub, box, strict=True)
+        )
+        try:
+            result[local] = _read_box(spec, level, sub, None)
+        except (FormatError, ValueError) as e:
+            if on_bad_chunk != "fill":
+                voxels = ", ".join(
+                    f"{i * c}:{min((i + 1) * c, n)}"
+                    for i, c, n in zip(index, chunks, level.shape, strict=True)
+                )
+                raise BadChunkError(
+                    f"chunk {','.join(map(str, index))} (voxels [{voxels}]) of level "
+                    f"{level.path or '0'} of source {where} cannot be read: {_reason(e)}"
+                ) from e
+            result[local] = 0
+            if bad is not None:
+                bad.add((level.path or "0", tuple(int(i) for i in index)))
+    return result

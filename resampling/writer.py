@@ -16,13 +16,16 @@ taken for a finished one. Resume markers and run records are
 
 A TIFF output is one file: :func:`check_tiff_output` refuses it before any
 work, :func:`write_tiff_output` writes it atomically. A full disk is one error
-saying how to resume (:func:`disk_full_error`).
+saying how to resume, a read-only or forbidden place one naming the output
+(:func:`write_error`).
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import os
+import re
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
@@ -32,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
-from coframe.core.atomic import refuse_existing
+from coframe.core.atomic import refuse_existing, write_refused
 from coframe.core.errors import (
     AxisError,
     CoframeError,
@@ -509,15 +512,41 @@ def forget_outputs(output: str) -> None:
 
 
 def write_piece(job: PieceTarget, start: tuple[int, ...], data: np.ndarray) -> None:
-    """Write a computed piece into the output level with its first voxel at ``start``."""
+    """Write a computed piece into the output level with its first voxel at ``start``.
+
+    Raises
+    ------
+    OSError
+        If the system refuses the write (tensorstore's error, with its errno).
+    """
     array = output_array(str(job.output), job.level_path, job.token)
     box = tuple(slice(a, a + n) for a, n in zip(start, data.shape, strict=True))
     try:
         array[box].write(data).result()
     except ValueError as e:
-        if "No space left" in str(e) or "OS error: 28" in str(e):
-            raise OSError(errno.ENOSPC, str(e)) from e
-        raise
+        text = str(e)
+        code = re.search(r"os_error_code='(\d+)'|OS error: (\d+)", text)
+        number = errno.ENOSPC if "No space left" in text else None
+        if code is not None:
+            number = int(code.group(1) or code.group(2))
+        if number is None:
+            raise
+        raise OSError(number, os.strerror(number)) from e
+
+
+#: What to do about an output the system refuses to write.
+WRITE_FIX = "choose a writable output location (-o) or fix its permissions"
+
+
+def write_error(e: OSError, output: str | os.PathLike[str] | None) -> CoframeError:
+    """The one-line error of an output write the system refused (``OSError`` ``e``).
+
+    A full disk (or quota) says how to resume; anything else (read-only file
+    system, permissions) names the output and how to choose another.
+    """
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full_error(e, None if output is None else str(output))
+    return write_refused(output or "the output", e, WRITE_FIX)
 
 
 def disk_full_error(e: OSError, output: str | None) -> CoframeError:
@@ -559,6 +588,4 @@ def write_tiff_output(out: Path, image: np.ndarray, grid: OutputGrid, *, force: 
             out, image, grid.voxel_size, grid.unit, grid.axes, origin=grid.origin, overwrite=force
         )
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise disk_full_error(e, str(out)) from e
-        raise
+        raise write_error(e, out) from e

@@ -104,6 +104,16 @@ def test_report_shows_an_edge_it_cannot_draw_and_goes_on(workspace: Path, runner
     assert "Section and matched slice" in html
 
 
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_report_refuses_a_size_below_one_pixel(workspace: Path, runner, size: str) -> None:
+    out = workspace / "r.html"
+    res = runner.invoke(app, ["report", "-o", str(out), "--size", size, "-w", str(workspace)])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert f"--size {size}: expected a positive number of pixels" in res.stderr
+    assert not out.exists()
+
+
 def test_report_of_an_empty_workspace(tmp_path: Path, runner) -> None:
     init_workspace(tmp_path)
     res = runner.invoke(app, ["report", "-w", str(tmp_path)])

@@ -9,6 +9,7 @@ not know the workspace.
 - :mod:`coframe.views.overlay`: planes and sampling an image on them;
 - :mod:`coframe.views.overlay_views`: overlay options, channels and the overlay
   of two images, written as PNG panels or a TIFF;
+- :mod:`coframe.views.overlay_point`: a ``--point`` must lie in an image shown;
 - :mod:`coframe.views.render`: contrast, colour modes, scale bars, panel grids;
 - :mod:`coframe.views.viewer`: the two-channel OME-Zarr and neuroglancer pieces;
 - :mod:`coframe.views.report_html`: the report page's HTML.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from coframe.core.errors import DimensionError
+from coframe.core.errors import DimensionError, MetadataError
 from coframe.core.units import unit_factor
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine
@@ -37,6 +37,26 @@ TILE_POINTS = 1 << 18
 MAX_BOX_VOXELS = 1 << 25
 #: Default cap on the number of samples through a projection slab.
 MAX_PROJECTION_STEPS = 256
+#: Most pixels of one view (8192 x 8192): a QC picture, not a copy of a volume (a slip such
+#: as ``--pixel-size 1e-6`` would otherwise ask for 10^16 pixels and never return).
+MAX_VIEW_PIXELS = 8192 * 8192
+
+
+def check_view_size(shape: Sequence[int], pixel_size: float, unit: str) -> None:
+    """Refuse a view of more than :data:`MAX_VIEW_PIXELS` pixels.
+
+    Raises
+    ------
+    MetadataError
+        Naming the view's shape and the flags that make it smaller.
+    """
+    pixels = math.prod(int(n) for n in shape)
+    if pixels > MAX_VIEW_PIXELS:
+        raise MetadataError(
+            f"a view of {' x '.join(map(str, shape))} pixels of {pixel_size:g} {unit} is above "
+            f"the {MAX_VIEW_PIXELS:,} pixels a view may have: give a larger --pixel-size (or "
+            "--level, --size) or a smaller --box"
+        )
 
 
 @dataclass(frozen=True)
@@ -354,6 +374,7 @@ def orthogonal_plane(
         raise DimensionError(f"point {tuple(centre)} needs 3 coordinates (z, y, x) (--point)")
     rows = max(1, math.ceil((hi_a[r_ax] - lo_a[r_ax]) / pixel_size - 1e-9))
     cols = max(1, math.ceil((hi_a[c_ax] - lo_a[c_ax]) / pixel_size - 1e-9))
+    check_view_size((rows, cols), pixel_size, unit)
     linear = np.zeros((3, 2))
     linear[r_ax, 0] = pixel_size
     linear[c_ax, 1] = pixel_size
@@ -390,15 +411,27 @@ def orthogonal_plane(
 
 
 def flat_plane(
-    space: str, lo: Sequence[float], hi: Sequence[float], pixel_size: float, name: str
+    space: str,
+    lo: Sequence[float],
+    hi: Sequence[float],
+    pixel_size: float,
+    name: str,
+    unit: str = "nanometer",
 ) -> Plane:
-    """The whole of a 2D box (a section's own plane) as an output grid."""
+    """The whole of a 2D box (a section's own plane) as an output grid.
+
+    Raises
+    ------
+    MetadataError
+        If the grid has more than :data:`MAX_VIEW_PIXELS` pixels.
+    """
     if len(lo) != 2 or len(hi) != 2:
         raise DimensionError(f"plane {name!r} needs a 2D box; got {tuple(lo)} {tuple(hi)}")
     lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
     shape = tuple(
         max(1, math.ceil((b - a) / pixel_size - 1e-9)) for a, b in zip(lo_a, hi_a, strict=True)
     )
+    check_view_size(shape, pixel_size, unit)
     affine = Affine.from_linear(np.eye(2) * pixel_size, lo_a + pixel_size / 2.0)
     return Plane(space, affine, (int(shape[0]), int(shape[1])), pixel_size, name, ("y", "x"))
 

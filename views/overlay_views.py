@@ -31,6 +31,7 @@ from coframe.views.overlay import (
     sample_plane,
     volume_box,
 )
+from coframe.views.overlay_point import check_point
 from coframe.views.render import (
     MODES,
     Panel,
@@ -306,8 +307,10 @@ def build_planes(
             raise MetadataError(
                 f"--views {','.join(views)}: space {space!r} is 2D, its only view is 'plane'"
             )
-        return [flat_plane(space, lo, hi, ps, space)]
+        return [flat_plane(space, lo, hi, ps, space, unit)]
     views = options.views or ("z", "y", "x")
+    if options.point is not None and any(not v.startswith("max-") for v in views):
+        check_point(graph, space, options.point, (a, b), unit)
     planes = []
     for v in views:
         name = v[4:] if v.startswith("max-") else v

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from coframe.core.errors import MetadataError
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.graph import SpaceGraph
@@ -34,6 +35,9 @@ COLOURS = ("FF00FF", "00FF00")
 NG_COLOURS = ("#ff00ff", "#00ff00")
 #: Default longest side of the resampled export, in voxels.
 EXPORT_SIZE = 256
+#: Most voxels per channel of an export (2^31, e.g. 1290^3): a viewer's look at a region,
+#: not a copy of a volume (``coframe resample`` writes those).
+MAX_EXPORT_VOXELS = 2**31
 #: File names inside the export directory.
 ZARR_NAME = "overlay.ome.zarr"
 STATE_NAME = "neuroglancer.json"
@@ -54,7 +58,7 @@ def export_grid(
     if first.dim == 2:
         lo = first.to_space.translation - ps / 2.0
         hi = lo + np.asarray(first.shape) * ps
-        plane = flat_plane(first.space, lo, hi, ps, first.space)
+        plane = flat_plane(first.space, lo, hi, ps, first.space, unit)
         return [plane], (ps, ps), tuple(float(v) for v in lo + ps / 2.0)
     box = options.box
     if box is None:
@@ -63,6 +67,13 @@ def export_grid(
         box = (tuple(e[0] for e in ext), tuple(e[1] for e in ext))
     lo, hi = np.asarray(box[0], float), np.asarray(box[1], float)
     nz = max(1, math.ceil((hi[0] - lo[0]) / ps - 1e-9))
+    if nz * math.prod(first.shape) > MAX_EXPORT_VOXELS:
+        shape = " x ".join(map(str, (nz, *first.shape)))
+        raise MetadataError(
+            f"the export would be {shape} voxels of {ps:g} {unit}, above the "
+            f"{MAX_EXPORT_VOXELS:,} an export may have: give a larger --pixel-size (or --level, "
+            "--size) or a smaller --box"
+        )
     planes = []
     for k in range(nz):
         z = lo[0] + (k + 0.5) * ps

@@ -603,7 +603,7 @@ def test_one_thread_tasks_cap_the_process_itk_threads(source_dir: Path, tmp_path
     block = engine_mod.plan_blocks(grid.shape, grid.shape)[0]
     try:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
-        _, data = block_mod.run_block(job, block)
+        _, data, _ = block_mod.run_block(job, block)
         assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
         block_mod.run_block(replace(job, threads=4), block)
         assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1

@@ -137,3 +137,38 @@ def test_overlay_unknown_image_and_suffix(workspace: Path, runner) -> None:
         app, ["overlay", "fibsem", "xray", "-o", str(workspace / "o.jpg"), "-w", str(workspace)]
     )
     assert res.exit_code == 2 and ".png" in res.stderr
+
+
+@pytest.mark.parametrize("frame", ["A", "B"])
+def test_overlay_point_outside_both_images_is_refused(workspace: Path, runner, frame: str) -> None:
+    out = workspace / "far.png"
+    args = ["overlay", "fibsem", "xray", "-o", str(out), "-w", str(workspace), "--frame", frame]
+    res = runner.invoke(app, [*args, "--point", "1e6,1e6,1e6"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    for needle in ("--point 1e+06,1e+06,1e+06", "outside both images", "blank"):
+        assert needle in res.stderr
+    own, other = ("fibsem", "xray") if frame == "A" else ("xray", "fibsem")
+    assert f"{own} spans -" in res.stderr and f"{other} spans about " in res.stderr
+    assert not out.exists()
+
+
+def test_overlay_point_inside_only_the_other_image_is_shown(workspace: Path, runner) -> None:
+    """x = -20 lies left of fibsem (the frame) but inside xray (shifted 30 nm)."""
+    out = workspace / "edge.png"
+    args = ["overlay", "fibsem", "xray", "-o", str(out), "-w", str(workspace), "--json"]
+    res = runner.invoke(app, [*args, "--point", "80,200,-20", "--views", "x"])
+    assert res.exit_code == 0, res.output
+    view = json.loads(res.stdout)["views"][0]
+    assert view["coverage_a"] == 0.0 and view["coverage_b"] > 0.5
+
+
+@pytest.mark.timeout(60)
+def test_overlay_of_absurd_size_is_refused(workspace: Path, runner) -> None:
+    out = workspace / "huge.png"
+    args = ["overlay", "fibsem", "xray", "-o", str(out), "-w", str(workspace)]
+    res = runner.invoke(app, [*args, "--pixel-size", "1e-6"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "pixels of 1e-06 nanometer" in res.stderr and "--pixel-size" in res.stderr
+    assert not out.exists()

@@ -15,6 +15,7 @@ from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.transforms.tps import ThinPlateSpline
+from coframe.views import viewer as viewer_views
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
 
@@ -202,3 +203,20 @@ def test_export_of_a_section_plane_named_by_its_edge(workspace: Path, runner) ->
     ws = load_workspace(workspace)
     tem = ws.open_image("tem").levels[0].read()
     assert np.corrcoef(data[0].ravel(), tem.ravel().astype(float))[0, 1] > 0.99
+
+
+@pytest.mark.timeout(60)
+def test_absurd_export_size_is_refused_before_anything_is_written(
+    workspace: Path, runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = workspace / "viewer"
+    args = ["export-viewer", "fibsem", "xray", "-o", str(out), "-w", str(workspace)]
+    huge = runner.invoke(app, [*args, "--pixel-size", "1e-6"])
+    assert huge.exit_code == 2, huge.output
+    assert len(huge.stderr.strip().splitlines()) == 1
+    assert "320000000 x 360000000 pixels" in huge.stderr and "--pixel-size" in huge.stderr
+    monkeypatch.setattr(viewer_views, "MAX_EXPORT_VOXELS", 1000)
+    deep = runner.invoke(app, [*args, "--size", "16"])
+    assert deep.exit_code == 2, deep.output
+    assert "above the 1,000 an export may have" in deep.stderr and "--box" in deep.stderr
+    assert not out.exists()
