@@ -48,6 +48,7 @@ from coframe.registration.search_features import (
     indicators,
     joint_information,
     orientations,
+    padded_rfft3,
     rotation_angle,
 )
 from coframe.registration.search_inputs import SearchSource, scoring_prep
@@ -271,9 +272,8 @@ def _scores(
     count = float(tpl.footprint.sum())
     if energy_t <= 0 or count <= 0 or min(valid_shape) < 1:
         return None
-    axes = (1, 2, 3)
-    ft = sfft.rfftn(tpl.features, s=shape, axes=axes, workers=-1)
-    fw = sfft.rfftn(tpl.footprint.astype(np.float32), s=shape, workers=-1)
+    ft = padded_rfft3(tpl.features, shape)
+    fw = padded_rfft3(tpl.footprint.astype(np.float32), shape)
     np.conjugate(ft, out=ft)
     box = tuple(slice(0, v) for v in valid_shape)
     if tpl.binned:  # mutual information of every translation
