@@ -16,6 +16,9 @@ May import :mod:`coframe.views`, :mod:`coframe.registration`,
   ``coframe register`` and ``coframe locate`` (QC gate, stored edge, provenance);
 - :mod:`coframe.app.overlay`, :mod:`coframe.app.viewer`, :mod:`coframe.app.report`:
   overlays, the viewer export and the QC report of workspace images;
+- :mod:`coframe.app.napari_reader`: the napari reader (npe2 plugin ``coframe``,
+  manifest ``napari.yaml``): every image of a workspace as a lazy multiscale
+  layer placed in one space;
 - :mod:`coframe.app.provenance`: how a stored transform was made.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 from coframe.app.edges import export_scene, import_scene, link_transform
 from coframe.app.images import add_image
 from coframe.app.locate import render_locate, run_locate, store_located
+from coframe.app.napari_reader import workspace_layers
 from coframe.app.overlay import overlay_in_workspace, write_workspace_overlay
 from coframe.app.points import map_workspace_points, read_points
 from coframe.app.provenance import make_provenance
@@ -72,6 +76,7 @@ __all__ = [
     "run_register",
     "store_located",
     "workspace_from_dict",
+    "workspace_layers",
     "write_report",
     "write_workspace_overlay",
 ]

@@ -172,10 +172,13 @@ def test_wheel_installs_one_import_name(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"coframe"}
     assert "coframe/__main__.py" in names and "coframe/configs/xray-to-fibsem.yaml" in names
+    assert "coframe/app/napari.yaml" in names  # the napari reader's npe2 manifest
     assert not [n for n in names if n.startswith(("coframe/tests/", "coframe/benchmarks/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as z:
-        assert "coframe = coframe.cli:app" in z.read(entry_points).decode()
+        text = z.read(entry_points).decode()
+    assert "coframe = coframe.cli:app" in text
+    assert "[napari.manifest]\ncoframe = coframe.app:napari.yaml" in text
 
 
 def test_python_dash_m_runs_the_cli() -> None:
