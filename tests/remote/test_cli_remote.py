@@ -72,3 +72,17 @@ def test_no_credential_is_sent_stored_or_logged(
         assert "authorization" not in headers.lower()
         assert "x-amz-security-token" not in headers.lower()
         assert not any(v in headers for v in SECRETS.values())
+
+
+def test_a_failed_add_leaves_the_workspace_as_it_was(
+    proxy: FaultProxy, runner: CliRunner, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    before = (ws / "coframe.yaml").read_bytes()
+    proxy.set("drop", match="/s0/")
+    result = runner.invoke(app, ["add", "fibsem", ZARR, "-w", str(ws)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and ZARR in result.stderr
+    assert (ws / "coframe.yaml").read_bytes() == before
+    assert sorted(p.name for p in ws.iterdir()) == [".coframe.yaml.lock", "coframe.yaml"]
