@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "remote"), str(ROOT / "tests")]
 
-import conftest as bucket  # noqa: E402
+import s3_bucket as bucket  # noqa: E402
 from faults import start_proxy  # noqa: E402
 
 from coframe.core.errors import CoframeError  # noqa: E402
@@ -56,10 +56,8 @@ def main() -> None:
     policy = retry_policy()
     print(f"policy: {policy}, budget {policy.budget():.1f} s per request")
     with tempfile.TemporaryDirectory() as tmp:
-        factory = type("F", (), {"mktemp": lambda self, name: Path(tempfile.mkdtemp(dir=tmp))})()
-        moto = bucket.moto_endpoint.__wrapped__(factory)  # type: ignore[attr-defined]
-        endpoint = next(moto)
-        proxy, server = start_proxy(endpoint)
+        served = bucket.serve_bucket(Path(tmp))
+        proxy, server = start_proxy(served.__enter__())
         os.environ["AWS_ENDPOINT_URL"] = proxy.url
         delay = policy.timeout + 1
         try:
@@ -102,7 +100,7 @@ def main() -> None:
                 )
         finally:
             server.shutdown()
-            next(moto, None)
+            served.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

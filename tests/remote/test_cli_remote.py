@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-from conftest import N5, ZARR
 from faults import FaultProxy
+from s3_bucket import N5, ZARR
 from typer.testing import CliRunner
 
 from coframe.cli import app

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATA, N5, ZARR
 from faults import FaultProxy
+from s3_bucket import DATA, N5, ZARR
 
 from coframe.core.errors import RemoteError
 from coframe.volumes.open import open_volume
