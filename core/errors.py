@@ -108,3 +108,7 @@ class RegistrationError(CoframeError):
 
 class OutputError(CoframeError):
     """An output cannot be written: disk full, too large for its format, not an output."""
+
+
+class RemoteError(InputNotFoundError):
+    """A remote store could not be read: retries ran out, access was refused, or bad settings."""

@@ -25,6 +25,7 @@ from coframe.volumes.n5_placement import file_axes as n5_file_axes
 from coframe.volumes.n5_placement import level_placement
 from coframe.volumes.reading import AxisSpec, RawImage, RawLevel, finest_first, resolve_axes
 from coframe.volumes.remote import Location
+from coframe.volumes.retry import retry_policy, tensorstore_context
 from coframe.volumes.sources import TensorStoreSource
 
 FORMAT = "n5"
@@ -168,7 +169,11 @@ def _open_dataset(location: Location) -> Any:
     """Open an N5 dataset with tensorstore (metadata only; no voxel is read)."""
     import tensorstore as ts
 
-    spec = {"driver": "n5", "kvstore": location.kvstore_spec()}
+    spec = {
+        "driver": "n5",
+        "kvstore": location.kvstore_spec(),
+        "context": tensorstore_context(retry_policy()),
+    }
     try:
         return ts.open(spec, read=True, open=True).result()
     except ValueError as e:

@@ -11,6 +11,7 @@ downloaded once per process into a temporary cache.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from coframe.core.errors import FormatError, InputNotFoundError, ParseError
+from coframe.volumes.retry import (
+    await_with_retries,
+    call_with_retries,
+    retry_policy,
+    s3fs_options,
+    tensorstore_s3_options,
+)
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _ANONYMOUS_PROTOCOLS = ("s3", "s3a")
@@ -55,9 +63,38 @@ def is_url(text: str | os.PathLike[str]) -> bool:
 
 
 def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for a URL: anonymous access for S3."""
+    """fsspec options for a URL: for S3 anonymous access, the endpoint and the timeouts."""
     protocol = url.split("://", 1)[0].lower()
-    return {"anon": True} if protocol in _ANONYMOUS_PROTOCOLS else {}
+    return s3fs_options(retry_policy()) if protocol in _ANONYMOUS_PROTOCOLS else {}
+
+
+def _single_attempt(fs: Any) -> Any:
+    """``fs`` with s3fs's own retry loop off: :mod:`coframe.volumes.retry` retries instead."""
+    if hasattr(fs, "retries"):
+        fs.retries = 1
+    return fs
+
+
+def _url_of(fs: Any, path: str) -> str:
+    """The URL of an fsspec path (s3fs drops the scheme, the HTTP filesystem keeps it)."""
+    if "://" in path:
+        return path.rstrip("/")
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+    return f"{protocol}://{path.rstrip('/')}"
+
+
+@functools.cache
+def _retrying_store() -> type:
+    """A zarr ``FsspecStore`` whose reads retry transient failures (see :mod:`.retry`)."""
+    from zarr.storage import FsspecStore
+
+    class RetryingFsspecStore(FsspecStore):
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            url = f"{_url_of(self.fs, self.path)}/{key}"
+            parent = super()
+            return await await_with_retries(lambda: parent.get(key, prototype, byte_range), url)
+
+    return RetryingFsspecStore
 
 
 @dataclass(frozen=True)
@@ -135,7 +172,8 @@ class Location:
         import fsspec
 
         try:
-            return fsspec.core.url_to_fs(self.target, **storage_options(self.target))
+            fs, path = fsspec.core.url_to_fs(self.target, **storage_options(self.target))
+            return _single_attempt(fs), path
         except (ImportError, ValueError) as e:
             raise FormatError(
                 f"cannot open URL {self.target}: protocol {self.protocol!r} is not available ({e})"
@@ -147,7 +185,7 @@ class Location:
             return Path(self.target).exists()
         fs, path = self._fs()
         try:
-            return bool(fs.exists(path))
+            return bool(call_with_retries(lambda: fs.exists(path), self.target))
         except _REMOTE_ERRORS as e:
             raise InputNotFoundError(f"cannot reach {self.target}: {e}") from e
 
@@ -178,8 +216,10 @@ class Location:
         fs, path = loc._fs()
         try:
             if length is None:
-                return bytes(fs.cat_file(path))
-            return bytes(fs.cat_file(path, start=0, end=length))
+                return bytes(call_with_retries(lambda: fs.cat_file(path), loc.target))
+            return bytes(
+                call_with_retries(lambda: fs.cat_file(path, start=0, end=length), loc.target)
+            )
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except _REMOTE_ERRORS as e:
@@ -209,14 +249,16 @@ class Location:
 
     def zarr_store(self) -> Any:
         """A read-only zarr-python 3 store rooted here."""
-        from zarr.storage import FsspecStore, LocalStore
+        from zarr.storage import LocalStore
 
         if not self.remote:
             return LocalStore(self.target, read_only=True)
         try:
-            return FsspecStore.from_url(
+            store = _retrying_store().from_url(
                 self.target, storage_options=storage_options(self.target), read_only=True
             )
+            _single_attempt(store.fs)
+            return store
         except (ImportError, ValueError, TypeError) as e:
             raise FormatError(f"cannot open {self.target} as a zarr store: {e}") from e
 
@@ -236,6 +278,7 @@ class Location:
                 "bucket": bucket,
                 "path": key,
                 "aws_credentials": {"type": "anonymous"},
+                **tensorstore_s3_options(),
             }
         if scheme in ("gs", "gcs"):
             return {"driver": "gcs", "bucket": bucket, "path": key}

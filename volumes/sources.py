@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from coframe.core.errors import DimensionError, FormatError
+from coframe.core.errors import CoframeError, DimensionError, FormatError, RemoteError
+from coframe.volumes.retry import RETRY_HINT
 from coframe.volumes.volume import ArraySource
 
 #: Errors a storage library raises when chunk bytes cannot be decoded or fetched.
@@ -114,7 +115,21 @@ class TensorStoreSource:
         try:
             return np.asarray(self._store[box].read().result())
         except _READ_ERRORS as e:
-            raise FormatError(f"cannot read box {_box_text(box)} of {self._where}: {e}") from e
+            raise _tensorstore_error(box, self._where, e) from e
+
+
+#: tensorstore's status codes for a store it could not reach (after its own retries).
+_UNREACHABLE = ("ABORTED", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
+def _tensorstore_error(box: tuple[slice, ...], where: str, error: BaseException) -> CoframeError:
+    """A tensorstore read failure in one line; :class:`RemoteError` if the store was unreachable."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    text = lines[0].split(" [", 1)[0]  # drop tensorstore's bracketed response body and source
+    message = f"cannot read box {_box_text(box)} of {where}: {text}"
+    if text.startswith(_UNREACHABLE):
+        return RemoteError(f"{message}: {RETRY_HINT}")
+    return FormatError(message)
 
 
 class MemmapSource:
