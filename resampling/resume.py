@@ -163,5 +163,18 @@ def start_or_resume(
 
 
 def finish_run(output: Path) -> None:
-    """Remove the run state of a finished output (its metadata is written)."""
-    shutil.rmtree(output / STATE_DIR)
+    """Remove the run state of a finished output (its metadata is written).
+
+    The run record goes last: a run stopped part way through (``kill -9``)
+    still holds it, so running the same command again resumes and finishes
+    instead of finding a finished-looking output with stray block markers.
+    """
+    state = output / STATE_DIR
+    for entry in os.scandir(state):
+        if entry.name != "run.json":
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    (state / "run.json").unlink(missing_ok=True)
+    state.rmdir()
