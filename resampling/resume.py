@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,11 +154,19 @@ def start_or_resume(
         if not force:
             raise OverwriteError(f"output {output} already exists: pass --force to overwrite it")
         _remove_output(output)
-    output.mkdir(parents=True, exist_ok=False)
+    # made under a temporary name with its run record, then renamed: a run killed
+    # here leaves no output without a record (which a rerun would refuse)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()
     try:
-        _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+        _write_json(
+            staging / STATE_DIR / "run.json",
+            {"spec": spec, "plan": {"block_shape": list(block_shape)}},
+        )
+        os.rename(staging, output)
     except OSError:
-        shutil.rmtree(output, ignore_errors=True)  # the empty output made just now
+        shutil.rmtree(staging, ignore_errors=True)  # the empty output made just now
         raise
     return block_shape, False
 

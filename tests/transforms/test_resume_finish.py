@@ -1,4 +1,4 @@
-"""A resample run killed while removing its run state can still be resumed by the same command."""
+"""A resample run killed while creating or removing its run state is resumed by the same command."""
 
 from __future__ import annotations
 
@@ -39,3 +39,21 @@ def test_a_run_stopped_while_finishing_keeps_its_record_or_no_state(
     # the same command resumes (same block layout) from what is left
     assert (state / "run.json").is_file()
     assert resume.start_or_resume(out, {"a": 1}, (2, 2, 2), force=False) == ((4, 4, 4), True)
+
+
+def test_a_run_stopped_while_starting_leaves_no_output_without_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out.zarr"
+
+    def dying_write(*args: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(resume, "_write_json", dying_write)
+    with pytest.raises(Killed):
+        resume.start_or_resume(out, {"a": 1}, (4, 4, 4), force=False)
+    monkeypatch.undo()
+    assert not out.exists()
+    # the same command starts afresh, without --force
+    assert resume.start_or_resume(out, {"a": 1}, (4, 4, 4), force=False) == ((4, 4, 4), False)
+    assert (out / resume.STATE_DIR / "run.json").is_file()
