@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,15 +154,36 @@ def start_or_resume(
         if not force:
             raise OverwriteError(f"output {output} already exists: pass --force to overwrite it")
         _remove_output(output)
-    output.mkdir(parents=True, exist_ok=False)
+    # made under a temporary name with its run record, then renamed: a run killed
+    # here leaves no output without a record (which a rerun would refuse)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()
     try:
-        _write_json(record, {"spec": spec, "plan": {"block_shape": list(block_shape)}})
+        _write_json(
+            staging / STATE_DIR / "run.json",
+            {"spec": spec, "plan": {"block_shape": list(block_shape)}},
+        )
+        os.rename(staging, output)
     except OSError:
-        shutil.rmtree(output, ignore_errors=True)  # the empty output made just now
+        shutil.rmtree(staging, ignore_errors=True)  # the empty output made just now
         raise
     return block_shape, False
 
 
 def finish_run(output: Path) -> None:
-    """Remove the run state of a finished output (its metadata is written)."""
-    shutil.rmtree(output / STATE_DIR)
+    """Remove the run state of a finished output (its metadata is written).
+
+    The run record goes last: a run stopped part way through (``kill -9``)
+    still holds it, so running the same command again resumes and finishes
+    instead of finding a finished-looking output with stray block markers.
+    """
+    state = output / STATE_DIR
+    for entry in os.scandir(state):
+        if entry.name != "run.json":
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    (state / "run.json").unlink(missing_ok=True)
+    state.rmdir()
