@@ -16,9 +16,9 @@
 Local paths become URLs under ``url_base``, which must serve the directory
 reported as ``serve`` (with CORS), e.g. ``npx http-server --cors -p 8000``.
 
-Neuroglancer places voxel ``i`` of a source over ``[i, i + 1)``, its centre
-at ``i + 0.5``; OME-Zarr and coframe place the centre at ``origin + i * voxel``.
-The matrices include that half-voxel shift (:func:`~coframe.views.viewer.layer_matrix`).
+A ``source.transform`` matrix maps physical source coordinates into the frame:
+neuroglancer places an OME-Zarr source's voxels by its multiscale metadata
+itself (:func:`~coframe.views.viewer.layer_matrix`).
 """
 
 from __future__ import annotations
@@ -115,13 +115,8 @@ def neuroglancer_state(
             }
             name, channel = ch.name, None
         else:
-            resampled_origin = np.asarray(origin) - 0.5 * np.asarray(voxel_size)
-            rows = [[1.0] + [0.0] * len(spatial) + [0.0]]
-            for i, v in enumerate(voxel_size):
-                row = [0.0] * (len(spatial) + 2)
-                row[1 + i] = float(v)
-                row[-1] = float(resampled_origin[i])
-                rows.append(row)
+            # the resampled OME-Zarr is placed in the frame by its own metadata
+            rows = np.eye(len(spatial) + 1, len(spatial) + 2).tolist()
             source = {
                 "url": "zarr://" + _url(str(zarr_path), serve_root, url_base),
                 "transform": {
