@@ -115,30 +115,22 @@ def neuroglancer_state(
             }
             name, channel = ch.name, None
         else:
-            # the resampled OME-Zarr is placed in the frame by its own metadata
-            rows = np.eye(len(spatial) + 1, len(spatial) + 2).tolist()
-            source = {
-                "url": "zarr://" + _url(str(zarr_path), serve_root, url_base),
-                "transform": {
-                    "inputDimensions": {
-                        "c": [1.0, ""],
-                        **ng_dimensions(spatial, [v * unit_m for v in voxel_size]),
-                    },
-                    "outputDimensions": {"c^": [1.0, ""], **out_dims},
-                    "matrix": rows,
-                },
-            }
+            # the resampled OME-Zarr is placed in the frame by its own metadata; neuroglancer
+            # opens its channel axis as the local axis c' (chunked one channel at a time, it
+            # cannot be a shader channel), set to this channel
+            source = {"url": "zarr://" + _url(str(zarr_path), serve_root, url_base)}
             name, channel = f"{ch.name} (resampled: {why})", c
-        layers.append(
-            {
-                "type": "image",
-                "name": name,
-                "source": source,
-                "shader": shader_code(NG_COLOURS[c], limits, channel),
-                "blend": "additive",
-                "opacity": 1.0,
-            }
-        )
+        layer = {
+            "type": "image",
+            "name": name,
+            "source": source,
+            "shader": shader_code(NG_COLOURS[c], limits, None),
+            "blend": "additive",
+            "opacity": 1.0,
+        }
+        if channel is not None:
+            layer |= {"localDimensions": {"c'": [1, ""]}, "localPosition": [channel]}
+        layers.append(layer)
     rows_cols = np.asarray(voxel_size)
     centre = np.asarray(origin) + 0.5 * (np.asarray(_shape_of(zarr_path)) - 1) * rows_cols
     return {

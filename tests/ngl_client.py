@@ -21,7 +21,8 @@ import aiohttp
 import numpy as np
 from PIL import Image
 
-#: Reads the client's view of its layers: data-source load states and layer messages.
+#: Reads the client's view of its layers: data-source load states, layer messages and
+#: shader errors.
 LAYERS_JS = """(() => {
   const v = window.viewer;
   if (v === undefined) return null;
@@ -34,7 +35,9 @@ LAYERS_JS = """(() => {
       return s.error !== undefined ? 'error: ' + s.error.message : 'loaded';
     });
     const messages = Array.from(l.messages, (x) => ({severity: x.severity, message: x.message}));
-    return {name: m.name, visible: m.visible, sources, messages};
+    const e = l.shaderError === undefined ? undefined : l.shaderError.value;
+    const shaderError = e == null ? null : String(e.message || e);
+    return {name: m.name, visible: m.visible, sources, messages, shaderError};
   });
   return {ready: v.isReady(), layers};
 })()"""

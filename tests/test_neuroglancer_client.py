@@ -8,7 +8,6 @@ on 127.0.0.1. Chromium is installed by ``.ci/run``; without it these tests skip.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from coframe.cli import app
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.dispatch import write_transform
+from coframe.transforms.tps import ThinPlateSpline
 
 neuroglancer = pytest.importorskip("neuroglancer")
 static_file_server = pytest.importorskip("neuroglancer.static_file_server")
@@ -112,6 +112,14 @@ def _green(rgb: np.ndarray) -> np.ndarray:
     return (g > 40) & (r <= 8) & (b <= 8)
 
 
+def _assert_no_errors(status: dict, browser: Chromium) -> None:
+    """Every layer's source loaded, with no error message and a shader that compiled."""
+    for layer in status["layers"]:
+        assert layer["sources"] == ["loaded"], (layer, browser.console)
+        errors = [m for m in layer["messages"] if m["severity"] >= 2]
+        assert not errors and layer["shaderError"] is None, (layer, errors)
+
+
 def _set_visible(browser: Chromium, visible: list[bool]) -> None:
     flags = json.dumps(visible)
     browser.evaluate(
@@ -129,10 +137,7 @@ def test_export_loads_without_layer_errors_and_shows_both_channels(
     try:
         status = browser.wait_ready()
         assert [ly["name"] for ly in status["layers"]] == ["fibsem", "xray"]
-        for layer in status["layers"]:
-            assert layer["sources"] == ["loaded"], (layer, browser.console)
-            errors = [m for m in layer["messages"] if m["severity"] >= 2]
-            assert not errors, (layer["name"], errors)
+        _assert_no_errors(status, browser)
         both = browser.canvas()
         _set_visible(browser, [True, False])
         browser.wait_ready()
@@ -156,9 +161,7 @@ def test_export_loads_without_layer_errors_and_shows_both_channels(
 def _render(viewer, browser: Chromium, state: dict, layers: list[dict]) -> np.ndarray:
     """The canvas showing only ``layers`` in the export's view."""
     viewer.set_state(neuroglancer.ViewerState(_shown({**state, "layers": layers})))
-    status = browser.wait_ready([ly["name"] for ly in layers])
-    for layer in status["layers"]:
-        assert layer["sources"] == ["loaded"], (layer, browser.console)
+    _assert_no_errors(browser.wait_ready([ly["name"] for ly in layers]), browser)
     return browser.canvas()
 
 
@@ -188,11 +191,10 @@ def test_layers_land_where_neuroglancer_places_the_same_ome_zarr(
         own = {**fib, "name": "own", "source": fib["source"]["url"]}
         by_metadata = _render(ng_viewer, browser, state, [own])
         drawn = _render(ng_viewer, browser, state, [xray])
-        overlay = url + "/ws/viewer/overlay.ome.zarr"
-        shader = re.sub(
-            r"(invlerp normalized\(range=\[[^]]*\])", r"\1, channel=[1]", xray["shader"]
-        )
-        channel = {**xray, "name": "resampled", "source": "zarr://" + overlay, "shader": shader}
+        # the overlay as neuroglancer opens it: its channel axis c' a local axis, set to 1
+        overlay = "zarr://" + url + "/ws/viewer/overlay.ome.zarr"
+        channel = {**xray, "name": "resampled", "source": overlay}
+        channel |= {"localDimensions": {"c'": [1, ""]}, "localPosition": [1]}
         resampled = _render(ng_viewer, browser, state, [channel])
     finally:
         browser.close()
@@ -208,3 +210,39 @@ def test_layers_land_where_neuroglancer_places_the_same_ome_zarr(
     # pixels may differ only along voxel edges, where the two sample either side (a shift
     # of a tenth of an X-ray voxel, 2 pixels, would exceed that)
     assert same[inside].mean() > 0.9, same[inside].mean()
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def test_resampled_layer_of_a_non_affine_chain_fills_the_frame(
+    served, ng_viewer, runner, tmp_path: Path
+) -> None:
+    """A layer taken from the resampled overlay (the chain is a thin-plate spline) loads
+    without error and draws its channel in green over the frame's box, the pixels the
+    FIB-SEM (frame A) layer covers."""
+    root, url = served
+    ws = _workspace(root / "ws")
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 300, (12, 3))
+    write_transform(ThinPlateSpline(src, src + rng.normal(0, 4, src.shape)), ws / "warp.csv")
+    link = ["link", "fibsem", "xray", str(ws / "warp.csv"), "-w", str(ws), "--force"]
+    res = runner.invoke(app, link)
+    assert res.exit_code == 0, res.output
+    state = _export(runner, ws, url + "/ws")
+    state["position"] = [60.0, 155.25, 182.0]
+    fib, xray = state["layers"]
+    assert xray["name"].startswith("xray (resampled")
+    browser = _open(ng_viewer, {**state, "layers": [xray]}, tmp_path / "profile")
+    try:
+        _assert_no_errors(browser.wait_ready([xray["name"]]), browser)
+        resampled = browser.canvas()
+        frame = _render(ng_viewer, browser, state, [fib])
+    finally:
+        browser.close()
+    assert not resampled[..., 0].any() and not resampled[..., 2].any()  # green only
+    assert _green(resampled).sum() > 0.8 * 120 * 320
+    # the same box, to a pixel (1 nm, a tenth of a voxel)
+    assert np.abs(np.subtract(_box(resampled[..., 1] > 0), _box(frame[..., 0] > 0))).max() <= 1
