@@ -16,9 +16,9 @@
 Local paths become URLs under ``url_base``, which must serve the directory
 reported as ``serve`` (with CORS), e.g. ``npx http-server --cors -p 8000``.
 
-Neuroglancer places voxel ``i`` of a source over ``[i, i + 1)``, its centre
-at ``i + 0.5``; OME-Zarr and coframe place the centre at ``origin + i * voxel``.
-The matrices include that half-voxel shift (:func:`~coframe.views.viewer.layer_matrix`).
+A ``source.transform`` matrix maps physical source coordinates into the frame:
+neuroglancer places an OME-Zarr source's voxels by its multiscale metadata
+itself (:func:`~coframe.views.viewer.layer_matrix`).
 """
 
 from __future__ import annotations
@@ -115,35 +115,22 @@ def neuroglancer_state(
             }
             name, channel = ch.name, None
         else:
-            resampled_origin = np.asarray(origin) - 0.5 * np.asarray(voxel_size)
-            rows = [[1.0] + [0.0] * len(spatial) + [0.0]]
-            for i, v in enumerate(voxel_size):
-                row = [0.0] * (len(spatial) + 2)
-                row[1 + i] = float(v)
-                row[-1] = float(resampled_origin[i])
-                rows.append(row)
-            source = {
-                "url": "zarr://" + _url(str(zarr_path), serve_root, url_base),
-                "transform": {
-                    "inputDimensions": {
-                        "c": [1.0, ""],
-                        **ng_dimensions(spatial, [v * unit_m for v in voxel_size]),
-                    },
-                    "outputDimensions": {"c^": [1.0, ""], **out_dims},
-                    "matrix": rows,
-                },
-            }
+            # the resampled OME-Zarr is placed in the frame by its own metadata; neuroglancer
+            # opens its channel axis as the local axis c' (chunked one channel at a time, it
+            # cannot be a shader channel), set to this channel
+            source = {"url": "zarr://" + _url(str(zarr_path), serve_root, url_base)}
             name, channel = f"{ch.name} (resampled: {why})", c
-        layers.append(
-            {
-                "type": "image",
-                "name": name,
-                "source": source,
-                "shader": shader_code(NG_COLOURS[c], limits, channel),
-                "blend": "additive",
-                "opacity": 1.0,
-            }
-        )
+        layer = {
+            "type": "image",
+            "name": name,
+            "source": source,
+            "shader": shader_code(NG_COLOURS[c], limits, None),
+            "blend": "additive",
+            "opacity": 1.0,
+        }
+        if channel is not None:
+            layer |= {"localDimensions": {"c'": [1, ""]}, "localPosition": [channel]}
+        layers.append(layer)
     rows_cols = np.asarray(voxel_size)
     centre = np.asarray(origin) + 0.5 * (np.asarray(_shape_of(zarr_path)) - 1) * rows_cols
     return {

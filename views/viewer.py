@@ -1,9 +1,9 @@
 """Viewer hand-off pieces: a two-channel OME-Zarr of two images in one frame, and the
 neuroglancer layer matrices and shaders that place and colour them.
 
-Neuroglancer places voxel ``i`` of a source over ``[i, i + 1)``, its centre
-at ``i + 0.5``; OME-Zarr and coframe place the centre at ``origin + i * voxel``.
-:func:`layer_matrix` includes that half-voxel shift.
+Neuroglancer places an OME-Zarr source by its multiscale metadata, as coframe
+does, and an N5 source's voxel ``i`` over ``[i, i + 1)`` voxels;
+:func:`layer_matrix` adds the N5 source's origin and half-voxel shift.
 """
 
 from __future__ import annotations
@@ -194,9 +194,14 @@ def ng_dimensions(names: Sequence[str], sizes_m: Sequence[float]) -> dict[str, l
 def layer_matrix(volume: Volume, to_frame: Affine, reverse_axes: bool = False) -> list[list[float]]:
     """Neuroglancer ``source.transform.matrix`` of an image placed in the frame.
 
-    Maps the source's voxel coordinates (voxel ``i`` centred at ``i + 0.5``,
-    in the file's axis order) to physical frame coordinates (z, y, x) in the
-    workspace unit.
+    Neuroglancer's matrix maps physical source coordinates to physical frame
+    coordinates (it converts between the input and output dimensions' units
+    itself), its last column in the frame's unit. For an OME-Zarr source
+    neuroglancer already places voxel ``i`` where the multiscale metadata
+    does (centre at ``origin + i * voxel``), so the matrix is the chain into
+    the frame. An N5 source (``reverse_axes``: axes x, y, z) is placed with
+    voxel ``i`` over ``[i, i + 1)`` voxels and no origin: the matrix adds the
+    origin less half a voxel.
 
     Parameters
     ----------
@@ -207,12 +212,11 @@ def layer_matrix(volume: Volume, to_frame: Affine, reverse_axes: bool = False) -
     reverse_axes
         True when the source lists its axes x, y, z (N5).
     """
-    lvl = volume.levels[0]
-    vs = np.asarray(lvl.voxel_size, float)
-    origin = np.asarray(lvl.origin, float)
-    linear = to_frame.linear @ np.diag(vs)
-    offset = to_frame.linear @ (origin - 0.5 * vs) + to_frame.translation
+    linear, offset = to_frame.linear, to_frame.translation
     if reverse_axes:
+        lvl = volume.levels[0]
+        vs = np.asarray(lvl.voxel_size, float)
+        offset = linear @ (np.asarray(lvl.origin, float) - 0.5 * vs) + offset
         linear = linear[:, ::-1]
     return np.column_stack([linear, offset]).tolist()
 

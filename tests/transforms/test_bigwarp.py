@@ -171,3 +171,12 @@ def test_json_errors(tmp_path: Path) -> None:
     bw = BigWarpJson(_random_landmarks(2), "Spiral")
     with pytest.raises(Exception, match="'Spiral' is not supported"):
         bw.to_transform()
+
+
+def test_written_csv_has_the_example_layout_byte_for_byte(tmp_path: Path) -> None:
+    """Read then written, the example comes back identical: no header, every field quoted,
+    name, active, moving x, y, z, fixed x, y, z, numbers as written, one line each."""
+    example = tmp_path / "example.csv"
+    example.write_text(EXAMPLE_CSV)
+    out = write_bigwarp_landmarks(tmp_path / "out.csv", read_bigwarp_landmarks(example))
+    assert out.read_bytes() == EXAMPLE_CSV.encode()
