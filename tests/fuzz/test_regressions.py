@@ -1,0 +1,101 @@
+"""Inputs the fuzzers found that escaped as other errors (or crashed the process), one test each.
+
+Each test builds the smallest input known to trigger its bug and checks the
+reader now refuses it with a one-line coframe error that names the file and
+the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from samples import cellmap_pyramid
+
+from coframe.core.errors import (
+    FormatError,
+)
+from coframe.transforms.formats.dispatch import read_transform
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+LONG_INTEGER = "1" + "0" * 5000  # more digits than Python converts (4300)
+
+
+def _pyramid(path: Path, zarr_format: int = 2) -> Path:
+    data = (np.arange(8**3) % 251).astype(np.uint8).reshape(8, 8, 8)
+    return cellmap_pyramid(path, data, levels=2, zarr_format=zarr_format)
+
+
+# ---------------------------------------------------------------------- ITK .tfm
+
+_HEADER = "#Insight Transform File V1.0\n#Transform 0\n"
+_DIRECTION = "1 0 0 0 1 0 0 0 1"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # an empty Parameters list crashed the process (segmentation fault)
+        (
+            "Transform: Euler3DTransform_double_3_3\nParameters: \nFixedParameters: 1 2 3 0\n",
+            r"holds 0 Parameters and 4 FixedParameters but needs 6 and 3",
+        ),
+        # ITK stops at 1e400 and read the scale past its end
+        (
+            "Transform: ScaleTransform_double_3_3\nParameters: 1e400 2 0.5\n"
+            "FixedParameters: 0 0 0\n",
+            r"Parameters holds '1e400': expected finite decimal numbers",
+        ),
+        # a grid of 10^10 nodes corrupted ITK's heap (double free, abort)
+        (
+            "Transform: BSplineTransform_double_3_3\nParameters: 0 0 0\n"
+            f"FixedParameters: 1e10 2 2 0 0 0 1 1 1 {_DIRECTION}\n",
+            r"holds 3 Parameters .* needs 120000000000 for the grid size 1e10 x 2 x 2",
+        ),
+        (
+            "Transform: BSplineTransform_double_3_3\nParameters: 0 0 0\n"
+            f"FixedParameters: 100000 100000 100000 0 0 0 1 1 1 {_DIRECTION}\n",
+            r"needs 3000000000000000 for the grid size 100000 x 100000 x 100000",
+        ),
+        # SimpleITK wraps an unknown kind in a composite of itself (RecursionError)
+        (
+            "Transform: MatrixOffsetTransformBase_double_3_3\n"
+            "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
+            r"'MatrixOffsetTransformBase_double_3_3' is not an ITK transform coframe reads",
+        ),
+    ],
+)
+def test_corrupt_itk_text_is_refused_before_itk_reads_it(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = tmp_path / "t.tfm"
+    path.write_text(_HEADER + body)
+    with pytest.raises(FormatError, match=message):
+        read_transform(path)
+
+
+def test_itk_text_of_every_kind_written_still_reads(tmp_path: Path) -> None:
+    bspline = sitk.BSplineTransform(3, 3)
+    bspline.SetTransformDomainMeshSize((2, 1, 1))
+    kinds = [
+        sitk.AffineTransform(3),
+        sitk.Euler3DTransform(),
+        sitk.Euler2DTransform(),
+        sitk.Similarity2DTransform(),
+        sitk.Similarity3DTransform(),
+        sitk.VersorTransform(),
+        sitk.VersorRigid3DTransform(),
+        sitk.ScaleVersor3DTransform(),
+        sitk.ScaleSkewVersor3DTransform(),
+        sitk.ScaleTransform(2),
+        sitk.TranslationTransform(3, (1.0, 2.0, 3.0)),
+        sitk.Transform(3, sitk.sitkIdentity),
+        bspline,
+        sitk.CompositeTransform([sitk.AffineTransform(3), bspline]),
+    ]
+    for i, t in enumerate(kinds):
+        path = tmp_path / f"t{i}.txt"
+        sitk.WriteTransform(t, str(path))
+        assert read_transform(path).input_dim == t.GetDimension()
