@@ -16,8 +16,10 @@ from samples import cellmap_pyramid
 
 from coframe.core.errors import (
     FormatError,
+    TransformError,
 )
 from coframe.transforms.formats.dispatch import read_transform
+from coframe.transforms.sitk_bridge import from_sitk
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 LONG_INTEGER = "1" + "0" * 5000  # more digits than Python converts (4300)
@@ -99,3 +101,13 @@ def test_itk_text_of_every_kind_written_still_reads(tmp_path: Path) -> None:
         path = tmp_path / f"t{i}.txt"
         sitk.WriteTransform(t, str(path))
         assert read_transform(path).input_dim == t.GetDimension()
+
+
+def test_unknown_kind_wrapped_in_itself_is_a_transform_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.tfm"
+    path.write_text(
+        _HEADER + "Transform: MatrixOffsetTransformBase_double_3_3\n"
+        "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n"
+    )
+    with pytest.raises(TransformError, match="nests more than 16 composites deep"):
+        from_sitk(sitk.ReadTransform(str(path)))
