@@ -7,19 +7,23 @@ the field.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import zarr
 from samples import cellmap_pyramid
 
 from coframe.core.errors import (
     FormatError,
+    ParseError,
     TransformError,
 )
 from coframe.transforms.formats.dispatch import read_transform
 from coframe.transforms.sitk_bridge import from_sitk
+from coframe.volumes.open import open_volume
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 LONG_INTEGER = "1" + "0" * 5000  # more digits than Python converts (4300)
@@ -111,3 +115,49 @@ def test_unknown_kind_wrapped_in_itself_is_a_transform_error(tmp_path: Path) -> 
     )
     with pytest.raises(TransformError, match="nests more than 16 composites deep"):
         from_sitk(sitk.ReadTransform(str(path)))
+
+
+# ---------------------------------------------------------------------- OME-Zarr, N5
+
+
+@pytest.mark.parametrize("text", [DEEP_JSON, f'{{"multiscales": {LONG_INTEGER}}}'])
+def test_zattrs_too_deep_or_too_long_a_number_is_a_parse_error(tmp_path: Path, text: str) -> None:
+    image = _pyramid(tmp_path / "image.zarr")
+    (image / ".zattrs").write_text(text)
+    with pytest.raises(ParseError, match=r"\.zattrs nests too deeply or holds a number too long"):
+        open_volume(image)
+
+
+def test_array_metadata_too_deep_is_a_format_error(tmp_path: Path) -> None:
+    image = _pyramid(tmp_path / "image.zarr", zarr_format=3)
+    (image / "s0" / "zarr.json").write_text(DEEP_JSON)
+    with pytest.raises(FormatError, match=r"cannot open array 's0'"):
+        open_volume(image)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zero_chunk_size_is_a_format_error(tmp_path: Path, zarr_format: int) -> None:
+    image = _pyramid(tmp_path / "image.zarr", zarr_format)
+    document = image / "s0" / (".zarray" if zarr_format == 2 else "zarr.json")
+    doc = json.loads(document.read_text())
+    if zarr_format == 2:
+        doc["chunks"] = [0, 4, 4]
+    else:
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [0, 4, 4]
+    document.write_text(json.dumps(doc))
+    with pytest.raises(FormatError, match=r"'s0' .* has chunks \(0, 4, 4\): expected positive"):
+        open_volume(image)
+
+
+def test_n5_attributes_too_deep_is_a_parse_error(tmp_path: Path) -> None:
+    group = tmp_path / "image.n5"
+    group.mkdir()
+    (group / "attributes.json").write_text(DEEP_JSON)
+    with pytest.raises(ParseError, match=r"attributes\.json nests too deeply"):
+        open_volume(group)
+
+
+def test_zarr_group_is_still_an_ome_zarr(tmp_path: Path) -> None:
+    # the seeds the fuzzers break are valid
+    assert open_volume(_pyramid(tmp_path / "image.zarr")).levels[0].shape == (8, 8, 8)
+    assert zarr.open_group(str(tmp_path / "image.zarr"), mode="r").attrs["multiscales"]
