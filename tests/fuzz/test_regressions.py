@@ -7,17 +7,21 @@ the field.
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import tifffile
 import zarr
 from samples import cellmap_pyramid
 
 from coframe.core.errors import (
     FormatError,
+    MetadataError,
     ParseError,
     TransformError,
 )
@@ -161,3 +165,64 @@ def test_zarr_group_is_still_an_ome_zarr(tmp_path: Path) -> None:
     # the seeds the fuzzers break are valid
     assert open_volume(_pyramid(tmp_path / "image.zarr")).levels[0].shape == (8, 8, 8)
     assert zarr.open_group(str(tmp_path / "image.zarr"), mode="r").attrs["multiscales"]
+
+
+# ---------------------------------------------------------------------- TIFF
+
+
+def _tiff_with_entry(tag: int, *, count: int | None = None, value: int | None = None) -> bytes:
+    """A 5x6 uint8 TIFF of one strip per row, with one IFD entry's count or value replaced."""
+    buf = io.BytesIO()
+    data = (np.arange(30) % 251).astype(np.uint8).reshape(5, 6)
+    tifffile.imwrite(
+        buf, data, rowsperstrip=1, resolution=(2.0, 2.0), resolutionunit=5, photometric=1
+    )
+    raw = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", raw, 4)[0]
+    for i in range(struct.unpack_from("<H", raw, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", raw, at)[0] == tag:
+            if count is not None:
+                struct.pack_into("<I", raw, at + 4, count)
+            if value is not None:
+                struct.pack_into("<I", raw, at + 8, value)
+            return bytes(raw)
+    raise AssertionError(f"tag {tag} not written")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"tag": 256, "value": 0}, "cannot read the image series"),  # ImageWidth 0
+        ({"tag": 278, "value": 0}, "cannot open level 0"),  # RowsPerStrip 0
+        ({"tag": 279, "count": 4}, "lists 5 data offsets but 4 byte counts"),  # StripByteCounts
+    ],
+)
+def test_corrupt_tiff_tags_are_format_errors(
+    tmp_path: Path, entry: dict[str, int], message: str
+) -> None:
+    path = tmp_path / "image.tif"
+    path.write_bytes(_tiff_with_entry(**entry))
+    with pytest.raises(FormatError, match=message):
+        open_volume(path)
+
+
+def test_xresolution_with_two_rationals_is_an_unusable_size(tmp_path: Path) -> None:
+    path = tmp_path / "image.tif"
+    path.write_bytes(_tiff_with_entry(282, count=2))
+    with pytest.raises(MetadataError, match=r"XResolution/YResolution tags .* give x = nan"):
+        open_volume(path)
+    assert open_volume(path, voxel_size=0.5, input_unit="micrometer").levels[0].voxel_size == (
+        500.0,
+        500.0,
+    )
+
+
+def test_imagej_spacing_too_large_for_a_float_is_an_unusable_size(tmp_path: Path) -> None:
+    path = tmp_path / "image.tif"
+    data = np.zeros((3, 5, 6), dtype=np.uint8)
+    tifffile.imwrite(
+        path, data, imagej=True, metadata={"unit": "um", "spacing": 10**400, "axes": "ZYX"}
+    )
+    with pytest.raises(MetadataError, match=r"spacing .* give z = inf"):
+        open_volume(path)
