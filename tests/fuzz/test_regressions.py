@@ -226,3 +226,19 @@ def test_imagej_spacing_too_large_for_a_float_is_an_unusable_size(tmp_path: Path
     )
     with pytest.raises(MetadataError, match=r"spacing .* give z = inf"):
         open_volume(path)
+
+
+# ---------------------------------------------------------------------- MRC
+
+
+def test_mrc_header_whose_data_size_overflows_is_a_format_error(tmp_path: Path) -> None:
+    import mrcfile
+
+    path = tmp_path / "tomo.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((3, 4, 5), dtype=np.int16))
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<ii", raw, 0, -1, 2**31 - 1)  # nx = -1, ny = 2^31 - 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=r"cannot read .*tomo\.mrc as MRC"):
+        open_volume(path)
