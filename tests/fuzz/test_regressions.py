@@ -26,6 +26,7 @@ from coframe.core.errors import (
     TransformError,
 )
 from coframe.transforms.formats.dispatch import read_transform
+from coframe.transforms.formats.ngff import read_scene
 from coframe.transforms.sitk_bridge import from_sitk
 from coframe.volumes.open import open_volume
 
@@ -242,3 +243,34 @@ def test_mrc_header_whose_data_size_overflows_is_a_format_error(tmp_path: Path) 
     path.write_bytes(bytes(raw))
     with pytest.raises(FormatError, match=r"cannot read .*tomo\.mrc as MRC"):
         open_volume(path)
+
+
+# ---------------------------------------------------------------------- NGFF, BigWarp
+
+
+def test_ngff_scene_too_deep_is_a_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "scene.json"
+    path.write_text(DEEP_JSON)
+    with pytest.raises(ParseError, match=r"scene\.json: JSON nests too deeply"):
+        read_scene(path)
+
+
+def test_ngff_number_too_large_for_a_float_is_a_parse_error(tmp_path: Path) -> None:
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    doc = {
+        "coordinateSystems": [{"name": "a", "axes": axes}, {"name": "b", "axes": axes}],
+        "coordinateTransformations": [
+            {"type": "translation", "input": "a", "output": "b", "translation": [10**400, 0, 0]}
+        ],
+    }
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ParseError, match=r"\[0\]\.translation: expected numbers"):
+        read_scene(path)
+
+
+def test_bigwarp_json_too_deep_is_a_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "landmarks.json"
+    path.write_text('{"landmarks": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    with pytest.raises(ParseError, match=r"landmarks\.json: JSON nests too deeply"):
+        read_transform(path)
