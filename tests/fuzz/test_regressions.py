@@ -23,8 +23,10 @@ from coframe.core.errors import (
     FormatError,
     MetadataError,
     ParseError,
+    RegistrationError,
     TransformError,
 )
+from coframe.registration.landmarks import fit, load_landmarks
 from coframe.transforms.formats.dispatch import read_transform
 from coframe.transforms.formats.ngff import read_scene
 from coframe.transforms.sitk_bridge import from_sitk
@@ -274,3 +276,17 @@ def test_bigwarp_json_too_deep_is_a_parse_error(tmp_path: Path) -> None:
     path.write_text('{"landmarks": ' + "[" * 50_000 + "]" * 50_000 + "}")
     with pytest.raises(ParseError, match=r"landmarks\.json: JSON nests too deeply"):
         read_transform(path)
+
+
+def test_landmarks_too_large_to_fit_are_refused(tmp_path: Path) -> None:
+    points = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)]
+    path = tmp_path / "landmarks.csv"
+    path.write_text(
+        "".join(
+            f'"Pt-{i}","true",{",".join(f"{1e200 * v:g}" for v in p * 2)}\n'
+            for i, p in enumerate(points)
+        )
+    )
+    landmarks = load_landmarks(path, unit="nanometer")
+    with pytest.raises(RegistrationError, match=r"coordinates up to 1e\+200 overflow a 3D rigid"):
+        fit(landmarks, "rigid", str(path))
