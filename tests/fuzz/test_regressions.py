@@ -16,15 +16,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+import yaml
 import zarr
 from samples import cellmap_pyramid
 
+from coframe.app.workspace import load_workspace
 from coframe.core.errors import (
     FormatError,
     MetadataError,
     ParseError,
     RegistrationError,
     TransformError,
+    WorkspaceError,
 )
 from coframe.registration.landmarks import fit, load_landmarks
 from coframe.transforms.formats.dispatch import read_transform
@@ -290,3 +293,35 @@ def test_landmarks_too_large_to_fit_are_refused(tmp_path: Path) -> None:
     landmarks = load_landmarks(path, unit="nanometer")
     with pytest.raises(RegistrationError, match=r"coordinates up to 1e\+200 overflow a 3D rigid"):
         fit(landmarks, "rigid", str(path))
+
+
+# ---------------------------------------------------------------------- coframe.yaml
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("coframe: 1\nspaces:\n  ? [a, b]\n  : {axes: [z, y, x]}\n", ParseError, "unhashable key"),
+        ("coframe: 1\ntransforms: " + "[" * 5000 + "]" * 5000, ParseError, "nests too deeply"),
+        (f"coframe: 1\nunit: {LONG_INTEGER}\n", ParseError, "a number too long"),
+        ("coframe: 1\nunit: \x1f\n", ParseError, r"unacceptable character #x001f: special"),
+        (
+            f"coframe: 1\nimages: {{x: {{path: a.tif, voxel_size: 1{'0' * 400}}}}}\n",
+            WorkspaceError,
+            "must be positive and finite",
+        ),
+    ],
+)
+def test_broken_workspace_yaml_is_one_line_error(
+    tmp_path: Path, text: str, error: type[Exception], message: str
+) -> None:
+    (tmp_path / "coframe.yaml").write_text(text)
+    with pytest.raises(error, match=message) as caught:
+        load_workspace(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_workspace_seed_still_loads(tmp_path: Path) -> None:
+    doc = {"coframe": 1, "images": {"x": {"path": "a.tif", "voxel_size": [8, 8.0, 2**60]}}}
+    (tmp_path / "coframe.yaml").write_text(yaml.safe_dump(doc))
+    assert load_workspace(tmp_path).images["x"].voxel_size == (8.0, 8.0, float(2**60))
