@@ -20,9 +20,11 @@ import yaml
 import zarr
 from samples import cellmap_pyramid
 
+from coframe.app.points import read_points
 from coframe.app.workspace import load_workspace
 from coframe.core.errors import (
     FormatError,
+    InputNotFoundError,
     MetadataError,
     ParseError,
     RegistrationError,
@@ -325,3 +327,31 @@ def test_workspace_seed_still_loads(tmp_path: Path) -> None:
     doc = {"coframe": 1, "images": {"x": {"path": "a.tif", "voxel_size": [8, 8.0, 2**60]}}}
     (tmp_path / "coframe.yaml").write_text(yaml.safe_dump(doc))
     assert load_workspace(tmp_path).images["x"].voxel_size == (8.0, 8.0, float(2**60))
+
+
+# ---------------------------------------------------------------------- points
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[1e3, 2, 3], [" + "1" + "0" * 400 + ", 2, 3]]", "coordinates must be finite"),
+        (DEEP_JSON, "nests too deeply"),
+        (f"[[{LONG_INTEGER}, 2, 3]]", "a number too long"),
+    ],
+)
+def test_broken_points_json_is_a_parse_error(text: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        read_points(text)
+
+
+def test_points_csv_with_a_huge_field_is_a_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text('z,y,x\n1,2,"' + "3" * 200_000 + "\n")
+    with pytest.raises(ParseError, match=r"points\.csv line 2: field larger than field limit"):
+        read_points(str(path))
+
+
+def test_points_path_of_an_unknown_user_is_not_found() -> None:
+    with pytest.raises(InputNotFoundError, match="nobody-here"):
+        read_points("~nobody-here/points.csv")
