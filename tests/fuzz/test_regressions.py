@@ -169,6 +169,26 @@ def test_n5_attributes_too_deep_is_a_parse_error(tmp_path: Path) -> None:
         open_volume(group)
 
 
+@pytest.mark.parametrize(
+    ("unit", "scale", "translation", "message"),
+    [
+        ("meter", 8.0, 1e300, r"translation .* an origin of \(inf, 0, 0\) nanometer"),
+        ("angstrom", 5e-324, 0.0, r"scale .* a voxel size of \(0, 8, 8\) nanometer"),
+    ],
+)
+def test_placement_beyond_a_float_in_the_workspace_unit_is_refused(
+    tmp_path: Path, unit: str, scale: float, translation: float, message: str
+) -> None:
+    image = _pyramid(tmp_path / "image.zarr")
+    attrs = json.loads((image / ".zattrs").read_text())
+    attrs["multiscales"][0]["axes"][0]["unit"] = unit
+    s0 = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    s0[0]["scale"][0], s0[1]["translation"][0] = scale, translation
+    (image / ".zattrs").write_text(json.dumps(attrs))
+    with pytest.raises(MetadataError, match=message):
+        open_volume(image)
+
+
 def test_zarr_group_is_still_an_ome_zarr(tmp_path: Path) -> None:
     # the seeds the fuzzers break are valid
     assert open_volume(_pyramid(tmp_path / "image.zarr")).levels[0].shape == (8, 8, 8)
