@@ -126,6 +126,7 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
     import tifffile
 
     path = location.local_copy()
+    _check_ifd_chain(path, str(location))
     with _captured_tifffile_log() as log:
         try:
             tif = tifffile.TiffFile(path)
@@ -169,6 +170,44 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
         uncalibrated_reason=calibration.reason,
         metadata=metadata,
     )
+
+
+def _check_ifd_chain(path: Path, where: str) -> None:
+    """Raise :class:`FormatError` if the chain of image file directories loops.
+
+    tifffile follows a chain whose next-IFD offset points back to an earlier
+    IFD page after page, without end, holding every page in memory. Only the
+    IFD headers are read here: a count and a next offset per page.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(16)
+        if head[:2] not in (b"II", b"MM") or len(head) < 8:
+            return  # tifffile reports what this is not
+        order = "<" if head[:2] == b"II" else ">"
+        big = struct.unpack_from(order + "H", head, 2)[0] == 43
+        if big and len(head) < 16:
+            return
+        count_fmt, entry, offset_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
+        offset = struct.unpack_from(order + offset_fmt, head, 8 if big else 4)[0]
+        count_size, offset_size = struct.calcsize(count_fmt), struct.calcsize(offset_fmt)
+        seen: set[int] = set()
+        while offset:
+            if offset in seen:
+                raise FormatError(
+                    f"{where} is corrupt: its chain of image directories loops back to byte "
+                    f"{offset} after {len(seen)} pages; expected a complete TIFF file"
+                )
+            seen.add(offset)
+            fh.seek(offset)
+            raw = fh.read(count_size)
+            if len(raw) < count_size:
+                return  # past the end: tifffile reports the truncation
+            count = struct.unpack(order + count_fmt, raw)[0]
+            fh.seek(offset + count_size + count * entry)
+            raw = fh.read(offset_size)
+            if len(raw) < offset_size:
+                return
+            offset = struct.unpack(order + offset_fmt, raw)[0]
 
 
 def _check_complete(tif: Any, series: Any, path: Path, where: str) -> None:

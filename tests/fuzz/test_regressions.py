@@ -256,6 +256,23 @@ def test_imagej_spacing_too_large_for_a_float_is_an_unusable_size(tmp_path: Path
         open_volume(path)
 
 
+@pytest.mark.timeout(60)
+def test_tiff_whose_directories_loop_is_a_format_error(tmp_path: Path) -> None:
+    # tifffile followed the loop page after page, its memory growing without end
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((2, 5, 6), dtype=np.uint8), photometric="minisblack")
+    raw = bytearray(path.read_bytes())
+    first = struct.unpack_from("<I", raw, 4)[0]
+    second = struct.unpack_from(
+        "<I", raw, first + 2 + 12 * struct.unpack_from("<H", raw, first)[0]
+    )[0]
+    end = second + 2 + 12 * struct.unpack_from("<H", raw, second)[0]
+    struct.pack_into("<I", raw, end, first)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=r"directories loops back to byte \d+ after 2 pages"):
+        open_volume(path)
+
+
 # ---------------------------------------------------------------------- MRC
 
 
