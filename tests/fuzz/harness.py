@@ -2,9 +2,9 @@
 
 The property every reader must keep: given any input, reading either succeeds
 or raises a :class:`~coframe.core.errors.CoframeError` (which the CLI prints in
-one line and exits 2) whose message is one non-empty line. Anything else -
-``KeyError``, ``TypeError``, ``ZeroDivisionError``, ``RecursionError``... - is
-a bug.
+one line and exits 2) whose message is one non-empty line, within
+:data:`HANG_SECONDS`. Anything else - ``KeyError``, ``TypeError``,
+``ZeroDivisionError``, ``RecursionError``, a hang... - is a bug.
 
 Profiles (``COFRAME_FUZZ`` picks one, default ``ci``):
 
@@ -28,9 +28,12 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
+import threading
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -42,6 +45,8 @@ PROFILE_ENV = "COFRAME_FUZZ"
 TALLY_ENV = "COFRAME_FUZZ_TALLY"
 COLLECT_ENV = "COFRAME_FUZZ_COLLECT"
 PROFILES = ("ci", "long")
+#: A read longer than this (seconds; ``COFRAME_FUZZ_HANG``) is a bug: it hangs on its input.
+HANG_SECONDS = float(os.environ.get("COFRAME_FUZZ_HANG", "30"))
 
 _QUIET = [
     HealthCheck.too_slow,
@@ -130,6 +135,30 @@ def _signature(error: BaseException) -> str:
     return f"{type(error).__name__} at {where}:{frame.lineno}"
 
 
+class Hang(BaseException):
+    """A read that ran longer than :data:`HANG_SECONDS` (a BaseException: nothing swallows it)."""
+
+
+@contextmanager
+def _watchdog() -> Iterator[None]:
+    """Raise :class:`Hang` in the read if it runs longer than :data:`HANG_SECONDS`."""
+    in_main = threading.current_thread() is threading.main_thread()
+    if not hasattr(signal, "setitimer") or not in_main:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise Hang(f"the read ran longer than {HANG_SECONDS:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def reads_or_refuses(target: str, read: Callable[[], Any]) -> Any:
     """Run ``read``; it must return or raise a one-line :class:`CoframeError`.
 
@@ -145,7 +174,10 @@ def reads_or_refuses(target: str, read: Callable[[], Any]) -> Any:
     What ``read`` returned, or ``None`` if it raised a project error.
     """
     try:
-        result = read()
+        with _watchdog():
+            result = read()
+    except Hang as e:
+        return _bug(target, f"hang over {HANG_SECONDS:g} s" + _signature(e)[4:], e, e)
     except CoframeError as e:
         message = str(e)
         if message.strip() and "\n" not in message.strip():

@@ -123,8 +123,10 @@ def _variants(value: Any) -> list[Any]:
     if isinstance(value, bool):
         out += [int(value), "true"]
     elif isinstance(value, int | float):
-        out += [-value, value * 1e300, value * 1e-300, float(value) + 0.5]
-        out += [int(value)] if math.isfinite(value) else []
+        out += [-value, value * 10**300]
+        number = float(value) if abs(value) < 2**1024 else math.inf
+        out += [number * 1e300, number * 1e-300, number + 0.5]
+        out += [int(number)] if math.isfinite(number) else []
     elif isinstance(value, str):
         out += [value.upper(), value + " ", value[:1], value * 2]
     elif isinstance(value, list):
