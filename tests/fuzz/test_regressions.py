@@ -320,6 +320,16 @@ def test_bigwarp_json_too_deep_is_a_parse_error(tmp_path: Path) -> None:
         read_transform(path)
 
 
+def test_bigwarp_json_point_too_large_for_a_float_is_a_parse_error(tmp_path: Path) -> None:
+    points = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 10**400]]
+    doc = {"type": "BigWarpLandmarks", "numDimensions": 3}
+    doc.update(movingPoints=points, fixedPoints=points[:3] + [[0, 0, 1]])
+    path = tmp_path / "landmarks.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ParseError, match=r"movingPoints: expected a list of 3-number points"):
+        read_transform(path)
+
+
 def test_landmarks_too_large_to_fit_are_refused(tmp_path: Path) -> None:
     points = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)]
     path = tmp_path / "landmarks.csv"
