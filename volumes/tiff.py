@@ -179,6 +179,7 @@ def _check_ifd_chain(path: Path, where: str) -> None:
     IFD page after page, without end, holding every page in memory. Only the
     IFD headers are read here: a count and a next offset per page.
     """
+    size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(16)
         if head[:2] not in (b"II", b"MM") or len(head) < 8:
@@ -198,11 +199,15 @@ def _check_ifd_chain(path: Path, where: str) -> None:
                     f"{offset} after {len(seen)} pages; expected a complete TIFF file"
                 )
             seen.add(offset)
+            if offset >= size:
+                return  # past the end: tifffile reports the truncation
             fh.seek(offset)
             raw = fh.read(count_size)
             if len(raw) < count_size:
-                return  # past the end: tifffile reports the truncation
+                return
             count = struct.unpack(order + count_fmt, raw)[0]
+            if offset + count_size + count * entry >= size:
+                return
             fh.seek(offset + count_size + count * entry)
             raw = fh.read(offset_size)
             if len(raw) < offset_size:

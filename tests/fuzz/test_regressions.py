@@ -273,6 +273,16 @@ def test_tiff_whose_directories_loop_is_a_format_error(tmp_path: Path) -> None:
         open_volume(path)
 
 
+def test_tiff_whose_first_directory_lies_beyond_any_file_is_a_format_error(
+    tmp_path: Path,
+) -> None:
+    # seeking there to look for a loop raised OSError (Invalid argument)
+    path = tmp_path / "big.tif"
+    path.write_bytes(b"II+\x00\x08\x00\x00\x00" + struct.pack("<Q", 2**63 + 5) + bytes(64))
+    with pytest.raises(FormatError, match=r"big\.tif"):
+        open_volume(path)
+
+
 # ---------------------------------------------------------------------- MRC
 
 
