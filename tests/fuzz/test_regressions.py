@@ -119,6 +119,15 @@ def test_itk_text_of_every_kind_written_still_reads(tmp_path: Path) -> None:
         assert read_transform(path).input_dim == t.GetDimension()
 
 
+def test_binary_itk_file_naming_a_kind_in_bytes_is_a_format_error(tmp_path: Path) -> None:
+    # SimpleITK's error quoted the bytes and raised UnicodeDecodeError
+    path = tmp_path / "t.mat"
+    sitk.WriteTransform(sitk.AffineTransform(3), str(path))
+    path.write_bytes(path.read_bytes().replace(b"_double_3_3", b"_double\xff3_3"))
+    with pytest.raises(FormatError, match=r"t\.mat' as an ITK transform file: it names"):
+        read_transform(path)
+
+
 def test_unknown_kind_wrapped_in_itself_is_a_transform_error(tmp_path: Path) -> None:
     path = tmp_path / "t.tfm"
     path.write_text(

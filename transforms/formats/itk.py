@@ -98,6 +98,11 @@ def read_itk(
         raise FormatError(
             f"cannot read {str(p)!r} as an ITK transform file: {_first_line(e)}"
         ) from e
+    except UnicodeDecodeError as e:  # ITK's message quotes the file's bytes
+        raise FormatError(
+            f"cannot read {str(p)!r} as an ITK transform file: it names a transform kind that "
+            "is not text"
+        ) from e
     return from_sitk(st).with_unit_scale(factor)
 
 
