@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 from fuzz.harness import fuzz_settings, reads_or_refuses
-from fuzz.mutations import mutated_document, mutated_text, unreadable_json
+from fuzz.mutations import mutated_bytes, mutated_document, mutated_text, unreadable_json
 from fuzz.seeds import write_json
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,6 +154,31 @@ def test_itk_bytes(data: st.DataObject, name: str) -> None:
         path = Path(tmp) / "transform.tfm"
         path.write_bytes(raw)
         reads_or_refuses("itk tfm", lambda: read_and_apply(path))
+
+
+@functools.cache
+def itk_binary_seeds() -> dict[str, bytes]:
+    """Bytes of valid ITK ``.mat`` (affine) and ``.h5`` (affine, B-spline) transform files."""
+    affine = sitk.AffineTransform(3)
+    affine.SetTranslation((1.0, 2.0, 3.0))
+    bspline = sitk.BSplineTransform(3, 3)
+    bspline.SetTransformDomainMeshSize((1, 1, 1))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, t in (("affine.mat", affine), ("affine.h5", affine), ("bspline.h5", bspline)):
+            sitk.WriteTransform(t, str(Path(tmp) / name))
+            out[name] = (Path(tmp) / name).read_bytes()
+    return out
+
+
+@fuzz_settings(ci=15, long=600)
+@given(name=st.sampled_from(["affine.mat", "affine.h5", "bspline.h5"]), data=st.data())
+def test_itk_binary_bytes(name: str, data: st.DataObject) -> None:
+    raw = data.draw(mutated_bytes(itk_binary_seeds()[name]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(raw)
+        reads_or_refuses("itk mat/h5", lambda: read_and_apply(path))
 
 
 # ---------------------------------------------------------------------- NGFF scenes
