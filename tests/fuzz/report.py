@@ -116,11 +116,11 @@ TARGETS: dict[str, Target] = {
     ),
     "itk mat/h5": Target(
         "`transforms.formats.dispatch.read_transform` (then applied to points)",
-        "valid `.mat` (affine) and `.h5` (affine, B-spline) files with bytes flipped, set, "
-        "inserted, deleted, duplicated or the file truncated",
+        "valid `.mat` (affine) and `.h5` (affine, B-spline; long profile only) files with "
+        "bytes flipped, set, inserted, deleted, duplicated or the file truncated",
         ("UnicodeDecodeError: SimpleITK's error quoting a kind name that is not text",),
         "reads, or a one-line format error; no crash was seen (these files reach SimpleITK "
-        "unchecked)",
+        "unchecked); open: a corrupt `.h5` also makes HDF5 print diagnostics on stderr",
     ),
     "ngff scene": Target(
         "`transforms.formats.ngff.read_scene` (every transformation applied)",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from fuzz.harness import fuzz_settings, reads_or_refuses
+from fuzz.harness import fuzz_settings, profile, reads_or_refuses
 from fuzz.mutations import mutated_bytes, mutated_document, mutated_text, unreadable_json
 from fuzz.seeds import write_json
 from hypothesis import given
@@ -171,8 +171,13 @@ def itk_binary_seeds() -> dict[str, bytes]:
     return out
 
 
+#: A corrupt .h5 leaves HDF5 handles open and HDF5 prints diagnostics on stderr, also at
+#: exit ("infinite loop closing library"): upstream, so only the long profile fuzzes .h5.
+_BINARY = ["affine.mat"] + (["affine.h5", "bspline.h5"] if profile() == "long" else [])
+
+
 @fuzz_settings(ci=15, long=600)
-@given(name=st.sampled_from(["affine.mat", "affine.h5", "bspline.h5"]), data=st.data())
+@given(name=st.sampled_from(_BINARY), data=st.data())
 def test_itk_binary_bytes(name: str, data: st.DataObject) -> None:
     raw = data.draw(mutated_bytes(itk_binary_seeds()[name]))
     with tempfile.TemporaryDirectory() as tmp:
