@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,11 @@ def read_points(coords: str, *, source: str = "COORDS") -> np.ndarray:
     """
     if coords.strip().startswith("["):
         return _points_from_json(coords, source)
-    p = Path(coords).expanduser()
+    p = Path(coords)
+    try:
+        p = p.expanduser()
+    except RuntimeError:  # ~user names no user here: the path is taken as written
+        pass
     if not p.is_file():
         raise InputNotFoundError(
             f"{source} {coords!r} is neither a JSON list of points like [[z, y, x], ...] "
@@ -142,6 +146,11 @@ def _points_from_json(text: str, source: str) -> np.ndarray:
             f"{source} line {e.lineno}, column {e.colno}: {e.msg}; expected a JSON list of points "
             f"like [[z, y, x], ...]"
         ) from e
+    except (RecursionError, ValueError) as e:
+        raise ParseError(
+            f"{source}: JSON nests too deeply or holds a number too long to read; expected a "
+            "JSON list of points like [[z, y, x], ...]"
+        ) from e
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
         value = [value]
     if not isinstance(value, list) or not value:
@@ -159,7 +168,10 @@ def _points_from_json(text: str, source: str) -> np.ndarray:
                 f"{source}: point {i} has {len(point)} coordinates but point 0 has {dim}; "
                 f"give every point the same axes"
             )
-    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.asarray(value, dtype=float)
+    except OverflowError:
+        arr = np.array([np.inf])
     if not np.all(np.isfinite(arr)):
         raise ParseError(f"{source}: coordinates must be finite numbers")
     return arr
@@ -170,7 +182,8 @@ def _points_from_csv(content: str, source: str) -> np.ndarray:
     order: list[int] | None = None
     dim = None
     first_line = None
-    for lineno, row in enumerate(csv.reader(io.StringIO(content)), start=1):
+    reader = csv.reader(io.StringIO(content))
+    for lineno, row in _csv_rows(reader, source):
         cells = [c.strip() for c in row]
         if not cells or all(not c for c in cells) or cells[0].startswith("#"):
             continue
@@ -200,6 +213,20 @@ def _points_from_csv(content: str, source: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ParseError(f"{source}: coordinates must be finite numbers")
     return arr
+
+
+def _csv_rows(reader: Any, source: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of each CSV row; a malformed row is a :class:`ParseError`."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ParseError(
+                f"{source} line {reader.line_num}: {e}; expected one point per row"
+            ) from e
+        yield reader.line_num, row
 
 
 def _header_order(cells: list[str], source: str, lineno: int) -> list[int]:

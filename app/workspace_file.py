@@ -11,7 +11,7 @@ these parts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -160,7 +160,12 @@ def read_yaml(file: Path) -> Any:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ParseError(f"{file}{where}: {e.problem or e.context}; fix the YAML syntax") from e
     except yaml.YAMLError as e:
-        raise ParseError(f"{file}: invalid YAML ({e}); fix the YAML syntax") from e
+        detail = " ".join(str(e).split())
+        raise ParseError(f"{file}: invalid YAML ({detail}); fix the YAML syntax") from e
+    except (RecursionError, ValueError) as e:
+        raise ParseError(
+            f"{file}: YAML nests too deeply or holds a number too long to read; fix the YAML"
+        ) from e
 
 
 def parse_document(doc: Any, *, source: str = WORKSPACE_FILE) -> WorkspaceParts:
@@ -365,6 +370,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # SafeLoader refuses the unhashable key, naming its line
             if key in seen:
                 mark = key_node.start_mark
                 raise WorkspaceError(
@@ -514,7 +521,7 @@ def check_numbers(value: list[Any], key: str, source: str | None = None) -> tupl
     where = f"{source}: " if source else ""
     if not value or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
         raise WorkspaceError(f"{where}{key}: expected a number or a list of numbers, got {value!r}")
-    out = tuple(float(x) for x in value)
+    out = tuple(float(x) if abs(x) < 2**1024 else float("inf") for x in value)
     if not all(0 < x < float("inf") for x in out):
         raise WorkspaceError(f"{where}{key}: values {list(out)} must be positive and finite")
     return out

@@ -164,10 +164,18 @@ def fit_linear(source: ArrayLike, target: ArrayLike, kind: str) -> Affine | Tran
     needed = {"affine": d + 1, "similarity": d, "rigid": d, "translation": 1}[kind]
     if n < needed:
         raise TransformError(f"a {d}D {kind} fit needs at least {needed} landmark pairs, got {n}")
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+        a, b = src - src_mean, dst - dst_mean
+        spread = float((a * a).sum() + (b * b).sum())
+    if not np.isfinite(spread):
+        largest = float(np.abs(np.concatenate([src, dst])).max())
+        raise TransformError(
+            f"landmark coordinates up to {largest:g} overflow a {d}D {kind} fit: check the "
+            "landmark file's numbers and its unit"
+        )
     if kind == "translation":
         return Translation(dst_mean - src_mean)
-    a, b = src - src_mean, dst - dst_mean
     if kind == "affine":
         if np.linalg.matrix_rank(a) < d:
             raise TransformError(

@@ -30,6 +30,8 @@ from coframe.transforms.field import DisplacementField
 
 #: Dimensions SimpleITK transforms support.
 SITK_DIMS = (2, 3)
+#: Deepest nesting of composite transforms read.
+_MAX_DEPTH = 16
 
 _RIGID = {
     sitk.sitkEuler,
@@ -327,9 +329,21 @@ def from_sitk(t: sitk.Transform) -> Transform:
     TransformError
         For transform kinds coframe does not model, or fields on a rotated grid.
     """
+    return _from_sitk(t, 0)
+
+
+def _from_sitk(t: sitk.Transform, depth: int) -> Transform:
+    """:func:`from_sitk` of a transform ``depth`` composites deep."""
     _check_dim(t.GetDimension(), f"SimpleITK {t.GetName()}")
     kind = t.GetTransformEnum()
     d = t.GetDimension()
+    if depth > _MAX_DEPTH:
+        # SimpleITK wraps an ITK kind it does not know in a composite holding itself.
+        raise TransformError(
+            f"SimpleITK transform {t.GetName()} nests more than {_MAX_DEPTH} composites deep: "
+            "the file holds an ITK transform kind coframe does not model; expected an identity, "
+            "translation, scale, rigid, similarity, affine, displacement field or B-spline"
+        )
     if kind == sitk.sitkIdentity:
         return Identity(d)
     concrete = t.Downcast()
@@ -337,7 +351,7 @@ def from_sitk(t: sitk.Transform) -> Transform:
         count = concrete.GetNumberOfTransforms()
         if count == 0:
             return Identity(d)
-        members = [from_sitk(concrete.GetNthTransform(i)) for i in range(count)]
+        members = [_from_sitk(concrete.GetNthTransform(i), depth + 1) for i in range(count)]
         return members[0] if count == 1 else Chain(tuple(reversed(members)))
     if kind == sitk.sitkTranslation:
         return Translation(np.array(concrete.GetOffset(), dtype=np.float64)[::-1])

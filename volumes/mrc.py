@@ -63,7 +63,7 @@ def read_mrc(location: Location, *, select: Mapping[str, int] | None = None) -> 
                 origin_xyz = tuple(float(v) for v in header.origin.item())
                 start_xyz = (int(header.nxstart), int(header.nystart), int(header.nzstart))
                 order = (int(header.mapc), int(header.mapr), int(header.maps))
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, OSError, EOFError, OverflowError) as e:
             raise FormatError(
                 f"cannot read {location} as MRC: {e}; expected an MRC2014 file"
             ) from e

@@ -355,14 +355,20 @@ def _open_array(group: Location, path: str, zarr_format: int, where: str) -> Any
 
     store = group.zarr_store()
     try:
-        return zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
+        array = zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
     except FileNotFoundError as e:
         raise FormatError(
             f"array {path!r} listed in {where} is missing under {group}: "
             "expected a zarr array there"
         ) from e
-    except (ValueError, TypeError, KeyError, NotImplementedError) as e:
+    except (ValueError, TypeError, KeyError, NotImplementedError, RecursionError) as e:
         raise FormatError(f"cannot open array {path!r} under {group}: {e}") from e
+    if not all(int(c) > 0 for c in array.chunks):
+        raise FormatError(
+            f"array {path!r} under {group} has chunks {tuple(array.chunks)}: expected positive "
+            "chunk sizes; its array metadata is corrupt"
+        )
+    return array
 
 
 def _read_multiscale(

@@ -19,6 +19,7 @@ Override rules:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -337,15 +338,17 @@ def place(
             wanted_origin * unit_factor(given or target, target)
             - np.asarray(level0.translation) * factors
         )
-    levels = tuple(
-        Level(
-            path=lvl.path,
-            array=lvl.array,
-            voxel_size=tuple(float(v) for v in np.asarray(lvl.scale) * factors),
-            origin=tuple(float(v) for v in np.asarray(lvl.translation) * factors + shift),
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        levels = tuple(
+            Level(
+                path=lvl.path,
+                array=lvl.array,
+                voxel_size=tuple(float(v) for v in np.asarray(lvl.scale) * factors),
+                origin=tuple(float(v) for v in np.asarray(lvl.translation) * factors + shift),
+            )
+            for lvl in raw.levels
         )
-        for lvl in raw.levels
-    )
+    _check_converted(raw, levels, target, placed_by)
     chosen = modality if modality is not None else raw.modality
     if chosen is not None and chosen not in MODALITIES:
         raise MetadataError(
@@ -364,6 +367,29 @@ def place(
         modality=chosen,
         metadata=metadata,
     )
+
+
+def _check_converted(raw: RawImage, levels: Sequence[Level], unit: str, placed_by: str) -> None:
+    """Refuse a level whose voxel size or origin leaves a float's range in ``unit``.
+
+    The file's numbers passed :func:`check_placement`; converted into the
+    workspace unit (or scaled by ``--voxel-size``) they may still overflow to
+    infinity or underflow to zero.
+    """
+    for raw_level, level in zip(raw.levels, levels, strict=True):
+        where = f"level {level.path} of {raw.source}" if level.path else raw.source
+        if not all(math.isfinite(v) and v > 0 for v in level.voxel_size):
+            key = raw_level.scale_key if placed_by == "file" else "--voxel-size"
+            values = (level.voxel_size, "a voxel size")
+        elif not all(math.isfinite(v) for v in level.origin):
+            key, values = raw_level.translation_key, (level.origin, "an origin")
+        else:
+            continue
+        shown = ", ".join(f"{v:g}" for v in values[0])
+        raise MetadataError(
+            f"{key} gives {where} {values[1]} of ({shown}) {unit}, beyond a float's range: "
+            "correct the file's metadata or its unit, or pass --voxel-size and --origin"
+        )
 
 
 def open_volume(

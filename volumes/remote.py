@@ -246,6 +246,11 @@ class Location:
                 f"invalid JSON in {where} at line {e.lineno} column {e.colno} ({e.msg}): "
                 "expected a JSON metadata document"
             ) from e
+        except (RecursionError, ValueError) as e:
+            raise ParseError(
+                f"JSON in {where} nests too deeply or holds a number too long to read: expected "
+                "a JSON metadata document"
+            ) from e
 
     def zarr_store(self) -> Any:
         """A read-only zarr-python 3 store rooted here."""

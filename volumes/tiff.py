@@ -63,6 +63,18 @@ _STRUCTURE_WARNING = re.compile(
     re.IGNORECASE,
 )
 _RESUNIT_UNITS = {3: "centimeter", 4: "millimeter", 5: "micrometer"}
+#: What tifffile raises, besides its own TiffFileError, while it parses a corrupt file.
+_CORRUPT = (
+    ValueError,
+    OSError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    RuntimeError,
+    ZeroDivisionError,
+    OverflowError,
+)
 _NO_UNIT = ("", "pixel", "pixels", "px")
 
 
@@ -114,14 +126,15 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
     import tifffile
 
     path = location.local_copy()
+    _check_ifd_chain(path, str(location))
     with _captured_tifffile_log() as log:
         try:
             tif = tifffile.TiffFile(path)
-        except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError) as e:
+        except (tifffile.TiffFileError, *_CORRUPT) as e:
             raise FormatError(f"cannot read {location} as TIFF: {e}") from e
         try:
             series = tif.series[0] if tif.series else None
-        except (tifffile.TiffFileError, ValueError, struct.error) as e:
+        except (tifffile.TiffFileError, *_CORRUPT) as e:
             tif.close()
             raise FormatError(f"cannot read the image series of {location}: {e}") from e
     problems = [m for m in log.messages if _STRUCTURE_WARNING.search(m)]
@@ -159,6 +172,49 @@ def read_tiff(location: Location, *, select: Mapping[str, int] | None = None) ->
     )
 
 
+def _check_ifd_chain(path: Path, where: str) -> None:
+    """Raise :class:`FormatError` if the chain of image file directories loops.
+
+    tifffile follows a chain whose next-IFD offset points back to an earlier
+    IFD page after page, without end, holding every page in memory. Only the
+    IFD headers are read here: a count and a next offset per page.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(16)
+        if head[:2] not in (b"II", b"MM") or len(head) < 8:
+            return  # tifffile reports what this is not
+        order = "<" if head[:2] == b"II" else ">"
+        big = struct.unpack_from(order + "H", head, 2)[0] == 43
+        if big and len(head) < 16:
+            return
+        count_fmt, entry, offset_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
+        offset = struct.unpack_from(order + offset_fmt, head, 8 if big else 4)[0]
+        count_size, offset_size = struct.calcsize(count_fmt), struct.calcsize(offset_fmt)
+        seen: set[int] = set()
+        while offset:
+            if offset in seen:
+                raise FormatError(
+                    f"{where} is corrupt: its chain of image directories loops back to byte "
+                    f"{offset} after {len(seen)} pages; expected a complete TIFF file"
+                )
+            seen.add(offset)
+            if offset >= size:
+                return  # past the end: tifffile reports the truncation
+            fh.seek(offset)
+            raw = fh.read(count_size)
+            if len(raw) < count_size:
+                return
+            count = struct.unpack(order + count_fmt, raw)[0]
+            if offset + count_size + count * entry >= size:
+                return
+            fh.seek(offset + count_size + count * entry)
+            raw = fh.read(offset_size)
+            if len(raw) < offset_size:
+                return
+            offset = struct.unpack(order + offset_fmt, raw)[0]
+
+
 def _check_complete(tif: Any, series: Any, path: Path, where: str) -> None:
     """Raise :class:`FormatError` if image data lies beyond the end of the file."""
     size = path.stat().st_size
@@ -170,6 +226,11 @@ def _check_complete(tif: Any, series: Any, path: Path, where: str) -> None:
             for page in level.pages:
                 if page is None:
                     continue
+                if len(page.dataoffsets) != len(page.databytecounts):
+                    raise FormatError(
+                        f"{where} is corrupt: a page lists {len(page.dataoffsets)} data offsets "
+                        f"but {len(page.databytecounts)} byte counts; expected a complete TIFF file"
+                    )
                 pairs = zip(page.dataoffsets, page.databytecounts, strict=True)
                 ends = [int(o) + int(c) for o, c in pairs]
                 end = max([end, *ends])
@@ -262,11 +323,11 @@ def _calibration(tif: Any, series: Any, plan: AxisPlan, where: str) -> _Calibrat
                 found["y"] = (1.0 / y_res, unit)
             spacing = meta.get("spacing")
             if isinstance(spacing, int | float):
-                found["z"] = (float(spacing), unit)
+                found["z"] = (_float(spacing), unit)
             for axis in ("x", "y", "z"):
                 pixels = meta.get(f"{axis}origin")
                 if isinstance(pixels, int | float):
-                    origin[axis] = -float(pixels)  # in pixels until the sizes are known
+                    origin[axis] = -_float(pixels)  # in pixels until the sizes are known
     else:
         resunit = int(getattr(series.keyframe, "resolutionunit", 1) or 1)
         if resunit in _RESUNIT_UNITS:
@@ -297,6 +358,14 @@ def _calibration(tif: Any, series: Any, plan: AxisPlan, where: str) -> _Calibrat
     return _Calibration(sizes, units, origin, reason, kind, scale_key, translation_key)
 
 
+def _float(value: float) -> float:
+    """``value`` as a float; an integer too large for one becomes an infinity (then refused)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _usable(size: float) -> bool:
     """True for a finite positive voxel size."""
     return math.isfinite(size) and size > 0
@@ -311,8 +380,11 @@ def _resolution(page: Any) -> tuple[float, float]:
         if tag is None:
             values.append(0.0)
             continue
-        num, den = tag.value
-        values.append(float(num) / float(den) if den else 0.0)
+        try:
+            num, den = tag.value
+            values.append(float(num) / float(den) if den else 0.0)
+        except (TypeError, ValueError, OverflowError):
+            values.append(math.nan)  # a malformed tag: reported as an unusable size
     return values[0], values[1]
 
 
@@ -404,7 +476,7 @@ def _levels(
     for index, level in enumerate(series.levels):
         try:
             array = zarr.open(series.aszarr(level=index), mode="r")
-        except (ValueError, KeyError, TypeError, OSError) as e:
+        except _CORRUPT as e:
             raise FormatError(f"cannot open level {index} of {where}: {e}") from e
         if not hasattr(array, "shape") or tuple(array.shape) != tuple(level.shape):
             raise FormatError(f"level {index} of {where} does not open as one array")

@@ -121,7 +121,7 @@ def is_bigwarp_json(path: str | os.PathLike[str]) -> bool:
         return False
     try:
         obj = json.loads(p.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):
         return False
     return is_bigwarp_object(obj)
 

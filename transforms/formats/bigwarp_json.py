@@ -91,7 +91,7 @@ def _json_points(value: Any, key: str, n: int, dim: int, scale: float) -> np.nda
         array = np.array([[float(v) for v in point] for point in value], dtype=np.float64).reshape(
             -1, dim
         )
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ParseError(f"BigWarp JSON {key}: expected a list of {dim}-number points") from e
     if array.shape != (n, dim) or any(len(point) != dim for point in value):
         raise ParseError(

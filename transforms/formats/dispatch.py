@@ -215,6 +215,10 @@ def _looks_like_bigwarp_json(p: Path) -> bool:
         obj = json.loads(p.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise ParseError(f"{p} line {e.lineno}, column {e.colno}: {e.msg}; fix the JSON") from e
+    except (RecursionError, ValueError) as e:
+        raise ParseError(
+            f"{p}: JSON nests too deeply or holds a number too long to read; fix the JSON"
+        ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise FormatError(f"cannot read {p}: {e}") from e
     return is_bigwarp_object(obj)

@@ -11,7 +11,9 @@ Every kind :func:`coframe.transforms.sitk_bridge.to_sitk` supports can be writte
 ``.tfm``/``.txt``/``.h5``; a ``.mat`` file holds one transform, not a
 composite (a sequence of linear maps is collapsed into one affine for it).
 Writes are atomic (a temporary file beside the target, then a rename) and an
-existing file is only replaced with ``force=True``.
+existing file is only replaced with ``force=True``. A text file is checked
+(:mod:`coframe.transforms.formats.itk_text`) before SimpleITK reads it, as ITK
+trusts the counts of its text files.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from coframe.core.errors import (
 )
 from coframe.core.units import unit_factor
 from coframe.transforms.base import Chain, Transform
+from coframe.transforms.formats.itk_text import check_itk_text
 from coframe.transforms.sitk_bridge import from_sitk, to_sitk
 
 #: File name suffixes SimpleITK reads and writes as transforms.
@@ -87,11 +90,18 @@ def read_itk(
     factor = unit_factor(file_unit, unit)
     if not p.is_file():
         raise InputNotFoundError(f"ITK transform file {str(p)!r} does not exist: check the path")
+    if p.suffix.lower() in (".tfm", ".txt"):
+        check_itk_text(p)
     try:
         st = sitk.ReadTransform(str(p))
     except RuntimeError as e:
         raise FormatError(
             f"cannot read {str(p)!r} as an ITK transform file: {_first_line(e)}"
+        ) from e
+    except UnicodeDecodeError as e:  # ITK's message quotes the file's bytes
+        raise FormatError(
+            f"cannot read {str(p)!r} as an ITK transform file: it names a transform kind that "
+            "is not text"
         ) from e
     return from_sitk(st).with_unit_scale(factor)
 

@@ -91,7 +91,7 @@ def pick_frame(dim: int, outer: Frame | None, previous: Frame | None) -> Frame:
 def _numbers(value: Any, key: str, ndim: int) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ParseError(f"{key}: expected numbers, got {value!r}") from e
     if array.ndim != ndim or array.size == 0:
         shape = "a list of numbers" if ndim == 1 else "a list of rows of numbers"

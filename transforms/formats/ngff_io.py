@@ -45,6 +45,10 @@ def load_json(text: str, source: str) -> Any:
         raise ParseError(
             f"{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from e
+    except (RecursionError, ValueError) as e:
+        raise ParseError(
+            f"{source}: JSON nests too deeply or holds a number too long to read; fix the JSON"
+        ) from e
 
 
 def _is_url(location: str) -> bool:
