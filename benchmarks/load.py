@@ -54,21 +54,14 @@ import tifffile
 import yaml
 from scipy import ndimage
 
+# the phantoms shared with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from samples import blobs  # noqa: E402
+
 COFRAME = str(Path(sys.executable).with_name("coframe"))
 LOCK_TEXT = "another coframe command has been writing"
 SHAPE = (32, 32, 32)
-
-
-def blobs(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """uint8 image of six Gaussian blobs on a grey floor."""
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
-    out = np.zeros(shape)
-    for _ in range(6):
-        centre = [rng.uniform(0, n) for n in shape]
-        r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
-        out += 150 * np.exp(-r2 / (2 * (min(shape) / 5) ** 2))
-    return np.clip(out + 20, 0, 255).astype(np.uint8)
 
 
 def write_tiff(path: Path, data: np.ndarray) -> Path:
