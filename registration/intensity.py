@@ -26,6 +26,8 @@ from coframe.transforms.base import Chain
 
 #: Largest accepted singular value ratio of a linear step's matrix to the identity.
 MAX_SCALE_CHANGE = 4.0
+#: Fewest voxels a pyramid level keeps on either image's shortest axis (else it is skipped).
+MIN_LEVEL_VOXELS = 16
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,26 @@ def exploded(result: Affine, initial: Affine, size: float) -> str:
     return ""
 
 
+def usable_levels(
+    pair: Pair, shrink: tuple[int, ...], sigmas: tuple[float, ...]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The pyramid levels at which both images keep :data:`MIN_LEVEL_VOXELS` a side.
+
+    A small image shrunk by the preset's coarsest factor is a few voxels
+    across, too few for the metric to see its structure: such levels are
+    skipped. When none is left, the finest level (unshrunk) is used.
+    """
+    side = min(min(pair.fixed_work.shape), min(pair.moving_work.shape))
+    kept = [
+        (f, s)
+        for f, s in zip(shrink, sigmas, strict=True)
+        if f == 1 or side / f >= MIN_LEVEL_VOXELS
+    ]
+    if not kept:
+        kept = [(1, 0.0)]
+    return tuple(f for f, _ in kept), tuple(s for _, s in kept)
+
+
 def linear_step(
     kind: str,
     pair: Pair,
@@ -234,14 +256,16 @@ def linear_step(
         the metric worse) and the step report.
     """
     start = time.perf_counter()
-    shrink = shrink_factors or preset.pyramid.shrink_factors
-    sigmas = smoothing_sigmas or preset.pyramid.smoothing_sigmas
+    wanted = shrink_factors or preset.pyramid.shrink_factors
+    shrink, sigmas = usable_levels(
+        pair, wanted, smoothing_sigmas or preset.pyramid.smoothing_sigmas
+    )
     before = evaluate(initial) if evaluate is not None else math.nan
     transform = parametrised(kind, pair.to_engine(initial), pair.centre)
     problem, stop, count = "", "", 0
     points = preset.sampling.per_level(len(shrink))
     for factor, sigma, count_ in zip(shrink, sigmas, points, strict=True):
-        rate = preset.optimizer.learning_rate * factor / max(shrink)
+        rate = preset.optimizer.learning_rate * factor / max(wanted)
         method = _linear_method(pair, factor, sigma, preset, iterations, count_, rate)
         method.SetInitialTransform(transform, inPlace=True)
         counter = _IterationCounter(method)

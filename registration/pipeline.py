@@ -31,7 +31,7 @@ from coframe.registration.presets import LINEAR_STEPS, Preset
 from coframe.registration.result import RegistrationResult
 from coframe.registration.search import Hypothesis, global_search, needs_search
 from coframe.registration.search_inputs import level_slices
-from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge
+from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge, scale_problem
 from coframe.resampling.chain import inverse_tolerance, map_points_checked
 from coframe.transforms.affine import Affine, Identity, Translation
 from coframe.transforms.base import Transform
@@ -259,8 +259,15 @@ def _register_searched(
         evaluate = Evaluator(small, big, TRUST_METRIC, seed=preset.seed, moving_range=common)
         mapping = r.transform if small_is_fixed else r.transform.inverse()
         scored.append((-evaluate(mapping), evaluate, mapping))
-    order = sorted(range(len(results)), key=lambda i: -scored[i][0])
-    win = order[0]
+    problems = [
+        scale_problem(linear_part(r.transform, r.fixed).linear, preset.search.scale_range)
+        for r in results
+    ]
+    # the winner is the best plausible result; the plausible others are its rivals (a pose
+    # whose refinement left the scale range fits noise, and cannot be the answer either)
+    win = min(range(len(results)), key=lambda i: (bool(problems[i]), -scored[i][0]))
+    rivals = [i for i in range(len(results)) if i != win and not problems[i]]
+    order = [win, *sorted(rivals, key=lambda i: -scored[i][0])]
     tolerance = 2.0 * inputs.geometric_voxel(bigs[win].voxel_size)
     corners = inputs.box_points(small.lo, small.hi, per_axis=2)
     runner = next(
@@ -274,7 +281,12 @@ def _register_searched(
         ),
         None,
     )
-    trust = judge(scored[win][1], scored[win][2], None if runner is None else scored[runner][0])
+    trust = judge(
+        scored[win][1],
+        scored[win][2],
+        None if runner is None else scored[runner][0],
+        implausible=problems[win],
+    )
     summary = found.summary()
     summary["refined"] = [
         {
@@ -283,6 +295,7 @@ def _register_searched(
             "scale": round(
                 float(np.cbrt(abs(np.linalg.det(linear_part(r.transform, r.fixed).linear)))), 4
             ),
+            "implausible": problems[i] or None,
         }
         for i, (h, r) in enumerate(zip(refined, results, strict=True))
     ]
