@@ -198,23 +198,33 @@ def exploded(result: Affine, initial: Affine, size: float) -> str:
 
 
 def usable_levels(
-    pair: Pair, shrink: tuple[int, ...], sigmas: tuple[float, ...]
-) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """The pyramid levels at which both images keep :data:`MIN_LEVEL_VOXELS` a side.
+    pair: Pair,
+    shrink: tuple[int, ...],
+    sigmas: tuple[float, ...],
+    points: tuple[int, ...],
+    finest_points: int,
+) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+    """The pyramid levels (factors, sigmas, sample sizes) at which both images keep
+    :data:`MIN_LEVEL_VOXELS` a side.
 
     A small image shrunk by the preset's coarsest factor is a few voxels
     across, too few for the metric to see its structure: such levels are
-    skipped. When none is left, the finest level (unshrunk) is used.
+    skipped, each kept level keeps its own sample size. When none is left,
+    the unshrunk level is used with ``finest_points`` samples.
     """
     side = min(min(pair.fixed_work.shape), min(pair.moving_work.shape))
     kept = [
-        (f, s)
-        for f, s in zip(shrink, sigmas, strict=True)
+        (f, s, n)
+        for f, s, n in zip(shrink, sigmas, points, strict=True)
         if f == 1 or side / f >= MIN_LEVEL_VOXELS
     ]
     if not kept:
-        kept = [(1, 0.0)]
-    return tuple(f for f, _ in kept), tuple(s for _, s in kept)
+        kept = [(1, 0.0, finest_points)]
+    return (
+        tuple(f for f, _, _ in kept),
+        tuple(s for _, s, _ in kept),
+        tuple(n for _, _, n in kept),
+    )
 
 
 def linear_step(
@@ -257,13 +267,16 @@ def linear_step(
     """
     start = time.perf_counter()
     wanted = shrink_factors or preset.pyramid.shrink_factors
-    shrink, sigmas = usable_levels(
-        pair, wanted, smoothing_sigmas or preset.pyramid.smoothing_sigmas
+    shrink, sigmas, points = usable_levels(
+        pair,
+        wanted,
+        smoothing_sigmas or preset.pyramid.smoothing_sigmas,
+        preset.sampling.per_level(len(wanted)),
+        preset.sampling.per_level(len(wanted) + 1)[-1],
     )
     before = evaluate(initial) if evaluate is not None else math.nan
     transform = parametrised(kind, pair.to_engine(initial), pair.centre)
     problem, stop, count = "", "", 0
-    points = preset.sampling.per_level(len(shrink))
     for factor, sigma, count_ in zip(shrink, sigmas, points, strict=True):
         rate = preset.optimizer.learning_rate * factor / max(wanted)
         method = _linear_method(pair, factor, sigma, preset, iterations, count_, rate)

@@ -76,9 +76,17 @@ def test_levels_too_small_for_the_metric_are_skipped(
 ) -> None:
     big = _image((100, 100, 100), 1)
     pair = Pair(big, _image(shape))
-    shrink, sigmas = usable_levels(pair, (4, 2, 1), (2.0, 1.0, 0.0))
+    shrink, sigmas, points = usable_levels(
+        pair, (4, 2, 1), (2.0, 1.0, 0.0), (2000, 4000, 20000), 20000
+    )
     assert shrink == expected
-    assert len(sigmas) == len(shrink) and sigmas[-1] == {4: 2.0, 2: 1.0, 1: 0.0}[shrink[-1]]
+    # each kept level keeps its own smoothing and sample size
+    assert sigmas == tuple({4: 2.0, 2: 1.0, 1: 0.0}[f] for f in shrink)
+    assert points == tuple({4: 2000, 2: 4000, 1: 20000}[f] for f in shrink)
     assert all(min(shape) / f >= MIN_LEVEL_VOXELS for f in shrink if f > 1)
-    # the coarse levels of a rigid step before the last one: none is left, the finest is used
-    assert usable_levels(pair, (4, 2), (2.0, 1.0))[0] == (expected[:-1] or (1,))
+    # the coarse levels of a step before the last one: when none is left, the unshrunk
+    # level runs with the finest level's sample
+    coarse = usable_levels(pair, (4, 2), (2.0, 1.0), (2000, 4000), 20000)
+    assert coarse[0] == (expected[:-1] or (1,))
+    if not expected[:-1]:
+        assert coarse[1:] == ((0.0,), (20000,))
