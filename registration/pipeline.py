@@ -263,10 +263,10 @@ def _register_searched(
         scale_problem(linear_part(r.transform, r.fixed).linear, preset.search.scale_range)
         for r in results
     ]
-    # the winner is the best plausible result; the plausible others are its rivals (a pose
-    # whose refinement left the scale range fits noise, and cannot be the answer either)
+    # the winner is the best plausible result; every other one is a rival (an implausible
+    # one too: its place matched nearly as well, and only its refinement went astray)
     win = min(range(len(results)), key=lambda i: (bool(problems[i]), -scored[i][0]))
-    rivals = [i for i in range(len(results)) if i != win and not problems[i]]
+    rivals = [i for i in range(len(results)) if i != win]
     order = [win, *sorted(rivals, key=lambda i: -scored[i][0])]
     tolerance = 2.0 * inputs.geometric_voxel(bigs[win].voxel_size)
     corners = inputs.box_points(small.lo, small.hi, per_axis=2)
