@@ -114,7 +114,7 @@ class PointMatch:
 
 
 def check_points(points: np.ndarray, what: str, needed: int) -> None:
-    """Refuse point sets too small or flat to fix a 3D pose.
+    """Refuse point sets too small or flat to fix a 3D pose (``what`` names the image).
 
     Raises
     ------
@@ -124,8 +124,9 @@ def check_points(points: np.ndarray, what: str, needed: int) -> None:
     n = int(points.shape[0])
     if n < needed:
         raise RegistrationError(
-            f"{what} has {n} nuclei but matching needs at least {needed}: use a larger region or "
-            "level, loosen the size prior (--set nuclei.diameter=MIN,MAX) or give --landmarks"
+            f"{n} nuclei found in {what} but matching needs at least {needed}: use a larger "
+            "region or level, loosen the size prior (--set nuclei.diameter=MIN,MAX) or give "
+            "--landmarks"
         )
     centred = points - points.mean(axis=0)
     s = np.linalg.svd(centred, compute_uv=False)
@@ -264,8 +265,8 @@ def match_points(
     """
     start = time.perf_counter()
     fixed, moving = np.asarray(fixed, float), np.asarray(moving, float)
-    check_points(fixed, f"the nuclei of {names[0]}", max(min_points, 5))
-    check_points(moving, f"the nuclei of {names[1]}", max(min_points, 5))
+    check_points(fixed, names[0], max(min_points, 5))
+    check_points(moving, names[1], max(min_points, 5))
     # the set covering the smaller region queries the other: its nearest neighbours, found
     # inside that region, stay among the other set's near neighbours (which also has
     # neighbours beyond the region, and spurious ones: looked for deeper, by the density ratio)

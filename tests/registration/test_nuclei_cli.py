@@ -166,3 +166,37 @@ def test_bad_input_is_one_line_and_stores_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert load_workspace(work).edges == () and not (work / "transforms").exists()
+
+
+def test_report_draws_the_matched_nuclei(
+    runner: CliRunner, scene_root: tuple[Path, NucleiScene], tmp_path: Path
+) -> None:
+    root, _ = scene_root
+    work = _copy(root, tmp_path)
+    result = runner.invoke(
+        app,
+        ["register", "xray", "em", "-w", str(work), "--fixed-labels", "lab", "--steps", "nuclei"],
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report.html"
+    made = runner.invoke(app, ["report", "-w", str(work), "-o", str(out), "--size", "96"])
+    assert made.exit_code == 0, made.output
+    html = out.read_text()
+    assert "Matched nuclei" in html and "matched nuclei (em-to-xray.nuclei.csv)" in html
+
+
+@pytest.mark.slow
+def test_nuclei_and_intensity_search_both_run_and_agree(
+    runner: CliRunner, scene_root: tuple[Path, NucleiScene], tmp_path: Path
+) -> None:
+    root, scene = scene_root
+    work = _copy(root, tmp_path)
+    result = runner.invoke(
+        app,
+        ["register", "xray", "em", "-w", str(work), "--fixed-labels", "lab", "--json"]
+        + ["--steps", "search,nuclei,similarity"],
+    )
+    assert result.exit_code == 0, result.output
+    report = _report(result.stdout)
+    assert report["nuclei"]["agreement_vox"] < 2.0 and report["search"] is not None
+    assert _error_um(_edge(work), scene.truth) < 1.0 * UM
