@@ -245,7 +245,7 @@ def _register_nuclei(
                 "it anyway with --force"
             )
         result.extras["search"] = searched.extras.get("search")
-    if reason and trust.trusted:
+    if reason:  # the nuclei's own doubt says more than the intensities'
         trust = dataclasses.replace(trust, reason=reason)
     result.extras["trust"] = trust
     result.extras["nuclei"] = summary

@@ -200,3 +200,22 @@ def test_nuclei_and_intensity_search_both_run_and_agree(
     report = _report(result.stdout)
     assert report["nuclei"]["agreement_vox"] < 2.0 and report["search"] is not None
     assert _error_um(_edge(work), scene.truth) < 1.0 * UM
+
+
+def test_nuclei_of_another_sample_are_refused_and_nothing_stored(
+    runner: CliRunner, scene_root: tuple[Path, NucleiScene], tmp_path: Path
+) -> None:
+    """Labels of a different tissue: no pose matches enough nuclei; the gate refuses it."""
+    root, _ = scene_root
+    work = _copy(root, tmp_path)
+    other = make_scene(tmp_path / "other", SIMILARITY, seed=11)
+    result = runner.invoke(
+        app,
+        ["register", "xray", "em", "-w", str(work), "--fixed-labels", str(other.labels)]
+        + ["--steps", "nuclei"],
+    )
+    assert result.exit_code == 2, result.output
+    said = result.stderr
+    assert "another pose matches nearly as many nuclei" in said or "candidate nuclei match" in said
+    assert "\n" not in said.strip() and "--force" in said
+    assert load_workspace(work).edges == () and not (work / "transforms").exists()
