@@ -46,7 +46,7 @@ COLUMNS = (
     "axis_y",
     "axis_x",
     "score",
-    "border",
+    "partial",
     "kind",
     "unit",
 )
@@ -146,7 +146,7 @@ def run_nuclei(ws: Workspace | None, req: NucleiRequest) -> dict[str, Any]:
             {
                 "kind": s.polarity,
                 "points": len(s),
-                "border": int(s.border.sum()),
+                "partial": int(s.partial.sum()),
                 "level": s.level,
                 "voxel_size": list(s.voxel_size),
             }
@@ -161,7 +161,8 @@ def describe_nuclei(summary: dict[str, Any]) -> str:
     for s in summary["sets"]:
         vs = ", ".join(f"{v:.4g}" for v in s["voxel_size"])
         lines.append(
-            f"{summary['image']}: {s['points']} nuclei ({s['kind']}; {s['border']} touch the edge) "
+            f"{summary['image']}: {s['points']} nuclei ({s['kind']}; {s['partial']} cut or "
+            "fragments) "
             f"at level {s['level']} (voxel {vs})"
         )
     lines.append(f"wrote {summary['written']} (lengths in {summary['unit']})")

@@ -34,6 +34,8 @@ from coframe.volumes.volume import Level, Volume
 VOXELS_ACROSS = 4
 #: Voxels of one block read at a time (about 128^3).
 BLOCK_VOXELS = 128**3
+#: A label under this share of the smallest nucleus's volume is a fragment.
+FRAGMENT = 0.5
 #: Diameters tried between the size prior's bounds.
 SCALES = 6
 
@@ -60,9 +62,11 @@ class NucleusPoints:
         response for blobs.
     ids
         ``(N,)`` label ids (0 for blobs).
-    border
-        ``(N,)`` True where the nucleus touches the level's edge (its centroid
-        is then biased; matching leaves it out).
+    partial
+        ``(N,)`` True where the nucleus is not whole: it touches the level's
+        edge, or (labels) it is a fragment under half the volume of the size
+        prior's smallest nucleus (cut by the sample's face, say). Its centre
+        is then biased, and matching leaves it out.
     polarity
         ``labels``, ``bright`` or ``dark``: how the points were found.
     unit
@@ -79,7 +83,7 @@ class NucleusPoints:
     directions: np.ndarray
     scores: np.ndarray
     ids: np.ndarray
-    border: np.ndarray
+    partial: np.ndarray
     polarity: str
     unit: str
     level: str
@@ -90,7 +94,7 @@ class NucleusPoints:
 
     def usable(self) -> NucleusPoints:
         """The points whose centres are trustworthy (not cut by the image's edge)."""
-        return self.subset(~self.border)
+        return self.subset(~self.partial)
 
     def subset(self, keep: np.ndarray) -> NucleusPoints:
         """The points where ``keep`` is true (a boolean mask or indices)."""
@@ -102,7 +106,7 @@ class NucleusPoints:
             directions=self.directions[keep],
             scores=self.scores[keep],
             ids=self.ids[keep],
-            border=self.border[keep],
+            partial=self.partial[keep],
         )
 
     def rows(self, unit: str) -> list[dict[str, object]]:
@@ -127,7 +131,7 @@ class NucleusPoints:
                     "axis_y": dy,
                     "axis_x": dx,
                     "score": float(self.scores[i]),
-                    "border": bool(self.border[i]),
+                    "partial": bool(self.partial[i]),
                     "kind": self.polarity,
                 }
             )
@@ -211,7 +215,7 @@ def points_from_labels(
     lvl = volume.level(index)
     vs = np.asarray(lvl.voxel_size, float)
     origin = np.asarray(lvl.origin, float)
-    ids_all, sums_all, border_ids = [], [], []
+    ids_all, sums_all, edge_ids = [], [], []
     background = total = 0
     for core, _ in _blocks(lvl):
         block = lvl.read(core)
@@ -234,7 +238,7 @@ def points_from_labels(
             for edge, touches in ((0, core[a].start == 0), (n - 1, core[a].stop == n)):
                 if touches:
                     face = np.take(block, edge - core[a].start, axis=a)
-                    border_ids.append(np.unique(face[face != 0]).astype(np.int64))
+                    edge_ids.append(np.unique(face[face != 0]).astype(np.int64))
     if not ids_all:
         raise RegistrationError(
             f"{volume.source} (level {lvl.path or index}) holds no label: give the nucleus "
@@ -264,17 +268,17 @@ def points_from_labels(
     order = np.argsort(values, axis=1)[:, ::-1]
     values = np.take_along_axis(values, order, axis=1)
     vectors = np.take_along_axis(vectors, order[:, None, :], axis=2)
-    border = (
-        np.isin(unique, np.concatenate(border_ids)) if border_ids else np.zeros(unique.size, bool)
-    )
+    partial = np.isin(unique, np.concatenate(edge_ids)) if edge_ids else np.zeros(unique.size, bool)
+    volumes = count * float(np.prod(vs))
+    partial |= volumes < FRAGMENT * math.pi / 6.0 * smallest**3
     return NucleusPoints(
         centres=mean,
-        volumes=count * float(np.prod(vs)),
+        volumes=volumes,
         axes=2.0 * np.sqrt(5.0 * np.clip(values, 0, None)),
         directions=np.transpose(vectors, (0, 2, 1)),
         scores=count,
         ids=unique,
-        border=border,
+        partial=partial,
         polarity="labels",
         unit=volume.unit,
         level=lvl.path or str(index),
@@ -373,7 +377,7 @@ def points_from_intensity(
     lo = np.array([0.0, 0.0, 0.0])
     hi = (np.asarray(lvl.shape) - 1) * vs
     rel = centres - np.asarray(lvl.origin)
-    border = np.any((rel - d[:, None] / 2 < lo) | (rel + d[:, None] / 2 > hi), axis=1)
+    partial = np.any((rel - d[:, None] / 2 < lo) | (rel + d[:, None] / 2 > hi), axis=1)
     return NucleusPoints(
         centres=centres,
         volumes=math.pi / 6.0 * d**3,
@@ -381,7 +385,7 @@ def points_from_intensity(
         directions=np.repeat(np.eye(3)[None], n, axis=0),
         scores=rows[:, 4],
         ids=np.zeros(n, np.int64),
-        border=border,
+        partial=partial,
         polarity=polarity,
         unit=volume.unit,
         level=lvl.path or str(index),

@@ -125,7 +125,7 @@ def test_nuclei_command_writes_labels_and_blobs(
     assert rows[0].startswith("id,z,y,x,volume,d1,d2,d3")
     fields = [r.split(",") for r in rows[1:]]
     table = np.array([[float(v) for v in f[1:4]] for f in fields])
-    whole = np.array([f[12] == "False" for f in fields])  # not cut by the image's edge
+    whole = np.array([f[12] == "False" for f in fields])  # the partial column: not cut
     expected = scene.fixed_centres / UM
     nearest = np.min(np.linalg.norm(table[:, None] - expected[None], axis=2), axis=1)
     assert len(table) >= 0.5 * len(expected) and whole.sum() >= 0.5 * len(table)
