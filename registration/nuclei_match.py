@@ -4,7 +4,9 @@ The two sets (nuclei of a FIB-SEM segmentation and blobs of an X-ray scan,
 say) share some nuclei, miss others and hold spurious ones; their frames
 differ by any rotation, a translation and a scale within a prior. The match:
 
-1. takes the sparser set as the *query* set and the denser as the *target*;
+1. takes the set covering the smaller region (the FIB-SEM block's) as the
+   *query* set and the other as the *target*, whose neighbourhoods are searched
+   deeper by their density ratio;
 2. describes every point of each by the tetrahedra it forms with its nearest
    neighbours: the six edge lengths, divided by their mean (the mean is kept
    to check the scale prior). Query tetrahedra are indexed in every vertex
@@ -317,8 +319,8 @@ def match_points(
     hypotheses = int(qh.size)
     if hypotheses == 0:
         raise RegistrationError(
-            f"no pose fits four nuclei of {names[0]} onto four of {names[1]} within "
-            f"{tolerance:g}: loosen nuclei.tolerance or give --landmarks"
+            f"no pose fits four nuclei of {names[0]} onto four of {names[1]} within the "
+            "tolerance: loosen nuclei.tolerance (micrometres) or give --landmarks"
         )
     votes = _local_votes(
         query, target, qtree, qv[qh, 0], tv[th, 0], scale, rot, shift, tolerance, ratio
