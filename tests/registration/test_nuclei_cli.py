@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from nuclei_phantoms import UM, NucleiScene, about, make_scene, rotation
+from phantoms import write_image
 from typer.testing import CliRunner
 
 from coframe.app.workspace import init_workspace, load_workspace
@@ -143,6 +144,7 @@ def test_nuclei_command_writes_labels_and_blobs(
     ("args", "message"),
     [
         (["--fixed-labels", "XRAY"], "not integer label ids"),
+        (["--fixed-labels", "EMPTY"], "holds no label"),
         (["--fixed-labels", "em"], "looks like an intensity image"),
         (["--fixed-labels", "lab", "--set", "nuclei.min_inliers=500"], "matching needs at least"),
         (
@@ -160,7 +162,9 @@ def test_bad_input_is_one_line_and_stores_nothing(
 ) -> None:
     root, scene = scene_root
     work = _copy(root, tmp_path)
-    args = [str(scene.xray) if a == "XRAY" else a for a in args]  # a float image as labels
+    empty = write_image(tmp_path / "empty.zarr", np.zeros((16, 16, 16), np.uint16), UM, np.zeros(3))
+    given = {"XRAY": str(scene.xray), "EMPTY": str(empty)}  # a float image; labels with no id
+    args = [given.get(a, a) for a in args]
     result = runner.invoke(app, ["register", "xray", "em", "-w", str(work), *args])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
