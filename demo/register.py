@@ -123,16 +123,13 @@ def demo_nuclei(
         + ("" if found.trusted else f"; {found.reason}")
     )
     if isinstance(truth, Transform):
-        mean, top = _tre_um(ws, found.transform, truth)
-        lines.append(
-            f"  TRE vs ground truth over the FIB-SEM block (X-ray voxel {voxel:.3g} um): "
-            f"nuclei mean {mean:.3g} um ({mean / voxel:.2f} vox), max {top:.3g} um"
-        )
-        if stored is not None:
-            mean, top = _tre_um(ws, stored, truth)
+        lines.append(f"  TRE vs ground truth over the FIB-SEM block (X-ray voxel {voxel:.3g} um):")
+        maps = [("from the nuclei", found.transform)]
+        maps += [("from intensities (the stored edge)", stored)] if stored is not None else []
+        for what, t in maps:
+            mean, top = _tre_um(ws, t, truth)
             lines.append(
-                f"  {' ' * 68}intensities mean {mean:.3g} um ({mean / voxel:.2f} vox), "
-                f"max {top:.3g} um"
+                f"    {what:35} mean {mean:.3g} um ({mean / voxel:.2f} vox), max {top:.3g} um"
             )
     if stored is not None:
         corners = inputs.box_points(*np.array(fibsem.levels[0].extent).T, per_axis=2)
