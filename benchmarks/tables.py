@@ -37,6 +37,31 @@ def provenance_line(report: dict[str, Any]) -> str:
     )
 
 
+def standing(report: dict[str, Any]) -> str:
+    """coframe against each peer row, pair by pair: ratios of the medians."""
+    lines = [
+        "| pair | coframe vs | TRE mean, coframe / peer | "
+        "coframe's speed-up (peer time / coframe time) |",
+        "|---|---|---|---|",
+    ]
+    summary = [e for e in report["summary"] if "tre_mean_vox" in e and e["set"] != "floor"]
+    for e in summary:
+        if e["method"] == "coframe":
+            continue
+        ours = next(
+            (c for c in summary if c["pair"] == e["pair"] and c["method"] == "coframe"), None
+        )
+        if ours is None:
+            continue
+        tre = ours["tre_mean_vox"]["median"] / e["tre_mean_vox"]["median"]
+        time = e["seconds"]["median"] / ours["seconds"]["median"]
+        lines.append(
+            f"| {e['pair']} | {e['method']} | {tre:.2f} ({'better' if tre < 1 else 'worse'}) | "
+            f"{time:.2f}x ({'coframe faster' if time > 1 else 'coframe slower'}) |"
+        )
+    return "\n".join(lines)
+
+
 def render(name: str, report: dict[str, Any]) -> str:
     """The Markdown block of one results file."""
     if name == "register":
@@ -46,11 +71,12 @@ def render(name: str, report: dict[str, Any]) -> str:
         sets = (
             f"Tuning pairs (the presets were tuned on these): {', '.join(report['tuning_pairs'])}. "
             f"Evaluation pairs (no preset was tuned on them): "
-            f"{', '.join(report['evaluation_pairs'])}. {report['warps']} seeded random warp(s) "
+            f"{', '.join(report['evaluation_pairs'])}. Floor (no warp): "
+            f"{', '.join(report.get('floor_pairs', []))}. {report['warps']} seeded random warp(s) "
             f"per pair, {report['repeats']} round-robin repeat(s) each; median (min–max) over "
             "all runs; TRE in fixed voxels over 3000 foreground points."
         )
-        return f"{sets}\n\n{body}\n\n{provenance_line(report)}"
+        return f"{sets}\n\n{body}\n\n{standing(report)}\n\n{provenance_line(report)}"
     if name == "resample":
         import resample
 
