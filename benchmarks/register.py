@@ -526,7 +526,9 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, help="Runs per warp of the full pairs (5), of the search timing (3)."
     )
-    parser.add_argument("--timeout", type=float, default=600.0, help="Per child run.")
+    parser.add_argument(
+        "--timeout", type=float, help="Seconds per child run (1800 full pairs, 600 otherwise)."
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -548,6 +550,8 @@ def main() -> None:
         return
     if args.repeats is None:
         args.repeats = 5 if args.cases == "pairs" else 3
+    if args.timeout is None:
+        args.timeout = 1800.0 if args.cases == "pairs" else 600.0
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="coframe-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     if args.cases != "pairs":

@@ -446,9 +446,9 @@ def table(report: dict[str, Any]) -> str:
         ratio = ""
         if "vs_fair_peer" in r:
             v = r["vs_fair_peer"]
-            ratio = (
-                f"{v['ratio_of_medians']:.2f}x {v['peer']} (paired {results.fmt(v['paired'], 2)})"
-            )
+            d = 2 if v["ratio_of_medians"] >= 0.1 else 4
+            paired = results.fmt(v["paired"], d)
+            ratio = f"{v['ratio_of_medians']:.{d}f}x {v['peer']} (paired {paired})"
         lines.append(
             f"| {r['case']} | {r['size']}³ | {r['method']} | "
             f"{results.fmt(r['mvox_s'], 1 if r['mvox_s']['median'] >= 1 else 3)} | "
