@@ -160,7 +160,8 @@ def locate_section(
     s_b = min(s_a, max(s_w, shorter / opts.local_pixels))
     reader = VolumeReader(volume)
     vol_a = reader.grid(s_a, lo if near is not None else None, hi if near is not None else None)
-    # the section is read once at the working spacing, masked there, and binned for the searches
+    # the mask is made at the working spacing (grid bars found finer) and carried to the
+    # search spacings; each read bins the section band by band (montages are never whole)
     user_mask = None
     if section_mask is not None:
         check_section(section_mask, "--section-mask")

@@ -2,9 +2,10 @@
 
 A TEM montage of 20k x 20k pixels is 400 MB as uint8 and 1.6 GB as float32:
 it is never read whole. :func:`read_binned` reads bands of whole rows (a
-multiple of the bin factor high, aligned with the storage chunks when it
-can), averages each band's ``factor x factor`` blocks and keeps only the
-binned rows, so the peak memory is one band plus the binned image.
+multiple of the bin factor high, and at least one storage chunk high, so a
+chunk is decoded at most twice), averages each band's ``factor x factor``
+blocks and keeps only the binned rows, so the peak memory is one band plus
+the binned image.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def read_binned(
         return out
     rows = max(1, band_bytes // (4 * max(w, 1) * fy))  # binned rows per band
     chunk = int(level.chunks[0]) if level.chunks else 0
-    if 0 < chunk < rows * fy:  # align bands with storage chunks when they are smaller
-        per_chunk = int(np.lcm(chunk, fy))
-        rows = max(1, (rows * fy // per_chunk) * per_chunk // fy)
+    # a band at least one storage chunk high decodes each chunk at most twice
+    if chunk * w * 4 <= 4 * band_bytes:  # (not for a file stored as one huge strip)
+        rows = max(rows, -(-chunk // fy))
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
         band = level.read((slice(r0 * fy, r1 * fy), slice(0, nx * fx)))

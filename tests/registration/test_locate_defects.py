@@ -107,6 +107,35 @@ def test_the_section_reader_bins_as_a_whole_read_would(tmp_path: Path) -> None:
     assert np.allclose(got.array, whole.array, atol=1e-5)
 
 
+def test_a_pyramidal_montage_is_read_from_its_level_not_its_base(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 255, size=(512, 512), dtype=np.uint8)
+    levels = [base, base.reshape(256, 2, 256, 2).mean((1, 3)).astype(np.uint8)]
+    levels.append(levels[1].reshape(128, 2, 128, 2).mean((1, 3)).astype(np.uint8))
+    path = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(base, tile=(64, 64), subifds=2, resolution=(1e4, 1e4), resolutionunit=3)
+        for level in levels[1:]:
+            tif.write(level, tile=(64, 64), subfiletype=1)
+    section = open_volume(path)
+    assert len(section.levels) == 3
+    pixel = section.levels[0].voxel_size[0]
+    got = read_section_image(section, 4 * pixel)  # level 2 exactly: no base pixel is read
+    assert got.shape == (128, 128)
+    assert np.allclose(got.array, levels[2], atol=1e-3)
+
+
+def test_an_mrc_section_is_read_band_by_band_from_its_memory_map(tmp_path: Path) -> None:
+    from coframe.volumes.write import write_mrc
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 30000, size=(240, 200)).astype(np.int16)
+    section = open_volume(write_mrc(tmp_path / "section.mrc", image, 20.0))
+    got = read_binned(section.levels[0], 4, band_bytes=10_000)
+    whole = image.astype(np.float64).reshape(60, 4, 50, 4).mean((1, 3))
+    assert np.allclose(got, whole, rtol=1e-6)
+
+
 def test_the_automatic_mask_finds_grid_bars_and_keeps_tissue(phantom: GridImage) -> None:
     section, _ = _cut(phantom, seed=11)
     assert auto_section_mask(section.array).all()  # nothing to mask on plain tissue
@@ -240,3 +269,73 @@ def test_a_3d_mask_is_refused(phantom: GridImage, tmp_path: Path, runner: CliRun
     )
     assert result.exit_code == 2
     assert "--section-mask" in result.stderr and "2D" in result.stderr
+
+
+def test_a_pose_with_too_little_inside_is_refused_with_its_numbers(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    from dataclasses import replace
+
+    from coframe.app.locate import locate_paths, store_located
+    from coframe.app.workspace import load_workspace
+    from coframe.core.errors import RegistrationError
+    from coframe.registration.locate_result import LocateResult
+
+    section, truth = _cut(phantom, seed=15)
+    ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
+    workspace = load_workspace(ws)
+    good = LocateResult(
+        affine=Affine(truth.matrix),
+        pose=truth,
+        score=0.9,
+        runner_up=0.1,
+        confidence=0.89,
+        ncc=-0.95,
+        working_level=0,
+        working_spacing=VOXEL,
+        spacings={"global": VOXEL},
+        candidates=(),
+        working_pixels=22,
+        inside=1.0,
+    )
+    assert good.trustworthy
+    partial = replace(good, inside=0.3)
+    assert not partial.trustworthy and partial.summary()["inside"] == 0.3
+    paths = locate_paths(workspace, "section", "volume", None)
+    with pytest.raises(RegistrationError, match=r"only 30% of the section's unmasked pixels"):
+        store_located(workspace, "section", "volume", partial, command="t", paths=paths)
+    assert not paths.transform.exists()
+
+
+@pytest.mark.slow
+def test_a_tiled_pyramidal_montage_is_located_through_its_pyramid(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    rng = np.random.default_rng(16)
+    fine = PIXEL / 4.0
+    shape = (SHAPE[0] * 4, SHAPE[1] * 4)
+    pose = random_pose(phantom, (SHAPE[0] * PIXEL, SHAPE[1] * PIXEL), rng, margin=2 * VOXEL)
+    section = extract_section(phantom, pose, shape, fine, rng=rng, blur=2.0, noise=0.2, invert=True)
+    truth = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    image = np.clip(section.array * 60 + 100, 0, 255).astype(np.uint8)  # nothing saturated
+    path = tmp_path / "montage.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        res = (1e7 / fine, 1e7 / fine)  # pixels per cm
+        tif.write(image, tile=(64, 64), subifds=2, resolution=res, resolutionunit=3)
+        for k in (2, 4):  # levels of block means, as a pyramid is built
+            h, w = shape[0] // k, shape[1] // k
+            level = image.astype(float).reshape(h, k, w, k).mean((1, 3))
+            tif.write(np.rint(level).astype(np.uint8), tile=(64, 64), subfiletype=1)
+    ws = _workspace(tmp_path, runner, {}, phantom)
+    assert runner.invoke(app, ["add", "montage", str(path), "-w", str(ws)]).exit_code == 0
+    normal = ",".join(f"{v:.3f}" for v in pose.normal)
+    result = runner.invoke(
+        app,
+        ["locate", "montage", "volume", "--normal", normal, "--max-tilt", "20", "--json"]
+        + ["-w", str(ws)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and report["spacings"]["working"] == pytest.approx(VOXEL)
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
