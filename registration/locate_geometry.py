@@ -227,8 +227,10 @@ def transported_basis(linear: np.ndarray, normal: np.ndarray) -> tuple[np.ndarra
     return e1, np.cross(n, e1)
 
 
-#: Smallest fraction of a resampled pixel's support that must be usable for it to count.
-MASK_KEEP = 0.75
+#: Smallest fraction of a resampled pixel's support that must be usable for it to count:
+#: a pixel that mixes in a little of a grid bar takes the bar's extreme value with it, and
+#: bar edges then dominate a correlation (a wrong pose was trusted at 0.75).
+MASK_KEEP = 0.98
 
 
 def resample_grid(grid: GridImage, spacing: float) -> GridImage:

@@ -318,6 +318,8 @@ def test_a_tiled_pyramidal_montage_is_located_through_its_pyramid(
     section = extract_section(phantom, pose, shape, fine, rng=rng, blur=2.0, noise=0.2, invert=True)
     truth = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
     image = np.clip(section.array * 60 + 100, 0, 255).astype(np.uint8)  # nothing saturated
+    image[:, 40:60] = 3  # grid bars, four times finer than in _bars
+    image[120:140, :] = 3
     path = tmp_path / "montage.tif"
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         res = (1e7 / fine, 1e7 / fine)  # pixels per cm
@@ -337,5 +339,6 @@ def test_a_tiled_pyramidal_montage_is_located_through_its_pyramid(
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["trustworthy"] and report["spacings"]["working"] == pytest.approx(VOXEL)
+    assert report["masked"] > 0.1
     err = _errors(report, truth)
     assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
