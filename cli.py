@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import json
-import shlex
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,10 +13,8 @@ from typer.core import TyperGroup
 
 from coframe.app.edges import export_scene, import_scene, link_transform
 from coframe.app.images import add_image, describe_added
-from coframe.app.locate import render_locate, run_locate
 from coframe.app.overlay import write_workspace_overlay
 from coframe.app.points import map_workspace_points
-from coframe.app.register import RegisterRequest, format_report, refuse, run_register
 from coframe.app.report import write_report
 from coframe.app.resample import (
     describe_result,
@@ -28,15 +23,21 @@ from coframe.app.resample import (
     resample_workspace,
 )
 from coframe.app.viewer import export_viewer
-from coframe.app.workspace import find_workspace, init_workspace, load_workspace
+from coframe.app.workspace import init_workspace
+from coframe.commands import locate_cmd, nuclei_cmd, register_cmd
+from coframe.commands.common import WorkspaceOption as _WorkspaceOption
+from coframe.commands.common import arg as _arg
+from coframe.commands.common import command_line as _command_line
+from coframe.commands.common import from_flags as _from_flags
+from coframe.commands.common import load_ws as _load_ws
+from coframe.commands.common import opt as _opt
 from coframe.core.errors import CoframeError, one_line_warnings
 from coframe.demo.pipeline import run_demo
-from coframe.registration.locate_result import LocateOptions
 from coframe.resampling.sizes import DEFAULT_MAX_OUTPUT
 from coframe.transforms.graph import describe_graph, render_graph
 from coframe.views.overlay_views import check_output, parse_options
 from coframe.volumes.info import describe, render_text
-from coframe.volumes.open import open_volume, parse_box, parse_floats, parse_point, parse_select
+from coframe.volumes.open import open_volume, parse_floats, parse_select
 
 T = TypeVar("T")
 
@@ -70,16 +71,6 @@ def _version(value: bool) -> None:
         except metadata.PackageNotFoundError:
             typer.echo("coframe (not installed)")
         raise typer.Exit()
-
-
-def _opt(help: str, *names: str) -> Any:
-    """A ``typer.Option`` with its help (and its flag names, when not the parameter's)."""
-    return typer.Option(*names, help=help)
-
-
-def _arg(help: str) -> Any:
-    """A ``typer.Argument`` with its help."""
-    return typer.Argument(help=help)
 
 
 @app.callback()
@@ -126,32 +117,6 @@ def info_cmd(
 
 # ---------------------------------------------------------------------- workspace commands
 
-_WORKSPACE_HELP = "Workspace directory (default: search for coframe.yaml from here upward)."
-
-
-def _load_ws(workspace: Path | None) -> Any:
-    return load_workspace(find_workspace(explicit=workspace))
-
-
-def _from_flags(ctx: typer.Context, make: Callable[..., T], **given: Any) -> T:
-    """``make(...)`` called with the parsed flags named like its parameters, and ``given``."""
-    names = inspect.signature(make).parameters
-    flags = {k: v for k, v in ctx.params.items() if k in names and k not in given}
-    return make(**flags, **given)
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The command line of ``ctx``, rebuilt from its parsed parameters (for provenance)."""
-    parts = ["coframe", ctx.info_name or ""]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if param.param_type_name == "argument":
-            parts.append(shlex.quote(str(value)))
-        elif value not in (None, False, (), [], param.default):
-            flag = param.opts[0]
-            parts.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
-    return " ".join(parts)
-
 
 @app.command("init")
 def init_cmd(
@@ -162,11 +127,6 @@ def init_cmd(
     """Create a workspace (coframe.yaml) in DIRECTORY."""
     ws = init_workspace(directory, unit=unit, force=force)
     typer.echo(f"workspace {ws.file} (unit {ws.unit})")
-
-
-_WorkspaceOption = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help=_WORKSPACE_HELP, show_default=False)
-]
 
 
 @app.command("add")
@@ -422,130 +382,11 @@ def resample_cmd(
     typer.echo(describe_result(result))
 
 
-# ---------------------------------------------------------------------- registration
+# ---------------------------------------------------------------------- registration (commands/)
 
-
-@app.command("register")
-def register_cmd(
-    ctx: typer.Context,
-    moving: Annotated[str, _arg("Image to move (name in the workspace).")],
-    fixed: Annotated[str, _arg("Image that stays (name in the workspace).")],
-    preset: Annotated[str | None, _opt("Preset name (xray-to-fibsem...) or YAML path.")] = None,
-    steps: Annotated[str | None, _opt("Chained steps, e.g. rigid,affine,bspline.")] = None,
-    set_: Annotated[list[str] | None, _opt("Override a preset key: key=value.", "--set")] = None,
-    init: Annotated[
-        str | None,
-        _opt("Start: auto, identity, geometry, moments, edge or landmarks."),
-    ] = None,
-    init_edge: Annotated[
-        bool, _opt("Start from the workspace's FIXED -> MOVING path.", "--init-edge")
-    ] = False,
-    landmarks: Annotated[
-        Path | None, _opt("BigWarp landmarks (CSV/JSON) that give the start.")
-    ] = None,
-    eval_landmarks: Annotated[
-        Path | None, _opt("BigWarp landmarks held out to measure TRE.")
-    ] = None,
-    landmarks_unit: Annotated[
-        str | None, _opt("Unit of landmark files (default: workspace unit).")
-    ] = None,
-    fixed_mask: Annotated[Path | None, _opt("Mask image in FIXED's space.")] = None,
-    moving_mask: Annotated[Path | None, _opt("Mask image in MOVING's space.")] = None,
-    multi_start: Annotated[
-        bool, _opt("Try rotated starts (poses far from identity).", "--multi-start")
-    ] = False,
-    level_moving: Annotated[str | None, _opt("Pyramid level of MOVING.")] = None,
-    level_fixed: Annotated[str | None, _opt("Pyramid level of FIXED.")] = None,
-    ground_truth: Annotated[
-        Path | None,
-        _opt("FIXED -> MOVING transform (ITK, OME-NGFF) or BigWarp landmarks to measure TRE."),
-    ] = None,
-    near: Annotated[str | None, _opt("Search near z,y,x (in the larger image).")] = None,
-    search_box: Annotated[str | None, _opt("Search box z0,y0,x0:z1,y1,x1 (ditto).")] = None,
-    axis: Annotated[str | None, _opt("Search about axis z,y,x only, or any.")] = None,
-    max_tilt: Annotated[float | None, _opt("With --axis: largest tilt, degrees.")] = None,
-    force: Annotated[
-        bool,
-        _opt("Replace an edge; store a result that worsened or that is not trusted.", "--force"),
-    ] = False,
-    as_json: Annotated[bool, _opt("Print the report as JSON.", "--json")] = False,
-    workspace: _WorkspaceOption = None,
-) -> None:
-    """Register MOVING onto FIXED; store the FIXED -> MOVING edge if coframe trusts it.
-
-    With no start given, an image much smaller than the other is first
-    searched for over all orientations and a scale range.
-    """
-    ws = _load_ws(workspace)
-    box = None if search_box is None else parse_box(search_box, 3, flag="--search-box")
-    request = _from_flags(
-        ctx,
-        RegisterRequest,
-        steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()),
-        overrides=tuple(set_ or ()),
-        near=None if near is None else parse_point(near, flag="--near"),
-        search_box=None if box is None else (*box[0], *box[1]),
-        axis=None if axis is None else () if axis == "any" else parse_point(axis, flag="--axis"),
-        command=_command_line(ctx),
-    )
-    ws, outcome = run_register(ws, request, progress=not as_json)
-    if outcome.stored is not None:
-        ws.save()
-    typer.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else format_report(outcome))
-    refuse(outcome)
-
-
-@app.command("locate")
-def locate_cmd(
-    ctx: typer.Context,
-    section: Annotated[str, _arg("2D section image (name in the workspace).")],
-    volume: Annotated[str, _arg("3D volume image (name in the workspace).")],
-    normal: Annotated[str | None, _opt("Expected plane normal z,y,x (either sign).")] = None,
-    near: Annotated[str | None, _opt("Physical point z,y,x near the section centre.")] = None,
-    max_tilt: Annotated[
-        float | None,
-        _opt("Largest angle (degrees) from --normal (or the volume z axis)."),
-    ] = None,
-    shrinkage: Annotated[
-        bool, _opt("Fit in-plane shrinkage and shear (2D affine).", "--shrinkage")
-    ] = False,
-    section_mask: Annotated[
-        str | None, _opt("2D mask of SECTION (image name or file; nonzero = tissue to match).")
-    ] = None,
-    auto_mask: Annotated[
-        bool, _opt("Mask grid bars and empty film.", "--auto-mask/--no-auto-mask")
-    ] = True,
-    out_dir: Annotated[
-        Path | None,
-        _opt("Folder of the matched slice, picture and report (default: locate/...)."),
-    ] = None,
-    force: Annotated[
-        bool, _opt("Replace outputs and the edge; store a doubtful pose.", "--force")
-    ] = False,
-    as_json: Annotated[bool, _opt("Print the report as JSON.", "--json")] = False,
-    workspace: _WorkspaceOption = None,
-) -> None:
-    """Find where the 2D SECTION lies in the 3D VOLUME; store the SECTION -> VOLUME edge."""
-    options = LocateOptions(
-        normal=None if normal is None else parse_point(normal, flag="--normal"),
-        near=None if near is None else parse_point(near, flag="--near"),
-        max_tilt=max_tilt,
-        shrinkage=shrinkage,
-        auto_mask=auto_mask,
-    )
-    ws, report = run_locate(
-        _load_ws(workspace),
-        section,
-        volume,
-        options,
-        command=_command_line(ctx),
-        out_dir=out_dir,
-        force=force,
-        section_mask=section_mask,
-    )
-    ws.save()
-    typer.echo(json.dumps(report, indent=2) if as_json else render_locate(report))
-
+app.command("register")(register_cmd)
+app.command("locate")(locate_cmd)
+app.command("nuclei")(nuclei_cmd)
 
 # ---------------------------------------------------------------------- demo
 

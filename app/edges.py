@@ -21,6 +21,7 @@ from coframe.core.errors import (
 )
 from coframe.core.units import canonical_unit
 from coframe.transforms.base import Transform
+from coframe.transforms.cycles import conflicting_cycle
 from coframe.transforms.field import sample_to_field
 from coframe.transforms.formats.dispatch import detect_transform_format, read_transform
 from coframe.transforms.formats.ngff import (
@@ -140,6 +141,7 @@ def export_scene(
         dims.setdefault(e.source, t.input_dim)
         dims.setdefault(e.target, t.output_dim)
         loaded.append((e, t))
+    _refuse_disagreeing_cycle(workspace, loaded)
     systems = []
     for name, space in workspace.all_spaces().items():
         axes = space.axes or (
@@ -158,6 +160,22 @@ def export_scene(
         t = _storable(workspace, e, t, systems, p, field_spacing)
         items.append(SceneTransformation(e.source, e.target, t, f"{e.source} -> {e.target}"))
     return Path(write_scene(p, systems, items, unit=workspace.unit, force=force))
+
+
+def _refuse_disagreeing_cycle(workspace: Workspace, loaded: list[tuple[EdgeEntry, Any]]) -> None:
+    """A scene may not hold a cycle of edges that disagree: it would not read back."""
+    conflict = conflicting_cycle([(e.source, e.target, t) for e, t in loaded])
+    if conflict is None:
+        return
+    edge = loaded[conflict.edge][0]
+    chain = [loaded[i][0] for i, _ in conflict.chain]
+    off = max(conflict.linear, conflict.translation)
+    raise WorkspaceError(
+        f"edge {edge.source} -> {edge.target} ({edge.file}) disagrees with the chain through "
+        f"{', '.join(f'{c.source} -> {c.target}' for c in chain)} by up to {off:.3g}: an OME-NGFF "
+        f"scene holding both would be refused when read; remove or fix one of them in "
+        f"{workspace.file} before exporting"
+    )
 
 
 def _storable(

@@ -10,12 +10,14 @@ provenance only when QC allows it. The estimators themselves never write.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from coframe.app.images import image_location
+from coframe.app.nuclei import format_nuclei, open_labels, pairs_path, write_pairs
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
 from coframe.core.errors import (
@@ -86,6 +88,9 @@ class RegisterRequest:
     axis, max_tilt
         The axis (z, y, x) the images are rotated about and its largest tilt
         in degrees, for the global search.
+    moving_labels, fixed_labels
+        Nucleus segmentations (workspace image names or paths) in the moving
+        and fixed spaces; either one adds the ``nuclei`` step.
     force
         Replace an existing edge/file and store a result whose metric got
         worse or that the trust gate doubts.
@@ -113,6 +118,8 @@ class RegisterRequest:
     search_box: tuple[float, ...] | None = None
     axis: tuple[float, ...] | None = None
     max_tilt: float | None = None
+    moving_labels: str | None = None
+    fixed_labels: str | None = None
     force: bool = False
     command: str = "coframe register"
 
@@ -136,6 +143,8 @@ class RegisterOutcome:
         The transform file written, or None.
     refused
         Why nothing was stored (empty when stored).
+    nuclei_file
+        The BigWarp CSV of the matched nuclei written beside the edge, or None.
     """
 
     result: RegistrationResult
@@ -145,6 +154,7 @@ class RegisterOutcome:
     landmark_fit: dict[str, Any] | None = None
     stored: Path | None = None
     refused: str = ""
+    nuclei_file: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values: the report printed with ``--json``."""
@@ -167,6 +177,8 @@ class RegisterOutcome:
             "landmark_fit": self.landmark_fit,
             "trust": None if "trust" not in r.extras else r.extras["trust"].to_dict(),
             "search": r.extras.get("search"),
+            "nuclei": r.extras.get("nuclei"),
+            "nuclei_landmarks": None if self.nuclei_file is None else str(self.nuclei_file),
         }
 
 
@@ -301,15 +313,25 @@ def run_register(
         if value is not None:
             overrides[key] = list(value) if isinstance(value, tuple) else value
     preset = load_preset(req.preset).with_overrides(overrides)
+    labelled = req.moving_labels is not None or req.fixed_labels is not None
+    if labelled and "nuclei" not in preset.steps:  # labels given: the nuclei give the start
+        at = int(preset.steps[0] == "search")
+        steps = [*preset.steps[:at], "nuclei", *preset.steps[at:]]
+        preset = preset.with_overrides({"steps": [s for s in steps if s != "moments"]})
     path = output_path(ws, fixed_space, moving_space, "bspline" in preset.steps)
+    nuclei_path = pairs_path(ws, fixed_space, moving_space)
     if not req.force:
         _check_free(ws, path, fixed_space, moving_space)
+        if "nuclei" in preset.steps and nuclei_path.exists():
+            raise OverwriteError(f"{nuclei_path} already exists: pass --force to replace it")
 
     moving = ws.open_image(req.moving)
     fixed = ws.open_image(req.fixed)
     check_pair(moving, fixed)  # before any edge lookup: a 2D section fails here, clearly
     fixed_mask = _mask(ws, req.fixed_mask, "--fixed-mask")
     moving_mask = _mask(ws, req.moving_mask, "--moving-mask")
+    moving_labels = open_labels(ws, req.moving_labels, moving_space, "--moving-labels")
+    fixed_labels = open_labels(ws, req.fixed_labels, fixed_space, "--fixed-labels")
     given, source, fit_summary, landmark_fit = None, "edge", None, None
     if req.landmarks is not None:
         lms = lmk.load_landmarks(req.landmarks, unit=ws.unit, file_unit=req.landmarks_unit)
@@ -337,6 +359,8 @@ def run_register(
             level_fixed=req.level_fixed,
             names=(req.moving, req.fixed),
             progress=update,
+            moving_labels=moving_labels,
+            fixed_labels=fixed_labels,
         )
     if landmark_fit is not None:
         fit_summary = landmark_fit.summary(result.working_voxel)
@@ -363,6 +387,11 @@ def run_register(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     written = write_transform(result.transform, path, unit=ws.unit, format="itk", force=req.force)
+    nuclei = result.extras.get("nuclei_result")
+    pairs = None
+    if nuclei is not None:
+        pairs = write_pairs(ws, nuclei, result.transform, nuclei_path, req.force)
+        outcome = dataclasses.replace(outcome, nuclei_file=pairs)
     provenance = _provenance(ws, req, outcome, preset_inputs(req, ws))
     ws = ws.add_edge(
         fixed_space,
@@ -375,7 +404,7 @@ def run_register(
         kind=summarize_transform(result.transform),
     )
     return ws, RegisterOutcome(
-        result, fixed_space, moving_space, tres, fit_summary, Path(written), ""
+        result, fixed_space, moving_space, tres, fit_summary, Path(written), "", pairs
     )
 
 
@@ -417,7 +446,7 @@ def _provenance(
         prov["tre"] = {k: rounded(v) for k, v in outcome.tre.items()}
     if r.jacobian:
         prov["jacobian"] = rounded(r.jacobian)
-    for key in ("trust", "search"):
+    for key in ("trust", "search", "nuclei", "nuclei_landmarks"):
         if report.get(key) is not None:
             prov[key] = report[key]
     if outcome.landmark_fit is not None:
@@ -509,6 +538,8 @@ def format_report(outcome: RegisterOutcome) -> str:
             f"  trust: {verdict_text} (mutual information {trust.mutual_information:.4f}, "
             f"no-alignment baseline {trust.baseline:.4f}{runner}, overlap {trust.overlap:.0%})"
         )
+    if r.extras.get("nuclei") is not None:
+        lines.extend(format_nuclei(r.extras["nuclei"], outcome.nuclei_file))
     if outcome.stored is not None:
         lines.append(f"  stored {outcome.stored}")
     return "\n".join(lines)

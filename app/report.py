@@ -33,12 +33,15 @@ import numpy as np
 from coframe.app.workspace import EdgeEntry, Workspace
 from coframe.core.atomic import refuse_existing, write_text_atomic
 from coframe.core.errors import CoframeError, MetadataError, WorkspaceError
+from coframe.core.units import unit_factor
 from coframe.transforms.affine import Affine, Identity
 from coframe.transforms.base import Transform
+from coframe.transforms.formats.bigwarp import read_bigwarp_landmarks
 from coframe.transforms.formats.dispatch import read_transform
 from coframe.transforms.graph import describe_graph
 from coframe.views.overlay_views import Channel, OverlayOptions, build_planes, make_overlay
-from coframe.views.render import render_mode, upscale, zoom_factor
+from coframe.views.points_marks import mark_points
+from coframe.views.render import Panel, panel_grid, render_mode, upscale, zoom_factor
 from coframe.views.report_html import (
     details,
     figure,
@@ -211,6 +214,35 @@ def _registration_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int
         ws, a, b, before_t, f"before ({before_label})", size, (ov.limits_a, ov.limits_b)
     )
     card.html.append("<h3>Overlays before and after</h3>" + before_fig + after_fig)
+    nuclei = _nuclei_figure(ws, edge, a, ov)
+    if nuclei:
+        card.html.append("<h3>Matched nuclei</h3>" + nuclei)
+
+
+#: Ring radius of a matched nucleus in the report, and how far from a slice it is shown (µm).
+NUCLEUS_RING_UM = (3.0, 3.0)
+
+
+def _nuclei_figure(ws: Workspace, edge: EdgeEntry, a: Channel, ov: Any) -> str:
+    """The matched nuclei of a nuclei registration (BigWarp CSV beside the edge) as rings."""
+    given = edge.provenance.get("nuclei_landmarks")
+    path = (
+        Path(given) if given else ws.root / f"transforms/{edge.source}-to-{edge.target}.nuclei.csv"
+    )
+    if not path.is_file():
+        return ""
+    pairs = read_bigwarp_landmarks(path, unit=ws.unit)
+    points = pairs.fixed if a.space == edge.source else pairs.moving
+    um = unit_factor("micrometer", ws.unit)
+    radius, depth = (v * um for v in NUCLEUS_RING_UM)
+    panels = []
+    for pair in ov.pairs:
+        rgb, shown = mark_points(
+            ov.render(pair, "composite", min_side=192), pair.plane, points, radius, depth
+        )
+        panels.append(Panel(rgb, f"{pair.plane.name} · {shown} nuclei"))
+    title = f"{len(points)} matched nuclei (yellow) over the composite, frame {a.space}"
+    return figure(panel_grid([panels], title), f"matched nuclei ({path.name})")
 
 
 def _section_card(ws: Workspace, edge: EdgeEntry, card: EdgeCard, size: int) -> None:

@@ -4,12 +4,13 @@ Run in the separate benchmark environment (the peers pin older libraries)::
 
     python3 -m venv /tmp/bench
     /tmp/bench/bin/pip install -e '.[bench]'
-    /tmp/bench/bin/python benchmarks/register.py [--demo DIR] [--skip-demo]
+    /tmp/bench/bin/python benchmarks/register.py [--pairs P,...] [--warps 3] [--repeats 5]
+    /tmp/bench/bin/python benchmarks/register.py --quick     # 1 warp, 1 repeat: a check
     /tmp/bench/bin/python benchmarks/register.py --cases crops [--count 24] [--seed 0]
     /tmp/bench/bin/python benchmarks/register.py --cases crops-tuning
     /tmp/bench/bin/python benchmarks/register.py --cases search-timing [--repeats 3]
 
-``--cases pairs`` (the default) runs the pairs below; ``crops`` runs the
+``--cases pairs`` (the default) runs the full pairs (below); ``crops`` runs the
 "register from anywhere" cases on real multimodal scans (``benchmarks/crops.py``
 says which scans, how the crops are cut and how the truth is made): ``--count``
 cases spread over the reported real pairs, each method in its own child process,
@@ -21,29 +22,14 @@ memory, with coframe's refusals and trusted-but-wrong results counted apart.
 (1 mm) inside a 256^3 fixed image (1 mm), both from the real S1 pair. Results also
 go to ``--out`` (JSON; default ``results-<cases>.json`` in the temporary folder).
 
-Pairs (fixed <- moving, ground truth known):
-
-- ``mni-affine``: nilearn's ICBM152 T1 (resampled to 1.5 mm) as fixed; as
-  moving, an image of another contrast made from the GM and WM tissue maps
-  (grey matter brightest), noisy, warped by a known affine.
-- ``mni-deformable``: the same, warped by an affine and a smooth field
-  (several Gaussian bumps, up to about 5 mm).
-- ``demo``: the ``coframe demo`` sample: its X-ray (moving) onto its FIB-SEM
-  (fixed) at the working levels coframe picks (the FIB-SEM level nearest the
-  X-ray voxel), ground truth from the demo.
-
-Methods: coframe (the ``multimodal`` preset for the MNI pairs, whose zero
-background is real, and ``xray-to-fibsem`` for the demo, whose FIB-SEM zero
-padding is masked; ``bspline`` appended for the deformable rows),
-itk-elastix (default ``affine`` and ``affine`` + ``bspline`` parameter maps,
-AdvancedMattesMutualInformation; warm time, cold time reported too) and
-ANTsPy (``Affine`` and ``SyN``, mattes). Every method runs in its own
-subprocess with 2 threads on the same arrays and starts from the same
-frames; it reports the wall time of the registration call only and its own
-peak RSS. TRE is measured on the same fixed foreground points (3000) for
-all: the distance between where a method's FIXED -> MOVING map sends them
-and where the ground truth does, in voxels of the fixed image and in physical
-units.
+``--cases pairs`` (the default): the full pairs of ``benchmarks/pairs.py``
+(tuning pairs on nilearn's MNI template, evaluation pairs on SPM's avg152 T1/T2,
+a floor pair with no warp), each under ``--warps`` seeded random warps made with
+numpy and scipy (``benchmarks/truth.py``), every method ``--repeats`` times round
+robin with the repeat's seed; methods and their defaults/matched settings are in
+``benchmarks/pair_methods.py``. Results: ``benchmarks/results/register.json``
+(``--out``); ``benchmarks/tables.py`` renders them. ``--quick`` runs one warp and
+one repeat.
 
 Crop cases, matched effort: every method gets the same two arrays (2 mm voxels,
 origin 0 each) and no start but the images' geometry. coframe: the
@@ -81,6 +67,9 @@ from typing import Any
 import crop_summary
 import crops
 import numpy as np
+import pair_methods
+import pairs
+import results
 
 #: What a method's child returns: mapped points, seconds, a note and extra facts.
 Runner = tuple[np.ndarray, float, str, dict[str, Any]]
@@ -90,9 +79,7 @@ Runner = tuple[np.ndarray, float, str, dict[str, Any]]
 # child never loads coframe, nor coframe's child a peer.
 THREADS = 2
 TRE_POINTS = 3000
-PAIRS = ("mni-affine", "mni-deformable", "demo")
 METHODS = ("coframe", "elastix", "ants", "ants-search")
-PAIR_METHODS = ("coframe", "elastix", "ants")
 CASES = ("pairs", "crops", "crops-tuning", "search-timing")
 #: Matched effort of the peers on the crop cases (see the module docstring).
 LEVELS = {"shrink": (4, 2, 1), "smooth": (2, 1, 0), "iterations": 200, "samples": 4000}
@@ -101,114 +88,7 @@ ANTS_SEARCH = {"search_factor": 30, "radian_fraction": 1.0, "local_search_iterat
 ANTS_SEARCH_SHRINK = 2
 
 
-# --------------------------------------------------------------------------- pair data
-
-
-def _nilearn_data() -> Path:
-    import nilearn
-
-    return Path(nilearn.__file__).parent / "datasets" / "data"
-
-
-def _load_mni(name: str) -> np.ndarray:
-    import SimpleITK as sitk
-
-    path = _nilearn_data() / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path), sitk.sitkFloat32))
-
-
-def _mni_truth(kind: str, shape: tuple[int, ...], voxel: float, rng: np.random.Generator) -> Any:
-    """The moving -> fixed warp ``G`` (numpy order, mm) used to render the moving image."""
-    from coframe.transforms.affine import Affine
-    from coframe.transforms.base import Chain
-    from coframe.transforms.field import DisplacementField
-
-    centre = (np.array(shape) - 1) / 2 * voxel
-    a = np.deg2rad(8.0 if kind == "affine" else 4.0)
-    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    lin = rot @ np.diag([1.05, 0.97, 1.02] if kind == "affine" else [1.03, 0.98, 1.01])
-    lin[0, 2] += 0.03 if kind == "affine" else 0.0
-    shift = np.array([4.0, -6.0, 3.0] if kind == "affine" else [2.0, -3.0, 1.5])
-    affine = Affine.from_linear(lin, centre + shift - lin @ centre)
-    if kind == "affine":
-        return affine
-    spacing = 3.0
-    nodes_shape = tuple(int(np.ceil(n * voxel / spacing)) + 1 for n in shape)
-    axes = [np.arange(n) * spacing for n in nodes_shape]
-    nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
-    vectors = np.zeros(nodes.shape)
-    for _ in range(10):
-        c = centre + rng.uniform(-0.35, 0.35, 3) * np.array(shape) * voxel
-        amplitude = rng.normal(0.0, 2.5, 3)
-        weight = np.exp(-((nodes - c) ** 2).sum(-1) / (2 * 18.0**2))
-        vectors += amplitude * weight[..., None]
-    return Chain((affine, DisplacementField(vectors, np.zeros(3), np.full(3, spacing))))
-
-
-def make_mni_pair(kind: str, out: Path) -> dict[str, Any]:
-    """Render the MNI pair ``kind`` into ``out`` (npy arrays, truth points)."""
-    from scipy import ndimage
-
-    voxel = 1.5
-    t1, gm, wm = (ndimage.zoom(_load_mni(n), 1 / voxel, order=1) for n in ("t1", "gm", "wm"))
-    rng = np.random.default_rng(0)
-    head = t1 > 5
-    contrast = (40 + 0.7 * gm + 0.25 * wm) * head
-    warp = _mni_truth(kind, t1.shape, voxel, rng)
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in t1.shape], indexing="ij"), -1)
-    source = warp.apply(grid.reshape(-1, 3) * voxel) / voxel
-    moving = ndimage.map_coordinates(contrast, source.T, order=1, cval=0).reshape(t1.shape)
-    moving = (moving + rng.normal(0, 4, moving.shape) * (moving > 0)).astype(np.float32)
-    fixed = t1.astype(np.float32)
-    index = np.argwhere(fixed > 20)
-    pick = index[rng.choice(index.shape[0], TRE_POINTS, replace=False)]
-    points = pick * voxel
-    truth = warp.inverse().apply(points)
-    meta = _save_pair(out, fixed, moving, (voxel,) * 3, (voxel,) * 3, points, truth, "mm", voxel)
-    meta["preset"] = "multimodal"
-    (out / "meta.json").write_text(json.dumps(meta))
-    return meta
-
-
-def make_demo_pair(demo: Path, out: Path) -> dict[str, Any]:
-    """The demo's FIB-SEM (fixed, level nearest the X-ray voxel) and X-ray, in µm."""
-    from coframe.app.workspace import load_workspace
-    from coframe.registration.inputs import padding_mask
-    from coframe.transforms.formats.dispatch import read_transform
-
-    ws = load_workspace(demo)
-    xray, fib = ws.open_image("xray"), ws.open_image("fibsem")
-    level = fib.levels[fib.nearest_level(xray.levels[0].voxel_size)]
-    fixed = level.read().astype(np.float32)
-    moving_level = xray.levels[0]
-    moving = moving_level.read().astype(np.float32)
-    truth_map = read_transform(demo / "ground_truth" / "fibsem_to_xray.json", unit=ws.unit)
-    rng = np.random.default_rng(0)
-    mask = padding_mask(fixed, 2)
-    index = np.argwhere(mask if mask is not None else np.ones(fixed.shape, bool))
-    pick = index[rng.choice(index.shape[0], TRE_POINTS, replace=False)]
-    points_nm = level.index_to_physical(pick)
-    truth_nm = truth_map.apply(points_nm)
-    scale = 1e-3  # nm -> µm for every method
-    meta = _save_pair(
-        out,
-        fixed,
-        moving,
-        tuple(v * scale for v in level.voxel_size),
-        tuple(v * scale for v in moving_level.voxel_size),
-        points_nm * scale,
-        truth_nm * scale,
-        "µm",
-        float(np.mean(level.voxel_size)) * scale,
-        fixed_origin=tuple(v * scale for v in level.origin),
-        moving_origin=tuple(v * scale for v in moving_level.origin),
-    )
-    if mask is not None:
-        np.save(out / "fixed_mask.npy", mask.astype(np.uint8))
-    meta["demo"] = str(demo)
-    meta["fixed_level"] = level.path
-    (out / "meta.json").write_text(json.dumps(meta))
-    return meta
+# --------------------------------------------------------------------------- case data
 
 
 def _save_pair(
@@ -560,11 +440,16 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def child(method: str, data: Path, deformable: bool) -> None:
+def child(method: str, data: Path, deformable: bool, seed: int = 0) -> None:
     """Run one method on one pair and print its JSON line."""
     meta = json.loads((data / "meta.json").read_text())
-    runner = {"coframe": _coframe, "elastix": _elastix, "ants": _ants, "ants-search": _ants_search}
-    mapped, seconds, note, info = runner[method](data, meta, deformable)
+    if meta.get("family") == "pairs":
+        mapped, seconds, note, info = pair_methods.run(method, data, meta, deformable, seed)
+    else:
+        runner = {
+            "coframe": _coframe, "elastix": _elastix, "ants": _ants, "ants-search": _ants_search
+        }  # fmt: skip
+        mapped, seconds, note, info = runner[method](data, meta, deformable)
     truth = np.load(data / "truth.npy")
     # in the moving space, times the moving -> fixed scale (1 but for the crop cases)
     errors = np.linalg.norm(mapped - truth, axis=1) * float(meta.get("error_scale", 1.0))
@@ -590,7 +475,12 @@ def child(method: str, data: Path, deformable: bool) -> None:
 
 
 def _run_child(
-    method: str, data: Path, deformable: bool, tmp: Path, timeout: float | None = None
+    method: str,
+    data: Path,
+    deformable: bool,
+    tmp: Path,
+    timeout: float | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     env = dict(os.environ)
     env.update(
@@ -600,6 +490,7 @@ def _run_child(
         TMPDIR=str(tmp),
     )
     args = [sys.executable, __file__, "--child", method, "--data", str(data)]
+    args += ["--run-seed", str(seed)]
     if deformable:
         args.append("--deformable")
     try:
@@ -615,48 +506,35 @@ def _run_child(
     return json.loads(lines[-1])
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'pair':15} {'method':8} {'TRE mean/p95/max (vox)':>24} {'TRE mean/p95/max (phys)':>27} "
-        f"{'time s':>7} {'peak GB':>7}  coframe ratio TRE/time  note"
-    )
-    out = [header, "-" * len(header)]
-    for row in rows:
-        if "error" in row:
-            out.append(f"{row['pair']:15} {row['method']:8} failed: {row['error']}")
-            continue
-        v = row["voxel"]
-        vox = f"{row['mean'] / v:.3f}/{row['p95'] / v:.3f}/{row['max'] / v:.3f}"
-        phys = f"{row['mean']:.3g}/{row['p95']:.3g}/{row['max']:.3g} {row['unit']}"
-        ratio = ""
-        if row["method"] != "coframe" and row.get("coframe") is not None:
-            c = row["coframe"]
-            ratio = f"{c['mean'] / row['mean']:.2f} / {c['seconds'] / row['seconds']:.2f}"
-        out.append(
-            f"{row['pair']:15} {row['method']:8} {vox:>24} {phys:>27} {row['seconds']:7.2f} "
-            f"{row['peak_gb']:7.2f}  {ratio:>22}  {row.get('note', '')}"
-        )
-    return "\n".join(out)
-
-
 def main() -> None:
     """Parse the command line; run the children or the whole comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=METHODS)
+    parser.add_argument("--child", choices=tuple(dict.fromkeys(METHODS + pairs.PAIR_METHODS)))
     parser.add_argument("--data", type=Path)
     parser.add_argument("--deformable", action="store_true")
     parser.add_argument("--cases", choices=CASES, default="pairs")
-    parser.add_argument("--demo", type=Path, help="An existing `coframe demo` directory.")
-    parser.add_argument("--skip-demo", action="store_true")
-    parser.add_argument("--pairs", default=",".join(PAIRS))
+    parser.add_argument("--pairs", default=",".join(pairs.PAIRS), help="Full pairs to run.")
     parser.add_argument(
-        "--methods", help=f"Default: {','.join(PAIR_METHODS)} (pairs), all for the crops."
+        "--methods",
+        help=f"Default: {','.join(pairs.PAIR_METHODS)} (pairs), {','.join(METHODS)} (crops).",
     )
+    parser.add_argument("--warps", type=int, default=3, help="Seeded random warps per full pair.")
+    parser.add_argument("--quick", action="store_true", help="Full pairs: 1 warp, 1 repeat.")
+    parser.add_argument("--run-seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=24, help="Crop cases, over the pairs.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the crop cases.")
-    parser.add_argument("--repeats", type=int, default=3, help="Runs of the search timing.")
-    parser.add_argument("--timeout", type=float, default=600.0, help="Per child, crop cases.")
-    parser.add_argument("--out", type=Path, help="Results JSON (crop cases and timing).")
+    parser.add_argument(
+        "--repeats", type=int, help="Runs per warp of the full pairs (5), of the search timing (3)."
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="Seconds per child run (1800 full pairs, 600 otherwise)."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="Results JSON (default: benchmarks/results/register.json for "
+        "the full pairs, results-<cases>.json in the temporary folder otherwise).",
+    )
     parser.add_argument("--tmp", type=Path)
     parser.add_argument(
         "--coframe-set",
@@ -668,44 +546,24 @@ def main() -> None:
     if args.coframe_set:
         os.environ["COFRAME_BENCH_SET"] = ";".join(args.coframe_set)
     if args.child:
-        child(args.child, args.data, args.deformable)
+        child(args.child, args.data, args.deformable, args.run_seed)
         return
+    if args.repeats is None:
+        args.repeats = 5 if args.cases == "pairs" else 3
+    if args.timeout is None:
+        args.timeout = 1800.0 if args.cases == "pairs" else 600.0
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="coframe-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     if args.cases != "pairs":
         out = args.out or tmp / f"results-{args.cases}.json"
         run_crops(args, tmp, out)
         return
-    methods = (args.methods or ",".join(PAIR_METHODS)).split(",")
-    pairs = [p for p in args.pairs.split(",") if not (p == "demo" and args.skip_demo)]
-    rows: list[dict[str, Any]] = []
-    for pair in pairs:
-        data = tmp / pair
-        if pair == "demo":
-            demo = args.demo
-            if demo is None:
-                from coframe.demo.sample import make_demo
-
-                demo = tmp / "demo-sample"
-                if not (demo / "coframe.yaml").exists():
-                    make_demo(demo, size="default", seed=0)
-            meta = make_demo_pair(demo, data)
-        else:
-            meta = make_mni_pair(pair.removeprefix("mni-"), data)
-        for deformable in (False, True) if pair == "demo" else (pair == "mni-deformable",):
-            label = f"{pair}{'+def' if deformable and pair == 'demo' else ''}"
-            results = []
-            for method in methods:
-                row = _run_child(method, data, deformable, tmp)
-                row.update(pair=label, voxel=meta["voxel"], unit=meta["unit"])
-                results.append(row)
-                print(f"  {label} {method}: {row}", file=sys.stderr)
-            ours = next((r for r in results if r["method"] == "coframe" and "error" not in r), None)
-            for row in results:
-                if "error" not in row:
-                    row["coframe"] = ours
-            rows.extend(results)
-    print(_table(rows))
+    if args.quick:
+        args.warps, args.repeats = 1, 1
+    meta = results.provenance()
+    report = pairs.run_pairs(args, tmp, _run_child)
+    print(pairs.table(report))
+    print(f"results: {results.write('register', report, meta, args.out)}")
 
 
 # --------------------------------------------------------------------------- crop cases

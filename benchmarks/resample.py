@@ -1,28 +1,39 @@
 """Chunked resampling against SimpleITK and scipy, side by side (not run by CI).
 
-Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--big 2048] [--tmp DIR]``.
+Run ``python benchmarks/resample.py [--sizes 256,512,1024] [--repeats 5] [--threads 2]
+[--inverse-size 128] [--big 2048] [--tmp DIR] [--quick]``; results go to
+``benchmarks/results/resample.json`` (``--out``) and ``python benchmarks/tables.py`` renders them.
 
-(a) an affine, (b) an affine + displacement-field chain and (b') a
-B-spline + affine chain (as a registration stores its deformable result;
-sizes up to ``--bspline-max``) resample an ``N^3`` uint8 volume onto an
-``N^3`` grid with these methods:
+Chains (output -> source maps on an ``N^3`` grid of 1 nm voxels):
 
-- coframe: :func:`coframe.resampling.engine.resample` reading an OME-Zarr source
-  and writing an OME-Zarr output (level 0 only, no pyramid), local threads,
-  256 MB tasks;
-- sitk: ``sitk.Resample`` on the whole array in memory (load excluded, the
-  result is not written);
-- sitk+write: the same, then the result written as coframe writes level 0
-  (Zarr v2 through tensorstore, same chunks and compressor) inside the
-  timing, which compares like with like;
-- scipy: ``ndimage.affine_transform`` order 1 in memory (affine only).
+- ``affine``; ``field``: an affine then a displacement field;
+- ``bspline``: a B-spline then an affine, as a registration stores its deformable
+  result (sizes up to ``--bspline-max``);
+- ``bspline-inverse``: the inverse of that chain (the inverse affine, then the
+  numerical inverse of the B-spline), as when a FIB-SEM is resampled into the
+  X-ray's frame through a deformable registration (one size, ``--inverse-size``).
 
-Each method runs in its own subprocess that reports its own peak RSS
-(``VmHWM``), so peaks never mix; library imports, the in-memory methods'
-loading of the source and the removal of a previous repeat's output are
-outside the timings; with ``--repeat R`` the methods take turns R times and
-the fastest of each method's R runs counts (the largest peak is kept).
-Printed: voxels/s, peak RSS and the largest voxel difference to SimpleITK.
+Methods:
+
+- ``coframe``: :func:`coframe.resampling.engine.resample` reading the OME-Zarr
+  source and writing an OME-Zarr output (level 0 only, no pyramid), local threads;
+- ``sitk``: ``sitk.Resample`` of the whole array in memory (the source loaded
+  before the timing, the result not written): the old reference;
+- ``sitk+io``: the same with the source read from the OME-Zarr and the result
+  written as coframe writes level 0 (Zarr v2 via tensorstore, same chunks and
+  codec), all inside the timing: the fair peer of ``coframe``;
+- ``sitk-dense+io`` (B-spline chains): as ``sitk+io``, but SimpleITK is given
+  coframe's dense-field evaluation (``benchmarks/resample_peers.py``): the
+  fair peer of ``coframe`` on those chains;
+- ``scipy``: ``ndimage.affine_transform`` order 1 in memory (affine only; one thread).
+
+The source is noise on a texture (a sum of sines, smoothed noise and per-voxel
+noise: it compresses poorly, as real data does). Every run is a fresh process
+pinned to ``--threads`` cores (coframe, SimpleITK and numba are given that many
+threads) that reports its own peak RSS; before each run the previous output is
+removed and the source's chunk files are dropped from the page cache
+(``posix_fadvise(DONTNEED)``), so each run reads it cold. Methods take turns
+(round robin) ``--repeats`` times; the table gives the median and range.
 (c) resamples a lazily synthesised source (an ArraySource that renders
 blocks on demand) onto 512^3 and ``--big``^3 grids and compares time per
 voxel.
@@ -33,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import shutil
 import subprocess
@@ -44,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import results
 
 CHUNKS = (64, 128, 128)
 
@@ -117,6 +130,8 @@ def chain(case: str, n: int) -> Any:
     affine = Affine.from_linear(linear, centre - linear @ centre + np.array([3.0, -2.5, 1.5]))
     if case == "affine":
         return affine
+    if case == "bspline-inverse":  # FIB-SEM into the X-ray's frame: the inverse of the chain
+        return chain("bspline", n).inverse()
     rng = np.random.default_rng(0)
     from scipy import ndimage
 
@@ -141,11 +156,22 @@ def chain(case: str, n: int) -> Any:
     return affine.then(field)
 
 
+def noisy_pattern(start: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """The benchmark source: :func:`pattern` plus smoothed and per-voxel noise (seeded by box)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng([*start, *shape])
+    value = pattern(start, shape).astype(np.float32) * 0.6 + 20.0
+    value += 30.0 * ndimage.gaussian_filter(rng.standard_normal(shape, np.float32), 1.0)
+    value += rng.normal(0.0, 12.0, shape).astype(np.float32)
+    return np.clip(value, 0, 255).astype(np.uint8)
+
+
 def make_source(root: Path, n: int) -> Path:
-    """Write the ``n^3`` source as OME-Zarr (once)."""
+    """Write the ``n^3`` noisy source as OME-Zarr (once)."""
     from coframe.resampling.writer import create_ome_zarr
 
-    path = root / f"src-{n}.zarr"
+    path = root / f"noisy-{n}.zarr"
     if (path / "s0" / ".zarray").exists():
         return path
     w = create_ome_zarr(
@@ -159,8 +185,20 @@ def make_source(root: Path, n: int) -> Path:
     step = CHUNKS[0] * 2
     for z in range(0, n, step):
         h = min(step, n - z)
-        w.write(0, (z, 0, 0), pattern((z, 0, 0), (h, n, n)))
+        w.write(0, (z, 0, 0), noisy_pattern((z, 0, 0), (h, n, n)))
+    w.write_metadata()
     return path
+
+
+def drop_from_cache(path: Path) -> None:
+    """Evict a file tree from the page cache (clean pages only; other files are untouched)."""
+    for f in path.rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 # --------------------------------------------------------------------------- one measurement
@@ -203,20 +241,25 @@ def _write_level0(out: Path, data: np.ndarray) -> None:
     array.write(data).result()
 
 
-def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, Any]:
+def _pin(threads: int) -> None:
+    """Run this process on ``threads`` cores; coframe's local pool sizes itself by cpu_count."""
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, set(cores))
+    os.cpu_count = lambda: threads  # type: ignore[assignment]
+
+
+def measure(method: str, case: str, n: int, root: Path, out: Path, threads: int) -> dict[str, Any]:
     """Run one method in this process; return seconds, voxels and peak RSS."""
+    _pin(threads)
+    import SimpleITK as sitk
+
     from coframe.resampling.plan import OutputGrid
 
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
-    t = chain(case, n)
-    if out.is_dir():  # a previous repeat's output, removed outside the timings
-        shutil.rmtree(out)
-    out.unlink(missing_ok=True)
-    written = method == "sitk+write"
-    if written:
-        import tensorstore  # noqa: F401
-
-        import coframe.resampling.engine  # noqa: F401
+    t = chain("affine" if case == "synthetic" else case, n)
+    src = root / f"noisy-{n}.zarr"
+    extra: dict[str, Any] = {}
     if method == "coframe":
         # libraries any run imports before it resamples
         import dask.array  # noqa: F401
@@ -230,58 +273,73 @@ def measure(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, 
         from coframe.resampling.engine import resample
         from coframe.resampling.source import ImageSource
 
-        source: Any = ImageSource(str(root / f"src-{n}.zarr"))
-        if case == "synthetic":
-            source, t = SynthSource(n), chain("affine", n)
+        source: Any = SynthSource(n) if case == "synthetic" else ImageSource(str(src))
         start = time.perf_counter()
         result = resample(source, t, grid, out, n_levels=1, progress=False, force=True)
         seconds = time.perf_counter() - start
         extra = {"method_used": result.method, "blocks": result.blocks}
-    elif method in ("sitk", "sitk+write"):
-        import SimpleITK as sitk
+    elif method in ("sitk", "sitk+io", "sitk-dense+io"):
+        import tensorstore  # noqa: F401
+        import zarr  # noqa: F401
 
+        import coframe.resampling.writer  # noqa: F401
         from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 
-        data = _load(root / f"src-{n}.zarr")
-        image = array_to_image(data, (1.0,) * 3)
-        del data
-        st = to_sitk(t)
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+        io = method.endswith("+io")
+        if not io:
+            image = array_to_image(_load(src), (1.0,) * 3)
         start = time.perf_counter()
-        result_array = resample_image(image, st, grid.shape, grid.voxel_size, grid.origin)
-        if written:
-            _write_level0(out, result_array)
+        if io:
+            image = array_to_image(_load(src), (1.0,) * 3)
+        if method == "sitk-dense+io":
+            import resample_peers
+
+            members = t.transforms
+            spline, affine = (members[1], members[0]) if case.endswith("inverse") else members
+            array = resample_peers.resample_dense(
+                image, getattr(spline, "forward", spline), to_sitk(affine), grid.shape,
+                np.asarray(grid.voxel_size), np.asarray(grid.origin),
+                inverse=case.endswith("inverse"),
+            )  # fmt: skip
+        else:
+            array = resample_image(image, to_sitk(t), grid.shape, grid.voxel_size, grid.origin)
+        if io:
+            _write_level0(out, array)
         seconds = time.perf_counter() - start
-        if not written:
-            np.save(out, result_array)
-        extra = {}
+        if not io:
+            np.save(out, array)
     elif method == "scipy":
         from scipy import ndimage
 
-        data = _load(root / f"src-{n}.zarr")
+        data = _load(src)
         affine = t.as_affine()
         start = time.perf_counter()
-        result_array = ndimage.affine_transform(
-            data,
-            affine.linear,
-            offset=affine.translation,
-            order=1,
-            mode="constant",
+        array = ndimage.affine_transform(
+            data, affine.linear, offset=affine.translation, order=1, mode="constant",
             output=np.uint8,
-        )
+        )  # fmt: skip
         seconds = time.perf_counter() - start
-        np.save(out, result_array)
-        extra = {}
+        np.save(out, array)
     else:
         raise ValueError(method)
     return {"seconds": seconds, "voxels": n**3, "peak_rss_gb": _peak_rss_gb(), **extra}
 
 
-def run_child(method: str, case: str, n: int, root: Path, out: Path) -> dict[str, Any]:
+def run_child(
+    method: str, case: str, n: int, root: Path, out: Path, threads: int
+) -> dict[str, Any]:
+    """One method in a fresh process, after removing its last output and dropping the source."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.unlink(missing_ok=True)
+    if (root / f"noisy-{n}.zarr").exists():
+        drop_from_cache(root / f"noisy-{n}.zarr")
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--child", method, case, str(n), str(root), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd += ["--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{method} {case} {n} failed:\n{done.stderr[-3000:]}")
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -305,90 +363,170 @@ def max_difference(a_path: Path, b_path: Path, n: int) -> tuple[int, float]:
 
 # --------------------------------------------------------------------------- main
 
+#: The fair peer of coframe on each chain: SimpleITK with the read and the write in its timing.
+FAIR_PEER = {
+    "affine": "sitk+io",
+    "field": "sitk+io",
+    "bspline": "sitk-dense+io",
+    "bspline-inverse": "sitk-dense+io",
+}
+
+
+def _methods(case: str) -> list[str]:
+    if case == "bspline-inverse":  # SimpleITK has no numerical inverse of a B-spline
+        return ["sitk-dense+io", "coframe"]
+    methods = ["sitk", "sitk+io"]
+    if case == "bspline":
+        methods.append("sitk-dense+io")
+    methods.append("coframe")
+    return methods + (["scipy"] if case == "affine" else [])
+
+
+def _output(root: Path, method: str, case: str, n: int) -> Path:
+    zarr_out = method == "coframe" or method.endswith("+io")
+    return root / f"{method}-{case}-{n}{'.zarr' if zarr_out else '.npy'}"
+
+
+def run_case(case: str, n: int, root: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Round-robin repeats of every method of one chain and size; one row per method."""
+    methods = _methods(case)
+    outs = {m: _output(root, m, case, n) for m in methods}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for _ in range(args.repeats):  # round robin: a slow spell hits every method alike
+        for method in methods:
+            runs[method].append(run_child(method, case, n, root, outs[method], args.threads))
+    reference = "sitk" if "sitk" in methods else FAIR_PEER[case]
+    rows = []
+    for method in methods:
+        good = [r for r in runs[method] if "error" not in r]
+        row: dict[str, Any] = {"case": case, "size": n, "method": method, "runs": runs[method]}
+        if good:
+            diff, share = (
+                (0, 0.0)
+                if method == reference
+                else max_difference(outs[method], outs[reference], n)
+            )
+            row.update(
+                mvox_s=results.spread([r["voxels"] / r["seconds"] / 1e6 for r in good]),
+                seconds=results.spread([r["seconds"] for r in good]),
+                peak_rss_gb=max(r["peak_rss_gb"] for r in good),
+                max_difference=diff,
+                share_above_1=share,
+                difference_to=reference,
+            )
+        rows.append(row)
+    coframe = [r["seconds"] for r in runs["coframe"] if "error" not in r]
+    peer = [r["seconds"] for r in runs[FAIR_PEER[case]] if "error" not in r]
+    if coframe and peer:
+        ratios = [p / c for p, c in zip(peer, coframe, strict=False)]
+        next(r for r in rows if r["method"] == "coframe")["vs_fair_peer"] = {
+            "peer": FAIR_PEER[case],
+            "ratio_of_medians": float(np.median(peer) / np.median(coframe)),
+            "paired": results.spread(ratios),
+        }
+    for p in outs.values():
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return rows
+
+
+def table(report: dict[str, Any]) -> str:
+    """Markdown: one line per chain, size and method (medians and ranges)."""
+    head = (
+        "| chain | size | method | Mvox/s | seconds | peak RSS GB | max diff | voxels off by > 1 | "
+        "coframe's speed vs the fair peer (peer time / coframe time) |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in report["rows"]:
+        if "seconds" not in r:
+            err = next((x["error"] for x in r["runs"] if "error" in x), "failed")
+            lines.append(
+                f"| {r['case']} | {r['size']}³ | {r['method']} | failed: {err[:80]} ||||||"
+            )
+            continue
+        ratio = ""
+        if "vs_fair_peer" in r:
+            v = r["vs_fair_peer"]
+            d = 2 if v["ratio_of_medians"] >= 0.1 else 4
+            paired = results.fmt(v["paired"], d)
+            ratio = f"{v['ratio_of_medians']:.{d}f}x {v['peer']} (paired {paired})"
+        lines.append(
+            f"| {r['case']} | {r['size']}³ | {r['method']} | "
+            f"{results.fmt(r['mvox_s'], 1 if r['mvox_s']['median'] >= 1 else 3)} | "
+            f"{results.fmt(r['seconds'], 2)} | {r['peak_rss_gb']:.2f} | {r['max_difference']} | "
+            f"{100 * r['share_above_1']:.2f} % | {ratio} |"
+        )
+    if report.get("synthetic"):
+        s = report["synthetic"]
+        lines.append("")
+        lines.append(
+            f"Lazily synthesised source: time per voxel at {s['big']}³ is "
+            f"{s['ratio']:.2f}x that at 512³ ({s['rates']})."
+        )
+    return "\n".join(lines)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--big", type=int, default=2048, help="(c) size; 0 to skip")
     parser.add_argument("--tmp", default=None, help="Scratch directory (default: a temp dir)")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs per method; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=5, help="Round-robin runs per method")
+    parser.add_argument("--threads", type=int, default=2, help="Cores and threads of every method")
+    parser.add_argument("--cases", default="affine,field,bspline")
+    parser.add_argument("--bspline-max", type=int, default=512, help="Largest B-spline size")
     parser.add_argument(
-        "--bspline-max",
+        "--inverse-size",
         type=int,
-        default=512,
-        help="Largest size of the B-spline case (SimpleITK needs ~30 s at 512^3)",
+        default=128,
+        help="Size of the inverse B-spline chain (coframe solves it point by point: slow); 0 skips",
     )
+    parser.add_argument("--quick", action="store_true", help="256^3 only, 1 repeat, no (c)")
+    parser.add_argument("--out", type=Path, help="Results JSON (default benchmarks/results/)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         method, case, n, root, out = args.child
-        print(json.dumps(measure(method, case, int(n), Path(root), Path(out))))
+        row = measure(method, case, int(n), Path(root), Path(out), args.threads)
+        print(json.dumps(row))
         return
+    if args.quick:
+        args.sizes, args.repeats, args.big, args.inverse_size = "256", 1, 0, 64
+    meta = results.provenance()
     root = Path(args.tmp or tempfile.mkdtemp(prefix="coframe-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    header = (
-        f"{'case':<14}{'size':>6}{'method':>12}{'Mvox/s':>9}{'s':>8}{'RSS GB':>8}"
-        f"{'maxdiff':>9}{'% >1':>9}"
-    )
-    print(header, flush=True)
+    rows: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"benchmark": "resample", "threads": args.threads,
+                              "repeats": args.repeats, "rows": rows}  # fmt: skip
     try:
-        for n in sizes:
+        for n in [int(s) for s in args.sizes.split(",") if s]:
             make_source(root, n)
-            for case in ("affine", "field", "bspline"):
+            for case in args.cases.split(","):
                 if case == "bspline" and n > args.bspline_max:
                     continue
-                methods = ["sitk", "sitk+write", "coframe"] + (
-                    ["scipy"] if case == "affine" else []
-                )
-                outs = {
-                    m: root
-                    / (f"{m}-{case}-{n}" + (".zarr" if m in ("coframe", "sitk+write") else ".npy"))
-                    for m in methods
-                }
-                runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-                for _ in range(args.repeat):  # round robin: a slow spell hits every method alike
-                    for method in methods:
-                        runs[method].append(run_child(method, case, n, root, outs[method]))
-                results = {}
-                for method in methods:
-                    best = min(runs[method], key=lambda r: r["seconds"])
-                    best["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs[method])
-                    results[method] = best
-                for method, r in results.items():
-                    diff, share = (
-                        (0, 0.0)
-                        if method == "sitk"
-                        else max_difference(outs[method], outs["sitk"], n)
-                    )
-                    rate = r["voxels"] / r["seconds"] / 1e6
-                    print(
-                        f"{case:<14}{n:>6}{method:>12}{rate:>9.1f}{r['seconds']:>8.2f}"
-                        f"{r['peak_rss_gb']:>8.2f}{diff:>9}{100 * share:>9.4f}",
-                        flush=True,
-                    )
-                for base in ("sitk", "sitk+write"):
-                    ratio = results[base]["seconds"] / results["coframe"]["seconds"]
-                    print(f"{'':<14}{'':>6}  coframe/{base} throughput {ratio:.2f}x", flush=True)
-                for p in outs.values():
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+                rows.extend(run_case(case, n, root, args))
+                print(table({"rows": rows[-len(_methods(case)) :]}), flush=True)
+        if args.inverse_size:
+            make_source(root, args.inverse_size)
+            rows.extend(run_case("bspline-inverse", args.inverse_size, root, args))
+            print(table({"rows": rows[-2:]}), flush=True)
         if args.big:
-            per_voxel = {}
+            per_voxel, rates = {}, {}
             for n in (512, args.big):
                 out = root / f"synthetic-{n}.zarr"
-                r = run_child("coframe", "synthetic", n, root, out)
+                r = run_child("coframe", "synthetic", n, root, out, args.threads)
                 shutil.rmtree(out, ignore_errors=True)
                 per_voxel[n] = r["seconds"] / r["voxels"]
-                rate = r["voxels"] / r["seconds"] / 1e6
-                print(
-                    f"{'synthetic':<14}{n:>6}{'coframe':>12}{rate:>9.1f}{r['seconds']:>8.1f}"
-                    f"{r['peak_rss_gb']:>8.2f}{'-':>9}",
-                    flush=True,
-                )
-            print(f"time/voxel {args.big}^3 vs 512^3: {per_voxel[args.big] / per_voxel[512]:.2f}x")
+                rates[n] = f"{n}³: {r['voxels'] / r['seconds'] / 1e6:.1f} Mvox/s"
+            report["synthetic"] = {
+                "big": args.big,
+                "ratio": per_voxel[args.big] / per_voxel[512],
+                "rates": ", ".join(rates.values()),
+            }
     finally:
         if args.tmp is None:
             shutil.rmtree(root, ignore_errors=True)
+    print(table(report))
+    print(f"results: {results.write('resample', report, meta, args.out)}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ Volume-to-volume registration (``coframe register``):
   :mod:`~coframe.registration.search_inputs`: the images it reads);
 - :mod:`~coframe.registration.trust`: whether a result is believed enough to store;
 - :mod:`~coframe.registration.result`: what a registration returns;
+- :mod:`~coframe.registration.nuclei_points`: nuclei as points, from labels or blobs;
+- :mod:`~coframe.registration.nuclei_match`: matching two point sets with no start;
+- :mod:`~coframe.registration.nuclei`: the ``nuclei`` step and its trust gate;
+- :mod:`~coframe.registration.chain`: one chain of steps run from one start;
 - :mod:`~coframe.registration.pipeline`: the chained registration of two volumes.
 
 Slice-to-volume registration (``coframe locate``):
@@ -41,6 +45,13 @@ from coframe.registration.landmarks import LandmarkFit, landmark_tre, load_landm
 from coframe.registration.landmarks import fit as fit_landmarks
 from coframe.registration.locate import locate_section
 from coframe.registration.locate_result import LocateOptions, LocateResult
+from coframe.registration.nuclei import NucleiResult, find_nuclei, nuclei_step
+from coframe.registration.nuclei_match import PointMatch, match_points
+from coframe.registration.nuclei_points import (
+    NucleusPoints,
+    points_from_intensity,
+    points_from_labels,
+)
 from coframe.registration.pipeline import register
 from coframe.registration.presets import Preset, load_preset, preset_from_dict
 from coframe.registration.qc import jacobian_stats, tre, verdict
@@ -50,14 +61,22 @@ __all__ = [
     "LandmarkFit",
     "LocateOptions",
     "LocateResult",
+    "NucleiResult",
+    "NucleusPoints",
+    "PointMatch",
     "Preset",
     "RegistrationResult",
+    "find_nuclei",
     "fit_landmarks",
     "jacobian_stats",
     "landmark_tre",
     "load_landmarks",
     "load_preset",
     "locate_section",
+    "match_points",
+    "nuclei_step",
+    "points_from_intensity",
+    "points_from_labels",
     "preset_from_dict",
     "register",
     "tre",

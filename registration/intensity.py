@@ -26,6 +26,8 @@ from coframe.transforms.base import Chain
 
 #: Largest accepted singular value ratio of a linear step's matrix to the identity.
 MAX_SCALE_CHANGE = 4.0
+#: Fewest voxels a pyramid level keeps on either image's shortest axis (else it is skipped).
+MIN_LEVEL_VOXELS = 16
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,36 @@ def exploded(result: Affine, initial: Affine, size: float) -> str:
     return ""
 
 
+def usable_levels(
+    pair: Pair,
+    shrink: tuple[int, ...],
+    sigmas: tuple[float, ...],
+    points: tuple[int, ...],
+    finest_points: int,
+) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+    """The pyramid levels (factors, sigmas, sample sizes) at which both images keep
+    :data:`MIN_LEVEL_VOXELS` a side.
+
+    A small image shrunk by the preset's coarsest factor is a few voxels
+    across, too few for the metric to see its structure: such levels are
+    skipped, each kept level keeps its own sample size. When none is left,
+    the unshrunk level is used with ``finest_points`` samples.
+    """
+    side = min(min(pair.fixed_work.shape), min(pair.moving_work.shape))
+    kept = [
+        (f, s, n)
+        for f, s, n in zip(shrink, sigmas, points, strict=True)
+        if f == 1 or side / f >= MIN_LEVEL_VOXELS
+    ]
+    if not kept:
+        kept = [(1, 0.0, finest_points)]
+    return (
+        tuple(f for f, _, _ in kept),
+        tuple(s for _, s, _ in kept),
+        tuple(n for _, _, n in kept),
+    )
+
+
 def linear_step(
     kind: str,
     pair: Pair,
@@ -234,14 +266,19 @@ def linear_step(
         the metric worse) and the step report.
     """
     start = time.perf_counter()
-    shrink = shrink_factors or preset.pyramid.shrink_factors
-    sigmas = smoothing_sigmas or preset.pyramid.smoothing_sigmas
+    wanted = shrink_factors or preset.pyramid.shrink_factors
+    shrink, sigmas, points = usable_levels(
+        pair,
+        wanted,
+        smoothing_sigmas or preset.pyramid.smoothing_sigmas,
+        preset.sampling.per_level(len(wanted)),
+        preset.sampling.per_level(len(wanted) + 1)[-1],
+    )
     before = evaluate(initial) if evaluate is not None else math.nan
     transform = parametrised(kind, pair.to_engine(initial), pair.centre)
     problem, stop, count = "", "", 0
-    points = preset.sampling.per_level(len(shrink))
     for factor, sigma, count_ in zip(shrink, sigmas, points, strict=True):
-        rate = preset.optimizer.learning_rate * factor / max(shrink)
+        rate = preset.optimizer.learning_rate * factor / max(wanted)
         method = _linear_method(pair, factor, sigma, preset, iterations, count_, rate)
         method.SetInitialTransform(transform, inPlace=True)
         counter = _IterationCounter(method)

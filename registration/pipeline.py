@@ -2,10 +2,12 @@
 
 :func:`register` runs the preset's steps (``moments -> rigid -> similarity ->
 affine -> bspline``), each starting from the result of the one before, on the
-working levels and overlapping regions chosen by :mod:`coframe.registration.inputs`.
-It returns a :class:`RegistrationResult`: the FIXED -> MOVING map (the ITK
-convention: what resampling the moving image into the fixed frame needs) and,
-separately, what the optimisation did. Nothing is written.
+working levels and overlapping regions chosen by :mod:`coframe.registration.inputs`
+(one chain from one start: :mod:`coframe.registration.chain`), from a start
+given, found by the global search, or found from matched nuclei
+(:mod:`coframe.registration.nuclei`). It returns a :class:`RegistrationResult`:
+the FIXED -> MOVING map (the ITK convention: what resampling the moving image
+into the fixed frame needs) and, separately, what the optimisation did. Nothing is written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,21 +22,19 @@ import SimpleITK as sitk
 
 from coframe.core.errors import RegistrationError
 from coframe.registration import inputs
-from coframe.registration.deformable import bspline_step
-from coframe.registration.drift import estimate_slice_drift
+from coframe.registration.chain import Reads, linear_part, register_from
 from coframe.registration.inputs import WorkImage
-from coframe.registration.intensity import StepReport, linear_step, moments_step, multi_start
-from coframe.registration.metric import Evaluator, Pair, value_range
+from coframe.registration.intensity import StepReport
+from coframe.registration.metric import Evaluator, value_range
+from coframe.registration.nuclei import agreement, nuclei_step
 from coframe.registration.preset_sections import MetricConfig, drift_image
-from coframe.registration.presets import LINEAR_STEPS, Preset
+from coframe.registration.presets import Preset
 from coframe.registration.result import RegistrationResult
 from coframe.registration.search import Hypothesis, global_search, needs_search
 from coframe.registration.search_inputs import level_slices
-from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge
-from coframe.resampling.chain import inverse_tolerance, map_points_checked
-from coframe.transforms.affine import Affine, Identity, Translation
+from coframe.registration.trust import TRUST_BINS, WAY_FORWARD, judge, scale_problem
+from coframe.transforms.affine import Identity, Translation
 from coframe.transforms.base import Transform
-from coframe.transforms.point_pairs import fit_linear
 from coframe.volumes.volume import Volume
 
 
@@ -80,20 +79,6 @@ def resolve_start(
     return Identity(3), "identity"
 
 
-def linear_part(t: Transform, work: WorkImage) -> Affine:
-    """The affine of a map, or its least-squares affine over a working image when nonlinear."""
-    affine = t.as_affine()
-    if affine is not None:
-        return affine
-    points = work.masked_points(4000, seed=7)
-    # points a numerical inverse cannot place within half a voxel are left out of the fit
-    mapped = map_points_checked(t, points, inverse_tolerance(work.voxel_size))
-    placed = np.all(np.isfinite(mapped), axis=1)
-    fitted = fit_linear(points[placed], mapped[placed], "affine").as_affine()
-    assert fitted is not None
-    return fitted
-
-
 def register(
     moving: Volume,
     fixed: Volume,
@@ -107,6 +92,8 @@ def register(
     level_fixed: int | str | None = None,
     names: tuple[str, str] = ("MOVING", "FIXED"),
     progress: Any = None,
+    moving_labels: Volume | None = None,
+    fixed_labels: Volume | None = None,
 ) -> RegistrationResult:
     """Register ``moving`` onto ``fixed`` with the preset's chained steps.
 
@@ -137,6 +124,17 @@ def register(
         Names of the moving and fixed images, for messages.
     progress
         Optional ``progress(done, total)`` called while the search scans.
+    moving_labels, fixed_labels
+        Nucleus segmentations in the moving and fixed spaces, for the
+        ``nuclei`` step (without one, an image's nuclei are found as blobs).
+
+    With ``nuclei`` in the steps (and no ``--landmarks``), the matched nuclei
+    give the start (:mod:`coframe.registration.nuclei`); the result carries
+    them in ``extras["nuclei"]`` and the gate also refuses a doubtful match.
+    With ``search`` as well, the intensity search runs too, as a second
+    opinion: its distance from the nuclei result is reported, and a
+    disagreement of more than :data:`AGREEMENT_VOXELS` working voxels is a
+    reason to doubt both.
 
     Returns
     -------
@@ -173,12 +171,18 @@ def register(
             "init is 'landmarks' but no landmark file was given: pass --landmarks FILE or "
             "--set init=auto"
         )
-    reads = _Reads(fixed_mask, moving_mask, level_moving, level_fixed, names)
-    if searching(preset, moving, fixed, source):
+    reads = Reads(fixed_mask, moving_mask, level_moving, level_fixed, names)
+    if "nuclei" in preset.steps and source != "landmarks":
+        result = _register_nuclei(
+            moving, fixed, preset, reads, progress, moving_labels, fixed_labels
+        )
+    elif searching(preset, moving, fixed, source):
         result = _register_searched(moving, fixed, preset, reads, progress)
     else:
-        chain = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "search"))
-        result = _register_from(moving, fixed, chain, start_map, source, reads)
+        chain = dataclasses.replace(
+            preset, steps=tuple(s for s in preset.steps if s not in ("search", "nuclei"))
+        )
+        result = register_from(moving, fixed, chain, start_map, source, reads)
         trust_eval = Evaluator(result.fixed, result.moving, TRUST_METRIC, seed=preset.seed)
         result.extras["trust"] = judge(trust_eval, result.transform)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)
@@ -186,17 +190,67 @@ def register(
 
 #: The metric of the trust gate and of the choice between searched hypotheses.
 TRUST_METRIC = MetricConfig(name="mattes", bins=TRUST_BINS)
+#: Largest disagreement (working voxels) between the nuclei and the intensity search.
+AGREEMENT_VOXELS = 2.0
 
 
-@dataclass(frozen=True)
-class _Reads:
-    """What the caller asked about masks, levels and names."""
-
-    fixed_mask: Volume | None
-    moving_mask: Volume | None
-    level_moving: int | str | None
-    level_fixed: int | str | None
-    names: tuple[str, str]
+def _register_nuclei(
+    moving: Volume,
+    fixed: Volume,
+    preset: Preset,
+    reads: Reads,
+    progress: Any,
+    moving_labels: Volume | None,
+    fixed_labels: Volume | None,
+) -> RegistrationResult:
+    """Start from the matched nuclei, run the rest of the chain, judge both."""
+    nuclei = nuclei_step(
+        moving,
+        fixed,
+        preset.nuclei,
+        scale_range=preset.search.scale_range,
+        moving_labels=moving_labels,
+        fixed_labels=fixed_labels,
+        names=reads.names,
+    )
+    chain = dataclasses.replace(
+        preset, steps=tuple(s for s in preset.steps if s not in ("search", "nuclei"))
+    )
+    result = register_from(moving, fixed, chain, nuclei.transform, "nuclei", reads)
+    step = StepReport(
+        name="nuclei",
+        metric_before=math.nan,
+        metric_after=result.metric_before,
+        seconds=nuclei.match.seconds,
+        iterations=nuclei.match.hypotheses,
+        stop=f"{nuclei.match.inliers} of {nuclei.match.candidates} nuclei matched",
+        note=f"{len(nuclei.fixed_points)} fixed, {len(nuclei.moving_points)} moving nuclei",
+    )
+    result = dataclasses.replace(result, steps=(step, *result.steps))
+    trust = judge(
+        Evaluator(result.fixed, result.moving, TRUST_METRIC, seed=preset.seed), result.transform
+    )
+    summary = nuclei.summary(fixed.unit, result.working_voxel)
+    reason = nuclei.reason
+    if "search" in preset.steps:  # a second opinion from the intensities
+        searched = _register_searched(moving, fixed, preset, reads, progress)
+        corners = inputs.box_points(result.fixed.lo, result.fixed.hi, per_axis=2)
+        apart = agreement(result.transform, searched.transform, corners, result.working_voxel)
+        summary["agreement_vox"] = round(apart, 3)
+        summary["search_trusted"] = searched.extras["trust"].trusted
+        if apart > AGREEMENT_VOXELS and not reason:
+            reason = (
+                f"not trusted: the nuclei and the intensity search disagree by {apart:.1f} "
+                f"working voxels (more than {AGREEMENT_VOXELS:g}); give --landmarks, or store "
+                "it anyway with --force"
+            )
+        result.extras["search"] = searched.extras.get("search")
+    if reason:  # the nuclei's own doubt says more than the intensities'
+        trust = dataclasses.replace(trust, reason=reason)
+    result.extras["trust"] = trust
+    result.extras["nuclei"] = summary
+    result.extras["nuclei_result"] = nuclei
+    return result
 
 
 def searching(preset: Preset, moving: Volume, fixed: Volume, source: str) -> bool:
@@ -206,7 +260,7 @@ def searching(preset: Preset, moving: Volume, fixed: Volume, source: str) -> boo
     names ``search`` or (``init: auto``, ``search.auto``) one image is under
     ``search.auto_ratio`` of the other's extent on some axis.
     """
-    if source in ("edge", "landmarks"):
+    if source in ("edge", "landmarks", "nuclei"):
         return False
     if "search" in preset.steps:
         return True
@@ -218,7 +272,7 @@ def searching(preset: Preset, moving: Volume, fixed: Volume, source: str) -> boo
 
 
 def _register_searched(
-    moving: Volume, fixed: Volume, preset: Preset, reads: _Reads, progress: Any
+    moving: Volume, fixed: Volume, preset: Preset, reads: Reads, progress: Any
 ) -> RegistrationResult:
     """Search, refine each hypothesis with the chain, keep the best on one common sample."""
     found = global_search(
@@ -237,7 +291,7 @@ def _register_searched(
     for h in found.hypotheses:
         try:
             results.append(
-                _register_from(moving, fixed, chain, found.fixed_to_moving(h), "search", reads)
+                register_from(moving, fixed, chain, found.fixed_to_moving(h), "search", reads)
             )
             refined.append(h)
         except RegistrationError as e:
@@ -259,8 +313,15 @@ def _register_searched(
         evaluate = Evaluator(small, big, TRUST_METRIC, seed=preset.seed, moving_range=common)
         mapping = r.transform if small_is_fixed else r.transform.inverse()
         scored.append((-evaluate(mapping), evaluate, mapping))
-    order = sorted(range(len(results)), key=lambda i: -scored[i][0])
-    win = order[0]
+    problems = [
+        scale_problem(linear_part(r.transform, r.fixed).linear, preset.search.scale_range)
+        for r in results
+    ]
+    # the winner is the best plausible result; every other one is a rival (an implausible
+    # one too: its place matched nearly as well, and only its refinement went astray)
+    win = min(range(len(results)), key=lambda i: (bool(problems[i]), -scored[i][0]))
+    rivals = [i for i in range(len(results)) if i != win]
+    order = [win, *sorted(rivals, key=lambda i: -scored[i][0])]
     tolerance = 2.0 * inputs.geometric_voxel(bigs[win].voxel_size)
     corners = inputs.box_points(small.lo, small.hi, per_axis=2)
     runner = next(
@@ -274,7 +335,12 @@ def _register_searched(
         ),
         None,
     )
-    trust = judge(scored[win][1], scored[win][2], None if runner is None else scored[runner][0])
+    trust = judge(
+        scored[win][1],
+        scored[win][2],
+        None if runner is None else scored[runner][0],
+        implausible=problems[win],
+    )
     summary = found.summary()
     summary["refined"] = [
         {
@@ -283,6 +349,7 @@ def _register_searched(
             "scale": round(
                 float(np.cbrt(abs(np.linalg.det(linear_part(r.transform, r.fixed).linear)))), 4
             ),
+            "implausible": problems[i] or None,
         }
         for i, (h, r) in enumerate(zip(refined, results, strict=True))
     ]
@@ -311,7 +378,7 @@ def _refining_steps(preset: Preset) -> tuple[str, ...]:
     The search measured a scale; a rigid step that a scaling step follows would
     throw it away (and be undone), so it becomes a similarity step.
     """
-    steps = [s for s in preset.steps if s not in ("search", "moments")]
+    steps = [s for s in preset.steps if s not in ("search", "nuclei", "moments")]
     scaling = preset.search.scale_range > 0 and any(s in ("similarity", "affine") for s in steps)
     steps = ["similarity" if s == "rigid" and scaling else s for s in steps]
     return tuple(dict.fromkeys(steps))
@@ -325,7 +392,7 @@ def _search_note(found: Any, win: int, runner: int | None, scored: list[Any]) ->
 
 
 def _whole_image(
-    volume: Volume, result: RegistrationResult, is_fixed: bool, preset: Preset, reads: _Reads
+    volume: Volume, result: RegistrationResult, is_fixed: bool, preset: Preset, reads: Reads
 ) -> WorkImage:
     """The smaller image whole, at the level the chain worked at, with its masks.
 
@@ -349,199 +416,3 @@ def _whole_image(
         return whole
     levelled = level_slices(whole.array, whole.mask, "zyx".index(preset.drift.axis))
     return dataclasses.replace(whole, array=levelled)
-
-
-def _register_from(
-    moving: Volume,
-    fixed: Volume,
-    preset: Preset,
-    start_map: Transform,
-    source: str,
-    reads: _Reads,
-) -> RegistrationResult:
-    """Read the working images around ``start_map`` and run the preset's chain from it."""
-    names = reads.names
-    start = time.perf_counter()
-    overlap = inputs.overlap_boxes(
-        moving, fixed, start_map, preset.working.margin, rotations=preset.multi_start.enabled
-    )
-    lm, lf = inputs.choose_levels(
-        moving,
-        fixed,
-        overlap,
-        voxel_size=preset.working.voxel_size,
-        max_voxels=preset.working.max_voxels,
-        level_moving=reads.level_moving,
-        level_fixed=reads.level_fixed,
-    )
-    fixed_work = inputs.read_work_image(fixed, lf, overlap.fixed_lo, overlap.fixed_hi, names[1])
-    moving_work = inputs.read_work_image(moving, lm, overlap.moving_lo, overlap.moving_hi, names[0])
-    mask_opts = {"exclude_padding": preset.mask.exclude_padding, "erode": preset.mask.erode}
-    fixed_work = inputs.combine_masks(
-        fixed_work, "fixed", user=reads.fixed_mask, unit=fixed.unit, **mask_opts
-    )
-    moving_work = inputs.combine_masks(
-        moving_work, "moving", user=reads.moving_mask, unit=moving.unit, **mask_opts
-    )
-    evaluate = Evaluator(fixed_work, moving_work, preset.metric, seed=preset.seed)
-    before = evaluate(start_map)
-    if not math.isfinite(before):
-        raise RegistrationError(
-            f"no overlap after initialisation: fewer than 10% of the sampled {names[1]} points "
-            f"map into {names[0]}; give a better start with --init-edge, --landmarks or "
-            "--set init=geometry"
-        )
-    current, steps, diverged, jacobian, fixed_work, moving_work, evaluate = _run_chain(
-        fixed_work, moving_work, start_map, source, preset, evaluate
-    )
-    before = evaluate(start_map)  # on the images the chain ended with (drift removed)
-    after = evaluate(current)
-    return RegistrationResult(
-        transform=current,
-        initial=start_map,
-        initial_source=source,
-        steps=tuple(steps),
-        metric_name=preset.metric.name,
-        metric_before=before,
-        metric_after=after,
-        diverged=diverged,
-        jacobian=jacobian,
-        fixed=fixed_work,
-        moving=moving_work,
-        seconds=time.perf_counter() - start,
-        preset=preset,
-    )
-
-
-def _run_chain(
-    fixed: WorkImage,
-    moving: WorkImage,
-    start_map: Transform,
-    source: str,
-    preset: Preset,
-    evaluate: Evaluator,
-) -> tuple[
-    Transform, list[StepReport], str, dict[str, float] | None, WorkImage, WorkImage, Evaluator
-]:
-    """Run the preset's steps, removing slice drift where the preset asks for it.
-
-    Without drift correction the steps simply run in order. With it, a start
-    that already aligns the images (an edge or landmarks) measures the drift
-    first; otherwise the linear steps run, the drift is measured on their
-    result, and the last linear step (and any B-spline step) runs again on
-    the corrected images. Returns the map, the step reports, the divergence
-    reason (empty if none), the Jacobian statistics, the working images and
-    the evaluator the chain ended with.
-    """
-    start = linear_part(start_map, fixed)
-    if preset.drift.image == "none":
-        result = _run_steps(Pair(fixed, moving), fixed, moving, start, preset, evaluate)
-        return (*result, fixed, moving, evaluate)
-    if source in ("edge", "landmarks"):
-        fixed, moving, evaluate, report = _correct_drift(fixed, moving, start, preset, evaluate)
-        current, steps, diverged, jacobian = _run_steps(
-            Pair(fixed, moving), fixed, moving, start, preset, evaluate
-        )
-        return current, [report, *steps], diverged, jacobian, fixed, moving, evaluate
-    first = dataclasses.replace(preset, steps=tuple(s for s in preset.steps if s != "bspline"))
-    current, steps, diverged, jacobian = _run_steps(
-        Pair(fixed, moving), fixed, moving, start, first, evaluate
-    )
-    if diverged:
-        return current, steps, diverged, jacobian, fixed, moving, evaluate
-    fixed, moving, evaluate, report = _correct_drift(fixed, moving, current, preset, evaluate)
-    steps.append(report)
-    refit = [s for s in preset.steps if s in LINEAR_STEPS][-1:]
-    refit += [s for s in preset.steps if s == "bspline"]
-    if refit:
-        again = dataclasses.replace(
-            preset,
-            steps=tuple(refit),
-            multi_start=dataclasses.replace(preset.multi_start, enabled=False),
-        )
-        current, more, diverged, jacobian = _run_steps(
-            Pair(fixed, moving), fixed, moving, linear_part(current, fixed), again, evaluate
-        )
-        steps.extend(more)
-    return current, steps, diverged, jacobian, fixed, moving, evaluate
-
-
-def _correct_drift(
-    fixed: WorkImage,
-    moving: WorkImage,
-    current: Transform,
-    preset: Preset,
-    evaluate: Evaluator,
-) -> tuple[WorkImage, WorkImage, Evaluator, StepReport]:
-    """Remove the slice-wise drift of the preset's drifting image; a new evaluator scores both."""
-    start = time.perf_counter()
-    axis = "zyx".index(preset.drift.axis)
-    if preset.drift.image == "fixed":
-        drift = estimate_slice_drift(fixed, moving, current, axis=axis, bins=preset.drift.bins)
-        fixed = drift.correct(fixed)
-    else:
-        drift = estimate_slice_drift(
-            moving, fixed, linear_part(current, fixed).inverse(), axis=axis, bins=preset.drift.bins
-        )
-        moving = drift.correct(moving)
-    corrected = Evaluator(fixed, moving, preset.metric, seed=preset.seed)
-    report = StepReport(
-        name="drift",
-        metric_before=evaluate(current),
-        metric_after=corrected(current),
-        seconds=time.perf_counter() - start,
-        note=f"{preset.drift.image} image: {drift.summary()}",
-    )
-    return fixed, moving, corrected, report
-
-
-def _run_steps(
-    pair: Pair,
-    fixed: WorkImage,
-    moving: WorkImage,
-    start: Affine,
-    preset: Preset,
-    evaluate: Evaluator,
-) -> tuple[Transform, list[StepReport], str, dict[str, float] | None]:
-    """Run the chain; stop at the first diverged step."""
-    size = float(np.linalg.norm(fixed.hi - fixed.lo))
-    affine = start
-    current: Transform = start
-    reports: list[StepReport] = []
-    jacobian = None
-    linear = [s for s in preset.steps if s in LINEAR_STEPS]
-    multi_done = not preset.multi_start.enabled
-    for name in preset.steps:
-        if name != "moments" and not multi_done:
-            affine, report = multi_start(fixed, pair, affine, preset, evaluate)
-            reports.append(report)
-            current, multi_done = affine, True
-        if name == "moments":
-            affine, report = moments_step(fixed, moving, affine, evaluate)
-        elif name in LINEAR_STEPS:
-            shrink, sigmas = preset.pyramid.shrink_factors, preset.pyramid.smoothing_sigmas
-            if name != linear[-1] and len(shrink) > 1:
-                shrink, sigmas = shrink[:-1], sigmas[:-1]
-            affine, report = linear_step(
-                name,
-                pair,
-                affine,
-                preset,
-                evaluate,
-                shrink_factors=shrink,
-                smoothing_sigmas=sigmas,
-                region_size=size,
-            )
-        else:
-            bspline_result, report, stats = bspline_step(pair, affine, preset, evaluate)
-            jacobian = stats or None
-            reports.append(report)
-            if report.note.startswith("diverged"):
-                return current, reports, report.note.removeprefix("diverged: "), jacobian
-            current = bspline_result
-            continue
-        reports.append(report)
-        current = affine
-        if report.note.startswith("diverged"):
-            return current, reports, report.note.removeprefix("diverged: "), jacobian
-    return current, reports, "", jacobian

@@ -209,6 +209,46 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class NucleiConfig:
+    """The ``nuclei`` step: nuclei found in both images, matched as point sets.
+
+    Lengths are in micrometres whatever the workspace unit.
+
+    Parameters
+    ----------
+    diameter
+        Smallest and largest nucleus diameter (the size prior): the level
+        read is the coarsest whose voxels are at most a quarter of the
+        smallest; blobs are detected over this range.
+    polarity
+        ``auto`` (from the modality: bright in X-ray, dark in EM), ``bright``,
+        ``dark`` or ``both`` (each tried, the match with more inliers kept),
+        for an image searched for blobs (not a labels image).
+    model
+        ``similarity`` or ``affine``: the map fitted to the matched nuclei.
+    tolerance
+        Largest distance between a matched pair after the fit.
+    min_inliers
+        Fewest matched pairs a result is trusted with.
+    runner_up_ratio
+        A different pose matching this share of the winner's pairs is a tie.
+    min_score
+        Smallest blob response, in robust standard deviations of the response.
+    max_points
+        Most blobs kept per image (the strongest).
+    """
+
+    diameter: tuple[float, ...] = (4.0, 10.0)
+    polarity: str = "auto"
+    model: str = "similarity"
+    tolerance: float = 2.0
+    min_inliers: int = 8
+    runner_up_ratio: float = 0.75
+    min_score: float = 6.0
+    max_points: int = 5000
+
+
+@dataclass(frozen=True)
 class DriftConfig:
     """Slice-wise intensity drift of one image, removed before the final fits.
 

@@ -36,6 +36,7 @@ from coframe.registration.preset_sections import (
     MaskConfig,
     MetricConfig,
     MultiStartConfig,
+    NucleiConfig,
     OptimizerConfig,
     PyramidConfig,
     SamplingConfig,
@@ -45,7 +46,15 @@ from coframe.registration.preset_sections import (
 from coframe.volumes.volume import MODALITIES
 
 #: Step names, in the order a chain may use them.
-STEP_NAMES: tuple[str, ...] = ("search", "moments", "rigid", "similarity", "affine", "bspline")
+STEP_NAMES: tuple[str, ...] = (
+    "search",
+    "nuclei",
+    "moments",
+    "rigid",
+    "similarity",
+    "affine",
+    "bspline",
+)
 #: Steps that estimate a linear map.
 LINEAR_STEPS: tuple[str, ...] = ("rigid", "similarity", "affine")
 #: Image similarity metrics.
@@ -102,6 +111,7 @@ class Preset:
     bspline: BSplineConfig = field(default_factory=BSplineConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    nuclei: NucleiConfig = field(default_factory=NucleiConfig)
     threads: int = 2
     seed: int = 1
     refuse_worse: bool = True
@@ -243,6 +253,11 @@ def _validate(preset: Preset, source: str) -> Preset:
         )
     if "search" in preset.steps[1:]:
         raise ParseError(f"steps {list(preset.steps)} in {source}: search must come first")
+    if "nuclei" in preset.steps and preset.steps.index("nuclei") > ("search" in preset.steps):
+        raise ParseError(
+            f"steps {list(preset.steps)} in {source}: nuclei gives the start, it comes first "
+            "(after search, if both run)"
+        )
     if preset.steps.count("bspline") > 1 or (
         "bspline" in preset.steps and preset.steps[-1] != "bspline"
     ):
@@ -315,6 +330,7 @@ def _validate(preset: Preset, source: str) -> Preset:
         ),
         (2 <= preset.drift.bins <= 512, f"drift.bins {preset.drift.bins}: expected 2..512"),
         *_search_checks(preset.search),
+        *_nuclei_checks(preset.nuclei),
     ]
     for ok, message in checks:
         if not ok:
@@ -326,6 +342,32 @@ def _validate(preset: Preset, source: str) -> Preset:
             "workspace unit (--set working.voxel_size=...)"
         )
     return preset
+
+
+def _nuclei_checks(cfg: NucleiConfig) -> list[tuple[bool, str]]:
+    d = cfg.diameter
+    return [
+        (
+            len(d) == 2 and 0 < d[0] <= d[1],
+            f"nuclei.diameter {list(d)}: expected the smallest and largest diameter in "
+            "micrometres, 0 < min <= max",
+        ),
+        (
+            cfg.polarity in ("auto", "bright", "dark", "both"),
+            f"nuclei.polarity {cfg.polarity!r}: expected auto, bright, dark or both",
+        ),
+        (
+            cfg.model in ("similarity", "affine"),
+            f"nuclei.model {cfg.model!r}: expected similarity or affine",
+        ),
+        (cfg.tolerance > 0, f"nuclei.tolerance {cfg.tolerance}: expected > 0 micrometres"),
+        (cfg.min_inliers >= 4, f"nuclei.min_inliers {cfg.min_inliers}: expected >= 4"),
+        (
+            0 < cfg.runner_up_ratio <= 1,
+            f"nuclei.runner_up_ratio {cfg.runner_up_ratio}: expected 0..1",
+        ),
+        (cfg.max_points >= 10, f"nuclei.max_points {cfg.max_points}: expected >= 10"),
+    ]
 
 
 def _search_checks(cfg: SearchConfig) -> list[tuple[bool, str]]:

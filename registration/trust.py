@@ -7,7 +7,10 @@ A stored edge is a believed edge. A result is doubted, with its numbers, when
 - the runner-up pose of a global search, refined the same way and scored on
   the same sample, is nearly as good (:data:`RUNNER_UP_RATIO` of the gain);
 - too little of the sample overlaps the other image to judge
-  (:data:`MIN_TRUST_OVERLAP`).
+  (:data:`MIN_TRUST_OVERLAP`);
+- after a search, its linear part stretches or shrinks some direction well
+  beyond the scale range the search allowed (:func:`scale_bounds`): a
+  refinement that wandered there fits noise, not the images.
 
 Mutual information is measured in nats on one fixed sample (the smaller
 image's, for a search), binned over fixed ranges, so that every number
@@ -21,15 +24,21 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from coframe.registration.metric import Evaluator
 from coframe.transforms.base import Transform
 
 #: The mutual information must be at least this many times the shuffled baseline.
-MIN_GAIN = 4.0
+MIN_GAIN = 10.0
 #: A runner-up whose gain over the baseline reaches this share of the winner's is a tie.
 RUNNER_UP_RATIO = 0.75
 #: Smallest fraction of the sample that must land inside the other image.
 MIN_TRUST_OVERLAP = 0.3
+#: A searched result may scale a direction by up to this power of the search's own range.
+SCALE_SLACK = 1.5
+#: Scale range assumed for the bounds when the search searched no scale.
+MIN_SCALE_RANGE = 0.05
 #: Histogram bins of the trust metric.
 TRUST_BINS = 32
 #: How to give a registration a better start, named in every refusal.
@@ -85,7 +94,36 @@ def _round(value: float) -> float | str:
     return round(value, 5) if math.isfinite(value) else str(value)
 
 
-def judge(evaluate: Evaluator, transform: Transform, runner_up: float | None = None) -> Trust:
+def scale_bounds(scale_range: float) -> tuple[float, float]:
+    """The singular values a searched result's linear part may have.
+
+    The search tried isotropic scales ``1 +- scale_range``; the refinement
+    may go :data:`SCALE_SLACK` times as far (in log scale) along any
+    direction, as an affine step that finds a few percent of anisotropy does.
+    """
+    reach = SCALE_SLACK * math.log1p(max(scale_range, MIN_SCALE_RANGE))
+    return math.exp(-reach), math.exp(reach)
+
+
+def scale_problem(linear: np.ndarray, scale_range: float) -> str:
+    """Why a searched result's linear part is implausible (empty: it is not)."""
+    values = np.linalg.svd(np.asarray(linear, float), compute_uv=False)
+    lo, hi = scale_bounds(scale_range)
+    if values.min() >= lo and values.max() <= hi:
+        return ""
+    return (
+        f"it scales directions by {values.min():.3f} to {values.max():.3f}, outside the "
+        f"{lo:.3f} to {hi:.3f} that the search's scale range (search.scale_range "
+        f"{scale_range:g}) allows"
+    )
+
+
+def judge(
+    evaluate: Evaluator,
+    transform: Transform,
+    runner_up: float | None = None,
+    implausible: str = "",
+) -> Trust:
     """Measure a result (and a search's runner-up) on one sample and decide.
 
     Parameters
@@ -97,6 +135,8 @@ def judge(evaluate: Evaluator, transform: Transform, runner_up: float | None = N
         The result, mapping the sample's image into the other one.
     runner_up
         Mutual information of a search's refined runner-up on the same sample.
+    implausible
+        Why the result's geometry cannot be right (:func:`scale_problem`).
     """
     mi = -evaluate(transform)
     base = -evaluate.shuffled(transform)
@@ -108,6 +148,8 @@ def judge(evaluate: Evaluator, transform: Transform, runner_up: float | None = N
             f"only {overlap:.0%} of the sampled points overlap the other image (need "
             f"{MIN_TRUST_OVERLAP:.0%}): too little to judge the result"
         )
+    elif implausible:
+        reason = implausible
     elif mi < MIN_GAIN * base:
         reason = (
             f"mutual information {mi:.4f} is close to the no-alignment baseline {base:.4f} "

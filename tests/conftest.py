@@ -1,7 +1,9 @@
 """Shared pytest fixtures (the CLI runner, the tiny demo written once per session) and marks.
 
 Tests that take more than a few seconds are marked ``@pytest.mark.slow``;
-``pytest -m "not slow"`` runs the quick subset.
+``pytest -m "not slow"`` runs the quick subset. ``tests/bench/`` (marked
+``bench``) needs the bench environment's peers and is collected only when the
+mark expression names it: ``pytest -m bench tests/bench``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from coframe.demo.sample import make_demo
 
 #: Seed of the session's tiny demo sample.
 DEMO_SEED = 1
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave ``tests/bench/`` out of a run unless ``-m`` names ``bench``."""
+    if collection_path == Path(__file__).parent / "bench":
+        return "bench" not in (config.getoption("markexpr") or "") or None
+    return None
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""`coframe export-scene` with a thin-plate-spline edge: the error names a command that works."""
+"""`coframe export-scene`: a thin-plate-spline edge's error names a command that works; a
+cycle of edges that disagree is not exported."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import tifffile
 from typer.testing import CliRunner
 
 from coframe.cli import app
+from coframe.transforms.affine import Scale, Translation
+from coframe.transforms.formats.itk import write_itk
 
 
 def _stack(path: Path, shape: tuple[int, ...]) -> Path:
@@ -76,3 +79,36 @@ def test_a_spline_edge_names_the_command_that_exports_it(runner: CliRunner, tmp_
         app, ["export-scene", str(out), "--force", "--field-spacing", "-5", *w]
     )
     assert negative.exit_code == 2 and "not a positive length" in negative.stderr
+
+
+def test_a_cycle_of_edges_that_disagree_is_not_exported(runner: CliRunner, tmp_path: Path) -> None:
+    """a -> b -> c and a -> c must agree, or the scene would be refused when read back."""
+    root = tmp_path / "ws"
+    w = ["-w", str(root)]
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    for name in ("a", "b", "c"):
+        stack = _stack(tmp_path / f"{name}.tif", (4, 5, 6))
+        assert runner.invoke(app, ["add", name, str(stack), *w]).exit_code == 0
+    edges = {
+        ("a", "b"): Scale([2.0, 2.0, 2.0]),
+        ("b", "c"): Translation([0.0, 0.0, 100.0]),
+        ("a", "c"): Scale([2.0, 2.0, 2.0]).then(Translation([0.0, 30.0, 100.0])),  # 30 nm off
+    }
+    for (src, dst), t in edges.items():
+        path = write_itk(t, tmp_path / f"{src}-{dst}.tfm")
+        assert runner.invoke(app, ["link", src, dst, str(path), *w]).exit_code == 0
+    out = tmp_path / "scene.zarr"
+    refused = runner.invoke(app, ["export-scene", str(out), *w])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.output
+    assert "edge a -> c (" in refused.stderr and "a -> b, b -> c" in refused.stderr
+    assert "before exporting" in refused.stderr and not out.exists()
+    # corrected, the cycle agrees: exported, and it reads back through either chain
+    fixed = Scale([2.0, 2.0, 2.0]).then(Translation([0.0, 0.0, 100.0]))
+    write_itk(fixed, tmp_path / "a-c.tfm", force=True)
+    link = ["link", "a", "c", str(tmp_path / "a-c.tfm"), "--force", *w]
+    assert runner.invoke(app, link).exit_code == 0
+    done = runner.invoke(app, ["export-scene", str(out), *w])
+    assert done.exit_code == 0, done.output
+    mapped = runner.invoke(app, ["points", "a", "c", "[[1, 2, 3]]", "--scene", str(out)])
+    assert mapped.exit_code == 0, mapped.output
+    np.testing.assert_allclose(json.loads(mapped.stdout)["coordinates"], [[2, 4, 106]])

@@ -2,8 +2,9 @@
 
 A rotation written to three decimals is made orthonormal with a one-line
 warning; truly invalid scenes (a matrix far from a rotation, parameters for
-the wrong number of axes, an unknown type) are refused in one line that
-names the field and the fix, with exit status 2. Axes are listed x first.
+the wrong number of axes, an unknown type, a cycle whose transformations
+disagree) are refused in one line that names the field and the fix, with
+exit status 2. Axes are listed x first.
 """
 
 from __future__ import annotations
@@ -80,3 +81,35 @@ def test_invalid_scene_is_refused_in_one_line(
     error = result.stderr.strip()
     assert "\n" not in error and error.startswith(f"error: {scene}: {field}: ")
     assert fix in error
+
+
+def _cycle(path: Path, a_to_c: list[float]) -> Path:
+    """a -> b (scale 2), b -> c (shift 10 in x), a -> c: a translation-free map ``a_to_c``."""
+    doc = {
+        "coordinateSystems": [{"name": n, "axes": AXES} for n in "abc"],
+        "coordinateTransformations": [
+            {"type": "scale", "scale": [2, 2], "input": "a", "output": "b"},
+            {"type": "translation", "translation": [10, 0], "input": "b", "output": "c"},
+            {"type": "affine", "affine": [[2, 0, a_to_c[0]], [0, 2, a_to_c[1]]]},
+        ],
+    }
+    doc["coordinateTransformations"][2] |= {"input": "a", "output": "c", "name": "direct"}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_cycle_whose_transformations_disagree_is_refused(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # x_c = 2 x_a + 10, y_c = 2 y_a through b: the direct edge agrees, or is 3 um off in y
+    good = _cycle(tmp_path / "good.json", [10, 0])
+    result = runner.invoke(app, ["points", "a", "c", "[[1000, 1000]]", "--scene", str(good)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(json.loads(result.stdout)["coordinates"], [[2000, 12000]])
+    bad = _cycle(tmp_path / "bad.json", [10, 3])
+    result = runner.invoke(app, ["points", "a", "c", "[[1000, 1000]]", "--scene", str(bad)])
+    assert result.exit_code == 2
+    error = result.stderr.strip()
+    assert "\n" not in error and error.startswith(f"error: {bad}: coordinateTransformations[2] ")
+    assert "(direct: a -> c)" in error and "a -> b -> c" in error
+    assert "correct or remove one of them" in error

@@ -40,7 +40,7 @@ def _packages() -> list[str]:
 
 
 def test_layers_import_one_way() -> None:
-    """The import-linter contracts of pyproject.toml hold (cli > demo > app > ... > core)."""
+    """The import-linter contracts of pyproject.toml hold (cli > commands > demo > ... > core)."""
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
 
 
@@ -173,6 +173,7 @@ def test_wheel_installs_one_import_name(tmp_path: Path) -> None:
     assert tops == {"coframe"}
     assert "coframe/__main__.py" in names and "coframe/configs/xray-to-fibsem.yaml" in names
     assert "coframe/app/napari.yaml" in names  # the napari reader's npe2 manifest
+    assert "coframe/commands/registration.py" in names  # command groups the CLI adds
     assert not [n for n in names if n.startswith(("coframe/tests/", "coframe/benchmarks/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as z:

@@ -3,6 +3,8 @@
 The client bundled in the ``neuroglancer`` package runs in headless Chromium
 (:mod:`ngl_client`); the workspace and the export are served over HTTP with CORS
 on 127.0.0.1. Chromium is installed by ``.ci/run``; without it these tests skip.
+Covered: OME-Zarr sources placed by matrices, an N5 (COSEM, x-first) source, layers
+taken from the resampled overlay, and a 2D section's export in its own plane.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorstore as ts
+import zarr
 
-from coframe.app.workspace import init_workspace
+from coframe.app.workspace import init_workspace, load_workspace
 from coframe.cli import app
 from coframe.resampling.writer import create_ome_zarr
 from coframe.transforms.affine import Affine
@@ -246,3 +250,142 @@ def test_resampled_layer_of_a_non_affine_chain_fills_the_frame(
     assert _green(resampled).sum() > 0.8 * 120 * 320
     # the same box, to a pixel (1 nm, a tenth of a voxel)
     assert np.abs(np.subtract(_box(resampled[..., 1] > 0), _box(frame[..., 0] > 0))).max() <= 1
+
+
+def _n5_cosem(root: Path, data: np.ndarray, voxel: float) -> Path:
+    """A COSEM-style N5 multiscale group (one level, x-first arrays) holding ``data`` (z, y, x)."""
+    (root).mkdir(parents=True)
+    (root / "attributes.json").write_text(json.dumps({"n5": "2.3.0"}))
+    group = root / "em" / "fibsem-uint8"
+    store = ts.open(
+        {
+            "driver": "n5",
+            "kvstore": {"driver": "file", "path": str(group / "s0")},
+            "metadata": {
+                "dimensions": list(data.shape[::-1]),
+                "blockSize": [16, 16, 8],
+                "dataType": str(data.dtype),
+                "compression": {"type": "gzip"},
+            },
+        },
+        create=True,
+    ).result()
+    store[...] = data.T
+    transform = {"axes": ["z", "y", "x"], "units": ["nm"] * 3, "scale": [voxel] * 3}
+    attrs_file = group / "s0" / "attributes.json"
+    attrs = json.loads(attrs_file.read_text())
+    attrs |= {"pixelResolution": {"dimensions": [voxel] * 3, "unit": "nm"}}
+    attrs |= {"transform": {**transform, "translate": [0.0] * 3}}
+    attrs_file.write_text(json.dumps(attrs))
+    group_attrs = {
+        "axes": ["x", "y", "z"],
+        "units": ["nm"] * 3,
+        "scales": [[1, 1, 1]],
+        "pixelResolution": {"dimensions": [voxel] * 3, "unit": "nm"},
+        "multiscales": [{"name": None, "datasets": [{"path": "s0"}]}],
+    }
+    (group / "attributes.json").write_text(json.dumps(group_attrs))
+    return group
+
+
+def test_n5_layer_lands_where_the_same_volume_as_ome_zarr_does(
+    served, ng_viewer, runner, tmp_path: Path
+) -> None:
+    """An N5 source (x-first, COSEM attributes) is placed by the exported matrix exactly where
+    the same voxels written as OME-Zarr draw: A (N5, magenta) and B (OME-Zarr, green) hold
+    one volume in one space, so A's red channel equals B's green channel pixel for pixel."""
+    root, url = served
+    ws_root = root / "ws"
+    ws = init_workspace(ws_root)
+    data = (np.random.default_rng(5).random((12, 32, 36)) * 200 + 30).astype(np.uint8)
+    n5 = _n5_cosem(ws_root / "em.n5", data, 10.0)
+    w = create_ome_zarr(
+        ws_root / "em.zarr", shape0=data.shape, voxel_size0=(10.0,) * 3, dtype=np.uint8
+    )
+    w.write(0, (0, 0, 0), data)
+    ws = ws.add_image("n5", n5, "fibsem", axes=("z", "y", "x"))
+    ws = ws.add_image("zarr", ws_root / "em.zarr", "fibsem", axes=("z", "y", "x"), space="n5")
+    ws.save()
+    out = ws_root / "viewer"
+    args = ["export-viewer", "n5", "zarr", "-o", str(out), "-w", str(ws_root)]
+    res = runner.invoke(app, [*args, "--url-base", url + "/ws", "--serve-root", str(ws_root)])
+    assert res.exit_code == 0, res.output
+    state = json.loads((out / "neuroglancer.json").read_text())
+    a, b = state["layers"]
+    assert a["source"]["url"].startswith("n5://") and b["source"]["url"].startswith("zarr://")
+    # the panel shows z across and y down at x = 185 nm, the middle of voxel 18
+    state["position"] = [60.0, 160.0, 185.0]
+    browser = _open(ng_viewer, {**state, "layers": [a]}, tmp_path / "profile")
+    try:
+        _assert_no_errors(browser.wait_ready(["n5"]), browser)
+        by_n5 = browser.canvas()
+        by_zarr = _render(ng_viewer, browser, state, [b])
+    finally:
+        browser.close()
+    red, green = by_n5[..., 0].astype(int), by_zarr[..., 1].astype(int)
+    assert (red > 0).sum() > 0.8 * 120 * 320 and (green > 0).sum() > 0.8 * 120 * 320
+    # equal to a grey level wherever both draw; a shift of half a voxel (5 pixels) would not be
+    both = (red > 0) | (green > 0)
+    assert (np.abs(red - green)[both] <= 2).mean() > 0.99
+
+
+def test_section_export_draws_both_channels_in_the_sections_plane(
+    served, ng_viewer, runner, tmp_path: Path
+) -> None:
+    """A 2D section's export (frame: the section's plane) loads in the client: the section
+    (2D OME-Zarr, its own layer) and the FIB-SEM resampled onto its plane (a layer of the
+    (c, y, x) overlay) load without error and draw the same slice, the section in magenta
+    and the FIB-SEM in green, over the same pixels."""
+    root, url = served
+    ws_root = _workspace(root / "ws")
+    fib = np.asarray(zarr.open_array(str(ws_root / "fibsem.zarr" / "s0"), mode="r")[...])
+    w = create_ome_zarr(
+        ws_root / "tem.zarr", shape0=fib.shape[1:], voxel_size0=(10.0, 10.0), dtype=np.uint8,
+        axes=("y", "x"),
+    )  # fmt: skip
+    w.write(0, (0, 0), fib[6])  # the section is the FIB-SEM's slice 6, at z = 60 nm
+    ws = load_workspace(ws_root).add_image("tem", ws_root / "tem.zarr", "tem", axes=("y", "x"))
+    pose = Affine.from_linear(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), [60.0, 0.0, 0.0])
+    write_transform(pose, ws_root / "pose.json", input_space="tem", output_space="fibsem")
+    ws = ws.add_edge("tem", "fibsem", ws_root / "pose.json", "ngff", None, {}, kind="affine")
+    ws.save()
+    out = ws_root / "section"
+    args = ["export-viewer", "tem", "fibsem", "-o", str(out), "-w", str(ws_root)]
+    args += ["--url-base", url + "/ws", "--serve-root", str(ws_root), "--pixel-size", "10"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    state = json.loads((out / "neuroglancer.json").read_text())
+    assert list(state["dimensions"]) == ["y", "x"]
+    tem, resampled = state["layers"]
+    assert tem["name"] == "tem" and "transform" in tem["source"]
+    assert resampled["name"].startswith("fibsem (resampled")
+    # off the voxel edges by a quarter pixel (edges on pixel centres draw either side)
+    state["position"] = [155.25, 175.25]
+    browser = _open(ng_viewer, {**state, "layers": [tem]}, tmp_path / "profile")
+    try:
+        _assert_no_errors(browser.wait_ready(["tem"]), browser)
+        by_tem = browser.canvas()
+        by_fib = _render(ng_viewer, browser, state, [resampled])
+        both = _render(ng_viewer, browser, state, [tem, resampled])
+        own = {**tem, "name": "own", "source": tem["source"]["url"]}
+        by_metadata = _render(ng_viewer, browser, state, [own])
+    finally:
+        browser.close()
+    # the section's 320 x 360 nm at 1 nm per pixel, each channel in its colour only
+    assert _magenta(by_tem).sum() > 0.8 * 320 * 360 and not by_tem[..., 1].any()
+    assert _green(by_fib).sum() > 0.8 * 320 * 360 and not by_fib[..., 0].any()
+    red, green = by_tem[..., 0].astype(float), by_fib[..., 1].astype(float)
+    # the section's layer draws where neuroglancer places the same OME-Zarr by its metadata
+    np.testing.assert_array_equal(by_tem, by_metadata)
+    # and the resampled FIB-SEM shows the same slice over the same box: the client draws the
+    # overlay's (c, y, x) layer up to one pixel (a tenth of a voxel) off a 2D source placed
+    # alike, so the best match within one pixel is taken (half a voxel off would not match)
+    assert np.abs(np.subtract(_box(red > 0), _box(green > 0))).max() <= 1
+    core = (slice(80, 420), slice(250, 550))
+    corr = []
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            a = np.roll(red, (dr, dc), axis=(0, 1))[core].ravel()
+            corr.append(np.corrcoef(a, green[core].ravel())[0, 1])
+    assert max(corr) > 0.99, corr
+    assert (both[..., 0] > 0).sum() > 0.8 * 320 * 360 and (both[..., 1] > 0).sum() > 0.8 * 320 * 360

@@ -1,9 +1,11 @@
-"""OME-Zarr that coframe writes, read back by an independent reader (ngff-zarr).
+"""OME-Zarr that coframe writes, read back by independent readers (ngff-zarr, ome-zarr-py).
 
 Each output's axes, units, shape, scale and translation are compared with what
 coframe meant to write: the levels it reports (the demo's ``LevelSpec``, the
 grid ``coframe resample`` prints, the shape ``export-viewer`` prints) and the
 conventions it follows (CellMap half-voxel offsets, pyramids by two).
+ome-zarr-py (:mod:`ome_zarr_py`) must find the same levels, shapes, scales
+and translations.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import ngff_zarr as nz
 import numpy as np
 import pytest
+from ome_zarr_py import read_levels
 from typer.testing import CliRunner
 
 from coframe.cli import app
@@ -44,6 +47,18 @@ def _check_level(image: nz.NgffImage, level: LevelSpec, unit: str) -> None:
     np.testing.assert_allclose(_vector(image.translation), level.origin, atol=1e-9)
 
 
+def _check_ome_zarr_py(path: Path, levels: list[LevelSpec], unit: str) -> None:
+    """ome-zarr-py reads ``path`` with the levels coframe meant to write."""
+    read = read_levels(path)
+    assert len(read) == len(levels), path
+    for got, level in zip(read, levels, strict=True):
+        assert got.dims == SPACE
+        assert got.units == (unit,) * 3
+        assert got.shape == tuple(level.shape)
+        np.testing.assert_allclose(got.scale, level.voxel_size)
+        np.testing.assert_allclose(got.translation, level.origin, atol=1e-9)
+
+
 def test_the_demo_images_read_back_with_their_placement(tiny_demo: DemoSample) -> None:
     cases = (
         (tiny_demo.fibsem, tiny_demo.fibsem_levels, "nanometer", np.uint8),
@@ -56,6 +71,7 @@ def test_the_demo_images_read_back_with_their_placement(tiny_demo: DemoSample) -
         for image, level in zip(images, levels, strict=True):
             _check_level(image, level, unit)
             assert image.data.dtype == dtype
+        _check_ome_zarr_py(path, list(levels), unit)
     # CellMap's layout: 8 nm at s0, level i scaled 2**i with a half-voxel offset 4 * (2**i - 1)
     for i, image in enumerate(_images(tiny_demo.fibsem)):
         assert image.scale == dict.fromkeys(SPACE, 8.0 * 2**i)
@@ -92,17 +108,20 @@ def test_a_resampled_pyramid_reads_back_on_the_grid_it_reports(
 
     images = _images(out)
     assert len(images) == 3
-    for i, image in enumerate(images):
-        f = 2**i
-        expected = LevelSpec(
+    expected = [
+        LevelSpec(
             f"s{i}",
-            tuple(math.ceil(n / f) for n in shape),
-            tuple(v * f for v in voxel),
-            tuple(o + (f - 1) * v / 2 for o, v in zip(origin, voxel, strict=True)),
+            tuple(math.ceil(n / 2**i) for n in shape),
+            tuple(v * 2**i for v in voxel),
+            tuple(o + (2**i - 1) * v / 2 for o, v in zip(origin, voxel, strict=True)),
             (),
         )
-        _check_level(image, expected, "nanometer")
+        for i in range(3)
+    ]
+    for image, level in zip(images, expected, strict=True):
+        _check_level(image, level, "nanometer")
         assert image.data.dtype == np.uint16  # the X-ray's type
+    _check_ome_zarr_py(out, expected, "nanometer")
     assert np.count_nonzero(np.asarray(images[0].data)) > 0
     # the output grid is the FIB-SEM's level 3 grid (as ngff-zarr reads it) ...
     s3 = _images(demo_copy.fibsem)[3]
@@ -143,3 +162,10 @@ def test_the_viewer_export_reads_back_as_two_channels_on_the_box(
     np.testing.assert_allclose(_vector(image.translation, dims), [0.0, *(lo + pixel / 2)])
     data = np.asarray(image.data)
     assert np.count_nonzero(data[0]) > 0 and np.count_nonzero(data[1]) > 0
+    # ome-zarr-py: the same channel and space axes, shape, scale and translation
+    (level,) = read_levels(out / "overlay.ome.zarr")
+    assert level.dims == dims
+    assert level.units == (None, *("nanometer",) * 3)
+    assert list(level.shape) == summary["shape"]
+    np.testing.assert_allclose(level.scale, [1.0, *summary["voxel_size"]])
+    np.testing.assert_allclose(level.translation, [0.0, *(lo + pixel / 2)])

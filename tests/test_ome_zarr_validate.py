@@ -1,9 +1,9 @@
-"""OME-Zarr 0.4 and 0.5 outputs checked by the NGFF metadata models and read back by ngff-zarr.
+"""OME-Zarr 0.4 and 0.5 outputs checked by the NGFF metadata models, read back by two readers.
 
 ``ome-zarr-models`` validates a group against the OME-Zarr specification
 (0.5 requires Zarr v3 ``dimension_names`` equal to the multiscales axes);
-ngff-zarr, an independent reader, must find the scale and translation
-coframe says it wrote. Covered: ``coframe resample`` of an intensity image
+ngff-zarr and ome-zarr-py, readers independent of coframe, must find the
+scale and translation coframe says it wrote. Covered: ``coframe resample`` of an intensity image
 and of labels with ``--zarr-version 2`` and ``3``, and the writer's layouts
 (3D, 2D, and a leading channel axis as the viewer export writes).
 """
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import zarr
 from ome_zarr_models import v04, v05
+from ome_zarr_py import read_levels
 from typer.testing import CliRunner
 
 from coframe.cli import app
@@ -90,15 +91,19 @@ def test_resampled_output_is_valid_ome_zarr_and_reads_back(
             assert zarr.open_array(str(out / level), mode="r").metadata.dimension_names == SPACE
     shape, voxel, origin = _stated_grid(result.stdout)
     images = nz.from_ngff_zarr(str(out)).images
-    assert len(images) == 2
-    for i, image in enumerate(images):
+    levels = read_levels(out)
+    assert len(images) == len(levels) == 2
+    for i, (image, level) in enumerate(zip(images, levels, strict=True)):
         f = 2**i  # level i: voxels 2**i larger, centred half a coarse voxel further in
-        assert image.dims == SPACE
-        assert image.axes_units == dict.fromkeys(SPACE, "nanometer")
-        assert list(image.data.shape) == [-(-n // f) for n in shape]
-        np.testing.assert_allclose([image.scale[d] for d in SPACE], np.multiply(voxel, f))
         expected = np.add(origin, np.multiply(voxel, (f - 1) / 2))
+        assert image.dims == level.dims == SPACE
+        assert image.axes_units == dict.fromkeys(SPACE, "nanometer")
+        assert level.units == ("nanometer",) * 3
+        assert list(image.data.shape) == list(level.shape) == [-(-n // f) for n in shape]
+        np.testing.assert_allclose([image.scale[d] for d in SPACE], np.multiply(voxel, f))
         np.testing.assert_allclose([image.translation[d] for d in SPACE], expected, atol=1e-9)
+        np.testing.assert_allclose(level.scale, np.multiply(voxel, f))
+        np.testing.assert_allclose(level.translation, expected, atol=1e-9)
 
 
 @pytest.mark.parametrize("zarr_version", [2, 3])
@@ -134,6 +139,11 @@ def test_writer_layouts_are_valid_ome_zarr(
     spatial = dims[-len(shape) :]
     np.testing.assert_allclose([image.scale[d] for d in spatial], np.multiply(voxel, 2))
     np.testing.assert_allclose([image.translation[d] for d in spatial], np.add(origin, 3.0))
+    level = read_levels(out)[1]
+    assert level.dims == dims
+    assert level.shape == lead + tuple(-(-n // 2) for n in shape)
+    np.testing.assert_allclose(level.scale, [*[1.0] * len(lead), *np.multiply(voxel, 2)])
+    np.testing.assert_allclose(level.translation, [*[0.0] * len(lead), *np.add(origin, 3.0)])
 
 
 def test_viewer_export_is_valid_ome_zarr(runner: CliRunner, ws: Path) -> None:
@@ -143,3 +153,8 @@ def test_viewer_export_is_valid_ome_zarr(runner: CliRunner, ws: Path) -> None:
     _validate(out / "overlay.ome.zarr", 2)
     (image,) = nz.from_ngff_zarr(str(out / "overlay.ome.zarr")).images
     assert image.dims == ("c", *SPACE)
+    (level,) = read_levels(out / "overlay.ome.zarr")
+    assert level.dims == ("c", *SPACE)
+    assert level.shape == tuple(image.data.shape)
+    np.testing.assert_allclose(level.scale, [image.scale[d] for d in level.dims])
+    np.testing.assert_allclose(level.translation, [image.translation[d] for d in level.dims])

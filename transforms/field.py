@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from coframe.core.errors import DimensionError, TransformError
 from coframe.transforms.base import (
@@ -27,6 +28,9 @@ from coframe.transforms.base import (
 
 #: Default inverse tolerance as a fraction of the smallest grid spacing.
 DEFAULT_TOL_FRACTION = 1e-3
+
+#: Grid nodes per axis (at most) whose images seed the inverse of a far-from-identity field.
+SEED_NODES = 32
 
 
 def _is_lazy_array(values: Any) -> bool:
@@ -171,7 +175,10 @@ class InverseDisplacementField(NumericalInverse):
 
     A point ``y`` maps to the ``x`` with ``x + u(x) = y``, found by the
     fixed-point iteration ``x <- y - u(x)``; points it leaves unconverged are
-    finished with damped Newton steps. As for any
+    finished with damped Newton steps, and those still unsolved (a field far
+    from the identity, such as an NGFF ``coordinates`` field from array
+    indices to lengths) are solved again by Newton steps from the grid node
+    whose image lies nearest (:data:`SEED_NODES` nodes per axis at most). As for any
     :class:`~coframe.transforms.base.NumericalInverse`,
     :meth:`apply_with_residual` reports the residual ``|x + u(x) - y|`` and
     :meth:`apply` raises :class:`TransformError` if it exceeds ``tol`` for
@@ -232,7 +239,25 @@ class InverseDisplacementField(NumericalInverse):
                 better = res < residual[stuck]
                 x[stuck[better]] = solved[better]
                 residual[stuck[better]] = res[better]
+            stuck = active[~(residual[active] <= self.tol)]
+            if stuck.size:
+                solved, res = newton_solve(
+                    field._apply, targets[stuck], self._seeds(targets[stuck]), self.tol,
+                    self.max_iter,
+                )  # fmt: skip
+                better = res < residual[stuck]
+                x[stuck[better]] = solved[better]
+                residual[stuck[better]] = res[better]
         return x, residual
+
+    def _seeds(self, targets: np.ndarray) -> np.ndarray:
+        """For each target, the grid node (of a subsampled grid) whose image is nearest."""
+        field = self.field
+        axes = [np.arange(0, n, max(1, -(-n // SEED_NODES))) for n in field.grid_shape]
+        index = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+        nodes = field.origin + index * field.spacing
+        _, nearest = cKDTree(field._apply(nodes)).query(targets)
+        return nodes[nearest]
 
     def with_unit_scale(self, factor: float) -> InverseDisplacementField:
         factor = check_unit_factor(factor)

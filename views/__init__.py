@@ -11,6 +11,7 @@ not know the workspace.
   of two images, written as PNG panels or a TIFF;
 - :mod:`coframe.views.overlay_point`: a ``--point`` must lie in an image shown;
 - :mod:`coframe.views.render`: contrast, colour modes, scale bars, panel grids;
+- :mod:`coframe.views.points_marks`: points (matched nuclei) drawn as rings on a view;
 - :mod:`coframe.views.viewer`: the two-channel OME-Zarr and neuroglancer pieces;
 - :mod:`coframe.views.report_html`: the report page's HTML.
 """
@@ -27,6 +28,7 @@ from coframe.views.overlay_views import (
     parse_options,
     write_overlay,
 )
+from coframe.views.points_marks import mark_points
 from coframe.views.render import (
     blend,
     checkerboard,
@@ -40,6 +42,7 @@ from coframe.views.render import (
 from coframe.views.viewer import export_grid, write_channels_zarr
 
 __all__ = [
+    "mark_points",
     "Channel",
     "Overlay",
     "OverlayOptions",

@@ -203,6 +203,11 @@ NGFF_SCENE: dict[str, Any] = {
                 _system("tem", axes="yx"),
                 _system("tem-2", axes="xy", unit="micrometer"),
                 _system("xyz", axes="xyz"),
+                # the byDimension's and the identity's own outputs: into xray and fibsem they
+                # would close cycles with fibsem -> xray that disagree, which a valid scene may
+                # not hold
+                _system("xray-2", unit="micrometer"),
+                _system("xray-3", unit="micrometer"),
             ],
             "coordinateTransformations": [
                 {
@@ -234,7 +239,7 @@ NGFF_SCENE: dict[str, Any] = {
                 {
                     "type": "byDimension",
                     "input": "xyz",
-                    "output": "xray",
+                    "output": "xray-2",
                     "transformations": [
                         {
                             "type": "scale",
@@ -266,7 +271,7 @@ NGFF_SCENE: dict[str, Any] = {
                     "forward": {"type": "mapAxis", "mapAxis": [2, 1, 0]},
                     "inverse": {"type": "mapAxis", "mapAxis": [2, 1, 0]},
                 },
-                {"type": "identity", "input": "xray", "output": "fibsem"},
+                {"type": "identity", "input": "xray", "output": "xray-3"},
             ],
         },
     }

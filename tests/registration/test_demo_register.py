@@ -99,3 +99,5 @@ def test_the_demo_pipeline_registers_and_prints_the_tre(demo_copy: DemoSample) -
     tre = re.search(r"TRE vs ground_truth \(3000 points\): mean ([0-9.]+) ", text)
     assert tre, text
     assert float(tre.group(1)) < TINY_TRE, tre.group(0)
+    # the second way, from the nuclei: the tiny block holds too few of them, said in one line
+    assert "from the nuclei alone" in text and "nuclei found in fibsem" in text, text

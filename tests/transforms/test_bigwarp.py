@@ -27,6 +27,50 @@ EXAMPLE_CSV = (
 )
 
 
+#: Files BigWarp itself wrote (``LandmarkTableModel.save``: opencsv, every field quoted, no
+#: header, Java's ``Double.toString`` numbers), as in BigWarp's own test resources
+#: (``src/test/resources/landmarks2d-blobs.csv``, ``mri-stack-translation-landmarks.csv``).
+BIGWARP_WRITTEN_CSV = {
+    2: (
+        '"Pt-0","true","47.5","103.99999999999999","51.09375","195.28125"\n'
+        '"Pt-1","true","162.5","42.90624999999999","120.09375","49.37499999999999"\n'
+        '"Pt-2","true","234.375","119.09374999999999","125.84375","160.78125"\n'
+    ),
+    3: (
+        '"Pt-0","true","78.04761904761905","113.78571428571429","135.0",'
+        '"13.833333333333314","111.21428571428572","135.0"\n'
+        '"Pt-1","true","235.1904761904762","116.16666666666667","135.0",'
+        '"170.97619047619045","111.80952380952381","135.0"\n'
+        '"Pt-2","true","148.8809523809524","201.28571428571428","135.0",'
+        '"87.64285714285714","200.5","135.0"\n'
+    ),
+}
+
+#: A transform object as BigWarp writes it (``TransformWriterJson``: type, then landmarks with
+#: type, numDimensions, movingPoints, fixedPoints, active, names), as in its settings test.
+BIGWARP_WRITTEN_JSON = {
+    "type": "Thin Plate Spline",
+    "landmarks": {
+        "type": "BigWarpLandmarks",
+        "numDimensions": 3,
+        "movingPoints": [
+            [193.1527102803737, 163.57943925233658, 130.00000000000003],
+            [132.8910280373831, 248.17757009345803, 130.00000000000003],
+            [222.70411214953256, 272.51401869158883, 130.00000000000003],
+            [182.72280373831765, 159.52336448598143, 170.5607476635514],
+        ],
+        "fixedPoints": [
+            [216.01797508417232, 233.3341910984992, 126.86263579832789],
+            [145.77520051769838, 213.26482693664948, 126.8626357983279],
+            [146.49196352347872, 298.5596246245108, 126.86263579832789],
+            [182.72280373831765, 159.52336448598143, 170.5607476635514],
+        ],
+        "active": [True, True, True, False],
+        "names": ["Pt-0", "Pt-1", "Pt-2", "Pt-3"],
+    },
+}
+
+
 def _random_landmarks(dim: int, n: int = 12, seed: int = 0) -> Landmarks:
     rng = np.random.default_rng(seed)
     fixed = rng.uniform(0, 1000, (n, dim))
@@ -171,6 +215,34 @@ def test_json_errors(tmp_path: Path) -> None:
     bw = BigWarpJson(_random_landmarks(2), "Spiral")
     with pytest.raises(Exception, match="'Spiral' is not supported"):
         bw.to_transform()
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_csv_bigwarp_wrote_is_written_back_byte_for_byte(tmp_path: Path, dim: int) -> None:
+    """coframe writes BigWarp's own column layout: a file BigWarp wrote comes back identical."""
+    original = tmp_path / "bigwarp.csv"
+    original.write_text(BIGWARP_WRITTEN_CSV[dim])
+    lm = read_bigwarp_landmarks(original)
+    assert lm.dim == dim and lm.names == ("Pt-0", "Pt-1", "Pt-2")
+    # x first in the file, numpy order (z, y, x) in coframe: Pt-0's moving x is the first number
+    first = [float(v.strip('"')) for v in BIGWARP_WRITTEN_CSV[dim].split("\n")[0].split(",")[2:]]
+    np.testing.assert_array_equal(lm.moving[0], first[:dim][::-1])
+    np.testing.assert_array_equal(lm.fixed[0], first[dim:][::-1])
+    out = write_bigwarp_landmarks(tmp_path / "coframe.csv", lm)
+    assert out.read_bytes() == original.read_bytes()
+
+
+def test_json_bigwarp_wrote_is_written_back_with_its_layout(tmp_path: Path) -> None:
+    """A BigWarp transform object read and written by coframe keeps its keys, order and values."""
+    original = tmp_path / "bigwarp.json"
+    original.write_text(json.dumps(BIGWARP_WRITTEN_JSON, indent=4))
+    bw = read_bigwarp_json(original)
+    assert bw.type_name == "Thin Plate Spline" and list(bw.landmarks.active) == [1, 1, 1, 0]
+    out = write_bigwarp_json(tmp_path / "coframe.json", bw.landmarks, bw.kind)
+    written = json.loads(out.read_text())
+    assert written == BIGWARP_WRITTEN_JSON
+    assert list(written) == list(BIGWARP_WRITTEN_JSON)
+    assert list(written["landmarks"]) == list(BIGWARP_WRITTEN_JSON["landmarks"])
 
 
 def test_written_csv_has_the_example_layout_byte_for_byte(tmp_path: Path) -> None:

@@ -125,17 +125,27 @@ def test_field_inverse_reports_residual() -> None:
 
 
 def test_field_inverse_raises_when_it_cannot_converge() -> None:
-    # A strongly folding 1D field, given a single iteration: it cannot reach the tolerance.
+    # A strongly folding 1D field, given a single iteration: x + u(x) = 4 is not reached from
+    # the nearest node's image (5, at x = 5), whose Newton step overshoots into the fold.
     vectors = np.array([[0.0], [100.0], [-100.0], [100.0], [-100.0], [0.0]])
     f = DisplacementField(vectors, [0.0], [1.0])
-    _, residual = InverseDisplacementField(f, tol=1e-6, max_iter=50).apply_with_residual([0.5])
+    _, residual = InverseDisplacementField(f, tol=1e-6, max_iter=50).apply_with_residual([4.0])
     assert residual <= 1e-6
     inv = InverseDisplacementField(f, tol=1e-6, max_iter=1)
-    _, residual = inv.apply_with_residual(np.array([[0.5], [50.0]]))
+    _, residual = inv.apply_with_residual(np.array([[4.0], [50.0]]))
     assert residual[0] > 1e-6
     assert residual[1] == 0.0
-    with pytest.raises(TransformError, match=r"did not converge at point \[0.5\].*larger tol"):
-        inv.apply([[0.5], [50.0]])
+    with pytest.raises(TransformError, match=r"did not converge at point \[4.0\].*larger tol"):
+        inv.apply([[4.0], [50.0]])
+
+
+def test_field_inverse_far_from_identity_starts_from_the_nearest_node() -> None:
+    # x -> 1000 x on [0, 2] (an NGFF coordinates field from indices to nanometres): the
+    # fixed-point iteration diverges there; Newton steps from the nearest node's image solve it
+    f = DisplacementField((999.0 * np.arange(3.0))[:, None], [0.0], [1.0])
+    x, residual = InverseDisplacementField(f, tol=1e-6).apply_with_residual([[1500.0], [250.0]])
+    np.testing.assert_allclose(x, [[1.5], [0.25]])
+    assert residual.max() <= 1e-6
 
 
 def test_sample_to_field_reproduces_nodes() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from coframe.core.errors import DimensionError, FormatError, ParseError, TransformError
 from coframe.core.units import canonical_unit
 from coframe.transforms.base import Transform
+from coframe.transforms.cycles import conflicting_cycle
 from coframe.transforms.formats.ngff_axes import (
     Axis,
     CoordinateSystem,
@@ -196,6 +197,7 @@ def read_scene(
         file_unit = canonical_unit(file_unit, key="--unit")
     decoder = Decoder(systems, canonical_unit(unit, key="unit"), file_unit, source)
     transformations: list[SceneTransformation] = []
+    keys: list[str] = []
     for _, _, transforms_key, transforms_json in blocks:
         if not isinstance(transforms_json, list):
             raise ParseError(f"{source.location}: {transforms_key}: expected a list")
@@ -218,8 +220,35 @@ def read_scene(
             transformations.append(
                 SceneTransformation(names[0], names[1], t, name if isinstance(name, str) else None)
             )
+            keys.append(key)
+    _check_cycles(transformations, keys, source.location, canonical_unit(unit))
     systems.update(decoder.image_systems)
     return Scene(systems, transformations, canonical_unit(unit))
+
+
+def _check_cycles(
+    items: list[SceneTransformation], keys: list[str], location: str, unit: str
+) -> None:
+    """Refuse a transformation that disagrees with the chain of others between its systems."""
+    conflict = conflicting_cycle([(t.input, t.output, t.transform) for t in items])
+    if conflict is None:
+        return
+    item = items[conflict.edge]
+    label = f"{item.name}: " if item.name else ""
+    spaces = [item.input]
+    for index, backwards in conflict.chain:
+        step = items[index]
+        spaces.append(step.input if backwards else step.output)
+    off = (
+        f"{conflict.linear:.3g} in the linear part"
+        if conflict.linear > conflict.translation
+        else f"{conflict.translation:.3g} {unit} in the translation"
+    )
+    raise FormatError(
+        f"{location}: {keys[conflict.edge]} ({label}{item.input} -> {item.output}) disagrees "
+        f"with the chain {' -> '.join(spaces)} of the other transformations by up to {off}: "
+        "the transformations of a cycle must agree: correct or remove one of them"
+    )
 
 
 def read_ngff_transform(

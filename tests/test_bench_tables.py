@@ -1,0 +1,60 @@
+"""The benchmark tables: medians and ranges from the results files, blocks kept current.
+
+``benchmarks/tables.py`` renders ``benchmarks/results/*.json`` into README.md and
+docs/scale.md between markers; these checks keep the figures there equal to the
+files and the summaries honest (median and range, never the best run).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import pairs  # noqa: E402
+import results  # noqa: E402
+import tables  # noqa: E402
+
+
+def _row(method: str, mean: float, seconds: float, repeat: int) -> dict:
+    return {
+        "pair": "avg152-affine", "method": method, "mean": mean, "max": 2 * mean,
+        "seconds": seconds, "peak_gb": 0.5, "voxel": 2.0, "note": "n", "repeat": repeat,
+    }  # fmt: skip
+
+
+def test_summary_is_median_and_range_not_best() -> None:
+    rows = [
+        _row("coframe", m, s, i) for i, (m, s) in enumerate([(1.0, 9.0), (2.0, 1.0), (6.0, 4.0)])
+    ]
+    rows.append({"pair": "avg152-affine", "method": "ants", "error": "boom", "repeat": 0})
+    summary = pairs.summarise(rows, ["coframe", "ants"])
+    ours = summary[0]
+    # TRE in voxels (2 mm): 0.5, 1, 3 -> median 1; seconds median 4, not the best (1)
+    assert ours["tre_mean_vox"] == {"median": 1.0, "min": 0.5, "max": 3.0, "n": 3}
+    assert ours["seconds"]["median"] == 4.0
+    assert summary[1]["failed"] == 1 and "tre_mean_vox" not in summary[1]
+    text = pairs.table({"summary": summary})
+    assert "1.000 (0.500–3.000)" in text and "4.0 (1.0–9.0)" in text
+    assert "| evaluation | avg152-affine | ants | 1 | failed |" in text
+
+
+def test_replace_block_touches_only_its_markers() -> None:
+    text = "a\n<!-- bench:x -->\nold\n<!-- /bench:x -->\nb <!-- bench:y -->keep<!-- /bench:y -->"
+    out = tables.replace_block(text, "x", "new")
+    assert (
+        out
+        == "a\n<!-- bench:x -->\nnew\n<!-- /bench:x -->\nb <!-- bench:y -->keep<!-- /bench:y -->"
+    )
+    with pytest.raises(ValueError):
+        tables.replace_block(text, "z", "new")
+
+
+def test_readme_and_scale_tables_are_those_of_the_results_files() -> None:
+    # every block whose results file exists must equal its rendering (run tables.py to fix)
+    assert tables.main(["--check"]) == 0
+    assert results.fmt({"median": 1.0, "min": 1.0, "max": 1.0, "n": 1}, 2) == "1.00"
