@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,16 @@ import numpy as np
 from coframe.app.provenance import make_provenance
 from coframe.app.workspace import Workspace
 from coframe.core.atomic import refuse_existing, write_text_atomic
-from coframe.core.errors import CoframeError, OverwriteError, RegistrationError
+from coframe.core.errors import CoframeError, MetadataError, OverwriteError, RegistrationError
 from coframe.registration.locate import locate_section
-from coframe.registration.locate_geometry import GridImage, Pose, pose_errors, resample_grid
-from coframe.registration.locate_inputs import check_sizes
+from coframe.registration.locate_geometry import GridImage, Pose, pose_errors
+from coframe.registration.locate_inputs import check_section, check_sizes, read_section_image
 from coframe.registration.locate_refine import slice_values
 from coframe.registration.locate_result import LocateOptions, LocateResult
 from coframe.transforms.affine import Affine
 from coframe.transforms.formats.dispatch import write_transform
 from coframe.views.render import composite, normalize, robust_limits, save_png
+from coframe.volumes.open import open_volume
 from coframe.volumes.volume import Volume
 from coframe.volumes.write import write_tiff
 
@@ -84,9 +85,10 @@ def matched_slice(
     lvl0 = section.levels[0]
     factor = max(1, int(np.ceil(max(lvl0.shape) / max_pixels)))
     pixel = float(np.mean(lvl0.voxel_size)) * factor
-    grid = GridImage(lvl0.read().astype(np.float32), lvl0.voxel_size, lvl0.origin)
     if factor > 1 or not np.allclose(lvl0.voxel_size[0], lvl0.voxel_size[1]):
-        grid = resample_grid(grid, pixel)
+        grid = read_section_image(section, pixel)  # band by band: montages are never read whole
+    else:
+        grid = GridImage(lvl0.read().astype(np.float32), lvl0.voxel_size, lvl0.origin)
     pose = Pose(affine.apply(grid.center), affine.linear, grid.center)
     pts = pose.apply(grid.corners)
     index = 0
@@ -217,8 +219,13 @@ def run_locate(
     command: str,
     out_dir: Path | None = None,
     force: bool = False,
+    section_mask: str | None = None,
 ) -> tuple[Workspace, dict[str, Any]]:
     """Locate a workspace image (2D) in another (3D), write the outputs, add the edge.
+
+    ``section_mask`` names a workspace image or a file: a 2D mask of the
+    section (nonzero = tissue to match). A mask with the section's shape takes
+    the section's placement; any other is placed by its own metadata.
 
     The workspace is returned with the new edge but not saved.
 
@@ -233,6 +240,7 @@ def run_locate(
     section = workspace.open_image(section_name)
     volume = workspace.open_image(volume_name)
     check_sizes(section, volume, section_name=section_name, volume_name=volume_name)
+    mask = None if section_mask is None else open_section_mask(workspace, section_mask, section)
     src, dst = workspace.space_of(section_name), workspace.space_of(volume_name)
     paths = locate_paths(workspace, section_name, volume_name, out_dir)
     if not force:
@@ -245,10 +253,22 @@ def run_locate(
                     f"pass --force to replace it"
                 )
     result = locate_section(
-        section, volume, options, section_name=section_name, volume_name=volume_name
+        section,
+        volume,
+        options,
+        section_name=section_name,
+        volume_name=volume_name,
+        section_mask=mask,
     )
     return store_located(
-        workspace, section_name, volume_name, result, command=command, paths=paths, force=force
+        workspace,
+        section_name,
+        volume_name,
+        result,
+        command=command,
+        paths=paths,
+        force=force,
+        section_mask=section_mask,
     )
 
 
@@ -261,6 +281,7 @@ def store_located(
     command: str,
     paths: LocatePaths,
     force: bool = False,
+    section_mask: str | None = None,
 ) -> tuple[Workspace, dict[str, Any]]:
     """Write the outputs of a located section and add its edge (the workspace is not saved).
 
@@ -274,6 +295,14 @@ def store_located(
     volume = workspace.open_image(volume_name)
     src, dst = workspace.space_of(section_name), workspace.space_of(volume_name)
     if not result.trustworthy and not force:
+        if result.inside < options.min_inside:
+            raise RegistrationError(
+                f"section {section_name!r} in {volume_name!r}: only {result.inside:.0%} of the "
+                f"section's unmasked pixels lie inside the volume at the best pose (score "
+                f"{result.score:.3f}, NCC {result.ncc:.2f}): the pose is not trustworthy (needs "
+                f">= {options.min_inside:.0%} inside to judge); nothing stored; give a volume "
+                f"that covers more of the section, --near, or pass --force to store it anyway"
+            )
         summary = result.summary()
         tie = (
             mirror_text(summary["mirror"], result.score, volume_name, volume.unit) + "; "
@@ -317,6 +346,9 @@ def store_located(
         "trustworthy": result.trustworthy,
         "mirror_score": None if result.mirror is None else result.mirror.score,
         "mirror_tie": result.mirror_tie,
+        "inside": result.inside,
+        "masked": result.masked,
+        "compression": result.compression,
     }
     prov = make_provenance(
         command,
@@ -324,7 +356,7 @@ def store_located(
             section_name: workspace.resolve(workspace.images[section_name].path),
             volume_name: workspace.resolve(workspace.images[volume_name].path),
         },
-        parameters=_parameters(result),
+        parameters=_parameters(result, section_mask),
         metric=metric,
         files={"transform": paths.transform},
     )
@@ -340,7 +372,7 @@ def store_located(
     return ws, report
 
 
-def _parameters(result: LocateResult) -> dict[str, Any]:
+def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any]:
     o = result.options
     return {
         "method": "locate: FFT pose search (global, local) + SimpleITK refinement",
@@ -354,11 +386,46 @@ def _parameters(result: LocateResult) -> dict[str, Any]:
         "refine": o.refine,
         "metric": o.metric,
         "score": o.score,
+        "auto_mask": o.auto_mask,
+        "section_mask": section_mask,
         "working_level": result.working_level,
         "working_pixels": result.working_pixels,
         "spacings": result.spacings,
         "symmetry": [p.summary() for p in result.symmetry],
     }
+
+
+def open_section_mask(workspace: Workspace, mask: str, section: Volume) -> Volume:
+    """The user's section mask (a workspace image name or a file), placed on the section.
+
+    A mask with the section's shape (finest level) takes the section's
+    placement; any other keeps its own.
+
+    Raises
+    ------
+    DimensionError
+        If the mask is not a 2D image.
+    """
+    if mask in workspace.images:
+        vol = workspace.open_image(mask)
+    else:
+        try:
+            vol = open_volume(mask, unit=section.unit)
+        except MetadataError as e:  # no pixel size of its own: the section's, if shapes agree
+            vol = open_volume(mask, unit=section.unit, voxel_size=section.levels[0].voxel_size)
+            if vol.levels[0].shape != section.levels[0].shape:
+                raise MetadataError(
+                    f"section mask {mask} has no pixel size and its shape {vol.levels[0].shape} "
+                    f"is not the section's {section.levels[0].shape}: give a mask of the "
+                    f"section's shape, or add it (coframe add NAME {mask} --voxel-size ...) "
+                    f"and pass its name to --section-mask"
+                ) from e
+    check_section(vol, f"--section-mask {mask}")
+    if vol.levels[0].shape == section.levels[0].shape:
+        ref = section.levels[0]
+        level = replace(vol.levels[0], voxel_size=ref.voxel_size, origin=ref.origin)
+        return replace(vol, unit=section.unit, levels=(level,))
+    return vol.in_unit(section.unit)
 
 
 def describe_result(
@@ -388,6 +455,13 @@ def render_locate(report: Mapping[str, Any]) -> str:
         f"  normal (z, y, x) {_vec(report['normal'])}, in-plane scale "
         f"{_vec(report['in_plane_scale'])}, centre {_vec(report['center'], 1)} {unit}",
     ]
+    comp = report.get("compression")
+    if comp is not None:
+        lines.append(
+            f"  compression {comp['compression']:.1%} along {comp['angle']:.0f} degrees from the "
+            f"section's y axis (scales {_vec(comp['scales'])}); {report['inside']:.0%} of the "
+            f"section inside the volume, {report['masked']:.0%} masked"
+        )
     if report.get("mirror"):
         lines.append("  " + mirror_text(report["mirror"], report["score"], report["volume"], unit))
     for space, corners in report.get("corners", {}).items():

@@ -115,6 +115,12 @@ def locate_cmd(
     shrinkage: Annotated[
         bool, opt("Fit in-plane shrinkage and shear (2D affine).", "--shrinkage")
     ] = False,
+    section_mask: Annotated[
+        str | None, opt("2D mask of SECTION (image name or file; nonzero = tissue to match).")
+    ] = None,
+    auto_mask: Annotated[
+        bool, opt("Mask grid bars and empty film.", "--auto-mask/--no-auto-mask")
+    ] = True,
     out_dir: Annotated[
         Path | None,
         opt("Folder of the matched slice, picture and report (default: locate/...)."),
@@ -131,10 +137,17 @@ def locate_cmd(
         near=None if near is None else parse_point(near, flag="--near"),
         max_tilt=max_tilt,
         shrinkage=shrinkage,
+        auto_mask=auto_mask,
     )
-    ws = load_ws(workspace)
     ws, report = run_locate(
-        ws, section, volume, options, command=command_line(ctx), out_dir=out_dir, force=force
+        load_ws(workspace),
+        section,
+        volume,
+        options,
+        command=command_line(ctx),
+        out_dir=out_dir,
+        force=force,
+        section_mask=section_mask,
     )
     ws.save()
     typer.echo(json.dumps(report, indent=2) if as_json else render_locate(report))

@@ -4,8 +4,10 @@ Every section of the demo was cut along a known oblique plane next to the
 FIB-SEM block; its true 2D -> 3D pose in X-ray space is in the ground truth.
 The step locates each section (the demo sections are cut roughly parallel to
 the block's top face, so the normal is searched within ``MAX_TILT`` degrees of
-the volume z axis), stores trustworthy poses as workspace edges, and reports
-the pose error against the truth.
+the volume z axis; they lie on grids whose bars hide part of them, which the
+search masks, and are compressed along their y axis, which the refinement
+estimates), stores trustworthy poses as workspace edges, and reports the pose
+error and the compression against the truth.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from coframe.transforms.affine import Affine
 
 #: Largest tilt (degrees) of the demo sections' normals searched from the z axis.
 MAX_TILT = 25.0
+#: Pixels across the section's shorter side in the global search.
+SEARCH_PIXELS = 24
 #: Name of the X-ray image in the demo workspace.
 XRAY = "xray"
 
@@ -47,7 +51,9 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
     ws = load_workspace(directory)
     volume = ws.open_image(XRAY)
     voxel = float(np.mean(volume.levels[0].voxel_size))
-    options = LocateOptions(max_tilt=MAX_TILT)
+    # grid bars hide part of each section and compression distorts it: the global search
+    # needs a finer copy of the section than for a clean cut
+    options = LocateOptions(max_tilt=MAX_TILT, shrinkage=True, search_pixels=SEARCH_PIXELS)
     lines = [f"(normals within {MAX_TILT:g}° of the X-ray z axis; X-ray voxel {voxel:g} nm)"]
     for tem in sample.tem:
         section = ws.open_image(tem.name)
@@ -67,7 +73,8 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
                 tem.name,
                 XRAY,
                 result,
-                command=f"coframe demo (locate {tem.name} {XRAY} --max-tilt {MAX_TILT:g})",
+                command=f"coframe demo (locate {tem.name} {XRAY} --max-tilt {MAX_TILT:g} "
+                f"--shrinkage, {SEARCH_PIXELS} search pixels)",
                 paths=paths,
                 force=True,
             )
@@ -83,5 +90,11 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
             f"{err['in_plane_deg']:.2f}°, offset along the normal {err['offset']:.0f} nm "
             f"({err['offset_voxels']:.2f} X-ray voxels), centre in plane {err['in_plane']:.0f} nm "
             f"({err['in_plane'] / voxel:.2f} voxels)"
+        )
+        comp = result.compression
+        lines.append(
+            f"  compression {comp['compression']:.1%} along {comp['angle']:.0f}° from the "
+            f"section's y axis (truth {tem.compression:.0%} along 0°); grid bars and film "
+            f"masked: {result.masked:.0%} of the section"
         )
     return "\n".join(lines)

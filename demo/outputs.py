@@ -87,7 +87,9 @@ class TemSection:
     x, 1) mapping section physical coordinates (nm; pixel ``(i, j)`` at
     ``(i * pixel_size, j * pixel_size)``) into FIB-SEM and X-ray physical
     space; the X-ray one is a least-squares fit of the warped map, its
-    largest residual in ``xray_residual`` (nm).
+    largest residual in ``xray_residual`` (nm). The section is compressed by
+    ``compression`` along its y axis (its y lengths are ``1 - compression``
+    of the tissue's), so the y column of both maps is longer than 1.
     """
 
     name: str
@@ -98,6 +100,7 @@ class TemSection:
     to_fibsem: np.ndarray
     to_xray: np.ndarray
     xray_residual: float
+    compression: float = 0.0
 
 
 @dataclass(frozen=True)

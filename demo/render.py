@@ -191,3 +191,22 @@ def render_tem(
         * np.sqrt(np.maximum(img * gain, 1e-6))
     )
     return np.clip(np.rint(img + shot + 200.0), 0, 65535).astype(np.uint16)
+
+
+def add_grid_bars(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The TEM image behind the bars of its support grid: dark, flat bands across it.
+
+    One bar along each axis, about 8 % of the side wide, at a random place
+    (about a sixth of the area hidden), at the dark level of the detector
+    with a little read noise.
+    """
+    out = image.copy()
+    dark = np.clip(np.rint(rng.normal(205.0, 2.0, image.shape)), 0, None).astype(image.dtype)
+    for axis in (0, 1):
+        n = image.shape[axis]
+        width = max(2, round(0.08 * n))
+        start = int(rng.integers(n // 8, n - n // 8 - width))
+        index = [slice(None), slice(None)]
+        index[axis] = slice(start, start + width)
+        out[tuple(index)] = dark[tuple(index)]
+    return out

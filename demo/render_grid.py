@@ -141,3 +141,17 @@ def section_render_grid(
     )
     axes = np.stack([dz * normal, pixel_size * ey, pixel_size * ex])
     return RenderGrid(origin - (depth_samples - 1) / 2 * dz * normal, axes, (depth_samples, *shape))
+
+
+def squeezed(grid: RenderGrid, compression: float) -> RenderGrid:
+    """A section grid whose rows (axis 1) lie ``1 / (1 - compression)`` farther apart, same centre.
+
+    An image rendered on it is the section compressed by ``compression`` along
+    its y axis, as a knife compresses a section along the cutting direction.
+    """
+    stretch = 1.0 / (1.0 - compression)
+    axes = grid.axes.copy()
+    axes[1] = axes[1] * stretch
+    half = (grid.shape[1] - 1) / 2.0
+    origin = grid.origin + half * grid.axes[1] - half * axes[1]
+    return RenderGrid(origin, axes, grid.shape)

@@ -67,14 +67,23 @@ from coframe.demo.outputs import (
     TemSection,
 )
 from coframe.demo.progress import ProgressCallback, StepTimer
-from coframe.demo.render import render_nucleus_labels, render_tem, xray_attenuation, xray_image
-from coframe.demo.render_grid import section_render_grid
+from coframe.demo.render import (
+    add_grid_bars,
+    render_nucleus_labels,
+    render_tem,
+    xray_attenuation,
+    xray_image,
+)
+from coframe.demo.render_grid import section_render_grid, squeezed
 from coframe.demo.tissue import ResinBlock, Tissue, TissueParams
 from coframe.demo.truth import GroundTruth, fit_affine_2d_to_3d
 from coframe.resampling.writer import MultiscaleWriter, create_ome_zarr
 from coframe.transforms.formats.bigwarp import write_bigwarp_json, write_bigwarp_landmarks
 from coframe.transforms.point_pairs import Landmarks
 from coframe.volumes.write import write_mrc, write_tiff
+
+#: Compression of the TEM sections along their y axis (the cutting direction).
+TEM_COMPRESSION = 0.08
 
 # --------------------------------------------------------------------------- writing steps
 
@@ -256,9 +265,13 @@ def _write_tem(ctx: _Context) -> None:
             )
             rot = (tilt_rot * Rotation.from_euler("z", spin, degrees=True)).as_matrix()[::-1, ::-1]
             e_y, e_x = rot[:, 1], rot[:, 2]
-            grid = section_render_grid(centre, e_y, e_x, shape, px)
+            # the knife compresses the section along its y axis: pixel rows lie farther apart
+            # in the tissue than the pixel size says
+            grid = squeezed(section_render_grid(centre, e_y, e_x, shape, px), TEM_COMPRESSION)
+            e_y = e_y / (1.0 - TEM_COMPRESSION)
             gain, noise = float(rng.uniform(15_000, 35_000)), float(rng.uniform(0.01, 0.05))
             img = render_tem(acq.tissue, grid, gain=gain, noise=noise, seed=acq.seed + 100 + i)
+            img = add_grid_bars(img, np.random.default_rng(acq.seed + 300 + i))
             if i == n:
                 path = write_mrc(ctx.root / "tem" / f"section-{i}.mrc", img, px * 10.0)
             else:
@@ -272,7 +285,9 @@ def _write_tem(ctx: _Context) -> None:
             uv = np.stack(np.meshgrid(*ticks, indexing="ij"), -1).reshape(-1, 2)
             fib = np.column_stack([uv, np.ones(len(uv))]) @ to_fib.T
             to_x, resid = fit_affine_2d_to_3d(uv, ctx.truth.forward(fib))
-            sections.append(TemSection(f"tem-{i}", path, shape, px, tilt, to_fib, to_x, resid))
+            sections.append(
+                TemSection(f"tem-{i}", path, shape, px, tilt, to_fib, to_x, resid, TEM_COMPRESSION)
+            )
             advance()
     ctx.out["tem"] = tuple(sections)
 
@@ -384,6 +399,7 @@ def _write_truth(ctx: _Context) -> None:
                 "to_fibsem": s.to_fibsem.tolist(),
                 "to_xray": s.to_xray.tolist(),
                 "to_xray_max_residual_nm": s.xray_residual,
+                "compression": s.compression,
             }
             for s in ctx.out["tem"]
         }

@@ -31,6 +31,7 @@ Slice-to-volume registration (``coframe locate``):
 
 - :mod:`~coframe.registration.locate_geometry`: images, poses, orientations, pose errors;
 - :mod:`~coframe.registration.locate_inputs`: the section and volume read at a spacing;
+- :mod:`~coframe.registration.locate_mask`: grid bars, empty film and the user's section mask;
 - :mod:`~coframe.registration.locate_search`: the FFT search of poses;
 - :mod:`~coframe.registration.locate_refine`: SimpleITK refinement and the pose score;
 - :mod:`~coframe.registration.locate_symmetry`: mirror-symmetric volumes and mirror twins;

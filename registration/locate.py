@@ -52,13 +52,16 @@ from coframe.registration.locate_geometry import (
 from coframe.registration.locate_inputs import (
     WHOLE_LEVEL_VOXELS,
     VolumeReader,
+    check_section,
     check_sizes,
     level_not_coarser,
     read_section_image,
     volume_extent,
 )
+from coframe.registration.locate_mask import MASK_PIXELS, section_with_mask, with_mask
 from coframe.registration.locate_refine import (
     RefineSettings,
+    inside_fraction,
     pose_score,
     refine_pose,
     tilt_margin,
@@ -88,6 +91,7 @@ def locate_section(
     *,
     section_name: str = "section",
     volume_name: str = "volume",
+    section_mask: Volume | None = None,
 ) -> LocateResult:
     """Find the pose of a 2D section inside a 3D volume.
 
@@ -101,6 +105,10 @@ def locate_section(
         Priors and search settings.
     section_name, volume_name
         Names used in error messages.
+    section_mask
+        The user's 2D mask of the section (nonzero = tissue to match), placed
+        in the section's physical (y, x); grid bars and empty film are also
+        masked when ``options.auto_mask`` is set.
 
     Returns
     -------
@@ -113,7 +121,8 @@ def locate_section(
         If the images have the wrong number of axes, or the section is larger
         than the volume.
     RegistrationError
-        If no placement of the section overlaps the volume.
+        If no placement of the section overlaps the volume, the section is all
+        one value, or too little of it is left after masking.
     """
     opts = options or LocateOptions()
     check_sizes(section, volume, section_name=section_name, volume_name=volume_name)
@@ -122,6 +131,8 @@ def locate_section(
     normals = fibonacci_cap(*_tilt_cap(opts), opts.angle_step)
     if section.unit != volume.unit:
         section = section.in_unit(volume.unit)
+    if section_mask is not None and section_mask.unit != volume.unit:
+        section_mask = section_mask.in_unit(volume.unit)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sec_pixel = geometric_voxel(section.levels[0].voxel_size)
@@ -149,7 +160,23 @@ def locate_section(
     s_b = min(s_a, max(s_w, shorter / opts.local_pixels))
     reader = VolumeReader(volume)
     vol_a = reader.grid(s_a, lo if near is not None else None, hi if near is not None else None)
-    sec_a = read_section_image(section, s_a, name=section_name)
+    # the mask is made at the working spacing (grid bars found finer) and carried to the
+    # search spacings; each read bins the section band by band (montages are never whole)
+    user_mask = None
+    if section_mask is not None:
+        check_section(section_mask, "--section-mask")
+        user_mask = read_section_image(section_mask, s_w, name="--section-mask", binary=True)
+    fine = None
+    if opts.auto_mask:  # grid bars and film are found finer than the working spacing
+        s_m = min(s_w, max(sec_pixel, float(size.max()) / MASK_PIXELS))
+        fine = read_section_image(section, s_m, name=section_name)
+    sec_w = section_with_mask(
+        read_section_image(section, s_w, name=section_name), user_mask, fine, name=section_name
+    )
+    usable_w = None
+    if sec_w.mask is not None:
+        usable_w = GridImage(sec_w.usable.astype(np.float32), sec_w.spacing, sec_w.origin)
+    sec_a = with_mask(read_section_image(section, s_a, name=section_name), usable_w)
     if min(sec_a.shape) < 4:
         raise RegistrationError(
             f"section {section_name!r} spans only {min(sec_a.shape)} pixels at the search "
@@ -188,11 +215,11 @@ def locate_section(
     timings["global"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    local = _local_stage(reader, section, seeds, s_a, s_b, opts, section_name)
+    sec_b = with_mask(read_section_image(section, s_b, name=section_name), usable_w)
+    local = _local_stage(reader, sec_b, seeds, s_a, s_b, opts)
     timings["local"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sec_w = read_section_image(section, s_w, name=section_name)
     scored = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
     timings["refine"] = time.perf_counter() - t0
 
@@ -221,6 +248,7 @@ def locate_section(
         crop, best.pose, sec_w, degrees=opts.tilt_check, metric=opts.score, bins=opts.bins
     )
     pose = best.pose
+    inside = inside_fraction(np.stack(volume_extent(volume), axis=1), pose, sec_w)
     affine = Affine(pose.matrix)
     return LocateResult(
         affine=affine,
@@ -239,6 +267,8 @@ def locate_section(
         symmetry=symmetry,
         mirror=mirror,
         tilt_margin=margin,
+        inside=inside,
+        masked=1.0 - float(sec_w.usable.mean()),
     )
 
 
@@ -259,14 +289,12 @@ def _tilt_cap(options: LocateOptions) -> tuple[np.ndarray, float]:
 
 def _local_stage(
     reader: VolumeReader,
-    section: Volume,
+    sec_b: GridImage,
     seeds: list[Candidate],
     s_a: float,
     s_b: float,
     opts: LocateOptions,
-    section_name: str,
 ) -> list[Candidate]:
-    sec_b = read_section_image(section, s_b, name=section_name)
     whole = reader.volume.levels[level_not_coarser(reader.volume, s_b)]
     found: list[Candidate] = []
     half_diag = 0.5 * float(np.hypot(*(np.asarray(sec_b.shape) * s_b)))

@@ -13,6 +13,7 @@ import numpy as np
 from coframe.core.errors import DimensionError, RegistrationError
 from coframe.registration.inputs import geometric_voxel
 from coframe.registration.locate_geometry import GridImage, resample_grid
+from coframe.volumes.binned import binned_placement, read_binned
 from coframe.volumes.volume import Level, Volume
 
 #: Largest number of voxels of a level read whole (else boxes are read).
@@ -45,11 +46,25 @@ def check_sizes(section: Volume, volume: Volume, *, section_name: str, volume_na
         )
 
 
-def read_section_image(section: Volume, spacing: float, *, name: str = "section") -> GridImage:
+def read_section_image(
+    section: Volume, spacing: float, *, name: str = "section", binary: bool = False
+) -> GridImage:
     """Read a 2D section at (about) ``spacing``, as an isotropic float32 grid.
 
     The coarsest level whose pixels are not larger than ``spacing`` is read
-    whole and resampled.
+    band by band and binned (:func:`coframe.volumes.binned.read_binned`), so
+    a montage far larger than memory is never held whole, then resampled.
+
+    Parameters
+    ----------
+    section
+        The 2D image.
+    spacing
+        The spacing wanted (physical).
+    name
+        Name used in error messages.
+    binary
+        Read ``value != 0`` (a mask): the grid holds the fraction of nonzero pixels.
 
     Raises
     ------
@@ -57,7 +72,12 @@ def read_section_image(section: Volume, spacing: float, *, name: str = "section"
         If the image is not 2D.
     """
     check_section(section, name)
-    return resample_grid(read_level(section.levels[level_not_coarser(section, spacing)]), spacing)
+    lvl = section.levels[level_not_coarser(section, spacing)]
+    factors = np.maximum(np.floor(spacing / np.asarray(lvl.voxel_size)).astype(int), 1)
+    block = np.where(factors > 2, factors // 2, 1)  # resample_grid's own block mean
+    size, origin = binned_placement(lvl, block)
+    binned = GridImage(read_binned(lvl, block, binary=binary), size, origin)
+    return resample_grid(binned, spacing)
 
 
 def check_section(section: Volume, name: str) -> None:

@@ -146,6 +146,13 @@ def refine_pose(
             np.asarray(volume.origin) * f,
         )
         reg = sitk.ImageRegistrationMethod()
+        if fixed_grid.mask is not None:  # masked pixels take no part in the metric
+            mask = array_to_image(
+                fixed_grid.usable[None].astype(np.uint8),
+                np.array([spacing, *fixed_grid.spacing]) * f,
+                np.array([0.0, *fixed_grid.origin]) * f,
+            )
+            reg.SetMetricFixedMask(sitk.Cast(mask, sitk.sitkUInt8))
         if settings.metric == "correlation":
             reg.SetMetricAsCorrelation()
         else:
@@ -192,6 +199,27 @@ def slice_values(
     return values.reshape(h, w).astype(np.float32), inside.reshape(h, w)
 
 
+def inside_fraction(volume_extent: np.ndarray, pose: Pose, section: GridImage) -> float:
+    """Fraction of the section's unmasked pixels that the pose places inside the volume.
+
+    Parameters
+    ----------
+    volume_extent
+        ``(3, 2)`` physical (min, max) of the volume along z, y, x.
+    pose
+        The pose.
+    section
+        The section (its mask, if any, says which pixels count).
+    """
+    usable = section.usable.ravel()
+    if not usable.any():
+        return 0.0
+    pts = pose.apply(section.points()[usable])
+    ext = np.asarray(volume_extent, dtype=float)
+    ok = np.all((pts >= ext[:, 0]) & (pts <= ext[:, 1]), axis=1)
+    return float(ok.mean())
+
+
 #: Similarities :func:`pose_score` computes.
 SCORE_METRICS = ("mi", "ncc")
 
@@ -207,8 +235,9 @@ def pose_score(
 ) -> tuple[float, float]:
     """Similarity of the section with the volume's slice under a pose.
 
-    Only pixels inside the volume count; a pose that leaves less than
-    ``min_overlap`` of the section inside scores 0.
+    Only pixels inside the volume and not masked (:attr:`GridImage.mask`)
+    count; a pose that leaves less than ``min_overlap`` of the section's
+    unmasked pixels inside scores 0.
 
     Parameters
     ----------
@@ -235,7 +264,9 @@ def pose_score(
     if metric not in SCORE_METRICS:
         raise TransformError(f"score metric {metric!r}: expected one of {', '.join(SCORE_METRICS)}")
     values, inside = slice_values(volume, pose, section)
-    if inside.mean() < min_overlap:
+    usable = section.usable
+    inside &= usable
+    if inside.sum() < min_overlap * max(int(usable.sum()), 1):
         return 0.0, 1.0
     a = section.array[inside].astype(np.float64)
     b = values[inside].astype(np.float64)

@@ -75,6 +75,12 @@ class LocateOptions:
         Angle (degrees) beyond which two poses are distinct.
     distinct_voxels
         Centre distance (working voxels) beyond which two poses are distinct.
+    auto_mask
+        Mask grid bars and empty film of the section automatically
+        (:func:`~coframe.registration.locate_mask.auto_section_mask`).
+    min_inside
+        Poses that place less than this fraction of the section's unmasked
+        pixels inside the volume are not trustworthy: too little to judge.
     """
 
     normal: tuple[float, float, float] | None = None
@@ -101,6 +107,8 @@ class LocateOptions:
     min_tilt_margin: float = 0.0
     distinct_angle: float = 10.0
     distinct_voxels: float = 3.0
+    auto_mask: bool = True
+    min_inside: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,11 @@ class LocateResult:
     tilt_margin
         Relative score drop when the plane tilts by ``options.tilt_check``
         degrees (:func:`coframe.registration.locate_refine.tilt_margin`).
+    inside
+        Fraction of the section's unmasked pixels that the pose places inside
+        the volume (the scores use only those).
+    masked
+        Fraction of the section masked out (grid bars, empty film, the user's mask).
     """
 
     affine: Affine
@@ -185,6 +198,26 @@ class LocateResult:
     symmetry: tuple[MirrorPlane, ...] = ()
     mirror: MirrorTwin | None = None
     tilt_margin: float = 1.0
+    inside: float = 1.0
+    masked: float = 0.0
+
+    @property
+    def compression(self) -> dict[str, float]:
+        """In-plane anisotropic scale of the pose (section compression).
+
+        ``scales`` are the singular values of the 3x2 linear part (volume
+        length per section length), largest first; ``compression`` is
+        ``1 - smaller / larger``: the fraction by which the section is shorter
+        along ``angle`` (degrees from the section's y axis towards its x axis,
+        in [0, 180)) than along the perpendicular direction.
+        """
+        _, sv, vt = np.linalg.svd(self.pose.linear, full_matrices=False)
+        angle = float(np.degrees(np.arctan2(vt[0, 1], vt[0, 0]))) % 180.0
+        return {
+            "scales": [round(float(v), 6) for v in sv],
+            "compression": round(float(1.0 - sv[1] / sv[0]), 6),
+            "angle": round(angle, 2),
+        }
 
     @property
     def normal(self) -> np.ndarray:
@@ -200,13 +233,14 @@ class LocateResult:
 
     @property
     def trustworthy(self) -> bool:
-        """Whether correlation, confidence and section size reach the options' thresholds
-        and no mirror twin ties."""
+        """Whether correlation, confidence, section size and the fraction inside the
+        volume reach the options' thresholds and no mirror twin ties."""
         return (
             abs(self.ncc) >= self.options.min_ncc
             and self.confidence >= self.options.min_confidence
             and self.working_pixels >= self.options.min_pixels
             and self.tilt_margin > self.options.min_tilt_margin
+            and self.inside >= self.options.min_inside
             and not self.mirror_tie
         )
 
@@ -226,4 +260,7 @@ class LocateResult:
             "symmetry": [p.summary() for p in self.symmetry],
             "mirror": mirror,
             "tilt_margin": round(self.tilt_margin, 6),
+            "inside": round(self.inside, 4),
+            "masked": round(self.masked, 4),
+            "compression": self.compression,
         }

@@ -102,6 +102,9 @@ def make_templates(section: GridImage, maps: np.ndarray, shrink: float = 0.0) ->
     shrink
         Pixels trimmed from every side of the footprint (keeps interpolation
         away from the section's border).
+
+    The footprint of a masked section (:attr:`GridImage.mask`) leaves out its
+    masked pixels, so they take no part in the correlation.
     """
     hy, hx = ((np.asarray(section.shape, dtype=float) - 1.0) / 2.0) - shrink
     half = int(np.ceil(np.hypot(hy, hx)))
@@ -116,6 +119,11 @@ def make_templates(section: GridImage, maps: np.ndarray, shrink: float = 0.0) ->
     for g, m in enumerate(maps):
         p = np.linalg.inv(m) @ q
         inside = ((np.abs(p[0]) <= hy + 1e-6) & (np.abs(p[1]) <= hx + 1e-6)).reshape(size, size)
+        if section.mask is not None:  # masked pixels (grid bars, film) leave the footprint
+            kept = ndimage.map_coordinates(
+                section.usable.astype(np.float32), p + centre[:, None], order=1, mode="nearest"
+            )
+            inside &= kept.reshape(size, size) >= 0.5
         key = np.packbits(inside).tobytes()
         if key not in keys:
             keys[key] = len(masks)

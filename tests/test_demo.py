@@ -262,9 +262,13 @@ def test_tem_sections_and_their_poses(sample: DemoSample) -> None:
     for sec in sample.tem:
         pose = poses[sec.name]
         to_fib = np.asarray(pose["to_fibsem"])
-        # the in-plane axes are orthonormal, tilted from the block face by the recorded angle
-        np.testing.assert_allclose(to_fib[:, :2].T @ to_fib[:, :2], np.eye(2), atol=1e-9)
+        # the in-plane axes are orthogonal, tilted from the block face by the recorded angle;
+        # the section is compressed along its y axis, so y lengths grow into the tissue
+        assert pose["compression"] == pytest.approx(0.08)
+        stretch = np.diag([1.0 / (1.0 - pose["compression"]) ** 2, 1.0])
+        np.testing.assert_allclose(to_fib[:, :2].T @ to_fib[:, :2], stretch, atol=1e-9)
         normal = np.cross(to_fib[:, 0], to_fib[:, 1])
+        normal = normal / np.linalg.norm(normal)
         assert np.degrees(np.arccos(abs(normal[0]))) == pytest.approx(sec.tilt_deg, abs=1e-6)
         # just above the block, inside the X-ray field of view
         centre = to_fib @ np.array([40 * 80.0, 40 * 80.0, 1.0])

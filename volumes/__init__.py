@@ -2,7 +2,8 @@
 
 Holds :class:`Volume` and :class:`Level` (a multiscale image in numpy axis
 order and physical units), the readers behind :func:`open_volume`, the
-description behind ``coframe info`` (:func:`describe`), and the low-level
+description behind ``coframe info`` (:func:`describe`), a 2D level read
+binned band by band (:mod:`coframe.volumes.binned`: montages), and the low-level
 writing pieces (:mod:`coframe.volumes.write`: pyramid geometry, NGFF
 metadata, codecs, downsampling, :func:`write_tiff`, :func:`write_mrc`); the
 OME-Zarr output writer built on them is :mod:`coframe.resampling.writer`.

@@ -1,0 +1,344 @@
+"""``coframe locate`` on sections as real TEM gives them: grid bars, compression, partial
+overlap, montages read band by band, and the bad inputs that are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from locate_synthetic import blob_phantom, extract_section, random_pose
+from typer.testing import CliRunner
+
+from coframe.cli import app
+from coframe.registration.locate_geometry import GridImage, Pose, pose_errors
+from coframe.registration.locate_inputs import read_section_image
+from coframe.registration.locate_mask import auto_section_mask
+from coframe.transforms.affine import Affine
+from coframe.volumes.binned import read_binned
+from coframe.volumes.open import open_volume
+from coframe.volumes.write import write_tiff
+
+VOXEL = 1000.0
+PIXEL = 500.0
+SHAPE = (44, 52)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> GridImage:
+    """A 40^3 phantom of 1 µm voxels (lengths in nm)."""
+    return blob_phantom((40, 40, 40), VOXEL, seed=5)
+
+
+def _cut(phantom: GridImage, seed: int, squeeze: float = 1.0) -> tuple[GridImage, Pose]:
+    """A noisy inverted section and its pose (pixel (0, 0) at the origin, as in the file)."""
+    rng = np.random.default_rng(seed)
+    size = (SHAPE[0] * PIXEL, SHAPE[1] * PIXEL)
+    rigid = random_pose(phantom, size, rng, margin=2 * VOXEL, max_tilt=30.0)
+    # a section squeezed along its y axis: its lengths are ``squeeze`` of the volume's
+    pose = Pose(rigid.center, rigid.linear @ np.diag([1 / squeeze, 1.0]), rigid.section_center)
+    section = extract_section(
+        phantom, pose, SHAPE, PIXEL, rng=rng, blur=1.0, noise=0.2, invert=True
+    )
+    shifted = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    return section, shifted
+
+
+def _workspace(root: Path, runner: CliRunner, images: dict[str, np.ndarray], phantom: GridImage):
+    """A workspace holding ``volume`` and the given 2D images (``PIXEL`` pixels)."""
+    ws = root / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    write_tiff(root / "volume.tif", phantom.array, VOXEL)
+    files = {"volume": root / "volume.tif"}
+    for name, array in images.items():
+        files[name] = root / f"{name}.tif"
+        write_tiff(files[name], array, PIXEL)
+    for name, path in files.items():
+        result = runner.invoke(app, ["add", name, str(path), "-w", str(ws)])
+        assert result.exit_code == 0, result.output
+    return ws
+
+
+def _errors(report: dict, truth: Pose) -> dict[str, float]:
+    found = Affine(np.asarray(report["matrix"]))
+    centre = np.asarray(SHAPE) * PIXEL / 2.0
+    return pose_errors(found, Affine(truth.matrix), centre, VOXEL)
+
+
+def _bars(section: np.ndarray) -> np.ndarray:
+    """The section behind two dark grid bars (about a fifth of its area)."""
+    out = section.copy()
+    low = float(section.min()) - 0.2 * float(np.ptp(section))
+    out[:, 10:15] = low
+    out[30:35, :] = low
+    return out
+
+
+def test_binned_read_of_a_tiled_tiff_matches_a_whole_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 65535, size=(300, 270), dtype=np.uint16)
+    path = tmp_path / "tiled.tif"
+    tifffile.imwrite(path, image, tile=(64, 64), resolution=(1 / 0.5, 1 / 0.5), resolutionunit=3)
+    level = open_volume(path).levels[0]
+    for factor in (1, 3, (2, 5)):
+        fy, fx = np.broadcast_to(np.asarray(factor), (2,))
+        h, w = image.shape[0] // fy, image.shape[1] // fx
+        whole = image[: h * fy, : w * fx].astype(np.float64).reshape(h, fy, w, fx).mean((1, 3))
+        got = read_binned(level, factor, band_bytes=20_000)  # many small bands
+        assert got.shape == whole.shape
+        assert np.allclose(got, whole, rtol=1e-6)
+    assert np.array_equal(read_binned(level, 2, binary=True) > 0, read_binned(level, 2) > 0)
+
+
+def test_the_section_reader_bins_as_a_whole_read_would(tmp_path: Path) -> None:
+    from coframe.registration.locate_geometry import resample_grid
+
+    rng = np.random.default_rng(1)
+    image = rng.random((400, 360)).astype(np.float32)
+    path = tmp_path / "section.tif"
+    tifffile.imwrite(path, image, tile=(64, 64), resolution=(1e4, 1e4), resolutionunit=3)
+    section = open_volume(path)
+    lvl = section.levels[0]
+    whole = resample_grid(GridImage(image, lvl.voxel_size, lvl.origin), 7.0 * lvl.voxel_size[0])
+    got = read_section_image(section, 7.0 * lvl.voxel_size[0])
+    assert got.shape == whole.shape and np.allclose(got.origin, whole.origin)
+    assert np.allclose(got.array, whole.array, atol=1e-5)
+
+
+def test_a_pyramidal_montage_is_read_from_its_level_not_its_base(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 255, size=(512, 512), dtype=np.uint8)
+    levels = [base, base.reshape(256, 2, 256, 2).mean((1, 3)).astype(np.uint8)]
+    levels.append(levels[1].reshape(128, 2, 128, 2).mean((1, 3)).astype(np.uint8))
+    path = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(base, tile=(64, 64), subifds=2, resolution=(1e4, 1e4), resolutionunit=3)
+        for level in levels[1:]:
+            tif.write(level, tile=(64, 64), subfiletype=1)
+    section = open_volume(path)
+    assert len(section.levels) == 3
+    pixel = section.levels[0].voxel_size[0]
+    got = read_section_image(section, 4 * pixel)  # level 2 exactly: no base pixel is read
+    assert got.shape == (128, 128)
+    assert np.allclose(got.array, levels[2], atol=1e-3)
+
+
+def test_an_mrc_section_is_read_band_by_band_from_its_memory_map(tmp_path: Path) -> None:
+    from coframe.volumes.write import write_mrc
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 30000, size=(240, 200)).astype(np.int16)
+    section = open_volume(write_mrc(tmp_path / "section.mrc", image, 20.0))
+    got = read_binned(section.levels[0], 4, band_bytes=10_000)
+    whole = image.astype(np.float64).reshape(60, 4, 50, 4).mean((1, 3))
+    assert np.allclose(got, whole, rtol=1e-6)
+
+
+def test_the_automatic_mask_finds_grid_bars_and_keeps_tissue(phantom: GridImage) -> None:
+    section, _ = _cut(phantom, seed=11)
+    assert auto_section_mask(section.array).all()  # nothing to mask on plain tissue
+    barred = _bars(section.array)
+    usable = auto_section_mask(barred)
+    bar = barred == barred.min()
+    assert not usable[bar].any()
+    assert usable[~bar].mean() > 0.85
+
+
+@pytest.mark.slow
+def test_a_section_behind_grid_bars_is_found(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    section, truth = _cut(phantom, seed=11)
+    barred = _bars(section.array)
+    ws = _workspace(tmp_path, runner, {"barred": barred}, phantom)
+    result = runner.invoke(app, ["locate", "barred", "volume", "--json", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and 0.15 < report["masked"] < 0.45, report["masked"]
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+
+
+@pytest.mark.slow
+def test_a_user_mask_hides_a_fold(phantom: GridImage, tmp_path: Path, runner: CliRunner) -> None:
+    section, truth = _cut(phantom, seed=12)
+    folded = section.array.copy()
+    folded[5:20, 8:30] = np.flip(folded[20:35, 8:30], axis=0) * 1.5  # a fold: doubled, wrong
+    mask = np.ones(SHAPE, np.uint8)
+    mask[3:22, 6:32] = 0
+    tifffile.imwrite(tmp_path / "mask.tif", mask)  # no pixel size: takes the section's
+    ws = _workspace(tmp_path, runner, {"folded": folded}, phantom)
+    result = runner.invoke(
+        app,
+        ["locate", "folded", "volume", "--section-mask", str(tmp_path / "mask.tif"), "--json"]
+        + ["-w", str(ws)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and report["masked"] > 0.2
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+
+
+@pytest.mark.slow
+def test_a_compressed_section_is_found_and_its_compression_reported(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    section, truth = _cut(phantom, seed=13, squeeze=0.95)
+    ws = _workspace(tmp_path, runner, {"squeezed": section.array}, phantom)
+    result = runner.invoke(
+        app, ["locate", "squeezed", "volume", "--shrinkage", "--json", "-w", str(ws)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    comp = report["compression"]
+    assert abs(comp["compression"] - 0.05) < 0.02, comp
+    assert min(comp["angle"], 180.0 - comp["angle"]) < 15.0, comp  # along the section's y
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+    text = runner.invoke(
+        app, ["locate", "squeezed", "volume", "--shrinkage", "--force", "-w", str(ws)]
+    )
+    assert "compression" in text.stdout
+
+
+def _outside_pose(phantom: GridImage, fraction_out: float) -> Pose:
+    """A tilted pose whose section sticks out of the volume's +x face by ``fraction_out``."""
+    c, s = np.cos(np.deg2rad(12.0)), np.sin(np.deg2rad(12.0))
+    linear = np.array([[0.0, s], [1.0, 0.0], [0.0, c]])  # section y -> volume y; x tilted
+    width = SHAPE[1] * PIXEL * c
+    x_hi = 40 * VOXEL - 0.5 * VOXEL
+    centre = np.array([20.3 * VOXEL, 19.6 * VOXEL, x_hi + width * (fraction_out - 0.5)])
+    return Pose(centre, linear, np.asarray(SHAPE) * PIXEL / 2.0)
+
+
+@pytest.mark.slow
+def test_a_section_partly_outside_the_volume_is_found_on_the_part_inside(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    pose = _outside_pose(phantom, 0.3)
+    section = extract_section(phantom, pose, SHAPE, PIXEL, blur=1.0, noise=0.2, invert=True)
+    rng = np.random.default_rng(4)
+    image = section.array.copy()
+    out = pose.apply(section.points())[:, 2].reshape(SHAPE) > 40 * VOXEL - 0.5 * VOXEL
+    image[out] = rng.normal(image.mean(), image.std(), int(out.sum()))  # tissue beyond the scan
+    truth = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    ws = _workspace(tmp_path, runner, {"edge": image}, phantom)
+    result = runner.invoke(app, ["locate", "edge", "volume", "--json", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and report["inside"] == pytest.approx(0.7, abs=0.08)
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+
+
+def test_a_section_of_one_value_is_refused(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    ws = _workspace(tmp_path, runner, {"blank": np.full(SHAPE, 7.0, np.float32)}, phantom)
+    result = runner.invoke(app, ["locate", "blank", "volume", "-w", str(ws)])
+    assert result.exit_code == 2
+    assert "all one value" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_mostly_masked_section_is_refused(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    section, _ = _cut(phantom, seed=14)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[:10, :10] = 1
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
+    result = runner.invoke(
+        app,
+        ["locate", "section", "volume", "--section-mask", str(tmp_path / "mask.tif")]
+        + ["-w", str(ws)],
+    )
+    assert result.exit_code == 2
+    assert "usable" in result.stderr and "--section-mask" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_3d_mask_is_refused(phantom: GridImage, tmp_path: Path, runner: CliRunner) -> None:
+    section, _ = _cut(phantom, seed=14)
+    ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
+    result = runner.invoke(
+        app, ["locate", "section", "volume", "--section-mask", "volume", "-w", str(ws)]
+    )
+    assert result.exit_code == 2
+    assert "--section-mask" in result.stderr and "2D" in result.stderr
+
+
+def test_a_pose_with_too_little_inside_is_refused_with_its_numbers(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    from dataclasses import replace
+
+    from coframe.app.locate import locate_paths, store_located
+    from coframe.app.workspace import load_workspace
+    from coframe.core.errors import RegistrationError
+    from coframe.registration.locate_result import LocateResult
+
+    section, truth = _cut(phantom, seed=15)
+    ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
+    workspace = load_workspace(ws)
+    good = LocateResult(
+        affine=Affine(truth.matrix),
+        pose=truth,
+        score=0.9,
+        runner_up=0.1,
+        confidence=0.89,
+        ncc=-0.95,
+        working_level=0,
+        working_spacing=VOXEL,
+        spacings={"global": VOXEL},
+        candidates=(),
+        working_pixels=22,
+        inside=1.0,
+    )
+    assert good.trustworthy
+    partial = replace(good, inside=0.3)
+    assert not partial.trustworthy and partial.summary()["inside"] == 0.3
+    paths = locate_paths(workspace, "section", "volume", None)
+    with pytest.raises(RegistrationError, match=r"only 30% of the section's unmasked pixels"):
+        store_located(workspace, "section", "volume", partial, command="t", paths=paths)
+    assert not paths.transform.exists()
+
+
+@pytest.mark.slow
+def test_a_tiled_pyramidal_montage_is_located_through_its_pyramid(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    rng = np.random.default_rng(16)
+    fine = PIXEL / 4.0
+    shape = (SHAPE[0] * 4, SHAPE[1] * 4)
+    pose = random_pose(phantom, (SHAPE[0] * PIXEL, SHAPE[1] * PIXEL), rng, margin=2 * VOXEL)
+    section = extract_section(phantom, pose, shape, fine, rng=rng, blur=2.0, noise=0.2, invert=True)
+    truth = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    image = np.clip(section.array * 60 + 100, 0, 255).astype(np.uint8)  # nothing saturated
+    image[:, 40:60] = 3  # grid bars, four times finer than in _bars
+    image[120:140, :] = 3
+    path = tmp_path / "montage.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        res = (1e7 / fine, 1e7 / fine)  # pixels per cm
+        tif.write(image, tile=(64, 64), subifds=2, resolution=res, resolutionunit=3)
+        for k in (2, 4):  # levels of block means, as a pyramid is built
+            h, w = shape[0] // k, shape[1] // k
+            level = image.astype(float).reshape(h, k, w, k).mean((1, 3))
+            tif.write(np.rint(level).astype(np.uint8), tile=(64, 64), subfiletype=1)
+    ws = _workspace(tmp_path, runner, {}, phantom)
+    assert runner.invoke(app, ["add", "montage", str(path), "-w", str(ws)]).exit_code == 0
+    normal = ",".join(f"{v:.3f}" for v in pose.normal)
+    result = runner.invoke(
+        app,
+        ["locate", "montage", "volume", "--normal", normal, "--max-tilt", "20", "--json"]
+        + ["-w", str(ws)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"] and report["spacings"]["working"] == pytest.approx(VOXEL)
+    assert report["masked"] > 0.1
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
