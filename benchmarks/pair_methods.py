@@ -208,7 +208,7 @@ def elastix(data: Path, meta: dict[str, Any], deformable: bool, seed: int, match
 # --------------------------------------------------------------------------- ANTs
 
 
-def _ants_images(data: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
+def ants_images(data: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
     import ants
 
     # ANTsPy keeps the array axis order: its x, y, z are the numpy (z, y, x) axes here
@@ -221,7 +221,7 @@ def _ants_images(data: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
     return fixed, moving
 
 
-def _ants_points(data: Path, transforms: list[str]) -> np.ndarray:
+def ants_points(data: Path, transforms: list[str]) -> np.ndarray:
     import ants
     import pandas as pd
 
@@ -281,7 +281,7 @@ def ants(data: Path, meta: dict[str, Any], deformable: bool, seed: int, matched:
 
     ants_module.config._random_seed = SEED_BASE + seed  # ants.registration reads it
     warm = _ants_warm_up()
-    fixed, moving = _ants_images(data, meta)
+    fixed, moving = ants_images(data, meta)
     mask = None
     if (data / "fixed_mask.npy").exists():
         mask = ants_module.from_numpy(
@@ -298,7 +298,7 @@ def ants(data: Path, meta: dict[str, Any], deformable: bool, seed: int, matched:
             )
             seconds = time.perf_counter() - start
             return (
-                _ants_points(data, result["fwdtransforms"]),
+                ants_points(data, result["fwdtransforms"]),
                 seconds,
                 f"defaults: {kind}",
                 {"warm_up_seconds": warm},
@@ -318,7 +318,7 @@ def ants(data: Path, meta: dict[str, Any], deformable: bool, seed: int, matched:
         transforms = [prefix + "0GenericAffine.mat"]
         if deformable:
             transforms.insert(0, prefix + "1Warp.nii.gz")
-        mapped = _ants_points(data, transforms)
+        mapped = ants_points(data, transforms)
     stages = "Rigid -> Affine" + (" -> SyN (100,70,50,20)" if deformable else "")
     return mapped, seconds, f"matched: {stages}", {"warm_up_seconds": warm}
 

@@ -316,30 +316,6 @@ def _elastix(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
     return points + shift, seconds, f"cold {cold:.2f} s", {"cold_seconds": cold}
 
 
-def _ants_images(data: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
-    import ants
-
-    # ANTsPy keeps the array axis order: its x, y, z are the numpy (z, y, x) axes here,
-    # so physical points go in and come out in numpy order without reordering.
-    fixed = ants.from_numpy(
-        np.load(data / "fixed.npy"), origin=meta["fixed_origin"], spacing=meta["fixed_voxel"]
-    )
-    moving = ants.from_numpy(
-        np.load(data / "moving.npy"), origin=meta["moving_origin"], spacing=meta["moving_voxel"]
-    )
-    return fixed, moving
-
-
-def _ants_points(data: Path, transforms: list[str]) -> np.ndarray:
-    import ants
-    import pandas as pd
-
-    points = np.load(data / "points.npy")
-    frame = pd.DataFrame(points, columns=["x", "y", "z"])
-    mapped = ants.apply_transforms_to_points(3, frame, transforms)
-    return mapped[["x", "y", "z"]].to_numpy()
-
-
 def _ants_matched() -> dict[str, Any]:
     """``ants.registration`` settings matched to the other methods' effort (crop cases)."""
     return {
@@ -369,7 +345,7 @@ def _ants_centres(fixed: Any, moving: Any, path: Path) -> str:
 def _ants(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
     import ants
 
-    fixed, moving = _ants_images(data, meta)
+    fixed, moving = pair_methods.ants_images(data, meta)
     kind = "SyN" if deformable else "Affine"
     extra: dict[str, Any] = {}
     if (data / "fixed_mask.npy").exists():
@@ -390,13 +366,14 @@ def _ants(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
                 **_ants_matched(),
             )
             seconds = time.perf_counter() - start
-            return _ants_points(data, result["fwdtransforms"]), seconds, "Affine, centres", {}
+            mapped = pair_methods.ants_points(data, result["fwdtransforms"])
+            return mapped, seconds, "Affine, centres", {}
     start = time.perf_counter()
     result = ants.registration(
         fixed, moving, type_of_transform=kind, aff_metric="mattes", syn_metric="mattes", **extra
     )
     seconds = time.perf_counter() - start
-    return _ants_points(data, result["fwdtransforms"]), seconds, kind, {}
+    return pair_methods.ants_points(data, result["fwdtransforms"]), seconds, kind, {}
 
 
 def _ants_search(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
@@ -404,7 +381,7 @@ def _ants_search(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
     import ants
 
     del deformable
-    fixed, moving = _ants_images(data, meta)
+    fixed, moving = pair_methods.ants_images(data, meta)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         coarse = [
@@ -425,7 +402,7 @@ def _ants_search(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
             **_ants_matched(),
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        mapped = _ants_points(data, result["fwdtransforms"])
+        mapped = pair_methods.ants_points(data, result["fwdtransforms"])
     note = f"affine_initializer {searched:.1f} s + Affine"
     return mapped, seconds, note, {"search_seconds": searched}
 
