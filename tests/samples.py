@@ -66,3 +66,15 @@ def cellmap_pyramid(
             "multiscales": [{"axes": axes, "datasets": datasets}],
         }
     return path
+
+
+def em_workspace(root: Path, workspace: str) -> np.ndarray:
+    """A workspace at ``root`` (its ``coframe.yaml`` text given) with a 32^3 FIB-SEM
+    pyramid ``fibsem.zarr`` and its labels ``nuc.zarr`` (id 5 on the bright half);
+    returns the FIB-SEM array."""
+    root.mkdir()
+    (root / "coframe.yaml").write_text(workspace)
+    em = (blobs((32, 32, 32), seed=3) * 255).astype(np.uint8)
+    cellmap_pyramid(root / "fibsem.zarr", em, levels=3)
+    cellmap_pyramid(root / "nuc.zarr", (em > 128).astype(np.uint32) * 5, levels=2)
+    return em

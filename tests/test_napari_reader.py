@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from samples import blobs, cellmap_pyramid
+from samples import cellmap_pyramid, em_workspace
 
 from coframe.app.napari_reader import SPACE_VARIABLE, get_reader
 from coframe.app.points import map_workspace_points
@@ -73,11 +73,7 @@ def _section(path: Path) -> None:
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
-    root.mkdir()
-    (root / "coframe.yaml").write_text(WORKSPACE)
-    em = (blobs((32, 32, 32), seed=3) * 255).astype(np.uint8)
-    cellmap_pyramid(root / "fibsem.zarr", em, levels=3)
-    cellmap_pyramid(root / "nuc.zarr", (em > 128).astype(np.uint32) * 5, levels=2)
+    em = em_workspace(root, WORKSPACE)
     cellmap_pyramid(root / "xray.zarr", 255 - em, levels=2)
     cellmap_pyramid(root / "warped.zarr", em, levels=1)
     _section(root / "tem.zarr")

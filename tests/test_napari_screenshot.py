@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples import blobs, cellmap_pyramid
+from samples import em_workspace
 
 pytestmark = [
     pytest.mark.slow,
@@ -99,11 +99,7 @@ def display() -> Iterator[str]:
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
-    root.mkdir()
-    (root / "coframe.yaml").write_text(WORKSPACE)
-    em = (blobs((32, 32, 32), seed=3) * 255).astype(np.uint8)
-    cellmap_pyramid(root / "fibsem.zarr", em, levels=3)
-    cellmap_pyramid(root / "nuc.zarr", (em > 128).astype(np.uint32) * 5, levels=2)
+    em_workspace(root, WORKSPACE)
     return root
 
 
