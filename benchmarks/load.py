@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 import yaml
 from scipy import ndimage
 
@@ -59,20 +58,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from samples import blobs  # noqa: E402
 
+from coframe.volumes.write import write_tiff  # noqa: E402
+
 COFRAME = str(Path(sys.executable).with_name("coframe"))
 LOCK_TEXT = "another coframe command has been writing"
 SHAPE = (32, 32, 32)
-
-
-def write_tiff(path: Path, data: np.ndarray) -> Path:
-    tifffile.imwrite(
-        path,
-        data,
-        imagej=True,
-        resolution=(1.0, 1.0),
-        metadata={"axes": "ZYX", "spacing": 1.0, "unit": "um"},
-    )
-    return path
+#: The phantoms' voxel size is 1 of this unit.
+UNIT = "micrometer"
 
 
 def itk_translation(path: Path, offset: tuple[float, float, float]) -> Path:
@@ -99,9 +91,9 @@ def set_up(work: Path, pairs: int, seed: int) -> tuple[Path, dict[int, np.ndarra
         shift = rng.uniform(-1.5, 1.5, 3)
         moving = ndimage.shift(fixed.astype(float), shift, order=1, mode="nearest")
         shifts[k] = shift
-        f = write_tiff(data / f"f{k}.tif", fixed)
-        m = write_tiff(data / f"m{k}.tif", moving.astype(np.uint8))
-        r = write_tiff(data / f"r{k}.tif", blobs(SHAPE, 500 + k))
+        f = write_tiff(data / f"f{k}.tif", fixed, 1.0, UNIT)
+        m = write_tiff(data / f"m{k}.tif", moving.astype(np.uint8), 1.0, UNIT)
+        r = write_tiff(data / f"r{k}.tif", blobs(SHAPE, 500 + k), 1.0, UNIT)
         ws = ws.add_image(f"f{k}", f, None)
         ws = ws.add_image(f"m{k}", m, None)
         ws = ws.add_image(f"r{k}", r, None)
@@ -129,7 +121,10 @@ class Load:
     def command(self, role: str, worker: int, i: int) -> list[str] | None:
         if role == "add":
             image = write_tiff(
-                self.work / "data" / f"a{worker}-{i}.tif", blobs(SHAPE, worker * 1000 + i)
+                self.work / "data" / f"a{worker}-{i}.tif",
+                blobs(SHAPE, worker * 1000 + i),
+                1.0,
+                UNIT,
             )
             return ["add", f"a{worker}-{i}", str(image)]
         if role == "register":

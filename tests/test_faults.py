@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 
 from coframe.app.workspace import init_workspace
+from coframe.volumes.write import write_tiff
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,14 +30,7 @@ def _faults():
 
 def _stack(path: Path, seed: int) -> Path:
     data = np.random.default_rng(seed).integers(0, 255, (24, 24, 24), dtype=np.uint8)
-    tifffile.imwrite(
-        path,
-        data,
-        imagej=True,
-        resolution=(1.0, 1.0),
-        metadata={"axes": "ZYX", "spacing": 1.0, "unit": "um"},
-    )
-    return path
+    return write_tiff(path, data, 1.0, "micrometer")
 
 
 @pytest.mark.slow
