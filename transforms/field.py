@@ -2,12 +2,15 @@
 
 A :class:`DisplacementField` stores one displacement vector per node of a
 regular, axis-aligned grid: ``apply(p) = p + u(p)`` with ``u`` interpolated
-linearly between nodes. Points outside the grid take the displacement of the
-nearest grid node on the edge (clamping), so the map stays defined everywhere.
+between nodes (linearly by default; nearest node or cubic convolution on
+request, as NGFF's ``interpolation`` key allows). Points outside the grid take
+the displacement of the nearest grid node on the edge (clamping), so the map
+stays defined everywhere.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,12 @@ DEFAULT_TOL_FRACTION = 1e-3
 
 #: Grid nodes per axis (at most) whose images seed the inverse of a far-from-identity field.
 SEED_NODES = 32
+
+#: How a field is read between its nodes (the values of NGFF's ``interpolation`` key).
+INTERPOLATIONS = ("linear", "nearest", "cubic")
+
+#: The free parameter of Keys' cubic convolution kernel (-0.5: third-order accurate).
+KEYS_A = -0.5
 
 
 def _is_lazy_array(values: Any) -> bool:
@@ -57,17 +66,25 @@ class DisplacementField(Transform):
         ``(d,)`` physical position of grid node 0.
     spacing
         ``(d,)`` physical distance between grid nodes, positive.
+    interpolation
+        ``linear`` (multilinear between the 2^d surrounding nodes, the
+        default), ``nearest`` (the value of the nearest node; a point halfway
+        between two nodes takes the upper one) or ``cubic`` (Keys' cubic
+        convolution with a = -0.5 over the 4^d surrounding nodes: it passes
+        through the node values and needs no prefilter, so any block of the
+        grid interpolates exactly as the whole grid does).
 
     Notes
     -----
-    Interpolation is linear. Points outside the grid use the displacement of
-    the nearest edge node (clamping); ITK instead uses zero displacement
-    beyond half a node outside the grid.
+    Points outside the grid use the displacement of the nearest edge node
+    (clamping); ITK instead uses zero displacement beyond half a node outside
+    the grid. The cubic kernel's taps beyond the edge repeat the edge node.
     """
 
     vectors: Any
     origin: np.ndarray
     spacing: np.ndarray
+    interpolation: str = "linear"
 
     def __post_init__(self) -> None:
         vectors = self.vectors
@@ -94,6 +111,11 @@ class DisplacementField(Transform):
             )
         if np.any(spacing <= 0):
             raise TransformError(f"field spacing must be positive, got {spacing.tolist()}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise TransformError(
+                f"field interpolation {self.interpolation!r} is unknown: use one of "
+                f"{', '.join(INTERPOLATIONS)}"
+            )
         object.__setattr__(self, "vectors", vectors)
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "spacing", spacing)
@@ -128,19 +150,61 @@ class DisplacementField(Transform):
             return out
         upper = np.array(self.grid_shape, dtype=np.float64) - 1.0
         index = np.clip((points - self.origin) / self.spacing, 0.0, upper)
-        lo = np.floor(index.min(axis=0)).astype(np.int64)
-        hi = np.minimum(np.floor(index.max(axis=0)).astype(np.int64) + 2, np.array(self.grid_shape))
+        if self.interpolation == "linear":
+            out[finite] = self._linear(index)
+        elif self.interpolation == "nearest":
+            out[finite] = self._nearest(index)
+        else:
+            out[finite] = self._cubic(index)
+        return out
+
+    def _block(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The grid's vectors over nodes ``lo`` to ``hi - 1`` (clipped to the grid)."""
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, np.array(self.grid_shape))
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)) + (slice(None),)
-        block = np.asarray(self.vectors[box])
+        return np.asarray(self.vectors[box], dtype=np.float64)
+
+    def _linear(self, index: np.ndarray) -> np.ndarray:
+        d = index.shape[1]
+        lo = np.floor(index.min(axis=0)).astype(np.int64)
+        block = self._block(lo, np.floor(index.max(axis=0)).astype(np.int64) + 2)
         coords = (index - lo).T
-        values = np.empty((points.shape[0], d))
+        values = np.empty((index.shape[0], d))
         for k in range(d):
-            component = np.ascontiguousarray(block[..., k], dtype=np.float64)
+            component = np.ascontiguousarray(block[..., k])
             values[:, k] = ndimage.map_coordinates(
                 component, coords, order=1, mode="nearest", prefilter=False
             )
-        out[finite] = values
-        return out
+        return values
+
+    def _nearest(self, index: np.ndarray) -> np.ndarray:
+        upper = np.array(self.grid_shape, dtype=np.int64) - 1
+        node = np.minimum(np.floor(index + 0.5).astype(np.int64), upper)
+        lo = node.min(axis=0)
+        block = self._block(lo, node.max(axis=0) + 1)
+        return block[tuple((node - lo).T)]
+
+    def _cubic(self, index: np.ndarray) -> np.ndarray:
+        n, d = index.shape
+        upper = np.array(self.grid_shape, dtype=np.int64) - 1
+        base = np.floor(index).astype(np.int64)
+        frac = index - base
+        lo = np.maximum(base.min(axis=0) - 1, 0)
+        block = self._block(lo, base.max(axis=0) + 3)
+        taps = np.arange(-1, 3)
+        # per axis: (n, 4) node offsets into the block and their kernel weights
+        nodes = np.clip(base[:, :, None] + taps, 0, upper[None, :, None]) - lo[None, :, None]
+        weights = keys_weights(frac)
+        values = np.zeros((n, d))
+        for combo in itertools.product(range(4), repeat=d):
+            w = np.ones(n)
+            at = []
+            for a, c in enumerate(combo):
+                w *= weights[:, a, c]
+                at.append(nodes[:, a, c])
+            values += w[:, None] * block[tuple(at)]
+        return values
 
     def _apply(self, points: np.ndarray) -> np.ndarray:
         return points + self._displacement(points)
@@ -167,7 +231,22 @@ class DisplacementField(Transform):
             np.asarray(self.vectors, dtype=np.float64) * factor,
             self.origin * factor,
             self.spacing * factor,
+            self.interpolation,
         )
+
+
+def keys_weights(frac: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution weights of the nodes at offsets -1, 0, 1, 2 from ``floor``.
+
+    ``frac`` holds each point's fractional position past its lower node, any
+    shape; the result has one more axis of length 4. The weights sum to 1 and
+    give the node's value at ``frac = 0``.
+    """
+    a = KEYS_A
+    s = np.stack([1.0 + frac, frac, 1.0 - frac, 2.0 - frac], axis=-1)
+    near = ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0
+    far = ((a * s - 5.0 * a) * s + 8.0 * a) * s - 4.0 * a
+    return np.where(s < 1.0, near, far)
 
 
 class InverseDisplacementField(NumericalInverse):

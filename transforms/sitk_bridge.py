@@ -117,6 +117,12 @@ def bspline_grid_vectors(
 
 
 def _field_to_sitk(field: DisplacementField) -> sitk.DisplacementFieldTransform:
+    if field.interpolation != "linear":
+        raise TransformError(
+            f"a displacement field read with {field.interpolation!r} interpolation has no ITK "
+            "equivalent (ITK fields interpolate linearly): keep it in OME-NGFF, or sample it "
+            "onto a finer grid (coframe.transforms.field.sample_to_field)"
+        )
     image = _field_image(np.asarray(field.vectors), field.origin, field.spacing)
     return sitk.DisplacementFieldTransform(image)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -11,6 +13,7 @@ from coframe.transforms.affine import Affine, Translation
 from coframe.transforms.base import NumericalInverse
 from coframe.transforms.bspline import BSpline, cubic_bspline
 from coframe.transforms.field import DisplacementField, InverseDisplacementField, sample_to_field
+from coframe.transforms.sitk_bridge import to_sitk
 from coframe.transforms.tps import ThinPlateSpline
 
 
@@ -330,3 +333,44 @@ def test_tps_r2logr_kernel_is_exact_and_differs_from_biharmonic_between_landmark
     np.testing.assert_allclose(scaled.apply(mid * 10), bigwarp_like.apply(mid) * 10, rtol=1e-6)
     with pytest.raises(TransformError, match="kernel"):
         ThinPlateSpline(src, dst, kernel="gaussian")
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "cubic"])
+def test_field_interpolations_pass_through_nodes_and_read_blocks_as_the_whole(
+    tmp_path: Path, interpolation: str
+) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((6, 7, 8, 3))
+    origin, spacing = np.array([1.0, -2.0, 0.5]), np.array([2.0, 1.5, 3.0])
+    field = DisplacementField(vectors, origin, spacing, interpolation)
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in (6, 7, 8)], indexing="ij"), axis=-1)
+    nodes = origin + index.reshape(-1, 3) * spacing
+    np.testing.assert_allclose(field.displacement(nodes), vectors.reshape(-1, 3), atol=1e-12)
+    # a lazy (zarr) grid is read block by block: the values equal the in-memory field's
+    lazy_array = zarr.open_array(str(tmp_path / "f.zarr"), mode="w", shape=vectors.shape,
+                                 chunks=(2, 3, 3, 3), dtype="f8")  # fmt: skip
+    lazy_array[...] = vectors
+    lazy = DisplacementField(lazy_array, origin, spacing, interpolation)
+    for low, high in [(origin, origin + 5 * spacing), (origin + 2 * spacing, origin + 3 * spacing)]:
+        points = rng.uniform(low, high, (50, 3))
+        np.testing.assert_allclose(lazy.displacement(points), field.displacement(points))
+
+
+def test_cubic_field_reproduces_a_linear_displacement_inside_and_nearest_steps() -> None:
+    origin, spacing = np.zeros(2), np.array([1.0, 2.0])
+    index = np.stack(np.meshgrid(np.arange(6), np.arange(5), indexing="ij"), axis=-1)
+    ramp = index * spacing @ np.array([[0.1, -0.2], [0.05, 0.3]])
+    cubic = DisplacementField(ramp, origin, spacing, "cubic")
+    inside = np.random.default_rng(4).uniform([1.0, 2.0], [4.0, 6.0], (40, 2))
+    np.testing.assert_allclose(
+        cubic.displacement(inside), inside @ np.array([[0.1, -0.2], [0.05, 0.3]]), atol=1e-12
+    )
+    nearest = DisplacementField(ramp, origin, spacing, "nearest")
+    np.testing.assert_allclose(nearest.displacement([[2.4, 5.1]]), [ramp[2, 3]])
+    np.testing.assert_allclose(nearest.displacement([[2.5, 4.9]]), [ramp[3, 2]])
+
+
+def test_a_field_interpolated_otherwise_than_linearly_is_not_an_itk_transform() -> None:
+    field = DisplacementField(np.zeros((3, 3, 3, 3)), np.zeros(3), np.ones(3), "cubic")
+    with pytest.raises(TransformError, match="'cubic' interpolation has no ITK equivalent"):
+        to_sitk(field)

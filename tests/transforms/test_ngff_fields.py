@@ -10,7 +10,7 @@ import pytest
 import zarr
 from ngff_samples import RNG, ome_group, random_field, random_points
 
-from coframe.core.errors import FormatError, InputNotFoundError
+from coframe.core.errors import FormatError, InputNotFoundError, TransformError
 from coframe.transforms.field import DisplacementField
 from coframe.transforms.formats.ngff import (
     FieldView,
@@ -167,3 +167,47 @@ def test_coordinates_field(tmp_path: Path) -> None:
     reference = DisplacementField(displacement, origin, spacing)
     pts = RNG.uniform([1.0, -1.0], [7.0, 11.0], (20, 2))
     np.testing.assert_allclose(t.apply(pts), reference.apply(pts), atol=1e-9)
+
+
+def _interpolated_scene(tmp_path: Path, kind: str, interpolation: str) -> Path:
+    axes = [{"name": n, "type": "space", "unit": "nanometer"} for n in "yx"]
+    meta = {
+        "coordinateSystems": [{"name": "in", "axes": axes}, {"name": "out", "axes": axes}],
+        "coordinateTransformations": [
+            {"type": kind, "path": "f", "input": "in", "output": "out",
+             "interpolation": interpolation}
+        ],
+    }  # fmt: skip
+    root = tmp_path / f"{kind}-{interpolation}.zarr"
+    group = ome_group(root, meta)
+    array = group.create_array("f", shape=(4, 5, 2), dtype="f8")
+    array[...] = RNG.standard_normal((4, 5, 2))
+    vector = {"name": "v", "type": "displacement" if kind == "displacements" else "coordinate"}
+    array.attrs.put({"ome": {"coordinateSystems": [{"name": "f", "axes": [*axes, vector]}],
+                             "coordinateTransformations": [{"type": "identity"}]}})  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "cubic"])
+def test_field_interpolation_is_read_and_written_back(tmp_path: Path, interpolation: str) -> None:
+    t = read_ngff_transform(_interpolated_scene(tmp_path, "displacements", interpolation))
+    assert t.interpolation == interpolation
+    out = write_ngff_transform(tmp_path / "again.zarr", t, input_space="in", output_space="out")
+    again = read_ngff_transform(out)
+    assert again.interpolation == interpolation
+    pts = RNG.uniform(-1.0, 5.0, (30, 2))
+    np.testing.assert_allclose(again.apply(pts), t.apply(pts), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kind", "interpolation", "match"),
+    [
+        ("displacements", "spline", "'spline' is not one of the spec's values"),
+        ("coordinates", "nearest", "use 'linear' or 'cubic'"),
+    ],
+)
+def test_field_interpolation_refused(
+    tmp_path: Path, kind: str, interpolation: str, match: str
+) -> None:
+    with pytest.raises(TransformError, match=match):
+        read_ngff_transform(_interpolated_scene(tmp_path, kind, interpolation))

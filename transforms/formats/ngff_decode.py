@@ -38,6 +38,7 @@ from coframe.core.errors import (
 from coframe.transforms.affine import Affine, Identity, Rotation, Scale, Translation
 from coframe.transforms.base import Chain, Transform
 from coframe.transforms.bijection import Bijection
+from coframe.transforms.field import INTERPOLATIONS
 from coframe.transforms.formats.ngff_axes import (
     Axis,
     CoordinateSystem,
@@ -505,10 +506,16 @@ class Decoder:
     def _field(self, obj: Any, key: str, ends: Ends) -> Decoded:
         kind = obj["type"]
         interpolation = obj.get("interpolation", "linear")
-        if interpolation != "linear":
+        if interpolation not in INTERPOLATIONS:
             raise TransformError(
-                f"{key}.interpolation: {interpolation!r} is not supported: coframe interpolates "
-                "vector fields linearly (use 'linear')"
+                f"{key}.interpolation: {interpolation!r} is not one of the spec's values: use "
+                f"{', '.join(INTERPOLATIONS)}"
+            )
+        if kind == "coordinates" and interpolation == "nearest":
+            raise TransformError(
+                f"{key}.interpolation: a coordinates field read at its nearest node maps every "
+                "point of a cell to one position, which coframe cannot invert or compose: use "
+                "'linear' or 'cubic'"
             )
         if self.source is None:
             raise FormatError(f"{key}.path: {kind} fields need a Zarr container")
@@ -537,6 +544,7 @@ class Decoder:
             fin.to_coframe.inverse(),
             post,
             coordinates=kind == "coordinates",
+            interpolation=interpolation,
         )
         return t, fin, fout
 

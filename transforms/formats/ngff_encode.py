@@ -177,4 +177,4 @@ class Encoder:
         if len(t.vectors.shape) != d + 1:
             raise TransformError(f"displacement field {stem!r} has a malformed vector array")
         self.arrays.append(ArrayToWrite(path, t.vectors, attributes))
-        return {"type": "displacements", "path": path, "interpolation": "linear"}
+        return {"type": "displacements", "path": path, "interpolation": t.interpolation}

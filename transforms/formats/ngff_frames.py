@@ -188,6 +188,7 @@ def field_in_frames(
     post: Monomial,
     *,
     coordinates: bool = False,
+    interpolation: str = "linear",
 ) -> Transform:
     """The vector field transform ``post ∘ F ∘ pre`` for a field ``F`` on a regular grid.
 
@@ -206,6 +207,9 @@ def field_in_frames(
     coordinates
         Whether the vectors are positions (an NGFF ``coordinates`` field)
         rather than displacements.
+    interpolation
+        How the field is read between nodes (see
+        :class:`~coframe.transforms.field.DisplacementField`).
 
     Returns
     -------
@@ -226,7 +230,9 @@ def field_in_frames(
         )
     around = pre.then(post)
     if not coordinates and not _is_identity(around):
-        inner = field_in_frames(vectors, origin, spacing, post.inverse(), post)
+        inner = field_in_frames(
+            vectors, origin, spacing, post.inverse(), post, interpolation=interpolation
+        )
         return Chain((_monomial_affine(around), inner))
     inv = tuple(int(i) for i in np.argsort(pre.perm))
     factors = np.asarray(pre.factors)
@@ -234,7 +240,7 @@ def field_in_frames(
     new_spacing = np.array([spacing[inv[k]] / factors[inv[k]] for k in range(n)])
     subtract = (new_origin, new_spacing) if coordinates else None
     view = _view(vectors, inv, post.perm, post.factors, subtract)
-    return DisplacementField(view, new_origin, new_spacing)
+    return DisplacementField(view, new_origin, new_spacing, interpolation)
 
 
 def _is_identity(m: Monomial) -> bool:
@@ -336,7 +342,9 @@ def change_frames(t: Transform, pre: Monomial, post: Monomial) -> Transform:
     if isinstance(t, ByDimension):
         return _by_dimension_in_frames(t, pre, post)
     if isinstance(t, DisplacementField):
-        return field_in_frames(t.vectors, t.origin, t.spacing, pre, post)
+        return field_in_frames(
+            t.vectors, t.origin, t.spacing, pre, post, interpolation=t.interpolation
+        )
     affine = t.as_affine()
     if affine is not None:
         matrix = post.homogeneous @ affine.homogeneous @ pre.homogeneous
