@@ -311,10 +311,11 @@ def store_located(
         )
         raise RegistrationError(
             f"section {section_name!r} in {volume_name!r}: {tie}best score {result.score:.3f} "
-            f"(NCC {result.ncc:.2f}), runner-up {result.runner_up:.3f}, confidence "
-            f"{result.confidence:.3f}, tilt margin {result.tilt_margin:.3f}, "
-            f"{result.working_pixels} working voxels across: the pose is not trustworthy (needs "
-            f"|NCC| >= {options.min_ncc:g}, confidence >= {options.min_confidence:g}, tilt "
+            f"(NCC {result.ncc:.2f}, edge agreement {result.edges:.2f}), runner-up "
+            f"{result.runner_up:.3f}, confidence {result.confidence:.3f}, tilt margin "
+            f"{result.tilt_margin:.3f}, {result.working_pixels} working voxels across: the pose "
+            f"is not trustworthy (needs |NCC| >= {options.min_ncc:g} or edge agreement >= "
+            f"{options.min_edges:g}, confidence >= {options.min_confidence:g}, tilt "
             f"margin > {options.min_tilt_margin:g} at {options.tilt_check:g} degrees, >= "
             f"{options.min_pixels} voxels); nothing stored; "
             f"give --normal/--max-tilt/--near, or pass --force to store it anyway"
@@ -343,6 +344,7 @@ def store_located(
         "runner_up": result.runner_up,
         "confidence": result.confidence,
         "ncc": result.ncc,
+        "edges": result.edges,
         "trustworthy": result.trustworthy,
         "mirror_score": None if result.mirror is None else result.mirror.score,
         "mirror_tie": result.mirror_tie,
@@ -451,7 +453,8 @@ def render_locate(report: Mapping[str, Any]) -> str:
     lines = [
         f"located {report['section']} in {report['volume']}: score {report['score']:.3f}, "
         f"runner-up {report['runner_up']:.3f}, confidence {report['confidence']:.3f}, "
-        f"NCC {report['ncc']:.3f}" + ("" if report["trustworthy"] else "  (NOT trustworthy)"),
+        f"NCC {report['ncc']:.3f}, edge agreement {report['edges']:.3f}"
+        + ("" if report["trustworthy"] else "  (NOT trustworthy)"),
         f"  normal (z, y, x) {_vec(report['normal'])}, in-plane scale "
         f"{_vec(report['in_plane_scale'])}, centre {_vec(report['center'], 1)} {unit}",
     ]

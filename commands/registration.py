@@ -121,6 +121,10 @@ def locate_cmd(
     auto_mask: Annotated[
         bool, opt("Mask grid bars and empty film.", "--auto-mask/--no-auto-mask")
     ] = True,
+    search_pixels: Annotated[
+        int,
+        opt("Pixels across the section's shorter side in the global search (fewer: faster)."),
+    ] = LocateOptions.search_pixels,
     out_dir: Annotated[
         Path | None,
         opt("Folder of the matched slice, picture and report (default: locate/...)."),
@@ -138,6 +142,7 @@ def locate_cmd(
         max_tilt=max_tilt,
         shrinkage=shrinkage,
         auto_mask=auto_mask,
+        search_pixels=search_pixels,
     )
     ws, report = run_locate(
         load_ws(workspace),

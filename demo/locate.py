@@ -83,7 +83,7 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
         seconds = sum(result.timings.values())
         lines.append(
             f"{tem.name}: score {result.score:.3f}, confidence {result.confidence:.3f}, "
-            f"NCC {result.ncc:.3f}, {seconds:.1f} s; {stored}"
+            f"NCC {result.ncc:.3f}, edges {result.edges:.3f}, {seconds:.1f} s; {stored}"
         )
         lines.append(
             f"  error vs truth: normal {err['normal_deg']:.2f}°, in-plane rotation "

@@ -7,9 +7,11 @@ confidence. It works global then local:
 1. **global**: every orientation on a sphere grid (Fibonacci normals, optionally
    restricted by ``max_tilt`` around ``normal`` or the volume z axis) times
    in-plane rotations (both faces of the section) times offsets along the
-   normal, with in-plane translations searched by FFT cross-correlation
-   (:mod:`coframe.registration.locate_search`), on a coarse copy of the volume where
-   the section spans about ``search_pixels`` pixels;
+   normal, with in-plane translations searched by FFT
+   (:mod:`coframe.registration.locate_search`) under edge correlation and
+   masked cross-correlation (:mod:`coframe.registration.locate_scores`; each
+   brings half of the seeds), on a coarse copy of the volume where the
+   section spans about ``search_pixels`` pixels;
 2. **local**: finer orientations and offsets around each of the best distinct
    global candidates, at about twice that resolution;
 3. **refine**: the best local candidates, scored at the working level (the
@@ -67,6 +69,7 @@ from coframe.registration.locate_refine import (
     tilt_margin,
 )
 from coframe.registration.locate_result import LocateOptions, LocateResult, ScoredPose
+from coframe.registration.locate_scores import SCAN_SCORES
 from coframe.registration.locate_search import (
     Candidate,
     best_candidates,
@@ -128,6 +131,11 @@ def locate_section(
     check_sizes(section, volume, section_name=section_name, volume_name=volume_name)
     if opts.near is not None and np.shape(opts.near) != (3,):
         raise DimensionError(f"near point {list(opts.near)} must be (z, y, x) (--near)")
+    if opts.search_pixels < 8:
+        raise DimensionError(
+            f"search pixels {opts.search_pixels}: expected at least 8 across the section "
+            f"(--search-pixels)"
+        )
     normals = fibonacci_cap(*_tilt_cap(opts), opts.angle_step)
     if section.unit != volume.unit:
         section = section.in_unit(volume.unit)
@@ -192,20 +200,25 @@ def locate_section(
     t0 = time.perf_counter()
     angles = np.arange(0.0, 360.0, opts.angle_step)
     maps = np.concatenate([in_plane_maps(angles, False), in_plane_maps(angles, True)])
-    result, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a)
-    seeds = best_candidates(
-        result,
-        normals,
-        bases,
-        maps,
-        sec_a.center,
-        count=opts.seeds * 4 if near is not None else opts.seeds,
-        max_angle=0.75 * opts.angle_step,
-        max_shift=2.0 * s_a,
-    )
-    if near is not None:
-        seeds = [c for c in seeds if np.linalg.norm(c.pose.center - near) <= near_radius]
-        seeds = seeds[: opts.seeds]
+    kinds = SCAN_SCORES if opts.search_score == "both" else (opts.search_score,)
+    share = -(-opts.seeds // len(kinds))
+    results, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a, scores=kinds)
+    seeds = []
+    for kind in kinds:  # each similarity brings its share of the seeds
+        found = best_candidates(
+            results[kind],
+            normals,
+            bases,
+            maps,
+            sec_a.center,
+            count=share * 4 if near is not None else share,
+            max_angle=0.75 * opts.angle_step,
+            max_shift=2.0 * s_a,
+            kind=kind,
+        )
+        if near is not None:
+            found = [c for c in found if np.linalg.norm(c.pose.center - near) <= near_radius]
+        seeds.extend(found[:share])
     if not seeds:
         raise RegistrationError(
             f"no placement of section {section_name!r} overlaps volume {volume_name!r} enough "
@@ -244,6 +257,7 @@ def locate_section(
     confidence = 0.0 if best.score <= 0 else max(0.0, 1.0 - runner_up / best.score)
     crop = reader.level_grid(level, *_pose_box(best.pose, sec_w, 4 * s_w))
     ncc, sign = pose_score(crop, best.pose, sec_w, metric="ncc")
+    edges, _ = pose_score(crop, best.pose, sec_w, metric="edges")
     margin = tilt_margin(
         crop, best.pose, sec_w, degrees=opts.tilt_check, metric=opts.score, bins=opts.bins
     )
@@ -257,6 +271,7 @@ def locate_section(
         runner_up=runner_up,
         confidence=confidence,
         ncc=ncc * sign,
+        edges=edges,
         working_level=level,
         working_spacing=s_w,
         spacings={"global": s_a, "local": s_b, "working": s_w},
@@ -307,22 +322,25 @@ def _local_stage(
             c = seed.pose.center
             m = half_diag + 3 * s_a
             groups.append((reader.grid(s_b, c - m, c + m), [seed]))
-    for vol_b, group in groups:
-        found.extend(
-            local_search(
-                vol_b,
-                sec_b,
-                group,
-                cone=0.6 * opts.angle_step,
-                normal_step=opts.local_step,
-                angle_range=0.6 * opts.angle_step,
-                angle_step=opts.local_step,
-                half_d=1.0 * s_a,
-                half_u=1.0 * s_a,
-                max_angle=opts.distinct_angle,
-                max_shift=opts.distinct_voxels * s_b,
+    for vol_b, seeds_in in groups:
+        for kind in dict.fromkeys(c.kind for c in seeds_in):
+            group = [c for c in seeds_in if c.kind == kind]
+            found.extend(
+                local_search(
+                    vol_b,
+                    sec_b,
+                    group,
+                    cone=0.6 * opts.angle_step,
+                    normal_step=opts.local_step,
+                    angle_range=0.6 * opts.angle_step,
+                    angle_step=opts.local_step,
+                    half_d=1.0 * s_a,
+                    half_u=1.0 * s_a,
+                    max_angle=opts.distinct_angle,
+                    max_shift=opts.distinct_voxels * s_b,
+                    score=kind,
+                )
             )
-        )
     found.sort(key=lambda c: -c.score)
     kept: list[Candidate] = []
     for c in found:
@@ -377,15 +395,19 @@ def _refine_one(
     opts: LocateOptions,
 ) -> ScoredPose:
     """A scored pose optimised with SimpleITK and scored again (unchanged if that fails)."""
-    stages = [RefineSettings(kind="similarity", metric=opts.metric, bins=opts.bins * 2)]
+    pose = item.pose
+    crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
+    metric = opts.metric
+    if metric == "auto":  # correlation where the contrasts correlate, else mutual information
+        ncc, _ = pose_score(crop, pose, sec_w, metric="ncc")
+        metric = "correlation" if ncc >= opts.min_ncc else "mattes"
+    stages = [RefineSettings(kind="similarity", metric=metric, bins=opts.bins * 2)]
     if opts.shrinkage:
         stages.append(
             RefineSettings(
-                kind="affine", metric=opts.metric, bins=opts.bins * 2, shrink=(1,), smoothing=(0.0,)
+                kind="affine", metric=metric, bins=opts.bins * 2, shrink=(1,), smoothing=(0.0,)
             )
         )
-    pose = item.pose
-    crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
     try:
         for settings in stages:
             pose, _ = refine_pose(crop, sec_w, pose, settings)

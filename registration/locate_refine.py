@@ -21,6 +21,12 @@ from scipy import ndimage
 from coframe.core.errors import TransformError
 from coframe.registration.locate_geometry import GridImage, Pose, resample_grid
 from coframe.registration.mutual_information import mutual_information
+from coframe.registration.search_features import (
+    FEATURE_SIGMA,
+    edge_features,
+    edge_scale,
+    fill_from_nearest,
+)
 from coframe.transforms.affine import Affine, nearest_rotation
 from coframe.transforms.sitk_bridge import array_to_image, from_sitk, to_sitk_centered
 
@@ -221,7 +227,7 @@ def inside_fraction(volume_extent: np.ndarray, pose: Pose, section: GridImage) -
 
 
 #: Similarities :func:`pose_score` computes.
-SCORE_METRICS = ("mi", "ncc")
+SCORE_METRICS = ("mi", "ncc", "edges")
 
 
 def pose_score(
@@ -248,8 +254,11 @@ def pose_score(
     section
         The section at the scoring spacing.
     metric
-        ``mi`` (mutual information, nats, of ``bins`` x ``bins`` histograms)
-        or ``ncc`` (absolute normalised cross-correlation).
+        ``mi`` (mutual information, nats, of ``bins`` x ``bins`` histograms),
+        ``ncc`` (absolute normalised cross-correlation) or ``edges`` (cosine
+        of the two images' edge features,
+        :func:`~coframe.registration.search_features.edge_features`: 1 when
+        every edge runs the same way in both, whatever the contrasts).
     bins
         Histogram bins of ``mi``.
     min_overlap
@@ -276,7 +285,24 @@ def pose_score(
     sign = -1.0 if ncc < 0 else 1.0
     if metric == "ncc":
         return abs(ncc), sign
+    if metric == "edges":
+        return edge_agreement(section.array, values, inside), sign
     return mutual_information(a, b, bins), sign
+
+
+def edge_agreement(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Cosine of the edge features of two 2D images over ``mask``; 0 when either has no
+    edges there (pixels outside the mask take their nearest value inside first)."""
+    if not mask.any():
+        return 0.0
+    fa, fb = (
+        edge_features(
+            fill_from_nearest(x, mask), mask, FEATURE_SIGMA, edge_scale(x, mask, FEATURE_SIGMA)
+        )
+        for x in (a, b)
+    )
+    den = float(np.sqrt(np.sum(fa * fa) * np.sum(fb * fb)))
+    return float(np.sum(fa * fb) / den) if den > 0 else 0.0
 
 
 def tilt_margin(

@@ -51,16 +51,28 @@ class LocateOptions:
         Candidates optimised with SimpleITK.
     max_working_pixels
         Largest side (pixels) of the section at the working spacing.
+    search_score
+        Similarity of the global and local scans: ``edges`` (normalised
+        gradient directions: any contrast relation), ``ncc`` (masked NCC: the
+        same or inverted contrast; broader peaks, kinder to compressed or
+        coarse sections) or ``both`` (the default: each scan brings half of
+        the seeds); see :mod:`~coframe.registration.locate_scores`.
     metric
         Metric the refinement optimises: ``correlation`` (squared NCC, either
-        contrast) or ``mattes`` (mutual information).
+        contrast), ``mattes`` (mutual information, any contrast relation) or
+        ``auto`` (the default: per candidate, ``correlation`` when the section
+        correlates with its slice by at least ``min_ncc`` in absolute value
+        at the start, else ``mattes``; mutual information is noisier on small
+        sections, so it is used where correlation cannot work).
     score
         Score of the final poses: ``mi`` (mutual information) or ``ncc``.
     bins
         Histogram bins of the mutual information.
-    min_ncc
-        Absolute normalised cross-correlations of the section with its
-        matched slice below this are not trustworthy.
+    min_ncc, min_edges
+        A pose is not trustworthy unless the section matches its slice by
+        absolute normalised cross-correlation (the same or inverted contrast)
+        at least ``min_ncc``, or by edge agreement (any contrast relation) at
+        least ``min_edges``.
     min_confidence
         Confidences below this are not trustworthy.
     min_pixels
@@ -88,7 +100,7 @@ class LocateOptions:
     near_radius: float | None = None
     max_tilt: float | None = None
     shrinkage: bool = False
-    search_pixels: int = 16
+    search_pixels: int = 24
     angle_step: float = 15.0
     offset_step: float = 1.0
     max_search_voxels: int = 56**3
@@ -97,10 +109,12 @@ class LocateOptions:
     local_step: float = 5.0
     refine: int = 8
     max_working_pixels: int = 256
-    metric: str = "correlation"
+    search_score: str = "both"
+    metric: str = "auto"
     score: str = "mi"
     bins: int = 16
     min_ncc: float = 0.6
+    min_edges: float = 0.5
     min_confidence: float = 0.1
     min_pixels: int = 12
     tilt_check: float = 4.0
@@ -152,6 +166,10 @@ class LocateResult:
     ncc
         Normalised cross-correlation of the section with the matched slice
         (negative for inverted contrast).
+    edges
+        Edge agreement of the section with the matched slice (cosine of their
+        edge features, :func:`coframe.registration.locate_refine.edge_agreement`):
+        the fit measure that holds under any contrast relation.
     working_level
         Index of the volume level used for the refinement.
     working_spacing
@@ -188,6 +206,7 @@ class LocateResult:
     runner_up: float
     confidence: float
     ncc: float
+    edges: float
     working_level: int
     working_spacing: float
     spacings: dict[str, float]
@@ -233,16 +252,22 @@ class LocateResult:
 
     @property
     def trustworthy(self) -> bool:
-        """Whether correlation, confidence, section size and the fraction inside the
-        volume reach the options' thresholds and no mirror twin ties."""
+        """Whether correlation (or edge agreement), confidence, section size and the
+        fraction inside the volume reach the options' thresholds and no mirror twin ties."""
         return (
-            abs(self.ncc) >= self.options.min_ncc
+            self.matches
             and self.confidence >= self.options.min_confidence
             and self.working_pixels >= self.options.min_pixels
             and self.tilt_margin > self.options.min_tilt_margin
             and self.inside >= self.options.min_inside
             and not self.mirror_tie
         )
+
+    @property
+    def matches(self) -> bool:
+        """Whether the section matches its slice: by |NCC| or, for contrasts that do not
+        correlate, by edge agreement."""
+        return abs(self.ncc) >= self.options.min_ncc or self.edges >= self.options.min_edges
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers: score, runner-up, confidence, NCC, normal, scale, centre, symmetry
@@ -254,6 +279,7 @@ class LocateResult:
             "runner_up": round(self.runner_up, 6),
             "confidence": round(self.confidence, 6),
             "ncc": round(self.ncc, 6),
+            "edges": round(self.edges, 6),
             "normal": [round(float(v), 6) for v in self.normal],
             "in_plane_scale": [round(float(v), 6) for v in scales],
             "center": [round(float(v), 3) for v in self.pose.center],

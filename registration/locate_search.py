@@ -3,11 +3,11 @@
 For every candidate normal the volume is resampled into a stack of slices
 parallel to the plane; the section, rotated by every candidate in-plane map,
 is correlated with every slice by FFT, so that in-plane translations are
-searched at once. The similarity is the absolute
-normalised cross-correlation over the section's footprint (masked NCC): it
-tolerates inverted contrast (X-ray against TEM). Footprints of in-plane maps
-that differ by a symmetry of the section rectangle are shared, so the local
-sums under them are computed once per normal and footprint.
+searched at once. The similarity (:mod:`~coframe.registration.locate_scores`)
+is ``edges``, which survives any relation between the two contrasts, or
+``ncc``, which survives inversion only. Footprints of in-plane maps that
+differ by a symmetry of the section rectangle are shared, so the local sums
+under them are computed once per normal and footprint.
 
 Poses, images and orientations are those of
 :mod:`~coframe.registration.locate_geometry` (numpy axis order, physical units).
@@ -32,11 +32,13 @@ from coframe.registration.locate_geometry import (
     poses_distinct,
     transported_basis,
 )
-
-#: Smallest masked standard deviation (relative to the volume's) that counts as texture.
-FLAT_TOLERANCE = 1e-3
-#: Templates correlated per FFT batch.
-TEMPLATE_BATCH = 8
+from coframe.registration.locate_scores import (
+    FLAT_TOLERANCE,
+    SCAN_SCORES,
+    edge_scores,
+    make_templates,
+    ncc_scores,
+)
 
 
 @dataclass(frozen=True)
@@ -48,97 +50,18 @@ class Candidate:
     pose
         The pose.
     score
-        Absolute masked normalised cross-correlation.
+        The scan's similarity (edge-feature correlation, or absolute masked NCC).
     sign
-        Sign of the correlation (-1 for inverted contrast).
+        Sign of the correlation (-1 for inverted contrast; +1 for edges,
+        which carry no sign).
+    kind
+        The similarity that found it (``edges`` or ``ncc``).
     """
 
     pose: Pose
     score: float
     sign: float
-
-
-@dataclass(frozen=True)
-class Templates:
-    """The section under every in-plane map, ready for masked NCC.
-
-    Parameters
-    ----------
-    arrays
-        ``(G, S, S)`` float32 templates, zero mean and unit norm over their
-        footprint, 0 outside it.
-    masks
-        ``(U, S, S)`` float32 footprints (the rotated section rectangle), each
-        shared by the templates whose maps differ by a symmetry of the rectangle.
-    mask_of
-        ``(G,)`` index of each template's footprint in ``masks``.
-    usable
-        ``(G,)`` whether the template has texture.
-    half
-        Half-size of the square templates (``S = 2 * half + 1``).
-    """
-
-    arrays: np.ndarray
-    masks: np.ndarray
-    mask_of: np.ndarray
-    usable: np.ndarray
-    half: int
-
-    @property
-    def size(self) -> int:
-        """Side of the square templates, in pixels."""
-        return 2 * self.half + 1
-
-
-def make_templates(section: GridImage, maps: np.ndarray, shrink: float = 0.0) -> Templates:
-    """Resample the section under in-plane maps, centred, and normalise for NCC.
-
-    Parameters
-    ----------
-    section
-        The section at the search spacing (isotropic).
-    maps
-        ``(G, 2, 2)`` in-plane maps (see :func:`in_plane_maps`).
-    shrink
-        Pixels trimmed from every side of the footprint (keeps interpolation
-        away from the section's border).
-
-    The footprint of a masked section (:attr:`GridImage.mask`) leaves out its
-    masked pixels, so they take no part in the correlation.
-    """
-    hy, hx = ((np.asarray(section.shape, dtype=float) - 1.0) / 2.0) - shrink
-    half = int(np.ceil(np.hypot(hy, hx)))
-    size = 2 * half + 1
-    q = np.indices((size, size), dtype=float).reshape(2, -1) - half
-    centre = (np.asarray(section.shape, dtype=float) - 1.0) / 2.0
-    arrays = np.zeros((len(maps), size, size), dtype=np.float32)
-    usable = np.zeros(len(maps), dtype=bool)
-    mask_of = np.zeros(len(maps), dtype=np.int64)
-    masks: list[np.ndarray] = []
-    keys: dict[bytes, int] = {}
-    for g, m in enumerate(maps):
-        p = np.linalg.inv(m) @ q
-        inside = ((np.abs(p[0]) <= hy + 1e-6) & (np.abs(p[1]) <= hx + 1e-6)).reshape(size, size)
-        if section.mask is not None:  # masked pixels (grid bars, film) leave the footprint
-            kept = ndimage.map_coordinates(
-                section.usable.astype(np.float32), p + centre[:, None], order=1, mode="nearest"
-            )
-            inside &= kept.reshape(size, size) >= 0.5
-        key = np.packbits(inside).tobytes()
-        if key not in keys:
-            keys[key] = len(masks)
-            masks.append(inside.astype(np.float32))
-        mask_of[g] = keys[key]
-        values = ndimage.map_coordinates(
-            section.array, p + centre[:, None], order=1, mode="nearest"
-        )
-        t = np.where(inside, values.reshape(size, size), 0.0)
-        t[inside] -= t[inside].mean()
-        norm = float(np.sqrt(np.sum(t * t)))
-        if norm > 0:
-            arrays[g] = t / norm
-            usable[g] = True
-    return Templates(arrays, np.stack(masks), mask_of, usable, half)
+    kind: str = "edges"
 
 
 @dataclass(frozen=True)
@@ -225,10 +148,6 @@ def sample_stack(
     return values, inside.astype(np.float32)
 
 
-def _correlate(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return sfft.irfft2(fa * np.conj(fb), s=shape, workers=-1)
-
-
 @dataclass(frozen=True)
 class ScanResult:
     """Best score per (normal, in-plane map, slice) of a scan.
@@ -259,7 +178,8 @@ def scan(
     d_step: float | None = None,
     min_overlap: float = 0.6,
     pad: float = 0.5,
-) -> tuple[ScanResult, list[tuple[np.ndarray, np.ndarray]]]:
+    scores: Sequence[str] = ("edges",),
+) -> tuple[dict[str, ScanResult], list[tuple[np.ndarray, np.ndarray]]]:
     """Score every (normal, in-plane map, offset, in-plane translation) of the section.
 
     Parameters
@@ -284,95 +204,86 @@ def scan(
         Smallest fraction of the section that must fall inside the volume.
     pad
         How far (in template half-sizes) the slices extend beyond each region.
+    scores
+        The similarities to score with, ``edges`` (contrast-independent)
+        and/or ``ncc`` (see :mod:`~coframe.registration.locate_scores`); the
+        volume is resampled once for all of them.
 
     Returns
     -------
     tuple
-        The :class:`ScanResult` and, per normal, its plane basis ``(e1, e2)``.
+        A :class:`ScanResult` per similarity and, per normal, its plane basis
+        ``(e1, e2)``.
     """
     if section.array.ndim != 2 or volume.array.ndim != 3:
         raise DimensionError(
             f"scan needs a 2D section and a 3D volume, got shapes {section.shape} and "
             f"{volume.shape}"
         )
+    unknown = [k for k in scores if k not in SCAN_SCORES]
+    if unknown or not scores:
+        raise ValueError(f"unknown scan scores {list(scores)}: expected some of {SCAN_SCORES}")
     step = float(section.spacing[0])
     d_step = step if d_step is None else d_step
-    tpl = make_templates(section, maps)
+    tpls = {kind: make_templates(section, maps, score=kind) for kind in scores}
+    half, size = tpls[scores[0]].half, tpls[scores[0]].size
     fill = float(volume.array.mean())
     flat = (FLAT_TOLERANCE * (float(volume.array.std()) or 1.0)) ** 2
-    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {k: [] for k in scores}
     used: list[tuple[np.ndarray, np.ndarray]] = []
-    spectra: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    spectra: dict[tuple[str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
     for i, n in enumerate(normals):
         e1, e2 = plane_basis(n) if bases is None else bases[i]
         region = volume_region(volume, n, e1, e2) if regions is None else regions[i]
         d = _axis_values(*region.d_range, d_step)
-        margin = pad * tpl.half * step
+        margin = pad * half * step
         a = _axis_values(region.a_range[0] - margin, region.a_range[1] + margin, step)
         b = _axis_values(region.b_range[0] - margin, region.b_range[1] + margin, step)
-        if min(len(a), len(b)) < tpl.size:
-            full = tpl.half * step
+        if min(len(a), len(b)) < size:
+            full = half * step
             a = _axis_values(region.a_range[0] - full, region.a_range[1] + full, step)
             b = _axis_values(region.b_range[0] - full, region.b_range[1] + full, step)
         values, inside = sample_stack(volume, region.origin, n, e1, e2, d, a, b, fill)
         values -= fill
         shape = (sfft.next_fast_len(len(a), real=True), sfft.next_fast_len(len(b), real=True))
-        if shape not in spectra:
-            spectra[shape] = (
-                np.conj(sfft.rfft2(tpl.arrays, s=shape, workers=-1)),
-                sfft.rfft2(tpl.masks, s=shape, workers=-1),
+        for kind, tpl in tpls.items():
+            if (kind, shape) not in spectra:
+                spectra[kind, shape] = (
+                    np.conj(sfft.rfft2(tpl.arrays, s=shape, axes=(-2, -1), workers=-1)),
+                    sfft.rfft2(tpl.masks, s=shape, workers=-1),
+                )
+            if kind == "edges":
+                best, sign, where = edge_scores(
+                    values, inside, tpl, spectra[kind, shape], shape, min_overlap
+                )
+            else:
+                best, sign, where = ncc_scores(
+                    values, inside, tpl, spectra[kind, shape], shape, min_overlap, flat
+                )
+            best[~tpl.usable] = 0.0
+            ia, ib = np.unravel_index(where, shape)
+            centres = (
+                region.origin
+                + d[None, :, None] * n
+                + a[ia + half][..., None] * e1
+                + b[ib + half][..., None] * e2
             )
-        ft_conj, fm = spectra[shape]
-        va, vb = len(a) - tpl.size + 1, len(b) - tpl.size + 1
-        fs = sfft.rfft2(values, s=shape, workers=-1)
-        fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
-        fin = sfft.rfft2(inside, s=shape, workers=-1)
-        # 1 / denominator on the full FFT grid, 0 where the template does not fit
-        inv_den = np.zeros((len(fm), len(d), *shape), dtype=np.float32)
-        for u in range(len(fm)):
-            sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
-            sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
-            overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
-            var = sum2 - sum1 * sum1 / counts[u]
-            ok = (overlap >= min_overlap) & (var > flat * counts[u])
-            inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
-        best = np.zeros((len(maps), len(d)), dtype=np.float32)
-        sign = np.ones((len(maps), len(d)), dtype=np.float32)
-        where = np.zeros((len(maps), len(d)), dtype=np.int64)
-        for g0 in range(0, len(maps), TEMPLATE_BATCH):
-            g1 = min(g0 + TEMPLATE_BATCH, len(maps))
-            ncc = sfft.irfft2(fs[None] * ft_conj[g0:g1, None], s=shape, workers=-1)
-            for j in range(g1 - g0):
-                ncc[j] *= inv_den[tpl.mask_of[g0 + j]]
-            flat_ncc = ncc.reshape(g1 - g0, len(d), -1)
-            hi = np.argmax(flat_ncc, axis=2)
-            lo = np.argmin(flat_ncc, axis=2)
-            v_hi = np.take_along_axis(flat_ncc, hi[..., None], axis=2)[..., 0]
-            v_lo = np.take_along_axis(flat_ncc, lo[..., None], axis=2)[..., 0]
-            neg = -v_lo > v_hi
-            best[g0:g1] = np.where(neg, -v_lo, v_hi)
-            sign[g0:g1] = np.where(neg, -1.0, 1.0)
-            where[g0:g1] = np.where(neg, lo, hi)
-        best[~tpl.usable] = 0.0
-        ia, ib = np.unravel_index(where, shape)
-        centres = (
-            region.origin
-            + d[None, :, None] * n
-            + a[ia + tpl.half][..., None] * e1
-            + b[ib + tpl.half][..., None] * e2
-        )
-        rows.append((best, sign, centres))
+            rows[kind].append((best, sign, centres))
         used.append((e1, e2))
+    return {kind: _stacked(rows[kind], len(maps)) for kind in scores}, used
+
+
+def _stacked(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_maps: int) -> ScanResult:
+    """One :class:`ScanResult` from the rows of every normal (offsets padded with 0)."""
     n_d = max(r[0].shape[1] for r in rows)
-    scores = np.zeros((len(normals), len(maps), n_d), dtype=np.float32)
+    scores = np.zeros((len(rows), n_maps, n_d), dtype=np.float32)
     signs = np.ones_like(scores)
     centres_all = np.zeros((*scores.shape, 3))
     for i, (sc, sg, ce) in enumerate(rows):
         scores[i, :, : sc.shape[1]] = sc
         signs[i, :, : sc.shape[1]] = sg
         centres_all[i, :, : sc.shape[1]] = ce
-    return ScanResult(scores, signs, centres_all), used
+    return ScanResult(scores, signs, centres_all)
 
 
 def pose_of(
@@ -399,12 +310,14 @@ def best_candidates(
     max_angle: float,
     max_shift: float,
     per_cell: int = 3,
+    kind: str = "edges",
 ) -> list[Candidate]:
     """The ``count`` best mutually distinct candidates of a scan.
 
     Each (normal, in-plane map) cell contributes its ``per_cell`` best
     offsets; candidates are then taken by decreasing score, skipping those
-    not distinct (see :func:`poses_distinct`) from one already taken.
+    not distinct (see :func:`poses_distinct`) from one already taken;
+    ``kind`` names the scan's similarity.
     """
     n_norm, n_map, n_d = result.scores.shape
     flat = result.scores.reshape(n_norm * n_map, n_d)
@@ -423,7 +336,7 @@ def best_candidates(
         if all(
             poses_distinct(pose, c.pose, max_angle=max_angle, max_shift=max_shift) for c in chosen
         ):
-            chosen.append(Candidate(pose, float(scores[j]), float(result.signs[i, g, d])))
+            chosen.append(Candidate(pose, float(scores[j]), float(result.signs[i, g, d]), kind))
     return chosen
 
 
@@ -441,6 +354,7 @@ def local_search(
     max_angle: float,
     max_shift: float,
     per_seed: int = 1,
+    score: str = "edges",
 ) -> list[Candidate]:
     """Search around each seed pose at a finer spacing; return candidates by score.
 
@@ -460,6 +374,8 @@ def local_search(
         Distinctness thresholds of the candidates kept per seed.
     per_seed
         Candidates kept per seed.
+    score
+        Similarity of the scan (see :func:`scan`).
     """
     count = max(int(np.floor(angle_range / angle_step)), 0)
     maps = in_plane_maps(angle_step * np.arange(-count, count + 1), mirror=False)
@@ -472,7 +388,7 @@ def local_search(
             local_region(seed.pose.apply(section.center)[0], n, e1, e2, half_d, half_u)
             for n, (e1, e2) in zip(normals, bases, strict=True)
         ]
-        result, used = scan(
+        results, used = scan(
             volume,
             section,
             normals,
@@ -482,7 +398,9 @@ def local_search(
             d_step=step,
             min_overlap=0.5,
             pad=1.0,
+            scores=(score,),
         )
+        result = results[score]
         found.extend(
             best_candidates(
                 result,
@@ -493,6 +411,7 @@ def local_search(
                 count=per_seed,
                 max_angle=max_angle,
                 max_shift=max_shift,
+                kind=score,
             )
         )
     return sorted(found, key=lambda c: -c.score)

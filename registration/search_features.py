@@ -27,31 +27,43 @@ from coframe.registration.locate_geometry import fibonacci_cap
 
 #: Gaussian smoothing of the feature derivatives, in search voxels.
 FEATURE_SIGMA = 1.0
-#: Weights of the feature channels (zz, yy, xx, zy, zx, yx): off-diagonals count twice.
-CHANNEL_WEIGHTS = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 #: Percentile of the gradient magnitude (inside the mask) taken as the edge scale ``eps``.
 EDGE_PERCENTILE = 60.0
-_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
-def gradients(array: np.ndarray, sigma: float) -> list[np.ndarray]:
-    """Gaussian-derivative gradient (z, y, x) of a 3D array, in voxel units."""
+def _pairs(n: int) -> list[tuple[int, int]]:
+    """Distinct entries of an ``n x n`` symmetric matrix, diagonal first (zz, yy, xx, zy, ...)."""
+    return [(i, i) for i in range(n)] + [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def gradients(
+    array: np.ndarray, sigma: float, axes: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """Gaussian-derivative gradient of an array along ``axes`` (default all), in voxel units.
+
+    The smoothing runs along the gradient axes only: a stack of 2D slices
+    (``axes=(1, 2)``) gets each slice's own in-plane gradient.
+    """
+    axes = tuple(range(array.ndim)) if axes is None else tuple(axes)
+    sigmas = [sigma if k in axes else 0.0 for k in range(array.ndim)]
     out = []
-    for axis in range(3):
-        order = [0, 0, 0]
+    for axis in axes:
+        order = [0] * array.ndim
         order[axis] = 1
         out.append(
-            ndimage.gaussian_filter(array, sigma, order=order, mode="nearest", output=np.float32)
+            ndimage.gaussian_filter(array, sigmas, order=order, mode="nearest", output=np.float32)
         )
     return out
 
 
-def edge_scale(array: np.ndarray, mask: np.ndarray | None, sigma: float) -> float:
+def edge_scale(
+    array: np.ndarray, mask: np.ndarray | None, sigma: float, axes: Sequence[int] | None = None
+) -> float:
     """The gradient magnitude below which a voxel counts as flat (its ``eps``).
 
     Returns 0 for an image without any gradient (constant).
     """
-    g = gradients(array.astype(np.float32), sigma)
+    g = gradients(array.astype(np.float32), sigma, axes)
     magnitude = np.sqrt(sum(c * c for c in g))
     values = magnitude if mask is None else magnitude[mask]
     if values.size == 0:
@@ -60,31 +72,62 @@ def edge_scale(array: np.ndarray, mask: np.ndarray | None, sigma: float) -> floa
 
 
 def edge_features(
-    array: np.ndarray, footprint: np.ndarray | None, sigma: float, eps: float
+    array: np.ndarray,
+    footprint: np.ndarray | None,
+    sigma: float,
+    eps: float,
+    axes: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """The ``(6, *shape)`` float32 normalised-gradient outer products, 0 outside ``footprint``.
+    """The ``(C, *shape)`` float32 normalised-gradient outer products, 0 outside ``footprint``.
 
     Parameters
     ----------
     array
-        The image (3D).
+        The image: 3D (six channels zz, yy, xx, zy, zx, yx), 2D (three: yy,
+        xx, yx), or a stack of 2D slices with ``axes=(1, 2)``.
     footprint
         Voxels that count (bool), or None for all.
     sigma
         Gaussian smoothing of the derivatives, in voxels.
     eps
         Edge scale (:func:`edge_scale`): gradients much weaker than it fade out.
+    axes
+        The axes the gradient runs along (default all).
+
+    The off-diagonal channels are weighted by sqrt(2), so that the dot
+    product of two feature vectors is ``(n_a . n_b)^2``.
     """
-    g = gradients(array.astype(np.float32), sigma)
+    g = gradients(array.astype(np.float32), sigma, axes)
     norm = sum(c * c for c in g) + np.float32(eps * eps)
     inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
-    out = np.empty((6, *array.shape), dtype=np.float32)
-    for k, (i, j) in enumerate(_PAIRS):
+    pairs = _pairs(len(g))
+    out = np.empty((len(pairs), *array.shape), dtype=np.float32)
+    for k, (i, j) in enumerate(pairs):
         np.multiply(g[i], g[j], out=out[k])
-        out[k] *= inv * np.float32(CHANNEL_WEIGHTS[k])
+        out[k] *= inv * np.float32(1.0 if i == j else np.sqrt(2.0))
     if footprint is not None:
         out *= footprint.astype(np.float32)
     return out
+
+
+def fill_from_nearest(
+    array: np.ndarray, keep: np.ndarray, sampling: Sequence[float] | None = None
+) -> np.ndarray:
+    """``array`` with every pixel outside ``keep`` set to the value of the nearest one inside.
+
+    Masked parts (grid bars, space outside a volume) then add no edges of
+    their own at their border, so features can be computed right up to it.
+    ``sampling`` weighs the axes' distances (a large weight on a stack's first
+    axis keeps the filling within each slice where it can). An array with
+    nothing kept is returned as it is.
+    """
+    keep = np.asarray(keep, dtype=bool)
+    if keep.all() or not keep.any():
+        return array
+    index = ndimage.distance_transform_edt(
+        ~keep, sampling=sampling, return_distances=False, return_indices=True
+    )
+    return array[tuple(index)]
 
 
 def bin_edges(array: np.ndarray, mask: np.ndarray | None, bins: int) -> np.ndarray:

@@ -16,6 +16,10 @@ from coframe.registration.locate_geometry import GridImage, Pose
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
 
+#: The global search at 16 pixels across the section (24 by default): these phantoms
+#: need no more, and the suite stays fast.
+QUICK = ["--search-pixels", "16"]
+
 VOXEL = 1000.0
 PIXEL = 500.0
 SHAPE = (44, 52)
@@ -33,10 +37,25 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pose, GridIma
     # the section file puts pixel (0, 0) at the origin: shift the pose accordingly
     write_tiff(root / "section.tif", section.array, PIXEL)
     shifted = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
+    # the same pose seen in another contrast: mid-range values brightest, both ends dark
+    other = GridImage(non_monotonic(volume.array), volume.spacing, volume.origin)
+    cut = extract_section(other, pose, SHAPE, PIXEL, rng=rng, blur=1.0, noise=0.2)
+    write_tiff(root / "other.tif", cut.array, PIXEL)
     noise = rng.standard_normal(SHAPE).astype(np.float32)
     write_tiff(root / "noise.tif", noise, PIXEL)
     write_tiff(root / "big.tif", np.zeros((30, 30), np.float32), 2000.0)
     return root, shifted, section
+
+
+def non_monotonic(array: np.ndarray) -> np.ndarray:
+    """A contrast neither the volume's nor its inverse: a bump over the normalised values.
+
+    The bump sits between the background and the cells: both the darkest and the
+    brightest parts of the volume turn dark (its values correlate with the volume's at
+    about 0.03).
+    """
+    v = (array - array.min()) / np.ptp(array)
+    return (np.exp(-(((v - 0.2) / 0.1) ** 2)) + 0.3 * v).astype(np.float32)
 
 
 @pytest.fixture
@@ -44,7 +63,8 @@ def ws(scene: tuple[Path, Pose, GridImage], tmp_path: Path, runner: CliRunner) -
     """A workspace with images volume, section, noise and big."""
     root = tmp_path / "ws"
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
-    for name, modality in (("volume", "xray"), ("section", "tem"), ("noise", "tem")):
+    images = (("volume", "xray"), ("section", "tem"), ("other", "tem"), ("noise", "tem"))
+    for name, modality in images:
         result = runner.invoke(
             app,
             ["add", name, str(scene[0] / f"{name}.tif"), "--modality", modality, "-w", str(root)],
@@ -60,7 +80,7 @@ def test_locate_stores_the_edge_and_writes_the_outputs(
     ws: Path, scene: tuple[Path, Pose, GridImage], runner: CliRunner
 ) -> None:
     _, truth, _ = scene
-    result = runner.invoke(app, ["locate", "section", "volume", "--json", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "section", "volume", "--json", "-w", str(ws)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["trustworthy"] and report["ncc"] < -0.8
@@ -85,38 +105,66 @@ def test_locate_stores_the_edge_and_writes_the_outputs(
     assert np.abs(mapped - truth.apply(corners)).max() < 1.5 * VOXEL
     assert np.array(report["corners"]["volume"]).shape == (4, 3)
     # a second run refuses to overwrite
-    again = runner.invoke(app, ["locate", "section", "volume", "-w", str(ws)])
+    again = runner.invoke(app, ["locate", *QUICK, "section", "volume", "-w", str(ws)])
     assert again.exit_code == 2
     assert "already exists" in again.stderr and "--force" in again.stderr
 
 
+@pytest.mark.slow
+def test_a_section_of_non_monotonic_contrast_is_found_by_its_edges(
+    ws: Path, scene: tuple[Path, Pose, GridImage], runner: CliRunner
+) -> None:
+    _, truth, _ = scene
+    result = runner.invoke(app, ["locate", *QUICK, "other", "volume", "--json", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # intensities do not correlate (the NCC test alone would refuse it); edges agree
+    assert abs(report["ncc"]) < 0.6 and report["edges"] >= 0.5 and report["trustworthy"]
+    corners = np.array([[0.0, 0.0], [0.0, SHAPE[1] * PIXEL], [SHAPE[0] * PIXEL, 0.0]])
+    points = runner.invoke(
+        app, ["points", "other", "volume", json.dumps(corners.tolist()), "-w", str(ws)]
+    )
+    mapped = np.array(json.loads(points.stdout)["coordinates"])
+    assert np.abs(mapped - truth.apply(corners)).max() < 1.5 * VOXEL
+
+
 def test_a_3d_image_as_section_is_refused(ws: Path, runner: CliRunner) -> None:
-    result = runner.invoke(app, ["locate", "volume", "volume", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "volume", "volume", "-w", str(ws)])
     assert result.exit_code == 2
     assert "'volume'" in result.stderr and "2D section" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_section_larger_than_the_volume_is_refused(ws: Path, runner: CliRunner) -> None:
-    result = runner.invoke(app, ["locate", "big", "volume", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "big", "volume", "-w", str(ws)])
     assert result.exit_code == 2
     assert "'big'" in result.stderr and "smaller than the volume" in result.stderr
 
 
 def test_a_bad_normal_is_refused(ws: Path, runner: CliRunner) -> None:
-    result = runner.invoke(app, ["locate", "section", "volume", "--normal", "1,0", "-w", str(ws)])
+    result = runner.invoke(
+        app, ["locate", *QUICK, "section", "volume", "--normal", "1,0", "-w", str(ws)]
+    )
     assert result.exit_code == 2
     assert "--normal" in result.stderr
 
 
+def test_too_few_search_pixels_are_refused(ws: Path, runner: CliRunner) -> None:
+    args = ["locate", "section", "volume", "--search-pixels", "2", "-w", str(ws)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "--search-pixels" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert load_workspace(ws).edges == ()
+
+
 @pytest.mark.slow
 def test_an_untrustworthy_pose_is_not_stored_unless_forced(ws: Path, runner: CliRunner) -> None:
-    result = runner.invoke(app, ["locate", "noise", "volume", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "noise", "volume", "-w", str(ws)])
     assert result.exit_code == 2
     assert "not trustworthy" in result.stderr and "--force" in result.stderr
     assert load_workspace(ws).edges == ()
     assert not (ws / "locate").exists() and not (ws / "transforms").exists()
-    forced = runner.invoke(app, ["locate", "noise", "volume", "--force", "-w", str(ws)])
+    forced = runner.invoke(app, ["locate", *QUICK, "noise", "volume", "--force", "-w", str(ws)])
     assert forced.exit_code == 0, forced.output
     assert "NOT trustworthy" in forced.stdout
     assert [(e.source, e.target) for e in load_workspace(ws).edges] == [("noise", "volume")]

@@ -21,6 +21,10 @@ from coframe.volumes.binned import read_binned
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
 
+#: The global search at 16 pixels across the section (24 by default): these phantoms
+#: need no more, and the suite stays fast.
+QUICK = ["--search-pixels", "16"]
+
 VOXEL = 1000.0
 PIXEL = 500.0
 SHAPE = (44, 52)
@@ -153,7 +157,7 @@ def test_a_section_behind_grid_bars_is_found(
     section, truth = _cut(phantom, seed=11)
     barred = _bars(section.array)
     ws = _workspace(tmp_path, runner, {"barred": barred}, phantom)
-    result = runner.invoke(app, ["locate", "barred", "volume", "--json", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "barred", "volume", "--json", "-w", str(ws)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["trustworthy"] and 0.15 < report["masked"] < 0.45, report["masked"]
@@ -172,7 +176,15 @@ def test_a_user_mask_hides_a_fold(phantom: GridImage, tmp_path: Path, runner: Cl
     ws = _workspace(tmp_path, runner, {"folded": folded}, phantom)
     result = runner.invoke(
         app,
-        ["locate", "folded", "volume", "--section-mask", str(tmp_path / "mask.tif"), "--json"]
+        [
+            "locate",
+            *QUICK,
+            "folded",
+            "volume",
+            "--section-mask",
+            str(tmp_path / "mask.tif"),
+            "--json",
+        ]
         + ["-w", str(ws)],
     )
     assert result.exit_code == 0, result.output
@@ -189,7 +201,7 @@ def test_a_compressed_section_is_found_and_its_compression_reported(
     section, truth = _cut(phantom, seed=13, squeeze=0.95)
     ws = _workspace(tmp_path, runner, {"squeezed": section.array}, phantom)
     result = runner.invoke(
-        app, ["locate", "squeezed", "volume", "--shrinkage", "--json", "-w", str(ws)]
+        app, ["locate", *QUICK, "squeezed", "volume", "--shrinkage", "--json", "-w", str(ws)]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -199,7 +211,7 @@ def test_a_compressed_section_is_found_and_its_compression_reported(
     err = _errors(report, truth)
     assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
     text = runner.invoke(
-        app, ["locate", "squeezed", "volume", "--shrinkage", "--force", "-w", str(ws)]
+        app, ["locate", *QUICK, "squeezed", "volume", "--shrinkage", "--force", "-w", str(ws)]
     )
     assert "compression" in text.stdout
 
@@ -226,7 +238,7 @@ def test_a_section_partly_outside_the_volume_is_found_on_the_part_inside(
     image[out] = rng.normal(image.mean(), image.std(), int(out.sum()))  # tissue beyond the scan
     truth = Pose(pose.center, pose.linear, pose.section_center - np.asarray(section.origin))
     ws = _workspace(tmp_path, runner, {"edge": image}, phantom)
-    result = runner.invoke(app, ["locate", "edge", "volume", "--json", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "edge", "volume", "--json", "-w", str(ws)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["trustworthy"] and report["inside"] == pytest.approx(0.7, abs=0.08)
@@ -238,7 +250,7 @@ def test_a_section_of_one_value_is_refused(
     phantom: GridImage, tmp_path: Path, runner: CliRunner
 ) -> None:
     ws = _workspace(tmp_path, runner, {"blank": np.full(SHAPE, 7.0, np.float32)}, phantom)
-    result = runner.invoke(app, ["locate", "blank", "volume", "-w", str(ws)])
+    result = runner.invoke(app, ["locate", *QUICK, "blank", "volume", "-w", str(ws)])
     assert result.exit_code == 2
     assert "all one value" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -253,7 +265,7 @@ def test_a_mostly_masked_section_is_refused(
     ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
     result = runner.invoke(
         app,
-        ["locate", "section", "volume", "--section-mask", str(tmp_path / "mask.tif")]
+        ["locate", *QUICK, "section", "volume", "--section-mask", str(tmp_path / "mask.tif")]
         + ["-w", str(ws)],
     )
     assert result.exit_code == 2
@@ -265,7 +277,7 @@ def test_a_3d_mask_is_refused(phantom: GridImage, tmp_path: Path, runner: CliRun
     section, _ = _cut(phantom, seed=14)
     ws = _workspace(tmp_path, runner, {"section": section.array}, phantom)
     result = runner.invoke(
-        app, ["locate", "section", "volume", "--section-mask", "volume", "-w", str(ws)]
+        app, ["locate", *QUICK, "section", "volume", "--section-mask", "volume", "-w", str(ws)]
     )
     assert result.exit_code == 2
     assert "--section-mask" in result.stderr and "2D" in result.stderr
@@ -291,6 +303,7 @@ def test_a_pose_with_too_little_inside_is_refused_with_its_numbers(
         runner_up=0.1,
         confidence=0.89,
         ncc=-0.95,
+        edges=0.7,
         working_level=0,
         working_spacing=VOXEL,
         spacings={"global": VOXEL},
@@ -333,7 +346,7 @@ def test_a_tiled_pyramidal_montage_is_located_through_its_pyramid(
     normal = ",".join(f"{v:.3f}" for v in pose.normal)
     result = runner.invoke(
         app,
-        ["locate", "montage", "volume", "--normal", normal, "--max-tilt", "20", "--json"]
+        ["locate", *QUICK, "montage", "volume", "--normal", normal, "--max-tilt", "20", "--json"]
         + ["-w", str(ws)],
     )
     assert result.exit_code == 0, result.output

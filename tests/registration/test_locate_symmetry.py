@@ -32,6 +32,10 @@ from coframe.registration.locate_symmetry import (
 from coframe.transforms.affine import Affine
 from coframe.volumes.write import write_tiff
 
+#: The global search at 16 pixels across the section (24 by default): these phantoms
+#: need no more, and the suite stays fast.
+QUICK = ["--search-pixels", "16"]
+
 VOXEL = 1000.0
 PIXEL = 500.0
 SECTION = (28, 28)
@@ -162,7 +166,9 @@ def test_the_mirror_pose_cuts_the_same_section_from_a_symmetric_volume() -> None
 def test_an_off_midline_section_ties_with_its_mirror_twin(
     volume: GridImage, section: GridImage
 ) -> None:
-    result = locate_section(grid_volume(section), grid_volume(volume), LocateOptions(max_tilt=20.0))
+    result = locate_section(
+        grid_volume(section), grid_volume(volume), LocateOptions(max_tilt=20.0, search_pixels=16)
+    )
     assert [p.axis_name for p in result.symmetry] == ["x"]
     assert result.mirror is not None
     assert result.mirror.plane.axis == 2
@@ -192,7 +198,9 @@ def test_an_off_midline_section_ties_with_its_mirror_twin(
 @pytest.mark.slow
 def test_a_near_point_chooses_between_the_twins(volume: GridImage, section: GridImage) -> None:
     centre = off_midline_pose().apply(section.center)[0]
-    options = LocateOptions(max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0)
+    options = LocateOptions(
+        max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0, search_pixels=16
+    )
     result = locate_section(grid_volume(section), grid_volume(volume), options)
     assert result.mirror is None and not result.mirror_tie
     err = pose_errors(result.affine, Affine(off_midline_pose().matrix), section.center, VOXEL)
@@ -211,7 +219,7 @@ def test_locate_cli_reports_the_tie_and_stores_nothing_unless_forced(
     for name in ("volume", "section"):
         added = runner.invoke(app, ["add", name, str(tmp_path / f"{name}.tif"), "-w", str(ws)])
         assert added.exit_code == 0, added.output
-    args = ["locate", "section", "volume", "--max-tilt", "20", "-w", str(ws)]
+    args = ["locate", *QUICK, "section", "volume", "--max-tilt", "20", "-w", str(ws)]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2
     assert len(refused.stderr.strip().splitlines()) == 1

@@ -6,9 +6,13 @@ import numpy as np
 import scipy.fft as sfft
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from coframe.registration.search_features import (
     bin_edges,
+    edge_features,
+    fill_from_nearest,
+    gradients,
     indicators,
     joint_information,
     padded_rfft3,
@@ -46,3 +50,37 @@ def test_joint_information_of_the_true_shift_is_the_largest() -> None:
     box = tuple(slice(0, n - 8 + 1) for n in shape)
     mi = joint_information(t_spec, i_spec, shape, box)
     assert np.unravel_index(np.argmax(mi), mi.shape) == (5, 6, 4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), ndim=st.sampled_from([2, 3]))
+def test_edge_features_dot_product_is_the_squared_cosine_of_the_gradients(
+    seed: int, ndim: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (9,) * ndim
+    a = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    b = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    fa, fb = (edge_features(x, None, 1.0, 0.0) for x in (a, b))
+    assert fa.shape == ((3 if ndim == 2 else 6), *shape)
+    ga = np.stack(gradients(a.astype(np.float32), 1.0))
+    gb = np.stack(gradients(b.astype(np.float32), 1.0))
+    na = ga / np.linalg.norm(ga, axis=0)
+    nb = gb / np.linalg.norm(gb, axis=0)
+    expected = np.sum(na * nb, axis=0) ** 2
+    np.testing.assert_allclose(np.sum(fa * fb, axis=0), expected, atol=1e-4)
+    # a slice stack with axes=(1, 2) gets each slice's own 2D features
+    stack = np.stack([a, b]) if ndim == 2 else a
+    if ndim == 2:
+        per_slice = edge_features(stack, None, 1.0, 0.0, axes=(1, 2))
+        np.testing.assert_allclose(per_slice[:, 0], fa, atol=1e-5)
+
+
+def test_masked_pixels_take_the_nearest_kept_value() -> None:
+    array = np.arange(25, dtype=float).reshape(5, 5)
+    keep = np.zeros((5, 5), bool)
+    keep[:, :2] = True
+    filled = fill_from_nearest(array, keep)
+    np.testing.assert_array_equal(filled[:, :2], array[:, :2])
+    np.testing.assert_array_equal(filled[:, 2:], np.repeat(array[:, 1:2], 3, axis=1))
+    assert fill_from_nearest(array, np.zeros((5, 5), bool)) is array

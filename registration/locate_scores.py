@@ -1,0 +1,242 @@
+"""The section's templates and the similarity of every placement on a stack of slices.
+
+:func:`~coframe.registration.locate_search.scan` resamples the volume into
+slices parallel to a candidate plane; the functions here score the section,
+under every in-plane map, at every in-plane translation of every slice by FFT:
+
+- ``edges`` correlates normalised-gradient outer products
+  (:func:`~coframe.registration.search_features.edge_features`, the features
+  of ``register``'s 3D search, here in each slice's plane). It compares where
+  edges are and how they run, so it survives any relation between the two
+  contrasts, inverted or not monotonic (TEM against X-ray);
+- ``ncc`` is the absolute normalised cross-correlation over the section's
+  footprint (masked NCC): it tolerates inverted contrast only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+
+from coframe.registration.locate_geometry import GridImage
+from coframe.registration.search_features import (
+    edge_features,
+    edge_scale,
+    fill_from_nearest,
+)
+
+#: Smallest masked standard deviation (relative to the volume's) that counts as texture.
+FLAT_TOLERANCE = 1e-3
+#: Templates correlated per FFT batch.
+TEMPLATE_BATCH = 8
+#: Gaussian smoothing (search pixels) of the edge features' derivatives.
+SCAN_SIGMA = 1.0
+#: Similarities of the scan.
+SCAN_SCORES = ("edges", "ncc")
+
+
+@dataclass(frozen=True)
+class Templates:
+    """The section under every in-plane map, ready for masked NCC or edge correlation.
+
+    Parameters
+    ----------
+    arrays
+        ``(G, S, S)`` float32 templates, zero mean and unit norm over their
+        footprint, 0 outside it; with ``edges``, ``(G, 3, S, S)`` edge
+        features (0 outside the footprint shrunk by the derivative's reach).
+    masks
+        ``(U, S, S)`` float32 footprints (the rotated section rectangle), each
+        shared by the templates whose maps differ by a symmetry of the rectangle.
+    mask_of
+        ``(G,)`` index of each template's footprint in ``masks``.
+    usable
+        ``(G,)`` whether the template has texture.
+    half
+        Half-size of the square templates (``S = 2 * half + 1``).
+    energy
+        ``(G,)`` sum of the squared edge features (``edges`` only).
+    """
+
+    arrays: np.ndarray
+    masks: np.ndarray
+    mask_of: np.ndarray
+    usable: np.ndarray
+    half: int
+    energy: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        """Side of the square templates, in pixels."""
+        return 2 * self.half + 1
+
+
+def make_templates(
+    section: GridImage, maps: np.ndarray, shrink: float = 0.0, score: str = "ncc"
+) -> Templates:
+    """Resample the section under in-plane maps, centred, and normalise for NCC
+    (or compute its edge features, ``score="edges"``).
+
+    Parameters
+    ----------
+    section
+        The section at the search spacing (isotropic).
+    maps
+        ``(G, 2, 2)`` in-plane maps (see :func:`in_plane_maps`).
+    shrink
+        Pixels trimmed from every side of the footprint (keeps interpolation
+        away from the section's border).
+
+    The footprint of a masked section (:attr:`GridImage.mask`) leaves out its
+    masked pixels, so they take no part in the correlation.
+    """
+    hy, hx = ((np.asarray(section.shape, dtype=float) - 1.0) / 2.0) - shrink
+    half = int(np.ceil(np.hypot(hy, hx)))
+    size = 2 * half + 1
+    q = np.indices((size, size), dtype=float).reshape(2, -1) - half
+    centre = (np.asarray(section.shape, dtype=float) - 1.0) / 2.0
+    edges = score == "edges"
+    arrays = np.zeros((len(maps), *((3,) if edges else ()), size, size), dtype=np.float32)
+    energy = np.zeros(len(maps))
+    usable = np.zeros(len(maps), dtype=bool)
+    eps = edge_scale(section.array, section.usable, SCAN_SIGMA) if edges else 0.0
+    # masked pixels take their nearest unmasked value: grid bars add no edges at their border
+    source = fill_from_nearest(section.array, section.usable) if edges else section.array
+    mask_of = np.zeros(len(maps), dtype=np.int64)
+    masks: list[np.ndarray] = []
+    keys: dict[bytes, int] = {}
+    for g, m in enumerate(maps):
+        p = np.linalg.inv(m) @ q
+        inside = ((np.abs(p[0]) <= hy + 1e-6) & (np.abs(p[1]) <= hx + 1e-6)).reshape(size, size)
+        if section.mask is not None:  # masked pixels (grid bars, film) leave the footprint
+            kept = ndimage.map_coordinates(
+                section.usable.astype(np.float32), p + centre[:, None], order=1, mode="nearest"
+            )
+            inside &= kept.reshape(size, size) >= 0.5
+        key = np.packbits(inside).tobytes()
+        if key not in keys:
+            keys[key] = len(masks)
+            masks.append(inside.astype(np.float32))
+        mask_of[g] = keys[key]
+        values = ndimage.map_coordinates(
+            source, p + centre[:, None], order=1, mode="nearest"
+        ).reshape(size, size)
+        if edges:
+            arrays[g] = edge_features(values, inside, SCAN_SIGMA, eps)
+            energy[g] = float(np.sum(arrays[g] * arrays[g]))
+            usable[g] = eps > 0 and energy[g] > 0
+            continue
+        t = np.where(inside, values, 0.0)
+        t[inside] -= t[inside].mean()
+        norm = float(np.sqrt(np.sum(t * t)))
+        if norm > 0:
+            arrays[g] = t / norm
+            usable[g] = True
+    return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
+
+
+def _correlate(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return sfft.irfft2(fa * np.conj(fb), s=shape, workers=-1)
+
+
+def ncc_scores(
+    values: np.ndarray,
+    inside: np.ndarray,
+    tpl: Templates,
+    spectra: tuple[np.ndarray, np.ndarray],
+    shape: tuple[int, int],
+    min_overlap: float,
+    flat: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best absolute masked NCC, its sign and its position, per (map, slice)."""
+    ft_conj, fm = spectra
+    n_maps, n_d = len(tpl.arrays), len(values)
+    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
+    va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
+    fs = sfft.rfft2(values, s=shape, workers=-1)
+    fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
+    fin = sfft.rfft2(inside, s=shape, workers=-1)
+    # 1 / denominator on the full FFT grid, 0 where the template does not fit
+    inv_den = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
+    for u in range(len(fm)):
+        sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
+        sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
+        overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
+        var = sum2 - sum1 * sum1 / counts[u]
+        ok = (overlap >= min_overlap) & (var > flat * counts[u])
+        inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
+    best = np.zeros((n_maps, n_d), dtype=np.float32)
+    sign = np.ones((n_maps, n_d), dtype=np.float32)
+    where = np.zeros((n_maps, n_d), dtype=np.int64)
+    for g0 in range(0, n_maps, TEMPLATE_BATCH):
+        g1 = min(g0 + TEMPLATE_BATCH, n_maps)
+        ncc = sfft.irfft2(fs[None] * ft_conj[g0:g1, None], s=shape, workers=-1)
+        for j in range(g1 - g0):
+            ncc[j] *= inv_den[tpl.mask_of[g0 + j]]
+        flat_ncc = ncc.reshape(g1 - g0, n_d, -1)
+        hi = np.argmax(flat_ncc, axis=2)
+        lo = np.argmin(flat_ncc, axis=2)
+        v_hi = np.take_along_axis(flat_ncc, hi[..., None], axis=2)[..., 0]
+        v_lo = np.take_along_axis(flat_ncc, lo[..., None], axis=2)[..., 0]
+        neg = -v_lo > v_hi
+        best[g0:g1] = np.where(neg, -v_lo, v_hi)
+        sign[g0:g1] = np.where(neg, -1.0, 1.0)
+        where[g0:g1] = np.where(neg, lo, hi)
+    return best, sign, where
+
+
+def edge_scores(
+    values: np.ndarray,
+    inside: np.ndarray,
+    tpl: Templates,
+    spectra: tuple[np.ndarray, np.ndarray],
+    shape: tuple[int, int],
+    min_overlap: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best normalised edge-feature correlation and its position, per (map, slice).
+
+    The score of a placement is ``sum F_v . F_t / sqrt(max(E_v, E_t / 4) E_t)``
+    (``E`` the feature energies under the footprint), as in ``register``'s
+    3D search: 1 when every edge of the section meets an edge of the same
+    direction, whatever the two contrasts are.
+    """
+    ft_conj, fm = spectra
+    n_maps, n_d = len(tpl.arrays), len(values)
+    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
+    va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
+    kept = inside > 0
+    eps = edge_scale(values, kept, SCAN_SIGMA, axes=(1, 2)) if kept.any() else 0.0
+    # samples outside the volume take the nearest inside value (in their slice where it has
+    # one): the volume's border adds no edges
+    filled = fill_from_nearest(values, kept, sampling=(float(max(values.shape)), 1.0, 1.0))
+    feats = edge_features(filled, kept, SCAN_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
+    fv = sfft.rfft2(feats, s=shape, workers=-1)
+    f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
+    fin = sfft.rfft2(inside, s=shape, workers=-1)
+    energy_v = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
+    ok_at = np.zeros((len(fm), n_d, *shape), dtype=bool)
+    for u in range(len(fm)):
+        overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
+        energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape)[:, :va, :vb]
+        ok_at[u, :, :va, :vb] = overlap >= min_overlap
+    best = np.zeros((n_maps, n_d), dtype=np.float32)
+    where = np.zeros((n_maps, n_d), dtype=np.int64)
+    if eps <= 0:
+        return best, np.ones_like(best), where
+    for g in range(n_maps):
+        e_t = float(tpl.energy[g]) if tpl.energy is not None else 0.0
+        if e_t <= 0:
+            continue
+        acc = fv[0] * ft_conj[g, 0][None]
+        for c in range(1, fv.shape[0]):
+            acc += fv[c] * ft_conj[g, c][None]
+        num = sfft.irfft2(acc, s=shape, workers=-1)
+        u = tpl.mask_of[g]
+        den = np.sqrt(np.maximum(energy_v[u], 0.25 * e_t) * e_t)
+        score = np.where(ok_at[u], num / den, 0.0).reshape(n_d, -1)
+        where[g] = np.argmax(score, axis=1)
+        best[g] = np.take_along_axis(score, where[g][:, None], axis=1)[:, 0]
+    return best, np.ones_like(best), where
