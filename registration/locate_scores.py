@@ -47,7 +47,8 @@ class Templates:
     arrays
         ``(G, S, S)`` float32 templates, zero mean and unit norm over their
         footprint, 0 outside it; with ``edges``, ``(G, 3, S, S)`` edge
-        features (0 outside the footprint shrunk by the derivative's reach).
+        features, 0 outside the footprint (computed after masked pixels take
+        their nearest unmasked value, so grid bars add no edges of their own).
     masks
         ``(U, S, S)`` float32 footprints (the rotated section rectangle), each
         shared by the templates whose maps differ by a symmetry of the rectangle.
@@ -209,6 +210,10 @@ def edge_scores(
     va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
     kept = inside > 0
     eps = edge_scale(values, kept, SCAN_SIGMA, axes=(1, 2)) if kept.any() else 0.0
+    best = np.zeros((n_maps, n_d), dtype=np.float32)
+    where = np.zeros((n_maps, n_d), dtype=np.int64)
+    if eps <= 0:  # no edges in any slice (a flat region of the volume)
+        return best, np.ones_like(best), where
     # samples outside the volume take the nearest inside value (in their slice where it has
     # one): the volume's border adds no edges
     filled = fill_from_nearest(values, kept, sampling=(float(max(values.shape)), 1.0, 1.0))
@@ -222,10 +227,6 @@ def edge_scores(
         overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
         energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape)[:, :va, :vb]
         ok_at[u, :, :va, :vb] = overlap >= min_overlap
-    best = np.zeros((n_maps, n_d), dtype=np.float32)
-    where = np.zeros((n_maps, n_d), dtype=np.int64)
-    if eps <= 0:
-        return best, np.ones_like(best), where
     for g in range(n_maps):
         e_t = float(tpl.energy[g]) if tpl.energy is not None else 0.0
         if e_t <= 0:
