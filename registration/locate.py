@@ -399,7 +399,7 @@ def _refine_one(
     crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
     metric = opts.metric
     if metric == "auto":  # correlation where the contrasts correlate, else mutual information
-        ncc, _ = pose_score(crop, pose, sec_w, metric="ncc")
+        ncc, _ = pose_score(crop, pose, sec_w, metric="ncc")  # absolute
         metric = "correlation" if ncc >= opts.min_ncc else "mattes"
     stages = [RefineSettings(kind="similarity", metric=metric, bins=opts.bins * 2)]
     if opts.shrinkage:

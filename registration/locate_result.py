@@ -68,11 +68,14 @@ class LocateOptions:
         Score of the final poses: ``mi`` (mutual information) or ``ncc``.
     bins
         Histogram bins of the mutual information.
-    min_ncc, min_edges
+    min_ncc
+        Absolute normalised cross-correlation of a candidate with its slice
+        from which the ``auto`` refinement uses correlation.
+    min_edges
         A pose is not trustworthy unless the section matches its slice by
-        absolute normalised cross-correlation (the same or inverted contrast)
-        at least ``min_ncc``, or by edge agreement (any contrast relation) at
-        least ``min_edges``.
+        edge agreement (any contrast relation) at least ``min_edges``. A
+        correlation alone does not do: a non-monotonic contrast can correlate
+        at a wrong pose.
     min_confidence
         Confidences below this are not trustworthy.
     min_pixels
@@ -114,7 +117,7 @@ class LocateOptions:
     score: str = "mi"
     bins: int = 16
     min_ncc: float = 0.6
-    min_edges: float = 0.5
+    min_edges: float = 0.7
     min_confidence: float = 0.1
     min_pixels: int = 12
     tilt_check: float = 4.0
@@ -252,8 +255,8 @@ class LocateResult:
 
     @property
     def trustworthy(self) -> bool:
-        """Whether correlation (or edge agreement), confidence, section size and the
-        fraction inside the volume reach the options' thresholds and no mirror twin ties."""
+        """Whether edge agreement, confidence, section size and the fraction inside the
+        volume reach the options' thresholds and no mirror twin ties."""
         return (
             self.matches
             and self.confidence >= self.options.min_confidence
@@ -265,9 +268,8 @@ class LocateResult:
 
     @property
     def matches(self) -> bool:
-        """Whether the section matches its slice: by |NCC| or, for contrasts that do not
-        correlate, by edge agreement."""
-        return abs(self.ncc) >= self.options.min_ncc or self.edges >= self.options.min_edges
+        """Whether the section matches its slice by edge agreement, whatever the contrasts."""
+        return self.edges >= self.options.min_edges
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers: score, runner-up, confidence, NCC, normal, scale, centre, symmetry
