@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from coframe.registration.locate_geometry import GridImage
 from coframe.registration.search_features import (
+    FEATURE_SIGMA,
     edge_features,
     edge_scale,
     fill_from_nearest,
@@ -32,8 +33,6 @@ from coframe.registration.search_features import (
 FLAT_TOLERANCE = 1e-3
 #: Templates correlated per FFT batch.
 TEMPLATE_BATCH = 8
-#: Gaussian smoothing (search pixels) of the edge features' derivatives.
-SCAN_SIGMA = 1.0
 #: Similarities of the scan.
 SCAN_SCORES = ("edges", "ncc")
 
@@ -103,7 +102,7 @@ def make_templates(
     arrays = np.zeros((len(maps), *((3,) if edges else ()), size, size), dtype=np.float32)
     energy = np.zeros(len(maps))
     usable = np.zeros(len(maps), dtype=bool)
-    eps = edge_scale(section.array, section.usable, SCAN_SIGMA) if edges else 0.0
+    eps = edge_scale(section.array, section.usable, FEATURE_SIGMA) if edges else 0.0
     # masked pixels take their nearest unmasked value: grid bars add no edges at their border
     source = fill_from_nearest(section.array, section.usable) if edges else section.array
     mask_of = np.zeros(len(maps), dtype=np.int64)
@@ -126,7 +125,7 @@ def make_templates(
             source, p + centre[:, None], order=1, mode="nearest"
         ).reshape(size, size)
         if edges:
-            arrays[g] = edge_features(values, inside, SCAN_SIGMA, eps)
+            arrays[g] = edge_features(values, inside, FEATURE_SIGMA, eps)
             energy[g] = float(np.sum(arrays[g] * arrays[g]))
             usable[g] = eps > 0 and energy[g] > 0
             continue
@@ -209,7 +208,7 @@ def edge_scores(
     counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
     va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
     kept = inside > 0
-    eps = edge_scale(values, kept, SCAN_SIGMA, axes=(1, 2)) if kept.any() else 0.0
+    eps = edge_scale(values, kept, FEATURE_SIGMA, axes=(1, 2)) if kept.any() else 0.0
     best = np.zeros((n_maps, n_d), dtype=np.float32)
     where = np.zeros((n_maps, n_d), dtype=np.int64)
     if eps <= 0:  # no edges in any slice (a flat region of the volume)
@@ -217,7 +216,7 @@ def edge_scores(
     # samples outside the volume take the nearest inside value (in their slice where it has
     # one): the volume's border adds no edges
     filled = fill_from_nearest(values, kept, sampling=(float(max(values.shape)), 1.0, 1.0))
-    feats = edge_features(filled, kept, SCAN_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
+    feats = edge_features(filled, kept, FEATURE_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
     fv = sfft.rfft2(feats, s=shape, workers=-1)
     f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
     fin = sfft.rfft2(inside, s=shape, workers=-1)

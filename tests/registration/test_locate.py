@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from locate_synthetic import (
+    QUICK_PIXELS,
     blob_phantom,
     extract_section,
     grid_volume,
@@ -31,9 +32,8 @@ from coframe.transforms.affine import Affine
 
 VOXEL = 1000.0
 PIXEL = 500.0
-#: The global search at 16 pixels across the section (24 by default): these phantoms need
-#: no more, and the suite stays fast.
-QUICK = LocateOptions(search_pixels=16)
+#: The phantom tests' search (see ``locate_synthetic.QUICK_PIXELS``).
+QUICK = LocateOptions(search_pixels=QUICK_PIXELS)
 SECTION = (48, 56)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from locate_synthetic import blob_phantom, extract_section, random_pose
+from locate_synthetic import QUICK, blob_phantom, extract_section, random_pose
 from typer.testing import CliRunner
 
 from coframe.app.workspace import load_workspace
@@ -15,10 +15,6 @@ from coframe.cli import app
 from coframe.registration.locate_geometry import GridImage, Pose
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
-
-#: The global search at 16 pixels across the section (24 by default): these phantoms
-#: need no more, and the suite stays fast.
-QUICK = ["--search-pixels", "16"]
 
 VOXEL = 1000.0
 PIXEL = 500.0
@@ -56,6 +52,15 @@ def non_monotonic(array: np.ndarray) -> np.ndarray:
     """
     v = (array - array.min()) / np.ptp(array)
     return (np.exp(-(((v - 0.2) / 0.1) ** 2)) + 0.3 * v).astype(np.float32)
+
+
+def _mapped_corners(runner: CliRunner, ws: Path, section: str) -> tuple[np.ndarray, np.ndarray]:
+    """Three corners of the section and where its stored edge maps them in the volume."""
+    corners = np.array([[0.0, 0.0], [0.0, SHAPE[1] * PIXEL], [SHAPE[0] * PIXEL, 0.0]])
+    args = ["points", section, "volume", json.dumps(corners.tolist()), "-w", str(ws)]
+    points = runner.invoke(app, args)
+    assert points.exit_code == 0, points.output
+    return corners, np.array(json.loads(points.stdout)["coordinates"])
 
 
 @pytest.fixture
@@ -96,12 +101,7 @@ def test_locate_stores_the_edge_and_writes_the_outputs(
     assert (edge.source, edge.target, edge.format) == ("section", "volume", "ngff")
     assert edge.provenance["metric"]["confidence"] == pytest.approx(report["confidence"], abs=1e-5)
     assert "locate" in edge.provenance["command"]
-    corners = np.array([[0.0, 0.0], [0.0, SHAPE[1] * PIXEL], [SHAPE[0] * PIXEL, 0.0]])
-    points = runner.invoke(
-        app, ["points", "section", "volume", json.dumps(corners.tolist()), "-w", str(ws)]
-    )
-    assert points.exit_code == 0, points.output
-    mapped = np.array(json.loads(points.stdout)["coordinates"])
+    corners, mapped = _mapped_corners(runner, ws, "section")
     assert np.abs(mapped - truth.apply(corners)).max() < 1.5 * VOXEL
     assert np.array(report["corners"]["volume"]).shape == (4, 3)
     # a second run refuses to overwrite
@@ -120,11 +120,7 @@ def test_a_section_of_non_monotonic_contrast_is_found_by_its_edges(
     report = json.loads(result.stdout)
     # intensities do not correlate; edges agree, and edge agreement is what the trust needs
     assert abs(report["ncc"]) < 0.6 and report["edges"] >= 0.7 and report["trustworthy"]
-    corners = np.array([[0.0, 0.0], [0.0, SHAPE[1] * PIXEL], [SHAPE[0] * PIXEL, 0.0]])
-    points = runner.invoke(
-        app, ["points", "other", "volume", json.dumps(corners.tolist()), "-w", str(ws)]
-    )
-    mapped = np.array(json.loads(points.stdout)["coordinates"])
+    corners, mapped = _mapped_corners(runner, ws, "other")
     assert np.abs(mapped - truth.apply(corners)).max() < 1.5 * VOXEL
 
 

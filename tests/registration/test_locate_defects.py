@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from locate_synthetic import blob_phantom, extract_section, random_pose
+from locate_synthetic import QUICK, blob_phantom, extract_section, random_pose
 from typer.testing import CliRunner
 
 from coframe.cli import app
@@ -20,10 +20,6 @@ from coframe.transforms.affine import Affine
 from coframe.volumes.binned import read_binned
 from coframe.volumes.open import open_volume
 from coframe.volumes.write import write_tiff
-
-#: The global search at 16 pixels across the section (24 by default): these phantoms
-#: need no more, and the suite stays fast.
-QUICK = ["--search-pixels", "16"]
 
 VOXEL = 1000.0
 PIXEL = 500.0

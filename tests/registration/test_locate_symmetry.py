@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from locate_synthetic import blob_phantom, extract_section, grid_volume
+from locate_synthetic import QUICK, QUICK_PIXELS, blob_phantom, extract_section, grid_volume
 from typer.testing import CliRunner
 
 from coframe.app.workspace import load_workspace
@@ -31,10 +31,6 @@ from coframe.registration.locate_symmetry import (
 )
 from coframe.transforms.affine import Affine
 from coframe.volumes.write import write_tiff
-
-#: The global search at 16 pixels across the section (24 by default): these phantoms
-#: need no more, and the suite stays fast.
-QUICK = ["--search-pixels", "16"]
 
 VOXEL = 1000.0
 PIXEL = 500.0
@@ -167,7 +163,9 @@ def test_an_off_midline_section_ties_with_its_mirror_twin(
     volume: GridImage, section: GridImage
 ) -> None:
     result = locate_section(
-        grid_volume(section), grid_volume(volume), LocateOptions(max_tilt=20.0, search_pixels=16)
+        grid_volume(section),
+        grid_volume(volume),
+        LocateOptions(max_tilt=20.0, search_pixels=QUICK_PIXELS),
     )
     assert [p.axis_name for p in result.symmetry] == ["x"]
     assert result.mirror is not None
@@ -199,7 +197,7 @@ def test_an_off_midline_section_ties_with_its_mirror_twin(
 def test_a_near_point_chooses_between_the_twins(volume: GridImage, section: GridImage) -> None:
     centre = off_midline_pose().apply(section.center)[0]
     options = LocateOptions(
-        max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0, search_pixels=16
+        max_tilt=20.0, near=tuple(centre + 1000.0), near_radius=3000.0, search_pixels=QUICK_PIXELS
     )
     result = locate_section(grid_volume(section), grid_volume(volume), options)
     assert result.mirror is None and not result.mirror_tie
