@@ -172,7 +172,13 @@ def _coframe(data: Path, meta: dict[str, Any], deformable: bool) -> Runner:
         runner = search["refined"][search["runner_up"]]
     info = {
         "steps": [
-            {"name": s.name, "seconds": s.seconds, "accepted": s.accepted} for s in result.steps
+            {
+                "name": s.name,
+                "seconds": s.seconds,
+                "accepted": s.accepted,
+                "metric": [_plain(s.metric_before), _plain(s.metric_after)],
+            }
+            for s in result.steps
         ],
         "search_seconds": sum(s.seconds for s in result.steps if s.name == "search"),
         "searched": search is not None,

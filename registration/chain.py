@@ -133,18 +133,18 @@ def _run_chain(
     """Run the preset's steps, removing slice drift where the preset asks for it.
 
     Without drift correction the steps simply run in order. With it, a start
-    that already aligns the images (an edge or landmarks) measures the drift
-    first; otherwise the linear steps run, the drift is measured on their
-    result, and the last linear step (and any B-spline step) runs again on
-    the corrected images. Returns the map, the step reports, the divergence
-    reason (empty if none), the Jacobian statistics, the working images and
-    the evaluator the chain ended with.
+    that already aligns the images (an edge, landmarks, nuclei or a searched
+    pose) measures the drift first; otherwise the linear steps run, the drift
+    is measured on their result, and the last linear step (and any B-spline
+    step) runs again on the corrected images. Returns the map, the step
+    reports, the divergence reason (empty if none), the Jacobian statistics,
+    the working images and the evaluator the chain ended with.
     """
     start = linear_part(start_map, fixed)
     if preset.drift.image == "none":
         result = _run_steps(Pair(fixed, moving), fixed, moving, start, preset, evaluate)
         return (*result, fixed, moving, evaluate)
-    if source in ("edge", "landmarks", "nuclei"):
+    if source in ("edge", "landmarks", "nuclei", "pose"):
         fixed, moving, evaluate, report = _correct_drift(fixed, moving, start, preset, evaluate)
         current, steps, diverged, jacobian = _run_steps(
             Pair(fixed, moving), fixed, moving, start, preset, evaluate

@@ -100,7 +100,9 @@ def register(
     Without a start (no edge, no landmarks) and with one image much smaller
     than the other, or with ``search`` in the steps, a global search finds
     the smaller image in the larger first (:func:`searching`); its best
-    hypotheses are each refined by the chain and the best refined one wins.
+    hypotheses are each refined as a pose (a similarity, or a rigid map), the
+    best refined pose wins and is judged against the runner-up, and the
+    winner alone goes on through the preset's other steps (affine, B-spline).
     Every result carries the trust gate's verdict in ``extras["trust"]``
     (:mod:`coframe.registration.trust`), and a searched one the search's
     numbers in ``extras["search"]``.
@@ -274,7 +276,11 @@ def searching(preset: Preset, moving: Volume, fixed: Volume, source: str) -> boo
 def _register_searched(
     moving: Volume, fixed: Volume, preset: Preset, reads: Reads, progress: Any
 ) -> RegistrationResult:
-    """Search, refine each hypothesis with the chain, keep the best on one common sample."""
+    """Search, refine each hypothesis as a pose, keep the best on one common sample.
+
+    The trust gate judges the winning pose against the runner-up at the same
+    model; the steps that follow (affine, B-spline) refine the believed pose.
+    """
     found = global_search(
         moving,
         fixed,
@@ -284,7 +290,8 @@ def _register_searched(
         names=reads.names,
         progress=progress,
     )
-    chain = dataclasses.replace(preset, steps=_refining_steps(preset))
+    pose_steps, later_steps = _refining_steps(preset)
+    chain = dataclasses.replace(preset, steps=pose_steps)
     results: list[RegistrationResult] = []
     refined: list[Hypothesis] = []  # the hypothesis each result started from
     failures: list[str] = []
@@ -335,6 +342,33 @@ def _register_searched(
         ),
         None,
     )
+    result = results[win]
+    if later_steps and not result.diverged:
+        # the believed pose goes on through the preset's other steps (affine, B-spline)
+        later = register_from(
+            moving,
+            fixed,
+            dataclasses.replace(preset, steps=later_steps),
+            result.transform,
+            "pose",
+            reads,
+        )
+        stretch = scale_problem(
+            linear_part(later.transform, later.fixed).linear, preset.search.scale_range
+        )
+        if stretch:  # they stretched it beyond the searched range, fitting noise: the pose stands
+            undone = [
+                dataclasses.replace(s, accepted=False, note=f"undone: {stretch}")
+                for s in later.steps
+            ]
+            result = dataclasses.replace(result, steps=(*result.steps, *undone))
+        else:
+            result = dataclasses.replace(
+                later,
+                initial=result.initial,
+                initial_source=result.initial_source,
+                steps=(*result.steps, *later.steps),
+            )
     trust = judge(
         scored[win][1],
         scored[win][2],
@@ -356,7 +390,6 @@ def _register_searched(
     summary["chosen"] = win
     summary["runner_up"] = runner
     summary["failed"] = failures
-    result = results[win]
     search_step = StepReport(
         name="search",
         metric_before=math.nan,
@@ -372,16 +405,20 @@ def _register_searched(
     return result
 
 
-def _refining_steps(preset: Preset) -> tuple[str, ...]:
-    """The chain that refines a search hypothesis: the preset's steps after the search.
+def _refining_steps(preset: Preset) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The steps that refine each search hypothesis, and those that refine the winner.
 
-    The search measured a scale; a rigid step that a scaling step follows would
-    throw it away (and be undone), so it becomes a similarity step.
+    Hypotheses are refined and compared as poses, with the search's own
+    model: a similarity when the search measured a scale and the preset
+    scales, otherwise a rigid map. Comparing them after an affine or
+    B-spline step would let a wrong place gain from fitting more freedom to
+    noise. Only the winning pose goes on through the preset's other steps.
     """
     steps = [s for s in preset.steps if s not in ("search", "nuclei", "moments")]
     scaling = preset.search.scale_range > 0 and any(s in ("similarity", "affine") for s in steps)
-    steps = ["similarity" if s == "rigid" and scaling else s for s in steps]
-    return tuple(dict.fromkeys(steps))
+    pose = "similarity" if scaling else "rigid"
+    later = tuple(s for s in steps if s not in ("rigid", "similarity"))
+    return (pose,), later
 
 
 def _search_note(found: Any, win: int, runner: int | None, scored: list[Any]) -> str:

@@ -4,8 +4,9 @@ A stored edge is a believed edge. A result is doubted, with its numbers, when
 
 - its mutual information is close to the no-alignment baseline: the same
   sample with the moving values shuffled (:data:`MIN_GAIN` times it at least);
-- the runner-up pose of a global search, refined the same way and scored on
-  the same sample, is nearly as good (:data:`RUNNER_UP_RATIO` of the gain);
+- the runner-up pose of a global search, refined the same way (both as
+  poses, before any affine or B-spline step) and scored on the same sample,
+  is nearly as good (:data:`RUNNER_UP_RATIO` of the gain);
 - too little of the sample overlaps the other image to judge
   (:data:`MIN_TRUST_OVERLAP`);
 - after a search, its linear part stretches or shrinks some direction well

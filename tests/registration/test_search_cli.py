@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from coframe.app.workspace import init_workspace, load_workspace
 from coframe.cli import app
+from coframe.registration import pipeline
 from coframe.transforms.formats.dispatch import read_transform
 
 VOXEL = 1000.0
@@ -50,7 +51,7 @@ class Crop:
 
     root: Path
     rotation: np.ndarray
-    scale: float
+    scale: float | np.ndarray  # per crop axis when anisotropic
     centre: np.ndarray  # fixed position (nm) of the crop's centre
 
     def fixed_to_moving(self, points: np.ndarray) -> np.ndarray:
@@ -75,7 +76,7 @@ def _crop(
     root: Path,
     *,
     rotation: np.ndarray,
-    scale: float,
+    scale: float | np.ndarray,
     offset: tuple[float, float, float],
     seed: int = 0,
     unrelated: bool = False,
@@ -109,9 +110,19 @@ def _register(root: Path, *args: str) -> object:
     )
 
 
-def test_search_finds_a_rotated_scaled_crop_far_from_the_centre(tmp_path: Path) -> None:
+def test_search_finds_a_rotated_scaled_crop_far_from_the_centre(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rotation = _rotation(0, 125.0) @ _rotation(1, 8.0)
     crop = _crop(tmp_path / "ws", rotation=rotation, scale=1.06, offset=(10.0, -14.0, 12.0))
+    chains: list[tuple[str, ...]] = []
+    register_from = pipeline.register_from
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        chains.append(args[2].steps)  # type: ignore[attr-defined]
+        return register_from(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "register_from", recorded)
     result = _register(crop.root, "--axis", "1,0,0", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -119,6 +130,9 @@ def test_search_finds_a_rotated_scaled_crop_far_from_the_centre(tmp_path: Path) 
     assert report["steps"][0]["name"] == "search"
     # the search measured a scale: the preset's rigid step refines it as a similarity
     assert [s["name"] for s in report["steps"]] == ["search", "similarity", "affine"]
+    # every hypothesis is refined and compared as a similarity; only the winner gets the affine
+    refined = len(report["search"]["refined"])
+    assert refined >= 2 and chains == [("similarity",)] * refined + [("affine",)]
     assert report["trust"]["trusted"] is True
     search = report["search"]
     assert search["template"] == "moving" and search["runner_up"] != search["chosen"]
@@ -129,6 +143,26 @@ def test_search_finds_a_rotated_scaled_crop_far_from_the_centre(tmp_path: Path) 
     assert np.cbrt(np.linalg.det(edge.linear)) == pytest.approx(1 / 1.06, rel=0.01)
     prov = load_workspace(crop.root).edges[0].provenance
     assert prov["trust"]["trusted"] is True and prov["search"]["orientations"] > 1
+
+
+def test_a_later_step_stretching_beyond_the_searched_range_is_undone(tmp_path: Path) -> None:
+    # 12 % along one crop axis: the similarity takes the mean stretch; the affine would fit
+    # 1.12, beyond what a 3 % search allows (0.93 to 1.08), so it is undone and the pose stands
+    stretch = np.array([1.0, 1.0, 1.12])
+    crop = _crop(tmp_path / "ws", rotation=_rotation(0, 60.0), scale=stretch, offset=(8, -10, 9))
+    result = _register(crop.root, "--axis", "1,0,0", "--set", "search.scale_range=0.03", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    names = [(s["name"], s["accepted"]) for s in report["steps"]]
+    assert names == [("search", True), ("similarity", True), ("affine", False)]
+    assert (
+        "undone" in report["steps"][-1]["note"]
+        and "scales directions" in report["steps"][-1]["note"]
+    )
+    edge = read_transform(crop.root / report["stored"], unit="nanometer").as_affine()
+    assert edge is not None
+    values = np.linalg.svd(edge.linear, compute_uv=False)
+    assert values.max() / values.min() == pytest.approx(1.0, abs=1e-6)  # a similarity
 
 
 @pytest.mark.slow

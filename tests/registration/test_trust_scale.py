@@ -1,7 +1,9 @@
-"""The trust gate's scale bounds for searched results, and the pyramid kept for small images."""
+"""The trust gate's scale bounds for searched results, the steps that refine a search's
+hypotheses, and the pyramid kept for small images."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,7 +16,9 @@ from scipy.spatial.transform import Rotation as ScipyRotation
 from coframe.registration.inputs import WorkImage
 from coframe.registration.intensity import MIN_LEVEL_VOXELS, usable_levels
 from coframe.registration.metric import Evaluator, Pair
+from coframe.registration.pipeline import _refining_steps
 from coframe.registration.preset_sections import MetricConfig
+from coframe.registration.presets import load_preset
 from coframe.registration.trust import judge, scale_bounds, scale_problem
 from coframe.transforms.affine import Affine
 
@@ -90,3 +94,24 @@ def test_levels_too_small_for_the_metric_are_skipped(
     assert coarse[0] == (expected[:-1] or (1,))
     if not expected[:-1]:
         assert coarse[1:] == ((0.0,), (20000,))
+
+
+@pytest.mark.parametrize(
+    ("steps", "scale_range", "pose", "later"),
+    [
+        (("moments", "rigid", "affine"), 0.1, ("similarity",), ("affine",)),
+        (("search", "rigid", "similarity", "affine", "bspline"), 0.1, ("similarity",),
+         ("affine", "bspline")),
+        (("rigid", "affine"), 0.0, ("rigid",), ("affine",)),
+        (("search", "rigid"), 0.1, ("rigid",), ()),
+        (("nuclei", "bspline"), 0.1, ("rigid",), ("bspline",)),
+    ],
+)  # fmt: skip
+def test_hypotheses_are_refined_as_poses_and_the_rest_runs_on_the_winner(
+    steps: tuple[str, ...], scale_range: float, pose: tuple[str, ...], later: tuple[str, ...]
+) -> None:
+    preset = load_preset("multimodal")
+    preset = dataclasses.replace(
+        preset, steps=steps, search=dataclasses.replace(preset.search, scale_range=scale_range)
+    )
+    assert _refining_steps(preset) == (pose, later)
