@@ -4,7 +4,7 @@
   for the SimpleITK dense-field peer: it must equal the B-spline evaluated point
   by point, and SimpleITK through it must give the same voxels as through the
   B-spline transform itself.
-- ``benchmarks/locate.py``: the Wilson interval and the other contrast.
+- ``benchmarks/locate.py``: the Wilson interval, the other contrast and the section defects.
 """
 
 from __future__ import annotations
@@ -67,3 +67,23 @@ def test_wilson_interval_and_other_contrast() -> None:
     out = locate.other_contrast(values)
     steps = np.sign(np.diff(out))
     assert (steps > 0).any() and (steps < 0).any()  # not monotonic, so not just inverted
+
+
+def test_section_defects_hide_about_a_fifth_and_leave_the_rest_alone() -> None:
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        image = (rng.random((160, 140)) + 1.0).astype(np.float32)  # tissue in [1, 2)
+        out, fractions = locate.add_defects(image, np.random.default_rng(seed))
+        again, _ = locate.add_defects(image, np.random.default_rng(seed))
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert np.array_equal(out, again)  # seeded
+        assert 0.12 <= fractions["bars"] <= 0.19
+        assert fractions["fold"] <= 0.07 and fractions["dirt"] <= 0.06
+        assert 0.15 <= sum(fractions.values()) <= 0.3
+        # the bars are opaque: darker than every tissue value, and flat
+        dark = out < 0.8
+        assert fractions["bars"] <= dark.mean() <= sum(fractions.values())
+        # outside the bars, the fold and the dirt only the knife chatter (+-8 %) changed values
+        changed = np.abs(out / image - 1.0) > 0.08 + 1e-5
+        assert changed.mean() <= sum(fractions.values()) + 1e-9
+        assert changed.mean() >= fractions["bars"]
