@@ -110,7 +110,13 @@ def other_contrast(array: np.ndarray) -> np.ndarray:
     return (np.exp(-(((v - 0.55) / 0.2) ** 2)) + 0.3 * v).astype(np.float32)
 
 
-def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+#: The defects :func:`add_defects` can add.
+DEFECTS = ("chatter", "fold", "dirt", "bars")
+
+
+def add_defects(
+    image: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] = DEFECTS
+) -> tuple[np.ndarray, dict[str, float]]:
     """A section as a TEM grid shows it: grid bars, a fold, dirt and knife chatter.
 
     - Grid bars: one opaque bar along each axis, 7-9 % of the side wide, at the
@@ -123,7 +129,8 @@ def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
 
     Returns the damaged image and the fraction of its area each defect covers
     (bars are what an automatic mask should find; the fold and dirt are the
-    "wrong" area a robust score must tolerate).
+    "wrong" area a robust score must tolerate). ``kinds`` picks the defects;
+    the random draws are the same whichever are picked.
     """
     h, w = image.shape
     out = image.astype(np.float64)
@@ -132,7 +139,9 @@ def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     # chatter: periodic thickness changes along the cutting direction
     period = rng.uniform(0.05, 0.15) * min(h, w)
-    out = out * (1.0 + 0.08 * np.sin(2 * np.pi * yy / period + rng.uniform(0, 2 * np.pi)))
+    phase = rng.uniform(0, 2 * np.pi)
+    if "chatter" in kinds:
+        out = out * (1.0 + 0.08 * np.sin(2 * np.pi * yy / period + phase))
     # a fold: pixels within half a width of a line, doubled and darkened
     angle = rng.uniform(0, np.pi)
     normal = np.array([np.cos(angle), np.sin(angle)])
@@ -143,6 +152,7 @@ def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     my = np.clip(yy - 2 * (d + width / 2) * normal[0], 0, h - 1)
     mx = np.clip(xx - 2 * (d + width / 2) * normal[1], 0, w - 1)
     mirrored = ndimage.map_coordinates(out, [my, mx], order=1)
+    fold &= "fold" in kinds
     out = np.where(fold, 0.5 * (out + mirrored) - 0.35 * span, out)
     # dirt: dark specks
     dirt = np.zeros((h, w), bool)
@@ -150,6 +160,7 @@ def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
         r = rng.uniform(0.02, 0.05) * min(h, w)
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         dirt |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    dirt &= "dirt" in kinds
     out = np.where(dirt, low - 0.1 * span + rng.normal(0, 0.02 * span, out.shape), out)
     # grid bars: opaque, at the dark level with read noise
     bars = np.zeros((h, w), bool)
@@ -159,6 +170,7 @@ def add_defects(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
         index: list[Any] = [slice(None), slice(None)]
         index[axis] = slice(start, start + bar)
         bars[tuple(index)] = True
+    bars &= "bars" in kinds
     out = np.where(bars, low - 0.3 * span + rng.normal(0, 0.01 * span, out.shape), out)
     fractions = {
         "bars": float(bars.mean()),

@@ -60,7 +60,11 @@ from coframe.registration.locate_inputs import (
     read_section_image,
     volume_extent,
 )
-from coframe.registration.locate_mask import MASK_PIXELS, section_with_mask, with_mask
+from coframe.registration.locate_mask import (
+    MASK_PIXELS,
+    masked_coarser,
+    section_with_mask,
+)
 from coframe.registration.locate_refine import (
     RefineSettings,
     inside_fraction,
@@ -181,10 +185,14 @@ def locate_section(
     sec_w = section_with_mask(
         read_section_image(section, s_w, name=section_name), user_mask, fine, name=section_name
     )
-    usable_w = None
-    if sec_w.mask is not None:
-        usable_w = GridImage(sec_w.usable.astype(np.float32), sec_w.spacing, sec_w.origin)
-    sec_a = with_mask(read_section_image(section, s_a, name=section_name), usable_w)
+
+    def coarser(spacing: float) -> GridImage:
+        """The section at a search spacing: from the file, or from the masked working grid."""
+        if sec_w.mask is not None:  # grid bars must not be averaged into the tissue beside them
+            return masked_coarser(sec_w, spacing)
+        return read_section_image(section, spacing, name=section_name)
+
+    sec_a = coarser(s_a)
     if min(sec_a.shape) < 4:
         raise RegistrationError(
             f"section {section_name!r} spans only {min(sec_a.shape)} pixels at the search "
@@ -228,7 +236,7 @@ def locate_section(
     timings["global"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sec_b = with_mask(read_section_image(section, s_b, name=section_name), usable_w)
+    sec_b = coarser(s_b)
     local = _local_stage(reader, sec_b, seeds, s_a, s_b, opts)
     timings["local"] = time.perf_counter() - t0
 

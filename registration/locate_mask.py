@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from coframe.core.errors import RegistrationError
 from coframe.registration.locate_geometry import MASK_KEEP, GridImage, resample_grid
+from coframe.registration.search_features import fill_from_nearest
 
 #: Values within this fraction of the robust range of the darkest (or brightest) count as extreme.
 EXTREME = 0.08
@@ -89,6 +90,23 @@ def with_mask(grid: GridImage, fractions: GridImage | None) -> GridImage:
     return GridImage(grid.array, grid.spacing, grid.origin, mask_on(grid, fractions))
 
 
+def masked_coarser(section: GridImage, spacing: float) -> GridImage:
+    """A masked section at a coarser spacing, its masked pixels filled before averaging.
+
+    Averaged down with its grid bars in, the section would darken the usable
+    pixels beside them and draw edges along every bar, edges the volume does
+    not have. Each masked pixel first takes its nearest usable value, so the
+    bars vanish from the image and only the mask says where they were.
+    """
+    if section.mask is None:
+        return resample_grid(section, spacing)
+    filled = GridImage(
+        fill_from_nearest(section.array, section.usable), section.spacing, section.origin
+    )
+    usable = GridImage(section.usable.astype(np.float32), section.spacing, section.origin)
+    return with_mask(resample_grid(filled, spacing), usable)
+
+
 def section_with_mask(
     section: GridImage,
     user_mask: GridImage | None,
@@ -97,6 +115,10 @@ def section_with_mask(
     name: str = "section",
 ) -> GridImage:
     """The section with its mask set: grid bars and empty film, and the user's mask.
+
+    Where grid bars or film were found, the working values come from the fine
+    image with them filled (:func:`masked_coarser`), so that no bar is
+    averaged into the tissue beside it.
 
     Parameters
     ----------
@@ -128,8 +150,16 @@ def section_with_mask(
     if user_mask is not None:
         usable &= mask_on(section, user_mask)
     if fine is not None:
-        auto = auto_section_mask(fine.array).astype(np.float32)
-        usable &= mask_on(section, GridImage(auto, fine.spacing, fine.origin))
+        auto = auto_section_mask(fine.array)
+        usable &= mask_on(section, GridImage(auto.astype(np.float32), fine.spacing, fine.origin))
+        if not auto.all():  # the tissue beside the bars, averaged from the fine image without them
+            smooth = masked_coarser(
+                GridImage(fine.array, fine.spacing, fine.origin, auto),
+                float(np.mean(section.spacing)),
+            )
+            idx = smooth.to_index(section.points()).T
+            values = ndimage.map_coordinates(smooth.array, idx, order=1, mode="nearest")
+            values = values.reshape(section.shape).astype(np.float32)
     fraction = float(usable.mean())
     if fraction < MIN_USABLE:
         raise RegistrationError(
@@ -144,4 +174,4 @@ def section_with_mask(
             f"contrast; check the mask (--section-mask, --no-auto-mask)"
         )
     mask = None if usable.all() else usable
-    return GridImage(section.array, section.spacing, section.origin, mask)
+    return GridImage(values, section.spacing, section.origin, mask)
