@@ -204,7 +204,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist() if value.size <= 64 else f"array{value.shape}"
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN (a search step has no metric before it)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)[:200]
