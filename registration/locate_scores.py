@@ -15,6 +15,7 @@ under every in-plane map, at every in-plane translation of every slice by FFT:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,29 @@ class Templates:
     def size(self) -> int:
         """Side of the square templates, in pixels."""
         return 2 * self.half + 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """``(U,)`` pixels in each footprint."""
+        return self.masks.reshape(len(self.masks), -1).sum(axis=1)
+
+    def overlaps(
+        self, inside: np.ndarray, spectra: np.ndarray, shape: tuple[int, int]
+    ) -> tuple[Iterator[np.ndarray], tuple[int, int]]:
+        """The share of each footprint inside the volume at every valid placement on a stack.
+
+        Returns the ``(D, A', B')`` fractions of one footprint after another
+        (``spectra`` holds the footprints' spectra), made as they are taken,
+        and the valid extent ``(A', B')`` of the placements.
+        """
+        valid = (inside.shape[1] - self.size + 1, inside.shape[2] - self.size + 1)
+        counts = self.counts
+        fin = sfft.rfft2(inside, s=shape, workers=-1)
+        shares = (
+            _correlate(fin, spectra[u][None], shape)[:, : valid[0], : valid[1]] / counts[u]
+            for u in range(len(spectra))
+        )
+        return shares, valid
 
 
 def make_templates(
@@ -154,17 +178,15 @@ def ncc_scores(
     """Best absolute masked NCC, its sign and its position, per (map, slice)."""
     ft_conj, fm = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
-    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
-    va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
+    counts = tpl.counts
+    overlaps, (va, vb) = tpl.overlaps(inside, fm, shape)
     fs = sfft.rfft2(values, s=shape, workers=-1)
     fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
-    fin = sfft.rfft2(inside, s=shape, workers=-1)
     # 1 / denominator on the full FFT grid, 0 where the template does not fit
     inv_den = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
-    for u in range(len(fm)):
+    for u, overlap in enumerate(overlaps):
         sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
         sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
-        overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
         var = sum2 - sum1 * sum1 / counts[u]
         ok = (overlap >= min_overlap) & (var > flat * counts[u])
         inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
@@ -205,8 +227,6 @@ def edge_scores(
     """
     ft_conj, fm = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
-    counts = tpl.masks.reshape(len(tpl.masks), -1).sum(axis=1)
-    va, vb = values.shape[1] - tpl.size + 1, values.shape[2] - tpl.size + 1
     kept = inside > 0
     eps = edge_scale(values, kept, FEATURE_SIGMA, axes=(1, 2)) if kept.any() else 0.0
     best = np.zeros((n_maps, n_d), dtype=np.float32)
@@ -219,11 +239,10 @@ def edge_scores(
     feats = edge_features(filled, kept, FEATURE_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
     fv = sfft.rfft2(feats, s=shape, workers=-1)
     f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
-    fin = sfft.rfft2(inside, s=shape, workers=-1)
+    overlaps, (va, vb) = tpl.overlaps(inside, fm, shape)
     energy_v = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
     ok_at = np.zeros((len(fm), n_d, *shape), dtype=bool)
-    for u in range(len(fm)):
-        overlap = _correlate(fin, fm[u][None], shape)[:, :va, :vb] / counts[u]
+    for u, overlap in enumerate(overlaps):
         energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape)[:, :va, :vb]
         ok_at[u, :, :va, :vb] = overlap >= min_overlap
     for g in range(n_maps):
