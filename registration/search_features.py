@@ -146,16 +146,49 @@ def indicators(array: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
-def padded_rfft3(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def padded_rfft3(array: np.ndarray, shape: tuple[int, ...], workers: int = -1) -> np.ndarray:
     """``rfftn(array, s=shape)`` over the last three axes, skipping the zero padding.
 
     A template is small and its padded grid large: transforming one axis at a
     time, each over only the rows the data reaches so far, spares most of the
     work on zeros (the result is the same spectrum).
     """
-    out = sfft.rfft(array, n=shape[-1], axis=-1, workers=-1)
-    out = sfft.fft(out, n=shape[-2], axis=-2, workers=-1, overwrite_x=True)
-    return sfft.fft(out, n=shape[-3], axis=-3, workers=-1, overwrite_x=True)
+    out = sfft.rfft(array, n=shape[-1], axis=-1, workers=workers)
+    out = sfft.fft(out, n=shape[-2], axis=-2, workers=workers, overwrite_x=True)
+    return sfft.fft(out, n=shape[-3], axis=-3, workers=workers, overwrite_x=True)
+
+
+def padded_rfft3_into(
+    array: np.ndarray, shape: tuple[int, ...], out: np.ndarray, workers: int = -1
+) -> np.ndarray:
+    """:func:`padded_rfft3` of one 3D ``array`` written into ``out`` and returned.
+
+    ``out`` is a complex64 ``(S0, S1, S2 // 2 + 1)`` buffer for the padded
+    grid ``shape = (S0, S1, S2)``; reused from one template to the next, it spares the
+    allocation and zero-filling of a new padded array for every transform
+    (the forward transforms run in place in it).
+    """
+    t0, t1 = array.shape[0], array.shape[1]
+    out[:t0, :t1] = sfft.rfft(array, n=shape[-1], axis=-1, workers=workers)
+    out[:t0, t1:] = 0
+    sfft.fft(out[:t0], axis=1, workers=workers, overwrite_x=True)
+    out[t0:] = 0
+    sfft.fft(out, axis=0, workers=workers, overwrite_x=True)
+    return out
+
+
+def cropped_irfft3(
+    spectrum: np.ndarray, shape: tuple[int, ...], size: Sequence[int], workers: int = -1
+) -> np.ndarray:
+    """``irfftn(spectrum, s=shape)[:size[0], :size[1], :size[2]]``, transforming only what is kept.
+
+    The valid translations of a large template fill a small corner of the
+    padded grid: after each axis's inverse transform only the kept rows go on
+    to the next axis.
+    """
+    out = sfft.ifft(spectrum, axis=0, workers=workers)[: size[0]]
+    out = sfft.ifft(out, axis=1, workers=workers, overwrite_x=True)[:, : size[1]]
+    return sfft.irfft(out, n=shape[2], axis=2, workers=workers)[:, :, : size[2]]
 
 
 def joint_information(
@@ -164,6 +197,7 @@ def joint_information(
     shape: tuple[int, ...],
     box: tuple[slice, ...],
     stride: int = 1,
+    workers: int = -1,
 ) -> np.ndarray:
     """Mutual information (nats) of every ``stride``-th translation, from bin indicator spectra.
 
@@ -177,7 +211,7 @@ def joint_information(
     counts = np.empty((template_conj.shape[0], target.shape[0], *size), np.float32)
     for a in range(template_conj.shape[0]):
         for b in range(target.shape[0]):
-            corr = sfft.irfftn(template_conj[a] * target[b], s=shape, workers=-1)[box]
+            corr = sfft.irfftn(template_conj[a] * target[b], s=shape, workers=workers)[box]
             counts[a, b] = np.maximum(corr, 0.0)
     total = counts.sum(axis=(0, 1))
     total = np.where(total > 0, total, 1.0)

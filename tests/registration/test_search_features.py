@@ -10,12 +10,14 @@ from scipy import ndimage
 
 from coframe.registration.search_features import (
     bin_edges,
+    cropped_irfft3,
     edge_features,
     fill_from_nearest,
     gradients,
     indicators,
     joint_information,
     padded_rfft3,
+    padded_rfft3_into,
 )
 
 
@@ -36,6 +38,11 @@ def test_padded_spectrum_is_the_padded_rfftn(
     got = padded_rfft3(array, shape)
     assert got.shape == expected.shape
     assert np.allclose(got, expected, atol=1e-4 * float(np.abs(expected).max()))
+    # the same spectrum written into a reused buffer, whatever it held before
+    out = np.full(expected.shape[1:], 7 + 3j, np.complex64)
+    for c in range(channels):
+        assert padded_rfft3_into(array[c], shape, out) is out
+        assert np.allclose(out, expected[c], atol=1e-4 * float(np.abs(expected).max()))
 
 
 def test_joint_information_of_the_true_shift_is_the_largest() -> None:
@@ -84,3 +91,21 @@ def test_masked_pixels_take_the_nearest_kept_value() -> None:
     np.testing.assert_array_equal(filled[:, :2], array[:, :2])
     np.testing.assert_array_equal(filled[:, 2:], np.repeat(array[:, 1:2], 3, axis=1))
     assert fill_from_nearest(array, np.zeros((5, 5), bool)) is array
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.tuples(*[st.integers(2, 14)] * 3),
+    keep=st.tuples(*[st.floats(0.05, 1.0)] * 3),
+    seed=st.integers(0, 2**16),
+)
+def test_cropped_inverse_is_the_corner_of_the_full_inverse(
+    shape: tuple[int, int, int], keep: tuple[float, float, float], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    spectrum = sfft.rfftn(rng.normal(size=shape))
+    size = tuple(max(1, int(round(k * n))) for k, n in zip(keep, shape, strict=True))
+    expected = sfft.irfftn(spectrum, s=shape)[: size[0], : size[1], : size[2]]
+    got = cropped_irfft3(spectrum, shape, size)
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, atol=1e-9)
