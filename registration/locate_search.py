@@ -7,7 +7,8 @@ searched at once. The similarity (:mod:`~coframe.registration.locate_scores`)
 is ``edges``, which survives any relation between the two contrasts, or
 ``ncc``, which survives inversion only. Footprints of in-plane maps that
 differ by a symmetry of the section rectangle are shared, so the local sums
-under them are computed once per normal and footprint.
+under them are computed once per normal and footprint. Normals are scanned
+side by side on one thread per core (:mod:`~coframe.registration.parallel`).
 
 Poses, images and orientations are those of
 :mod:`~coframe.registration.locate_geometry` (numpy axis order, physical units).
@@ -39,6 +40,7 @@ from coframe.registration.locate_scores import (
     make_templates,
     ncc_scores,
 )
+from coframe.registration.parallel import ordered_map, threads_for
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,10 @@ def sample_stack(
     return values, inside.astype(np.float32)
 
 
+#: One normal's best score, sign and section centre per (in-plane map, slice).
+_Row = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class ScanResult:
     """Best score per (normal, in-plane map, slice) of a scan.
@@ -229,10 +235,10 @@ def scan(
     half, size = tpls[scores[0]].half, tpls[scores[0]].size
     fill = float(volume.array.mean())
     flat = (FLAT_TOLERANCE * (float(volume.array.std()) or 1.0)) ** 2
-    rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {k: [] for k in scores}
-    used: list[tuple[np.ndarray, np.ndarray]] = []
     spectra: dict[tuple[str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
-    for i, n in enumerate(normals):
+
+    def one(i: int) -> tuple[dict[str, _Row], tuple[np.ndarray, np.ndarray]]:
+        n = normals[i]
         e1, e2 = plane_basis(n) if bases is None else bases[i]
         region = volume_region(volume, n, e1, e2) if regions is None else regions[i]
         d = _axis_values(*region.d_range, d_step)
@@ -246,8 +252,9 @@ def scan(
         values, inside = sample_stack(volume, region.origin, n, e1, e2, d, a, b, fill)
         values -= fill
         shape = (sfft.next_fast_len(len(a), real=True), sfft.next_fast_len(len(b), real=True))
+        out: dict[str, _Row] = {}
         for kind, tpl in tpls.items():
-            if (kind, shape) not in spectra:
+            if (kind, shape) not in spectra:  # threads may both make it: the same arrays
                 spectra[kind, shape] = (
                     np.conj(sfft.rfft2(tpl.arrays, s=shape, axes=(-2, -1), workers=-1)),
                     sfft.rfft2(tpl.masks, s=shape, workers=-1),
@@ -268,12 +275,20 @@ def scan(
                 + a[ia + half][..., None] * e1
                 + b[ib + half][..., None] * e2
             )
-            rows[kind].append((best, sign, centres))
-        used.append((e1, e2))
+            out[kind] = (best, sign, centres)
+        return out, (e1, e2)
+
+    # normals are independent: scanned side by side, taken in order
+    rows: dict[str, list[_Row]] = {k: [] for k in scores}
+    used: list[tuple[np.ndarray, np.ndarray]] = []
+    for row, basis in ordered_map(one, range(len(normals)), threads_for(len(normals))):
+        for kind in scores:
+            rows[kind].append(row[kind])
+        used.append(basis)
     return {kind: _stacked(rows[kind], len(maps)) for kind in scores}, used
 
 
-def _stacked(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_maps: int) -> ScanResult:
+def _stacked(rows: list[_Row], n_maps: int) -> ScanResult:
     """One :class:`ScanResult` from the rows of every normal (offsets padded with 0)."""
     n_d = max(r[0].shape[1] for r in rows)
     scores = np.zeros((len(rows), n_maps, n_d), dtype=np.float32)

@@ -7,27 +7,24 @@ target found for every translation at once: the normalised correlation of
 edge features, or the mutual information of quantised intensities. The
 best position of each pose becomes a :class:`Hypothesis`.
 
-Templates are independent, and the FFTs and resampling release the GIL, so
-they are scored on a small thread pool (one per core), each thread with its
-own reused spectrum buffers; the results are consumed in order, so a scan is
-deterministic whatever the thread count.
+Templates are independent: they are scored on one thread per core
+(:mod:`~coframe.registration.parallel`), each thread with its own reused
+spectrum buffers, and taken in order, so a scan is deterministic whatever the
+thread count.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
 from coframe.registration.locate_geometry import GridImage
+from coframe.registration.parallel import ordered_map, threads_for
 from coframe.registration.search_features import (
     FEATURE_SIGMA,
     cropped_irfft3,
@@ -44,8 +41,6 @@ from coframe.transforms.affine import Affine
 MIN_INSIDE = 0.7
 #: Positions sampled per orientation to estimate the score of unaligned poses.
 BASELINE_SAMPLES = 64
-#: Most threads a scan uses (each holds a few spectra of the target's size).
-MAX_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -241,32 +236,6 @@ def allowed_box(
     return axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]
 
 
-def scan_threads(tasks: int) -> int:
-    """Threads for ``tasks`` templates: one per usable core, at most :data:`MAX_THREADS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_THREADS, tasks))
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def _in_order(
-    pool: ThreadPoolExecutor | None, work: Callable[[_T], _R], items: Iterable[_T], window: int
-) -> Iterator[_R]:
-    """``map(work, items)`` on ``pool`` (serially without one), at most ``window`` in flight."""
-    if pool is None:
-        yield from map(work, items)
-        return
-    pending: deque[Future[_R]] = deque()
-    for item in items:
-        pending.append(pool.submit(work, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def scan(
     target: Target,
     small: GridImage,
@@ -290,7 +259,7 @@ def scan(
     background: list[float] = []
     allowed_cache: dict[tuple[int, int, int], np.ndarray] = {}
     poses = [(i, rotation, scale) for i, rotation in enumerate(rotations) for scale in scales]
-    threads = scan_threads(len(poses))
+    threads = threads_for(len(poses))
     workers = 1 if threads > 1 else -1  # templates in parallel, or each FFT on every core
 
     def one(pose: tuple[int, np.ndarray, float]) -> tuple[Template, Any]:
@@ -300,26 +269,22 @@ def scan(
             allowed = allowed_cache.setdefault(tpl.half, allowed_box(target, tpl.half, lo, hi))
         return tpl, scores(target, tpl, allowed, stride, workers)
 
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
-    try:
-        results = _in_order(pool, one, poses, 2 * threads)
-        for (i, rotation, scale), (tpl, got) in zip(poses, results, strict=True):
-            if got is not None:
-                score, ok = got
-                flat = int(np.argmax(score))
-                best = float(score.flat[flat])
-                if best > 0:
-                    corner = np.array(np.unravel_index(flat, score.shape))
-                    centre = target.index_to_point(corner + np.asarray(tpl.half))
-                    found.append(Hypothesis(rotation, scale, centre, small.center, best))
-                    valid = np.flatnonzero(ok)
-                    if valid.size:
-                        size = min(BASELINE_SAMPLES, valid.size)
-                        picks = rng.choice(valid, size=size, replace=False)
-                        background.extend(score.flat[picks].tolist())
-            if progress is not None and scale == scales[-1]:
-                progress(i + 1, len(rotations))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    for (i, rotation, scale), (tpl, got) in zip(
+        poses, ordered_map(one, poses, threads), strict=True
+    ):
+        if got is not None:
+            score, ok = got
+            flat = int(np.argmax(score))
+            best = float(score.flat[flat])
+            if best > 0:
+                corner = np.array(np.unravel_index(flat, score.shape))
+                centre = target.index_to_point(corner + np.asarray(tpl.half))
+                found.append(Hypothesis(rotation, scale, centre, small.center, best))
+                valid = np.flatnonzero(ok)
+                if valid.size:
+                    size = min(BASELINE_SAMPLES, valid.size)
+                    picks = rng.choice(valid, size=size, replace=False)
+                    background.extend(score.flat[picks].tolist())
+        if progress is not None and scale == scales[-1]:
+            progress(i + 1, len(rotations))
     return found, background

@@ -210,3 +210,31 @@ def test_pose_errors_measure_tilt_offset_and_shift() -> None:
     assert err["normal_deg"] == pytest.approx(3.0)
     assert err["offset"] == pytest.approx(2.0) and err["offset_voxels"] == pytest.approx(1.0)
     assert err["in_plane"] == pytest.approx(4.0)
+
+
+def test_the_scan_gives_the_same_scores_on_any_number_of_threads(
+    phantom: GridImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coframe.registration import locate_search
+
+    section, _ = _section(phantom, 5)
+    coarse = resample_grid(section, 2 * VOXEL)
+    volume = resample_grid(phantom, 2 * VOXEL)
+    normals = fibonacci_cap((1.0, 0.0, 0.0), 40.0, 12.0)
+    maps = in_plane_maps(np.arange(0.0, 360.0, 30.0), mirror=False)
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(locate_search, "threads_for", lambda tasks, t=threads: min(t, tasks))
+        got, bases = locate_search.scan(volume, coarse, normals, maps, scores=("edges", "ncc"))
+        runs.append((got, bases))
+    (one, one_bases), (many, many_bases) = runs
+    assert len(normals) > 3
+    for kind in ("edges", "ncc"):
+        assert one[kind].scores.any()
+        assert np.array_equal(one[kind].scores, many[kind].scores)
+        assert np.array_equal(one[kind].signs, many[kind].signs)
+        assert np.array_equal(one[kind].centres, many[kind].centres)
+    assert all(
+        np.array_equal(a, c) and np.array_equal(b, d)
+        for (a, b), (c, d) in zip(one_bases, many_bases, strict=True)
+    )

@@ -23,7 +23,7 @@ def _phantom() -> tuple[GridImage, GridImage]:
 
 
 def _scan(threads: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
-    monkeypatch.setattr(search_scan, "scan_threads", lambda tasks: min(threads, tasks))
+    monkeypatch.setattr(search_scan, "threads_for", lambda tasks: min(threads, tasks))
     big, small = _phantom()
     target = search_scan.Target.build(big, None, edge_scale(big.array, None, FEATURE_SIGMA), 3)
     rotations = np.stack([axis_rotation((1.0, 0.0, 0.0), a) for a in (0.0, 30.0, 60.0, 90.0)])
