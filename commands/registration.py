@@ -119,7 +119,7 @@ def locate_cmd(
         str | None, opt("2D mask of SECTION (image name or file; nonzero = tissue to match).")
     ] = None,
     auto_mask: Annotated[
-        bool, opt("Mask grid bars and empty film.", "--auto-mask/--no-auto-mask")
+        bool, opt("Mask grid bars, empty film and folds.", "--auto-mask/--no-auto-mask")
     ] = True,
     search_pixels: Annotated[
         int,

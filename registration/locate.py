@@ -114,8 +114,8 @@ def locate_section(
         Names used in error messages.
     section_mask
         The user's 2D mask of the section (nonzero = tissue to match), placed
-        in the section's physical (y, x); grid bars and empty film are also
-        masked when ``options.auto_mask`` is set.
+        in the section's physical (y, x); grid bars, empty film and folds are
+        also masked when ``options.auto_mask`` is set.
 
     Returns
     -------
@@ -179,7 +179,7 @@ def locate_section(
         check_section(section_mask, "--section-mask")
         user_mask = read_section_image(section_mask, s_w, name="--section-mask", binary=True)
     fine = None
-    if opts.auto_mask:  # grid bars and film are found finer than the working spacing
+    if opts.auto_mask:  # grid bars, film and folds are found finer than the working spacing
         s_m = min(s_w, max(sec_pixel, float(size.max()) / MASK_PIXELS))
         fine = read_section_image(section, s_m, name=section_name)
     sec_w = section_with_mask(

@@ -2,9 +2,11 @@
 
 TEM sections lie on grids whose bars hide parts of the image (large, flat,
 dark regions) and may show empty film or holes (large, flat, bright or
-saturated regions). Neither matches anything in the volume: they are masked
-out of every score. :func:`auto_section_mask` finds them on the section at
-the working spacing; :func:`section_with_mask` combines that with a user's
+saturated regions). A section may also fold: a straight band where it lies
+doubled, darker than the tissue beside it along its whole length
+(:func:`fold_mask`). None of these matches anything in the volume: they are
+masked out of every score. :func:`auto_section_mask` finds them on the
+section at a fine spacing; :func:`section_with_mask` combines that with a user's
 mask and refuses a section with too little left to match.
 """
 
@@ -27,9 +29,23 @@ MIN_REGION = 0.005
 MASK_PIXELS = 1024
 #: Smallest fraction of the section that must stay usable.
 MIN_USABLE = 0.25
+#: A fold is darker than the tissue beside it by at least this fraction of the section's range.
+FOLD_DEPTH = 0.24
+#: ... and at least this share of its pixels are darker than the tissue beside it.
+FOLD_CONSISTENCY = 0.85
+#: ... and its mean darkness stands this many robust deviations out of its direction's profile.
+FOLD_CONTRAST = 6.0
+#: Widest fold looked for, as a fraction of the section's longer side.
+FOLD_WIDTH = 0.15
+#: Folds looked for per section.
+MAX_FOLDS = 2
+#: Pixels across the longer side where folds are looked for.
+FOLD_PIXELS = 256
+#: Pixels (at that size) added to a fold's mask on either side.
+FOLD_MARGIN = 2
 
 
-def auto_section_mask(image: np.ndarray, *, window: int = 3) -> np.ndarray:
+def bars_and_film(image: np.ndarray, *, window: int = 3) -> np.ndarray:
     """Pixels that are not grid bar or empty film (True = usable).
 
         A pixel is masked when it lies in a connected region, at least
@@ -67,6 +83,143 @@ def auto_section_mask(image: np.ndarray, *, window: int = 3) -> np.ndarray:
     # the local deviation window straddles a region's edge: widen it back, and a pixel more
     masked = ndimage.binary_dilation(big[labels], np.ones((3, 3), bool), iterations=window // 2 + 1)
     return ~masked
+
+
+def auto_section_mask(image: np.ndarray, *, window: int = 3) -> np.ndarray:
+    """Pixels that show tissue (True): not grid bar, empty film (:func:`bars_and_film`) or fold
+    (:func:`fold_mask`)."""
+    usable = bars_and_film(image, window=window)
+    return usable & fold_mask(image, usable)
+
+
+def _binned(image: np.ndarray, usable: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means of the usable pixels in ``factor``-square blocks, and the fully usable blocks."""
+    if factor == 1:
+        return image, usable.copy()
+    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    weights = usable[:h, :w].astype(np.float64)
+    shape = (h // factor, factor, w // factor, factor)
+    sums = (image[:h, :w] * weights).reshape(shape).sum(axis=(1, 3))
+    counts = weights.reshape(shape).sum(axis=(1, 3))
+    return np.where(counts > 0, sums / np.maximum(counts, 1.0), 0.0), counts >= factor * factor
+
+
+def _line_sums(values: np.ndarray, along: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and sums of ``values`` in unit bins of ``along`` (each split between two bins)."""
+    k = np.floor(along).astype(np.int64)
+    frac = along - k
+    counts = np.bincount(k, 1.0 - frac, length + 2) + np.bincount(k + 1, frac, length + 2)
+    sums = np.bincount(k, values * (1.0 - frac), length + 2)
+    sums += np.bincount(k + 1, values * frac, length + 2)
+    return counts, sums
+
+
+def _darkest_band(
+    small: np.ndarray, keep: np.ndarray, yy: np.ndarray, xx: np.ndarray, length: int
+) -> tuple[float, float, float, float] | None:
+    """The straight band, over every direction, whose mean is furthest below its neighbours'.
+
+    Returns ``(angle, lo, hi, depth)``: the band's normal angle (radians,
+    ``y cos + x sin``), its extent along that normal (pixels from the
+    centre) and how much darker it is than the median line beside it; None
+    when no direction has a band that stands out (:data:`FOLD_CONTRAST`).
+    """
+    values, py, px = small[keep], yy[keep], xx[keep]
+    best: tuple[float, float, float, float] | None = None
+    for angle in np.deg2rad(np.arange(0.0, 180.0, 1.0)):
+        counts, sums = _line_sums(
+            values, py * np.cos(angle) + px * np.sin(angle) + length / 2, length
+        )
+        rows = np.flatnonzero(counts >= 0.3 * counts.max())
+        if rows.size < 20:
+            continue
+        profile = sums[rows] / counts[rows]
+        beside = ndimage.median_filter(profile, size=max(9, rows.size // 5) | 1, mode="nearest")
+        dark = beside - profile
+        spread = 1.4826 * float(np.median(np.abs(dark - np.median(dark)))) + 1e-12
+        j = int(np.argmax(dark))
+        depth = float(dark[j])
+        if depth < FOLD_CONTRAST * spread or (best is not None and depth <= best[3]):
+            continue
+        lo = hi = j  # the contiguous lines at least half as dark
+        while lo > 0 and dark[lo - 1] > 0.5 * depth and rows[lo - 1] == rows[lo] - 1:
+            lo -= 1
+        while hi < rows.size - 1 and dark[hi + 1] > 0.5 * depth and rows[hi + 1] == rows[hi] + 1:
+            hi += 1
+        best = (float(angle), rows[lo] - length / 2, rows[hi] - length / 2, depth)
+    return best
+
+
+def fold_mask(image: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
+    """Pixels outside the section's folds (True), found as straight dark bands.
+
+    Where a section folds it lies doubled: a straight band across it, a few
+    per cent of its side wide, that stops more electrons than the tissue
+    beside it along its whole length, and whose content (two layers on top of
+    each other) matches nothing in the volume. For every direction the
+    section's usable pixels (away from grid bars) are averaged along lines;
+    the band whose lines are darkest against their neighbours is a fold when
+    it is at least :data:`FOLD_DEPTH` of the section's range darker, stands
+    out of its direction's profile (:data:`FOLD_CONTRAST`), is at most
+    :data:`FOLD_WIDTH` of the side wide, and at least
+    :data:`FOLD_CONSISTENCY` of its pixels are darker than the tissue beside
+    it (a line through one dark structure is not). Up to :data:`MAX_FOLDS`
+    are masked, each widened by :data:`FOLD_MARGIN` pixels of that grid on either side.
+
+    Parameters
+    ----------
+    image
+        The section (2D).
+    usable
+        Pixels that count (grid bars and film left out), or None for all.
+    """
+    a = np.asarray(image, dtype=np.float64)
+    usable = np.ones(a.shape, bool) if usable is None else np.asarray(usable, bool)
+    factor = max(1, int(np.ceil(max(a.shape) / FOLD_PIXELS)))
+    small, keep = _binned(a, usable, factor)
+    if not keep.all():  # away from the blurred edges of grid bars
+        keep = ~ndimage.binary_dilation(~keep, iterations=2)
+    out = np.ones(a.shape, dtype=bool)
+    if keep.sum() < 400:
+        return out
+    lo, hi = np.percentile(small[keep], [1.0, 99.0])
+    span = float(hi - lo)
+    if span <= 0:
+        return out
+    yy, xx = np.indices(small.shape, dtype=np.float64)
+    yy -= (small.shape[0] - 1) / 2.0
+    xx -= (small.shape[1] - 1) / 2.0
+    # the same lines on the full image: pixel centres in the binned grid's coordinates
+    big_y, big_x = np.indices(a.shape, dtype=np.float64)
+    big_y = (big_y + 0.5) / factor - 0.5 - (small.shape[0] - 1) / 2.0
+    big_x = (big_x + 0.5) / factor - 0.5 - (small.shape[1] - 1) / 2.0
+    length = int(np.ceil(np.hypot(*small.shape))) + 2
+    for _ in range(MAX_FOLDS):
+        band = _darkest_band(small, keep, yy, xx, length)
+        if band is None:
+            break
+        angle, b_lo, b_hi, depth = band
+        along = yy * np.cos(angle) + xx * np.sin(angle)
+        inner = keep & (along >= b_lo) & (along <= b_hi)
+        beside = (
+            keep
+            & (np.abs(along - (b_lo + b_hi) / 2) <= (b_hi - b_lo) / 2 + 7)
+            & ~((along >= b_lo - 1) & (along <= b_hi + 1))
+        )
+        if not inner.any() or not beside.any():
+            break
+        consistent = float(np.mean(small[inner] < np.median(small[beside])))
+        if (
+            depth < FOLD_DEPTH * span
+            or b_hi - b_lo + 1 > FOLD_WIDTH * max(small.shape)
+            or consistent < FOLD_CONSISTENCY
+        ):
+            break
+        # widened: the lines at half the depth leave out the fold's blurred edges
+        keep &= ~((along >= b_lo - FOLD_MARGIN) & (along <= b_hi + FOLD_MARGIN))
+        along_big = big_y * np.cos(angle) + big_x * np.sin(angle)
+        out &= ~((along_big >= b_lo - FOLD_MARGIN) & (along_big <= b_hi + FOLD_MARGIN))
+    return out
 
 
 def mask_on(grid: GridImage, fractions: GridImage) -> np.ndarray:

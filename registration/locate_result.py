@@ -91,7 +91,7 @@ class LocateOptions:
     distinct_voxels
         Centre distance (working voxels) beyond which two poses are distinct.
     auto_mask
-        Mask grid bars and empty film of the section automatically
+        Mask grid bars, empty film and folds of the section automatically
         (:func:`~coframe.registration.locate_mask.auto_section_mask`).
     min_inside
         Poses that place less than this fraction of the section's unmasked

@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 import tifffile
 from locate_synthetic import QUICK, blob_phantom, extract_section, random_pose
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from coframe.cli import app
 from coframe.registration.locate_geometry import GridImage, Pose, pose_errors, resample_grid
 from coframe.registration.locate_inputs import read_section_image
-from coframe.registration.locate_mask import auto_section_mask, masked_coarser, section_with_mask
+from coframe.registration.locate_mask import (
+    auto_section_mask,
+    fold_mask,
+    masked_coarser,
+    section_with_mask,
+)
 from coframe.transforms.affine import Affine
 from coframe.volumes.binned import read_binned
 from coframe.volumes.open import open_volume
@@ -143,6 +149,59 @@ def test_the_automatic_mask_finds_grid_bars_and_keeps_tissue(phantom: GridImage)
     bar = barred == barred.min()
     assert not usable[bar].any()
     assert usable[~bar].mean() > 0.85
+
+
+def _tissue(seed: int, size: int = 160) -> np.ndarray:
+    """A textured section: smoothed noise at two scales, as cells and their organelles."""
+    rng = np.random.default_rng(seed)
+    coarse = ndimage.gaussian_filter(rng.normal(size=(size, size)), 6.0)
+    fine = ndimage.gaussian_filter(rng.normal(size=(size, size)), 1.5)
+    return (coarse / coarse.std() + 0.5 * fine / fine.std()).astype(np.float32)
+
+
+def _fold(
+    image: np.ndarray, angle: float, width: float, offset: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` folded along a straight band: doubled (mirrored onto itself) and darkened."""
+    h, w = image.shape
+    yy, xx = np.indices(image.shape, dtype=float)
+    normal = np.array([np.cos(angle), np.sin(angle)])
+    d = (yy - h / 2) * normal[0] + (xx - w / 2) * normal[1] - offset
+    band = np.abs(d) <= width / 2
+    mirrored = ndimage.map_coordinates(
+        image,
+        [yy - 2 * (d + width / 2) * normal[0], xx - 2 * (d + width / 2) * normal[1]],
+        order=1,
+        mode="nearest",
+    )
+    span = float(np.ptp(image))
+    return np.where(band, 0.5 * (image + mirrored) - 0.35 * span, image), band
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_fold_is_masked_and_plain_tissue_is_not(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    tissue = _tissue(seed)
+    assert fold_mask(tissue).all()  # no fold, nothing masked
+    folded, band = _fold(tissue, rng.uniform(0, np.pi), rng.uniform(5, 9), rng.uniform(-30, 30))
+    kept = fold_mask(folded)
+    assert 1.0 - kept[band].mean() >= 0.95  # the fold is masked ...
+    assert (~kept & ~band).mean() <= 0.03  # ... with a margin of a pixel or two
+    # behind grid bars too: the bars are found first, the fold among what they leave
+    barred = folded.copy()
+    barred[:, 40:52] = barred[100:112, :] = folded.min() - float(np.ptp(folded))
+    usable = auto_section_mask(barred)
+    bar = barred == barred.min()
+    assert not usable[bar].any() and usable[band & ~bar].mean() <= 0.05, usable[band & ~bar].mean()
+    assert usable[~bar & ~band].mean() > 0.9
+
+
+def test_one_dark_structure_is_not_a_fold() -> None:
+    tissue = _tissue(7)
+    yy, xx = np.indices(tissue.shape)
+    blob = (yy - 60) ** 2 + (xx - 90) ** 2 <= 15**2  # a nucleus-sized dark disc
+    dark = np.where(blob, tissue - 0.4 * float(np.ptp(tissue)), tissue)
+    assert fold_mask(dark).all()
 
 
 def test_grid_bars_are_not_averaged_into_the_tissue_beside_them(phantom: GridImage) -> None:
