@@ -15,7 +15,7 @@ under every in-plane map, at every in-plane translation of every slice by FFT:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,8 +92,7 @@ class Templates:
         counts = self.counts
         fin = sfft.rfft2(inside, s=shape, workers=-1)
         shares = (
-            _correlate(fin, spectra[u][None], shape)[:, : valid[0], : valid[1]] / counts[u]
-            for u in range(len(spectra))
+            _correlate(fin, spectra[u][None], shape, valid) / counts[u] for u in range(len(spectra))
         )
         return shares, valid
 
@@ -162,8 +161,16 @@ def make_templates(
     return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
 
 
-def _correlate(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return sfft.irfft2(fa * np.conj(fb), s=shape, workers=-1)
+def _correlate(
+    fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]
+) -> np.ndarray:
+    """The correlation of two spectra on ``shape``, its first ``valid`` rows and columns only.
+
+    The valid placements fill a corner of the padded grid: only its rows go
+    on to the last axis's inverse transform.
+    """
+    rows = sfft.ifft(fa * np.conj(fb), axis=-2, workers=-1)[..., : valid[0], :]
+    return sfft.irfft(rows, n=shape[-1], axis=-1, workers=-1)[..., : valid[1]]
 
 
 def ncc_scores(
@@ -174,19 +181,25 @@ def ncc_scores(
     shape: tuple[int, int],
     min_overlap: float,
     flat: float,
+    overlaps: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best absolute masked NCC, its sign and its position, per (map, slice)."""
+    """Best absolute masked NCC, its sign and its position, per (map, slice).
+
+    ``overlaps`` are the footprints' shares inside the volume
+    (:meth:`Templates.overlaps`) when already made for another score.
+    """
     ft_conj, fm = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
     counts = tpl.counts
-    overlaps, (va, vb) = tpl.overlaps(inside, fm, shape)
+    shares, (va, vb) = tpl.overlaps(inside, fm, shape)
+    overlaps = shares if overlaps is None else overlaps
     fs = sfft.rfft2(values, s=shape, workers=-1)
     fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
     # 1 / denominator on the full FFT grid, 0 where the template does not fit
     inv_den = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
     for u, overlap in enumerate(overlaps):
-        sum1 = _correlate(fs, fm[u][None], shape)[:, :va, :vb]
-        sum2 = _correlate(fs2, fm[u][None], shape)[:, :va, :vb]
+        sum1 = _correlate(fs, fm[u][None], shape, (va, vb))
+        sum2 = _correlate(fs2, fm[u][None], shape, (va, vb))
         var = sum2 - sum1 * sum1 / counts[u]
         ok = (overlap >= min_overlap) & (var > flat * counts[u])
         inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
@@ -217,13 +230,15 @@ def edge_scores(
     spectra: tuple[np.ndarray, np.ndarray],
     shape: tuple[int, int],
     min_overlap: float,
+    overlaps: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best normalised edge-feature correlation and its position, per (map, slice).
 
     The score of a placement is ``sum F_v . F_t / sqrt(max(E_v, E_t / 4) E_t)``
     (``E`` the feature energies under the footprint), as in ``register``'s
     3D search: 1 when every edge of the section meets an edge of the same
-    direction, whatever the two contrasts are.
+    direction, whatever the two contrasts are. ``overlaps`` as in
+    :func:`ncc_scores`.
     """
     ft_conj, fm = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
@@ -239,11 +254,12 @@ def edge_scores(
     feats = edge_features(filled, kept, FEATURE_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
     fv = sfft.rfft2(feats, s=shape, workers=-1)
     f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
-    overlaps, (va, vb) = tpl.overlaps(inside, fm, shape)
+    shares, (va, vb) = tpl.overlaps(inside, fm, shape)
+    overlaps = shares if overlaps is None else overlaps
     energy_v = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
     ok_at = np.zeros((len(fm), n_d, *shape), dtype=bool)
     for u, overlap in enumerate(overlaps):
-        energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape)[:, :va, :vb]
+        energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape, (va, vb))
         ok_at[u, :, :va, :vb] = overlap >= min_overlap
     for g in range(n_maps):
         e_t = float(tpl.energy[g]) if tpl.energy is not None else 0.0

@@ -236,6 +236,11 @@ def scan(
     fill = float(volume.array.mean())
     flat = (FLAT_TOLERANCE * (float(volume.array.std()) or 1.0)) ** 2
     spectra: dict[tuple[str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
+    first = tpls[scores[0]]
+    same_footprints = all(
+        np.array_equal(t.masks, first.masks) and np.array_equal(t.mask_of, first.mask_of)
+        for t in tpls.values()
+    )
 
     def one(i: int) -> tuple[dict[str, _Row], tuple[np.ndarray, np.ndarray]]:
         n = normals[i]
@@ -259,13 +264,18 @@ def scan(
                     np.conj(sfft.rfft2(tpl.arrays, s=shape, axes=(-2, -1), workers=-1)),
                     sfft.rfft2(tpl.masks, s=shape, workers=-1),
                 )
+        shared = None  # the footprints' shares inside the volume, made once for both scores
+        if len(tpls) > 1 and same_footprints:
+            made, _ = first.overlaps(inside, spectra[scores[0], shape][1], shape)
+            shared = list(made)
+        for kind, tpl in tpls.items():
             if kind == "edges":
                 best, sign, where = edge_scores(
-                    values, inside, tpl, spectra[kind, shape], shape, min_overlap
+                    values, inside, tpl, spectra[kind, shape], shape, min_overlap, shared
                 )
             else:
                 best, sign, where = ncc_scores(
-                    values, inside, tpl, spectra[kind, shape], shape, min_overlap, flat
+                    values, inside, tpl, spectra[kind, shape], shape, min_overlap, flat, shared
                 )
             best[~tpl.usable] = 0.0
             ia, ib = np.unravel_index(where, shape)

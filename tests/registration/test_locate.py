@@ -212,13 +212,16 @@ def test_pose_errors_measure_tilt_offset_and_shift() -> None:
     assert err["in_plane"] == pytest.approx(4.0)
 
 
-def test_the_scan_gives_the_same_scores_on_any_number_of_threads(
+def test_the_scan_gives_the_same_scores_on_any_number_of_threads_and_alone(
     phantom: GridImage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from coframe.registration import locate_search
 
     section, _ = _section(phantom, 5)
     coarse = resample_grid(section, 2 * VOXEL)
+    bar = np.ones(coarse.shape, bool)
+    bar[:, 4:7] = False  # a grid bar: every in-plane map gets a footprint of its own
+    coarse = GridImage(coarse.array, coarse.spacing, coarse.origin, bar)
     volume = resample_grid(phantom, 2 * VOXEL)
     normals = fibonacci_cap((1.0, 0.0, 0.0), 40.0, 12.0)
     maps = in_plane_maps(np.arange(0.0, 360.0, 30.0), mirror=False)
@@ -238,3 +241,23 @@ def test_the_scan_gives_the_same_scores_on_any_number_of_threads(
         np.array_equal(a, c) and np.array_equal(b, d)
         for (a, b), (c, d) in zip(one_bases, many_bases, strict=True)
     )
+    # the footprint overlaps both scores share give each the scores it has alone
+    for kind in ("edges", "ncc"):
+        alone, _ = locate_search.scan(volume, coarse, normals, maps, scores=(kind,))
+        assert np.array_equal(alone[kind].scores, one[kind].scores)
+
+
+@pytest.mark.parametrize("shape", [(20, 17), (32, 30), (9, 8)])
+def test_the_cropped_correlation_is_the_corner_of_the_full_one(shape: tuple[int, int]) -> None:
+    import scipy.fft as sfft
+
+    from coframe.registration.locate_scores import _correlate
+
+    rng = np.random.default_rng(shape[0])
+    fa = sfft.rfft2(rng.normal(size=(3, *shape)))
+    fb = sfft.rfft2(rng.normal(size=shape))[None]
+    full = sfft.irfft2(fa * np.conj(fb), s=shape)
+    for valid in [(5, 4), shape, (1, 1)]:
+        got = _correlate(fa, fb, shape, valid)
+        assert got.shape == (3, *valid)
+        assert np.allclose(got, full[:, : valid[0], : valid[1]])
