@@ -161,16 +161,26 @@ def make_templates(
     return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
 
 
-def _correlate(
-    fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]
-) -> np.ndarray:
-    """The correlation of two spectra on ``shape``, its first ``valid`` rows and columns only.
+def _corner(spectrum: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]) -> np.ndarray:
+    """``irfft2(spectrum, s=shape)``, its first ``valid`` rows and columns only.
 
     The valid placements fill a corner of the padded grid: only its rows go
     on to the last axis's inverse transform.
     """
-    rows = sfft.ifft(fa * np.conj(fb), axis=-2, workers=-1)[..., : valid[0], :]
+    rows = sfft.ifft(spectrum, axis=-2, workers=-1)[..., : valid[0], :]
     return sfft.irfft(rows, n=shape[-1], axis=-1, workers=-1)[..., : valid[1]]
+
+
+def _correlate(
+    fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]
+) -> np.ndarray:
+    """The correlation of two spectra on ``shape`` at the ``valid`` placements."""
+    return _corner(fa * np.conj(fb), shape, valid)
+
+
+def _on_grid(where: np.ndarray, valid: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Flat indices of the valid placements as flat indices of the padded grid."""
+    return (where // valid[1]) * shape[1] + where % valid[1]
 
 
 def ncc_scores(
@@ -195,31 +205,32 @@ def ncc_scores(
     overlaps = shares if overlaps is None else overlaps
     fs = sfft.rfft2(values, s=shape, workers=-1)
     fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
-    # 1 / denominator on the full FFT grid, 0 where the template does not fit
-    inv_den = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
+    # 1 / denominator at the valid placements, 0 where the template is not judged
+    inv_den = np.zeros((len(fm), n_d, va, vb), dtype=np.float32)
     for u, overlap in enumerate(overlaps):
         sum1 = _correlate(fs, fm[u][None], shape, (va, vb))
         sum2 = _correlate(fs2, fm[u][None], shape, (va, vb))
         var = sum2 - sum1 * sum1 / counts[u]
         ok = (overlap >= min_overlap) & (var > flat * counts[u])
-        inv_den[u, :, :va, :vb] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
+        inv_den[u] = np.where(ok, 1.0 / np.sqrt(np.where(ok, var, 1.0)), 0.0)
     best = np.zeros((n_maps, n_d), dtype=np.float32)
     sign = np.ones((n_maps, n_d), dtype=np.float32)
     where = np.zeros((n_maps, n_d), dtype=np.int64)
     for g0 in range(0, n_maps, TEMPLATE_BATCH):
         g1 = min(g0 + TEMPLATE_BATCH, n_maps)
-        ncc = sfft.irfft2(fs[None] * ft_conj[g0:g1, None], s=shape, workers=-1)
+        ncc = _corner(fs[None] * ft_conj[g0:g1, None], shape, (va, vb))
         for j in range(g1 - g0):
             ncc[j] *= inv_den[tpl.mask_of[g0 + j]]
         flat_ncc = ncc.reshape(g1 - g0, n_d, -1)
         hi = np.argmax(flat_ncc, axis=2)
         lo = np.argmin(flat_ncc, axis=2)
-        v_hi = np.take_along_axis(flat_ncc, hi[..., None], axis=2)[..., 0]
-        v_lo = np.take_along_axis(flat_ncc, lo[..., None], axis=2)[..., 0]
+        # 0 where nothing is judged: a correlation of one sign only still has 0 as the other
+        v_hi = np.maximum(np.take_along_axis(flat_ncc, hi[..., None], axis=2)[..., 0], 0.0)
+        v_lo = np.minimum(np.take_along_axis(flat_ncc, lo[..., None], axis=2)[..., 0], 0.0)
         neg = -v_lo > v_hi
         best[g0:g1] = np.where(neg, -v_lo, v_hi)
         sign[g0:g1] = np.where(neg, -1.0, 1.0)
-        where[g0:g1] = np.where(neg, lo, hi)
+        where[g0:g1] = _on_grid(np.where(neg, lo, hi), (va, vb), shape)
     return best, sign, where
 
 
@@ -256,11 +267,11 @@ def edge_scores(
     f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
     shares, (va, vb) = tpl.overlaps(inside, fm, shape)
     overlaps = shares if overlaps is None else overlaps
-    energy_v = np.zeros((len(fm), n_d, *shape), dtype=np.float32)
-    ok_at = np.zeros((len(fm), n_d, *shape), dtype=bool)
+    energy_v = np.zeros((len(fm), n_d, va, vb), dtype=np.float32)
+    ok_at = np.zeros((len(fm), n_d, va, vb), dtype=bool)
     for u, overlap in enumerate(overlaps):
-        energy_v[u, :, :va, :vb] = _correlate(f_energy, fm[u][None], shape, (va, vb))
-        ok_at[u, :, :va, :vb] = overlap >= min_overlap
+        energy_v[u] = _correlate(f_energy, fm[u][None], shape, (va, vb))
+        ok_at[u] = overlap >= min_overlap
     for g in range(n_maps):
         e_t = float(tpl.energy[g]) if tpl.energy is not None else 0.0
         if e_t <= 0:
@@ -268,10 +279,12 @@ def edge_scores(
         acc = fv[0] * ft_conj[g, 0][None]
         for c in range(1, fv.shape[0]):
             acc += fv[c] * ft_conj[g, c][None]
-        num = sfft.irfft2(acc, s=shape, workers=-1)
+        num = _corner(acc, shape, (va, vb))
         u = tpl.mask_of[g]
         den = np.sqrt(np.maximum(energy_v[u], 0.25 * e_t) * e_t)
         score = np.where(ok_at[u], num / den, 0.0).reshape(n_d, -1)
-        where[g] = np.argmax(score, axis=1)
-        best[g] = np.take_along_axis(score, where[g][:, None], axis=1)[:, 0]
+        at = np.argmax(score, axis=1)
+        where[g] = _on_grid(at, (va, vb), shape)
+        # 0 where nothing scores above it (the padded grid's unjudged placements score 0)
+        best[g] = np.maximum(np.take_along_axis(score, at[:, None], axis=1)[:, 0], 0.0)
     return best, np.ones_like(best), where
