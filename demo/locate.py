@@ -94,7 +94,7 @@ def demo_locate_step(directory: Path, sample: Any) -> str:
         comp = result.compression
         lines.append(
             f"  compression {comp['compression']:.1%} along {comp['angle']:.0f}° from the "
-            f"section's y axis (truth {tem.compression:.0%} along 0°); grid bars and film "
-            f"masked: {result.masked:.0%} of the section"
+            f"section's y axis (truth {tem.compression:.0%} along 0°); grid bars, film and "
+            f"folds masked: {result.masked:.0%} of the section"
         )
     return "\n".join(lines)
