@@ -25,6 +25,7 @@ from scipy import ndimage
 from coframe.registration.locate_geometry import GridImage
 from coframe.registration.search_features import (
     FEATURE_SIGMA,
+    cropped_irfft,
     edge_features,
     edge_scale,
     fill_from_nearest,
@@ -90,11 +91,13 @@ class Templates:
         """
         valid = (inside.shape[1] - self.size + 1, inside.shape[2] - self.size + 1)
         counts = self.counts
-        fin = sfft.rfft2(inside, s=shape, workers=-1)
-        shares = (
-            _correlate(fin, spectra[u][None], shape, valid) / counts[u] for u in range(len(spectra))
-        )
-        return shares, valid
+
+        def shares() -> Iterator[np.ndarray]:  # nothing is transformed until one is taken
+            fin = sfft.rfft2(inside, s=shape, workers=-1)
+            for u in range(len(spectra)):
+                yield _correlate(fin, spectra[u][None], shape, valid) / counts[u]
+
+        return shares(), valid
 
 
 def make_templates(
@@ -161,21 +164,11 @@ def make_templates(
     return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
 
 
-def _corner(spectrum: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]) -> np.ndarray:
-    """``irfft2(spectrum, s=shape)``, its first ``valid`` rows and columns only.
-
-    The valid placements fill a corner of the padded grid: only its rows go
-    on to the last axis's inverse transform.
-    """
-    rows = sfft.ifft(spectrum, axis=-2, workers=-1)[..., : valid[0], :]
-    return sfft.irfft(rows, n=shape[-1], axis=-1, workers=-1)[..., : valid[1]]
-
-
 def _correlate(
     fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int], valid: tuple[int, int]
 ) -> np.ndarray:
     """The correlation of two spectra on ``shape`` at the ``valid`` placements."""
-    return _corner(fa * np.conj(fb), shape, valid)
+    return cropped_irfft(fa * np.conj(fb), shape, valid)
 
 
 def _on_grid(where: np.ndarray, valid: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
@@ -218,7 +211,7 @@ def ncc_scores(
     where = np.zeros((n_maps, n_d), dtype=np.int64)
     for g0 in range(0, n_maps, TEMPLATE_BATCH):
         g1 = min(g0 + TEMPLATE_BATCH, n_maps)
-        ncc = _corner(fs[None] * ft_conj[g0:g1, None], shape, (va, vb))
+        ncc = cropped_irfft(fs[None] * ft_conj[g0:g1, None], shape, (va, vb))
         for j in range(g1 - g0):
             ncc[j] *= inv_den[tpl.mask_of[g0 + j]]
         flat_ncc = ncc.reshape(g1 - g0, n_d, -1)
@@ -279,7 +272,7 @@ def edge_scores(
         acc = fv[0] * ft_conj[g, 0][None]
         for c in range(1, fv.shape[0]):
             acc += fv[c] * ft_conj[g, c][None]
-        num = _corner(acc, shape, (va, vb))
+        num = cropped_irfft(acc, shape, (va, vb))
         u = tpl.mask_of[g]
         den = np.sqrt(np.maximum(energy_v[u], 0.25 * e_t) * e_t)
         score = np.where(ok_at[u], num / den, 0.0).reshape(n_d, -1)

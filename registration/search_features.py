@@ -177,18 +177,22 @@ def padded_rfft3_into(
     return out
 
 
-def cropped_irfft3(
+def cropped_irfft(
     spectrum: np.ndarray, shape: tuple[int, ...], size: Sequence[int], workers: int = -1
 ) -> np.ndarray:
-    """``irfftn(spectrum, s=shape)[:size[0], :size[1], :size[2]]``, transforming only what is kept.
+    """``irfftn(spectrum, s=shape)`` over the last ``len(shape)`` axes, its first ``size`` only.
 
-    The valid translations of a large template fill a small corner of the
+    The valid placements of a large template fill a small corner of the
     padded grid: after each axis's inverse transform only the kept rows go on
-    to the next axis.
+    to the next axis. Leading axes (channels, slices) are carried along.
     """
-    out = sfft.ifft(spectrum, axis=0, workers=workers)[: size[0]]
-    out = sfft.ifft(out, axis=1, workers=workers, overwrite_x=True)[:, : size[1]]
-    return sfft.irfft(out, n=shape[2], axis=2, workers=workers)[:, :, : size[2]]
+    first = spectrum.ndim - len(shape)
+    out = spectrum
+    for j in range(len(shape) - 1):
+        out = sfft.ifft(out, axis=first + j, workers=workers, overwrite_x=j > 0)
+        out = out[(slice(None),) * (first + j) + (slice(0, size[j]),)]
+    out = sfft.irfft(out, n=shape[-1], axis=-1, workers=workers)
+    return out[..., : size[-1]]
 
 
 def joint_information(

@@ -27,7 +27,7 @@ from coframe.registration.locate_geometry import GridImage
 from coframe.registration.parallel import ordered_map, threads_for
 from coframe.registration.search_features import (
     FEATURE_SIGMA,
-    cropped_irfft3,
+    cropped_irfft,
     edge_features,
     indicators,
     joint_information,
@@ -210,13 +210,13 @@ def scores(
             np.multiply(spectrum, target.spectra[0], out=acc)
         else:
             acc += np.multiply(spectrum, target.spectra[c], out=product)
-    num = cropped_irfft3(acc, shape, valid_shape, workers)
+    num = cropped_irfft(acc, shape, valid_shape, workers)
     fw = padded_rfft3_into(tpl.footprint.astype(np.float32), shape, spectrum, workers)
     np.conjugate(fw, out=fw)
     np.multiply(fw, target.energy, out=product)
-    energy_s = cropped_irfft3(product, shape, valid_shape, workers)
+    energy_s = cropped_irfft(product, shape, valid_shape, workers)
     np.multiply(fw, target.inside, out=product)
-    inside = cropped_irfft3(product, shape, valid_shape, workers)
+    inside = cropped_irfft(product, shape, valid_shape, workers)
     inside /= count
     floor = 0.25 * energy_t
     score = num / np.sqrt(np.maximum(energy_s, floor) * energy_t)
