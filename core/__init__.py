@@ -1,4 +1,4 @@
-"""The leaf layer: the error hierarchy, length units and atomic file writes.
+"""The leaf layer: the error hierarchy, length units, atomic file writes and compiling.
 
 Imports nothing of coframe; every other package may import it.
 
@@ -6,7 +6,8 @@ Imports nothing of coframe; every other package may import it.
   each message naming the bad value, what was expected and the flag that fixes it;
 - :mod:`coframe.core.units`: length unit names (nm, µm, mm, Å...) and factors;
 - :mod:`coframe.core.atomic`: writes through a temporary file and a rename, and
-  the refusal to overwrite without ``--force``.
+  the refusal to overwrite without ``--force``;
+- :mod:`coframe.core.jit`: numba compilation with an on-disk cache where one is writable.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ import numba
 import numpy as np
 import SimpleITK as sitk
 
+from coframe.core.jit import cached_jit
 from coframe.resampling.chain import SplineLead
 
 #: Data types the kernel resamples (source and output alike): 8- to 32-bit
@@ -154,19 +155,7 @@ def _sample(flat, cx, cy, cz, sx, sy, sz):  # pragma: no cover - compiled
     )
 
 
-def _cached_jit(**options: Any) -> Any:
-    """``numba.njit`` keeping compiled code on disk, or not where no cache directory is writable."""
-
-    def decorate(fn: Any) -> Any:
-        try:
-            return numba.njit(cache=True, **options)(fn)
-        except RuntimeError:  # numba found no writable cache location (read-only install)
-            return numba.njit(**options)(fn)
-
-    return decorate
-
-
-@_cached_jit(nogil=True, boundscheck=False)
+@cached_jit(nogil=True, boundscheck=False)
 def _trilinear_affine(src, out, m, g, lo, hi, z0, z1):  # pragma: no cover - compiled
     nz, ny, nx = out.shape
     sz, sy, sx = src.shape
@@ -297,7 +286,7 @@ def _node(p, origin, inv):  # pragma: no cover - compiled
     return b, f - b
 
 
-@_cached_jit(nogil=True, boundscheck=False)
+@cached_jit(nogil=True, boundscheck=False)
 def _trilinear_displaced(src, out, disp, m, g, lo, hi, z0, z1):  # pragma: no cover - compiled
     """Each output voxel centre ``p`` samples the source at ``m @ (p + field(p)) + offset``.
 

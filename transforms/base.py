@@ -167,6 +167,21 @@ class Transform(ABC):
         """
         raise NotInvertibleError(f"{type(self).__name__} has no inverse")
 
+    def _solve_inverse(
+        self, targets: np.ndarray, start: np.ndarray, tol: float, max_iter: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Solve ``_apply(x) = targets`` point by point (:func:`newton_solve`).
+
+        A map with a faster solver of its own (a compiled one, an exact
+        Jacobian) overrides this; :class:`NumericalInverse` calls it.
+
+        Returns
+        -------
+        tuple
+            Solutions ``(N, d)`` and residual norms ``(N,)``.
+        """
+        return newton_solve(self._apply, targets, start, tol, max_iter)
+
     def then(self, other: Transform) -> Transform:
         """Compose: apply ``self`` first, then ``other``.
 
@@ -350,7 +365,8 @@ class NumericalInverse(Transform):
     """The inverse of an invertible nonlinear map, solved point by point.
 
     Each point ``y`` is mapped to the ``x`` with ``forward(x) == y``, found by
-    damped Newton iterations with a finite-difference Jacobian, starting from
+    damped Newton iterations (the forward map's own solver, by default
+    :func:`newton_solve` with a finite-difference Jacobian), starting from
     ``initial(y)`` (or ``y``). :meth:`apply_with_residual` reports the
     remaining error ``|forward(x) - y|``; :meth:`apply` raises when it exceeds
     ``tol`` for any point.
@@ -402,9 +418,7 @@ class NumericalInverse(Transform):
 
     def _solve(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the solutions and the residual norm of every target."""
-        return newton_solve(
-            self.forward._apply, targets, self._start(targets), self.tol, self.max_iter
-        )
+        return self.forward._solve_inverse(targets, self._start(targets), self.tol, self.max_iter)
 
     def apply_with_residual(self, points: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Map points and report the inversion residual of each.

@@ -19,6 +19,7 @@ import numpy as np
 
 from coframe.core.errors import DimensionError, TransformError
 from coframe.transforms.base import NumericalInverse, Transform, check_unit_factor, frozen_array
+from coframe.transforms.bspline_solve import solve_inverse
 
 #: Spline order (cubic), as in SimpleITK's default ``BSplineTransform``.
 ORDER = 3
@@ -231,8 +232,14 @@ class BSpline(Transform):
     def _apply(self, points: np.ndarray) -> np.ndarray:
         return points + self.displacement(points)
 
+    def _solve_inverse(
+        self, targets: np.ndarray, start: np.ndarray, tol: float, max_iter: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Newton iterations compiled, with the exact Jacobian (:mod:`~.bspline_solve`)."""
+        return solve_inverse(self, targets, start, tol, max_iter)
+
     def inverse(self, tol: float | None = None, max_iter: int = 50) -> NumericalInverse:
-        """The numerical inverse (damped Newton, see :class:`NumericalInverse`).
+        """The numerical inverse (damped Newton, compiled, see :class:`NumericalInverse`).
 
         Parameters
         ----------

@@ -161,7 +161,7 @@ def test_compiles_where_no_cache_directory_is_writable(monkeypatch: pytest.Monke
     """A read-only install with no writable home: the kernel compiles per process instead."""
     from numba.core import caching
 
-    from coframe.resampling.kernel import _cached_jit
+    from coframe.core.jit import cached_jit
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
 
@@ -170,7 +170,7 @@ def test_compiles_where_no_cache_directory_is_writable(monkeypatch: pytest.Monke
 
     with pytest.raises(RuntimeError, match="no locator"):
         numba.njit(cache=True)(twice)
-    assert _cached_jit(nogil=True)(twice)(3.0) == 6.0
+    assert cached_jit(nogil=True)(twice)(3.0) == 6.0
 
 
 @pytest.mark.parametrize("with_affine", [True, False])
