@@ -17,7 +17,8 @@ Three resampling methods give the same result:
 
 - ``kernel``: linear interpolation onto a 3D grid through an affine, or a
   leading B-spline (made a dense field per piece) and at most one affine,
-  by coframe's compiled kernel (:mod:`coframe.resampling.kernel`), which
+  or a B-spline's inverse between affines (solved per voxel into a dense
+  field per piece), by coframe's compiled kernel (:mod:`coframe.resampling.kernel`), which
   computes SimpleITK's values voxel for voxel, several times faster.
 - ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
   converted once per process (:mod:`coframe.resampling.chain`: affine
@@ -45,10 +46,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from coframe.resampling.chain import (
+    InverseLead,
     SplineLead,
     inverse_tolerance,
     map_points_checked,
     piece_displacement,
+    piece_inverse_displacement,
     piece_transform,
     prepare_chain,
 )
@@ -210,6 +213,11 @@ def _kernel_piece(
     displacement, affine = None, prepared
     if isinstance(prepared, SplineLead):
         displacement = piece_displacement(prepared, out_origin, job.grid.voxel_size, shape)
+        affine = prepared.rest
+    elif isinstance(prepared, InverseLead):
+        displacement = piece_inverse_displacement(
+            prepared, out_origin, job.grid.voxel_size, shape, job.slab_points
+        )
         affine = prepared.rest
     matrix, offset = (np.eye(3), np.zeros(3)) if affine is None else linear_affine_of(affine)
     return resample_linear_affine(

@@ -16,6 +16,14 @@ displacement field on the piece's own grid, which ITK then reads at its
 nodes: the same points, the same values. The compiled kernel
 (:mod:`coframe.resampling.kernel`) takes the same field as an array
 (:func:`piece_displacement`) and reads it as ITK does.
+
+A chain through the inverse of such a B-spline between affines (X-ray ->
+FIB-SEM read backwards: the FIB-SEM resampled into the X-ray's frame) is an
+:class:`InverseLead`: per piece, every voxel centre's inverse is solved
+(:mod:`coframe.transforms.bspline_solve`, compiled) in slabs into a dense
+displacement field on the piece's grid (:func:`piece_inverse_displacement`),
+NaN where no solution lies within half an output voxel, and the kernel reads
+that field as it reads a B-spline's.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from coframe.transforms.affine import Affine
 from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
@@ -135,12 +144,98 @@ def spline_lead(t: Transform) -> tuple[np.ndarray, np.ndarray, BSpline, list[Tra
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class InverseLead:
+    """A chain ``rest(spline^-1(pre(p)))``: a B-spline's inverse, made a dense field per piece.
+
+    Parameters
+    ----------
+    pre
+        The affine applied first (often the identity).
+    inverse
+        The B-spline's numerical inverse.
+    rest
+        SimpleITK transform of the affine applied after the inverse, or ``None``.
+    """
+
+    pre: Affine
+    inverse: NumericalInverse
+    rest: Any
+
+
+def _affine_of(members: Sequence[Transform], d: int) -> Affine | None:
+    """The members composed into one affine, or ``None`` if one is not affine."""
+    affine = Chain(tuple(members)).as_affine() if members else Affine(np.eye(d + 1))
+    if affine is None or affine.linear.shape != (d, d):
+        return None
+    return affine
+
+
+def inverse_lead(t: Transform) -> InverseLead | None:
+    """A 3D chain of affines around one numerical inverse of a B-spline, or ``None``."""
+    members = chain_members(t)
+    found = [
+        i
+        for i, m in enumerate(members)
+        if isinstance(m, NumericalInverse) and isinstance(m.forward, BSpline)
+    ]
+    if len(found) != 1 or t.input_dim != 3 or t.output_dim != 3:
+        return None
+    i = found[0]
+    pre = _affine_of(members[:i], 3)
+    post = _affine_of(members[i + 1 :], 3)
+    if pre is None or post is None:
+        return None
+    rest = None if members[i + 1 :] == [] else to_sitk(post)
+    return InverseLead(pre, members[i], rest)
+
+
+def piece_inverse_displacement(
+    lead: InverseLead,
+    origin: Sequence[float],
+    voxel_size: Sequence[float],
+    shape: Sequence[int],
+    slab_points: int,
+) -> np.ndarray:
+    """``spline^-1(pre(p)) - p`` at a piece's voxel centres ``p``, as ``(*shape, 3)`` (x, y, z).
+
+    Solved in slabs of about ``slab_points`` points (bounded memory); NaN
+    where the inverse has no solution within half an output voxel (the
+    voxel then reads as outside the source, as in :func:`map_points_checked`).
+    """
+    shape = tuple(int(n) for n in shape)
+    out = np.empty((*shape, 3))
+    flat = out.reshape(shape[0], -1, 3)
+    axes = [
+        float(o) + np.arange(n) * float(v)
+        for o, v, n in zip(origin, voxel_size, shape, strict=True)
+    ]
+    rows = max(1, slab_points // max(1, shape[1] * shape[2]))
+    plane = np.stack(np.meshgrid(axes[1], axes[2], indexing="ij"), axis=-1).reshape(-1, 2)
+    max_residual = inverse_tolerance(voxel_size)
+    for r0 in range(0, shape[0], rows):
+        r1 = min(shape[0], r0 + rows)
+        points = np.empty((r1 - r0, plane.shape[0], 3))
+        points[..., 0] = axes[0][r0:r1, None]
+        points[..., 1:] = plane[None]
+        points = points.reshape(-1, 3)
+        solved, residual = lead.inverse.apply_with_residual(lead.pre.apply(points))
+        moved = solved - points
+        moved[~(residual <= max_residual)] = np.nan
+        flat[r0:r1] = moved[:, ::-1].reshape(r1 - r0, -1, 3)
+    return out
+
+
 def prepare_chain(t: Transform) -> Any:
-    """The chain as SimpleITK needs it: an ITK transform, or a :class:`SplineLead`."""
+    """The chain as SimpleITK needs it: an ITK transform, a :class:`SplineLead` or an
+    :class:`InverseLead` (the kernel's alone: SimpleITK is not handed it)."""
 
     affine = t.as_affine()
     if affine is not None:
         return to_sitk(affine)
+    inverse = inverse_lead(t)
+    if inverse is not None:
+        return inverse
     lead = spline_lead(t)
     if lead is None:
         return to_sitk(t)

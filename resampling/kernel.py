@@ -46,7 +46,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from coframe.core.jit import cached_jit
-from coframe.resampling.chain import SplineLead
+from coframe.resampling.chain import InverseLead, SplineLead
 
 #: Data types the kernel resamples (source and output alike): 8- to 32-bit
 #: integers and floats; 64-bit integers do not fit ITK's double arithmetic.
@@ -357,10 +357,11 @@ def kernel_takes(prepared: Any) -> bool:
     """Whether the kernel resamples a chain made ready by ``resample_chain.prepare_chain``.
 
     An affine, or a leading B-spline (made a dense field per piece) followed
-    by at most one affine: what ``coframe register`` stores.
+    by at most one affine: what ``coframe register`` stores; or the inverse
+    of such a chain (:class:`~coframe.resampling.chain.InverseLead`).
     """
 
-    if isinstance(prepared, SplineLead):
+    if isinstance(prepared, (SplineLead, InverseLead)):
         return prepared.rest is None or linear_affine_of(prepared.rest) is not None
     return linear_affine_of(prepared) is not None
 

@@ -23,6 +23,7 @@ from coframe.core.errors import DimensionError, MetadataError, TransformError
 from coframe.resampling.chain import (
     SPLINE_FIELD_BYTES,
     chain_members,
+    inverse_lead,
     inverse_tolerance,
     map_points_checked,
     prepare_chain,
@@ -194,12 +195,13 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
     """``kernel`` or ``sitk`` where they give SimpleITK's result, else ``numpy``.
 
     Linear resampling onto a 3D grid through an affine, or through a leading
-    B-spline and at most one affine (a registration's deformable result),
-    goes through coframe's compiled kernel (:mod:`coframe.resampling.kernel`:
-    SimpleITK's values, several times faster). SimpleITK resamples the other
+    B-spline and at most one affine (a registration's deformable result), or
+    through the inverse of such a chain, goes through coframe's compiled
+    kernel (:mod:`coframe.resampling.kernel`: SimpleITK's values, several
+    times faster). SimpleITK resamples the other
     affine chains, and non-linear chains it can hold (fields, B-splines)
     whose fields cover every mapped point of the grid; thin plate splines,
-    numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
+    other numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
     labels (ITK interpolates in double) go through numpy.
     """
 
@@ -211,6 +213,10 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
     if interpolation == "nearest" and dt.itemsize == 8 and np.issubdtype(dt, np.integer):
         return "numpy"
     affine = transform.as_affine() is not None
+    if interpolation == "linear" and grid.ndim == 3 and dt in KERNEL_DTYPES:
+        inverse = inverse_lead(transform)
+        if inverse is not None and kernel_takes(inverse):
+            return "kernel"
     if not affine:
         try:
             to_sitk(transform)
@@ -270,9 +276,12 @@ def plan_run(
     cubic = 8.0 * ratio if INTERPOLATIONS[interpolation] > 1 else 0.0
     if method in ("sitk", "kernel"):
         per_voxel = 2.0 * out_bytes + 2.0 * ratio * src_bytes + cubic
+        fixed = 0
         if spline_lead(transform) is not None:
             per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense B-spline field
-        fixed = 0
+        elif inverse_lead(transform) is not None:
+            per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense inverse field
+            fixed = slab_points * 256  # solved in slabs of points
     else:
         per_voxel = out_bytes + ratio * src_bytes + cubic
         fixed = slab_points * 256
