@@ -18,8 +18,9 @@ Three resampling methods give the same result:
 - ``kernel``: linear interpolation onto a 3D grid through an affine, or a
   leading B-spline (made a dense field per piece) and at most one affine,
   or a B-spline's inverse between affines (solved per voxel into a dense
-  field per piece), by coframe's compiled kernel (:mod:`coframe.resampling.kernel`), which
-  computes SimpleITK's values voxel for voxel, several times faster.
+  field per piece), by coframe's compiled kernel
+  (:mod:`coframe.resampling.kernel`), which computes SimpleITK's values
+  voxel for voxel, several times faster.
 - ``sitk``: SimpleITK's ``ResampleImageFilter`` on the piece, with the map
   converted once per process (:mod:`coframe.resampling.chain`: affine
   chains, non-linear chains whose fields cover every point, a leading

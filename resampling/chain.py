@@ -227,8 +227,12 @@ def piece_inverse_displacement(
 
 
 def prepare_chain(t: Transform) -> Any:
-    """The chain as SimpleITK needs it: an ITK transform, a :class:`SplineLead` or an
-    :class:`InverseLead` (the kernel's alone: SimpleITK is not handed it)."""
+    """The chain as SimpleITK or the kernel needs it: an ITK transform, or a lead.
+
+    A :class:`SplineLead`, or an :class:`InverseLead` (the kernel's alone:
+    :func:`~coframe.resampling.runplan.choose_method` never hands SimpleITK
+    a numerical inverse).
+    """
 
     affine = t.as_affine()
     if affine is not None:

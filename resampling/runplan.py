@@ -198,11 +198,11 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
     B-spline and at most one affine (a registration's deformable result), or
     through the inverse of such a chain, goes through coframe's compiled
     kernel (:mod:`coframe.resampling.kernel`: SimpleITK's values, several
-    times faster). SimpleITK resamples the other
-    affine chains, and non-linear chains it can hold (fields, B-splines)
-    whose fields cover every mapped point of the grid; thin plate splines,
-    other numerical inverses, 2D -> 3D maps, data types ITK lacks and 64-bit
-    labels (ITK interpolates in double) go through numpy.
+    times faster). SimpleITK resamples the other affine chains, and
+    non-linear chains it can hold (fields, B-splines) whose fields cover
+    every mapped point of the grid; thin plate splines, other numerical
+    inverses, 2D -> 3D maps, data types ITK lacks and 64-bit labels (ITK
+    interpolates in double) go through numpy.
     """
 
     dt = np.dtype(dtype)
