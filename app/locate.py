@@ -384,6 +384,7 @@ def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any
         "shrinkage": o.shrinkage,
         "angle_step": o.angle_step,
         "search_pixels": o.search_pixels,
+        "search_score": o.search_score,
         "seeds": o.seeds,
         "refine": o.refine,
         "metric": o.metric,

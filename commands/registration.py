@@ -125,6 +125,14 @@ def locate_cmd(
         int,
         opt("Pixels across the section's shorter side in the global search (fewer: faster)."),
     ] = LocateOptions.search_pixels,
+    search_score: Annotated[
+        str,
+        opt(
+            "Global and local scan score: auto (edges, then correlation where edges "
+            "leave doubt), edges (any contrast relation), ncc (same or inverted "
+            "contrast) or both (each brings half the candidates)."
+        ),
+    ] = LocateOptions.search_score,
     out_dir: Annotated[
         Path | None,
         opt("Folder of the matched slice, picture and report (default: locate/...)."),
@@ -143,6 +151,7 @@ def locate_cmd(
         shrinkage=shrinkage,
         auto_mask=auto_mask,
         search_pixels=search_pixels,
+        search_score=search_score,
     )
     ws, report = run_locate(
         load_ws(workspace),

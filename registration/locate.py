@@ -8,10 +8,10 @@ confidence. It works global then local:
    restricted by ``max_tilt`` around ``normal`` or the volume z axis) times
    in-plane rotations (both faces of the section) times offsets along the
    normal, with in-plane translations searched by FFT
-   (:mod:`coframe.registration.locate_search`) under edge correlation and
-   masked cross-correlation (:mod:`coframe.registration.locate_scores`; each
-   brings half of the seeds), on a coarse copy of the volume where the
-   section spans about ``search_pixels`` pixels;
+   (:mod:`coframe.registration.locate_search`) under edge correlation
+   (:mod:`coframe.registration.locate_scores`), on a coarse copy of the
+   volume where the section spans about ``search_pixels`` pixels; the
+   ``seeds`` best distinct placements go on;
 2. **local**: finer orientations and offsets around each of the best distinct
    global candidates, at about twice that resolution;
 3. **refine**: the best local candidates, scored at the working level (the
@@ -29,6 +29,12 @@ confidence. It works global then local:
    compares it with the best pose found that is *distinct* from it (normal or
    in-plane axes more than ``distinct_angle`` degrees apart, or centre more
    than ``distinct_voxels`` working voxels apart).
+
+When that pose is not trustworthy, stages 1 to 5 run again under masked
+cross-correlation (same or inverted contrast: broader peaks, kinder to
+coarse or compressed sections), and the best pose of both rounds wins
+(``search_score="auto"``; ``both`` scans the two scores at once, each
+bringing half of the seeds).
 
 Only the levels and boxes needed are read: the global search reads a coarse
 level (the whole volume, or a box around ``near``), the later stages read
@@ -90,6 +96,15 @@ from coframe.registration.locate_symmetry import (
 from coframe.transforms.affine import Affine
 from coframe.volumes.volume import Volume
 
+#: The scans of each ``search_score``, in order; a round runs only while the pose found so far
+#: is not trustworthy (``auto``: correlation only where edges leave doubt).
+SEARCH_ROUNDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "auto": (("edges",), ("ncc",)),
+    "both": (SCAN_SCORES,),
+    "edges": (("edges",),),
+    "ncc": (("ncc",),),
+}
+
 
 def locate_section(
     section: Volume,
@@ -139,6 +154,11 @@ def locate_section(
         raise DimensionError(
             f"search pixels {opts.search_pixels}: expected at least 8 across the section "
             f"(--search-pixels)"
+        )
+    if opts.search_score not in SEARCH_ROUNDS:
+        raise RegistrationError(
+            f"search score {opts.search_score!r}: expected one of {', '.join(SEARCH_ROUNDS)} "
+            f"(--search-score)"
         )
     normals = fibonacci_cap(*_tilt_cap(opts), opts.angle_step)
     if section.unit != volume.unit:
@@ -205,14 +225,62 @@ def locate_section(
     symmetry = detect_symmetry(vol_a)
     timings["symmetry"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
     angles = np.arange(0.0, 360.0, opts.angle_step)
     maps = np.concatenate([in_plane_maps(angles, False), in_plane_maps(angles, True)])
-    kinds = SCAN_SCORES if opts.search_score == "both" else (opts.search_score,)
+    for k in ("global", "local", "refine", "mirror"):
+        timings[k] = 0.0
+    spacings = {"global": s_a, "local": s_b, "working": s_w}
+    sec_b = coarser(s_b)
+    scored: list[ScoredPose] = []
+    result = None
+    for kinds in SEARCH_ROUNDS[opts.search_score]:
+        t0 = time.perf_counter()
+        seeds = _global_stage(vol_a, sec_a, normals, maps, kinds, opts, near, near_radius)
+        timings["global"] += time.perf_counter() - t0
+        if not seeds:
+            continue
+        t0 = time.perf_counter()
+        local = _local_stage(reader, sec_b, seeds, s_a, s_b, opts)
+        timings["local"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        found = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
+        scored = sorted(scored + found, key=lambda p: -p.score)
+        timings["refine"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mirror, scored = _mirror_rival(
+            reader, level, sec_w, scored, symmetry, s_a, s_w, opts, near, near_radius
+        )
+        timings["mirror"] += time.perf_counter() - t0
+        result = _decide(
+            reader, level, volume, sec_w, scored, mirror, opts, symmetry, spacings, timings
+        )
+        if result.trustworthy:  # "auto": correlation is scanned only where edges leave doubt
+            break
+    if result is None:
+        raise RegistrationError(
+            f"no placement of section {section_name!r} overlaps volume {volume_name!r} enough "
+            f"to be scored: expected the section inside the volume; check --near, --normal "
+            f"and the voxel sizes"
+        )
+    return result
+
+
+def _global_stage(
+    vol_a: GridImage,
+    sec_a: GridImage,
+    normals: np.ndarray,
+    maps: np.ndarray,
+    kinds: tuple[str, ...],
+    opts: LocateOptions,
+    near: np.ndarray | None,
+    near_radius: float,
+) -> list[Candidate]:
+    """The global scan under ``kinds``; each brings its share of the seeds."""
+    s_a = float(vol_a.spacing[0])
     share = -(-opts.seeds // len(kinds))
     results, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a, scores=kinds)
     seeds = []
-    for kind in kinds:  # each similarity brings its share of the seeds
+    for kind in kinds:
         found = best_candidates(
             results[kind],
             normals,
@@ -227,29 +295,23 @@ def locate_section(
         if near is not None:
             found = [c for c in found if np.linalg.norm(c.pose.center - near) <= near_radius]
         seeds.extend(found[:share])
-    if not seeds:
-        raise RegistrationError(
-            f"no placement of section {section_name!r} overlaps volume {volume_name!r} enough "
-            f"to be scored: expected the section inside the volume; check --near, --normal "
-            f"and the voxel sizes"
-        )
-    timings["global"] = time.perf_counter() - t0
+    return seeds
 
-    t0 = time.perf_counter()
-    sec_b = coarser(s_b)
-    local = _local_stage(reader, sec_b, seeds, s_a, s_b, opts)
-    timings["local"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    scored = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
-    timings["refine"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mirror, scored = _mirror_rival(
-        reader, level, sec_w, scored, symmetry, s_a, s_w, opts, near, near_radius
-    )
-    timings["mirror"] = time.perf_counter() - t0
-
+def _decide(
+    reader: VolumeReader,
+    level: int,
+    volume: Volume,
+    sec_w: GridImage,
+    scored: list[ScoredPose],
+    mirror: ScoredPose | None,
+    opts: LocateOptions,
+    symmetry: list,
+    spacings: dict[str, float],
+    timings: dict[str, float],
+) -> LocateResult:
+    """The best pose, its confidence against the best distinct rival, and its checks."""
+    s_w = spacings["working"]
     best = scored[0]
     distinct = [
         c
@@ -271,9 +333,8 @@ def locate_section(
     )
     pose = best.pose
     inside = inside_fraction(np.stack(volume_extent(volume), axis=1), pose, sec_w)
-    affine = Affine(pose.matrix)
     return LocateResult(
-        affine=affine,
+        affine=Affine(pose.matrix),
         pose=pose,
         score=best.score,
         runner_up=runner_up,
@@ -282,7 +343,7 @@ def locate_section(
         edges=edges,
         working_level=level,
         working_spacing=s_w,
-        spacings={"global": s_a, "local": s_b, "working": s_w},
+        spacings=spacings,
         candidates=tuple(scored),
         timings=timings,
         options=opts,

@@ -55,8 +55,11 @@ class LocateOptions:
         Similarity of the global and local scans: ``edges`` (normalised
         gradient directions: any contrast relation), ``ncc`` (masked NCC: the
         same or inverted contrast; broader peaks, kinder to compressed or
-        coarse sections) or ``both`` (the default: each scan brings half of
-        the seeds); see :mod:`~coframe.registration.locate_scores`.
+        coarse sections), ``both`` (each scan brings half of the seeds; the
+        global scan then takes about twice as long) or ``auto`` (the
+        default: edges, then, only when the pose found is not trustworthy,
+        NCC's own seeds too, the best pose of both rounds winning); see
+        :mod:`~coframe.registration.locate_scores`.
     metric
         Metric the refinement optimises: ``correlation`` (squared NCC, either
         contrast), ``mattes`` (mutual information, any contrast relation) or
@@ -107,12 +110,12 @@ class LocateOptions:
     angle_step: float = 15.0
     offset_step: float = 1.0
     max_search_voxels: int = 56**3
-    seeds: int = 64
+    seeds: int = 256
     local_pixels: int = 24
     local_step: float = 5.0
     refine: int = 8
     max_working_pixels: int = 256
-    search_score: str = "both"
+    search_score: str = "auto"
     metric: str = "auto"
     score: str = "mi"
     bins: int = 16

@@ -153,6 +153,15 @@ def test_too_few_search_pixels_are_refused(ws: Path, runner: CliRunner) -> None:
     assert load_workspace(ws).edges == ()
 
 
+def test_an_unknown_search_score_is_refused(ws: Path, runner: CliRunner) -> None:
+    args = ["locate", *QUICK, "section", "volume", "--search-score", "mi", "-w", str(ws)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "'mi'" in result.stderr and "auto, both, edges, ncc" in result.stderr
+    assert "--search-score" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert load_workspace(ws).edges == ()
+
+
 @pytest.mark.slow
 def test_an_untrustworthy_pose_is_not_stored_unless_forced(ws: Path, runner: CliRunner) -> None:
     result = runner.invoke(app, ["locate", *QUICK, "noise", "volume", "-w", str(ws)])
