@@ -3,7 +3,7 @@
 Run in the benchmark environment (nilearn provides the real volume)::
 
     /tmp/bench/bin/python benchmarks/locate.py [--poses 100] [--volumes demo,mni,mni-left]
-        [--demo DIR] [--no-peer] [--out JSON]
+        [--demo DIR] [--no-peer] [--prior DEG] [--out JSON]
 
 Results go to ``benchmarks/results/locate.json`` (``--out``); ``benchmarks/tables.py``
 renders them.
@@ -40,8 +40,11 @@ specks and knife chatter, so that some 20 % of the section is hidden or wrong.
 Nothing tells ``locate_section`` where they are: its automatic mask finds what
 it can. ``locate_section`` runs with no prior, with
 ``shrinkage`` (an affine stage, as for compressed sections) and otherwise its
-defaults: the scan scores edges (any contrast relation), the refinement uses
-mutual information where the section does not correlate with its slice. A pose is found
+defaults: the scan scores edges (any contrast relation), and correlation too
+where the edges' pose is not trustworthy; the refinement uses mutual
+information where the section does not correlate with its slice. With
+``--prior DEG`` it is told a normal DEG degrees off the truth and
+``max_tilt`` 20 (``--normal ... --max-tilt 20``). A pose is found
 when its normal is within 2 degrees of the truth, its centre within 1 working
 voxel of the true plane (along the normal) and within 1 working voxel of the
 true centre in the plane. Rates come with a 95 % Wilson interval. Times are
@@ -68,6 +71,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,9 @@ MAX_IN_PLANE_VOXELS = 1.0
 OPTIONS = LocateOptions(shrinkage=True)
 #: In-plane compression of a section along one axis (fraction).
 COMPRESSION = (0.05, 0.15)
+
+#: ``max_tilt`` (degrees) given with a normal prior (``--prior``): the CLI's default with --normal.
+PRIOR_TILT = 20.0
 
 
 def other_contrast(array: np.ndarray) -> np.ndarray:
@@ -247,8 +254,14 @@ def run_volume(
     seed: int,
     peer: bool,
     with_defects: bool = True,
+    prior: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Locate ``poses`` random sections of one volume; one row per pose."""
+    """Locate ``poses`` random sections of one volume; one row per pose.
+
+    With ``prior`` (degrees), ``locate_section`` is told a normal that far
+    from the truth, in a random direction, and ``max_tilt`` 20 (as
+    ``--normal N --max-tilt 20``); the sections are the same as without.
+    """
     side, pixel, inside = SETTINGS[name]
     shape = (int(round(side / pixel)),) * 2
     rng = np.random.default_rng(seed)
@@ -257,6 +270,7 @@ def run_volume(
     other = GridImage(other_contrast(volume.array), volume.spacing, volume.origin)
     voxel = float(np.mean(volume.spacing))
     midline = MNI_MIDLINE if name.startswith("mni") else float(volume.center[2])
+    prior_rng = np.random.default_rng(seed + 10_000)  # apart: the sections stay the same
     rows = []
     for i in range(poses):
         for _ in range(200):
@@ -273,8 +287,16 @@ def run_volume(
         if with_defects:
             damaged, defects = add_defects(section.array, rng)
             section = GridImage(damaged, section.spacing, section.origin)
+        options = OPTIONS
+        if prior > 0:
+            normal = pose.normal / np.linalg.norm(pose.normal)
+            across = np.cross(normal, prior_rng.normal(size=3))
+            across /= np.linalg.norm(across)
+            angle = np.radians(prior)
+            told = np.cos(angle) * normal + np.sin(angle) * across
+            options = replace(OPTIONS, normal=tuple(float(v) for v in told), max_tilt=PRIOR_TILT)
         start = time.perf_counter()
-        result = locate_section(grid_volume(section, unit=unit), target, OPTIONS)
+        result = locate_section(grid_volume(section, unit=unit), target, options)
         seconds = time.perf_counter() - start
         truth = Affine(pose.matrix)
         spacing = result.working_spacing
@@ -302,6 +324,7 @@ def run_volume(
             "ncc": result.ncc,
             "edges": result.edges,
             "seconds": seconds,
+            "prior_deg": prior,
             "symmetry_seconds": result.timings.get("symmetry", 0.0),
             "mirror_seconds": result.timings.get("mirror", 0.0),
         }
@@ -347,8 +370,8 @@ def table(report: dict[str, Any]) -> str:
         "median in-plane (found) | time, median (range) | peer found, same time |"
     )
     lines = [head, "|" + "---|" * 9]
-    for name in dict.fromkeys(r["volume"] for r in rows):
-        sel = [r for r in rows if r["volume"] == name]
+    for name, prior in dict.fromkeys((r["volume"], r.get("prior_deg", 0.0)) for r in rows):
+        sel = [r for r in rows if (r["volume"], r.get("prior_deg", 0.0)) == (name, prior)]
         ok = [r for r in sel if r["found"]]
         n = len(sel)
 
@@ -357,8 +380,9 @@ def table(report: dict[str, Any]) -> str:
 
         peer = [r for r in sel if "peer_found" in r]
         peer_text = _rate(sum(r["peer_found"] for r in peer), len(peer)) if peer else "not run"
+        label = f"{name}, normal given {prior:g}° off (max tilt {PRIOR_TILT:g}°)" if prior else name
         lines.append(
-            f"| {name} | {_rate(len(ok), n)} | {sum(r['mirror'] for r in sel)} | "
+            f"| {label} | {_rate(len(ok), n)} | {sum(r['mirror'] for r in sel)} | "
             f"{_rate(sum(r['found_or_flagged'] for r in sel), n)} | "
             f"{sum(r['trustworthy'] and not r['found'] for r in sel)} | "
             f"{med('normal_deg')}° | {med('in_plane_voxels')} vx | "
@@ -378,12 +402,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-defects", action="store_true", help="Sections without grid bars, fold or dirt."
     )
+    parser.add_argument(
+        "--prior",
+        default="0",
+        help="Give a normal this many degrees off the truth, with --max-tilt 20 (0: no prior); "
+        "a list (0,10) runs the same sections once per value.",
+    )
     parser.add_argument("--out", type=Path, default=None, help="Results JSON.")
     args = parser.parse_args(argv)
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
     meta = results.provenance()
     rows: list[dict[str, Any]] = []
-    for name in args.volumes.split(","):
+    priors = [float(v) for v in args.prior.split(",") if v.strip()]
+    for name, prior in ((n, p) for p in priors for n in args.volumes.split(",")):
         if name == "demo":
             volume, unit = demo_volume(args.demo)
         else:
@@ -394,7 +425,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: volume {volume.shape} of {volume.spacing[0]:g} {unit}", flush=True)
         rows.extend(
             run_volume(
-                name, volume, unit, args.poses, args.seed, not args.no_peer, not args.no_defects
+                name,
+                volume,
+                unit,
+                args.poses,
+                args.seed,
+                not args.no_peer,
+                not args.no_defects,
+                prior,
             )
         )
     report = {
@@ -402,6 +440,7 @@ def main(argv: list[str] | None = None) -> None:
         "poses": args.poses,
         "seed": args.seed,
         "defects": not args.no_defects,
+        "priors_deg": priors,
         "rows": rows,
     }
     print()

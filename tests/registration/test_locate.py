@@ -178,6 +178,36 @@ def test_a_section_of_noise_is_not_trustworthy(phantom: GridImage) -> None:
     assert abs(result.ncc) < 0.45 and result.edges < result.options.min_edges
 
 
+@pytest.mark.slow
+def test_correlation_is_scanned_only_where_edges_leave_doubt(
+    phantom: GridImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto``: a trusted pose from edges ends the search; an untrusted one adds NCC's seeds."""
+    import coframe.registration.locate as locate_module
+
+    rounds: list[tuple[str, ...]] = []
+    scan = locate_module._global_stage
+
+    def recorded(*args, **kwargs):
+        rounds.append(args[4])
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(locate_module, "_global_stage", recorded)
+    section, truth = _section(phantom, seed=1)
+    result = locate_section(grid_volume(section), grid_volume(phantom), QUICK)
+    assert result.trustworthy and rounds == [("edges",)]
+    rounds.clear()
+    noise = GridImage(
+        np.random.default_rng(0).standard_normal(SECTION).astype(np.float32),
+        (PIXEL, PIXEL),
+        (PIXEL / 2, PIXEL / 2),
+    )
+    result = locate_section(grid_volume(noise), grid_volume(phantom), QUICK)
+    assert not result.trustworthy and rounds == [("edges",), ("ncc",)]
+    # both rounds' refined poses compete: the candidates hold more than one round's
+    assert len(result.candidates) > QUICK.refine
+
+
 def test_a_3d_section_is_refused(phantom: GridImage) -> None:
     with pytest.raises(DimensionError, match="'fib'.*2D section"):
         locate_section(grid_volume(phantom), grid_volume(phantom), section_name="fib")
