@@ -232,7 +232,7 @@ def locate_section(
     spacings = {"global": s_a, "local": s_b, "working": s_w}
     sec_b = coarser(s_b)
     scored: list[ScoredPose] = []
-    result = None
+    result, mirror = None, None
     for kinds in SEARCH_ROUNDS[opts.search_score]:
         t0 = time.perf_counter()
         seeds = _global_stage(vol_a, sec_a, normals, maps, kinds, opts, near, near_radius)
@@ -244,13 +244,17 @@ def locate_section(
         timings["local"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         found = _refine_stage(reader, level, sec_w, local, s_a, s_w, opts)
+        best = scored[0] if scored else None
         scored = sorted(scored + found, key=lambda p: -p.score)
         timings["refine"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        mirror, scored = _mirror_rival(
-            reader, level, sec_w, scored, symmetry, s_a, s_w, opts, near, near_radius
-        )
-        timings["mirror"] += time.perf_counter() - t0
+        if not scored:
+            continue
+        if scored[0] is not best:  # a round that keeps the best pose keeps its twins too
+            t0 = time.perf_counter()
+            mirror, scored = _mirror_rival(
+                reader, level, sec_w, scored, symmetry, s_a, s_w, opts, near, near_radius
+            )
+            timings["mirror"] += time.perf_counter() - t0
         result = _decide(
             reader, level, volume, sec_w, scored, mirror, opts, symmetry, spacings, timings
         )
