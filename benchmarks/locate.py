@@ -3,10 +3,12 @@
 Run in the benchmark environment (nilearn provides the real volume)::
 
     /tmp/bench/bin/python benchmarks/locate.py [--poses 100] [--volumes demo,mni,mni-left]
-        [--demo DIR] [--no-peer] [--prior DEG] [--out JSON]
+        [--demo DIR] [--no-peer | --peer-poses N] [--prior DEG] [--out JSON]
 
-Results go to ``benchmarks/results/locate.json`` (``--out``); ``benchmarks/tables.py``
-renders them.
+Results go to ``benchmarks/results/locate.json`` (``--out``), rewritten after
+every pose and marked complete at the end; ``benchmarks/tables.py`` renders
+them, with the lines of ``locate-prior.json`` (a run with ``--prior`` alone)
+that ``locate.json`` does not have.
 
 Volumes:
 
@@ -71,6 +73,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -252,11 +255,15 @@ def run_volume(
     unit: str,
     poses: int,
     seed: int,
-    peer: bool,
+    peer: int,
     with_defects: bool = True,
     prior: float = 0.0,
+    progress: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Locate ``poses`` random sections of one volume; one row per pose.
+
+    The peer runs on the first ``peer`` poses (0: none). ``progress`` gets
+    the rows so far after every pose.
 
     With ``prior`` (degrees), ``locate_section`` is told a normal that far
     from the truth, in a random direction, and ``max_tilt`` 20 (as
@@ -328,7 +335,8 @@ def run_volume(
             "symmetry_seconds": result.timings.get("symmetry", 0.0),
             "mirror_seconds": result.timings.get("mirror", 0.0),
         }
-        if peer:
+        with_peer = i < peer
+        if with_peer:
             import locate_peer
 
             p = locate_peer.locate(section, volume, seconds, threshold, seed * 1000 + i)
@@ -348,11 +356,13 @@ def run_volume(
             f"{' (mirror tie)' if result.mirror_tie else ''}, {seconds:5.1f} s"
             + (
                 f"; peer {'found' if row['peer_found'] else 'missed'} ({row['peer_starts']} starts)"
-                if peer
+                if with_peer
                 else ""
             ),
             flush=True,
         )
+        if progress is not None:
+            progress(rows)
     return rows
 
 
@@ -361,17 +371,31 @@ def _rate(k: int, n: int) -> str:
     return f"{k}/{n} = {100 * k / n:.0f} % (95 % CI {100 * lo:.0f}–{100 * hi:.0f} %)"
 
 
-def table(report: dict[str, Any]) -> str:
-    """The summary table (one line per volume) of a locate report."""
-    rows = report["rows"]
+def rows_by_line(*reports: dict[str, Any]) -> dict[tuple[str, float], list[dict[str, Any]]]:
+    """Rows per table line (volume, prior), each line from the first report that has it."""
+    lines: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for report in reports:
+        mine: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        for r in report["rows"]:
+            mine.setdefault((r["volume"], r.get("prior_deg", 0.0)), []).append(r)
+        for key, sel in mine.items():
+            lines.setdefault(key, sel)
+    return lines
+
+
+def table(*reports: dict[str, Any]) -> str:
+    """The summary table (one line per volume and prior) of locate reports.
+
+    A line (volume, prior) comes from the first report that measured it, so a
+    later run of one line replaces it without dropping the others.
+    """
     head = (
         "| volume | found (normal ≤ 2°, offset ≤ 1 vx, in-plane ≤ 1 vx) | mirror twin | "
         "found or flagged tie | trusted & wrong | median normal err (found) | "
         "median in-plane (found) | time, median (range) | peer found, same time |"
     )
     lines = [head, "|" + "---|" * 9]
-    for name, prior in dict.fromkeys((r["volume"], r.get("prior_deg", 0.0)) for r in rows):
-        sel = [r for r in rows if (r["volume"], r.get("prior_deg", 0.0)) == (name, prior)]
+    for (name, prior), sel in rows_by_line(*reports).items():
         ok = [r for r in sel if r["found"]]
         n = len(sel)
 
@@ -400,6 +424,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-peer", action="store_true", help="Skip the SimpleITK baseline.")
     parser.add_argument(
+        "--peer-poses",
+        type=int,
+        default=None,
+        help="Run the peer on the first N poses of each volume only (default: every pose).",
+    )
+    parser.add_argument(
         "--no-defects", action="store_true", help="Sections without grid bars, fold or dirt."
     )
     parser.add_argument(
@@ -411,9 +441,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="Results JSON.")
     args = parser.parse_args(argv)
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+    peer = 0 if args.no_peer else args.poses if args.peer_poses is None else args.peer_poses
     meta = results.provenance()
     rows: list[dict[str, Any]] = []
     priors = [float(v) for v in args.prior.split(",") if v.strip()]
+    report = {
+        "benchmark": "locate",
+        "poses": args.poses,
+        "seed": args.seed,
+        "defects": not args.no_defects,
+        "priors_deg": priors,
+        "complete": False,
+        "rows": rows,
+    }
+
+    def progress(done: list[dict[str, Any]]) -> None:
+        # The file is rewritten after every pose (atomically), marked incomplete
+        # until the end, so an interrupted run keeps what it measured.
+        results.write("locate", {**report, "rows": rows + done}, meta, args.out)
+
     for name, prior in ((n, p) for p in priors for n in args.volumes.split(",")):
         if name == "demo":
             volume, unit = demo_volume(args.demo)
@@ -430,19 +476,13 @@ def main(argv: list[str] | None = None) -> None:
                 unit,
                 args.poses,
                 args.seed,
-                not args.no_peer,
+                peer if prior == 0 else 0,
                 not args.no_defects,
                 prior,
+                progress,
             )
         )
-    report = {
-        "benchmark": "locate",
-        "poses": args.poses,
-        "seed": args.seed,
-        "defects": not args.no_defects,
-        "priors_deg": priors,
-        "rows": rows,
-    }
+    report["complete"] = True
     print()
     print(table(report))
     print(f"results: {results.write('locate', report, meta, args.out)}")

@@ -30,9 +30,12 @@ def provenance_line(report: dict[str, Any]) -> str:
     if "load_average_end" in m:
         load += f" at the start, {m['load_average_end'][0]:.1f} at the end"
     versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
+    done = ""
+    if report.get("complete") is False:
+        done = f" (interrupted: {len(report['rows'])} poses measured)"
     return (
-        f"Measured {report['date'][:10]} on {m['cpus']} cores ({m['cpu']}, shared; load average "
-        f"{load}), coframe {report['coframe_commit']}: `{report['command']}`. "
+        f"Measured{done} {report['date'][:10]} on {m['cpus']} cores ({m['cpu']}, shared; "
+        f"load average {load}), coframe {report['coframe_commit']}: `{report['command']}`. "
         f"Versions: {versions}."
     )
 
@@ -84,7 +87,12 @@ def render(name: str, report: dict[str, Any]) -> str:
     if name == "locate":
         import locate
 
-        return f"{locate.table(report)}\n\n{provenance_line(report)}"
+        # A run given a prior alone goes to locate-prior.json; each line of the
+        # table comes from the first file that measured it.
+        reports = [r for r in (report, results.load("locate-prior")) if r is not None]
+        used = {id(rows[0]) for rows in locate.rows_by_line(*reports).values()}
+        sources = [r for r in reports if any(id(row) in used for row in r["rows"])]
+        return "\n\n".join([locate.table(*reports), *map(provenance_line, sources)])
     raise ValueError(name)
 
 

@@ -58,3 +58,26 @@ def test_readme_and_scale_tables_are_those_of_the_results_files() -> None:
     # every block whose results file exists must equal its rendering (run tables.py to fix)
     assert tables.main(["--check"]) == 0
     assert results.fmt({"median": 1.0, "min": 1.0, "max": 1.0, "n": 1}, 2) == "1.00"
+
+
+def test_locate_lines_come_from_the_first_file_that_measured_them() -> None:
+    import locate
+
+    def rows(prior: float, found: list[bool]) -> list[dict]:
+        return [
+            {"volume": "v", "prior_deg": prior, "found": f, "mirror": False,
+             "found_or_flagged": f, "trustworthy": f, "normal_deg": 0.1,
+             "in_plane_voxels": 0.1, "seconds": 10.0}
+            for f in found
+        ]  # fmt: skip
+
+    new = {"rows": rows(0.0, [True] * 9 + [False]), "complete": False}
+    old = {"rows": rows(0.0, [False, False]) + rows(10.0, [True, True, False])}
+    lines = locate.rows_by_line(new, old)
+    assert [len(v) for v in lines.values()] == [10, 3]
+    text = locate.table(new, old)
+    assert "| v | 9/10 = 90 %" in text and "| v, normal given 10° off" in text
+    assert "2/3 = 67 %" in text and "0/2" not in text
+    meta = {"date": "2026-12-07", "coframe_commit": "c", "command": "x", "versions": {}}
+    meta["machine"] = {"cpus": 2, "cpu": "cpu", "load_average_start": [1.0]}
+    assert "(interrupted: 10 poses measured)" in tables.provenance_line({**meta, **new})
