@@ -269,6 +269,17 @@ def locate_section(
     return result
 
 
+def seed_count(options: LocateOptions, normals: int) -> int:
+    """Seeds for a scan over ``normals`` normals: ``options.seeds`` per whole sphere.
+
+    A cone of normals (``--normal``/``--max-tilt``) holds fewer rival places,
+    so it gets its share of the seeds by normals scanned, never under a quarter.
+    """
+    whole = len(fibonacci_cap(np.array([1.0, 0.0, 0.0]), 90.0, options.angle_step))
+    share = int(np.ceil(options.seeds * normals / whole))
+    return int(min(options.seeds, max(share, -(-options.seeds // 4))))
+
+
 def _global_stage(
     vol_a: GridImage,
     sec_a: GridImage,
@@ -281,7 +292,7 @@ def _global_stage(
 ) -> list[Candidate]:
     """The global scan under ``kinds``; each brings its share of the seeds."""
     s_a = float(vol_a.spacing[0])
-    share = -(-opts.seeds // len(kinds))
+    share = -(-seed_count(opts, len(normals)) // len(kinds))
     results, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a, scores=kinds)
     seeds = []
     for kind in kinds:
@@ -467,27 +478,39 @@ def _refine_one(
     margin: float,
     opts: LocateOptions,
 ) -> ScoredPose:
-    """A scored pose optimised with SimpleITK and scored again (unchanged if that fails)."""
-    pose = item.pose
-    crop = reader.level_grid(level, *_pose_box(pose, sec_w, margin))
-    metric = opts.metric
-    if metric == "auto":  # correlation where the contrasts correlate, else mutual information
-        ncc, _ = pose_score(crop, pose, sec_w, metric="ncc")  # absolute
-        metric = "correlation" if ncc >= opts.min_ncc else "mattes"
-    stages = [RefineSettings(kind="similarity", metric=metric, bins=opts.bins * 2)]
-    if opts.shrinkage:
-        stages.append(
-            RefineSettings(
-                kind="affine", metric=metric, bins=opts.bins * 2, shrink=(1,), smoothing=(0.0,)
+    """A scored pose optimised with SimpleITK and scored again (unchanged if that fails).
+
+    With ``metric="auto"`` a section that correlates with its slice is refined
+    by correlation; when that lowers the pose's own score (a non-monotonic
+    contrast can correlate best at a wrong pose), mutual information refines
+    it again from the start and the better of the two is kept.
+    """
+    crop = reader.level_grid(level, *_pose_box(item.pose, sec_w, margin))
+    metrics = [opts.metric]
+    if opts.metric == "auto":  # correlation where the contrasts correlate, else mutual information
+        ncc, _ = pose_score(crop, item.pose, sec_w, metric="ncc")  # absolute
+        metrics = ["correlation", "mattes"] if ncc >= opts.min_ncc else ["mattes"]
+    best = item
+    for metric in metrics:
+        stages = [RefineSettings(kind="similarity", metric=metric, bins=opts.bins * 2)]
+        if opts.shrinkage:
+            stages.append(
+                RefineSettings(
+                    kind="affine", metric=metric, bins=opts.bins * 2, shrink=(1,), smoothing=(0.0,)
+                )
             )
-        )
-    try:
-        for settings in stages:
-            pose, _ = refine_pose(crop, sec_w, pose, settings)
-    except TransformError:
-        return item
-    score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
-    return ScoredPose(pose, score, sign, refined=True)
+        pose = item.pose
+        try:
+            for settings in stages:
+                pose, _ = refine_pose(crop, sec_w, pose, settings)
+        except TransformError:
+            continue
+        score, sign = pose_score(crop, pose, sec_w, metric=opts.score, bins=opts.bins)
+        if not best.refined or score > best.score:
+            best = ScoredPose(pose, score, sign, refined=True)
+        if score >= item.score:  # the refinement did not lead away
+            break
+    return best
 
 
 def _mirror_rival(

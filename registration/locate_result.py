@@ -42,7 +42,9 @@ class LocateOptions:
     max_search_voxels
         Largest volume (voxels) of the global level; the spacing grows to fit.
     seeds
-        Distinct global candidates searched locally.
+        Distinct global candidates searched locally, over all orientations; a
+        cone of normals (``normal``, ``max_tilt``) gets its share by normals
+        scanned, at least a quarter (:func:`~coframe.registration.locate.seed_count`).
     local_pixels
         Pixels across the section's shorter side at the local level.
     local_step

@@ -15,7 +15,7 @@ from locate_synthetic import (
 )
 
 from coframe.core.errors import DimensionError, RegistrationError
-from coframe.registration.locate import locate_section
+from coframe.registration.locate import locate_section, seed_count
 from coframe.registration.locate_geometry import (
     GridImage,
     Pose,
@@ -68,6 +68,16 @@ def test_fibonacci_cap_spreads_normals_within_the_cap() -> None:
     probe = fibonacci_cap(axis, 29.0, 1.0)
     nearest = np.degrees(np.arccos(np.clip(probe @ normals.T, -1, 1))).min(axis=1)
     assert nearest.max() < 5.0
+
+
+def test_a_cone_of_normals_gets_its_share_of_the_seeds() -> None:
+    opts = LocateOptions(seeds=256, angle_step=15.0)
+    whole = len(fibonacci_cap(np.array([1.0, 0.0, 0.0]), 90.0, 15.0))
+    assert seed_count(opts, whole) == 256  # every orientation: all of them
+    half = seed_count(opts, whole // 2)
+    assert 120 <= half <= 136  # by normals scanned
+    assert seed_count(opts, 8) == 64  # a 20 degree cone: never under a quarter
+    assert seed_count(replace(opts, seeds=3), 1) == 1
 
 
 def test_plane_basis_and_in_plane_maps_are_right_handed() -> None:
@@ -150,6 +160,47 @@ def test_refinement_converges_from_a_nearby_pose(phantom: GridImage) -> None:
     assert after["normal_deg"] < 1.0 < before["normal_deg"]
     assert after["center"] < 0.3 * VOXEL < before["center"]
     assert pose_score(phantom, refined, work)[0] > pose_score(phantom, start, work)[0]
+
+
+def test_a_correlation_refinement_that_leads_away_is_redone_by_mutual_information(
+    phantom: GridImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import coframe.registration.locate as locate_module
+    from coframe.registration.locate_inputs import VolumeReader
+    from coframe.registration.locate_result import ScoredPose
+
+    section, truth = _section(phantom, seed=2)  # inverted contrast: it correlates
+    work = resample_grid(section, VOXEL)
+    start = Pose(
+        truth.apply(work.center)[0] + np.array([0.0, 700.0, 0.0]), truth.linear, work.center
+    )
+    volume = grid_volume(phantom)
+    score, sign = pose_score(phantom, start, work, metric="mi")
+    item = ScoredPose(start, score, sign, refined=False)
+    real = locate_module.refine_pose
+    used = []
+
+    def astray(crop, sec, pose, settings):  # correlation runs off 6 voxels, as it can
+        used.append(settings.metric)
+        if settings.metric == "correlation":
+            return Pose(
+                pose.center + np.array([6000.0, 0.0, 0.0]), pose.linear, pose.section_center
+            ), 0.0
+        return real(crop, sec, pose, settings)
+
+    monkeypatch.setattr(locate_module, "refine_pose", astray)
+    out = locate_module._refine_one(VolumeReader(volume), 0, work, item, 4000.0, QUICK)
+    assert used == ["correlation", "mattes"]
+    assert out.refined and out.score > score
+    err = _errors(Affine(out.pose.matrix), truth, work)
+    assert err["offset_voxels"] < 0.5 and err["in_plane"] < 500.0, err
+    # when correlation does not lead away, mutual information is not run
+    used.clear()
+    monkeypatch.setattr(
+        locate_module, "refine_pose", lambda *a: (used.append(a[3].metric), real(*a))[1]
+    )
+    locate_module._refine_one(VolumeReader(volume), 0, work, item, 4000.0, QUICK)
+    assert used == ["correlation"]
 
 
 def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: GridImage) -> None:
