@@ -205,24 +205,27 @@ def piece_inverse_displacement(
     """
     shape = tuple(int(n) for n in shape)
     out = np.empty((*shape, 3))
-    flat = out.reshape(shape[0], -1, 3)
     axes = [
         float(o) + np.arange(n) * float(v)
         for o, v, n in zip(origin, voxel_size, shape, strict=True)
     ]
+    # pre(p) on a grid is separable: one row of the linear part per axis, summed
+    # by broadcasting (an (N, 3) @ (3, 3) product costs several times more)
+    linear, translation = lead.pre.linear, lead.pre.translation
+    along = [a[:, None] * linear[:, k] for k, a in enumerate(axes)]
+    plane = (along[1][:, None, :] + along[2][None, :, :] + translation).reshape(-1, 3)
     rows = max(1, slab_points // max(1, shape[1] * shape[2]))
-    plane = np.stack(np.meshgrid(axes[1], axes[2], indexing="ij"), axis=-1).reshape(-1, 2)
     max_residual = inverse_tolerance(voxel_size)
     for r0 in range(0, shape[0], rows):
         r1 = min(shape[0], r0 + rows)
-        points = np.empty((r1 - r0, plane.shape[0], 3))
-        points[..., 0] = axes[0][r0:r1, None]
-        points[..., 1:] = plane[None]
-        points = points.reshape(-1, 3)
-        solved, residual = lead.inverse.apply_with_residual(lead.pre.apply(points))
-        moved = solved - points
-        moved[~(residual <= max_residual)] = np.nan
-        flat[r0:r1] = moved[:, ::-1].reshape(r1 - r0, -1, 3)
+        targets = (along[0][r0:r1, None, :] + plane[None]).reshape(-1, 3)
+        solved, residual = lead.inverse.apply_with_residual(targets)
+        moved = solved.reshape(r1 - r0, shape[1], shape[2], 3)
+        moved[..., 0] -= axes[0][r0:r1, None, None]
+        moved[..., 1] -= axes[1][None, :, None]
+        moved[..., 2] -= axes[2][None, None, :]
+        moved[~(residual <= max_residual).reshape(moved.shape[:3])] = np.nan
+        out[r0:r1] = moved[..., ::-1]
     return out
 
 
