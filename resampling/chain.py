@@ -39,10 +39,14 @@ from coframe.transforms.affine import Affine
 from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
+from coframe.transforms.bspline_lattice import solve_inverse_grid
 from coframe.transforms.sitk_bridge import bspline_grid_transform, bspline_grid_vectors, to_sitk
 
 #: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points_checked`).
 INVERSE_TOLERANCE_VOXELS = 0.5
+#: Largest error (output voxels) of an inverse interpolated between solved lattice points
+#: (:mod:`~coframe.transforms.bspline_lattice`; ITK's own field inversion accepts 0.1).
+LATTICE_ERROR_VOXELS = 0.05
 
 #: Bytes per output voxel and axis of a piece's dense B-spline field (float64,
 #: written straight into the SimpleITK image), with room for the last
@@ -199,33 +203,34 @@ def piece_inverse_displacement(
 ) -> np.ndarray:
     """``spline^-1(pre(p)) - p`` at a piece's voxel centres ``p``, as ``(*shape, 3)`` (x, y, z).
 
-    Solved in slabs of about ``slab_points`` points (bounded memory); NaN
-    where the inverse has no solution within half an output voxel (the
+    Solved on a lattice and interpolated where a bound proves the result
+    within :data:`LATTICE_ERROR_VOXELS`, elsewhere voxel by voxel in slabs
+    of about ``slab_points`` (:func:`~coframe.transforms.bspline_lattice.solve_inverse_grid`).
+    NaN where the inverse has no solution within half an output voxel (the
     voxel then reads as outside the source, as in :func:`map_points_checked`).
     """
     shape = tuple(int(n) for n in shape)
-    out = np.empty((*shape, 3))
-    axes = [
-        float(o) + np.arange(n) * float(v)
-        for o, v, n in zip(origin, voxel_size, shape, strict=True)
-    ]
-    # pre(p) on a grid is separable: one row of the linear part per axis, summed
-    # by broadcasting (an (N, 3) @ (3, 3) product costs several times more)
-    linear, translation = lead.pre.linear, lead.pre.translation
-    along = [a[:, None] * linear[:, k] for k, a in enumerate(axes)]
-    plane = (along[1][:, None, :] + along[2][None, :, :] + translation).reshape(-1, 3)
+    smallest = float(np.min(voxel_size))
+    out, residual, _ = solve_inverse_grid(
+        lead.inverse.forward,
+        lead.pre.linear,
+        lead.pre.translation,
+        origin,
+        voxel_size,
+        shape,
+        lead.inverse.tol,
+        lead.inverse.max_iter,
+        LATTICE_ERROR_VOXELS * smallest,
+        slab_points,
+    )
+    for a in range(3):  # the solution less the voxel centre, in place
+        centres = float(origin[a]) + np.arange(shape[a]) * float(voxel_size[a])
+        out[..., a] -= centres.reshape([-1 if b == a else 1 for b in range(3)])
+    out[~(residual <= inverse_tolerance(voxel_size))] = np.nan
     rows = max(1, slab_points // max(1, shape[1] * shape[2]))
-    max_residual = inverse_tolerance(voxel_size)
-    for r0 in range(0, shape[0], rows):
-        r1 = min(shape[0], r0 + rows)
-        targets = (along[0][r0:r1, None, :] + plane[None]).reshape(-1, 3)
-        solved, residual = lead.inverse.apply_with_residual(targets)
-        moved = solved.reshape(r1 - r0, shape[1], shape[2], 3)
-        moved[..., 0] -= axes[0][r0:r1, None, None]
-        moved[..., 1] -= axes[1][None, :, None]
-        moved[..., 2] -= axes[2][None, None, :]
-        moved[~(residual <= max_residual).reshape(moved.shape[:3])] = np.nan
-        out[r0:r1] = moved[..., ::-1]
+    for r0 in range(0, shape[0], rows):  # (z, y, x) -> (x, y, z), a slab at a time
+        slab = out[r0 : r0 + rows]
+        slab[...] = slab[..., ::-1].copy()
     return out
 
 

@@ -387,6 +387,23 @@ def curvature_bound(spline: object, to_index: np.ndarray) -> float:
     return 0.5 * d * float(np.linalg.norm(to_index, 2)) ** 2 * float(np.linalg.norm(largest))
 
 
+def spline_arrays(spline: object) -> tuple[np.ndarray, ...]:
+    """``(origin, to_index, size, strides, coefficients)`` of a spline, as the kernels take them."""
+    size = np.asarray(spline.grid_size, dtype=np.int64)
+    d = size.size
+    strides = np.ones(d, dtype=np.int64)
+    for a in range(d - 2, -1, -1):
+        strides[a] = strides[a + 1] * size[a + 1]
+    to_index = np.linalg.inv(spline.grid_direction) / spline.grid_spacing[:, None]
+    return (
+        np.ascontiguousarray(spline.grid_origin, dtype=np.float64),
+        np.ascontiguousarray(to_index, dtype=np.float64),
+        size,
+        strides,
+        np.ascontiguousarray(spline.coefficients.reshape(-1, d), dtype=np.float64),
+    )
+
+
 def solve_inverse(
     spline: object, targets: np.ndarray, start: np.ndarray, tol: float, max_iter: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -410,12 +427,8 @@ def solve_inverse(
         Solutions ``(N, d)`` and residual norms ``(N,)``, as
         :func:`~coframe.transforms.base.newton_solve` returns them.
     """
-    size = np.asarray(spline.grid_size, dtype=np.int64)
+    origin, to_index, size, strides, coefficients = spline_arrays(spline)
     d = size.size
-    strides = np.ones(d, dtype=np.int64)
-    for a in range(d - 2, -1, -1):
-        strides[a] = strides[a + 1] * size[a + 1]
-    to_index = np.linalg.inv(spline.grid_direction) / spline.grid_spacing[:, None]
     targets = np.ascontiguousarray(targets, dtype=np.float64)
     n = targets.shape[0]
     x = np.empty((n, d))
@@ -424,11 +437,11 @@ def solve_inverse(
         _solve(
             targets,
             np.ascontiguousarray(start, dtype=np.float64),
-            np.ascontiguousarray(spline.grid_origin, dtype=np.float64),
-            np.ascontiguousarray(to_index),
+            origin,
+            to_index,
             size,
             strides,
-            np.ascontiguousarray(spline.coefficients.reshape(-1, d), dtype=np.float64),
+            coefficients,
             curvature_bound(spline, to_index),
             float(tol),
             int(max_iter),
