@@ -47,11 +47,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from coframe.resampling.chain import (
+    FieldLead,
     InverseLead,
     SplineLead,
     inverse_tolerance,
     map_points_checked,
     piece_displacement,
+    piece_field_displacement,
     piece_inverse_displacement,
     piece_transform,
     prepare_chain,
@@ -153,16 +155,18 @@ def cast_like_itk(values: np.ndarray, dtype: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- the two methods
 
 
-def _sitk_transform(job: BlockJob) -> Any:
-    """The job's chain prepared for SimpleITK (:func:`~coframe.resampling.chain.prepare_chain`)."""
+def _sitk_transform(job: BlockJob, kernel: bool = False) -> Any:
+    """The job's chain prepared for SimpleITK or the kernel (:func:`~.chain.prepare_chain`)."""
 
+    key = (job.token, kernel)
     with _LOCK:
-        cached = _SITK_TRANSFORMS.get(job.token)
+        cached = _SITK_TRANSFORMS.get(key)
     if cached is None:
-        cached = prepare_chain(job.transform)
+        cached = prepare_chain(job.transform, kernel=kernel)
         with _LOCK:
-            _SITK_TRANSFORMS.clear()
-            _SITK_TRANSFORMS[job.token] = cached
+            if len(_SITK_TRANSFORMS) > 2:
+                _SITK_TRANSFORMS.clear()
+            _SITK_TRANSFORMS[key] = cached
     return cached
 
 
@@ -210,9 +214,12 @@ def _kernel_piece(
     source = np.empty(tuple(s.stop - s.start for s in box), dtype=level.dtype)
     read(box, source)
     out_origin = job.grid.index_to_physical(start[None].astype(np.float64))[0]
-    prepared = _sitk_transform(job)
+    prepared = _sitk_transform(job, kernel=True)
     displacement, affine = None, prepared
-    if isinstance(prepared, SplineLead):
+    if isinstance(prepared, FieldLead):
+        displacement = piece_field_displacement(prepared, out_origin, job.grid.voxel_size, shape)
+        affine = prepared.rest
+    elif isinstance(prepared, SplineLead):
         displacement = piece_displacement(prepared, out_origin, job.grid.voxel_size, shape)
         affine = prepared.rest
     elif isinstance(prepared, InverseLead):

@@ -40,6 +40,8 @@ from coframe.transforms.base import Chain, NumericalInverse, Transform
 from coframe.transforms.bijection import Bijection
 from coframe.transforms.bspline import BSpline
 from coframe.transforms.bspline_lattice import solve_inverse_grid
+from coframe.transforms.field import DisplacementField
+from coframe.transforms.field_grid import field_displacement_on_grid
 from coframe.transforms.sitk_bridge import bspline_grid_transform, bspline_grid_vectors, to_sitk
 
 #: Largest inversion residual resampling accepts, in output voxels (see :func:`map_points_checked`).
@@ -234,17 +236,66 @@ def piece_inverse_displacement(
     return out
 
 
-def prepare_chain(t: Transform) -> Any:
+@dataclass(frozen=True, eq=False)
+class FieldLead:
+    """A chain ``rest(field(pre(p)))``: a displacement field made dense on each piece.
+
+    Parameters
+    ----------
+    pre
+        The affine applied first (often the identity).
+    field
+        The 3D displacement field, linear interpolation.
+    rest
+        SimpleITK transform of the affine applied after the field, or ``None``.
+    """
+
+    pre: Affine
+    field: DisplacementField
+    rest: Any
+
+
+def field_lead(t: Transform) -> FieldLead | None:
+    """A 3D chain of affines around one linear displacement field, or ``None``."""
+    members = chain_members(t)
+    found = [i for i, m in enumerate(members) if isinstance(m, DisplacementField)]
+    if len(found) != 1 or t.input_dim != 3 or t.output_dim != 3:
+        return None
+    i = found[0]
+    if members[i].interpolation != "linear":
+        return None
+    pre = _affine_of(members[:i], 3)
+    post = _affine_of(members[i + 1 :], 3)
+    if pre is None or post is None:
+        return None
+    return FieldLead(pre, members[i], None if members[i + 1 :] == [] else to_sitk(post))
+
+
+def piece_field_displacement(
+    lead: FieldLead, origin: Sequence[float], voxel_size: Sequence[float], shape: Sequence[int]
+) -> np.ndarray:
+    """``field(pre(p)) - p`` at a piece's voxel centres ``p``, as ``(*shape, 3)`` (x, y, z)."""
+    return field_displacement_on_grid(
+        lead.field, lead.pre.linear, lead.pre.translation, origin, voxel_size, shape
+    )
+
+
+def prepare_chain(t: Transform, kernel: bool = False) -> Any:
     """The chain as SimpleITK or the kernel needs it: an ITK transform, or a lead.
 
     A :class:`SplineLead`, or an :class:`InverseLead` (the kernel's alone:
     :func:`~coframe.resampling.runplan.choose_method` never hands SimpleITK
-    a numerical inverse).
+    a numerical inverse); for the kernel (``kernel``), a :class:`FieldLead`
+    too, which SimpleITK takes as its own transform.
     """
 
     affine = t.as_affine()
     if affine is not None:
         return to_sitk(affine)
+    if kernel:
+        lead = field_lead(t)
+        if lead is not None:
+            return lead
     inverse = inverse_lead(t)
     if inverse is not None:
         return inverse

@@ -46,7 +46,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from coframe.core.jit import cached_jit
-from coframe.resampling.chain import InverseLead, SplineLead
+from coframe.resampling.chain import FieldLead, InverseLead, SplineLead
 
 #: Data types the kernel resamples (source and output alike): 8- to 32-bit
 #: integers and floats; 64-bit integers do not fit ITK's double arithmetic.
@@ -358,10 +358,11 @@ def kernel_takes(prepared: Any) -> bool:
 
     An affine, or a leading B-spline (made a dense field per piece) followed
     by at most one affine: what ``coframe register`` stores; or the inverse
-    of such a chain (:class:`~coframe.resampling.chain.InverseLead`).
+    of such a chain (:class:`~coframe.resampling.chain.InverseLead`); or a
+    displacement field between affines (:class:`~coframe.resampling.chain.FieldLead`).
     """
 
-    if isinstance(prepared, (SplineLead, InverseLead)):
+    if isinstance(prepared, (SplineLead, InverseLead, FieldLead)):
         return prepared.rest is None or linear_affine_of(prepared.rest) is not None
     return linear_affine_of(prepared) is not None
 

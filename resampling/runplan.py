@@ -23,6 +23,7 @@ from coframe.core.errors import DimensionError, MetadataError, TransformError
 from coframe.resampling.chain import (
     SPLINE_FIELD_BYTES,
     chain_members,
+    field_lead,
     inverse_lead,
     inverse_tolerance,
     map_points_checked,
@@ -196,7 +197,8 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
 
     Linear resampling onto a 3D grid through an affine, or through a leading
     B-spline and at most one affine (a registration's deformable result), or
-    through the inverse of such a chain, goes through coframe's compiled
+    through the inverse of such a chain, or through a displacement field
+    between affines, goes through coframe's compiled
     kernel (:mod:`coframe.resampling.kernel`: SimpleITK's values, several
     times faster). SimpleITK resamples the other affine chains, and
     non-linear chains it can hold (fields, B-splines) whose fields cover
@@ -226,8 +228,9 @@ def choose_method(transform: Transform, grid: OutputGrid, dtype: Any, interpolat
         points = boundary_points(grid, (0,) * grid.ndim, grid.shape, interior=True, step=step)
         if not _fields_cover(transform, points):
             return "numpy"
-    if interpolation == "linear" and grid.ndim == 3 and (affine or spline_lead(transform)):
-        if dt in KERNEL_DTYPES and kernel_takes(prepare_chain(transform)):
+    lead = affine or spline_lead(transform) or field_lead(transform)
+    if interpolation == "linear" and grid.ndim == 3 and lead:
+        if dt in KERNEL_DTYPES and kernel_takes(prepare_chain(transform, kernel=True)):
             return "kernel"
     return "sitk"
 
@@ -277,8 +280,9 @@ def plan_run(
     if method in ("sitk", "kernel"):
         per_voxel = 2.0 * out_bytes + 2.0 * ratio * src_bytes + cubic
         fixed = 0
-        if spline_lead(transform) is not None:
-            per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense B-spline field
+        dense = method == "kernel" and field_lead(transform) is not None
+        if spline_lead(transform) is not None or dense:
+            per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense field
         elif inverse_lead(transform) is not None:
             per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense inverse field
             fixed = slab_points * 256  # solved in slabs of points

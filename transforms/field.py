@@ -158,8 +158,11 @@ class DisplacementField(Transform):
             out[finite] = self._cubic(index)
         return out
 
-    def _block(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """The grid's vectors over nodes ``lo`` to ``hi - 1`` (clipped to the grid)."""
+    def nodes(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The grid's vectors over nodes ``lo`` to ``hi - 1`` (clipped to the grid), as float64.
+
+        A lazy field reads only that block.
+        """
         lo = np.maximum(lo, 0)
         hi = np.minimum(hi, np.array(self.grid_shape))
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)) + (slice(None),)
@@ -168,7 +171,7 @@ class DisplacementField(Transform):
     def _linear(self, index: np.ndarray) -> np.ndarray:
         d = index.shape[1]
         lo = np.floor(index.min(axis=0)).astype(np.int64)
-        block = self._block(lo, np.floor(index.max(axis=0)).astype(np.int64) + 2)
+        block = self.nodes(lo, np.floor(index.max(axis=0)).astype(np.int64) + 2)
         coords = (index - lo).T
         values = np.empty((index.shape[0], d))
         for k in range(d):
@@ -182,7 +185,7 @@ class DisplacementField(Transform):
         upper = np.array(self.grid_shape, dtype=np.int64) - 1
         node = np.minimum(np.floor(index + 0.5).astype(np.int64), upper)
         lo = node.min(axis=0)
-        block = self._block(lo, node.max(axis=0) + 1)
+        block = self.nodes(lo, node.max(axis=0) + 1)
         return block[tuple((node - lo).T)]
 
     def _cubic(self, index: np.ndarray) -> np.ndarray:
@@ -191,7 +194,7 @@ class DisplacementField(Transform):
         base = np.floor(index).astype(np.int64)
         frac = index - base
         lo = np.maximum(base.min(axis=0) - 1, 0)
-        block = self._block(lo, base.max(axis=0) + 3)
+        block = self.nodes(lo, base.max(axis=0) + 3)
         taps = np.arange(-1, 3)
         # per axis: (n, 4) node offsets into the block and their kernel weights
         nodes = np.clip(base[:, :, None] + taps, 0, upper[None, :, None]) - lo[None, :, None]

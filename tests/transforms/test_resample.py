@@ -20,6 +20,7 @@ import coframe.resampling.source as source_mod
 import coframe.resampling.writer as writer_mod
 from coframe.core.errors import OutputError, OverwriteError, TransformError
 from coframe.resampling.chain import (
+    FieldLead,
     InverseLead,
     SplineLead,
     inverse_tolerance,
@@ -157,12 +158,14 @@ def test_chunked_equals_sitk_in_memory(source_dir: Path, tmp_path: Path, name: s
         memory_per_task="2MB",
         progress=False,
     )
-    # linear resampling through an affine, or a B-spline then an affine, runs coframe's
-    # kernel; the other chains SimpleITK
-    assert result.method == ("kernel" if name in ("affine", "bspline") else "sitk")
+    # linear resampling through an affine, a B-spline then an affine, or a field between
+    # affines runs coframe's kernel; the other chains (two non-linear maps) SimpleITK
+    assert result.method == ("sitk" if name == "shifted bspline" else "kernel")
     assert result.blocks > 4
     # a leading B-spline is made a dense field per piece; ITK's B-spline gives the reference
     assert isinstance(prepare_chain(t), SplineLead) == ("bspline" in name)
+    # a field between affines too, for the kernel alone (SimpleITK takes it as it is)
+    assert isinstance(prepare_chain(t, kernel=True), FieldLead) == (name in ("field", "composed"))
     got = _read(out)
     expected = _sitk_reference(_intensities(SRC_SHAPE), t, grid, "linear")
     assert got.dtype == np.uint8
