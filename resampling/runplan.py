@@ -284,7 +284,8 @@ def plan_run(
         if spline_lead(transform) is not None or dense:
             per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense field
         elif inverse_lead(transform) is not None:
-            per_voxel += SPLINE_FIELD_BYTES * grid.ndim  # the piece's dense inverse field
+            # the piece's dense inverse field, with each voxel's residual and lattice flag
+            per_voxel += SPLINE_FIELD_BYTES * (grid.ndim + 1) + 1
             fixed = slab_points * 256  # solved in slabs of points
     else:
         per_voxel = out_bytes + ratio * src_bytes + cubic
