@@ -177,14 +177,13 @@ def _affine_of(members: Sequence[Transform], d: int) -> Affine | None:
     return affine
 
 
-def inverse_lead(t: Transform) -> InverseLead | None:
-    """A 3D chain of affines around one numerical inverse of a B-spline, or ``None``."""
+def _around_one(t: Transform, wanted: Any) -> tuple[Affine, Transform, Any] | None:
+    """``(pre, member, rest)`` of a 3D chain of affines around one member that ``wanted`` picks.
+
+    ``rest`` is the SimpleITK transform of the affines after it, or ``None``.
+    """
     members = chain_members(t)
-    found = [
-        i
-        for i, m in enumerate(members)
-        if isinstance(m, NumericalInverse) and isinstance(m.forward, BSpline)
-    ]
+    found = [i for i, m in enumerate(members) if wanted(m)]
     if len(found) != 1 or t.input_dim != 3 or t.output_dim != 3:
         return None
     i = found[0]
@@ -192,8 +191,15 @@ def inverse_lead(t: Transform) -> InverseLead | None:
     post = _affine_of(members[i + 1 :], 3)
     if pre is None or post is None:
         return None
-    rest = None if members[i + 1 :] == [] else to_sitk(post)
-    return InverseLead(pre, members[i], rest)
+    return pre, members[i], None if members[i + 1 :] == [] else to_sitk(post)
+
+
+def inverse_lead(t: Transform) -> InverseLead | None:
+    """A 3D chain of affines around one numerical inverse of a B-spline, or ``None``."""
+    found = _around_one(
+        t, lambda m: isinstance(m, NumericalInverse) and isinstance(m.forward, BSpline)
+    )
+    return None if found is None else InverseLead(*found)
 
 
 def piece_inverse_displacement(
@@ -257,18 +263,10 @@ class FieldLead:
 
 def field_lead(t: Transform) -> FieldLead | None:
     """A 3D chain of affines around one linear displacement field, or ``None``."""
-    members = chain_members(t)
-    found = [i for i, m in enumerate(members) if isinstance(m, DisplacementField)]
-    if len(found) != 1 or t.input_dim != 3 or t.output_dim != 3:
+    found = _around_one(t, lambda m: isinstance(m, DisplacementField))
+    if found is None or found[1].interpolation != "linear":
         return None
-    i = found[0]
-    if members[i].interpolation != "linear":
-        return None
-    pre = _affine_of(members[:i], 3)
-    post = _affine_of(members[i + 1 :], 3)
-    if pre is None or post is None:
-        return None
-    return FieldLead(pre, members[i], None if members[i + 1 :] == [] else to_sitk(post))
+    return FieldLead(*found)
 
 
 def piece_field_displacement(
