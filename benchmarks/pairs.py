@@ -23,8 +23,10 @@ each method reports here is its measurement floor on the avg152 pairs.
 
 Each pair is made for ``--warps`` seeds (warp ``w`` uses seed ``[pair, w]``)
 and every method runs ``--repeats`` times on each, round robin (method after
-method, then the next repeat), with the random seed of repeat ``r`` given to
-every method that samples. The summary is the median and range over all runs.
+method over every pair and warp, then the next repeat), with the random seed of
+repeat ``r`` given to every method that samples. The summary is the median and
+range over all runs. The results file is rewritten after every run and marked
+``complete`` at the end, so an interrupted run keeps its whole rounds.
 """
 
 from __future__ import annotations
@@ -170,8 +172,13 @@ def make_pair(pair: str, warp_index: int, out: Path, images: dict[str, Any]) -> 
     return meta
 
 
-def run_pairs(args: Any, tmp: Path, run_child: Any) -> dict[str, Any]:
-    """Every pair x warp x repeat x method; returns the report (also written as JSON)."""
+def run_pairs(args: Any, tmp: Path, run_child: Any, save: Any = None) -> dict[str, Any]:
+    """Every repeat x pair x warp x method; returns the report.
+
+    Repeats are the outer loop, so an interrupted run has whole rounds over
+    every pair and warp. ``save(report)`` (if given) is called after every run
+    with the report so far, marked ``complete: False``.
+    """
     methods = (args.methods or ",".join(PAIR_METHODS)).split(",")
     pairs = args.pairs.split(",")
     print(f"tuning pairs (presets tuned here): {', '.join(TUNING_PAIRS)}", flush=True)
@@ -180,6 +187,7 @@ def run_pairs(args: Any, tmp: Path, run_child: Any) -> dict[str, Any]:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     pair_meta: dict[str, Any] = {}
+    cases = []
     for pair in pairs:
         images = source_images(pair)
         for w in range(1 if pair in FLOOR_PAIRS else args.warps):
@@ -188,26 +196,38 @@ def run_pairs(args: Any, tmp: Path, run_child: Any) -> dict[str, Any]:
             pair_meta.setdefault(pair, {"source": meta["source"], "warps": []})
             pair_meta[pair]["warps"].append(meta["truth"])
             print(f"{pair} warp {w}: truth vs SimpleITK {meta['truth_check_sitk_max_mm']:.2g} mm")
-            for repeat in range(args.repeats):
-                for method in methods:  # round robin: a slow spell hits every method alike
-                    row = run_child(method, data, meta["deformable"], tmp, args.timeout, repeat)
-                    row.update(pair=pair, warp=w, repeat=repeat, voxel=meta["voxel"])
-                    print(f"  {pair} w{w} r{repeat} {method}: {_brief(row)}", flush=True)
-                    rows.append(row)
-    report = {
-        "benchmark": "register",
-        "tuning_pairs": list(TUNING_PAIRS),
-        "evaluation_pairs": list(EVALUATION_PAIRS),
-        "floor_pairs": list(FLOOR_PAIRS),
-        "pairs": pair_meta,
-        "methods": methods,
-        "warps": args.warps,
-        "repeats": args.repeats,
-        "summary": summarise(rows, methods),
-        "rows": rows,
-        "total_seconds": time.perf_counter() - started,
-    }
-    return report
+            cases.append((pair, w, data, meta))
+
+    def report(complete: bool) -> dict[str, Any]:
+        # an interrupted run is summarised over its whole rounds (all methods alike)
+        whole = len(rows) // (len(cases) * len(methods))
+        summed = [r for r in rows if r["repeat"] < whole] if whole else rows
+        return {
+            "benchmark": "register",
+            "tuning_pairs": list(TUNING_PAIRS),
+            "evaluation_pairs": list(EVALUATION_PAIRS),
+            "floor_pairs": list(FLOOR_PAIRS),
+            "pairs": pair_meta,
+            "methods": methods,
+            "warps": args.warps,
+            "repeats": args.repeats,
+            "summary": summarise(summed, methods),
+            "rows": rows,
+            "total_seconds": time.perf_counter() - started,
+            "complete": complete,
+            "whole_rounds": whole,
+        }
+
+    for repeat in range(args.repeats):
+        for pair, w, data, meta in cases:
+            for method in methods:  # round robin: a slow spell hits every method alike
+                row = run_child(method, data, meta["deformable"], tmp, args.timeout, repeat)
+                row.update(pair=pair, warp=w, repeat=repeat, voxel=meta["voxel"])
+                print(f"  {pair} w{w} r{repeat} {method}: {_brief(row)}", flush=True)
+                rows.append(row)
+                if save is not None:
+                    save(report(False))
+    return report(True)
 
 
 def _brief(row: dict[str, Any]) -> str:

@@ -546,7 +546,11 @@ def main() -> None:
     if args.quick:
         args.warps, args.repeats = 1, 1
     meta = results.provenance()
-    report = pairs.run_pairs(args, tmp, _run_child)
+
+    def save(partial: dict[str, Any]) -> None:
+        results.write("register", partial, meta, args.out)
+
+    report = pairs.run_pairs(args, tmp, _run_child, save)
     print(pairs.table(report))
     print(f"results: {results.write('register', report, meta, args.out)}")
 

@@ -32,7 +32,8 @@ def provenance_line(report: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
     done = ""
     if report.get("complete") is False:
-        done = f" (interrupted: {len(report['rows'])} poses measured)"
+        unit = "poses" if report.get("benchmark") == "locate" else "runs"
+        done = f" (interrupted: {len(report['rows'])} {unit} measured)"
     return (
         f"Measured{done} {report['date'][:10]} on {m['cpus']} cores ({m['cpu']}, shared; "
         f"load average {load}), coframe {report['coframe_commit']}: `{report['command']}`. "

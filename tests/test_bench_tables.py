@@ -71,7 +71,7 @@ def test_locate_lines_come_from_the_first_file_that_measured_them() -> None:
             for f in found
         ]  # fmt: skip
 
-    new = {"rows": rows(0.0, [True] * 9 + [False]), "complete": False}
+    new = {"rows": rows(0.0, [True] * 9 + [False]), "complete": False, "benchmark": "locate"}
     old = {"rows": rows(0.0, [False, False]) + rows(10.0, [True, True, False])}
     lines = locate.rows_by_line(new, old)
     assert [len(v) for v in lines.values()] == [10, 3]
@@ -81,3 +81,38 @@ def test_locate_lines_come_from_the_first_file_that_measured_them() -> None:
     meta = {"date": "2026-12-07", "coframe_commit": "c", "command": "x", "versions": {}}
     meta["machine"] = {"cpus": 2, "cpu": "cpu", "load_average_start": [1.0]}
     assert "(interrupted: 10 poses measured)" in tables.provenance_line({**meta, **new})
+
+
+def test_an_interrupted_register_run_keeps_whole_rounds(monkeypatch, tmp_path) -> None:
+    """Repeats are the outer loop; the file saved mid-round sums whole rounds only."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(pairs, "source_images", lambda pair: None)
+    monkeypatch.setattr(
+        pairs,
+        "make_pair",
+        lambda pair, w, data, images: {
+            "source": pair, "truth": w, "deformable": False, "voxel": 2.0,
+            "truth_check_sitk_max_mm": 0.0,
+        },
+    )  # fmt: skip
+    calls: list[tuple] = []
+    saved: list[dict] = []
+
+    def run_child(method, data, deformable, tmp, timeout, repeat):
+        calls.append((repeat, data.name, method))
+        if len(calls) == 7:  # the second round is cut short
+            raise KeyboardInterrupt
+        return {"method": method, "mean": 1.0 + repeat, "max": 2.0, "seconds": 1.0,
+                "peak_gb": 0.1}  # fmt: skip
+
+    args = SimpleNamespace(methods="coframe,elastix", pairs="avg152-affine", warps=2,
+                           repeats=3, timeout=None)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        pairs.run_pairs(args, tmp_path, run_child, saved.append)
+    assert [c[0] for c in calls] == [0, 0, 0, 0, 1, 1, 1]
+    assert [c[1] for c in calls[:4]] == ["avg152-affine-w0"] * 2 + ["avg152-affine-w1"] * 2
+    last = saved[-1]
+    assert last["complete"] is False and last["whole_rounds"] == 1 and len(last["rows"]) == 6
+    assert {e["runs"] for e in last["summary"]} == {2}
+    assert all(e["tre_mean_vox"]["median"] == 0.5 for e in last["summary"])
