@@ -37,8 +37,12 @@ noise: it compresses poorly, as real data does). Every run is a fresh process
 pinned to ``--threads`` cores (coframe, SimpleITK and numba are given that many
 threads) that reports its own peak RSS; before each run the previous output is
 removed and the source's chunk files are dropped from the page cache
-(``posix_fadvise(DONTNEED)``), so each run reads it cold. Methods take turns
-(round robin) ``--repeats`` times; the table gives the median and range.
+(``posix_fadvise(DONTNEED)``), so each run reads it cold. In its process every
+method is first warmed up by one run of its own on a 64^3 grid (from a 64^3
+source of its own): libraries load their code there (numba's compiled kernels,
+SimpleITK's filters, tensorstore's drivers), as in a long session; the warm-up's
+time is kept in the results (``warmup_seconds``). Methods take turns (round
+robin) ``--repeats`` times; the table gives the median and range.
 (c) resamples a lazily synthesised source (an ArraySource that renders
 blocks on demand) onto 512^3 and ``--big``^3 grids and compares time per
 voxel.
@@ -253,28 +257,54 @@ def _pin(threads: int) -> None:
     os.cpu_count = lambda: threads  # type: ignore[assignment]
 
 
+#: The warm-up grid: every method first runs once on a WARMUP^3 grid of its own
+#: chain in the same process (libraries load their code: numba's compiled kernels,
+#: SimpleITK's filters, tensorstore's drivers), then the measured run.
+WARMUP = 64
+
+
 def measure(method: str, case: str, n: int, root: Path, out: Path, threads: int) -> dict[str, Any]:
-    """Run one method in this process; return seconds, voxels and peak RSS."""
+    """Warm up, then run one method in this process; return seconds, voxels and peak RSS."""
     _pin(threads)
     import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    # libraries any run imports before it resamples
+    import dask.array  # noqa: F401
+    import tensorstore  # noqa: F401
+    import zarr  # noqa: F401
+
+    import coframe.resampling.kernel  # noqa: F401
+    import coframe.resampling.progress  # noqa: F401  (rich)
+    import coframe.resampling.writer  # noqa: F401
+    import coframe.transforms.sitk_bridge  # noqa: F401
+    import coframe.volumes.open  # noqa: F401
+
+    small = root / "warmup"
+    small.mkdir(exist_ok=True)
+    if case != "synthetic":
+        make_source(small, WARMUP)
+    warm_out = small / f"{method}-out{out.suffix}"
+    warmup, _ = _timed(method, case, WARMUP, small, warm_out)
+    shutil.rmtree(warm_out, ignore_errors=True) if warm_out.is_dir() else warm_out.unlink(
+        missing_ok=True
+    )
+    seconds, extra = _timed(method, case, n, root, out)
+    return {
+        "seconds": seconds, "voxels": n**3, "peak_rss_gb": _peak_rss_gb(),
+        "warmup_seconds": warmup, **extra,
+    }  # fmt: skip
+
+
+def _timed(method: str, case: str, n: int, root: Path, out: Path) -> tuple[float, dict[str, Any]]:
+    """One run of ``method`` on an ``n^3`` grid: its seconds and what it reports."""
     from coframe.resampling.plan import OutputGrid
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     grid = OutputGrid((n,) * 3, (1.0,) * 3, (0.0,) * 3, ("z", "y", "x"), "nanometer", CHUNKS)
     t = chain("affine" if case == "synthetic" else case, n)
     src = root / f"noisy-{n}.zarr"
     extra: dict[str, Any] = {}
     if method == "coframe":
-        # libraries any run imports before it resamples
-        import dask.array  # noqa: F401
-        import tensorstore  # noqa: F401
-
-        import coframe.resampling.kernel  # noqa: F401  (numba; its compiled code loads in the run)
-        import coframe.resampling.progress  # noqa: F401  (rich)
-        import coframe.resampling.writer  # noqa: F401
-        import coframe.transforms.sitk_bridge  # noqa: F401
-        import coframe.volumes.open  # noqa: F401
         from coframe.resampling.engine import resample
         from coframe.resampling.source import ImageSource
 
@@ -284,10 +314,6 @@ def measure(method: str, case: str, n: int, root: Path, out: Path, threads: int)
         seconds = time.perf_counter() - start
         extra = {"method_used": result.method, "blocks": result.blocks}
     elif method in ("sitk", "sitk+io", "sitk-dense+io", "sitk-fine+io"):
-        import tensorstore  # noqa: F401
-        import zarr  # noqa: F401
-
-        import coframe.resampling.writer  # noqa: F401
         from coframe.transforms.sitk_bridge import array_to_image, resample_image, to_sitk
 
         io = method.endswith("+io")
@@ -328,7 +354,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path, threads: int)
         np.save(out, array)
     else:
         raise ValueError(method)
-    return {"seconds": seconds, "voxels": n**3, "peak_rss_gb": _peak_rss_gb(), **extra}
+    return seconds, extra
 
 
 def run_child(
