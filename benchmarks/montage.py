@@ -1,6 +1,8 @@
 """Peak memory and time of ``coframe locate`` on a TEM montage (not run by CI).
 
-Run ``python benchmarks/montage.py [--side 20000] [--tmp DIR] [--keep]``.
+Run ``python benchmarks/montage.py [--side 20000] [--tmp DIR] [--keep]``; results go to
+``benchmarks/results/montage.json`` (``--out``) and ``python benchmarks/tables.py``
+renders them into the README.
 
 Writes a ``side x side`` uint8 BigTIFF montage, tiled 256 x 256, twice: with
 no pyramid, and with a pyramid of halvings (SubIFDs). Its pixels are a plane
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import results
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -165,20 +168,43 @@ def child(root: Path, name: str) -> dict[str, Any]:
     }
 
 
+def table(report: dict[str, Any]) -> str:
+    """Markdown: one line per montage (flat, pyramid)."""
+    lines = [
+        "| montage | pixels | on disk | peak RSS | time | normal error | offset | centre | "
+        f"compression found (made: {1 - SQUEEZE:.2f}) | trusted |",
+        "|" + "---|" * 10,
+    ]
+    for r in report["rows"]:
+        head = f"| {r['montage']} | {r['side']:,}² ({r['pixel_nm']:.2f} nm) | {r['mb']:.0f} MB |"
+        if "error" in r:
+            lines.append(f"{head} {r['peak_rss_gb']:.2f} GB | failed: {r['error'][:80]} ||||||")
+            continue
+        lines.append(
+            f"{head} {r['peak_rss_gb']:.2f} GB | {r['seconds']:.0f} s | {r['normal_deg']:.2f}° | "
+            f"{r['offset_voxels']:.2f} vx | {r['centre_voxels']:.2f} vx | {r['compression']:.3f} | "
+            f"{'yes' if r['trustworthy'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=20_000, help="montage side (pixels)")
     parser.add_argument("--tmp", type=Path, default=None, help="scratch directory")
     parser.add_argument("--keep", action="store_true", help="keep the files")
+    parser.add_argument("--out", type=Path, default=None, help="Results JSON.")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(Path(args.child[0]), args.child[1])))
         return
+    meta = results.provenance()
     tmp = tempfile.TemporaryDirectory(dir=args.tmp)
     root = Path(tmp.name)
     volume = blob_phantom((VOLUME,) * 3, VOXEL, seed=2)
     write_tiff(root / "volume.tif", volume.array, VOXEL)
+    rows = []
     for name, pyramid in (("flat", False), ("pyramid", True)):
         t0 = time.perf_counter()
         pixel = write_montage(root / f"{name}.tif", volume, args.side, pyramid)
@@ -188,12 +214,20 @@ def main() -> None:
             f"in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
+        row: dict[str, Any] = {"montage": name, "side": args.side, "pixel_nm": pixel, "mb": size}
         cmd = [sys.executable, __file__, "--child", str(root), name]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(f"{name}: child failed: {done.stderr.strip()[-2000:]}")
-            continue
-        print(f"{name}: {done.stdout.strip()}", flush=True)
+            tail = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
+            row.update(error=tail[-1], peak_rss_gb=float("nan"))
+        else:
+            print(f"{name}: {done.stdout.strip()}", flush=True)
+            row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(row)
+    report = {"benchmark": "montage", "side": args.side, "rows": rows}
+    print(table(report))
+    print(f"results: {results.write('montage', report, meta, args.out)}")
     if args.keep:
         print(f"files kept in {root}")
         tmp.cleanup = lambda: None  # type: ignore[method-assign]

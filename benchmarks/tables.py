@@ -18,7 +18,7 @@ import results
 
 #: Where each block goes: (file, block name) -> renderer of the results file it reads.
 TARGETS = {
-    "README.md": ("register", "resample", "locate"),
+    "README.md": ("register", "resample", "locate", "montage"),
     "docs/scale.md": ("resample",),
 }
 
@@ -94,6 +94,10 @@ def render(name: str, report: dict[str, Any]) -> str:
         used = {id(rows[0]) for rows in locate.rows_by_line(*reports).values()}
         sources = [r for r in reports if any(id(row) in used for row in r["rows"])]
         return "\n\n".join([locate.table(*reports), *map(provenance_line, sources)])
+    if name == "montage":
+        import montage
+
+        return f"{montage.table(report)}\n\n{provenance_line(report)}"
     raise ValueError(name)
 
 

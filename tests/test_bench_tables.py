@@ -116,3 +116,16 @@ def test_an_interrupted_register_run_keeps_whole_rounds(monkeypatch, tmp_path) -
     assert last["complete"] is False and last["whole_rounds"] == 1 and len(last["rows"]) == 6
     assert {e["runs"] for e in last["summary"]} == {2}
     assert all(e["tre_mean_vox"]["median"] == 0.5 for e in last["summary"])
+
+
+def test_montage_table_gives_memory_and_errors_per_montage() -> None:
+    import montage
+
+    ok = {"montage": "flat", "side": 20000, "pixel_nm": 3.0, "mb": 390.0, "seconds": 41.0,
+          "peak_rss_gb": 0.61, "trustworthy": True, "normal_deg": 0.12, "offset_voxels": 0.05,
+          "centre_voxels": 0.1, "compression": 0.079}  # fmt: skip
+    bad = {"montage": "pyramid", "side": 20000, "pixel_nm": 3.0, "mb": 420.0,
+           "peak_rss_gb": 0.5, "error": "refused"}  # fmt: skip
+    text = montage.table({"rows": [ok, bad]})
+    assert "| flat | 20,000² (3.00 nm) | 390 MB | 0.61 GB | 41 s | 0.12° |" in text
+    assert "| pyramid |" in text and "failed: refused" in text
