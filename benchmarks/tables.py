@@ -41,6 +41,13 @@ def provenance_line(report: dict[str, Any]) -> str:
     )
 
 
+def _verdict(tre: float) -> str:
+    """A TRE ratio in words: within 1 % (either way, before rounding) is a tie."""
+    if abs(tre - 1.0) < 0.01:
+        return "same"
+    return "better" if tre < 1 else "worse"
+
+
 def standing(report: dict[str, Any]) -> str:
     """coframe against each peer row, pair by pair: ratios of the medians."""
     lines = [
@@ -60,7 +67,7 @@ def standing(report: dict[str, Any]) -> str:
         tre = ours["tre_mean_vox"]["median"] / e["tre_mean_vox"]["median"]
         time = e["seconds"]["median"] / ours["seconds"]["median"]
         lines.append(
-            f"| {e['pair']} | {e['method']} | {tre:.2f} ({'better' if tre < 1 else 'worse'}) | "
+            f"| {e['pair']} | {e['method']} | {tre:.2f} ({_verdict(tre)}) | "
             f"{time:.2f}x ({'coframe faster' if time > 1 else 'coframe slower'}) |"
         )
     return "\n".join(lines)

@@ -129,3 +129,8 @@ def test_montage_table_gives_memory_and_errors_per_montage() -> None:
     text = montage.table({"rows": [ok, bad]})
     assert "| flat | 20,000² (3.00 nm) | 390 MB | 0.61 GB | 41 s | 0.12° |" in text
     assert "| pyramid |" in text and "failed: refused" in text
+
+
+def test_standing_calls_a_tie_a_tie() -> None:
+    assert tables._verdict(1.004) == "same" and tables._verdict(0.996) == "same"
+    assert tables._verdict(0.95) == "better" and tables._verdict(1.05) == "worse"
