@@ -250,6 +250,14 @@ def _write_level0(out: Path, data: np.ndarray) -> None:
     array.write(data).result()
 
 
+def _remove(path: Path) -> None:
+    """Delete an output (a Zarr folder or an ``.npy`` file) if it is there."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _pin(threads: int) -> None:
     """Run this process on ``threads`` cores; coframe's local pool sizes itself by cpu_count."""
     cores = sorted(os.sched_getaffinity(0))[:threads]
@@ -286,9 +294,7 @@ def measure(method: str, case: str, n: int, root: Path, out: Path, threads: int)
         make_source(small, WARMUP)
     warm_out = small / f"{method}-out{out.suffix}"
     warmup, _ = _timed(method, case, WARMUP, small, warm_out)
-    shutil.rmtree(warm_out, ignore_errors=True) if warm_out.is_dir() else warm_out.unlink(
-        missing_ok=True
-    )
+    _remove(warm_out)
     seconds, extra = _timed(method, case, n, root, out)
     return {
         "seconds": seconds, "voxels": n**3, "peak_rss_gb": _peak_rss_gb(),
@@ -361,9 +367,7 @@ def run_child(
     method: str, case: str, n: int, root: Path, out: Path, threads: int
 ) -> dict[str, Any]:
     """One method in a fresh process, after removing its last output and dropping the source."""
-    if out.is_dir():
-        shutil.rmtree(out)
-    out.unlink(missing_ok=True)
+    _remove(out)
     if (root / f"noisy-{n}.zarr").exists():
         drop_from_cache(root / f"noisy-{n}.zarr")
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
@@ -469,7 +473,7 @@ def run_case(case: str, n: int, root: Path, args: argparse.Namespace) -> list[di
                 "paired": results.spread(ratios),
             }
     for p in outs.values():
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        _remove(p)
     return rows
 
 
