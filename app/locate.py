@@ -377,7 +377,7 @@ def store_located(
 def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any]:
     o = result.options
     return {
-        "method": "locate: FFT pose search (global, local) + SimpleITK refinement",
+        "method": "locate: FFT pose search (global, screen, local) + SimpleITK refinement",
         "normal": None if o.normal is None else list(o.normal),
         "near": None if o.near is None else list(o.near),
         "max_tilt": o.max_tilt,
@@ -386,6 +386,8 @@ def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any
         "search_pixels": o.search_pixels,
         "search_score": o.search_score,
         "seeds": o.seeds,
+        "screen": o.screen,
+        "screen_pixels": o.screen_pixels,
         "refine": o.refine,
         "metric": o.metric,
         "score": o.score,

@@ -11,7 +11,10 @@ confidence. It works global then local:
    (:mod:`coframe.registration.locate_search`) under edge correlation
    (:mod:`coframe.registration.locate_scores`), on a coarse copy of the
    volume where the section spans about ``search_pixels`` pixels; the
-   ``seeds`` best distinct placements go on;
+   ``screen`` x ``seeds`` best distinct placements are scored again where
+   the section spans about ``screen_pixels`` (each over a coarse voxel of
+   centres: the coarse grid can rank the truth thousands deep, the finer
+   look puts it near the top), and the ``seeds`` best of them go on;
 2. **local**: finer orientations and offsets around each of the best distinct
    global candidates, at about twice that resolution;
 3. **refine**: the best local candidates, scored at the working level (the
@@ -84,6 +87,7 @@ from coframe.registration.locate_search import (
     Candidate,
     best_candidates,
     local_search,
+    rescore,
     scan,
 )
 from coframe.registration.locate_symmetry import (
@@ -219,6 +223,12 @@ def locate_section(
             f"spacing {s_a:g} {volume.unit} (volume {volume_name!r} is much larger): give "
             f"--near to search a smaller box"
         )
+    screen = None
+    s_r = max(s_w, shorter / max(opts.screen_pixels, 1))
+    s_r = max(s_r, (box_volume / opts.max_screen_voxels) ** (1 / 3))
+    if opts.screen > 0 and s_r < 0.9 * s_a:  # a finer look at the global candidates
+        vol_r = reader.grid(s_r, lo if near is not None else None, hi if near is not None else None)
+        screen = (vol_r, coarser(s_r))
     timings["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -230,12 +240,14 @@ def locate_section(
     for k in ("global", "local", "refine", "mirror"):
         timings[k] = 0.0
     spacings = {"global": s_a, "local": s_b, "working": s_w}
+    if screen is not None:
+        spacings["screen"] = s_r
     sec_b = coarser(s_b)
     scored: list[ScoredPose] = []
     result, mirror = None, None
     for kinds in SEARCH_ROUNDS[opts.search_score]:
         t0 = time.perf_counter()
-        seeds = _global_stage(vol_a, sec_a, normals, maps, kinds, opts, near, near_radius)
+        seeds = _global_stage(vol_a, sec_a, normals, maps, kinds, opts, near, near_radius, screen)
         timings["global"] += time.perf_counter() - t0
         if not seeds:
             continue
@@ -289,10 +301,17 @@ def _global_stage(
     opts: LocateOptions,
     near: np.ndarray | None,
     near_radius: float,
+    screen: tuple[GridImage, GridImage] | None = None,
 ) -> list[Candidate]:
-    """The global scan under ``kinds``; each brings its share of the seeds."""
+    """The global scan under ``kinds``, each bringing its share of the seeds.
+
+    With a ``screen`` (the volume and the section at a finer spacing),
+    ``opts.screen`` times as many candidates are taken and scored again
+    there, and the best become the seeds (see :class:`LocateOptions`).
+    """
     s_a = float(vol_a.spacing[0])
     share = -(-seed_count(opts, len(normals)) // len(kinds))
+    taken = share * opts.screen if screen is not None else share
     results, bases = scan(vol_a, sec_a, normals, maps, d_step=opts.offset_step * s_a, scores=kinds)
     seeds = []
     for kind in kinds:
@@ -302,13 +321,16 @@ def _global_stage(
             bases,
             maps,
             sec_a.center,
-            count=share * 4 if near is not None else share,
+            count=taken * 4 if near is not None else taken,
             max_angle=0.75 * opts.angle_step,
             max_shift=2.0 * s_a,
             kind=kind,
         )
         if near is not None:
             found = [c for c in found if np.linalg.norm(c.pose.center - near) <= near_radius]
+        found = found[:taken]
+        if screen is not None and found:
+            found = rescore(*screen, found, half_d=s_a, half_u=s_a)
         seeds.extend(found[:share])
     return seeds
 

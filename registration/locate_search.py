@@ -30,7 +30,6 @@ from coframe.registration.locate_geometry import (
     fibonacci_cap,
     in_plane_maps,
     plane_basis,
-    poses_distinct,
     transported_basis,
 )
 from coframe.registration.locate_scores import (
@@ -341,7 +340,8 @@ def best_candidates(
 
     Each (normal, in-plane map) cell contributes its ``per_cell`` best
     offsets; candidates are then taken by decreasing score, skipping those
-    not distinct (see :func:`poses_distinct`) from one already taken;
+    not distinct (see
+    :func:`~coframe.registration.locate_geometry.poses_distinct`) from one already taken;
     ``kind`` names the scan's similarity.
     """
     n_norm, n_map, n_d = result.scores.shape
@@ -352,17 +352,93 @@ def best_candidates(
     scores = flat[cells, ds]
     order = np.argsort(-scores, kind="stable")
     chosen: list[Candidate] = []
+    # the taken poses' centres, normals and in-plane y axes, for a vectorised
+    # poses_distinct against all of them at once
+    taken = np.empty((count, 3, 3))
+    cos_max = np.cos(np.radians(max_angle))
     for j in order:
         if scores[j] <= 0 or len(chosen) >= count:
             break
         i, g = divmod(int(cells[j]), n_map)
         d = int(ds[j])
         pose = pose_of(normals[i], bases[i], maps[g], result.centres[i, g, d], section_center)
-        if all(
-            poses_distinct(pose, c.pose, max_angle=max_angle, max_shift=max_shift) for c in chosen
-        ):
-            chosen.append(Candidate(pose, float(scores[j]), float(result.signs[i, g, d]), kind))
+        y = pose.linear[:, 0] / np.linalg.norm(pose.linear[:, 0])
+        k = len(chosen)
+        if k:
+            t = taken[:k]
+            close = (
+                (np.linalg.norm(t[:, 0] - pose.center, axis=1) <= max_shift)
+                & (t[:, 1] @ pose.normal >= cos_max)
+                & (t[:, 2] @ y >= cos_max)
+            )
+            if close.any():
+                continue
+        taken[k] = (pose.center, pose.normal, y)
+        chosen.append(Candidate(pose, float(scores[j]), float(result.signs[i, g, d]), kind))
     return chosen
+
+
+def rescore(
+    volume: GridImage,
+    section: GridImage,
+    candidates: Sequence[Candidate],
+    *,
+    half_d: float,
+    half_u: float,
+) -> list[Candidate]:
+    """Score candidates again at a finer spacing, each over a small box of centres.
+
+    The orientation of each candidate is kept; its section centre is searched
+    within ``half_d`` along the normal and ``half_u`` in plane (physical) of
+    where the coarser scan put it, since the coarser grid of centres may miss
+    the finer optimum by a fraction of its step. Candidates are scored side by
+    side, as the normals of :func:`scan`, under their own similarity.
+
+    Parameters
+    ----------
+    volume, section
+        Volume and section at the (isotropic) finer spacing.
+    candidates
+        Poses from a coarser scan.
+    half_d, half_u
+        Physical half-ranges of the centre search.
+
+    Returns
+    -------
+    list
+        The candidates at their best centre, by decreasing finer score.
+    """
+    step = float(section.spacing[0])
+    identity = in_plane_maps(np.array([0.0]), mirror=False)
+    found: list[Candidate] = []
+    for kind in dict.fromkeys(c.kind for c in candidates):
+        group = [c for c in candidates if c.kind == kind]
+        normals = np.array([c.pose.normal for c in group])
+        bases = [transported_basis(c.pose.linear, n) for c, n in zip(group, normals, strict=True)]
+        regions = [
+            local_region(c.pose.apply(section.center)[0], n, e1, e2, half_d, half_u)
+            for c, n, (e1, e2) in zip(group, normals, bases, strict=True)
+        ]
+        results, used = scan(
+            volume,
+            section,
+            normals,
+            identity,
+            regions=regions,
+            bases=bases,
+            d_step=step,
+            min_overlap=0.5,
+            pad=1.0,
+            scores=(kind,),
+        )
+        result = results[kind]
+        for i in range(len(group)):
+            d = int(np.argmax(result.scores[i, 0]))
+            centre = result.centres[i, 0, d]
+            pose = pose_of(normals[i], used[i], identity[0], centre, section.center)
+            score, sign = float(result.scores[i, 0, d]), float(result.signs[i, 0, d])
+            found.append(Candidate(pose, score, sign, kind))
+    return sorted(found, key=lambda c: -c.score)
 
 
 def local_search(

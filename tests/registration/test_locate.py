@@ -342,3 +342,79 @@ def test_the_cropped_correlation_is_the_corner_of_the_full_one(shape: tuple[int,
         got = _correlate(fa, fb, shape, valid)
         assert got.shape == (3, *valid)
         assert np.allclose(got, full[:, : valid[0], : valid[1]])
+
+
+def _reference_candidates(result, normals, bases, maps, centre, count, max_angle, max_shift):
+    """best_candidates' choice, made the plain way: pose by pose with poses_distinct."""
+    from coframe.registration.locate_geometry import poses_distinct
+    from coframe.registration.locate_search import pose_of
+
+    n_norm, n_map, n_d = result.scores.shape
+    flat = result.scores.reshape(n_norm * n_map, n_d)
+    top = np.argsort(-flat, axis=1)[:, :3]
+    cells = np.repeat(np.arange(n_norm * n_map), top.shape[1])
+    ds = top.ravel()
+    scores = flat[cells, ds]
+    chosen = []
+    for j in np.argsort(-scores, kind="stable"):
+        if scores[j] <= 0 or len(chosen) >= count:
+            break
+        i, g = divmod(int(cells[j]), n_map)
+        pose = pose_of(normals[i], bases[i], maps[g], result.centres[i, g, ds[j]], centre)
+        if all(poses_distinct(pose, c, max_angle=max_angle, max_shift=max_shift) for c in chosen):
+            chosen.append(pose)
+    return chosen
+
+
+def test_the_candidates_taken_are_those_poses_distinct_picks(phantom: GridImage) -> None:
+    from coframe.registration.locate_search import best_candidates, scan
+
+    section, _ = _section(phantom, 8)
+    coarse = resample_grid(section, 3 * VOXEL)
+    volume = resample_grid(phantom, 3 * VOXEL)
+    normals = fibonacci_cap((1.0, 0.0, 0.0), 90.0, 20.0)
+    maps = in_plane_maps(np.arange(0.0, 360.0, 20.0), mirror=True)
+    got, bases = scan(volume, coarse, normals, maps)
+    for count, angle, shift in ((40, 15.0, 6 * VOXEL), (300, 30.0, 12 * VOXEL)):
+        fast = best_candidates(
+            got["edges"],
+            normals,
+            bases,
+            maps,
+            coarse.center,
+            count=count,
+            max_angle=angle,
+            max_shift=shift,
+        )
+        plain = _reference_candidates(
+            got["edges"], normals, bases, maps, coarse.center, count, angle, shift
+        )
+        assert len(fast) == len(plain) > 10
+        for a, b in zip(fast, plain, strict=True):
+            assert np.array_equal(a.pose.matrix, b.matrix)
+
+
+def test_rescoring_puts_a_coarse_candidate_back_on_its_pose(phantom: GridImage) -> None:
+    """A candidate a coarse step off its pose is moved back onto it at the finer spacing,
+    and scores above a wrong place."""
+    from coframe.registration.locate_search import Candidate, rescore
+
+    section, truth = _section(phantom, 6)
+    fine = resample_grid(section, 1.5 * VOXEL)
+    volume = resample_grid(phantom, 1.5 * VOXEL)
+    off = truth.center + 2.4 * VOXEL * truth.normal + 1.8 * VOXEL * truth.linear[:, 0]
+    near = Pose(off, truth.linear, fine.center)
+    wrong_linear = np.column_stack([truth.linear[:, 1], truth.linear[:, 0]])  # a mirrored twin
+    wrong = Pose(truth.center + 6 * VOXEL * truth.linear[:, 1], wrong_linear, fine.center)
+    got = rescore(
+        volume,
+        fine,
+        [Candidate(wrong, 0.9, 1.0), Candidate(near, 0.5, 1.0)],
+        half_d=3 * VOXEL,
+        half_u=3 * VOXEL,
+    )
+    assert len(got) == 2
+    best = got[0]
+    assert np.allclose(best.pose.linear, truth.linear, atol=1e-9)
+    assert np.linalg.norm(best.pose.center - truth.center) <= 1.5 * VOXEL
+    assert best.score > got[1].score
