@@ -387,7 +387,7 @@ def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any
         "search_score": o.search_score,
         "seeds": o.seeds,
         "screen": o.screen,
-        "screen_pixels": o.screen_pixels,
+        "screen_spacing": o.screen_spacing,
         "refine": o.refine,
         "metric": o.metric,
         "score": o.score,

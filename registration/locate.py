@@ -11,8 +11,8 @@ confidence. It works global then local:
    (:mod:`coframe.registration.locate_search`) under edge correlation
    (:mod:`coframe.registration.locate_scores`), on a coarse copy of the
    volume where the section spans about ``search_pixels`` pixels; the
-   ``screen`` x ``seeds`` best distinct placements are scored again where
-   the section spans about ``screen_pixels`` (each over a coarse voxel of
+   ``screen`` x ``seeds`` best distinct placements are scored again at
+   ``screen_spacing`` times that spacing (each over a coarse voxel of
    centres: the coarse grid can rank the truth thousands deep, the finer
    look puts it near the top), and the ``seeds`` best of them go on;
 2. **local**: finer orientations and offsets around each of the best distinct
@@ -224,8 +224,7 @@ def locate_section(
             f"--near to search a smaller box"
         )
     screen = None
-    s_r = max(s_w, shorter / max(opts.screen_pixels, 1))
-    s_r = max(s_r, (box_volume / opts.max_screen_voxels) ** (1 / 3))
+    s_r = max(s_w, opts.screen_spacing * s_a)
     if opts.screen > 0 and s_r < 0.9 * s_a:  # a finer look at the global candidates
         vol_r = reader.grid(s_r, lo if near is not None else None, hi if near is not None else None)
         screen = (vol_r, coarser(s_r))

@@ -45,13 +45,13 @@ class LocateOptions:
         Distinct global candidates searched locally, over all orientations; a
         cone of normals (``normal``, ``max_tilt``) gets its share by normals
         scanned, at least a quarter (:func:`~coframe.registration.locate.seed_count`).
-    screen, screen_pixels, max_screen_voxels
+    screen, screen_spacing
         ``screen`` times as many distinct global candidates as seeds are
-        scored again at a finer spacing (about ``screen_pixels`` across the
-        section's shorter side, the volume at most ``max_screen_voxels``),
-        each over a global voxel of centres, and the best of them become the
-        seeds: the global scan's coarse grid can rank the right place below
-        thousands of others, a finer look puts it near the top (0: no screen).
+        scored again at ``screen_spacing`` times the global spacing (not
+        finer than the working spacing), each over a global voxel of
+        centres, and the best of them become the seeds: the global scan's
+        coarse grid can rank the right place below thousands of others, a
+        finer look puts it near the top (0: no screen).
     local_pixels
         Pixels across the section's shorter side at the local level.
     local_step
@@ -121,8 +121,7 @@ class LocateOptions:
     max_search_voxels: int = 56**3
     seeds: int = 128
     screen: int = 16
-    screen_pixels: int = 40
-    max_screen_voxels: int = 96**3
+    screen_spacing: float = 0.6
     local_pixels: int = 24
     local_step: float = 5.0
     refine: int = 8

@@ -103,6 +103,8 @@ def test_locate_finds_an_inverted_noisy_oblique_section(phantom: GridImage) -> N
     assert result.ncc < -0.8  # inverted contrast is recognised as such
     assert result.affine.input_dim == 2 and result.affine.output_dim == 3
     assert result.confidence > 0.1
+    # the global candidates were screened at a finer spacing before the local search
+    assert result.spacings["working"] <= result.spacings["screen"] < result.spacings["global"]
     # an asymmetric volume has no mirror twin to rival the pose
     assert result.symmetry == () and result.mirror is None and not result.mirror_tie
 
