@@ -69,6 +69,7 @@ a wrong pose the user would be given as trustworthy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -259,11 +260,14 @@ def run_volume(
     with_defects: bool = True,
     prior: float = 0.0,
     progress: Callable[[list[dict[str, Any]]], None] | None = None,
+    done: dict[int, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Locate ``poses`` random sections of one volume; one row per pose.
 
     The peer runs on the first ``peer`` poses (0: none). ``progress`` gets
-    the rows so far after every pose.
+    the rows so far after every pose. Poses in ``done`` (rows of an earlier,
+    interrupted run, by pose number) keep their row: their sections are drawn
+    all the same, so the later poses are those of an uninterrupted run.
 
     With ``prior`` (degrees), ``locate_section`` is told a normal that far
     from the truth, in a random direction, and ``max_tilt`` 20 (as
@@ -294,6 +298,9 @@ def run_volume(
         if with_defects:
             damaged, defects = add_defects(section.array, rng)
             section = GridImage(damaged, section.spacing, section.origin)
+        if done and i in done:
+            rows.append(done[i])
+            continue
         options = OPTIONS
         if prior > 0:
             normal = pose.normal / np.linalg.norm(pose.normal)
@@ -415,6 +422,21 @@ def table(*reports: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _earlier(path: Path, report: dict[str, Any]) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """The rows of an interrupted run to keep, by (volume, prior, pose); exits on a mismatch."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--resume {path}: not a results file ({exc})") from None
+    for key in ("seed", "defects", "priors_deg"):
+        if old.get(key) != report[key]:
+            raise SystemExit(
+                f"--resume {path}: its {key} is {old.get(key)!r}, this run's {report[key]!r}; "
+                "run with the same --seed, --prior and defects"
+            )
+    return {(r["volume"], r.get("prior_deg", 0.0), r["pose"]): r for r in old["rows"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -439,6 +461,13 @@ def main(argv: list[str] | None = None) -> None:
         "a list (0,10) runs the same sections once per value.",
     )
     parser.add_argument("--out", type=Path, default=None, help="Results JSON.")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="An interrupted run's results file (same seed, defects and priors): its poses "
+        "are kept, the others are run; the report names the commit each part measured.",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
     peer = 0 if args.no_peer else args.poses if args.peer_poses is None else args.peer_poses
@@ -454,6 +483,13 @@ def main(argv: list[str] | None = None) -> None:
         "complete": False,
         "rows": rows,
     }
+    earlier = _earlier(args.resume, report) if args.resume else {}
+    if earlier:
+        old = json.loads(args.resume.read_text())
+        report["resumed"] = [
+            *old.get("resumed", []),
+            {"coframe_commit": old["coframe_commit"], "date": old["date"], "poses": len(earlier)},
+        ]
 
     def progress(done: list[dict[str, Any]]) -> None:
         # The file is rewritten after every pose (atomically), marked incomplete
@@ -480,6 +516,11 @@ def main(argv: list[str] | None = None) -> None:
                 not args.no_defects,
                 prior,
                 progress,
+                {
+                    r["pose"]: r
+                    for r in earlier.values()
+                    if (r["volume"], r["prior_deg"]) == (name, prior)
+                },
             )
         )
     report["complete"] = True

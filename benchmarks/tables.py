@@ -34,6 +34,11 @@ def provenance_line(report: dict[str, Any]) -> str:
     if report.get("complete") is False:
         unit = "poses" if report.get("benchmark") == "locate" else "runs"
         done = f" (interrupted: {len(report['rows'])} {unit} measured)"
+    for part in report.get("resumed", []):
+        done += (
+            f" (resuming a run of coframe {part['coframe_commit']} on {part['date'][:10]}, "
+            f"whose {part['poses']} poses are kept)"
+        )
     return (
         f"Measured{done} {report['date'][:10]} on {m['cpus']} cores ({m['cpu']}, shared; "
         f"load average {load}), coframe {report['coframe_commit']}: `{report['command']}`. "

@@ -134,3 +134,35 @@ def test_montage_table_gives_memory_and_errors_per_montage() -> None:
 def test_standing_calls_a_tie_a_tie() -> None:
     assert tables._verdict(1.004) == "same" and tables._verdict(0.996) == "same"
     assert tables._verdict(0.95) == "better" and tables._verdict(1.05) == "worse"
+
+
+def test_a_resumed_locate_run_keeps_its_poses_and_draws_the_same_later_sections(
+    monkeypatch,
+) -> None:
+    import locate
+    import numpy as np
+    from locate_synthetic import blob_phantom
+
+    from coframe.transforms.affine import Affine
+
+    seen: list[float] = []
+
+    def fake_locate(section, target, options):  # records the section it is given
+        seen.append(float(np.asarray(section.levels[0].read(), dtype=np.float64).sum()))
+        return type("R", (), {
+            "affine": Affine(np.column_stack([np.eye(3)[:, 1:], np.zeros(3)])),
+            "working_spacing": 1.0, "confidence": 0.5, "trustworthy": False,
+            "mirror_tie": False, "ncc": 0.1, "edges": 0.1, "timings": {},
+        })()  # fmt: skip
+
+    monkeypatch.setattr(locate, "locate_section", fake_locate)
+    monkeypatch.setitem(locate.SETTINGS, "toy", (12.0, 1.0, 0.0))
+    volume = blob_phantom((24, 24, 24), 1.0, seed=3)
+    whole = locate.run_volume("toy", volume, "micrometer", 5, 7, 0)
+    first = list(seen)
+    seen.clear()
+    kept = {i: {**whole[i], "kept": True} for i in (0, 1, 3)}
+    resumed = locate.run_volume("toy", volume, "micrometer", 5, 7, 0, done=kept)
+    assert [r["pose"] for r in resumed] == list(range(5))
+    assert [r.get("kept", False) for r in resumed] == [True, True, False, True, False]
+    assert seen == [first[2], first[4]]  # poses 2 and 4 drawn as in the whole run
