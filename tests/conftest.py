@@ -8,12 +8,14 @@ mark expression names it: ``pytest -m bench tests/bench``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from coframe.cli import app
@@ -68,15 +70,26 @@ def demo_copy(tiny_demo: DemoSample, tmp_path: Path) -> DemoSample:
 
 @pytest.fixture(scope="session")
 def demo_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``coframe demo DIR --size tiny --seed 1`` run once per session: the directory and stdout.
+    """``coframe demo DIR --size tiny --seed 1`` run once per run: the directory and stdout.
 
     The whole pipeline ran on it (edges, resampled images, report): read it,
-    never change it (copy it with ``shutil.copytree`` first).
+    never change it (copy it with ``shutil.copytree`` first). Under xdist the
+    workers share one run: the first to ask makes it, under a file lock, in
+    the directory that holds every worker's temporary root.
     """
-    directory = tmp_path_factory.mktemp("demo-cli") / "demo"
-    result = CliRunner().invoke(app, ["demo", str(directory), "--size", "tiny", "--seed", "1"])
-    assert result.exit_code == 0, result.output
-    return directory, result.stdout
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    directory, out = shared / "demo-cli" / "demo", shared / "demo-cli" / "stdout.txt"
+    with FileLock(shared / "demo-cli.lock"):
+        if not out.is_file():
+            shutil.rmtree(directory.parent, ignore_errors=True)
+            result = CliRunner().invoke(
+                app, ["demo", str(directory), "--size", "tiny", "--seed", "1"]
+            )
+            assert result.exit_code == 0, result.output
+            out.write_text(result.stdout, encoding="utf-8")  # written last: the run is whole
+    return directory, out.read_text(encoding="utf-8")
 
 
 def copy_demo(sample: DemoSample, root: Path) -> DemoSample:

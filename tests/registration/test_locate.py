@@ -27,7 +27,7 @@ from coframe.registration.locate_geometry import (
     resample_grid,
 )
 from coframe.registration.locate_refine import RefineSettings, pose_score, refine_pose, tilt_margin
-from coframe.registration.locate_result import LocateOptions
+from coframe.registration.locate_result import LocateOptions, LocateResult
 from coframe.transforms.affine import Affine
 
 VOXEL = 1000.0
@@ -90,10 +90,51 @@ def test_plane_basis_and_in_plane_maps_are_right_handed() -> None:
     assert np.allclose(in_plane_maps([90.0], mirror=False)[0] @ [1.0, 0.0], [0.0, 1.0])
 
 
+def _record_rounds(patch: pytest.MonkeyPatch, rounds: list[tuple[str, ...]]) -> None:
+    """Append the scores of every global round that ``locate_section`` runs to ``rounds``."""
+    import coframe.registration.locate as locate_module
+
+    scan = locate_module._global_stage
+
+    def recorded(*args, **kwargs):
+        rounds.append(args[4])
+        return scan(*args, **kwargs)
+
+    patch.setattr(locate_module, "_global_stage", recorded)
+
+
+#: A located section, its truth, the result and the scores of each global round.
+Located = tuple[GridImage, Pose | None, LocateResult, list[tuple[str, ...]]]
+
+
+def _located(phantom: GridImage, section: GridImage, truth: Pose | None) -> Located:
+    rounds: list[tuple[str, ...]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        _record_rounds(patch, rounds)
+        result = locate_section(grid_volume(section), grid_volume(phantom), QUICK)
+    return section, truth, result, rounds
+
+
+@pytest.fixture(scope="module")
+def oblique_located(phantom: GridImage) -> Located:
+    """An inverted, noisy oblique section of the phantom, located (shared by two tests)."""
+    return _located(phantom, *_section(phantom, seed=1))
+
+
+@pytest.fixture(scope="module")
+def noise_located(phantom: GridImage) -> Located:
+    """A section of pure noise, located in the phantom (shared by two tests)."""
+    noise = GridImage(
+        np.random.default_rng(0).standard_normal(SECTION).astype(np.float32),
+        (PIXEL, PIXEL),
+        (PIXEL / 2, PIXEL / 2),
+    )
+    return _located(phantom, noise, None)
+
+
 @pytest.mark.slow
-def test_locate_finds_an_inverted_noisy_oblique_section(phantom: GridImage) -> None:
-    section, truth = _section(phantom, seed=1)
-    result = locate_section(grid_volume(section), grid_volume(phantom), QUICK)
+def test_locate_finds_an_inverted_noisy_oblique_section(oblique_located: Located) -> None:
+    section, truth, result, _ = oblique_located
     err = _errors(result.affine, truth, section)
     assert err["normal_deg"] <= 2.0, err
     assert err["offset_voxels"] <= 1.0, err
@@ -220,12 +261,8 @@ def test_tilt_margin_is_positive_at_the_truth_and_negative_off_tilt(phantom: Gri
 
 
 @pytest.mark.slow
-def test_a_section_of_noise_is_not_trustworthy(phantom: GridImage) -> None:
-    rng = np.random.default_rng(0)
-    noise = GridImage(
-        rng.standard_normal(SECTION).astype(np.float32), (PIXEL, PIXEL), (PIXEL / 2, PIXEL / 2)
-    )
-    result = locate_section(grid_volume(noise), grid_volume(phantom), QUICK)
+def test_a_section_of_noise_is_not_trustworthy(noise_located: Located) -> None:
+    _, _, result, _ = noise_located
     assert not result.trustworthy
     # the best pose the refinement finds for noise still matches no slice
     assert abs(result.ncc) < 0.45 and result.edges < result.options.min_edges
@@ -233,29 +270,12 @@ def test_a_section_of_noise_is_not_trustworthy(phantom: GridImage) -> None:
 
 @pytest.mark.slow
 def test_correlation_is_scanned_only_where_edges_leave_doubt(
-    phantom: GridImage, monkeypatch: pytest.MonkeyPatch
+    oblique_located: Located, noise_located: Located
 ) -> None:
     """``auto``: a trusted pose from edges ends the search; an untrusted one adds NCC's seeds."""
-    import coframe.registration.locate as locate_module
-
-    rounds: list[tuple[str, ...]] = []
-    scan = locate_module._global_stage
-
-    def recorded(*args, **kwargs):
-        rounds.append(args[4])
-        return scan(*args, **kwargs)
-
-    monkeypatch.setattr(locate_module, "_global_stage", recorded)
-    section, truth = _section(phantom, seed=1)
-    result = locate_section(grid_volume(section), grid_volume(phantom), QUICK)
+    _, _, result, rounds = oblique_located
     assert result.trustworthy and rounds == [("edges",)]
-    rounds.clear()
-    noise = GridImage(
-        np.random.default_rng(0).standard_normal(SECTION).astype(np.float32),
-        (PIXEL, PIXEL),
-        (PIXEL / 2, PIXEL / 2),
-    )
-    result = locate_section(grid_volume(noise), grid_volume(phantom), QUICK)
+    _, _, result, rounds = noise_located
     assert not result.trustworthy and rounds == [("edges",), ("ncc",)]
     # both rounds' refined poses compete: the candidates hold more than one round's
     assert len(result.candidates) > QUICK.refine
