@@ -422,8 +422,8 @@ def table(*reports: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _earlier(path: Path, report: dict[str, Any]) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """The rows of an interrupted run to keep, by (volume, prior, pose); exits on a mismatch."""
+def _earlier(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """An interrupted run's results, to resume ``report``'s run from; exits on a mismatch."""
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -434,7 +434,7 @@ def _earlier(path: Path, report: dict[str, Any]) -> dict[tuple[str, float, int],
                 f"--resume {path}: its {key} is {old.get(key)!r}, this run's {report[key]!r}; "
                 "run with the same --seed, --prior and defects"
             )
-    return {(r["volume"], r.get("prior_deg", 0.0), r["pose"]): r for r in old["rows"]}
+    return old
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -483,9 +483,10 @@ def main(argv: list[str] | None = None) -> None:
         "complete": False,
         "rows": rows,
     }
-    earlier = _earlier(args.resume, report) if args.resume else {}
-    if earlier:
-        old = json.loads(args.resume.read_text())
+    earlier: list[dict[str, Any]] = []
+    if args.resume:
+        old = _earlier(args.resume, report)
+        earlier = old["rows"]
         report["resumed"] = [
             *old.get("resumed", []),
             {"coframe_commit": old["coframe_commit"], "date": old["date"], "poses": len(earlier)},
@@ -518,8 +519,8 @@ def main(argv: list[str] | None = None) -> None:
                 progress,
                 {
                     r["pose"]: r
-                    for r in earlier.values()
-                    if (r["volume"], r["prior_deg"]) == (name, prior)
+                    for r in earlier
+                    if (r["volume"], r.get("prior_deg", 0.0)) == (name, prior)
                 },
             )
         )
