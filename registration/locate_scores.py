@@ -93,6 +93,11 @@ class Templates:
         counts = self.counts
 
         def shares() -> Iterator[np.ndarray]:  # nothing is transformed until one is taken
+            if inside.min() > 0:  # the whole stack lies inside the volume: every share is 1
+                whole = np.ones((inside.shape[0], *valid), dtype=np.float32)
+                for _ in range(len(spectra)):
+                    yield whole
+                return
             fin = sfft.rfft2(inside, s=shape, workers=-1)
             for u in range(len(spectra)):
                 yield _correlate(fin, spectra[u][None], shape, valid) / counts[u]

@@ -481,32 +481,41 @@ def local_search(
     count = max(int(np.floor(angle_range / angle_step)), 0)
     maps = in_plane_maps(angle_step * np.arange(-count, count + 1), mirror=False)
     step = float(section.spacing[0])
+    # every seed's cone of normals goes into one scan: the templates are made once and the
+    # threads share out all the seeds' normals
+    cones = [fibonacci_cap(seed.pose.normal, cone, normal_step) for seed in seeds]
+    normals, bases, regions, spans = [], [], [], []
+    for seed, cap in zip(seeds, cones, strict=True):
+        spans.append((len(normals), len(normals) + len(cap)))
+        centre = seed.pose.apply(section.center)[0]
+        for n in cap:
+            e1, e2 = transported_basis(seed.pose.linear, n)
+            normals.append(n)
+            bases.append((e1, e2))
+            regions.append(local_region(centre, n, e1, e2, half_d, half_u))
+    if not normals:
+        return []
+    results, used = scan(
+        volume,
+        section,
+        np.array(normals),
+        maps,
+        regions=regions,
+        bases=bases,
+        d_step=step,
+        min_overlap=0.5,
+        pad=1.0,
+        scores=(score,),
+    )
+    result = results[score]
     found: list[Candidate] = []
-    for seed in seeds:
-        normals = fibonacci_cap(seed.pose.normal, cone, normal_step)
-        bases = [transported_basis(seed.pose.linear, n) for n in normals]
-        regions = [
-            local_region(seed.pose.apply(section.center)[0], n, e1, e2, half_d, half_u)
-            for n, (e1, e2) in zip(normals, bases, strict=True)
-        ]
-        results, used = scan(
-            volume,
-            section,
-            normals,
-            maps,
-            regions=regions,
-            bases=bases,
-            d_step=step,
-            min_overlap=0.5,
-            pad=1.0,
-            scores=(score,),
-        )
-        result = results[score]
+    for i0, i1 in spans:
+        part = ScanResult(result.scores[i0:i1], result.signs[i0:i1], result.centres[i0:i1])
         found.extend(
             best_candidates(
-                result,
-                normals,
-                used,
+                part,
+                np.array(normals[i0:i1]),
+                used[i0:i1],
                 maps,
                 section.center,
                 count=per_seed,
