@@ -68,14 +68,22 @@ def demo_copy(tiny_demo: DemoSample, tmp_path: Path) -> DemoSample:
     return copy_demo(tiny_demo, tmp_path / "demo")
 
 
+#: What the earlier demo under :func:`demo_cli_run` left in its report.
+STALE_REPORT = "<html><body>an earlier demo's report</body></html>"
+
+
 @pytest.fixture(scope="session")
 def demo_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``coframe demo DIR --size tiny --seed 1`` run once per run: the directory and stdout.
+    """``coframe demo DIR --size tiny --seed 1 --force`` run once per run: the directory and stdout.
 
-    The whole pipeline ran on it (edges, resampled images, report): read it,
-    never change it (copy it with ``shutil.copytree`` first). Under xdist the
-    workers share one run: the first to ask makes it, under a file lock, in
-    the directory that holds every worker's temporary root.
+    It runs over an earlier demo: the tiny sample with a stale ``fibsem ->
+    xray`` edge (an identity) and a stale report, which the forced run must
+    replace (a first run into an empty directory is the default demo's test,
+    ``tests/test_demo.py``). The whole pipeline ran on it (edges, resampled
+    images, report): read it, never change it (copy it with
+    ``shutil.copytree`` first). Under xdist the workers share one run: the
+    first to ask makes it, under a file lock, in the directory that holds
+    every worker's temporary root.
     """
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -84,8 +92,22 @@ def demo_cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     with FileLock(shared / "demo-cli.lock"):
         if not out.is_file():
             shutil.rmtree(directory.parent, ignore_errors=True)
+            make_demo(directory, size="tiny", seed=DEMO_SEED)
+            stale = directory.parent / "identity.tfm"
+            stale.write_text(
+                "#Insight Transform File V1.0\n#Transform 0\n"
+                "Transform: AffineTransform_double_3_3\n"
+                "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
+                encoding="utf-8",
+            )
+            workspace = ["-w", str(directory)]
+            linked = CliRunner().invoke(
+                app, ["link", "fibsem", "xray", str(stale), "--unit", "nanometer", *workspace]
+            )
+            assert linked.exit_code == 0, linked.output
+            (directory / "report.html").write_text(STALE_REPORT, encoding="utf-8")
             result = CliRunner().invoke(
-                app, ["demo", str(directory), "--size", "tiny", "--seed", "1"]
+                app, ["demo", str(directory), "--size", "tiny", "--seed", str(DEMO_SEED), "--force"]
             )
             assert result.exit_code == 0, result.output
             out.write_text(result.stdout, encoding="utf-8")  # written last: the run is whole

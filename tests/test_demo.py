@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 from pathlib import Path
 
 import mrcfile
@@ -16,6 +15,7 @@ import yaml
 import zarr
 from scipy import ndimage
 
+from coframe.app.workspace import load_workspace
 from coframe.cli import app
 from coframe.core.errors import OverwriteError
 from coframe.demo.outputs import EM_PATH, FIELD_ARRAY, LABELS_PATH, SIZES, DemoSample
@@ -64,15 +64,16 @@ def test_cli_demo_refuses_existing_outputs_and_bad_sizes(
     assert bad.exit_code == 2 and "huge" in bad.stderr and "--size" in bad.stderr
 
 
-@pytest.mark.slow
 def test_cli_demo_with_force_runs_again_over_a_previous_demo(
-    demo_cli_run: tuple[Path, str], runner, tmp_path: Path
+    demo_cli_run: tuple[Path, str],
 ) -> None:
-    out = tmp_path / "demo"
-    shutil.copytree(demo_cli_run[0], out)
-    forced = runner.invoke(app, ["demo", str(out), "--size", "tiny", "--force"])
-    assert forced.exit_code == 0, forced.output
-    assert forced.stdout.rstrip().endswith(f"== QC report\n{out / 'report.html'}")
+    """The shared run was forced over an earlier demo: its stale edge and report are replaced."""
+    out, stdout = demo_cli_run
+    assert stdout.rstrip().endswith(f"== QC report\n{out / 'report.html'}")
+    edge = next(e for e in load_workspace(out).edges if (e.source, e.target) == ("fibsem", "xray"))
+    assert "coframe register" in edge.provenance["command"], edge.provenance
+    assert "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0" not in (out / edge.file).read_text()
+    assert "an earlier demo's report" not in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_make_demo_refuses_to_overwrite(sample: DemoSample) -> None:
