@@ -61,6 +61,11 @@ class Templates:
         Half-size of the square templates (``S = 2 * half + 1``).
     energy
         ``(G,)`` sum of the squared edge features (``edges`` only).
+    boxes
+        ``(V, S, S)`` float32 rotated section rectangles, masked pixels
+        included (default: ``masks``): what :meth:`overlaps` measures.
+    box_of
+        ``(U,)`` index of each footprint's rectangle in ``boxes`` (default: the same index).
     """
 
     arrays: np.ndarray
@@ -69,6 +74,13 @@ class Templates:
     usable: np.ndarray
     half: int
     energy: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    box_of: np.ndarray | None = None
+
+    @property
+    def rectangles(self) -> np.ndarray:
+        """``(V, S, S)`` the rotated section rectangles (:attr:`boxes`, or the footprints)."""
+        return self.masks if self.boxes is None else self.boxes
 
     @property
     def size(self) -> int:
@@ -83,24 +95,34 @@ class Templates:
     def overlaps(
         self, inside: np.ndarray, spectra: np.ndarray, shape: tuple[int, int]
     ) -> tuple[Iterator[np.ndarray], tuple[int, int]]:
-        """The share of each footprint inside the volume at every valid placement on a stack.
+        """The share of each footprint's section rectangle inside the volume, at every valid
+        placement on a stack.
 
-        Returns the ``(D, A', B')`` fractions of one footprint after another
-        (``spectra`` holds the footprints' spectra), made as they are taken,
-        and the valid extent ``(A', B')`` of the placements.
+        The rectangle includes masked pixels (grid bars): a section's
+        rotations share a few rectangles, so a masked section needs no more
+        transforms here than a whole one. Returns the ``(D, A', B')``
+        fractions of one footprint after another (``spectra`` holds the
+        spectra of :attr:`rectangles`), made as they are taken, and the valid
+        extent ``(A', B')`` of the placements.
         """
         valid = (inside.shape[1] - self.size + 1, inside.shape[2] - self.size + 1)
-        counts = self.counts
+        rects = self.rectangles
+        counts = rects.reshape(len(rects), -1).sum(axis=1)
+        box_of = np.arange(len(self.masks)) if self.box_of is None else self.box_of
 
         def shares() -> Iterator[np.ndarray]:  # nothing is transformed until one is taken
             if inside.min() > 0:  # the whole stack lies inside the volume: every share is 1
                 whole = np.ones((inside.shape[0], *valid), dtype=np.float32)
-                for _ in range(len(spectra)):
+                for _ in range(len(self.masks)):
                     yield whole
                 return
             fin = sfft.rfft2(inside, s=shape, workers=-1)
-            for u in range(len(spectra)):
-                yield _correlate(fin, spectra[u][None], shape, valid) / counts[u]
+            made: dict[int, np.ndarray] = {}
+            for u in range(len(self.masks)):
+                v = int(box_of[u])
+                if v not in made:
+                    made[v] = _correlate(fin, spectra[v][None], shape, valid) / counts[v]
+                yield made[v]
 
         return shares(), valid
 
@@ -139,9 +161,16 @@ def make_templates(
     mask_of = np.zeros(len(maps), dtype=np.int64)
     masks: list[np.ndarray] = []
     keys: dict[bytes, int] = {}
+    boxes: list[np.ndarray] = []  # the rectangles, masked pixels included
+    box_keys: dict[bytes, int] = {}
+    box_of: list[int] = []
     for g, m in enumerate(maps):
         p = np.linalg.inv(m) @ q
         inside = ((np.abs(p[0]) <= hy + 1e-6) & (np.abs(p[1]) <= hx + 1e-6)).reshape(size, size)
+        box_key = np.packbits(inside).tobytes()
+        if box_key not in box_keys:
+            box_keys[box_key] = len(boxes)
+            boxes.append(inside.astype(np.float32))
         if section.mask is not None:  # masked pixels (grid bars, film) leave the footprint
             kept = ndimage.map_coordinates(
                 section.usable.astype(np.float32), p + centre[:, None], order=1, mode="nearest"
@@ -151,6 +180,7 @@ def make_templates(
         if key not in keys:
             keys[key] = len(masks)
             masks.append(inside.astype(np.float32))
+            box_of.append(box_keys[box_key])
         mask_of[g] = keys[key]
         values = ndimage.map_coordinates(
             source, p + centre[:, None], order=1, mode="nearest"
@@ -166,7 +196,18 @@ def make_templates(
         if norm > 0:
             arrays[g] = t / norm
             usable[g] = True
-    return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
+    if section.mask is None:  # the footprints are the rectangles
+        return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
+    return Templates(
+        arrays,
+        np.stack(masks),
+        mask_of,
+        usable,
+        half,
+        energy if edges else None,
+        np.stack(boxes),
+        np.asarray(box_of, dtype=np.int64),
+    )
 
 
 def _correlate(
@@ -185,7 +226,7 @@ def ncc_scores(
     values: np.ndarray,
     inside: np.ndarray,
     tpl: Templates,
-    spectra: tuple[np.ndarray, np.ndarray],
+    spectra: tuple[np.ndarray, np.ndarray, np.ndarray],
     shape: tuple[int, int],
     min_overlap: float,
     flat: float,
@@ -193,13 +234,15 @@ def ncc_scores(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best absolute masked NCC, its sign and its position, per (map, slice).
 
-    ``overlaps`` are the footprints' shares inside the volume
-    (:meth:`Templates.overlaps`) when already made for another score.
+    ``spectra`` holds the templates' conjugate spectra and those of their
+    footprints and rectangles (:attr:`Templates.rectangles`). ``overlaps``
+    are the footprints' shares inside the volume (:meth:`Templates.overlaps`)
+    when already made for another score.
     """
-    ft_conj, fm = spectra
+    ft_conj, fm, fb = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
     counts = tpl.counts
-    shares, (va, vb) = tpl.overlaps(inside, fm, shape)
+    shares, (va, vb) = tpl.overlaps(inside, fb, shape)
     overlaps = shares if overlaps is None else overlaps
     fs = sfft.rfft2(values, s=shape, workers=-1)
     fs2 = sfft.rfft2(values * values, s=shape, workers=-1)
@@ -236,7 +279,7 @@ def edge_scores(
     values: np.ndarray,
     inside: np.ndarray,
     tpl: Templates,
-    spectra: tuple[np.ndarray, np.ndarray],
+    spectra: tuple[np.ndarray, np.ndarray, np.ndarray],
     shape: tuple[int, int],
     min_overlap: float,
     overlaps: Sequence[np.ndarray] | None = None,
@@ -249,7 +292,7 @@ def edge_scores(
     direction, whatever the two contrasts are. ``overlaps`` as in
     :func:`ncc_scores`.
     """
-    ft_conj, fm = spectra
+    ft_conj, fm, fb = spectra
     n_maps, n_d = len(tpl.arrays), len(values)
     kept = inside > 0
     eps = edge_scale(values, kept, FEATURE_SIGMA, axes=(1, 2)) if kept.any() else 0.0
@@ -263,7 +306,7 @@ def edge_scores(
     feats = edge_features(filled, kept, FEATURE_SIGMA, eps, axes=(1, 2))  # (3, D, A, B)
     fv = sfft.rfft2(feats, s=shape, workers=-1)
     f_energy = sfft.rfft2(np.sum(feats * feats, axis=0), s=shape, workers=-1)
-    shares, (va, vb) = tpl.overlaps(inside, fm, shape)
+    shares, (va, vb) = tpl.overlaps(inside, fb, shape)
     overlaps = shares if overlaps is None else overlaps
     energy_v = np.zeros((len(fm), n_d, va, vb), dtype=np.float32)
     ok_at = np.zeros((len(fm), n_d, va, vb), dtype=bool)

@@ -259,13 +259,15 @@ def scan(
         out: dict[str, _Row] = {}
         for kind, tpl in tpls.items():
             if (kind, shape) not in spectra:  # threads may both make it: the same arrays
+                masks = sfft.rfft2(tpl.masks, s=shape, workers=-1)
                 spectra[kind, shape] = (
                     np.conj(sfft.rfft2(tpl.arrays, s=shape, axes=(-2, -1), workers=-1)),
-                    sfft.rfft2(tpl.masks, s=shape, workers=-1),
+                    masks,
+                    masks if tpl.boxes is None else sfft.rfft2(tpl.boxes, s=shape, workers=-1),
                 )
         shared = None  # the footprints' shares inside the volume, made once for both scores
         if len(tpls) > 1 and same_footprints:
-            made, _ = first.overlaps(inside, spectra[scores[0], shape][1], shape)
+            made, _ = first.overlaps(inside, spectra[scores[0], shape][2], shape)
             shared = list(made)
         for kind, tpl in tpls.items():
             if kind == "edges":

@@ -14,7 +14,13 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from coframe.cli import app
-from coframe.registration.locate_geometry import GridImage, Pose, pose_errors, resample_grid
+from coframe.registration.locate_geometry import (
+    GridImage,
+    Pose,
+    in_plane_maps,
+    pose_errors,
+    resample_grid,
+)
 from coframe.registration.locate_inputs import read_section_image
 from coframe.registration.locate_mask import (
     auto_section_mask,
@@ -22,6 +28,7 @@ from coframe.registration.locate_mask import (
     masked_coarser,
     section_with_mask,
 )
+from coframe.registration.locate_scores import make_templates
 from coframe.transforms.affine import Affine
 from coframe.volumes.binned import read_binned
 from coframe.volumes.open import open_volume
@@ -222,6 +229,38 @@ def test_grid_bars_are_not_averaged_into_the_tissue_beside_them(phantom: GridIma
         # kept pixels hold tissue only: a bar weighing even 1 % would move them by 10 % of
         # the tissue's range (averaged with the bars, they moved by up to 19 %)
         assert np.abs(coarse.array - clean.array)[kept].max() <= 0.02 * span
+
+
+def test_a_masked_sections_overlap_is_that_of_its_whole_rectangle(phantom: GridImage) -> None:
+    """Grid bars leave the footprints (what is scored) but not the rectangles (what must lie
+    inside the volume): a masked section's rotations share the few rectangles of a whole one."""
+    section, _ = _cut(phantom, seed=11)
+    usable = _bars(section.array) > section.array.min()
+    masked = GridImage(section.array, section.spacing, section.origin, usable)
+    maps = in_plane_maps(np.arange(0.0, 360.0, 30.0), mirror=True)
+    whole, barred = (
+        make_templates(section, maps, score="edges"),
+        make_templates(masked, maps, score="edges"),
+    )
+    assert len(barred.masks) > len(whole.masks)  # the bars break the rectangle's symmetries
+    assert np.array_equal(barred.rectangles, whole.masks)
+    for g in range(len(maps)):
+        rect = barred.rectangles[barred.box_of[barred.mask_of[g]]]
+        assert np.array_equal(rect, whole.masks[whole.mask_of[g]])
+        assert np.all(barred.masks[barred.mask_of[g]] <= rect)
+    # a stack half outside the volume: the share is the rectangle's, bars or not
+    size = barred.size
+    inside = np.zeros((1, size, 2 * size - 1), np.float32)
+    inside[..., size:] = 1.0
+    shape = (size, 2 * size)
+    spectra = np.fft.rfft2(barred.rectangles, s=shape).astype(np.complex64)
+    shares, valid = barred.overlaps(inside, spectra, shape)
+    shares = list(shares)
+    assert len(shares) == len(barred.masks) and valid == (1, size)
+    for u, share in enumerate(shares):
+        rect = barred.rectangles[barred.box_of[u]]
+        expected = [rect[:, size - j :].sum() / rect.sum() for j in range(size)]
+        np.testing.assert_allclose(share[0, 0], expected, atol=1e-4)
 
 
 @pytest.mark.slow
