@@ -64,6 +64,7 @@ def test_cli_demo_refuses_existing_outputs_and_bad_sizes(
     assert bad.exit_code == 2 and "huge" in bad.stderr and "--size" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_demo_with_force_runs_again_over_a_previous_demo(
     demo_cli_run: tuple[Path, str],
 ) -> None:
