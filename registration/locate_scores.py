@@ -61,11 +61,12 @@ class Templates:
         Half-size of the square templates (``S = 2 * half + 1``).
     energy
         ``(G,)`` sum of the squared edge features (``edges`` only).
-    boxes
+    rectangles
         ``(V, S, S)`` float32 rotated section rectangles, masked pixels
-        included (default: ``masks``): what :meth:`overlaps` measures.
+        included: what :meth:`overlaps` measures (the very ``masks`` array
+        when the section has no mask).
     box_of
-        ``(U,)`` index of each footprint's rectangle in ``boxes`` (default: the same index).
+        ``(U,)`` index of each footprint's rectangle in ``rectangles``.
     """
 
     arrays: np.ndarray
@@ -73,14 +74,9 @@ class Templates:
     mask_of: np.ndarray
     usable: np.ndarray
     half: int
-    energy: np.ndarray | None = None
-    boxes: np.ndarray | None = None
-    box_of: np.ndarray | None = None
-
-    @property
-    def rectangles(self) -> np.ndarray:
-        """``(V, S, S)`` the rotated section rectangles (:attr:`boxes`, or the footprints)."""
-        return self.masks if self.boxes is None else self.boxes
+    energy: np.ndarray | None
+    rectangles: np.ndarray
+    box_of: np.ndarray
 
     @property
     def size(self) -> int:
@@ -108,7 +104,6 @@ class Templates:
         valid = (inside.shape[1] - self.size + 1, inside.shape[2] - self.size + 1)
         rects = self.rectangles
         counts = rects.reshape(len(rects), -1).sum(axis=1)
-        box_of = np.arange(len(self.masks)) if self.box_of is None else self.box_of
 
         def shares() -> Iterator[np.ndarray]:  # nothing is transformed until one is taken
             if inside.min() > 0:  # the whole stack lies inside the volume: every share is 1
@@ -119,7 +114,7 @@ class Templates:
             fin = sfft.rfft2(inside, s=shape, workers=-1)
             made: dict[int, np.ndarray] = {}
             for u in range(len(self.masks)):
-                v = int(box_of[u])
+                v = int(self.box_of[u])
                 if v not in made:
                     made[v] = _correlate(fin, spectra[v][None], shape, valid) / counts[v]
                 yield made[v]
@@ -196,16 +191,15 @@ def make_templates(
         if norm > 0:
             arrays[g] = t / norm
             usable[g] = True
-    if section.mask is None:  # the footprints are the rectangles
-        return Templates(arrays, np.stack(masks), mask_of, usable, half, energy if edges else None)
+    footprints = np.stack(masks)
     return Templates(
         arrays,
-        np.stack(masks),
+        footprints,
         mask_of,
         usable,
         half,
         energy if edges else None,
-        np.stack(boxes),
+        footprints if section.mask is None else np.stack(boxes),  # unmasked: the same
         np.asarray(box_of, dtype=np.int64),
     )
 

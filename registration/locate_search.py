@@ -263,7 +263,9 @@ def scan(
                 spectra[kind, shape] = (
                     np.conj(sfft.rfft2(tpl.arrays, s=shape, axes=(-2, -1), workers=-1)),
                     masks,
-                    masks if tpl.boxes is None else sfft.rfft2(tpl.boxes, s=shape, workers=-1),
+                    masks
+                    if tpl.rectangles is tpl.masks
+                    else sfft.rfft2(tpl.rectangles, s=shape, workers=-1),
                 )
         shared = None  # the footprints' shares inside the volume, made once for both scores
         if len(tpls) > 1 and same_footprints:
@@ -380,6 +382,35 @@ def best_candidates(
     return chosen
 
 
+def _scan_around(
+    volume: GridImage,
+    section: GridImage,
+    normals: np.ndarray,
+    maps: np.ndarray,
+    regions: Sequence[Region],
+    bases: Sequence[tuple[np.ndarray, np.ndarray]],
+    kind: str,
+) -> tuple[ScanResult, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`scan` of small boxes of centres around known poses, at the section's spacing.
+
+    Slices are one pixel apart and reach a whole template beyond each box; a
+    placement is judged with half the section inside the volume.
+    """
+    results, used = scan(
+        volume,
+        section,
+        normals,
+        maps,
+        regions=regions,
+        bases=bases,
+        d_step=float(section.spacing[0]),
+        min_overlap=0.5,
+        pad=1.0,
+        scores=(kind,),
+    )
+    return results[kind], used
+
+
 def rescore(
     volume: GridImage,
     section: GridImage,
@@ -410,7 +441,6 @@ def rescore(
     list
         The candidates at their best centre, by decreasing finer score.
     """
-    step = float(section.spacing[0])
     identity = in_plane_maps(np.array([0.0]), mirror=False)
     found: list[Candidate] = []
     for kind in dict.fromkeys(c.kind for c in candidates):
@@ -421,19 +451,7 @@ def rescore(
             local_region(c.pose.apply(section.center)[0], n, e1, e2, half_d, half_u)
             for c, n, (e1, e2) in zip(group, normals, bases, strict=True)
         ]
-        results, used = scan(
-            volume,
-            section,
-            normals,
-            identity,
-            regions=regions,
-            bases=bases,
-            d_step=step,
-            min_overlap=0.5,
-            pad=1.0,
-            scores=(kind,),
-        )
-        result = results[kind]
+        result, used = _scan_around(volume, section, normals, identity, regions, bases, kind)
         for i in range(len(group)):
             d = int(np.argmax(result.scores[i, 0]))
             centre = result.centres[i, 0, d]
@@ -482,7 +500,6 @@ def local_search(
     """
     count = max(int(np.floor(angle_range / angle_step)), 0)
     maps = in_plane_maps(angle_step * np.arange(-count, count + 1), mirror=False)
-    step = float(section.spacing[0])
     # every seed's cone of normals goes into one scan: the templates are made once and the
     # threads share out all the seeds' normals
     cones = [fibonacci_cap(seed.pose.normal, cone, normal_step) for seed in seeds]
@@ -497,19 +514,7 @@ def local_search(
             regions.append(local_region(centre, n, e1, e2, half_d, half_u))
     if not normals:
         return []
-    results, used = scan(
-        volume,
-        section,
-        np.array(normals),
-        maps,
-        regions=regions,
-        bases=bases,
-        d_step=step,
-        min_overlap=0.5,
-        pad=1.0,
-        scores=(score,),
-    )
-    result = results[score]
+    result, used = _scan_around(volume, section, np.array(normals), maps, regions, bases, score)
     found: list[Candidate] = []
     for i0, i1 in spans:
         part = ScanResult(result.scores[i0:i1], result.signs[i0:i1], result.centres[i0:i1])
