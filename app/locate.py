@@ -382,6 +382,7 @@ def _parameters(result: LocateResult, section_mask: str | None) -> dict[str, Any
         "near": None if o.near is None else list(o.near),
         "max_tilt": o.max_tilt,
         "shrinkage": o.shrinkage,
+        "assumed_compression": o.assumed_compression,
         "angle_step": o.angle_step,
         "search_pixels": o.search_pixels,
         "search_score": o.search_score,

@@ -115,6 +115,13 @@ def locate_cmd(
     shrinkage: Annotated[
         bool, opt("Fit in-plane shrinkage and shear (2D affine).", "--shrinkage")
     ] = False,
+    assumed_compression: Annotated[
+        float,
+        opt(
+            "With --shrinkage: if no pose is trusted, search again as if the section were "
+            "compressed by this fraction along y, then x (0: never)."
+        ),
+    ] = LocateOptions.assumed_compression,
     section_mask: Annotated[
         str | None, opt("2D mask of SECTION (image name or file; nonzero = tissue to match).")
     ] = None,
@@ -149,6 +156,7 @@ def locate_cmd(
         near=None if near is None else parse_point(near, flag="--near"),
         max_tilt=max_tilt,
         shrinkage=shrinkage,
+        assumed_compression=assumed_compression,
         auto_mask=auto_mask,
         search_pixels=search_pixels,
         search_score=search_score,

@@ -130,6 +130,41 @@ class Pose:
         return self.center + (p - self.section_center) @ self.linear.T
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """A section's pixels made ``factor`` times longer along ``axis`` (0: y, 1: x).
+
+    A section compressed by ``c`` along its cutting direction shows ``1 / (1 - c)``
+    times more tissue per pixel along it: stretched by that factor, it looks
+    like the volume's slice again, which the in-plane rigid scans can match.
+    Points move away from ``origin``: ``p' = origin + k (p - origin)``.
+    """
+
+    axis: int
+    factor: float
+    origin: np.ndarray
+
+    @property
+    def scales(self) -> np.ndarray:
+        """Factor per axis (y, x)."""
+        k = np.ones(2)
+        k[self.axis] = self.factor
+        return k
+
+    def grid(self, grid: GridImage) -> GridImage:
+        """The image stretched (same pixels, longer along the axis; its mask too)."""
+        o = np.asarray(self.origin, dtype=float)
+        origin = o + self.scales * (np.asarray(grid.origin, dtype=float) - o)
+        spacing = np.asarray(grid.spacing, dtype=float) * self.scales
+        return GridImage(grid.array, tuple(spacing), tuple(origin), grid.mask)
+
+    def pose(self, pose: Pose) -> Pose:
+        """A pose of the stretched section as the same map from the section itself."""
+        o = np.asarray(self.origin, dtype=float)
+        centre = o + (np.asarray(pose.section_center, dtype=float) - o) / self.scales
+        return Pose(pose.center, pose.linear * self.scales, centre)
+
+
 def fibonacci_cap(axis: Sequence[float], max_angle: float, spacing: float) -> np.ndarray:
     """Unit vectors spread evenly over a spherical cap.
 

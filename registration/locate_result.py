@@ -32,6 +32,13 @@ class LocateOptions:
         when ``normal`` is given.
     shrinkage
         Add an affine stage: the in-plane part may shrink and shear (``--shrinkage``).
+    assumed_compression
+        With ``shrinkage``: when no round of the search finds a trustworthy
+        pose, the section is searched again as if compressed by this
+        fraction along its y axis, then along its x axis (stretched back by
+        ``1 / (1 - assumed_compression)``; cutting compresses sections 5-15 %
+        along the cutting direction, more than the scans tolerate); 0: never
+        (``--assumed-compression``).
     search_pixels
         Pixels across the section's shorter side at the global level.
     angle_step
@@ -115,6 +122,7 @@ class LocateOptions:
     near_radius: float | None = None
     max_tilt: float | None = None
     shrinkage: bool = False
+    assumed_compression: float = 0.12
     search_pixels: int = 24
     angle_step: float = 15.0
     offset_step: float = 1.0

@@ -30,8 +30,11 @@ from coframe.registration.locate_geometry import (
     fibonacci_cap,
     in_plane_maps,
     plane_basis,
+    poses_distinct,
     transported_basis,
 )
+from coframe.registration.locate_inputs import WHOLE_LEVEL_VOXELS, VolumeReader, level_not_coarser
+from coframe.registration.locate_result import LocateOptions
 from coframe.registration.locate_scores import (
     FLAT_TOLERANCE,
     SCAN_SCORES,
@@ -532,3 +535,57 @@ def local_search(
             )
         )
     return sorted(found, key=lambda c: -c.score)
+
+
+def local_stage(
+    reader: VolumeReader,
+    sec_b: GridImage,
+    seeds: list[Candidate],
+    s_a: float,
+    s_b: float,
+    opts: LocateOptions,
+) -> list[Candidate]:
+    """The local search around each seed at spacing ``s_b``, distinct candidates by score.
+
+    The whole level is read when small enough, else a box around each seed.
+    """
+    whole = reader.volume.levels[level_not_coarser(reader.volume, s_b)]
+    found: list[Candidate] = []
+    half_diag = 0.5 * float(np.hypot(*(np.asarray(sec_b.shape) * s_b)))
+    if int(np.prod(whole.shape)) <= WHOLE_LEVEL_VOXELS:
+        vol_b = reader.grid(s_b)
+        groups = [(vol_b, seeds)]
+    else:
+        groups = []
+        for seed in seeds:
+            c = seed.pose.center
+            m = half_diag + 3 * s_a
+            groups.append((reader.grid(s_b, c - m, c + m), [seed]))
+    for vol_b, seeds_in in groups:
+        for kind in dict.fromkeys(c.kind for c in seeds_in):
+            group = [c for c in seeds_in if c.kind == kind]
+            found.extend(
+                local_search(
+                    vol_b,
+                    sec_b,
+                    group,
+                    cone=0.6 * opts.angle_step,
+                    normal_step=opts.local_step,
+                    angle_range=0.6 * opts.angle_step,
+                    angle_step=opts.local_step,
+                    half_d=1.0 * s_a,
+                    half_u=1.0 * s_a,
+                    max_angle=opts.distinct_angle,
+                    max_shift=opts.distinct_voxels * s_b,
+                    score=kind,
+                )
+            )
+    found.sort(key=lambda c: -c.score)
+    kept: list[Candidate] = []
+    for c in found:
+        if all(
+            poses_distinct(c.pose, k.pose, max_angle=opts.local_step, max_shift=2 * s_b)
+            for k in kept
+        ):
+            kept.append(c)
+    return kept

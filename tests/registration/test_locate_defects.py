@@ -17,6 +17,7 @@ from coframe.cli import app
 from coframe.registration.locate_geometry import (
     GridImage,
     Pose,
+    Stretch,
     in_plane_maps,
     pose_errors,
     resample_grid,
@@ -325,6 +326,45 @@ def test_a_compressed_section_is_found_and_its_compression_reported(
     assert f"compression {100 * comp['compression']:.1f}%" in result.stdout, result.stdout
     err = _errors(report, truth)
     assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+
+
+def test_a_pose_of_the_stretched_section_maps_the_section_as_it_does_the_stretched_one(
+    phantom: GridImage,
+) -> None:
+    section, truth = _cut(phantom, seed=13, squeeze=0.85)
+    stretch = Stretch(axis=0, factor=1 / 0.85, origin=np.array([300.0, -200.0]))
+    long = stretch.grid(section)
+    assert long.spacing == (PIXEL / 0.85, PIXEL) and long.array is section.array
+    # a pixel sits at p in the section and at p' in the stretched copy
+    pixels = np.array([[0, 0], [43, 0], [10, 51], [43, 51]], dtype=float)
+    p = np.asarray(section.origin) + pixels * np.asarray(section.spacing)
+    q = np.asarray(long.origin) + pixels * np.asarray(long.spacing)
+    # the rigid pose of the stretched section is the true one with the squeeze undone
+    rigid = Pose(truth.center, truth.linear * np.array([0.85, 1.0]), np.zeros(2))
+    rigid = Pose(rigid.apply(q[:1])[0], rigid.linear, q[0])
+    back = stretch.pose(rigid)
+    np.testing.assert_allclose(back.apply(p), rigid.apply(q), atol=1e-6)
+    np.testing.assert_allclose(back.linear, truth.linear, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_section_compressed_beyond_the_scans_reach_is_found_stretched_back(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    section, truth = _cut(phantom, seed=14, squeeze=0.75)
+    ws = _workspace(tmp_path, runner, {"squeezed": section.array}, phantom)
+    args = ["locate", *QUICK, "squeezed", "volume", "--shrinkage", "--json", "-w", str(ws)]
+    cone = ["--normal", "1,0,0", "--max-tilt", "30"]
+    # searched as it is, the section is not trusted (the scans match it rigidly)
+    result = runner.invoke(app, [*args, *cone, "--assumed-compression", "0"])
+    assert result.exit_code != 0 or not json.loads(result.stdout)["trustworthy"], result.output
+    result = runner.invoke(app, [*args, *cone, "--assumed-compression", "0.25", "--force"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["trustworthy"], report
+    err = _errors(report, truth)
+    assert err["normal_deg"] <= 2.0 and err["offset_voxels"] <= 1.0, err
+    assert abs(report["compression"]["compression"] - 0.25) < 0.03, report["compression"]
 
 
 def _outside_pose(phantom: GridImage, fraction_out: float) -> Pose:
