@@ -406,6 +406,18 @@ def test_a_section_of_one_value_is_refused(
     assert "all one value" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_assumed_compression_out_of_range_is_refused(
+    phantom: GridImage, tmp_path: Path, runner: CliRunner
+) -> None:
+    section, _ = _cut(phantom, seed=13)
+    ws = _workspace(tmp_path, runner, {"sec": section.array}, phantom)
+    args = ["locate", *QUICK, "sec", "volume", "--shrinkage", "-w", str(ws)]
+    result = runner.invoke(app, [*args, "--assumed-compression", "12"])
+    assert result.exit_code == 2
+    assert "--assumed-compression" in result.stderr and "0.12" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_mostly_masked_section_is_refused(
     phantom: GridImage, tmp_path: Path, runner: CliRunner
 ) -> None:
